@@ -1,0 +1,150 @@
+"""The ``crm-api`` command: serve, migrate, openapi, create-key. Progress goes to stderr; a created key is
+printed alone on the last line of stdout."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import sys
+from pathlib import Path
+
+from .config import get_settings
+
+
+def _err(message: str) -> None:
+    print(f"crm-api: {message}", file=sys.stderr)
+
+
+def _resolve_url() -> str:
+    from .db import database_url
+
+    return database_url()
+
+
+async def _bootstrap(url: str) -> str | None:
+    """On first start: a ``default`` workspace and one admin key, returned once."""
+    from .admin import keys
+    from .db import create_pool
+
+    pool = await create_pool(url, 1)
+    try:
+        async with pool.acquire() as conn, conn.transaction():
+            workspace_id, created = await keys.ensure_workspace(conn, "default")
+            if not created:
+                return None
+            key, _ = await keys.create_key(conn, workspace_id, "admin (first start)", ["*", "admin"])
+            return key
+    finally:
+        await pool.close()
+
+
+async def _create_key(url: str, workspace: str, scopes: list[str], name: str) -> str:
+    from .admin import keys
+    from .db import create_pool
+
+    pool = await create_pool(url, 1)
+    try:
+        async with pool.acquire() as conn, conn.transaction():
+            workspace_id, created = await keys.ensure_workspace(conn, workspace)
+            if created:
+                _err(f"created workspace '{workspace}'")
+            key, _ = await keys.create_key(conn, workspace_id, name, scopes)
+            return key
+    finally:
+        await pool.close()
+
+
+def cmd_migrate(_: argparse.Namespace) -> int:
+    from .migrate import upgrade
+
+    url = _resolve_url()
+    upgrade(url)
+    _err("database is at the newest migration")
+    return 0
+
+
+def cmd_openapi(args: argparse.Namespace) -> int:
+    from .app import create_app
+
+    document = create_app(url="postgresql://unused").openapi()
+    path = Path(args.output)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(document, indent=2, sort_keys=True) + "\n")
+    _err(f"wrote {path}")
+    return 0
+
+
+def cmd_create_key(args: argparse.Namespace) -> int:
+    from .errors import CRMError
+    from .migrate import upgrade
+
+    url = _resolve_url()
+    upgrade(url)
+    scopes = [s.strip() for s in args.scopes.replace("|", ",").split(",") if s.strip()]
+    try:
+        key = asyncio.run(_create_key(url, args.workspace, scopes, args.name))
+    except CRMError as exc:
+        _err(exc.detail + "".join(f" ({e.path}: {e.message})" for e in exc.errors))
+        return 2
+    print(key)
+    return 0
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from .migrate import upgrade
+
+    url = _resolve_url()
+    upgrade(url)
+    key = asyncio.run(_bootstrap(url))
+    if key:
+        _err("first start: created workspace 'default' with this admin API key (shown once, keep it):")
+        print(key, flush=True)
+    # Worker processes import the app afresh; hand them the URL resolved here (embedded or configured).
+    os.environ["CRM_DATABASE_URL"] = url
+    get_settings.cache_clear()
+    _err(f"serving on http://{args.host}:{args.port} (docs at /docs)")
+    uvicorn.run(
+        "crm_api.app:create_app",
+        factory=True,
+        host=args.host,
+        port=args.port,
+        workers=args.workers,
+        log_level=get_settings().log_level,
+        access_log=args.access_log,
+    )
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="crm-api", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    serve = sub.add_parser("serve", help="run the API (embedded PostgreSQL when CRM_DATABASE_URL is unset)")
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=8000)
+    serve.add_argument("--workers", type=int, default=1)
+    serve.add_argument("--access-log", action="store_true")
+    serve.set_defaults(func=cmd_serve)
+    sub.add_parser("migrate", help="upgrade the database to the newest migration").set_defaults(
+        func=cmd_migrate
+    )
+    spec = sub.add_parser("openapi", help="write the OpenAPI document")
+    spec.add_argument("--output", default="openapi/openapi.json")
+    spec.set_defaults(func=cmd_openapi)
+    key = sub.add_parser("create-key", help="create an API key (and its workspace if needed)")
+    key.add_argument("--workspace", required=True)
+    key.add_argument(
+        "--scopes", required=True, help="comma-separated, e.g. contacts:read,contacts:write or *"
+    )
+    key.add_argument("--name", default="created by crm-api create-key")
+    key.set_defaults(func=cmd_create_key)
+    args = parser.parse_args(argv)
+    result: int = args.func(args)
+    return result
+
+
+if __name__ == "__main__":
+    sys.exit(main())

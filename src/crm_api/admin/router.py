@@ -1,0 +1,81 @@
+"""``/v1/api-keys``: admin-only management of a workspace's keys."""
+
+import datetime as dt
+import uuid
+from typing import Annotated, Literal
+
+from fastapi import APIRouter, Path, Request, Response
+from pydantic import BaseModel, Field
+
+from ..auth import Principal, require
+from ..deps import WriteConn
+from ..idempotency import idempotent
+from ..resources.router import json_response, problems
+from ..resources.schemas import ShortText, WriteModel
+from . import keys
+
+router = APIRouter(prefix="/v1/api-keys", tags=["api-keys"])
+Admin = Annotated[Principal, require("admin")]
+
+
+class ApiKeyCreate(WriteModel):
+    name: ShortText = Field(min_length=1)
+    scopes: list[Annotated[str, Field(max_length=64)]] = Field(
+        min_length=1, max_length=50, examples=[["contacts:read", "contacts:write"]]
+    )
+
+
+class ApiKey(BaseModel):
+    object: Literal["api_key"]
+    id: uuid.UUID
+    name: str
+    prefix: str
+    scopes: list[str]
+    created_at: dt.datetime
+    revoked_at: dt.datetime | None
+
+
+class ApiKeyWithSecret(ApiKey):
+    key: str = Field(description="The key itself: shown once, never again")
+
+
+class ApiKeyList(BaseModel):
+    object: Literal["list"]
+    data: list[ApiKey]
+    has_more: bool
+    next_cursor: str | None
+
+
+@router.get("", operation_id="api_keys_list", response_model=ApiKeyList, responses=problems(422))
+async def list_keys(request: Request, principal: Admin) -> Response:
+    data = await keys.list_keys(request.app.state.db.pool, principal.workspace_id)
+    return json_response({"object": "list", "data": data, "has_more": False, "next_cursor": None})
+
+
+@router.post(
+    "",
+    status_code=201,
+    operation_id="api_keys_create",
+    response_model=ApiKeyWithSecret,
+    responses=problems(409, 422),
+)
+async def create_key(request: Request, body: ApiKeyCreate, principal: Admin, conn: WriteConn) -> Response:
+    async def run() -> Response:
+        key, row = await keys.create_key(conn, principal.workspace_id, body.name, body.scopes)
+        return json_response({**row, "key": key}, 201)
+
+    return await idempotent(request, conn, principal, run)
+
+
+@router.delete(
+    "/{id}", operation_id="api_keys_revoke", response_model=ApiKey, responses=problems(404, 409, 422)
+)
+async def revoke_key(
+    request: Request, key_id: Annotated[uuid.UUID, Path(alias="id")], principal: Admin, conn: WriteConn
+) -> Response:
+    async def run() -> Response:
+        row = await keys.revoke_key(conn, principal.workspace_id, key_id)
+        request.app.state.key_cache.forget_key(key_id)
+        return json_response(row)
+
+    return await idempotent(request, conn, principal, run)

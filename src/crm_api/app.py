@@ -1,0 +1,126 @@
+"""create_app(): lifespan (pool, key cache), middleware, error handlers, routers, the OpenAPI document."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.openapi.utils import get_openapi
+from fastapi.responses import Response
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from . import __version__, jsonutil
+from .admin.router import router as keys_router
+from .auth import KeyCache
+from .companies.router import router as company_extra_router
+from .companies.spec import COMPANIES
+from .config import Settings, get_settings
+from .contacts.spec import CONTACTS
+from .db import Database, create_pool, database_url
+from .errors import PROBLEM_JSON, BadRequest, CRMError, FieldError, NotFound, Unprocessable, problem_schema
+from .middleware import RequestContext
+from .resources.router import build_router
+
+log = logging.getLogger("crm_api")
+
+
+def _problem(request: Request, exc: CRMError) -> Response:
+    request_id = getattr(request.state, "request_id", "")
+    headers = {"Allow": exc.allow} if isinstance(exc, _MethodNotAllowed) else None
+    return Response(jsonutil.dumps(exc.body(request_id)), exc.status, headers, media_type=PROBLEM_JSON)
+
+
+class _MethodNotAllowed(CRMError):
+    status = 405
+    code = "method_not_allowed"
+    title = "Method not allowed"
+    allow = ""
+
+
+def _pointer(loc: tuple[Any, ...]) -> str:
+    parts = list(loc)
+    if parts and parts[0] in ("body", "query", "path", "header"):
+        kind = parts.pop(0)
+        if kind != "body":
+            parts.insert(0, kind)
+    return "/" + "/".join(str(p) for p in parts)
+
+
+def _validation_problem(request: Request, exc: RequestValidationError) -> Response:
+    errors = exc.errors()
+    if any(e.get("type") == "json_invalid" for e in errors):
+        detail = next(e for e in errors if e.get("type") == "json_invalid").get("ctx", {}).get("error", "")
+        return _problem(request, BadRequest(f"The body is not valid JSON: {detail}".strip()))
+    fields = [FieldError(_pointer(tuple(e["loc"])), str(e["msg"])) for e in errors]
+    summary = "; ".join(f"{f.path}: {f.message}" for f in fields[:3])
+    return _problem(request, Unprocessable(f"Validation failed: {summary}", fields))
+
+
+def _http_problem(request: Request, exc: StarletteHTTPException) -> Response:
+    if exc.status_code == 404:
+        return _problem(request, NotFound("No such route"))
+    if exc.status_code == 405:
+        error = _MethodNotAllowed(f"{request.method} is not allowed here")
+        error.allow = (exc.headers or {}).get("Allow", "")
+        return _problem(request, error)
+    generic = CRMError(str(exc.detail))
+    generic.status = exc.status_code  # type: ignore[misc]
+    return _problem(request, generic)
+
+
+def _crash(request: Request, exc: Exception) -> Response:
+    log.exception("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
+    return _problem(request, CRMError("An unexpected error occurred; it has been logged"))
+
+
+def _openapi(app: FastAPI) -> dict[str, Any]:
+    if app.openapi_schema:
+        return app.openapi_schema
+    schema = get_openapi(
+        title="crm-api",
+        version=__version__,
+        description="An API-first, headless CRM. Every error is application/problem+json.",
+        routes=app.routes,
+    )
+    schema.setdefault("components", {}).setdefault("schemas", {})["Problem"] = problem_schema()
+    schema["components"]["securitySchemes"] = {"bearer": {"type": "http", "scheme": "bearer"}}
+    schema["security"] = [{"bearer": []}]
+    app.openapi_schema = schema
+    return schema
+
+
+def create_app(settings: Settings | None = None, url: str | None = None) -> FastAPI:
+    settings = settings or get_settings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        pool = await create_pool(url or database_url(), settings.pool_size)
+        app.state.db = Database(pool)
+        try:
+            yield
+        finally:
+            await pool.close()
+
+    app = FastAPI(title="crm-api", version=__version__, lifespan=lifespan)
+    app.state.settings = settings
+    app.state.key_cache = KeyCache(settings.auth_cache_seconds)
+    app.add_middleware(RequestContext, max_body_bytes=settings.max_body_bytes)
+    app.add_exception_handler(CRMError, _problem)  # type: ignore[arg-type]
+    app.add_exception_handler(RequestValidationError, _validation_problem)  # type: ignore[arg-type]
+    app.add_exception_handler(StarletteHTTPException, _http_problem)  # type: ignore[arg-type]
+    app.add_exception_handler(Exception, _crash)
+    app.include_router(build_router(CONTACTS))
+    app.include_router(company_extra_router)
+    app.include_router(build_router(COMPANIES))
+    app.include_router(keys_router)
+
+    @app.get("/health", include_in_schema=False)
+    async def health() -> dict[str, str]:
+        return {"status": "ok"}
+
+    app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
+    return app

@@ -1,0 +1,108 @@
+"""API keys -> Principal(workspace_id, key_id, scopes), with a short in-process cache.
+
+Keys look like ``crm_<prefix>_<secret>``; only a SHA-256 of the whole key is stored (keys are 32 random
+bytes, so a slow hash buys nothing). The cache is what keeps the key lookup off every request's path.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+import time
+import uuid
+from dataclasses import dataclass
+from typing import Annotated, Any
+
+import asyncpg
+from fastapi import Depends, Request
+
+from .errors import Forbidden, Unauthorized
+
+KNOWN_RESOURCES = ("contacts", "companies", "events", "webhooks")
+ACTIONS = ("read", "write")
+
+
+@dataclass(frozen=True, slots=True)
+class Principal:
+    workspace_id: uuid.UUID
+    key_id: uuid.UUID
+    scopes: frozenset[str]
+
+    @property
+    def actor(self) -> str:
+        return f"api_key:{self.key_id}"
+
+    def allows(self, scope: str) -> bool:
+        if "*" in self.scopes or scope in self.scopes:
+            return True
+        return scope != "admin" and "admin" in self.scopes
+
+
+def hash_key(key: str) -> str:
+    return hashlib.sha256(key.encode()).hexdigest()
+
+
+def new_key() -> tuple[str, str]:
+    """A fresh key and its display prefix."""
+    prefix = secrets.token_hex(4)
+    return f"crm_{prefix}_{secrets.token_urlsafe(32)}", prefix
+
+
+def valid_scope(scope: str) -> bool:
+    if scope in ("*", "admin"):
+        return True
+    resource, _, action = scope.partition(":")
+    return resource in KNOWN_RESOURCES and action in ACTIONS
+
+
+class KeyCache:
+    def __init__(self, ttl: float) -> None:
+        self.ttl = ttl
+        self._entries: dict[str, tuple[float, Principal]] = {}
+
+    def get(self, key_hash: str) -> Principal | None:
+        hit = self._entries.get(key_hash)
+        if hit is None or hit[0] < time.monotonic():
+            return None
+        return hit[1]
+
+    def put(self, key_hash: str, principal: Principal) -> None:
+        if len(self._entries) > 10_000:
+            self._entries.clear()
+        self._entries[key_hash] = (time.monotonic() + self.ttl, principal)
+
+    def forget_key(self, key_id: uuid.UUID) -> None:
+        for h, (_, p) in list(self._entries.items()):
+            if p.key_id == key_id:
+                del self._entries[h]
+
+
+_LOOKUP = "SELECT workspace_id, id, scopes FROM api_keys WHERE key_hash = $1 AND revoked_at IS NULL"
+
+
+async def authenticate(request: Request) -> Principal:
+    header = request.headers.get("authorization", "")
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise Unauthorized("Send the API key as 'Authorization: Bearer <key>'")
+    key_hash = hash_key(token.strip())
+    cache: KeyCache = request.app.state.key_cache
+    principal = cache.get(key_hash)
+    if principal is None:
+        pool: asyncpg.Pool = request.app.state.db.pool
+        row = await pool.fetchrow(_LOOKUP, key_hash)
+        if row is None:
+            raise Unauthorized("Unknown or revoked API key")
+        principal = Principal(row["workspace_id"], row["id"], frozenset(row["scopes"]))
+        cache.put(key_hash, principal)
+    request.state.principal = principal
+    return principal
+
+
+def require(scope: str) -> Any:
+    async def dependency(principal: Annotated[Principal, Depends(authenticate)]) -> Principal:
+        if not principal.allows(scope):
+            raise Forbidden(f"This API key lacks the '{scope}' scope")
+        return principal
+
+    return Depends(dependency)

@@ -1,0 +1,1 @@
+"""Companies: organisations, described as a resource spec over the shared machinery."""

@@ -1,0 +1,34 @@
+"""Routes companies have beyond the shared ones."""
+
+import uuid
+from typing import Annotated
+
+from fastapi import APIRouter, Path, Request, Response
+
+from ..auth import Principal, require
+from ..contacts.schemas import Contact
+from ..contacts.spec import CONTACTS
+from ..resources import query, service
+from ..resources.router import context, json_response, problems
+from ..resources.schemas import list_model
+from .spec import COMPANIES
+
+router = APIRouter(prefix="/v1/companies", tags=["companies"])
+Reader = Annotated[Principal, require("contacts:read")]
+
+
+@router.get(
+    "/{id}/contacts",
+    operation_id="companies_list_contacts",
+    response_model=list_model(Contact),
+    responses=problems(404, 422),
+    summary="List a company's contacts",
+)
+async def list_contacts(
+    request: Request, oid: Annotated[uuid.UUID, Path(alias="id")], principal: Reader
+) -> Response:
+    pool = request.app.state.db.pool
+    ctx = context(request, principal)
+    await service.get(pool, COMPANIES, ctx, oid)
+    page = await query.list_page(pool, CONTACTS, ctx, request.query_params, extra={"company_id": oid})
+    return json_response(page)

@@ -1,0 +1,34 @@
+"""Settings, read from the environment (prefix ``CRM_``); nothing else reads ``os.environ``."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+import platformdirs
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+def _default_data_dir() -> Path:
+    return Path(platformdirs.user_data_dir("crm-api"))
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="CRM_", extra="ignore")
+
+    database_url: str | None = None
+    """``postgresql+asyncpg://...``; unset means an embedded PostgreSQL in ``data_dir``."""
+    data_dir: Path = _default_data_dir()
+    test_database_url: str | None = None
+    pool_size: int = 10
+    max_body_bytes: int = 2 * 1024 * 1024
+    auth_cache_seconds: float = 5.0
+    """How long a verified API key is trusted without asking the database again (revocation delay
+    for other processes; the process that revokes forgets the key at once)."""
+    idempotency_ttl_hours: int = 48
+    log_level: str = "info"
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return Settings()

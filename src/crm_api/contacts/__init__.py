@@ -1,0 +1,1 @@
+"""Contacts: people, described as a resource spec over the shared machinery."""

@@ -1,0 +1,77 @@
+"""Contact bodies and the contact as the API returns it."""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from typing import Any, Literal
+
+from pydantic import EmailStr, Field
+
+from ..resources.schemas import CustomFields, ExternalIds, ReadModel, ShortText, Tags, WriteModel
+
+LifecycleStage = Literal[
+    "subscriber",
+    "lead",
+    "marketing_qualified",
+    "sales_qualified",
+    "opportunity",
+    "customer",
+    "evangelist",
+    "other",
+]
+Phone = Field(None, max_length=50, pattern=r"^\+?[0-9 ().\-]{3,50}$")
+
+
+class ContactCreate(WriteModel):
+    email: EmailStr | None = None
+    first_name: ShortText | None = None
+    last_name: ShortText | None = None
+    phone: str | None = Phone
+    title: ShortText | None = None
+    lifecycle_stage: LifecycleStage | None = None
+    company_id: uuid.UUID | None = None
+    owner_id: uuid.UUID | None = None
+    tags: Tags = []
+    custom_fields: CustomFields = {}
+    external_ids: ExternalIds = {}
+    marketing_consent: bool = False
+    marketing_consent_at: dt.datetime | None = None
+    marketing_consent_source: ShortText | None = None
+
+
+class ContactUpdate(WriteModel):
+    """Absent fields stay as they are; ``null`` clears."""
+
+    email: EmailStr | None = None
+    first_name: ShortText | None = None
+    last_name: ShortText | None = None
+    phone: str | None = Phone
+    title: ShortText | None = None
+    lifecycle_stage: LifecycleStage | None = None
+    company_id: uuid.UUID | None = None
+    owner_id: uuid.UUID | None = None
+    tags: Tags | None = None
+    custom_fields: CustomFields | None = None
+    external_ids: ExternalIds | None = None
+    marketing_consent: bool | None = None
+    marketing_consent_at: dt.datetime | None = None
+    marketing_consent_source: ShortText | None = None
+
+
+class Contact(ReadModel):
+    object: Literal["contact"]
+    email: str | None
+    first_name: str | None
+    last_name: str | None
+    phone: str | None
+    title: str | None
+    lifecycle_stage: LifecycleStage | None
+    company_id: uuid.UUID | None
+    owner_id: uuid.UUID | None
+    tags: list[str]
+    custom_fields: dict[str, Any]
+    external_ids: dict[str, str]
+    marketing_consent: bool
+    marketing_consent_at: dt.datetime | None
+    marketing_consent_source: str | None

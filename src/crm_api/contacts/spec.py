@@ -1,0 +1,78 @@
+"""The contact resource: fields, natural key (email), filters, and one relation hop (company)."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+from ..resources.spec import FieldSpec, NaturalKey, QueryParam, Reference, ResourceSpec, register
+from .schemas import Contact, ContactCreate, ContactUpdate
+
+
+def normalise_email(value: str) -> str:
+    return value.strip().lower()
+
+
+def _normalise(payload: dict[str, Any]) -> dict[str, Any]:
+    out = dict(payload)
+    if out.get("email"):
+        out["email"] = normalise_email(out["email"])
+    return out
+
+
+def _finalise(old: dict[str, Any] | None, new: dict[str, Any]) -> None:
+    """Stamp the moment consent was given or withdrawn, unless the client stated it."""
+    before = old["marketing_consent"] if old else False
+    stated = new["marketing_consent_at"] != (old["marketing_consent_at"] if old else None)
+    if new["marketing_consent"] != before and not stated:
+        new["marketing_consent_at"] = dt.datetime.now(dt.UTC)
+
+
+def _search_text(row: dict[str, Any]) -> str:
+    parts = (row.get("first_name"), row.get("last_name"), row.get("email"))
+    return " ".join(p for p in parts if p).lower()
+
+
+CONTACTS = register(
+    ResourceSpec(
+        name="contacts",
+        object="contact",
+        fields=(
+            FieldSpec("email", "text"),
+            FieldSpec("first_name", "text"),
+            FieldSpec("last_name", "text"),
+            FieldSpec("phone", "text"),
+            FieldSpec("title", "text"),
+            FieldSpec("lifecycle_stage", "text"),
+            FieldSpec("company_id", "uuid"),
+            FieldSpec("owner_id", "uuid"),
+            FieldSpec("tags", "text[]"),
+            FieldSpec("custom_fields", "jsonb", filterable=False),
+            FieldSpec("external_ids", "jsonb", filterable=False),
+            FieldSpec("marketing_consent", "boolean"),
+            FieldSpec("marketing_consent_at", "timestamptz"),
+            FieldSpec("marketing_consent_source", "text"),
+        ),
+        create_schema=ContactCreate,
+        update_schema=ContactUpdate,
+        read_schema=Contact,
+        normalise=_normalise,
+        search_text=_search_text,
+        finalise=_finalise,
+        natural_key=NaturalKey("email", "by-email", normalise_email),
+        references=(Reference("company_id", "companies"),),
+        sorts=("created_at", "updated_at"),
+        query_params=(
+            QueryParam("email", "email", "eq", "text"),
+            QueryParam("company_id", "company_id", "eq", "uuid"),
+            QueryParam("owner_id", "owner_id", "eq", "uuid"),
+            QueryParam("lifecycle_stage", "lifecycle_stage", "eq", "text"),
+            QueryParam("tag", "tags", "contains", "text[]"),
+            QueryParam("updated_after", "updated_at", "gt", "timestamptz"),
+            QueryParam("created_after", "created_at", "gt", "timestamptz"),
+            QueryParam("created_before", "created_at", "lt", "timestamptz"),
+        ),
+        relations={"company": ("company_id", "companies")},
+        defaults={"tags": [], "custom_fields": {}, "external_ids": {}, "marketing_consent": False},
+    )
+)

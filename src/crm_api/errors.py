@@ -1,0 +1,146 @@
+"""The error tree and its problem+json rendering (RFC 9457).
+
+    CRMError (500 internal_error)
+    ├── BadRequest (400 bad_request)
+    │   └── InvalidCursor (400 invalid_cursor)
+    ├── Unauthorized (401 unauthorized)
+    ├── Forbidden (403 forbidden)
+    ├── NotFound (404 not_found)
+    ├── Conflict (409 conflict)
+    │   └── IdempotencyInFlight (409 idempotency_in_flight)
+    ├── PreconditionFailed (412 precondition_failed)
+    ├── PayloadTooLarge (413 payload_too_large)
+    └── Unprocessable (422 validation_error)
+        └── IdempotencyMismatch (422 idempotency_key_reused)
+
+Raise them anywhere below the router; one handler renders them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+PROBLEM_BASE = "https://crm-api.dev/problems/"
+PROBLEM_JSON = "application/problem+json"
+
+
+@dataclass(frozen=True)
+class FieldError:
+    path: str
+    message: str
+
+
+class CRMError(Exception):
+    status: ClassVar[int] = 500
+    code: ClassVar[str] = "internal_error"
+    title: ClassVar[str] = "Internal server error"
+
+    def __init__(self, detail: str | None = None, errors: list[FieldError] | None = None) -> None:
+        super().__init__(detail or self.title)
+        self.detail = detail or self.title
+        self.errors = errors or []
+
+    def body(self, request_id: str) -> dict[str, Any]:
+        body: dict[str, Any] = {
+            "type": PROBLEM_BASE + self.code,
+            "title": self.title,
+            "status": self.status,
+            "detail": self.detail,
+            "code": self.code,
+            "request_id": request_id,
+        }
+        if self.errors:
+            body["errors"] = [{"path": e.path, "message": e.message} for e in self.errors]
+        return body
+
+
+class BadRequest(CRMError):
+    status = 400
+    code = "bad_request"
+    title = "Bad request"
+
+
+class InvalidCursor(BadRequest):
+    code = "invalid_cursor"
+    title = "Invalid cursor"
+
+
+class Unauthorized(CRMError):
+    status = 401
+    code = "unauthorized"
+    title = "Missing or invalid API key"
+
+
+class Forbidden(CRMError):
+    status = 403
+    code = "forbidden"
+    title = "The API key lacks the required scope"
+
+
+class NotFound(CRMError):
+    status = 404
+    code = "not_found"
+    title = "Not found"
+
+
+class Conflict(CRMError):
+    status = 409
+    code = "conflict"
+    title = "Conflict"
+
+
+class IdempotencyInFlight(Conflict):
+    code = "idempotency_in_flight"
+    title = "A request with this Idempotency-Key is still being processed"
+
+
+class PreconditionFailed(CRMError):
+    status = 412
+    code = "precondition_failed"
+    title = "The object has changed since the version given in If-Match"
+
+
+class PayloadTooLarge(CRMError):
+    status = 413
+    code = "payload_too_large"
+    title = "Request body too large"
+
+
+class Unprocessable(CRMError):
+    status = 422
+    code = "validation_error"
+    title = "Validation failed"
+
+
+class IdempotencyMismatch(Unprocessable):
+    code = "idempotency_key_reused"
+    title = "This Idempotency-Key was used with a different request"
+
+
+def field_error(path: str, message: str, detail: str | None = None) -> Unprocessable:
+    return Unprocessable(detail or f"{path.lstrip('/') or 'body'}: {message}", [FieldError(path, message)])
+
+
+def problem_schema() -> dict[str, Any]:
+    """The JSON schema of a problem document, for the OpenAPI spec."""
+    return {
+        "type": "object",
+        "required": ["type", "title", "status", "code", "request_id"],
+        "properties": {
+            "type": {"type": "string"},
+            "title": {"type": "string"},
+            "status": {"type": "integer"},
+            "detail": {"type": "string"},
+            "code": {"type": "string"},
+            "request_id": {"type": "string"},
+            "errors": {
+                "type": "array",
+                "items": {
+                    "type": "object",
+                    "required": ["path", "message"],
+                    "properties": {"path": {"type": "string"}, "message": {"type": "string"}},
+                },
+            },
+        },
+    }

@@ -1,0 +1,1 @@
+"""Events: the outbox rows every write appends, in the same statement as the write."""

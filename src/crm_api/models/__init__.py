@@ -1,0 +1,18 @@
+"""Every table, so alembic sees one metadata."""
+
+from .base import Base
+from .crm import LIFECYCLE_STAGES, Company, Contact, ExternalId
+from .events import Event, IdempotencyRecord
+from .workspace import ApiKey, Workspace
+
+__all__ = [
+    "LIFECYCLE_STAGES",
+    "ApiKey",
+    "Base",
+    "Company",
+    "Contact",
+    "Event",
+    "ExternalId",
+    "IdempotencyRecord",
+    "Workspace",
+]

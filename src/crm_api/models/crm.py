@@ -1,0 +1,163 @@
+"""Contacts, companies and the external-id registry that keeps ``external_ids`` unique."""
+
+from __future__ import annotations
+
+import decimal
+import uuid
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    CheckConstraint,
+    DateTime,
+    ForeignKeyConstraint,
+    Index,
+    Numeric,
+    Text,
+    text,
+)
+from sqlalchemy.dialects.postgresql import ARRAY, JSONB, UUID
+from sqlalchemy.orm import Mapped, mapped_column
+
+from .base import Base, RecordMixin
+
+LIFECYCLE_STAGES = (
+    "subscriber",
+    "lead",
+    "marketing_qualified",
+    "sales_qualified",
+    "opportunity",
+    "customer",
+    "evangelist",
+    "other",
+)
+
+
+def _tags() -> Mapped[list[str]]:
+    return mapped_column(ARRAY(Text), nullable=False, server_default=text("'{}'"))
+
+
+def _jsonb() -> Mapped[dict[str, object]]:
+    return mapped_column(JSONB, nullable=False, server_default=text("'{}'"))
+
+
+def _standard_indexes(table: str) -> tuple[Index, ...]:
+    """Indexes behind the sorts and filters every resource offers."""
+    return (
+        Index(f"ix_{table}_created", "workspace_id", "created_at", "id"),
+        Index(f"ix_{table}_updated", "workspace_id", "updated_at", "id"),
+        Index(f"ix_{table}_owner", "workspace_id", "owner_id"),
+        Index(f"ix_{table}_tags", "tags", postgresql_using="gin"),
+        Index(
+            f"ix_{table}_custom_fields",
+            "custom_fields",
+            postgresql_using="gin",
+            postgresql_ops={"custom_fields": "jsonb_path_ops"},
+        ),
+    )
+
+
+class Company(RecordMixin, Base):
+    __tablename__ = "companies"
+    __table_args__ = (
+        ForeignKeyConstraint(["workspace_id"], ["workspaces.id"], ondelete="CASCADE"),
+        Index(
+            "uq_companies_domain_live",
+            "workspace_id",
+            "domain",
+            unique=True,
+            postgresql_where=text("archived_at IS NULL AND domain IS NOT NULL"),
+        ),
+        Index("ix_companies_domain", "workspace_id", "domain", "id"),
+        Index("ix_companies_name", "workspace_id", "name", "id"),
+        Index("ix_companies_industry", "workspace_id", "industry"),
+        Index("ix_companies_employee_count", "workspace_id", "employee_count"),
+        Index("ix_companies_annual_revenue", "workspace_id", "annual_revenue"),
+        Index(
+            "ix_companies_search",
+            "search_text",
+            postgresql_using="gin",
+            postgresql_ops={"search_text": "gin_trgm_ops"},
+        ),
+        *_standard_indexes("companies"),
+    )
+
+    name: Mapped[str] = mapped_column(Text, nullable=False)
+    domain: Mapped[str | None] = mapped_column(Text)
+    industry: Mapped[str | None] = mapped_column(Text)
+    employee_count: Mapped[int | None] = mapped_column(BigInteger)
+    annual_revenue: Mapped[decimal.Decimal | None] = mapped_column(Numeric(20, 2))
+    currency: Mapped[str | None] = mapped_column(Text)
+    owner_id: Mapped[uuid.UUID | None] = mapped_column(UUID(as_uuid=True))
+    tags: Mapped[list[str]] = _tags()
+    custom_fields: Mapped[dict[str, object]] = _jsonb()
+    external_ids: Mapped[dict[str, object]] = _jsonb()
+    search_text: Mapped[str] = mapped_column(Text, nullable=False, server_default=text("''"))
+    """Lower-cased name and domain, what ``q=`` matches (trigram index)."""
+
+
+class Contact(RecordMixin, Base):
+    __tablename__ = "contacts"
+    __table_args__ = (
+        ForeignKeyConstraint(["workspace_id"], ["workspaces.id"], ondelete="CASCADE"),
+        ForeignKeyConstraint(["workspace_id", "company_id"], ["companies.workspace_id", "companies.id"]),
+        CheckConstraint(
+            "lifecycle_stage IN (" + ", ".join(f"'{s}'" for s in LIFECYCLE_STAGES) + ")",
+            name="lifecycle_stage",
+        ),
+        Index(
+            "uq_contacts_email_live",
+            "workspace_id",
+            "email",
+            unique=True,
+            postgresql_where=text("archived_at IS NULL AND email IS NOT NULL"),
+        ),
+        Index("ix_contacts_email", "workspace_id", "email", "id"),
+        Index("ix_contacts_last_name", "workspace_id", "last_name", "id"),
+        Index("ix_contacts_company", "workspace_id", "company_id"),
+        Index("ix_contacts_lifecycle", "workspace_id", "lifecycle_stage"),
+        Index("ix_contacts_phone", "workspace_id", "phone"),
+        Index(
+            "ix_contacts_search",
+            "search_text",
+            postgresql_using="gin",
+            postgresql_ops={"search_text": "gin_trgm_ops"},
+        ),
+        *_standard_indexes("contacts"),
+    )
+
+    email: Mapped[str | None] = mapped_column(Text)
+    first_name: Mapped[str | None] = mapped_column(Text)
+    last_name: Mapped[str | None] = mapped_column(Text)
+    phone: Mapped[str | None] = mapped_column(Text)
+    title: Mapped[str | None] = mapped_column(Text)
+    lifecycle_stage: Mapped[str | None] = mapped_column(Text)
+    company_id: Mapped[uuid.UUID | None] = mapped_column(UUID(as_uuid=True))
+    owner_id: Mapped[uuid.UUID | None] = mapped_column(UUID(as_uuid=True))
+    tags: Mapped[list[str]] = _tags()
+    custom_fields: Mapped[dict[str, object]] = _jsonb()
+    external_ids: Mapped[dict[str, object]] = _jsonb()
+    marketing_consent: Mapped[bool] = mapped_column(Boolean, nullable=False, server_default=text("false"))
+    marketing_consent_at: Mapped[object | None] = mapped_column(DateTime(timezone=True))
+    marketing_consent_source: Mapped[str | None] = mapped_column(Text)
+    search_text: Mapped[str] = mapped_column(Text, nullable=False, server_default=text("''"))
+    """Lower-cased names and email, what ``q=`` matches (trigram index)."""
+
+
+class ExternalId(Base):
+    """One row per (source, external id) of an object: the database keeps them unique per workspace."""
+
+    __tablename__ = "external_ids"
+    __table_args__ = (
+        ForeignKeyConstraint(["workspace_id"], ["workspaces.id"], ondelete="CASCADE"),
+        Index("ix_external_ids_object", "workspace_id", "object_id"),
+    )
+
+    workspace_id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), primary_key=True)
+    object_type: Mapped[str] = mapped_column(Text, primary_key=True)
+    source: Mapped[str] = mapped_column(Text, primary_key=True)
+    external_id: Mapped[str] = mapped_column(Text, primary_key=True)
+    object_id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), nullable=False)
+
+
+__all__ = ["LIFECYCLE_STAGES", "Company", "Contact", "DateTime", "ExternalId"]

@@ -1,0 +1,57 @@
+"""Keyset cursors, sort parsing and the list envelope."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import datetime as dt
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+from . import jsonutil
+from .errors import InvalidCursor, field_error
+
+
+@dataclass(frozen=True, slots=True)
+class Sort:
+    column: str
+    descending: bool
+
+    @property
+    def token(self) -> str:
+        return ("-" if self.descending else "") + self.column
+
+
+def parse_sort(value: str | None, allowed: tuple[str, ...], default: str = "-created_at") -> Sort:
+    raw = (value or default).strip()
+    descending = raw.startswith("-")
+    column = raw.lstrip("-+")
+    if column not in allowed:
+        raise field_error("/sort", f"cannot sort by '{column}'; choose one of {', '.join(allowed)}")
+    return Sort(column, descending)
+
+
+def encode_cursor(sort: Sort, value: Any, row_id: uuid.UUID) -> str:
+    if isinstance(value, dt.datetime):
+        value = ["t", value.isoformat()]
+    raw = jsonutil.dumps([sort.token, value, str(row_id)])
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str, sort: Sort) -> tuple[Any, uuid.UUID]:
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
+        token, value, row_id = jsonutil.loads(raw)
+        if isinstance(value, list):
+            value = dt.datetime.fromisoformat(value[1])
+        parsed_id = uuid.UUID(row_id)
+    except (ValueError, TypeError, binascii.Error) as exc:
+        raise InvalidCursor("The cursor is not one this API issued", []) from exc
+    if token != sort.token:
+        raise InvalidCursor(f"This cursor belongs to sort '{token}', not '{sort.token}'")
+    return value, parsed_id
+
+
+def envelope(data: list[dict[str, Any]], has_more: bool, next_cursor: str | None) -> dict[str, Any]:
+    return {"object": "list", "data": data, "has_more": has_more, "next_cursor": next_cursor}

@@ -1,0 +1,1 @@
+"""The machinery every CRM resource shares: its description (spec), SQL, rules and routes."""

@@ -1,0 +1,124 @@
+"""Lists and search: query-parameter filters, ``q=``, the filter grammar, keyset pages."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import asyncpg
+
+from ..errors import field_error
+from ..filters import Compiler, Params, _coerce, _like
+from ..pagination import Sort, decode_cursor, encode_cursor, envelope, parse_sort
+from . import repository as repo
+from .service import Context
+from .spec import ResourceSpec
+
+PAGE_PARAMS = ("limit", "cursor", "sort", "include_archived", "q")
+
+
+def _limit(value: Any) -> int:
+    try:
+        limit = int(value)
+    except (TypeError, ValueError):
+        raise field_error("/limit", "must be an integer from 1 to 200") from None
+    if not 1 <= limit <= 200:
+        raise field_error("/limit", "must be an integer from 1 to 200")
+    return limit
+
+
+def _bool(name: str, value: str) -> bool:
+    if value.lower() in ("true", "1"):
+        return True
+    if value.lower() in ("false", "0"):
+        return False
+    raise field_error(f"/{name}", "must be true or false")
+
+
+async def list_page(
+    conn: asyncpg.Connection | asyncpg.Pool,
+    spec: ResourceSpec,
+    ctx: Context,
+    query: Mapping[str, str],
+    extra: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
+    """``GET /v1/<resource>``: every query parameter is checked; unknown ones are a 422 naming them."""
+    known = {p.name: p for p in spec.query_params}
+    for name in query:
+        if name not in known and name not in PAGE_PARAMS:
+            raise field_error(f"/{name}", f"unknown query parameter; filters are {', '.join(sorted(known))}")
+    params = Params(ctx.workspace_id)
+    conditions = ["workspace_id = $1"]
+    for name, value in (extra or {}).items():
+        conditions.append(f"{name} = {params.add(value, 'uuid')}")
+    include_archived = (
+        _bool("include_archived", query["include_archived"]) if "include_archived" in query else False
+    )
+    for name, value in query.items():
+        qp = known.get(name)
+        if qp is None:
+            continue
+        if "\x00" in value:
+            raise field_error(f"/{name}", "must not contain NUL characters")
+        if qp.type == "boolean":
+            coerced: Any = _bool(name, value)
+        else:
+            coerced = _coerce(value, "text" if qp.type == "text[]" else qp.type, f"/{name}")
+        if qp.name == "updated_after":
+            include_archived = True  # incremental sync must see archivals too
+        if qp.op == "contains":
+            conditions.append(f"{qp.column} @> ARRAY[{params.add(coerced, 'text')}]")
+        else:
+            op = {"eq": "=", "gt": ">", "lt": "<"}[qp.op]
+            if qp.column in ("email", "domain"):
+                coerced = spec.normalise({qp.column: coerced})[qp.column]
+            conditions.append(f"{qp.column} {op} {params.add(coerced, qp.type)}")
+    if "q" in query:
+        q = query["q"].strip().lower()
+        if "\x00" in q:
+            raise field_error("/q", "must not contain NUL characters")
+        if q:
+            conditions.append(f"search_text LIKE {params.add('%' + _like(q) + '%', 'text')}")
+    if not include_archived:
+        conditions.append("archived_at IS NULL")
+    default_sort = "updated_at" if "updated_after" in query else "-created_at"
+    sort = parse_sort(query.get("sort"), spec.sorts, default_sort)
+    return await _page(
+        conn, spec, params, conditions, sort, query.get("cursor"), _limit(query.get("limit", 50))
+    )
+
+
+async def search(
+    conn: asyncpg.Connection | asyncpg.Pool, spec: ResourceSpec, ctx: Context, body: dict[str, Any]
+) -> dict[str, Any]:
+    """``POST /v1/<resource>/search`` with the filter grammar."""
+    params = Params(ctx.workspace_id)
+    conditions = ["workspace_id = $1"]
+    if body.get("filter") is not None:
+        conditions.append(Compiler(spec, params, "$1").compile(body["filter"]))
+    if not body.get("include_archived"):
+        conditions.append("archived_at IS NULL")
+    sorts = body.get("sort") or ["-created_at"]
+    if len(sorts) > 1:
+        raise field_error("/sort", "one sort key is supported (ties are broken by id)")
+    sort = parse_sort(sorts[0], spec.sorts)
+    return await _page(
+        conn, spec, params, conditions, sort, body.get("cursor"), _limit(body.get("limit", 50))
+    )
+
+
+async def _page(
+    conn: asyncpg.Connection | asyncpg.Pool,
+    spec: ResourceSpec,
+    params: Params,
+    conditions: list[str],
+    sort: Sort,
+    cursor: str | None,
+    limit: int,
+) -> dict[str, Any]:
+    after = decode_cursor(cursor, sort) if cursor else None
+    rows = await repo.list_rows(conn, spec, params, conditions, sort, after, limit)
+    has_more = len(rows) > limit
+    rows = rows[:limit]
+    next_cursor = encode_cursor(sort, rows[-1][sort.column], rows[-1]["id"]) if has_more else None
+    return envelope([spec.to_api(r) for r in rows], has_more, next_cursor)

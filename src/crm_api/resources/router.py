@@ -1,0 +1,283 @@
+"""Routes every resource gets, built from its spec: the HTTP contract of API.md in one place.
+
+(No ``from __future__ import annotations`` here: FastAPI reads the closures' annotations at definition.)
+"""
+
+import uuid
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Body, Path, Request, Response
+
+from .. import jsonutil
+from ..auth import Principal, require
+from ..deps import IfMatch, WriteConn
+from ..errors import PROBLEM_JSON
+from ..idempotency import idempotent
+from . import batch, query, service
+from .schemas import SearchRequest, batch_models, list_model
+from .spec import ResourceSpec
+
+_DESCRIPTIONS = {
+    400: "Malformed request (bad JSON, bad cursor, bad header)",
+    401: "Missing or unknown API key",
+    403: "The API key lacks the scope",
+    404: "No such object in this workspace",
+    409: "Conflict with another object, or a request with this Idempotency-Key still running",
+    412: "If-Match names a version that is no longer current",
+    413: "Request body too large",
+    422: "Validation failed; `errors` names each field",
+}
+
+
+def problems(*codes: int) -> dict[int | str, dict[str, Any]]:
+    ref = {"schema": {"$ref": "#/components/schemas/Problem"}}
+    return {
+        c: {"description": _DESCRIPTIONS[c], "content": {PROBLEM_JSON: ref}}
+        for c in (400, 401, 403, 413, *codes)
+    }
+
+
+def context(request: Request, principal: Principal) -> service.Context:
+    return service.Context(principal, getattr(request.state, "request_id", None))
+
+
+def json_response(payload: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
+    return Response(
+        jsonutil.dumps(payload), status_code=status, headers=headers, media_type="application/json"
+    )
+
+
+def object_response(spec: ResourceSpec, row: dict[str, Any], status: int = 200) -> Response:
+    headers = {"ETag": f'"{row["version"]}"'}
+    if status == 201:
+        headers["Location"] = f"/v1/{spec.name}/{row['id']}"
+    return json_response(spec.to_api(row), status, headers)
+
+
+def _query_docs(spec: ResourceSpec) -> dict[str, Any]:
+    schema_of = {
+        "text": {"type": "string"},
+        "text[]": {"type": "string"},
+        "uuid": {"type": "string", "format": "uuid"},
+        "timestamptz": {"type": "string", "format": "date-time"},
+        "boolean": {"type": "boolean"},
+        "bigint": {"type": "integer"},
+        "numeric": {"type": "string"},
+    }
+    params = [
+        {
+            "name": "limit",
+            "in": "query",
+            "schema": {"type": "integer", "minimum": 1, "maximum": 200, "default": 50},
+        },
+        {"name": "cursor", "in": "query", "schema": {"type": "string"}},
+        {
+            "name": "sort",
+            "in": "query",
+            "schema": {"type": "string", "enum": [*spec.sorts, *(f"-{s}" for s in spec.sorts)]},
+        },
+        {"name": "include_archived", "in": "query", "schema": {"type": "boolean", "default": False}},
+        {
+            "name": "q",
+            "in": "query",
+            "description": "Search names, emails and domains",
+            "schema": {"type": "string"},
+        },
+    ]
+    for qp in spec.query_params:
+        params.append({"name": qp.name, "in": "query", "schema": schema_of[qp.type]})
+    return {"parameters": params}
+
+
+def build_router(spec: ResourceSpec) -> APIRouter:
+    name, Create, Update, Read = spec.name, spec.create_schema, spec.update_schema, spec.read_schema
+    List = list_model(Read)
+    BatchRequest, BatchResponse = batch_models(Create, Read)
+    Reader = Annotated[Principal, require(f"{name}:read")]
+    Writer = Annotated[Principal, require(f"{name}:write")]
+    ObjectId = Annotated[uuid.UUID, Path(alias="id")]
+    router = APIRouter(prefix=f"/v1/{name}", tags=[name])
+
+    @router.get(
+        "",
+        operation_id=f"{name}_list",
+        response_model=List,
+        responses=problems(422),
+        openapi_extra=_query_docs(spec),
+        summary=f"List {name}",
+    )
+    async def list_(request: Request, principal: Reader) -> Response:
+        page = await query.list_page(
+            request.app.state.db.pool, spec, context(request, principal), request.query_params
+        )
+        return json_response(page)
+
+    @router.post(
+        "",
+        status_code=201,
+        operation_id=f"{name}_create",
+        response_model=Read,
+        responses=problems(409, 422),
+        summary=f"Create a {spec.object}",
+    )
+    async def create(request: Request, body: Create, principal: Writer, conn: WriteConn) -> Response:  # type: ignore[valid-type]
+        async def run() -> Response:
+            row = await service.create(
+                conn, spec, context(request, principal), body.model_dump(exclude_unset=True)
+            )  # type: ignore[attr-defined]
+            return object_response(spec, row, 201)
+
+        return await idempotent(request, conn, principal, run)
+
+    @router.post(
+        "/search",
+        operation_id=f"{name}_search",
+        response_model=List,
+        responses=problems(422),
+        summary=f"Search {name} with the filter grammar",
+    )
+    async def search(request: Request, body: SearchRequest, principal: Reader) -> Response:
+        page = await query.search(
+            request.app.state.db.pool, spec, context(request, principal), body.model_dump()
+        )
+        return json_response(page)
+
+    @router.post(
+        "/batch",
+        operation_id=f"{name}_batch",
+        response_model=BatchResponse,
+        responses=problems(409, 422),
+        summary=f"Create or upsert up to 500 {name}",
+    )
+    async def batch_(request: Request, body: BatchRequest, principal: Writer, conn: WriteConn) -> Response:  # type: ignore[valid-type]
+        async def run() -> Response:
+            results = await batch.run(conn, spec, context(request, principal), body.items, body.mode)  # type: ignore[attr-defined]
+            return json_response({"object": "batch", "results": results})
+
+        return await idempotent(request, conn, principal, run)
+
+    @router.get(
+        "/{id}",
+        operation_id=f"{name}_get",
+        response_model=Read,
+        responses=problems(404, 422),
+        summary=f"Get a {spec.object}",
+    )
+    async def get(request: Request, oid: ObjectId, principal: Reader) -> Response:
+        row = await service.get(request.app.state.db.pool, spec, context(request, principal), oid)
+        return object_response(spec, row)
+
+    @router.patch(
+        "/{id}",
+        operation_id=f"{name}_update",
+        response_model=Read,
+        responses=problems(404, 409, 412, 422),
+        summary=f"Update a {spec.object}",
+    )
+    async def update(
+        request: Request,
+        oid: ObjectId,
+        body: Update,
+        principal: Writer,
+        conn: WriteConn,  # type: ignore[valid-type]
+        version: IfMatch,
+    ) -> Response:
+        async def run() -> Response:
+            changes = body.model_dump(exclude_unset=True)  # type: ignore[attr-defined]
+            row = await service.update(conn, spec, context(request, principal), oid, changes, version)
+            return object_response(spec, row)
+
+        return await idempotent(request, conn, principal, run)
+
+    @router.delete(
+        "/{id}",
+        operation_id=f"{name}_archive",
+        response_model=Read,
+        responses=problems(404, 409, 412, 422),
+        summary=f"Archive a {spec.object}",
+    )
+    async def archive(
+        request: Request, oid: ObjectId, principal: Writer, conn: WriteConn, version: IfMatch
+    ) -> Response:
+        async def run() -> Response:
+            return object_response(
+                spec, await service.archive(conn, spec, context(request, principal), oid, version)
+            )
+
+        return await idempotent(request, conn, principal, run)
+
+    @router.post(
+        "/{id}/restore",
+        operation_id=f"{name}_restore",
+        response_model=Read,
+        responses=problems(404, 409, 412, 422),
+        summary=f"Restore an archived {spec.object}",
+    )
+    async def restore(
+        request: Request, oid: ObjectId, principal: Writer, conn: WriteConn, version: IfMatch
+    ) -> Response:
+        async def run() -> Response:
+            return object_response(
+                spec, await service.restore(conn, spec, context(request, principal), oid, version)
+            )
+
+        return await idempotent(request, conn, principal, run)
+
+    key = spec.natural_key
+    if key is not None:
+
+        @router.put(
+            f"/{key.path}/{{value}}",
+            operation_id=f"{name}_upsert_by_{key.field}",
+            response_model=Read,
+            responses={**problems(409, 422), 201: {"description": "Created", "model": Read}},
+            summary=f"Create or update the {spec.object} with this {key.field}",
+        )
+        async def upsert_by_key(
+            request: Request,
+            value: Annotated[str, Path(max_length=320)],
+            body: Annotated[Update, Body()],
+            principal: Writer,
+            conn: WriteConn,
+        ) -> Response:  # type: ignore[valid-type]
+            async def run() -> Response:
+                status, row = await service.upsert_by_key(
+                    conn,
+                    spec,
+                    context(request, principal),
+                    value,
+                    body.model_dump(exclude_unset=True),  # type: ignore[attr-defined]
+                )
+                return object_response(spec, row, status)
+
+            return await idempotent(request, conn, principal, run)
+
+    @router.put(
+        "/by-external-id/{source}/{external_id}",
+        operation_id=f"{name}_upsert_by_external_id",
+        response_model=Read,
+        responses={**problems(409, 422), 201: {"description": "Created", "model": Read}},
+        summary=f"Create or update the {spec.object} with this external id",
+    )
+    async def upsert_by_external_id(
+        request: Request,
+        source: Annotated[str, Path(max_length=64, pattern=r"^[A-Za-z0-9_.:-]+$")],
+        external_id: Annotated[str, Path(max_length=255)],
+        body: Annotated[Update, Body()],  # type: ignore[valid-type]
+        principal: Writer,
+        conn: WriteConn,
+    ) -> Response:
+        async def run() -> Response:
+            status, row = await service.upsert_by_external_id(
+                conn,
+                spec,
+                context(request, principal),
+                source,
+                external_id,
+                body.model_dump(exclude_unset=True),  # type: ignore[attr-defined]
+            )
+            return object_response(spec, row, status)
+
+        return await idempotent(request, conn, principal, run)
+
+    return router

@@ -1,0 +1,134 @@
+"""Pydantic building blocks shared by every resource's schemas."""
+
+from __future__ import annotations
+
+import datetime as dt
+import decimal
+import uuid
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    WithJsonSchema,
+    create_model,
+)
+
+MAX_INT = 2**63 - 1
+
+
+def _no_nul(value: str) -> str:
+    if "\x00" in value:
+        raise ValueError("must not contain NUL characters")
+    return value
+
+
+def _clean_json(value: Any, depth: int = 0) -> Any:
+    if depth > 8:
+        raise ValueError("nested too deeply (at most 8 levels)")
+    if isinstance(value, str):
+        return _no_nul(value)
+    if isinstance(value, dict):
+        return {_no_nul(k): _clean_json(v, depth + 1) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_clean_json(v, depth + 1) for v in value]
+    if isinstance(value, int) and not isinstance(value, bool) and abs(value) > MAX_INT:
+        raise ValueError("integer out of range")
+    return value
+
+
+def _clean_tags(value: list[str]) -> list[str]:
+    seen: dict[str, None] = {}
+    for tag in value:
+        seen.setdefault(tag.strip(), None)
+    return [t for t in seen if t]
+
+
+Text = Annotated[str, StringConstraints(max_length=1000), AfterValidator(_no_nul)]
+ShortText = Annotated[str, StringConstraints(max_length=255), AfterValidator(_no_nul)]
+Tag = Annotated[str, StringConstraints(min_length=1, max_length=100), AfterValidator(_no_nul)]
+Tags = Annotated[list[Tag], Field(max_length=100), AfterValidator(_clean_tags)]
+CustomFields = Annotated[
+    dict[Annotated[str, StringConstraints(min_length=1, max_length=100)], Any],
+    Field(max_length=200),
+    AfterValidator(_clean_json),
+]
+ExternalIds = Annotated[
+    dict[
+        Annotated[str, StringConstraints(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.:-]+$")],
+        Annotated[str, StringConstraints(min_length=1, max_length=255), AfterValidator(_no_nul)],
+    ],
+    Field(max_length=20),
+]
+Money = Annotated[
+    decimal.Decimal,
+    Field(max_digits=20, decimal_places=2, ge=0, allow_inf_nan=False),
+    WithJsonSchema({"type": "string", "pattern": r"^\d{1,18}(\.\d{1,2})?$", "examples": ["1250.00"]}),
+]
+Currency = Annotated[str, StringConstraints(pattern=r"^[A-Z]{3}$")]
+Count = Annotated[int, Field(ge=0, le=2**53)]
+
+
+class WriteModel(BaseModel):
+    """Bodies of writes: unknown fields are refused, so a typo never silently drops data."""
+
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+
+class ReadModel(BaseModel):
+    id: uuid.UUID
+    created_at: dt.datetime
+    updated_at: dt.datetime
+    version: int
+    archived_at: dt.datetime | None
+
+
+class SearchRequest(WriteModel):
+    filter: dict[str, Any] | None = Field(
+        None, description='{"and": [...]}, {"or": [...]}, {"not": ...} or {"field", "op", "value"}'
+    )
+    sort: list[str] | None = Field(None, max_length=1, examples=[["-created_at"]])
+    limit: int = Field(50, ge=1, le=200)
+    cursor: str | None = Field(None, max_length=2000)
+    include_archived: bool = False
+
+
+def list_model(read: type[BaseModel]) -> type[BaseModel]:
+    model: type[BaseModel] = create_model(
+        read.__name__ + "List",
+        object=(Literal["list"], ...),
+        data=(list[read], ...),  # type: ignore[valid-type]
+        has_more=(bool, ...),
+        next_cursor=(str | None, ...),
+    )
+    return model
+
+
+def batch_models(create: type[BaseModel], read: type[BaseModel]) -> tuple[type[BaseModel], type[BaseModel]]:
+    """Items are checked one by one (a bad item fails alone), so the body takes raw objects; the spec
+    still shows the create schema."""
+    item_schema = WithJsonSchema({"$ref": f"#/components/schemas/{create.__name__}"})
+    request: type[BaseModel] = create_model(
+        read.__name__ + "BatchRequest",
+        __config__=ConfigDict(extra="forbid"),
+        items=(
+            Annotated[list[Annotated[dict[str, Any], item_schema]], Field(min_length=1, max_length=500)],
+            ...,
+        ),
+        mode=(Literal["create", "upsert"], "create"),
+    )
+    result: type[BaseModel] = create_model(
+        read.__name__ + "BatchResult",
+        status=(int, ...),
+        object=(read | None, None),
+        error=(dict[str, Any] | None, None),
+    )
+    response: type[BaseModel] = create_model(
+        read.__name__ + "BatchResponse",
+        object=(Literal["batch"], ...),
+        results=(list[result], ...),  # type: ignore[valid-type]
+    )
+    return request, response

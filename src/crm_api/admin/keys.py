@@ -38,8 +38,8 @@ async def create_key(
 ) -> tuple[str, dict[str, Any]]:
     key, prefix = new_key()
     row = await conn.fetchrow(
-        f"INSERT INTO api_keys (workspace_id, id, name, prefix, key_hash, scopes) VALUES ($1, $2, $3, $4, $5, $6) "
-        f"RETURNING {_COLUMNS}",
+        "INSERT INTO api_keys (workspace_id, id, name, prefix, key_hash, scopes) "
+        f"VALUES ($1, $2, $3, $4, $5, $6) RETURNING {_COLUMNS}",
         workspace_id,
         uuid7(),
         name,

@@ -12,13 +12,13 @@ from typing import Any, Literal
 import asyncpg
 
 from ..errors import Conflict, CRMError, FieldError, Unprocessable
+from ..events.emit import emit
 from . import repository as repo
 from .service import (
     Context,
     _external_changes,
     _key_lock,
     check_references,
-    emit,
     merged_row,
     new_row,
     now,
@@ -47,8 +47,8 @@ async def run(
 
     order = list(payloads)
     failures = await check_references(conn, spec, ctx, [payloads[i] for i in order])
-    for pos, exc in failures.items():
-        results[order[pos]] = _error(exc, ctx.request_id)
+    for pos, failure in failures.items():
+        results[order[pos]] = _error(failure, ctx.request_id)
         del payloads[order[pos]]
 
     key = spec.natural_key
@@ -113,7 +113,7 @@ async def run(
             row = new_row(spec, ctx, payload, at)
         conflict = _conflicts(spec, row, live_by_key, owners, claimed_keys, claimed_pairs, touched)
         if conflict is not None:
-            results[i] = _error(conflict, ctx.request_id)
+            results[i] = _error(_at_item(conflict, i), ctx.request_id)
             continue
         touched.add(row["id"])
         if key and row.get(key.field):
@@ -157,8 +157,8 @@ async def run(
         if row["id"] in written:
             results[i] = {"status": status, "object": spec.to_api(row)}
         else:
-            exc = Conflict(f"The {spec.object} was changed or created concurrently; retry this item")
-            results[i] = _error(exc, ctx.request_id)
+            lost = Conflict(f"The {spec.object} was changed or created concurrently; retry this item")
+            results[i] = _error(lost, ctx.request_id)
     return [r for r in results if r is not None]
 
 
@@ -193,3 +193,9 @@ def _conflicts(
                 [FieldError(f"/external_ids/{pair[0]}", "in use")],
             )
     return None
+
+
+def _at_item(error: Conflict, index: int) -> Conflict:
+    """Point a conflict's field paths at the batch item."""
+    error.errors = [FieldError(f"/items/{index}{e.path}", e.message) for e in error.errors]
+    return error

@@ -114,7 +114,8 @@ WITH ins AS (
     SELECT {_EVENT_COLUMNS} FROM jsonb_populate_recordset(NULL::events, $4::jsonb) AS e
     WHERE e.object_id IN (SELECT id FROM ok)
 ), xdel AS (
-    DELETE FROM external_ids AS d USING jsonb_to_recordset($5::jsonb) AS r(object_id uuid, source text, external_id text)
+    DELETE FROM external_ids AS d
+    USING jsonb_to_recordset($5::jsonb) AS r(object_id uuid, source text, external_id text)
     WHERE d.workspace_id = $1 AND d.object_type = $6 AND d.object_id = r.object_id
       AND d.source = r.source AND d.external_id = r.external_id AND r.object_id IN (SELECT id FROM upd)
 ), xins AS (

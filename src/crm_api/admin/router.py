@@ -8,7 +8,7 @@ from fastapi import APIRouter, Path, Request, Response
 from pydantic import BaseModel, Field
 
 from ..auth import Principal, require
-from ..deps import WriteConn
+from ..deps import LockingConn
 from ..idempotency import idempotent
 from ..resources.router import json_response, problems
 from ..resources.schemas import ShortText, WriteModel
@@ -59,7 +59,7 @@ async def list_keys(request: Request, principal: Admin) -> Response:
     response_model=ApiKeyWithSecret,
     responses=problems(409, 422),
 )
-async def create_key(request: Request, body: ApiKeyCreate, principal: Admin, conn: WriteConn) -> Response:
+async def create_key(request: Request, body: ApiKeyCreate, principal: Admin, conn: LockingConn) -> Response:
     async def run() -> Response:
         key, row = await keys.create_key(conn, principal.workspace_id, body.name, body.scopes)
         return json_response({**row, "key": key}, 201)
@@ -71,7 +71,7 @@ async def create_key(request: Request, body: ApiKeyCreate, principal: Admin, con
     "/{id}", operation_id="api_keys_revoke", response_model=ApiKey, responses=problems(404, 409, 422)
 )
 async def revoke_key(
-    request: Request, key_id: Annotated[uuid.UUID, Path(alias="id")], principal: Admin, conn: WriteConn
+    request: Request, key_id: Annotated[uuid.UUID, Path(alias="id")], principal: Admin, conn: LockingConn
 ) -> Response:
     async def run() -> Response:
         row = await keys.revoke_key(conn, principal.workspace_id, key_id)

@@ -34,6 +34,8 @@ def lock_hash(*parts: str) -> int:
 async def lock_keys(conn: asyncpg.Connection, hashes: Iterable[int]) -> None:
     """Serialise writers of the same natural keys until commit (sorted, so batches cannot deadlock)."""
     ordered = sorted(set(hashes))
+    # an xact lock taken outside a transaction would be released at once
+    assert conn.is_in_transaction(), "advisory locks need the request's transaction (LockingConn)"
     if ordered:
         await conn.execute(
             "SELECT pg_advisory_xact_lock(h) FROM unnest($1::bigint[]) AS h ORDER BY h", ordered

@@ -10,7 +10,7 @@ from fastapi import APIRouter, Body, Path, Request, Response
 
 from .. import jsonutil
 from ..auth import Principal, require
-from ..deps import IfMatch, WriteConn
+from ..deps import IfMatch, LockingConn, WriteConn
 from ..errors import PROBLEM_JSON
 from ..idempotency import idempotent
 from . import batch, query, service
@@ -149,7 +149,7 @@ def build_router(spec: ResourceSpec) -> APIRouter:
         responses=problems(409, 422),
         summary=f"Create or upsert up to 500 {name}",
     )
-    async def batch_(request: Request, body: BatchRequest, principal: Writer, conn: WriteConn) -> Response:
+    async def batch_(request: Request, body: BatchRequest, principal: Writer, conn: LockingConn) -> Response:
         async def run() -> Response:
             results = await batch.run(conn, spec, context(request, principal), body.items, body.mode)
             return json_response({"object": "batch", "results": results})
@@ -238,7 +238,7 @@ def build_router(spec: ResourceSpec) -> APIRouter:
             value: Annotated[str, Path(max_length=320)],
             body: Annotated[Update, Body()],
             principal: Writer,
-            conn: WriteConn,
+            conn: LockingConn,
         ) -> Response:
             async def run() -> Response:
                 status, row = await service.upsert_by_key(
@@ -265,7 +265,7 @@ def build_router(spec: ResourceSpec) -> APIRouter:
         external_id: Annotated[str, Path(max_length=255)],
         body: Annotated[Update, Body()],
         principal: Writer,
-        conn: WriteConn,
+        conn: LockingConn,
     ) -> Response:
         async def run() -> Response:
             status, row = await service.upsert_by_external_id(

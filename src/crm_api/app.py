@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -13,7 +14,7 @@ from fastapi.openapi.utils import get_openapi
 from fastapi.responses import Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from . import __version__, jsonutil
+from . import __version__, jsonutil, maintenance
 from .admin.router import router as keys_router
 from .auth import KeyCache
 from .companies.router import router as company_extra_router
@@ -100,9 +101,11 @@ def create_app(settings: Settings | None = None, url: str | None = None) -> Fast
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         pool = await create_pool(url or database_url(), settings.pool_size)
         app.state.db = Database(pool)
+        housekeeping = asyncio.create_task(maintenance.run_forever(pool, settings.idempotency_ttl_hours))
         try:
             yield
         finally:
+            housekeeping.cancel()
             await pool.close()
 
     app = FastAPI(title="crm-api", version=__version__, lifespan=lifespan)

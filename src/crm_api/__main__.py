@@ -1,5 +1,5 @@
-"""The ``crm-api`` command: serve, migrate, openapi, create-key. Progress goes to stderr; a created key is
-printed alone on the last line of stdout."""
+"""The ``crm-api`` command: serve, worker, migrate, openapi, create-key. Progress goes to stderr; a
+created key is printed alone on the last line of stdout."""
 
 from __future__ import annotations
 
@@ -105,6 +105,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
         print(key, flush=True)
     # Worker processes import the app afresh; hand them the URL resolved here (embedded or configured).
     os.environ["CRM_DATABASE_URL"] = url
+    if args.no_dispatcher:
+        os.environ["CRM_RUN_DISPATCHER"] = "false"
     get_settings.cache_clear()
     _err(f"serving on http://{args.host}:{args.port} (docs at /docs)")
     uvicorn.run(
@@ -119,6 +121,47 @@ def cmd_serve(args: argparse.Namespace) -> int:
     return 0
 
 
+async def _work(url: str, processes_label: str) -> None:
+    import signal
+
+    from .db import create_pool
+    from .webhooks.dispatcher import Dispatcher
+
+    settings = get_settings()
+    pool = await create_pool(url, 4)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    _err(f"dispatcher {processes_label} running; SIGTERM or Ctrl-C stops it gracefully")
+    try:
+        await Dispatcher(pool, settings).run(stop)
+    finally:
+        await pool.close()
+
+
+def cmd_worker(args: argparse.Namespace) -> int:
+    from .migrate import upgrade
+
+    url = _resolve_url()
+    upgrade(url)
+    if args.processes <= 1:
+        asyncio.run(_work(url, "process"))
+        return 0
+    import multiprocessing
+
+    os.environ["CRM_DATABASE_URL"] = url
+    procs = [
+        multiprocessing.Process(target=lambda n=n: asyncio.run(_work(url, f"#{n}")), daemon=False)
+        for n in range(args.processes)
+    ]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join()
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="crm-api", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -127,7 +170,11 @@ def main(argv: list[str] | None = None) -> int:
     serve.add_argument("--port", type=int, default=8000)
     serve.add_argument("--workers", type=int, default=1)
     serve.add_argument("--access-log", action="store_true")
+    serve.add_argument("--no-dispatcher", action="store_true", help="do not send webhooks from this process")
     serve.set_defaults(func=cmd_serve)
+    worker = sub.add_parser("worker", help="run webhook dispatchers only (no API)")
+    worker.add_argument("--processes", type=int, default=1)
+    worker.set_defaults(func=cmd_worker)
     sub.add_parser("migrate", help="upgrade the database to the newest migration").set_defaults(
         func=cmd_migrate
     )

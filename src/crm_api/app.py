@@ -23,8 +23,11 @@ from .config import Settings, get_settings
 from .contacts.spec import CONTACTS
 from .db import Database, create_pool, database_url
 from .errors import PROBLEM_JSON, BadRequest, CRMError, FieldError, NotFound, Unprocessable, problem_schema
+from .events.router import router as events_router
 from .middleware import RequestContext
 from .resources.router import build_router
+from .webhooks.dispatcher import Dispatcher
+from .webhooks.router import router as webhooks_router
 
 log = logging.getLogger("crm_api")
 
@@ -101,10 +104,17 @@ def create_app(settings: Settings | None = None, url: str | None = None) -> Fast
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         pool = await create_pool(url or database_url(), settings.pool_size)
         app.state.db = Database(pool)
-        housekeeping = asyncio.create_task(maintenance.run_forever(pool, settings.idempotency_ttl_hours))
+        housekeeping = asyncio.create_task(maintenance.run_forever(pool, settings))
+        stop = asyncio.Event()
+        dispatcher = None
+        if settings.run_dispatcher:
+            dispatcher = asyncio.create_task(Dispatcher(pool, settings).run(stop))
         try:
             yield
         finally:
+            stop.set()
+            if dispatcher is not None:
+                await dispatcher
             housekeeping.cancel()
             await pool.close()
 
@@ -120,6 +130,8 @@ def create_app(settings: Settings | None = None, url: str | None = None) -> Fast
     app.include_router(company_extra_router)
     app.include_router(build_router(COMPANIES))
     app.include_router(keys_router)
+    app.include_router(events_router)
+    app.include_router(webhooks_router)
 
     @app.get("/health", include_in_schema=False)
     async def health() -> dict[str, str]:

@@ -27,6 +27,17 @@ class Settings(BaseSettings):
     for other processes; the process that revokes forgets the key at once)."""
     idempotency_ttl_hours: int = 48
     log_level: str = "info"
+    event_retention_days: int = 30
+    webhook_allow_cidrs: str = ""
+    """Comma-separated networks webhooks may reach although they are not public (``127.0.0.0/8`` in tests)."""
+    run_dispatcher: bool = True
+    """``crm-api serve`` runs a dispatcher in each API process unless this is off (``--no-dispatcher``)."""
+    dispatcher_batch: int = 100
+    dispatcher_lease_seconds: float = 60.0
+    dispatcher_poll_seconds: float = 2.0
+    dispatcher_per_endpoint: int = 8
+    """Requests in flight per endpoint per dispatcher, so one slow endpoint cannot hold every slot."""
+    dispatcher_concurrency: int = 128
 
 
 @lru_cache(maxsize=1)

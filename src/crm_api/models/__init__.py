@@ -3,6 +3,7 @@
 from .base import Base
 from .crm import LIFECYCLE_STAGES, Company, Contact, ExternalId
 from .events import Event, IdempotencyRecord
+from .webhooks import WebhookAttempt, WebhookDelivery, WebhookEndpoint
 from .workspace import ApiKey, Workspace
 
 __all__ = [
@@ -14,5 +15,8 @@ __all__ = [
     "Event",
     "ExternalId",
     "IdempotencyRecord",
+    "WebhookAttempt",
+    "WebhookDelivery",
+    "WebhookEndpoint",
     "Workspace",
 ]

@@ -6,11 +6,24 @@ import datetime as dt
 import uuid
 from typing import Any
 
-from sqlalchemy import BigInteger, DateTime, ForeignKeyConstraint, Identity, Index, Text
+from sqlalchemy import BigInteger, DateTime, ForeignKeyConstraint, Identity, Index, Text, text
 from sqlalchemy.dialects.postgresql import JSONB, UUID
+from sqlalchemy.dialects.postgresql.base import ischema_names
 from sqlalchemy.orm import Mapped, mapped_column
+from sqlalchemy.types import UserDefinedType
 
 from .base import Base
+
+
+class XID8(UserDefinedType[int]):
+    cache_ok = True
+
+    def get_col_spec(self, **kw: object) -> str:
+        return "xid8"
+
+
+# let reflection (alembic check) recognise the column type
+ischema_names["xid8"] = XID8
 
 
 class Event(Base):
@@ -21,6 +34,9 @@ class Event(Base):
         Index("ix_events_workspace_sequence", "workspace_id", "sequence"),
         Index("ix_events_object", "workspace_id", "object_id", "sequence"),
         Index("ix_events_created", "created_at"),
+        Index(
+            "ix_events_type", "workspace_id", "type", "sequence", postgresql_ops={"type": "text_pattern_ops"}
+        ),
     )
 
     workspace_id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), primary_key=True)
@@ -33,6 +49,9 @@ class Event(Base):
     request_id: Mapped[str | None] = mapped_column(Text)
     data: Mapped[dict[str, Any]] = mapped_column(JSONB, nullable=False)
     created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), nullable=False)
+    txid: Mapped[int] = mapped_column(XID8, nullable=False, server_default=text("pg_current_xact_id()"))
+    """The writing transaction: the feed shows an event only once every older transaction has ended, so a
+    late commit cannot slip in behind a reader's cursor."""
 
 
 class IdempotencyRecord(Base):

@@ -115,6 +115,9 @@ WITH ins AS (
     INSERT INTO events ({_EVENT_COLUMNS})
     SELECT {_EVENT_COLUMNS} FROM jsonb_populate_recordset(NULL::events, $4::jsonb) AS e
     WHERE e.object_id IN (SELECT id FROM ok)
+    RETURNING id, sequence, type, object_id
+), fanout AS (
+    {FANOUT_SQL}
 ), xdel AS (
     DELETE FROM external_ids AS d
     USING jsonb_to_recordset($5::jsonb) AS r(object_id uuid, source text, external_id text)
@@ -131,6 +134,16 @@ SELECT id FROM ok
 
 
 _WRITE_SQL: dict[str, str] = {}
+
+# One delivery per (event, enabled endpoint whose event_types match): "*", "contact.*" or the exact type.
+# Used inside a statement that has a CTE ``ev(id, sequence, type, object_id)`` and the workspace as $1.
+FANOUT_SQL = """INSERT INTO webhook_deliveries
+        (workspace_id, id, endpoint_id, event_id, event_sequence, event_type, object_id)
+    SELECT $1, gen_random_uuid(), ep.id, ev.id, ev.sequence, ev.type, ev.object_id
+    FROM ev JOIN webhook_endpoints AS ep ON ep.workspace_id = $1 AND ep.status = 'enabled'
+        AND ep.archived_at IS NULL
+        AND (ev.type = ANY(ep.event_types) OR '*' = ANY(ep.event_types)
+             OR split_part(ev.type, '.', 1) || '.*' = ANY(ep.event_types))"""
 
 
 async def write(

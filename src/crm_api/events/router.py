@@ -1,0 +1,110 @@
+"""``GET /v1/events``: the pull side of the outbox, newest first or (``sort=sequence``) oldest first.
+
+Only events whose transaction is older than every transaction still running are shown
+(``txid < pg_snapshot_xmin``), so an event that commits late cannot appear behind a reader's cursor.
+"""
+
+import datetime as dt
+import re
+import uuid
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Path, Query, Request, Response
+from pydantic import BaseModel
+
+from ..auth import Principal, require
+from ..errors import NotFound, field_error
+from ..filters import Params
+from ..pagination import Sort, decode_cursor, encode_cursor, envelope
+from ..resources.router import json_response, problems
+
+router = APIRouter(prefix="/v1/events", tags=["events"])
+Reader = Annotated[Principal, require("events:read")]
+_TYPE = re.compile(r"^(\*|[a-z_]+\.(\*|[a-z_]+))$")
+_COLUMNS = "id, type, object_type, object_id, sequence, created_at, actor, request_id, data"
+_SETTLED = "txid < pg_snapshot_xmin(pg_current_snapshot())"
+
+
+class EventData(BaseModel):
+    object: dict[str, Any]
+    previous: dict[str, Any]
+
+
+class Event(BaseModel):
+    object: Literal["event"]
+    id: uuid.UUID
+    type: str
+    object_type: str
+    object_id: uuid.UUID
+    sequence: int
+    created_at: dt.datetime
+    actor: str
+    request_id: str | None
+    data: EventData
+
+
+class EventList(BaseModel):
+    object: Literal["list"]
+    data: list[Event]
+    has_more: bool
+    next_cursor: str | None
+
+
+def _api(row: Any) -> dict[str, Any]:
+    return {"object": "event", **dict(row)}
+
+
+@router.get("", operation_id="events_list", response_model=EventList, responses=problems(422))
+async def list_events(
+    request: Request,
+    principal: Reader,
+    type: Annotated[str | None, Query(max_length=100, description="contact.created, contact.* or *")] = None,
+    object_id: uuid.UUID | None = None,
+    after: Annotated[
+        int | None, Query(ge=0, le=2**63 - 1, description="only events after this sequence")
+    ] = None,
+    sort: Literal["sequence", "-sequence"] = "-sequence",
+    limit: Annotated[int, Query(ge=1, le=200)] = 50,
+    cursor: Annotated[str | None, Query(max_length=2000)] = None,
+) -> Response:
+    order = Sort("sequence", sort.startswith("-"))
+    params = Params(principal.workspace_id)
+    where = ["workspace_id = $1", _SETTLED]
+    if type is not None and type != "*":
+        if not _TYPE.match(type):
+            raise field_error("/type", "expected an event type such as contact.created or contact.*")
+        if type.endswith(".*"):
+            where.append(f"type LIKE {params.add(type[:-1] + '%', 'text')}")
+        else:
+            where.append(f"type = {params.add(type, 'text')}")
+    if object_id is not None:
+        where.append(f"object_id = {params.add(object_id, 'uuid')}")
+    if after is not None:
+        where.append(f"sequence > {params.add(after, 'bigint')}")
+    if cursor:
+        value, _ = decode_cursor(cursor, order)
+        if not isinstance(value, int):
+            raise field_error("/cursor", "not a cursor of this list")
+        where.append(f"sequence {'<' if order.descending else '>'} {params.add(value, 'bigint')}")
+    direction = "DESC" if order.descending else "ASC"
+    rows = await request.app.state.db.pool.fetch(
+        f"SELECT {_COLUMNS} FROM events WHERE {' AND '.join(where)} ORDER BY sequence {direction} "
+        f"LIMIT {limit + 1}",
+        *params.values,
+    )
+    more = len(rows) > limit
+    rows = rows[:limit]
+    nxt = encode_cursor(order, rows[-1]["sequence"], rows[-1]["id"]) if more else None
+    return json_response(envelope([_api(r) for r in rows], more, nxt))
+
+
+@router.get("/{id}", operation_id="events_get", response_model=Event, responses=problems(404, 422))
+async def get_event(
+    request: Request, eid: Annotated[uuid.UUID, Path(alias="id")], principal: Reader
+) -> Response:
+    row = await request.app.state.db.pool.fetchrow(
+        f"SELECT {_COLUMNS} FROM events WHERE workspace_id = $1 AND id = $2", principal.workspace_id, eid
+    )
+    if row is None:
+        raise NotFound(f"No event with id {eid}")
+    return json_response(_api(row))

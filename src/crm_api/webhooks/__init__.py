@@ -1,0 +1,1 @@
+"""Outbound webhooks: endpoints, deliveries, the dispatcher that sends them signed."""

@@ -1,0 +1,207 @@
+"""``/v1/webhooks`` and ``/v1/webhook-deliveries``."""
+
+import uuid
+from typing import Annotated, Literal
+
+from fastapi import APIRouter, Path, Query, Request, Response
+
+from ..auth import Principal, require
+from ..deps import LockingConn
+from ..idempotency import idempotent
+from ..pagination import Sort, decode_cursor, encode_cursor
+from ..resources.router import context, json_response, problems
+from . import netguard, service
+from . import repository as repo
+from .schemas import (
+    Delivery,
+    DeliveryList,
+    Endpoint,
+    EndpointCreate,
+    EndpointList,
+    EndpointUpdate,
+    EndpointWithSecret,
+    RecoverRequest,
+    RecoverResult,
+)
+
+router = APIRouter(tags=["webhooks"])
+Reader = Annotated[Principal, require("webhooks:read")]
+Writer = Annotated[Principal, require("webhooks:write")]
+EndpointId = Annotated[uuid.UUID, Path(alias="id")]
+Limit = Annotated[int, Query(ge=1, le=200)]
+_ENDPOINT_SORT = Sort("created_at", False)
+_DELIVERY_SORT = Sort("created_at", True)
+
+
+def _allow(request: Request) -> list[netguard.Network]:
+    return netguard.parse_allow(request.app.state.settings.webhook_allow_cidrs)
+
+
+@router.post(
+    "/v1/webhooks",
+    status_code=201,
+    operation_id="webhooks_create",
+    response_model=EndpointWithSecret,
+    responses=problems(409, 422),
+)
+async def create(request: Request, body: EndpointCreate, principal: Writer, conn: LockingConn) -> Response:
+    async def run() -> Response:
+        row = await service.create(conn, context(request, principal), body.model_dump(), _allow(request))
+        return json_response(
+            repo.endpoint_api(row, with_secret=True), 201, {"Location": f"/v1/webhooks/{row['id']}"}
+        )
+
+    return await idempotent(request, conn, principal, run)
+
+
+@router.get(
+    "/v1/webhooks", operation_id="webhooks_list", response_model=EndpointList, responses=problems(422)
+)
+async def list_(
+    request: Request, principal: Reader, limit: Limit = 50, cursor: str | None = None
+) -> Response:
+    after = decode_cursor(cursor, _ENDPOINT_SORT) if cursor else None
+    rows = await repo.list_endpoints(request.app.state.db.pool, principal.workspace_id, after, limit)
+    more = len(rows) > limit
+    rows = rows[:limit]
+    nxt = encode_cursor(_ENDPOINT_SORT, rows[-1]["created_at"], rows[-1]["id"]) if more else None
+    return json_response(
+        {"object": "list", "data": [repo.endpoint_api(r) for r in rows], "has_more": more, "next_cursor": nxt}
+    )
+
+
+@router.get(
+    "/v1/webhooks/{id}", operation_id="webhooks_get", response_model=Endpoint, responses=problems(404, 422)
+)
+async def get(request: Request, eid: EndpointId, principal: Reader) -> Response:
+    row = await service.get(request.app.state.db.pool, context(request, principal), eid)
+    return json_response(repo.endpoint_api(row), headers={"ETag": f'"{row["version"]}"'})
+
+
+@router.patch(
+    "/v1/webhooks/{id}",
+    operation_id="webhooks_update",
+    response_model=Endpoint,
+    responses=problems(404, 409, 422),
+)
+async def update(
+    request: Request, eid: EndpointId, body: EndpointUpdate, principal: Writer, conn: LockingConn
+) -> Response:
+    async def run() -> Response:
+        changes = body.model_dump(exclude_unset=True)
+        row = await service.update(conn, context(request, principal), eid, changes, _allow(request))
+        return json_response(repo.endpoint_api(row))
+
+    return await idempotent(request, conn, principal, run)
+
+
+@router.delete(
+    "/v1/webhooks/{id}",
+    operation_id="webhooks_delete",
+    response_model=Endpoint,
+    responses=problems(404, 409, 422),
+)
+async def delete(request: Request, eid: EndpointId, principal: Writer, conn: LockingConn) -> Response:
+    async def run() -> Response:
+        return json_response(repo.endpoint_api(await service.delete(conn, context(request, principal), eid)))
+
+    return await idempotent(request, conn, principal, run)
+
+
+@router.post(
+    "/v1/webhooks/{id}/rotate-secret",
+    operation_id="webhooks_rotate_secret",
+    response_model=EndpointWithSecret,
+    responses=problems(404, 409, 422),
+)
+async def rotate_secret(request: Request, eid: EndpointId, principal: Writer, conn: LockingConn) -> Response:
+    async def run() -> Response:
+        row = await service.rotate_secret(conn, context(request, principal), eid)
+        return json_response(repo.endpoint_api(row, with_secret=True))
+
+    return await idempotent(request, conn, principal, run)
+
+
+@router.post(
+    "/v1/webhooks/{id}/test",
+    status_code=202,
+    operation_id="webhooks_test",
+    response_model=Delivery,
+    responses=problems(404, 409, 422),
+)
+async def test(request: Request, eid: EndpointId, principal: Writer, conn: LockingConn) -> Response:
+    async def run() -> Response:
+        row = await service.send_test(conn, context(request, principal), eid)
+        return json_response(repo.delivery_api(row), 202)
+
+    return await idempotent(request, conn, principal, run)
+
+
+@router.post(
+    "/v1/webhooks/{id}/recover",
+    status_code=202,
+    operation_id="webhooks_recover",
+    response_model=RecoverResult,
+    responses=problems(404, 409, 422),
+)
+async def recover(
+    request: Request, eid: EndpointId, body: RecoverRequest, principal: Writer, conn: LockingConn
+) -> Response:
+    async def run() -> Response:
+        count = await service.recover(conn, context(request, principal), eid, body.since)
+        return json_response({"object": "recovery", "requeued": count}, 202)
+
+    return await idempotent(request, conn, principal, run)
+
+
+@router.get(
+    "/v1/webhooks/{id}/deliveries",
+    operation_id="webhooks_list_deliveries",
+    response_model=DeliveryList,
+    responses=problems(404, 422),
+)
+async def list_deliveries(
+    request: Request,
+    eid: EndpointId,
+    principal: Reader,
+    limit: Limit = 50,
+    cursor: str | None = None,
+    status: Literal["pending", "succeeded", "failed"] | None = None,
+) -> Response:
+    pool = request.app.state.db.pool
+    await service.get(pool, context(request, principal), eid)
+    after = decode_cursor(cursor, _DELIVERY_SORT) if cursor else None
+    rows = await repo.list_deliveries(pool, principal.workspace_id, eid, status, after, limit)
+    more = len(rows) > limit
+    rows = rows[:limit]
+    nxt = encode_cursor(_DELIVERY_SORT, rows[-1]["created_at"], rows[-1]["id"]) if more else None
+    return json_response(
+        {"object": "list", "data": [repo.delivery_api(r) for r in rows], "has_more": more, "next_cursor": nxt}
+    )
+
+
+@router.get(
+    "/v1/webhook-deliveries/{id}",
+    operation_id="webhook_deliveries_get",
+    response_model=Delivery,
+    responses=problems(404, 422),
+)
+async def get_delivery(request: Request, did: EndpointId, principal: Reader) -> Response:
+    row = await service.get_delivery(request.app.state.db.pool, context(request, principal), did)
+    return json_response(repo.delivery_api(row))
+
+
+@router.post(
+    "/v1/webhook-deliveries/{id}/retry",
+    status_code=202,
+    operation_id="webhook_deliveries_retry",
+    response_model=Delivery,
+    responses=problems(404, 409, 422),
+)
+async def retry(request: Request, did: EndpointId, principal: Writer, conn: LockingConn) -> Response:
+    async def run() -> Response:
+        return json_response(
+            repo.delivery_api(await service.retry(conn, context(request, principal), did)), 202
+        )
+
+    return await idempotent(request, conn, principal, run)

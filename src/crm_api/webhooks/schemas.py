@@ -1,0 +1,100 @@
+"""Webhook endpoint bodies, and endpoints, deliveries and attempts as the API returns them."""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, Field
+
+from ..resources.schemas import ShortText, WriteModel
+
+EventPattern = Annotated[str, Field(min_length=1, max_length=100, pattern=r"^(\*|[a-z_]+\.(\*|[a-z_]+))$")]
+Url = Annotated[str, Field(min_length=8, max_length=2000, pattern=r"^https?://")]
+Ordering = Literal["none", "per_object"]
+
+
+class EndpointCreate(WriteModel):
+    url: Url
+    event_types: list[EventPattern] = Field(
+        min_length=1, max_length=100, examples=[["contact.*", "deal.won"]]
+    )
+    description: ShortText | None = None
+    ordering: Ordering = "none"
+
+
+class EndpointUpdate(WriteModel):
+    url: Url | None = None
+    event_types: list[EventPattern] | None = Field(None, min_length=1, max_length=100)
+    description: ShortText | None = None
+    ordering: Ordering | None = None
+    status: Literal["enabled", "disabled"] | None = Field(
+        None, description="enabled re-enables a disabled endpoint"
+    )
+
+
+class Endpoint(BaseModel):
+    object: Literal["webhook_endpoint"]
+    id: uuid.UUID
+    url: str
+    description: str | None
+    event_types: list[str]
+    ordering: Ordering
+    status: Literal["enabled", "disabled"]
+    disabled_reason: str | None
+    created_at: dt.datetime
+    updated_at: dt.datetime
+    version: int
+
+
+class EndpointWithSecret(Endpoint):
+    secret: str = Field(description="whsec_ signing secret; shown on create and rotate only")
+
+
+class EndpointList(BaseModel):
+    object: Literal["list"]
+    data: list[Endpoint]
+    has_more: bool
+    next_cursor: str | None
+
+
+class Attempt(BaseModel):
+    attempted_at: dt.datetime
+    status_code: int | None
+    latency_ms: int
+    error: str | None
+    response_body: str | None
+
+
+class Delivery(BaseModel):
+    object: Literal["webhook_delivery"]
+    id: uuid.UUID
+    endpoint_id: uuid.UUID
+    event_id: uuid.UUID
+    event_type: str
+    event_sequence: int
+    status: Literal["pending", "succeeded", "failed"]
+    attempts: int
+    next_attempt_at: dt.datetime | None
+    last_status_code: int | None
+    last_error: str | None
+    created_at: dt.datetime
+    delivered_at: dt.datetime | None
+    attempt_log: list[Attempt] | None = None
+
+
+class DeliveryList(BaseModel):
+    object: Literal["list"]
+    data: list[Delivery]
+    has_more: bool
+    next_cursor: str | None
+
+
+class RecoverRequest(WriteModel):
+    since: dt.datetime
+
+
+class RecoverResult(BaseModel):
+    object: Literal["recovery"]
+    requeued: int

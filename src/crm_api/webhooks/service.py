@@ -1,0 +1,122 @@
+"""Rules for webhook endpoints: URL checks (SSRF guard), secrets and their rotation, test sends, retries."""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from typing import Any
+
+import asyncpg
+
+from ..errors import NotFound
+from ..events.emit import emit
+from ..ids import uuid7
+from ..resources.service import Context
+from . import netguard
+from . import repository as repo
+from .signing import new_secret
+
+ROTATION_OVERLAP = dt.timedelta(hours=24)
+
+
+async def create(
+    conn: asyncpg.Connection, ctx: Context, body: dict[str, Any], allow: list[netguard.Network]
+) -> dict[str, Any]:
+    await netguard.validate_for_save(body["url"], allow)
+    now = dt.datetime.now(dt.UTC)
+    return await repo.insert_endpoint(
+        conn,
+        {
+            "workspace_id": ctx.workspace_id,
+            "id": uuid7(),
+            "url": body["url"],
+            "description": body.get("description"),
+            "event_types": sorted(set(body["event_types"])),
+            "ordering": body.get("ordering", "none"),
+            "secret": new_secret(),
+            "created_at": now,
+            "updated_at": now,
+        },
+    )
+
+
+async def get(conn: asyncpg.Connection | asyncpg.Pool, ctx: Context, eid: uuid.UUID) -> dict[str, Any]:
+    row = await repo.get_endpoint(conn, ctx.workspace_id, eid)
+    if row is None:
+        raise NotFound(f"No webhook endpoint with id {eid}")
+    return row
+
+
+async def update(
+    conn: asyncpg.Connection,
+    ctx: Context,
+    eid: uuid.UUID,
+    changes: dict[str, Any],
+    allow: list[netguard.Network],
+) -> dict[str, Any]:
+    changes = {k: v for k, v in changes.items() if v is not None or k == "description"}
+    if "url" in changes:
+        await netguard.validate_for_save(changes["url"], allow)
+    if "event_types" in changes:
+        changes["event_types"] = sorted(set(changes["event_types"]))
+    if changes.get("status") == "enabled":
+        changes.update(disabled_reason=None, failing_since=None)
+    elif changes.get("status") == "disabled":
+        changes["disabled_reason"] = "disabled by request"
+    if not changes:
+        return await get(conn, ctx, eid)
+    row = await repo.update_endpoint(conn, ctx.workspace_id, eid, changes)
+    if row is None:
+        raise NotFound(f"No webhook endpoint with id {eid}")
+    return row
+
+
+async def delete(conn: asyncpg.Connection, ctx: Context, eid: uuid.UUID) -> dict[str, Any]:
+    row = await repo.delete_endpoint(conn, ctx.workspace_id, eid)
+    if row is None:
+        raise NotFound(f"No webhook endpoint with id {eid}")
+    return row
+
+
+async def rotate_secret(conn: asyncpg.Connection, ctx: Context, eid: uuid.UUID) -> dict[str, Any]:
+    """A new secret; the old one keeps signing beside it for 24 hours."""
+    current = await get(conn, ctx, eid)
+    changes = {
+        "secret": new_secret(),
+        "previous_secret": current["secret"],
+        "previous_secret_expires_at": dt.datetime.now(dt.UTC) + ROTATION_OVERLAP,
+    }
+    row = await repo.update_endpoint(conn, ctx.workspace_id, eid, changes)
+    assert row is not None
+    return row
+
+
+async def send_test(conn: asyncpg.Connection, ctx: Context, eid: uuid.UUID) -> dict[str, Any]:
+    endpoint = await get(conn, ctx, eid)
+    now = dt.datetime.now(dt.UTC)
+    obj = repo.endpoint_api(endpoint)
+    event = emit(ctx, "webhook.test", "webhook_endpoint", eid, obj, {}, now)
+    did = await repo.insert_test_event(conn, ctx.workspace_id, eid, event)
+    delivery = await repo.get_delivery(conn, ctx.workspace_id, did)
+    assert delivery is not None
+    return delivery
+
+
+async def get_delivery(
+    conn: asyncpg.Connection | asyncpg.Pool, ctx: Context, did: uuid.UUID
+) -> dict[str, Any]:
+    row = await repo.get_delivery(conn, ctx.workspace_id, did)
+    if row is None:
+        raise NotFound(f"No webhook delivery with id {did}")
+    return row
+
+
+async def retry(conn: asyncpg.Connection, ctx: Context, did: uuid.UUID) -> dict[str, Any]:
+    if not await repo.requeue(conn, ctx.workspace_id, did):
+        raise NotFound(f"No webhook delivery with id {did}")
+    return await get_delivery(conn, ctx, did)
+
+
+async def recover(conn: asyncpg.Connection, ctx: Context, eid: uuid.UUID, since: dt.datetime) -> int:
+    await get(conn, ctx, eid)
+    return await repo.requeue_failed_since(conn, ctx.workspace_id, eid, since)

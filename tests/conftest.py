@@ -67,7 +67,13 @@ def database_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 
 @pytest.fixture(scope="session")
 def settings() -> Settings:
-    return Settings(max_body_bytes=256 * 1024, auth_cache_seconds=5.0)
+    # Webhook tests run their own dispatchers (in-process or as killable worker processes).
+    return Settings(
+        max_body_bytes=256 * 1024,
+        auth_cache_seconds=5.0,
+        run_dispatcher=False,
+        webhook_allow_cidrs="127.0.0.0/8",
+    )
 
 
 @pytest.fixture(scope="session")

@@ -38,6 +38,8 @@ class Settings(BaseSettings):
     dispatcher_per_endpoint: int = 8
     """Requests in flight per endpoint per dispatcher, so one slow endpoint cannot hold every slot."""
     dispatcher_concurrency: int = 128
+    webhook_retry_scale: float = 1.0
+    """Multiplies the retry ladder (5 s, 5 min, ... 24 h); tests shrink it to fit in seconds."""
 
 
 @lru_cache(maxsize=1)

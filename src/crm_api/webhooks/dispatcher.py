@@ -150,11 +150,13 @@ def retry_after_seconds(value: str | None) -> float | None:
     return max(0.0, (when - dt.datetime.now(dt.UTC)).total_seconds())
 
 
-def next_attempt(attempts: int, retry_after: float | None, now: dt.datetime) -> dt.datetime | None:
+def next_attempt(
+    attempts: int, retry_after: float | None, now: dt.datetime, scale: float = 1.0
+) -> dt.datetime | None:
     """When to try again after ``attempts`` failed tries, or None when the ladder is exhausted."""
     if attempts > len(LADDER):
         return None
-    delay = LADDER[attempts - 1] * random.uniform(0.8, 1.2)
+    delay = LADDER[attempts - 1] * scale * random.uniform(0.8, 1.2)
     if retry_after is not None:
         delay = max(delay, min(retry_after, float(LADDER[-1])))
     return now + dt.timedelta(seconds=delay)
@@ -311,7 +313,7 @@ class Dispatcher:
         elif status == 410:
             result, when = "failed", None  # the receiver unsubscribed; the endpoint is disabled too
         else:
-            when = next_attempt(job["attempts"], retry_after, now)
+            when = next_attempt(job["attempts"], retry_after, now, self.settings.webhook_retry_scale)
             result = "retry" if when is not None else "failed"
         return Outcome(
             job["workspace_id"],

@@ -81,6 +81,46 @@ def _crash(request: Request, exc: Exception) -> Response:
     return _problem(request, CRMError("An unexpected error occurred; it has been logged"))
 
 
+EVENT_OBJECTS = {"contact": "Contact", "company": "Company"}
+EVENT_ACTIONS = ("created", "updated", "archived", "restored")
+
+
+def _webhook_payloads(components: dict[str, Any]) -> dict[str, Any]:
+    """The bodies our webhooks POST, one entry per event type, for generated receivers."""
+    out: dict[str, Any] = {}
+    for obj, model in EVENT_OBJECTS.items():
+        for action in EVENT_ACTIONS:
+            name = f"{obj}.{action}"
+            body = {
+                "type": "object",
+                "required": ["id", "type", "created_at", "sequence", "workspace_id", "data"],
+                "properties": {
+                    "id": {"type": "string", "format": "uuid", "description": "also sent as webhook-id"},
+                    "type": {"const": name},
+                    "created_at": {"type": "string", "format": "date-time"},
+                    "sequence": {"type": "integer"},
+                    "workspace_id": {"type": "string", "format": "uuid"},
+                    "data": {
+                        "type": "object",
+                        "properties": {
+                            "object": {"$ref": f"#/components/schemas/{model}"},
+                            "previous": {"type": "object", "description": "old values of the changed fields"},
+                        },
+                    },
+                },
+            }
+            out[name] = {
+                "post": {
+                    "summary": f"{name}, signed per Standard Webhooks",
+                    "operationId": f"webhook_{obj}_{action}",
+                    "requestBody": {"content": {"application/json": {"schema": body}}},
+                    "responses": {"200": {"description": "any 2xx acknowledges the delivery"}},
+                }
+            }
+    assert all(m in components for m in EVENT_OBJECTS.values())
+    return out
+
+
 def _openapi(app: FastAPI) -> dict[str, Any]:
     if app.openapi_schema:
         return app.openapi_schema
@@ -92,6 +132,7 @@ def _openapi(app: FastAPI) -> dict[str, Any]:
     )
     schema.setdefault("components", {}).setdefault("schemas", {})["Problem"] = problem_schema()
     schema["components"]["securitySchemes"] = {"bearer": {"type": "http", "scheme": "bearer"}}
+    schema["webhooks"] = _webhook_payloads(schema["components"]["schemas"])
     schema["security"] = [{"bearer": []}]
     app.openapi_schema = schema
     return schema

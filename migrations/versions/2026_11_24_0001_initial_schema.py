@@ -99,9 +99,13 @@ def upgrade() -> None:
     op.create_index(
         "ix_companies_employee_count", "companies", ["workspace_id", "employee_count"], unique=False
     )
-    op.create_index("ix_companies_industry", "companies", ["workspace_id", "industry"], unique=False)
+    op.create_index(
+        "ix_companies_industry", "companies", ["workspace_id", "industry", "created_at", "id"], unique=False
+    )
     op.create_index("ix_companies_name", "companies", ["workspace_id", "name", "id"], unique=False)
-    op.create_index("ix_companies_owner", "companies", ["workspace_id", "owner_id"], unique=False)
+    op.create_index(
+        "ix_companies_owner", "companies", ["workspace_id", "owner_id", "created_at", "id"], unique=False
+    )
     op.create_index(
         "ix_companies_search",
         "companies",
@@ -229,7 +233,9 @@ def upgrade() -> None:
         ),
         sa.PrimaryKeyConstraint("workspace_id", "id", name=op.f("pk_contacts")),
     )
-    op.create_index("ix_contacts_company", "contacts", ["workspace_id", "company_id"], unique=False)
+    op.create_index(
+        "ix_contacts_company", "contacts", ["workspace_id", "company_id", "created_at", "id"], unique=False
+    )
     op.create_index("ix_contacts_created", "contacts", ["workspace_id", "created_at", "id"], unique=False)
     op.create_index(
         "ix_contacts_custom_fields",
@@ -241,8 +247,15 @@ def upgrade() -> None:
     )
     op.create_index("ix_contacts_email", "contacts", ["workspace_id", "email", "id"], unique=False)
     op.create_index("ix_contacts_last_name", "contacts", ["workspace_id", "last_name", "id"], unique=False)
-    op.create_index("ix_contacts_lifecycle", "contacts", ["workspace_id", "lifecycle_stage"], unique=False)
-    op.create_index("ix_contacts_owner", "contacts", ["workspace_id", "owner_id"], unique=False)
+    op.create_index(
+        "ix_contacts_lifecycle",
+        "contacts",
+        ["workspace_id", "lifecycle_stage", "created_at", "id"],
+        unique=False,
+    )
+    op.create_index(
+        "ix_contacts_owner", "contacts", ["workspace_id", "owner_id", "created_at", "id"], unique=False
+    )
     op.create_index("ix_contacts_phone", "contacts", ["workspace_id", "phone"], unique=False)
     op.create_index(
         "ix_contacts_search",

@@ -42,11 +42,12 @@ def _jsonb() -> Mapped[dict[str, object]]:
 
 
 def _standard_indexes(table: str) -> tuple[Index, ...]:
-    """Indexes behind the sorts and filters every resource offers."""
+    """Indexes behind the sorts and filters every resource offers. Equality filters carry the default sort
+    (created_at, id) so a filtered page is an index range, not a sort of every match."""
     return (
         Index(f"ix_{table}_created", "workspace_id", "created_at", "id"),
         Index(f"ix_{table}_updated", "workspace_id", "updated_at", "id"),
-        Index(f"ix_{table}_owner", "workspace_id", "owner_id"),
+        Index(f"ix_{table}_owner", "workspace_id", "owner_id", "created_at", "id"),
         Index(f"ix_{table}_tags", "tags", postgresql_using="gin"),
         Index(
             f"ix_{table}_custom_fields",
@@ -70,7 +71,7 @@ class Company(RecordMixin, Base):
         ),
         Index("ix_companies_domain", "workspace_id", "domain", "id"),
         Index("ix_companies_name", "workspace_id", "name", "id"),
-        Index("ix_companies_industry", "workspace_id", "industry"),
+        Index("ix_companies_industry", "workspace_id", "industry", "created_at", "id"),
         Index("ix_companies_employee_count", "workspace_id", "employee_count"),
         Index("ix_companies_annual_revenue", "workspace_id", "annual_revenue"),
         Index(
@@ -114,8 +115,8 @@ class Contact(RecordMixin, Base):
         ),
         Index("ix_contacts_email", "workspace_id", "email", "id"),
         Index("ix_contacts_last_name", "workspace_id", "last_name", "id"),
-        Index("ix_contacts_company", "workspace_id", "company_id"),
-        Index("ix_contacts_lifecycle", "workspace_id", "lifecycle_stage"),
+        Index("ix_contacts_company", "workspace_id", "company_id", "created_at", "id"),
+        Index("ix_contacts_lifecycle", "workspace_id", "lifecycle_stage", "created_at", "id"),
         Index("ix_contacts_phone", "workspace_id", "phone"),
         Index(
             "ix_contacts_search",

@@ -97,3 +97,9 @@ def test_serve_on_a_bare_machine_starts_embedded_postgres_and_prints_a_key(tmp_p
         proc.terminate()
         out, _ = proc.communicate(timeout=30)
     assert "crm_" not in out
+    # and the embedded PostgreSQL it started is stopped with it
+    pidfile = tmp_path / "data" / "pgdata" / "postmaster.pid"
+    deadline = time.monotonic() + 30
+    while pidfile.exists():
+        assert time.monotonic() < deadline, "embedded PostgreSQL left running"
+        time.sleep(0.2)

@@ -7,6 +7,7 @@ import argparse
 import asyncio
 import json
 import os
+import signal
 import sys
 from pathlib import Path
 
@@ -108,6 +109,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
     if args.no_dispatcher:
         os.environ["CRM_RUN_DISPATCHER"] = "false"
     get_settings.cache_clear()
+    # uvicorn re-raises SIGTERM after its graceful shutdown; exit through Python instead of dying by the
+    # signal, so the embedded PostgreSQL this process started is stopped on the way out.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     _err(f"serving on http://{args.host}:{args.port} (docs at /docs)")
     uvicorn.run(
         "crm_api.app:create_app",
@@ -122,8 +126,6 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 
 async def _work(url: str, processes_label: str) -> None:
-    import signal
-
     from .db import create_pool
     from .webhooks.dispatcher import Dispatcher
 
@@ -189,7 +191,12 @@ def main(argv: list[str] | None = None) -> int:
     key.add_argument("--name", default="created by crm-api create-key")
     key.set_defaults(func=cmd_create_key)
     args = parser.parse_args(argv)
-    result: int = args.func(args)
+    from . import embedded
+
+    try:
+        result: int = args.func(args)
+    finally:
+        embedded.stop()  # only acts when this process started (or joined) an embedded server
     return result
 
 

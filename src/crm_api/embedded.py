@@ -26,7 +26,16 @@ def start(data_dir: Path, database: str = "crm") -> str:
 
 
 def stop() -> None:
+    """Let go of the server; the last live crm-api process using it stops it."""
     global _server
-    if _server is not None:
-        _server.cleanup()
-        _server = None
+    if _server is None:
+        return
+    import psutil
+
+    users = _server.global_process_id_list
+    # forget processes that died without letting go (SIGKILL), or nobody would ever be "last"
+    for pid in users.get():
+        if not psutil.pid_exists(pid):
+            users.get_and_remove(pid)
+    _server.cleanup()
+    _server = None

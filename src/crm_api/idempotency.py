@@ -43,38 +43,47 @@ async def idempotent(
     if not key or len(key) > MAX_KEY_LENGTH or not key.isprintable():
         raise BadRequest(f"Idempotency-Key must be 1 to {MAX_KEY_LENGTH} printable characters")
     fingerprint = request_fingerprint(request, await request.body())
-    got = await conn.fetchval(
-        "SELECT pg_try_advisory_xact_lock($1)", lock_hash(str(principal.workspace_id), "idempotency", key)
-    )
-    if not got:
-        raise IdempotencyInFlight("A request with this Idempotency-Key is still running; retry shortly")
-    previous = await conn.fetchrow(
-        "SELECT request_hash, status, headers, body FROM idempotency_keys "
-        "WHERE workspace_id = $1 AND key = $2 AND created_at > now() - make_interval(hours => $3)",
+    ttl = request.app.state.settings.idempotency_ttl_hours
+    # Lock and look up in one round trip. The lookup's snapshot may predate a twin request's commit; the
+    # insert below notices that case (the key is taken) and the request rolls back with a 409.
+    state = await conn.fetchrow(
+        "SELECT pg_try_advisory_xact_lock($1) AS got, r.request_hash, r.status, r.headers, r.body "
+        "FROM (SELECT 1) AS one LEFT JOIN idempotency_keys AS r ON r.workspace_id = $2 AND r.key = $3 "
+        "AND r.created_at > now() - make_interval(hours => $4)",
+        lock_hash(str(principal.workspace_id), "idempotency", key),
         principal.workspace_id,
         key,
-        request.app.state.settings.idempotency_ttl_hours,
+        ttl,
     )
-    if previous is not None:
-        if previous["request_hash"] != fingerprint:
+    if not state["got"]:
+        raise IdempotencyInFlight("A request with this Idempotency-Key is still running; retry shortly")
+    if state["request_hash"] is not None:
+        if state["request_hash"] != fingerprint:
             raise IdempotencyMismatch("This Idempotency-Key was first used with a different request")
-        headers: dict[str, str] = dict(previous["headers"])
+        headers: dict[str, str] = dict(state["headers"])
         headers["idempotent-replayed"] = "true"
         return Response(
-            previous["body"], status_code=previous["status"], headers=headers, media_type="application/json"
+            state["body"], status_code=state["status"], headers=headers, media_type="application/json"
         )
     response = await handler()
     stored: dict[str, Any] = {h: response.headers[h] for h in _REPLAYED_HEADERS if h in response.headers}
-    await conn.execute(
+    saved = await conn.fetchval(
         "INSERT INTO idempotency_keys (workspace_id, key, request_hash, status, headers, body, created_at) "
         "VALUES ($1, $2, $3, $4, $5, $6, now()) "
         "ON CONFLICT (workspace_id, key) DO UPDATE SET request_hash = EXCLUDED.request_hash, "
-        "status = EXCLUDED.status, headers = EXCLUDED.headers, body = EXCLUDED.body, created_at = now()",
+        "status = EXCLUDED.status, headers = EXCLUDED.headers, body = EXCLUDED.body, created_at = now() "
+        "WHERE idempotency_keys.created_at <= now() - make_interval(hours => $7) "
+        "RETURNING true",
         principal.workspace_id,
         key,
         fingerprint,
         response.status_code,
         jsonutil.dumps_str(stored),
         bytes(response.body).decode(),
+        ttl,
     )
+    if not saved:
+        raise IdempotencyInFlight(
+            "A request with this Idempotency-Key has just finished; retry to get its result"
+        )
     return response

@@ -71,9 +71,16 @@ def _http_problem(request: Request, exc: StarletteHTTPException) -> Response:
         error = _MethodNotAllowed(f"{request.method} is not allowed here")
         error.allow = (exc.headers or {}).get("Allow", "")
         return _problem(request, error)
-    generic = CRMError(str(exc.detail))
+    if exc.status_code == 400:
+        return _problem(request, BadRequest(f"The body could not be read: {exc.detail}"))
+    generic = _HttpError(str(exc.detail))
     generic.status = exc.status_code  # type: ignore[misc]
     return _problem(request, generic)
+
+
+class _HttpError(CRMError):
+    code = "http_error"
+    title = "HTTP error"
 
 
 def _crash(request: Request, exc: Exception) -> Response:

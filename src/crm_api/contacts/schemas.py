@@ -8,7 +8,7 @@ from typing import Any, Literal
 
 from pydantic import EmailStr, Field
 
-from ..resources.schemas import CustomFields, ExternalIds, ReadModel, ShortText, Tags, WriteModel
+from ..resources.schemas import CustomFields, ExternalIds, ReadModel, ShortText, Tags, UtcDatetime, WriteModel
 
 LifecycleStage = Literal[
     "subscriber",
@@ -36,7 +36,7 @@ class ContactCreate(WriteModel):
     custom_fields: CustomFields = {}
     external_ids: ExternalIds = {}
     marketing_consent: bool = False
-    marketing_consent_at: dt.datetime | None = None
+    marketing_consent_at: UtcDatetime | None = None
     marketing_consent_source: ShortText | None = None
 
 
@@ -55,7 +55,7 @@ class ContactUpdate(WriteModel):
     custom_fields: CustomFields | None = None
     external_ids: ExternalIds | None = None
     marketing_consent: bool | None = None
-    marketing_consent_at: dt.datetime | None = None
+    marketing_consent_at: UtcDatetime | None = None
     marketing_consent_source: ShortText | None = None
 
 

@@ -235,7 +235,7 @@ def build_router(spec: ResourceSpec) -> APIRouter:
         )
         async def upsert_by_key(
             request: Request,
-            value: Annotated[str, Path(max_length=320)],
+            value: Annotated[str, Path(max_length=320, pattern=r"^[^\x00]+$")],
             body: Annotated[Update, Body()],
             principal: Writer,
             conn: LockingConn,
@@ -262,7 +262,7 @@ def build_router(spec: ResourceSpec) -> APIRouter:
     async def upsert_by_external_id(
         request: Request,
         source: Annotated[str, Path(max_length=64, pattern=r"^[A-Za-z0-9_.:-]+$")],
-        external_id: Annotated[str, Path(max_length=255)],
+        external_id: Annotated[str, Path(max_length=255, pattern=r"^[^\x00]+$")],
         body: Annotated[Update, Body()],
         principal: Writer,
         conn: LockingConn,

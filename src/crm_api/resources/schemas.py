@@ -47,6 +47,12 @@ def _clean_tags(value: list[str]) -> list[str]:
     return [t for t in seen if t]
 
 
+def _utc(value: dt.datetime) -> dt.datetime:
+    """Timestamps without an offset are taken as UTC; all are stored and returned in UTC."""
+    return value.replace(tzinfo=dt.UTC) if value.tzinfo is None else value.astimezone(dt.UTC)
+
+
+UtcDatetime = Annotated[dt.datetime, AfterValidator(_utc)]
 Text = Annotated[str, StringConstraints(max_length=1000), AfterValidator(_no_nul)]
 ShortText = Annotated[str, StringConstraints(max_length=255), AfterValidator(_no_nul)]
 Tag = Annotated[str, StringConstraints(min_length=1, max_length=100), AfterValidator(_no_nul)]

@@ -8,7 +8,7 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, Field
 
-from ..resources.schemas import ShortText, WriteModel
+from ..resources.schemas import ShortText, UtcDatetime, WriteModel
 
 EventPattern = Annotated[str, Field(min_length=1, max_length=100, pattern=r"^(\*|[a-z_]+\.(\*|[a-z_]+))$")]
 Url = Annotated[str, Field(min_length=8, max_length=2000, pattern=r"^https?://")]
@@ -92,7 +92,7 @@ class DeliveryList(BaseModel):
 
 
 class RecoverRequest(WriteModel):
-    since: dt.datetime
+    since: UtcDatetime
 
 
 class RecoverResult(BaseModel):

@@ -14,7 +14,8 @@ async def test_expired_idempotency_keys_are_purged_and_fresh_ones_kept(
         r = await api.post("/v1/contacts", json={"first_name": key}, headers={"Idempotency-Key": key})
         assert r.status_code == 201
     await pool.execute(
-        "UPDATE idempotency_keys SET created_at = now() - interval '49 hours' WHERE workspace_id = $1 AND key <> $2",
+        "UPDATE idempotency_keys SET created_at = now() - interval '49 hours' "
+        "WHERE workspace_id = $1 AND key <> $2",
         ws,
         "fresh",
     )

@@ -50,9 +50,15 @@ async def fetch_by_ids(
 
 
 async def fetch_one(
-    conn: asyncpg.Connection | asyncpg.Pool, spec: ResourceSpec, workspace_id: uuid.UUID, object_id: uuid.UUID
+    conn: asyncpg.Connection | asyncpg.Pool,
+    spec: ResourceSpec,
+    workspace_id: uuid.UUID,
+    object_id: uuid.UUID,
+    for_update: bool = False,
 ) -> dict[str, Any] | None:
     sql = f"SELECT {_select(spec)} FROM {spec.table} WHERE workspace_id = $1 AND id = $2"
+    if for_update:
+        sql += " FOR UPDATE"
     row = await conn.fetchrow(sql, workspace_id, object_id)
     return dict(row) if row is not None else None
 

@@ -22,7 +22,6 @@ from . import repository as repo
 from .spec import ResourceSpec
 
 MAX_BATCH = 500
-_RETRIES = 5
 
 
 @dataclass(slots=True)
@@ -170,7 +169,7 @@ async def update(
     if_match: int | None,
     event_type: str = "updated",
 ) -> dict[str, Any]:
-    """Read, merge, write with a version check; retried when another writer got in between."""
+    """Read, merge, write with a version check; on a lost race without If-Match, again under a row lock."""
     changes = spec.normalise(changes)
     for name in spec.required:
         if name in changes and changes[name] is None:
@@ -179,38 +178,52 @@ async def update(
         failures = await check_references(conn, spec, ctx, [changes])
         if failures:
             raise failures[0]
-    for _ in range(_RETRIES):
-        row = await get(conn, spec, ctx, oid)
-        if if_match is not None and row["version"] != if_match:
-            raise PreconditionFailed(f"The {spec.object} is at version {row['version']}, not {if_match}")
-        at = now()
-        new = merged_row(spec, row, changes, at)
-        if new == row:
-            return row  # nothing changed: no new version, no event
-        removed, added = _external_changes(row, new)
-        event = emit(
-            ctx,
-            f"{spec.object}.{event_type}",
-            spec.object,
-            oid,
-            spec.to_api(new),
-            previous_values(spec, row, new),
-            at,
-        )
-        written = await repo.write(
-            conn,
-            spec,
-            ctx.workspace_id,
-            updates=[new],
-            events=[event],
-            external_removed=removed,
-            external_added=added,
-        )
-        if oid in written:
-            return new
-        if if_match is not None:
-            raise PreconditionFailed(f"The {spec.object} changed while this request was applied")
-    raise Conflict(f"The {spec.object} is being changed by other requests; try again")
+    # Optimistic first: read, then a version-checked write (two statements, no locks). If another writer
+    # got in between and the client did not pin a version, apply again under a row lock, which cannot lose.
+    written = await _apply(conn, spec, ctx, oid, changes, if_match, event_type, lock=False)
+    if written is not None:
+        return written
+    if if_match is not None:
+        raise PreconditionFailed(f"The {spec.object} changed while this request was applied")
+    async with conn.transaction():
+        written = await _apply(conn, spec, ctx, oid, changes, None, event_type, lock=True)
+    assert written is not None, "a locked row cannot change under us"
+    return written
+
+
+async def _apply(
+    conn: asyncpg.Connection,
+    spec: ResourceSpec,
+    ctx: Context,
+    oid: uuid.UUID,
+    changes: dict[str, Any],
+    if_match: int | None,
+    event_type: str,
+    lock: bool,
+) -> dict[str, Any] | None:
+    """One read-merge-write; None when the version moved between the read and the write."""
+    row = await repo.fetch_one(conn, spec, ctx.workspace_id, oid, for_update=lock)
+    if row is None:
+        raise NotFound(f"No {spec.object} with id {oid}")
+    if if_match is not None and row["version"] != if_match:
+        raise PreconditionFailed(f"The {spec.object} is at version {row['version']}, not {if_match}")
+    at = now()
+    new = merged_row(spec, row, changes, at)
+    if new == row:
+        return row  # nothing changed: no new version, no event
+    removed, added = _external_changes(row, new)
+    previous = previous_values(spec, row, new)
+    event = emit(ctx, f"{spec.object}.{event_type}", spec.object, oid, spec.to_api(new), previous, at)
+    written = await repo.write(
+        conn,
+        spec,
+        ctx.workspace_id,
+        updates=[new],
+        events=[event],
+        external_removed=removed,
+        external_added=added,
+    )
+    return new if oid in written else None
 
 
 async def archive(

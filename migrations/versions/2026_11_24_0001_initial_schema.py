@@ -257,6 +257,14 @@ def upgrade() -> None:
         "ix_contacts_owner", "contacts", ["workspace_id", "owner_id", "created_at", "id"], unique=False
     )
     op.create_index("ix_contacts_phone", "contacts", ["workspace_id", "phone"], unique=False)
+    op.create_index("ix_contacts_first_name", "contacts", ["workspace_id", "first_name"], unique=False)
+    op.create_index("ix_contacts_title", "contacts", ["workspace_id", "title"], unique=False)
+    op.create_index(
+        "ix_contacts_consent",
+        "contacts",
+        ["workspace_id", "marketing_consent", "marketing_consent_at"],
+        unique=False,
+    )
     op.create_index(
         "ix_contacts_search",
         "contacts",
@@ -291,6 +299,9 @@ def downgrade() -> None:
         postgresql_ops={"search_text": "gin_trgm_ops"},
     )
     op.drop_index("ix_contacts_phone", table_name="contacts")
+    op.drop_index("ix_contacts_first_name", table_name="contacts")
+    op.drop_index("ix_contacts_title", table_name="contacts")
+    op.drop_index("ix_contacts_consent", table_name="contacts")
     op.drop_index("ix_contacts_owner", table_name="contacts")
     op.drop_index("ix_contacts_lifecycle", table_name="contacts")
     op.drop_index("ix_contacts_last_name", table_name="contacts")

@@ -48,7 +48,7 @@ COMPANIES = register(
             FieldSpec("industry", "text"),
             FieldSpec("employee_count", "bigint"),
             FieldSpec("annual_revenue", "numeric"),
-            FieldSpec("currency", "text"),
+            FieldSpec("currency", "text", filterable=False),
             FieldSpec("owner_id", "uuid"),
             FieldSpec("tags", "text[]"),
             FieldSpec("custom_fields", "jsonb", filterable=False),

@@ -51,7 +51,7 @@ CONTACTS = register(
             FieldSpec("external_ids", "jsonb", filterable=False),
             FieldSpec("marketing_consent", "boolean"),
             FieldSpec("marketing_consent_at", "timestamptz"),
-            FieldSpec("marketing_consent_source", "text"),
+            FieldSpec("marketing_consent_source", "text", filterable=False),
         ),
         create_schema=ContactCreate,
         update_schema=ContactUpdate,

@@ -118,6 +118,9 @@ class Contact(RecordMixin, Base):
         Index("ix_contacts_company", "workspace_id", "company_id", "created_at", "id"),
         Index("ix_contacts_lifecycle", "workspace_id", "lifecycle_stage", "created_at", "id"),
         Index("ix_contacts_phone", "workspace_id", "phone"),
+        Index("ix_contacts_first_name", "workspace_id", "first_name"),
+        Index("ix_contacts_title", "workspace_id", "title"),
+        Index("ix_contacts_consent", "workspace_id", "marketing_consent", "marketing_consent_at"),
         Index(
             "ix_contacts_search",
             "search_text",

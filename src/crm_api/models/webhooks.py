@@ -11,6 +11,12 @@ from sqlalchemy.orm import Mapped, mapped_column
 
 from .base import Base, RecordMixin
 
+# Why an endpoint is disabled. One disabled for failing keeps collecting deliveries (re-enable it and they
+# flow, nothing lost); one that answered 410 or was disabled on request has unsubscribed and collects none.
+DISABLED_FAILING = "no successful delivery for 5 days"
+DISABLED_GONE = "the endpoint answered 410 Gone"
+DISABLED_REQUESTED = "disabled by request"
+
 
 class WebhookEndpoint(RecordMixin, Base):
     __tablename__ = "webhook_endpoints"

@@ -16,6 +16,7 @@ import asyncpg
 from .. import jsonutil
 from ..errors import Conflict, FieldError, Unprocessable
 from ..filters import Params
+from ..models.webhooks import DISABLED_FAILING
 from ..pagination import Sort
 from .spec import ResourceSpec
 
@@ -102,6 +103,17 @@ async def existing_ids(
     return {r["id"] for r in rows}
 
 
+# One delivery per (event, subscribed endpoint whose event_types match): "*", "contact.*" or the exact type.
+# Used inside a statement that has a CTE ``ev(id, sequence, type, object_id)`` and the workspace as $1.
+FANOUT_SQL = f"""INSERT INTO webhook_deliveries
+        (workspace_id, id, endpoint_id, event_id, event_sequence, event_type, object_id)
+    SELECT $1, gen_random_uuid(), ep.id, ev.id, ev.sequence, ev.type, ev.object_id
+    FROM ev JOIN webhook_endpoints AS ep ON ep.workspace_id = $1
+        AND (ep.status = 'enabled' OR ep.disabled_reason = '{DISABLED_FAILING}')
+        AND (ev.type = ANY(ep.event_types) OR '*' = ANY(ep.event_types)
+             OR split_part(ev.type, '.', 1) || '.*' = ANY(ep.event_types))"""
+
+
 def _write_sql(spec: ResourceSpec) -> str:
     t = spec.table
     assignments = ", ".join(c for c in spec.columns if c not in ("workspace_id", "id", "created_at"))
@@ -140,16 +152,6 @@ SELECT id FROM ok
 
 
 _WRITE_SQL: dict[str, str] = {}
-
-# One delivery per (event, enabled endpoint whose event_types match): "*", "contact.*" or the exact type.
-# Used inside a statement that has a CTE ``ev(id, sequence, type, object_id)`` and the workspace as $1.
-FANOUT_SQL = """INSERT INTO webhook_deliveries
-        (workspace_id, id, endpoint_id, event_id, event_sequence, event_type, object_id)
-    SELECT $1, gen_random_uuid(), ep.id, ev.id, ev.sequence, ev.type, ev.object_id
-    FROM ev JOIN webhook_endpoints AS ep ON ep.workspace_id = $1 AND ep.status = 'enabled'
-        AND ep.archived_at IS NULL
-        AND (ev.type = ANY(ep.event_types) OR '*' = ANY(ep.event_types)
-             OR split_part(ev.type, '.', 1) || '.*' = ANY(ep.event_types))"""
 
 
 async def write(

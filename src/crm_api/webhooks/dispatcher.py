@@ -28,6 +28,7 @@ import httpx
 
 from .. import jsonutil
 from ..config import Settings
+from ..models.webhooks import DISABLED_FAILING, DISABLED_GONE
 from . import netguard, signing
 
 log = logging.getLogger("crm_api.dispatcher")
@@ -72,7 +73,7 @@ RETURNING w.workspace_id, w.id, w.endpoint_id, w.attempts, e.id AS event_id, e.t
           ep.previous_secret_expires_at
 """
 
-_RECORD = """
+_RECORD = f"""
 WITH r AS (
     SELECT * FROM jsonb_to_recordset($1::jsonb) AS r(
         workspace_id uuid, id uuid, endpoint_id uuid, attempted_at timestamptz, status_code int,
@@ -98,9 +99,9 @@ UPDATE webhook_endpoints AS e
 SET failing_since = CASE WHEN s.ok THEN NULL ELSE coalesce(e.failing_since, s.first_failure) END,
     status = CASE WHEN s.gone OR (NOT s.ok AND e.failing_since < now() - interval '5 days')
                   THEN 'disabled' ELSE e.status END,
-    disabled_reason = CASE WHEN s.gone THEN 'the endpoint answered 410 Gone'
+    disabled_reason = CASE WHEN s.gone THEN '{DISABLED_GONE}'
                            WHEN NOT s.ok AND e.failing_since < now() - interval '5 days'
-                           THEN 'no successful delivery for 5 days' ELSE e.disabled_reason END
+                           THEN '{DISABLED_FAILING}' ELSE e.disabled_reason END
 FROM s
 WHERE e.workspace_id = s.workspace_id AND e.id = s.endpoint_id
   AND (s.gone OR (s.ok AND e.failing_since IS NOT NULL) OR (NOT s.ok AND e.failing_since IS NULL)

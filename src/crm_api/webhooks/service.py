@@ -11,6 +11,7 @@ import asyncpg
 from ..errors import NotFound
 from ..events.emit import emit
 from ..ids import uuid7
+from ..models.webhooks import DISABLED_REQUESTED
 from ..resources.service import Context
 from . import netguard
 from . import repository as repo
@@ -62,7 +63,7 @@ async def update(
     if changes.get("status") == "enabled":
         changes.update(disabled_reason=None, failing_since=None)
     elif changes.get("status") == "disabled":
-        changes["disabled_reason"] = "disabled by request"
+        changes["disabled_reason"] = DISABLED_REQUESTED
     if not changes:
         return await get(conn, ctx, eid)
     row = await repo.update_endpoint(conn, ctx.workspace_id, eid, changes)

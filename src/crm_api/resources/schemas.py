@@ -72,6 +72,7 @@ ExternalIds = Annotated[
 Money = Annotated[
     decimal.Decimal,
     Field(max_digits=20, decimal_places=2, ge=0, allow_inf_nan=False),
+    AfterValidator(lambda v: v.quantize(decimal.Decimal("0.01"))),  # "12.5" is stored and shown as "12.50"
     WithJsonSchema({"type": "string", "pattern": r"^\d{1,18}(\.\d{1,2})?$", "examples": ["1250.00"]}),
 ]
 Currency = Annotated[str, StringConstraints(pattern=r"^[A-Z]{3}$")]

@@ -199,27 +199,14 @@ class Compiler:
 
     def custom_field(self, key: str, op: str, value: Any, path: str) -> str:
         vpath = f"{path}/value"
-        name = self.params.add(key, "text")
+        if op in ("eq", "neq", "in", "nin"):
+            return self._custom_field_equals(key, op, value, vpath)
+        name = self.params.add(key, "text")  # only where the SQL uses it: unused parameters have no type
         if op == "is_null":
             if not isinstance(value, bool):
                 raise field_error(vpath, "is_null takes true or false")
             present = f"(custom_fields ? {name} AND custom_fields -> {name} <> 'null'::jsonb)"
             return f"(NOT {present})" if value else present
-        if op in ("eq", "neq", "in", "nin"):
-            values = value if op in ("in", "nin") else [value]
-            if not isinstance(values, list) or not values:
-                raise field_error(vpath, f"{op} takes a non-empty array")
-            for i, v in enumerate(values):
-                if isinstance(v, dict | list) or v is None:
-                    raise field_error(f"{vpath}/{i}" if op in ("in", "nin") else vpath, "expected a scalar")
-                if isinstance(v, str) and "\x00" in v:
-                    raise field_error(vpath, "must not contain NUL characters")
-            # containment uses the jsonb_path_ops GIN index on custom_fields
-            parts = [
-                f"custom_fields @> {self.params.add(jsonutil.dumps_str({key: v}), 'jsonb')}" for v in values
-            ]
-            cond = "(" + " OR ".join(parts) + ")"
-            return cond if op in ("eq", "in") else f"(NOT {cond})"
         if op in ("contains", "starts_with"):
             text = _like(_coerce(value, "text", vpath))
             pattern = f"%{text}%" if op == "contains" else f"{text}%"
@@ -235,6 +222,20 @@ class Compiler:
                 f"THEN (custom_fields ->> {name})::numeric END)"
             )
         return self.column(expr, pg_type, op, value, path)
+
+    def _custom_field_equals(self, key: str, op: str, value: Any, vpath: str) -> str:
+        values = value if op in ("in", "nin") else [value]
+        if not isinstance(values, list) or not values:
+            raise field_error(vpath, f"{op} takes a non-empty array")
+        for i, v in enumerate(values):
+            if isinstance(v, dict | list) or v is None:
+                raise field_error(f"{vpath}/{i}" if op in ("in", "nin") else vpath, "expected a scalar")
+            if isinstance(v, str) and "\x00" in v:
+                raise field_error(vpath, "must not contain NUL characters")
+        # containment uses the jsonb_path_ops GIN index on custom_fields
+        parts = [f"custom_fields @> {self.params.add(jsonutil.dumps_str({key: v}), 'jsonb')}" for v in values]
+        cond = "(" + " OR ".join(parts) + ")"
+        return cond if op in ("eq", "in") else f"(NOT {cond})"
 
     def _list(self, value: Any, pg_type: FieldType, path: str) -> list[Any]:
         if not isinstance(value, list) or not value:

@@ -1,0 +1,104 @@
+"""POST /v1/<resource>/search: the filter grammar, compiled to SQL, checked field by field."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httpx
+
+
+async def _setup(api: httpx.AsyncClient) -> dict[str, str]:
+    acme = (
+        await api.post("/v1/companies", json={"name": "Acme", "industry": "tools", "employee_count": 50})
+    ).json()
+    food = (
+        await api.post("/v1/companies", json={"name": "Food", "industry": "food", "employee_count": 5})
+    ).json()
+    people = {
+        "ann": {"email": "ann@x.com", "first_name": "Ann", "company_id": acme["id"], "tags": ["vip"],
+                "custom_fields": {"plan": "pro", "seats": 10}, "lifecycle_stage": "lead"},
+        "bob": {"email": "bob@y.org", "first_name": "Bob", "company_id": food["id"],
+                "custom_fields": {"plan": "free", "seats": 2}, "lifecycle_stage": "customer"},
+        "cy": {"first_name": "Cy", "tags": ["vip", "new"], "lifecycle_stage": "lead"},
+    }  # fmt: skip
+    ids = {}
+    for key, body in people.items():
+        ids[key] = (await api.post("/v1/contacts", json=body)).json()["id"]
+    return ids
+
+
+async def _names(api: httpx.AsyncClient, flt: Any, **extra: Any) -> list[str]:
+    r = await api.post("/v1/contacts/search", json={"filter": flt, "sort": ["created_at"], **extra})
+    assert r.status_code == 200, r.text
+    return [c["first_name"] for c in r.json()["data"]]
+
+
+async def test_operators_and_combinators(api: httpx.AsyncClient) -> None:
+    await _setup(api)
+    f = {"field": "first_name", "op": "eq", "value": "Ann"}
+    assert await _names(api, f) == ["Ann"]
+    assert await _names(api, {"field": "first_name", "op": "neq", "value": "Ann"}) == ["Bob", "Cy"]
+    assert await _names(api, {"field": "first_name", "op": "in", "value": ["Ann", "Cy"]}) == ["Ann", "Cy"]
+    assert await _names(api, {"field": "first_name", "op": "nin", "value": ["Ann"]}) == ["Bob", "Cy"]
+    assert await _names(api, {"field": "email", "op": "contains", "value": "@Y."}) == ["Bob"]
+    assert await _names(api, {"field": "email", "op": "starts_with", "value": "an"}) == ["Ann"]
+    assert await _names(api, {"field": "email", "op": "is_null", "value": True}) == ["Cy"]
+    assert await _names(api, {"field": "tags", "op": "contains", "value": "new"}) == ["Cy"]
+    assert await _names(api, {"field": "tags", "op": "is_null", "value": True}) == ["Bob"]
+    both = {"and": [{"field": "lifecycle_stage", "op": "eq", "value": "lead"}, {"not": f}]}
+    assert await _names(api, both) == ["Cy"]
+    either = {"or": [f, {"field": "first_name", "op": "eq", "value": "Bob"}]}
+    assert await _names(api, either) == ["Ann", "Bob"]
+    assert await _names(api, {"field": "first_name", "op": "between", "value": ["B", "Cz"]}) == ["Bob", "Cy"]
+    assert await _names(api, {"field": "first_name", "op": "gt", "value": "B"}) == ["Bob", "Cy"]
+    assert await _names(api, {"field": "first_name", "op": "lte", "value": "Bob"}) == ["Ann", "Bob"]
+
+
+async def test_custom_fields_and_one_relation_hop(api: httpx.AsyncClient) -> None:
+    await _setup(api)
+    assert await _names(api, {"field": "custom_fields.plan", "op": "eq", "value": "pro"}) == ["Ann"]
+    assert await _names(api, {"field": "custom_fields.plan", "op": "in", "value": ["pro", "free"]}) == [
+        "Ann",
+        "Bob",
+    ]
+    assert await _names(api, {"field": "custom_fields.plan", "op": "is_null", "value": True}) == ["Cy"]
+    assert await _names(api, {"field": "custom_fields.seats", "op": "gt", "value": 5}) == ["Ann"]
+    assert await _names(api, {"field": "company.industry", "op": "eq", "value": "food"}) == ["Bob"]
+    assert await _names(api, {"field": "company.employee_count", "op": "gte", "value": 10}) == ["Ann"]
+
+
+async def test_search_pages_with_cursors(api: httpx.AsyncClient) -> None:
+    await _setup(api)
+    flt = {"field": "first_name", "op": "is_null", "value": False}
+    r = await api.post("/v1/contacts/search", json={"filter": flt, "sort": ["created_at"], "limit": 2})
+    first = r.json()
+    assert [c["first_name"] for c in first["data"]] == ["Ann", "Bob"] and first["has_more"]
+    body = {"filter": flt, "sort": ["created_at"], "limit": 2, "cursor": first["next_cursor"]}
+    second = (await api.post("/v1/contacts/search", json=body)).json()
+    assert [c["first_name"] for c in second["data"]] == ["Cy"] and not second["has_more"]
+
+
+async def test_bad_filters_are_422s_that_point_at_the_node(api: httpx.AsyncClient) -> None:
+    cases: list[tuple[Any, str]] = [
+        ({"field": "password", "op": "eq", "value": 1}, "/filter/field"),
+        ({"field": "first_name", "op": "like", "value": "x"}, "/filter/op"),
+        ({"and": [{"field": "first_name", "op": "eq", "value": 3}]}, "/filter/and/0/value"),
+        ({"or": []}, "/filter/or"),
+        ({"not": {"field": "company.secret", "op": "eq", "value": "x"}}, "/filter/not/field"),
+        ({"field": "company.company.name", "op": "eq", "value": "x"}, "/filter/field"),
+        ({"field": "created_at", "op": "gt", "value": "yesterday"}, "/filter/value"),
+        ({"field": "first_name", "op": "between", "value": ["a"]}, "/filter/value"),
+        ({"field": "first_name", "op": "eq", "value": "a\u0000b"}, "/filter/value"),
+        ({"field": "company_id", "op": "lt", "value": "x"}, "/filter/op"),
+        ({"field": "first_name", "op": "eq", "value": "a", "extra": 1}, "/filter/extra"),
+    ]
+    for flt, path in cases:
+        r = await api.post("/v1/contacts/search", json={"filter": flt})
+        assert r.status_code == 422, (flt, r.text)
+        assert r.json()["errors"][0]["path"] == path, (flt, r.json())
+    deep: Any = {"field": "first_name", "op": "eq", "value": "x"}
+    for _ in range(20):
+        deep = {"not": deep}
+    assert (await api.post("/v1/contacts/search", json={"filter": deep})).status_code == 422
+    r = await api.post("/v1/contacts/search", json={"sort": ["-created_at", "email"]})
+    assert r.status_code == 422

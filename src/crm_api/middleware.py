@@ -6,7 +6,8 @@ import uuid
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from .errors import PayloadTooLarge
+from . import jsonutil
+from .errors import PROBLEM_JSON, CRMError, PayloadTooLarge
 
 
 def _sane_request_id(raw: bytes) -> str | None:
@@ -19,7 +20,7 @@ def _sane_request_id(raw: bytes) -> str | None:
 
 class RequestContext:
     """Gives every request an id (the client's ``X-Request-ID`` or a new one), echoes it on the response,
-    and refuses bodies over the limit, whether declared by Content-Length or streamed."""
+    and answers 413 to bodies over the limit, whether declared by Content-Length or streamed."""
 
     def __init__(self, app: ASGIApp, max_body_bytes: int) -> None:
         self.app = app
@@ -39,32 +40,40 @@ class RequestContext:
         request_id = request_id or uuid.uuid4().hex
         scope.setdefault("state", {})["request_id"] = request_id
         header = (b"x-request-id", request_id.encode())
+        too_large = PayloadTooLarge(f"The body exceeds {self.max_body} bytes")
 
-        async def send_with_id(message: Message) -> None:
-            if message["type"] == "http.response.start":
-                message["headers"] = [*message.get("headers", []), header]
-            await send(message)
+        if length is not None and (not length.isdigit() or int(length) > self.max_body):
+            await _send_problem(send, too_large, request_id, header)
+            return
 
         received = 0
+        overflowed = False
 
         async def limited_receive() -> Message:
-            nonlocal received
+            nonlocal received, overflowed
             message = await receive()
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
                 if received > self.max_body:
-                    raise PayloadTooLarge(f"The body exceeds {self.max_body} bytes")
+                    overflowed = True
+                    raise too_large
             return message
 
-        if length is not None and (not length.isdigit() or int(length) > self.max_body):
-            receive_fn: Receive = _refuse(self.max_body)
-        else:
-            receive_fn = limited_receive
-        await self.app(scope, receive_fn, send_with_id)
+        async def send_with_id(message: Message) -> None:
+            # the app turns a failed body read into its own error; an overflow is answered as 413 instead
+            if overflowed:
+                if message["type"] == "http.response.start":
+                    await _send_problem(send, too_large, request_id, header)
+                return
+            if message["type"] == "http.response.start":
+                message["headers"] = [*message.get("headers", []), header]
+            await send(message)
+
+        await self.app(scope, limited_receive, send_with_id)
 
 
-def _refuse(limit: int) -> Receive:
-    async def receive() -> Message:
-        raise PayloadTooLarge(f"The body exceeds {limit} bytes")
-
-    return receive
+async def _send_problem(send: Send, error: CRMError, request_id: str, header: tuple[bytes, bytes]) -> None:
+    body = jsonutil.dumps(error.body(request_id))
+    headers = [(b"content-type", PROBLEM_JSON.encode()), (b"content-length", str(len(body)).encode()), header]
+    await send({"type": "http.response.start", "status": error.status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})

@@ -1,0 +1,101 @@
+"""Bad input is a 4xx problem document that names the problem, and nothing is written."""
+
+from __future__ import annotations
+
+import asyncpg
+import httpx
+import pytest
+
+from crm_api.config import Settings
+
+
+async def _rows(pool: asyncpg.Pool, api: httpx.AsyncClient) -> tuple[int, int]:
+    ws = api.workspace_id  # type: ignore[attr-defined]
+    contacts = await pool.fetchval("SELECT count(*) FROM contacts WHERE workspace_id = $1", ws)
+    events = await pool.fetchval("SELECT count(*) FROM events WHERE workspace_id = $1", ws)
+    return contacts, events
+
+
+def _is_problem(r: httpx.Response, status: int) -> dict[str, object]:
+    assert r.status_code == status, r.text
+    assert r.headers["content-type"] == "application/problem+json"
+    body: dict[str, object] = r.json()
+    assert {"type", "title", "status", "detail", "code", "request_id"} <= set(body)
+    assert body["status"] == status
+    assert body["request_id"] == r.headers["x-request-id"]
+    return body
+
+
+BAD_BODIES = [
+    ({"email": 5}, "/email"),
+    ({"email": "nope"}, "/email"),
+    ({"first_name": "a\u0000b"}, "/first_name"),
+    ({"custom_fields": {"k": "a\u0000"}}, "/custom_fields"),
+    ({"custom_fields": {"n": 2**70}}, "/custom_fields"),
+    ({"nickname": "x"}, "/nickname"),
+    ({"tags": "vip"}, "/tags"),
+    ({"lifecycle_stage": "king"}, "/lifecycle_stage"),
+    ({"company_id": "not-a-uuid"}, "/company_id"),
+    ({"phone": "call me"}, "/phone"),
+    ({"first_name": "x" * 256}, "/first_name"),
+]
+
+
+@pytest.mark.parametrize(("body", "path"), BAD_BODIES, ids=[p for _, p in BAD_BODIES])
+async def test_bad_fields_are_422_naming_the_field(
+    api: httpx.AsyncClient, pool: asyncpg.Pool, body: dict[str, object], path: str
+) -> None:
+    problem = _is_problem(await api.post("/v1/contacts", json=body), 422)
+    errors = problem["errors"]
+    assert isinstance(errors, list)
+    assert any(str(e["path"]).startswith(path) for e in errors), errors
+    assert await _rows(pool, api) == (0, 0)
+
+
+async def test_integer_out_of_range(api: httpx.AsyncClient) -> None:
+    problem = _is_problem(await api.post("/v1/companies", json={"name": "x", "employee_count": 2**70}), 422)
+    assert problem["errors"][0]["path"] == "/employee_count"  # type: ignore[index]
+
+
+async def test_malformed_json_is_400(api: httpx.AsyncClient, pool: asyncpg.Pool) -> None:
+    r = await api.post("/v1/contacts", content=b'{"email": ', headers={"content-type": "application/json"})
+    assert _is_problem(r, 400)["code"] == "bad_request"
+    deep = await api.post(
+        "/v1/contacts", content=b"[" * 100_000, headers={"content-type": "application/json"}
+    )
+    _is_problem(deep, 400)
+    assert await _rows(pool, api) == (0, 0)
+
+
+async def test_oversize_bodies_are_413(api: httpx.AsyncClient, settings: Settings) -> None:
+    big = b'{"first_name": "' + b"x" * settings.max_body_bytes + b'"}'
+    r = await api.post("/v1/contacts", content=big, headers={"content-type": "application/json"})
+    assert _is_problem(r, 413)["code"] == "payload_too_large"
+
+    async def chunks():  # type: ignore[no-untyped-def]
+        yield b'{"first_name": "'
+        for _ in range(settings.max_body_bytes // 1024 + 1):
+            yield b"x" * 1024
+        yield b'"}'
+
+    streamed = await api.post("/v1/contacts", content=chunks(), headers={"content-type": "application/json"})
+    _is_problem(streamed, 413)
+
+
+async def test_paths_headers_and_routes(api: httpx.AsyncClient) -> None:
+    _is_problem(await api.get("/v1/contacts/123"), 422)
+    _is_problem(await api.get("/v1/nothing-here"), 404)
+    _is_problem(await api.put("/v1/contacts"), 405)
+    c = (await api.post("/v1/contacts", json={})).json()
+    _is_problem(await api.patch(f"/v1/contacts/{c['id']}", json={}, headers={"If-Match": "abc"}), 422)
+    _is_problem(await api.post("/v1/contacts", json={}, headers={"Idempotency-Key": "x" * 300}), 400)
+    _is_problem(await api.put("/v1/contacts/by-email/a%00b@x.com", json={}), 422)
+
+
+async def test_request_id_is_echoed_or_made(api: httpx.AsyncClient) -> None:
+    mine = await api.get("/v1/contacts", headers={"X-Request-ID": "req-123"})
+    assert mine.headers["x-request-id"] == "req-123"
+    made = await api.get("/v1/contacts")
+    assert len(made.headers["x-request-id"]) >= 16
+    failed = await api.get("/v1/contacts/123", headers={"X-Request-ID": "req-456"})
+    assert failed.json()["request_id"] == "req-456"

@@ -33,9 +33,10 @@ class Principal:
         return f"api_key:{self.key_id}"
 
     def allows(self, scope: str) -> bool:
-        if "*" in self.scopes or scope in self.scopes:
+        """``*`` grants every resource scope; only ``admin`` grants ``admin`` (and everything else)."""
+        if scope in self.scopes or "admin" in self.scopes:
             return True
-        return scope != "admin" and "admin" in self.scopes
+        return scope != "admin" and "*" in self.scopes
 
 
 def hash_key(key: str) -> str:

@@ -38,6 +38,11 @@ def _problem(request: Request, exc: CRMError) -> Response:
     return Response(jsonutil.dumps(exc.body(request_id)), exc.status, headers, media_type=PROBLEM_JSON)
 
 
+async def _crm_problem(request: Request, exc: CRMError) -> Response:
+    # async on purpose: Starlette runs plain-function handlers in a thread pool
+    return _problem(request, exc)
+
+
 class _MethodNotAllowed(CRMError):
     status = 405
     code = "method_not_allowed"
@@ -54,7 +59,7 @@ def _pointer(loc: tuple[Any, ...]) -> str:
     return "/" + "/".join(str(p) for p in parts)
 
 
-def _validation_problem(request: Request, exc: RequestValidationError) -> Response:
+async def _validation_problem(request: Request, exc: RequestValidationError) -> Response:
     errors = exc.errors()
     if any(e.get("type") == "json_invalid" for e in errors):
         detail = next(e for e in errors if e.get("type") == "json_invalid").get("ctx", {}).get("error", "")
@@ -64,7 +69,7 @@ def _validation_problem(request: Request, exc: RequestValidationError) -> Respon
     return _problem(request, Unprocessable(f"Validation failed: {summary}", fields))
 
 
-def _http_problem(request: Request, exc: StarletteHTTPException) -> Response:
+async def _http_problem(request: Request, exc: StarletteHTTPException) -> Response:
     if exc.status_code == 404:
         return _problem(request, NotFound("No such route"))
     if exc.status_code == 405:
@@ -83,7 +88,7 @@ class _HttpError(CRMError):
     title = "HTTP error"
 
 
-def _crash(request: Request, exc: Exception) -> Response:
+async def _crash(request: Request, exc: Exception) -> Response:
     log.exception("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
     return _problem(request, CRMError("An unexpected error occurred; it has been logged"))
 
@@ -170,7 +175,7 @@ def create_app(settings: Settings | None = None, url: str | None = None) -> Fast
     app.state.settings = settings
     app.state.key_cache = KeyCache(settings.auth_cache_seconds)
     app.add_middleware(RequestContext, max_body_bytes=settings.max_body_bytes)
-    app.add_exception_handler(CRMError, _problem)  # type: ignore[arg-type]
+    app.add_exception_handler(CRMError, _crm_problem)  # type: ignore[arg-type]
     app.add_exception_handler(RequestValidationError, _validation_problem)  # type: ignore[arg-type]
     app.add_exception_handler(StarletteHTTPException, _http_problem)  # type: ignore[arg-type]
     app.add_exception_handler(Exception, _crash)

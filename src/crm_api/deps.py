@@ -37,7 +37,7 @@ LockingConn = Annotated[asyncpg.Connection, Depends(_locking_conn, scope="functi
 """For writes that take advisory locks or write several statements (upserts, batches, keys)."""
 
 
-def if_match(request: Request) -> int | None:
+async def if_match(request: Request) -> int | None:
     raw = request.headers.get("if-match")
     if raw is None:
         return None

@@ -1,0 +1,18 @@
+#!/bin/sh
+# Fresh database, API with 2 workers (no dispatcher), 100,000 contacts, then load at 16 clients.
+#   bench/run.sh [workers] [clients] [seconds]
+set -eu
+cd "$(dirname "$0")/.."
+WORKERS=${1:-2}; CLIENTS=${2:-16}; SECONDS_PER_OP=${3:-10}; PORT=8077
+PG=${BENCH_PG:-postgresql://postgres@127.0.0.1:5432}
+psql "$PG/postgres" -qc "DROP DATABASE IF EXISTS crm_bench" -c "CREATE DATABASE crm_bench"
+export CRM_DATABASE_URL="postgresql+asyncpg://${PG#postgresql://}/crm_bench" CRM_RUN_DISPATCHER=false
+KEY=$(crm-api create-key --workspace bench --scopes '*' 2>/dev/null | tail -1)
+crm-api serve --port $PORT --workers "$WORKERS" >/tmp/crm-bench-serve.log 2>&1 &
+SERVER=$!
+trap 'kill $SERVER 2>/dev/null' EXIT
+until curl -sf "http://127.0.0.1:$PORT/health" >/dev/null; do sleep 0.2; done
+python bench/seed.py --port $PORT --key "$KEY" --count 100000
+psql "$PG/crm_bench" -qc "ANALYZE"   # fresh statistics, as autovacuum would give a live table
+python bench/load.py --port $PORT --key "$KEY" --clients "$CLIENTS" --seconds "$SECONDS_PER_OP" \
+  --json "/tmp/crm-bench-$WORKERS-workers.json"

@@ -15,6 +15,7 @@ import pytest
 import standardwebhooks
 from receiver import Receiver, Reply, Request, StartDispatcher, wait_for
 
+from crm_api.models.webhooks import DISABLED_FAILING
 from crm_api.webhooks.dispatcher import LADDER, next_attempt, retry_after_seconds
 
 
@@ -239,3 +240,45 @@ async def test_per_object_ordering_survives_failures(
     assert [p["data"]["object"]["first_name"] for p in accepted[1:]] == [f"v{n}" for n in range(10)]
     # failures did happen in between, each followed by the same event again
     assert any(r.status == 500 for r in receiver.at())
+
+
+async def test_five_days_of_failure_disable_and_park_then_reenabling_delivers_the_backlog(
+    api: httpx.AsyncClient, pool: Any, receiver: Receiver, start_dispatcher: StartDispatcher
+) -> None:
+    down = True
+    receiver.on("/hook", lambda _r, _i: Reply(503) if down else Reply(200))
+    ep = await _endpoint(api, receiver.url(), ["contact.*"])
+    ws = api.workspace_id  # type: ignore[attr-defined]
+    # it has been failing for six days already: the next failure disables it
+    await pool.execute(
+        "UPDATE webhook_endpoints SET failing_since = now() - interval '6 days' "
+        "WHERE workspace_id = $1 AND id = $2",
+        ws,
+        ep["id"],
+    )
+    await start_dispatcher()
+    first = await _contact(api)
+
+    async def disabled() -> dict[str, Any] | None:
+        e = (await api.get(f"/v1/webhooks/{ep['id']}")).json()
+        return e if e["status"] == "disabled" else None
+
+    assert (await wait_for(disabled))["disabled_reason"] == DISABLED_FAILING
+    second = await _contact(api)  # still collected while disabled, parked rather than due
+    parked = await pool.fetch(
+        "SELECT next_attempt_at = 'infinity' AS parked FROM webhook_deliveries "
+        "WHERE workspace_id = $1 AND endpoint_id = $2 AND status = 'pending'",
+        ws,
+        ep["id"],
+    )
+    assert len(parked) == 2 and all(r["parked"] for r in parked)
+    tried = len(receiver.at())
+    await asyncio.sleep(0.5)
+    assert len(receiver.at()) == tried, "a disabled endpoint was sent to"
+
+    down = False
+    r = await api.patch(f"/v1/webhooks/{ep['id']}", json={"status": "enabled"})
+    assert r.status_code == 200, r.text
+    await wait_for(lambda: len(receiver.accepted()) == 2, within=15)
+    got = {req.json()["data"]["object"]["id"] for req in receiver.accepted()}
+    assert got == {first["id"], second["id"]}

@@ -106,8 +106,9 @@ async def existing_ids(
 # One delivery per (event, subscribed endpoint whose event_types match): "*", "contact.*" or the exact type.
 # Used inside a statement that has a CTE ``ev(id, sequence, type, object_id)`` and the workspace as $1.
 FANOUT_SQL = f"""INSERT INTO webhook_deliveries
-        (workspace_id, id, endpoint_id, event_id, event_sequence, event_type, object_id)
-    SELECT $1, gen_random_uuid(), ep.id, ev.id, ev.sequence, ev.type, ev.object_id
+        (workspace_id, id, endpoint_id, event_id, event_sequence, event_type, object_id, next_attempt_at)
+    SELECT $1, gen_random_uuid(), ep.id, ev.id, ev.sequence, ev.type, ev.object_id,
+           CASE WHEN ep.status = 'enabled' THEN now() ELSE 'infinity' END
     FROM ev JOIN webhook_endpoints AS ep ON ep.workspace_id = $1
         AND (ep.status = 'enabled' OR ep.disabled_reason = '{DISABLED_FAILING}')
         AND (ev.type = ANY(ep.event_types) OR '*' = ANY(ep.event_types)

@@ -38,19 +38,22 @@ CHANNEL = "crm_webhook_deliveries"
 LADDER = (5, 300, 1800, 7200, 18000, 36000, 50400, 72000, 86400)
 RESPONSE_KEEP = 4096
 
+# Driven by the partial index on due pending deliveries (ordered, so LIMIT stops early). Deliveries of a
+# disabled endpoint are parked at next_attempt_at = 'infinity', so they never slow this scan.
 _CLAIM = """
 WITH due AS (
     SELECT d.workspace_id, d.id, d.endpoint_id, d.next_attempt_at
     FROM webhook_deliveries AS d
-    JOIN webhook_endpoints AS ep ON ep.workspace_id = d.workspace_id AND ep.id = d.endpoint_id
     WHERE d.status = 'pending' AND d.next_attempt_at <= now()
       AND (d.leased_until IS NULL OR d.leased_until < now())
-      AND ep.status = 'enabled'
       AND d.endpoint_id <> ALL($2::uuid[])
-      AND (ep.ordering = 'none' OR NOT EXISTS (
-            SELECT 1 FROM webhook_deliveries AS p
-            WHERE p.endpoint_id = d.endpoint_id AND p.object_id = d.object_id
-              AND p.status = 'pending' AND p.event_sequence < d.event_sequence))
+      -- a scalar subquery, not EXISTS: the planner cannot turn it into a join that drives the scan
+      AND (SELECT ep.status = 'enabled'
+                  AND (ep.ordering = 'none' OR NOT EXISTS (
+                        SELECT 1 FROM webhook_deliveries AS p
+                        WHERE p.endpoint_id = d.endpoint_id AND p.object_id = d.object_id
+                          AND p.status = 'pending' AND p.event_sequence < d.event_sequence))
+           FROM webhook_endpoints AS ep WHERE ep.workspace_id = d.workspace_id AND ep.id = d.endpoint_id)
     ORDER BY d.next_attempt_at
     LIMIT $1
     FOR UPDATE OF d SKIP LOCKED
@@ -106,6 +109,16 @@ FROM s
 WHERE e.workspace_id = s.workspace_id AND e.id = s.endpoint_id
   AND (s.gone OR (s.ok AND e.failing_since IS NOT NULL) OR (NOT s.ok AND e.failing_since IS NULL)
        OR (NOT s.ok AND e.failing_since < now() - interval '5 days'))
+RETURNING e.workspace_id, e.id, e.status
+"""
+
+PARK = """
+UPDATE webhook_deliveries SET next_attempt_at = 'infinity'
+WHERE workspace_id = $1 AND endpoint_id = ANY($2::uuid[]) AND status = 'pending'
+"""
+UNPARK = """
+UPDATE webhook_deliveries SET next_attempt_at = now()
+WHERE workspace_id = $1 AND endpoint_id = $2 AND status = 'pending' AND next_attempt_at = 'infinity'
 """
 
 
@@ -363,4 +376,7 @@ class Dispatcher:
             }
             for o in batch
         ]
-        await self.pool.execute(_RECORD, jsonutil.dumps_str(rows))
+        changed = await self.pool.fetch(_RECORD, jsonutil.dumps_str(rows))
+        for row in changed:
+            if row["status"] == "disabled":
+                await self.pool.execute(PARK, row["workspace_id"], [row["id"]])

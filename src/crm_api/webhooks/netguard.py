@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import socket
+import time
 import urllib.parse
 from collections.abc import Sequence
 
@@ -66,7 +67,28 @@ def split_url(url: str) -> tuple[str, int]:
     return parts.hostname, port
 
 
+_CACHE_SECONDS = 5.0
+_cache: dict[tuple[str, int], tuple[float, list[Address]]] = {}
+
+
 async def resolve(host: str, port: int) -> list[Address]:
+    """The host's addresses. An IP literal needs no lookup; a name is looked up at most every 5 s per
+    process (getaddrinfo runs in a thread and was a dispatcher's largest cost per send)."""
+    try:
+        return [ipaddress.ip_address(host.strip("[]"))]
+    except ValueError:
+        pass
+    hit = _cache.get((host, port))
+    if hit is not None and hit[0] > time.monotonic():
+        return hit[1]
+    addresses = await _lookup(host, port)
+    if len(_cache) > 10_000:
+        _cache.clear()
+    _cache[(host, port)] = (time.monotonic() + _CACHE_SECONDS, addresses)
+    return addresses
+
+
+async def _lookup(host: str, port: int) -> list[Address]:
     loop = asyncio.get_running_loop()
     try:
         infos = await loop.getaddrinfo(host, port, type=socket.SOCK_STREAM)

@@ -15,6 +15,7 @@ from ..models.webhooks import DISABLED_REQUESTED
 from ..resources.service import Context
 from . import netguard
 from . import repository as repo
+from .dispatcher import PARK, UNPARK
 from .signing import new_secret
 
 ROTATION_OVERLAP = dt.timedelta(hours=24)
@@ -69,6 +70,10 @@ async def update(
     row = await repo.update_endpoint(conn, ctx.workspace_id, eid, changes)
     if row is None:
         raise NotFound(f"No webhook endpoint with id {eid}")
+    if changes.get("status") == "enabled":
+        await conn.execute(UNPARK, ctx.workspace_id, eid)  # its backlog flows again
+    elif changes.get("status") == "disabled":
+        await conn.execute(PARK, ctx.workspace_id, [eid])
     return row
 
 

@@ -45,8 +45,13 @@ class WebhookDelivery(Base):
             ["webhook_endpoints.workspace_id", "webhook_endpoints.id"],
             ondelete="CASCADE",
         ),
-        # the dispatcher's claim: due pending deliveries in time order
-        Index("ix_webhook_deliveries_due", "next_attempt_at", postgresql_where=text("status = 'pending'")),
+        # the dispatcher's claim: each endpoint's queue of pending deliveries in time order
+        Index(
+            "ix_webhook_deliveries_queue",
+            "endpoint_id",
+            "next_attempt_at",
+            postgresql_where=text("status = 'pending'"),
+        ),
         # per_object ordering: is an earlier event of this object still pending for this endpoint?
         Index(
             "ix_webhook_deliveries_object_pending",

@@ -35,7 +35,7 @@ class Settings(BaseSettings):
     dispatcher_batch: int = 100
     dispatcher_lease_seconds: float = 60.0
     dispatcher_poll_seconds: float = 2.0
-    dispatcher_per_endpoint: int = 8
+    dispatcher_per_endpoint: int = 16
     """Requests in flight per endpoint per dispatcher, so one slow endpoint cannot hold every slot."""
     dispatcher_concurrency: int = 128
     webhook_retry_scale: float = 1.0

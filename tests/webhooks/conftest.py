@@ -10,6 +10,7 @@ import asyncio
 import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import asyncpg
 import pytest
@@ -40,12 +41,13 @@ async def start_dispatcher(
     """``await start_dispatcher(scale=0.001)``: a dispatcher running as a task until the test ends."""
     running: list[tuple[asyncio.Event, asyncio.Task[None]]] = []
 
-    async def start(scale: float = 0.001) -> Dispatcher:
+    async def start(scale: float = 0.001, **overrides: Any) -> Dispatcher:
         fast = settings.model_copy(
             update={
                 "webhook_retry_scale": scale,
                 "dispatcher_poll_seconds": 0.2,
                 "dispatcher_lease_seconds": 5,
+                **overrides,
             }
         )
         dispatcher = Dispatcher(pool, fast)

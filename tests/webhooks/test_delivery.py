@@ -124,11 +124,26 @@ async def test_retry_after_is_honoured(
         return d if d["attempt_log"] else None
 
     d = await wait_for(attempted)
-    assert d["status"] == "pending" and d["last_status_code"] == 503
+    assert (d["status"], d["last_status_code"]) == ("pending", 503), d
     tried = dt.datetime.fromisoformat(d["attempt_log"][0]["attempted_at"])
     # the ladder's first step would be 5 ms at this scale; the receiver asked for two minutes
     assert dt.datetime.fromisoformat(d["next_attempt_at"]) >= tried + dt.timedelta(seconds=119)
     assert len(receiver.at()) == 1
+
+
+async def test_a_freed_slot_wakes_the_dispatcher_without_waiting_for_the_poll(
+    api: httpx.AsyncClient, receiver: Receiver, start_dispatcher: StartDispatcher
+) -> None:
+    # One request in flight per endpoint and a poll far longer than the test: each next delivery can
+    # only go out because the previous one's finish woke the claim loop. A wake-up lost between the
+    # claim and the wait would stall the queue for the whole poll interval.
+    ep = await _endpoint(api, receiver.url(), ["contact.*"])
+    for _ in range(20):
+        await _contact(api)
+    await start_dispatcher(dispatcher_per_endpoint=1, dispatcher_poll_seconds=3600)
+    await wait_for(lambda: len(receiver.accepted()) >= 20, within=15)
+    listed = (await api.get(f"/v1/webhooks/{ep['id']}/deliveries", params={"limit": 50})).json()["data"]
+    assert len(listed) == 20
 
 
 async def test_gone_disables_the_endpoint_at_once(

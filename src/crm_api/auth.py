@@ -18,7 +18,17 @@ from fastapi import Depends, Request
 
 from .errors import Forbidden, Unauthorized
 
-KNOWN_RESOURCES = ("contacts", "companies", "events", "webhooks")
+KNOWN_RESOURCES = (
+    "contacts",
+    "companies",
+    "events",
+    "webhooks",
+    "pipelines",
+    "deals",
+    "activities",
+    "tickets",
+    "sla_policies",
+)
 ACTIONS = ("read", "write")
 
 

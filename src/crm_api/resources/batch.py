@@ -7,27 +7,29 @@ natural-key and external-id lookups, and one write that inserts, updates and emi
 from __future__ import annotations
 
 import uuid
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 import asyncpg
 
 from ..errors import Conflict, CRMError, FieldError, Unprocessable
-from ..events.emit import emit
 from . import repository as repo
 from .service import (
     Context,
     _external_changes,
     _key_lock,
+    bump,
     check_references,
+    events_for,
     merged_row,
     new_row,
     now,
-    previous_values,
+    prepare,
     validate,
 )
 from .spec import ResourceSpec
 
 Mode = Literal["create", "upsert"]
+E = TypeVar("E", bound=CRMError)
 
 
 def _error(exc: CRMError, request_id: str | None) -> dict[str, Any]:
@@ -104,13 +106,22 @@ async def run(
     claimed_pairs: dict[tuple[str, str], uuid.UUID] = {}
     touched: set[uuid.UUID] = set()
 
+    rows: dict[int, dict[str, Any]] = {}
     for i, payload in payloads.items():
         target = targets.get(i)
         if target is not None:
             merged_ext = {**target["external_ids"], **(payload.get("external_ids") or {})}
-            row = merged_row(spec, target, {**payload, "external_ids": merged_ext}, at)
+            rows[i] = merged_row(spec, target, {**payload, "external_ids": merged_ext}, at)
         else:
-            row = new_row(spec, ctx, payload, at)
+            rows[i] = new_row(spec, ctx, payload, at)
+    order = list(rows)
+    failures = await prepare(conn, spec, ctx, [(targets.get(i), rows[i]) for i in order])
+    for pos, failure in failures.items():
+        results[order[pos]] = _error(_at_item(failure, order[pos]), ctx.request_id)
+        del rows[order[pos]]
+
+    for i, row in rows.items():
+        target = targets.get(i)
         conflict = _conflicts(spec, row, live_by_key, owners, claimed_keys, claimed_pairs, touched)
         if conflict is not None:
             results[i] = _error(_at_item(conflict, i), ctx.request_id)
@@ -123,21 +134,16 @@ async def run(
         if target is None:
             inserts.append(row)
             _, added = _external_changes(None, row)
-            events.append(
-                emit(ctx, f"{spec.object}.created", spec.object, row["id"], spec.to_api(row), {}, at)
-            )
+            events += events_for(spec, ctx, None, row, "created", at)
             planned[i] = (201, row)
-        elif row == target:
+        elif not bump(target, row, at):
             results[i] = {"status": 200, "object": spec.to_api(row)}
             continue
         else:
             updates.append(row)
             removed, added = _external_changes(target, row)
             removed_all += removed
-            previous = previous_values(spec, target, row)
-            events.append(
-                emit(ctx, f"{spec.object}.updated", spec.object, row["id"], spec.to_api(row), previous, at)
-            )
+            events += events_for(spec, ctx, target, row, "updated", at)
             planned[i] = (200, row)
         added_all += added
 
@@ -195,7 +201,7 @@ def _conflicts(
     return None
 
 
-def _at_item(error: Conflict, index: int) -> Conflict:
+def _at_item(error: E, index: int) -> E:
     """Point a conflict's field paths at the batch item."""
     error.errors = [FieldError(f"/items/{index}{e.path}", e.message) for e in error.errors]
     return error

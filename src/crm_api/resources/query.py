@@ -27,6 +27,15 @@ def _limit(value: Any) -> int:
     return limit
 
 
+def _number(name: str, value: str, pg_type: str) -> Any:
+    """A query string is text; read it as the number the column holds, then check it like a JSON value."""
+    try:
+        number: Any = int(value) if pg_type == "bigint" else value.strip()
+    except ValueError:
+        raise field_error(f"/{name}", f"expected a value of type {pg_type}") from None
+    return _coerce(number, pg_type, f"/{name}")
+
+
 def _bool(name: str, value: str) -> bool:
     if value.lower() in ("true", "1"):
         return True
@@ -60,16 +69,19 @@ async def list_page(
             continue
         if "\x00" in value:
             raise field_error(f"/{name}", "must not contain NUL characters")
+        element = qp.type.removesuffix("[]")
         if qp.type == "boolean":
             coerced: Any = _bool(name, value)
+        elif element in ("bigint", "numeric"):
+            coerced = _number(name, value, element)
         else:
-            coerced = _coerce(value, "text" if qp.type == "text[]" else qp.type, f"/{name}")
+            coerced = _coerce(value, element, f"/{name}")
         if qp.name == "updated_after":
             include_archived = True  # incremental sync must see archivals too
         if qp.op == "contains":
-            conditions.append(f"{qp.column} @> ARRAY[{params.add(coerced, 'text')}]")
+            conditions.append(f"{qp.column} @> ARRAY[{params.add(coerced, element)}]")
         else:
-            op = {"eq": "=", "gt": ">", "lt": "<"}[qp.op]
+            op = {"eq": "=", "gt": ">", "lt": "<", "gte": ">=", "lte": "<="}[qp.op]
             if qp.column in ("email", "domain"):
                 coerced = spec.normalise({qp.column: coerced})[qp.column]
             conditions.append(f"{qp.column} {op} {params.add(coerced, qp.type)}")

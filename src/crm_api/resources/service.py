@@ -76,10 +76,46 @@ def merged_row(
     if spec.finalise:
         spec.finalise(row, new)
     new["search_text"] = spec.search_text(new)
-    if new != row:
-        new["version"] = row["version"] + 1
-        new["updated_at"] = at
     return new
+
+
+def bump(row: dict[str, Any], new: dict[str, Any], at: dt.datetime) -> bool:
+    """Give a changed row its next version; False (and no new version) when nothing changed."""
+    if new == row:
+        return False
+    new["version"] = row["version"] + 1
+    new["updated_at"] = at
+    return True
+
+
+async def prepare(
+    conn: asyncpg.Connection,
+    spec: ResourceSpec,
+    ctx: Context,
+    pairs: list[tuple[dict[str, Any] | None, dict[str, Any]]],
+) -> dict[int, CRMError]:
+    """The spec's database-backed rules for each (old, new) pair; failures by index."""
+    if spec.prepare is None or not pairs:
+        return {}
+    failures = await spec.prepare(conn, ctx, pairs)
+    for _, new in pairs:
+        new["search_text"] = spec.search_text(new)
+    return failures
+
+
+def events_for(
+    spec: ResourceSpec,
+    ctx: Context,
+    old: dict[str, Any] | None,
+    new: dict[str, Any],
+    action: str,
+    at: dt.datetime,
+) -> list[dict[str, Any]]:
+    """The change's own event plus those its spec derives (``deal.stage_changed``), one snapshot for all."""
+    obj = spec.to_api(new)
+    previous = previous_values(spec, old, new) if old is not None else {}
+    actions = [action, *(spec.derived_events(old, new) if spec.derived_events else ())]
+    return [emit(ctx, f"{spec.object}.{a}", spec.object, new["id"], obj, previous, at) for a in actions]
 
 
 def previous_values(spec: ResourceSpec, old: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]:
@@ -141,10 +177,13 @@ async def create(
         raise failures[0]
     at = now()
     row = new_row(spec, ctx, payload, at)
+    failures = await prepare(conn, spec, ctx, [(None, row)])
+    if failures:
+        raise failures[0]
     _, added = _external_changes(None, row)
-    event = emit(ctx, f"{spec.object}.created", spec.object, row["id"], spec.to_api(row), {}, at)
+    events = events_for(spec, ctx, None, row, "created", at)
     written = await repo.write(
-        conn, spec, ctx.workspace_id, inserts=[row], events=[event], external_added=added
+        conn, spec, ctx.workspace_id, inserts=[row], events=events, external_added=added
     )
     if row["id"] not in written:
         raise await _conflict_for(conn, spec, ctx, row)
@@ -209,17 +248,18 @@ async def _apply(
         raise PreconditionFailed(f"The {spec.object} is at version {row['version']}, not {if_match}")
     at = now()
     new = merged_row(spec, row, changes, at)
-    if new == row:
+    failures = await prepare(conn, spec, ctx, [(row, new)])
+    if failures:
+        raise failures[0]
+    if not bump(row, new, at):
         return row  # nothing changed: no new version, no event
     removed, added = _external_changes(row, new)
-    previous = previous_values(spec, row, new)
-    event = emit(ctx, f"{spec.object}.{event_type}", spec.object, oid, spec.to_api(new), previous, at)
     written = await repo.write(
         conn,
         spec,
         ctx.workspace_id,
         updates=[new],
-        events=[event],
+        events=events_for(spec, ctx, row, new, event_type, at),
         external_removed=removed,
         external_added=added,
     )

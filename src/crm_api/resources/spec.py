@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -10,6 +10,11 @@ from pydantic import BaseModel
 
 # The PostgreSQL types a filter can compare against; the filter compiler casts parameters to them.
 FieldType = str  # "text" | "uuid" | "bigint" | "numeric" | "boolean" | "timestamptz" | "text[]" | "jsonb"
+
+Pair = tuple[dict[str, Any] | None, dict[str, Any]]
+"""(the row before the change or None for a create, the row after it)"""
+Prepare = Callable[[Any, Any, Sequence[Pair]], Awaitable[dict[int, Any]]]
+"""``async prepare(conn, ctx, pairs) -> {index: CRMError}``"""
 
 SYSTEM_COLUMNS = ("workspace_id", "id", "created_at", "updated_at", "version", "archived_at")
 
@@ -28,7 +33,7 @@ class QueryParam:
 
     name: str
     column: str
-    op: str  # "eq" | "contains" (array has) | "gt" | "lt"
+    op: str  # "eq" | "contains" (array has) | "gt" | "lt" | "gte" | "lte"
     type: FieldType
 
 
@@ -61,6 +66,13 @@ class ResourceSpec:
     natural_key: NaturalKey | None = None
     finalise: Callable[[dict[str, Any] | None, dict[str, Any]], None] | None = None
     """Derive fields from the change (old row or None for a create, new row edited in place)."""
+    prepare: Prepare | None = None
+    """Async, before every write (create, update, upsert, batch): derive fields that need the database (a
+    deal's status from its stage's kind), editing each new row in place. Returns failures by pair index;
+    those rows are not written. Every write path calls it, so no path can skip a rule."""
+    derived_events: Callable[[dict[str, Any] | None, dict[str, Any]], list[str]] | None = None
+    """Event actions a change implies beside created/updated (``["stage_changed", "won"]``), each written
+    as ``<object>.<action>`` with the same object and previous values, in the same statement."""
     references: tuple[Reference, ...] = ()
     sorts: tuple[str, ...] = ("created_at", "updated_at")
     query_params: tuple[QueryParam, ...] = ()

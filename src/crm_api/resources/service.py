@@ -141,17 +141,32 @@ async def check_references(
     """Referenced ids that do not exist (or are archived), per payload index, in one query per reference."""
     failures: dict[int, CRMError] = {}
     for ref in spec.references:
-        wanted = [p[ref.column] for p in payloads if p.get(ref.column) is not None]
+        # a column holds one id, or a list of ids (``contact_ids``)
+        named = [_ids(p.get(ref.column)) for p in payloads]
+        wanted = [oid for ids in named for oid in ids]
         if not wanted:
             continue
         found = await repo.existing_ids(conn, ref.table, ctx.workspace_id, wanted)
-        for i, p in enumerate(payloads):
-            if p.get(ref.column) is not None and p[ref.column] not in found:
+        for i, ids in enumerate(named):
+            bad = [(n, oid) for n, oid in enumerate(ids) if oid not in found]
+            if bad and i not in failures:
+                many = isinstance(payloads[i].get(ref.column), list)
                 failures[i] = Unprocessable(
                     f"{ref.column}: no such object",
-                    [FieldError(f"/{ref.column}", f"no live {ref.table} object")],
+                    [
+                        FieldError(
+                            f"/{ref.column}/{n}" if many else f"/{ref.column}", f"no live {ref.table} object"
+                        )
+                        for n, _ in bad
+                    ],
                 )
     return failures
+
+
+def _ids(value: Any) -> list[Any]:
+    if value is None:
+        return []
+    return list(value) if isinstance(value, list) else [value]
 
 
 async def _conflict_for(
@@ -213,7 +228,7 @@ async def update(
     for name in spec.required:
         if name in changes and changes[name] is None:
             raise Unprocessable(f"{name} cannot be cleared", [FieldError(f"/{name}", "must not be null")])
-    if any(changes.get(ref.column) is not None for ref in spec.references):
+    if any(changes.get(ref.column) for ref in spec.references):
         failures = await check_references(conn, spec, ctx, [changes])
         if failures:
             raise failures[0]

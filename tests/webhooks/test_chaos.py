@@ -8,6 +8,7 @@ import os
 import random
 import signal
 import sys
+import uuid
 from collections import Counter
 
 import asyncpg
@@ -93,3 +94,31 @@ async def test_no_event_is_lost_when_workers_die_and_the_receiver_fails(
         hook = Webhook(secret)
         for request in receiver.accepted(path):
             hook.verify(request.body, request.headers)  # every accepted delivery is signed correctly
+
+
+async def test_sigterm_lets_attempts_in_flight_finish_and_record(
+    api: httpx.AsyncClient, pool: asyncpg.Pool, receiver: Receiver, database_url: str
+) -> None:
+    # The receiver holds each request for a second, so SIGTERM lands while all three are in flight.
+    receiver.on("/slow", lambda request, _: Reply(200, delay=1.0))
+    r = await api.post("/v1/webhooks", json={"url": receiver.url("/slow"), "event_types": ["contact.*"]})
+    endpoint = r.json()["id"]
+    for i in range(3):
+        assert (await api.post("/v1/contacts", json={"first_name": f"g{i}"})).status_code == 201
+    worker = await _worker(database_url)
+    try:
+        await wait_for(lambda: len(receiver.at("/slow")) == 3, within=30)
+        assert all(q.status is None for q in receiver.at("/slow"))  # still being answered
+        worker.send_signal(signal.SIGTERM)
+        assert await asyncio.wait_for(worker.wait(), 30) == 0
+    finally:
+        if worker.returncode is None:
+            worker.kill()
+            await worker.wait()
+    rows = await pool.fetch(
+        "SELECT status, attempts FROM webhook_deliveries WHERE workspace_id = $1 AND endpoint_id = $2",
+        api.workspace_id,  # type: ignore[attr-defined]
+        uuid.UUID(endpoint),
+    )
+    # each attempt finished and its outcome was written before the process left: nothing to redo
+    assert sorted((r["status"], r["attempts"]) for r in rows) == [("succeeded", 1)] * 3

@@ -70,6 +70,9 @@ async def list_page(
         if "\x00" in value:
             raise field_error(f"/{name}", "must not contain NUL characters")
         element = qp.type.removesuffix("[]")
+        if qp.op == "flag":
+            conditions.append(f"({qp.when[0] if _bool(name, value) else qp.when[1]})")
+            continue
         if qp.type == "boolean":
             coerced: Any = _bool(name, value)
         elif element in ("bigint", "numeric"):

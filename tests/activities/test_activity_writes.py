@@ -164,7 +164,9 @@ async def test_links_are_checked_id_by_id(api: httpx.AsyncClient) -> None:
     r = await api.post("/v1/activities", json={"type": "note", "company_ids": [missing]})
     _assert_problem(r, 422, "/company_ids/0")
     _assert_problem(
-        await api.post("/v1/activities", json={"type": "note", "contact_ids": ["nope"]}), 422, "/contact_ids/0"
+        await api.post("/v1/activities", json={"type": "note", "contact_ids": ["nope"]}),
+        422,
+        "/contact_ids/0",
     )
     ok = await api.post(
         "/v1/activities",

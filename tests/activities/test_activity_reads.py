@@ -3,13 +3,19 @@ index behind each of them."""
 
 from __future__ import annotations
 
+import base64
 import datetime as dt
+import json
+import uuid
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import asyncpg
 import httpx
 
 from crm_api.activities.spec import ACTIVITIES
+
+MakeClient = Callable[..., Awaitable[httpx.AsyncClient]]
 
 
 async def _subjects(api: httpx.AsyncClient, **params: Any) -> list[str]:
@@ -183,3 +189,22 @@ async def test_every_filter_and_sort_has_an_index(pool: asyncpg.Pool) -> None:
     # the timeline reads activities by (workspace_id, occurred_at, id) and through each link array
     assert ("workspace_id", "occurred_at", "id") in btree
     assert {"contact_ids", "company_ids", "deal_ids", "ticket_ids"} <= gin
+
+
+async def test_a_tampered_cursor_is_a_400_not_a_crash(api: httpx.AsyncClient) -> None:
+    await _setup(api)
+    for sort, value in (("due_at", "abc"), ("occurred_at", 5), ("created_at", None), ("due_at", ["t", "x"])):
+        raw = json.dumps([sort, value, str(uuid.uuid4())]).encode()
+        cursor = base64.urlsafe_b64encode(raw).decode().rstrip("=")
+        r = await api.get("/v1/activities", params={"sort": sort, "cursor": cursor})
+        assert r.status_code == 400, (sort, value, r.text)
+        assert r.json()["code"] == "invalid_cursor"
+
+
+async def test_scopes_are_per_resource(make_client: MakeClient) -> None:
+    reader = await make_client(scopes=["activities:read"])
+    contacts_only = await make_client(scopes=["contacts:read", "contacts:write"])
+    assert (await reader.get("/v1/activities")).status_code == 200
+    assert (await reader.post("/v1/activities", json={"type": "note"})).status_code == 403
+    assert (await contacts_only.get("/v1/activities")).status_code == 403
+    assert (await contacts_only.post("/v1/activities/search", json={})).status_code == 403

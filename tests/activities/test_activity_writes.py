@@ -220,7 +220,7 @@ async def test_batch_fails_bad_items_alone(api: httpx.AsyncClient, pool: asyncpg
     results = r.json()["results"]
     assert [x["status"] for x in results] == [201, 422, 201, 422, 422, 201]
     assert results[1]["error"]["errors"][0]["path"] == "/items/1/direction"
-    assert results[3]["error"]["errors"][0]["path"] == "/contact_ids/0"
+    assert results[3]["error"]["errors"][0]["path"] == "/items/3/contact_ids/0"
     assert results[4]["error"]["errors"][0]["path"] == "/items/4/type"
     count = await pool.fetchval(
         "SELECT count(*) FROM activities WHERE workspace_id = $1",

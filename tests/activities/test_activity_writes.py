@@ -3,6 +3,7 @@ event, links checked per id and per workspace, problem+json for each broken rule
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -260,3 +261,15 @@ async def test_idempotency_key_replays_a_create(api: httpx.AsyncClient) -> None:
     assert again.json()["id"] == first.json()["id"]
     other = await api.post("/v1/activities", json={"type": "call"}, headers=headers)
     assert other.status_code == 422
+
+
+async def test_racing_completions_emit_completed_once(api: httpx.AsyncClient, pool: asyncpg.Pool) -> None:
+    task = (await api.post("/v1/activities", json={"type": "task"})).json()
+    url = f"/v1/activities/{task['id']}"
+    responses = await asyncio.gather(
+        *(api.patch(url, json={"completed_at": f"2026-11-25T10:00:0{i}Z"}) for i in range(8))
+    )
+    assert all(r.status_code == 200 for r in responses), [r.text for r in responses]
+    types = [e["type"] for e in await _events(pool, api, task["id"])]
+    assert types.count("activity.completed") == 1
+    assert types.count("activity.updated") == 8  # every write applied, each its own version

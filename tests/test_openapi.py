@@ -25,6 +25,7 @@ RESOURCE_ACTIONS = (
 EXPECTED = {
     *(f"contacts_{a}" for a in RESOURCE_ACTIONS),
     *(f"companies_{a}" for a in RESOURCE_ACTIONS),
+    *(f"activities_{a}" for a in RESOURCE_ACTIONS),
     "contacts_upsert_by_email",
     "companies_upsert_by_domain",
     "companies_list_contacts",

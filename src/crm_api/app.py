@@ -15,6 +15,7 @@ from fastapi.responses import Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from . import __version__, jsonutil, maintenance
+from .activities.spec import ACTIVITIES
 from .admin.router import router as keys_router
 from .auth import KeyCache
 from .companies.router import router as company_extra_router
@@ -93,15 +94,17 @@ async def _crash(request: Request, exc: Exception) -> Response:
     return _problem(request, CRMError("An unexpected error occurred; it has been logged"))
 
 
-EVENT_OBJECTS = {"contact": "Contact", "company": "Company"}
+EVENT_OBJECTS = {"contact": "Contact", "company": "Company", "activity": "Activity"}
 EVENT_ACTIONS = ("created", "updated", "archived", "restored")
+EXTRA_EVENT_ACTIONS: dict[str, tuple[str, ...]] = {"activity": ("completed",)}
+"""Actions an object has beyond the four every object has (its spec's derived events)."""
 
 
 def _webhook_payloads(components: dict[str, Any]) -> dict[str, Any]:
     """The bodies our webhooks POST, one entry per event type, for generated receivers."""
     out: dict[str, Any] = {}
     for obj, model in EVENT_OBJECTS.items():
-        for action in EVENT_ACTIONS:
+        for action in (*EVENT_ACTIONS, *EXTRA_EVENT_ACTIONS.get(obj, ())):
             name = f"{obj}.{action}"
             body = {
                 "type": "object",
@@ -182,6 +185,7 @@ def create_app(settings: Settings | None = None, url: str | None = None) -> Fast
     app.include_router(build_router(CONTACTS))
     app.include_router(company_extra_router)
     app.include_router(build_router(COMPANIES))
+    app.include_router(build_router(ACTIVITIES))
     app.include_router(keys_router)
     app.include_router(events_router)
     app.include_router(webhooks_router)

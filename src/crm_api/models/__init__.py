@@ -1,5 +1,6 @@
 """Every table, so alembic sees one metadata."""
 
+from .activities import Activity
 from .base import Base
 from .crm import LIFECYCLE_STAGES, Company, Contact, ExternalId
 from .events import Event, IdempotencyRecord
@@ -8,6 +9,7 @@ from .workspace import ApiKey, Workspace
 
 __all__ = [
     "LIFECYCLE_STAGES",
+    "Activity",
     "ApiKey",
     "Base",
     "Company",

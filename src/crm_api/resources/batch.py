@@ -50,7 +50,7 @@ async def run(
     order = list(payloads)
     failures = await check_references(conn, spec, ctx, [payloads[i] for i in order])
     for pos, failure in failures.items():
-        results[order[pos]] = _error(failure, ctx.request_id)
+        results[order[pos]] = _error(_at_item(failure, order[pos]), ctx.request_id)
         del payloads[order[pos]]
 
     key = spec.natural_key

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Mapping
 from typing import Any
 
 import asyncpg
 
-from ..errors import field_error
+from ..errors import InvalidCursor, field_error
 from ..filters import Compiler, Params, _coerce, _like
 from ..pagination import Sort, decode_cursor, encode_cursor, envelope, parse_sort
 from . import repository as repo
@@ -70,6 +71,9 @@ async def list_page(
         if "\x00" in value:
             raise field_error(f"/{name}", "must not contain NUL characters")
         element = qp.type.removesuffix("[]")
+        if qp.op == "flag":
+            conditions.append(f"({qp.when[0] if _bool(name, value) else qp.when[1]})")
+            continue
         if qp.type == "boolean":
             coerced: Any = _bool(name, value)
         elif element in ("bigint", "numeric"):
@@ -119,6 +123,19 @@ async def search(
     )
 
 
+def _fits(value: Any, pg_type: str | None, nullable: bool) -> bool:
+    """Whether a cursor's sort value can be what we wrote into it (a tampered one must not reach SQL)."""
+    if value is None:
+        return nullable
+    if pg_type == "timestamptz":
+        return isinstance(value, dt.datetime)
+    if pg_type == "text":
+        return isinstance(value, str)
+    if pg_type == "bigint":
+        return isinstance(value, int) and not isinstance(value, bool)
+    return True
+
+
 async def _page(
     conn: asyncpg.Connection | asyncpg.Pool,
     spec: ResourceSpec,
@@ -129,6 +146,10 @@ async def _page(
     limit: int,
 ) -> dict[str, Any]:
     after = decode_cursor(cursor, sort) if cursor else None
+    if after is not None and not _fits(
+        after[0], spec.field_type(sort.column), sort.column in spec.nullable_sorts
+    ):
+        raise InvalidCursor("The cursor is not one this API issued")
     rows = await repo.list_rows(conn, spec, params, conditions, sort, after, limit)
     has_more = len(rows) > limit
     rows = rows[:limit]

@@ -222,6 +222,8 @@ async def list_rows(
     limit: int,
 ) -> list[dict[str, Any]]:
     """One keyset page (``limit + 1`` rows, so the caller knows whether there is more)."""
+    if sort.column in spec.nullable_sorts:
+        return await _list_nullable(conn, spec, params, conditions, sort, after, limit)
     where = list(conditions)
     direction = "DESC" if sort.descending else "ASC"
     if after is not None:
@@ -234,3 +236,62 @@ async def list_rows(
         f"ORDER BY {sort.column} {direction}, id {direction} LIMIT {int(limit) + 1}"
     )
     return [dict(r) for r in await conn.fetch(sql, *params.values)]
+
+
+async def _list_nullable(
+    conn: asyncpg.Connection | asyncpg.Pool,
+    spec: ResourceSpec,
+    params: Params,
+    conditions: list[str],
+    sort: Sort,
+    after: tuple[Any, uuid.UUID] | None,
+    limit: int,
+) -> list[dict[str, Any]]:
+    """A page over a column that may be null, in PostgreSQL's order (nulls last ascending, first
+    descending). A row comparison with a null is never true, so the rows with a value and the rows without
+    are walked as two index ranges, one after the other, each a keyset query of its own."""
+    col, desc = sort.column, sort.descending
+    direction = "DESC" if desc else "ASC"
+    pg_type = spec.field_type(col) or "text"
+    in_nulls = after is not None and after[0] is None  # the cursor stopped among the nulls
+
+    async def fetch(extra: str, order: str, values: list[Any], count: int) -> list[dict[str, Any]]:
+        where = " AND ".join([*conditions, extra])
+        sql = f"SELECT {_select(spec)} FROM {spec.table} WHERE {where} ORDER BY {order} LIMIT {count}"
+        return [dict(r) for r in await conn.fetch(sql, *values)]
+
+    def nulls() -> tuple[str, list[Any]]:
+        p = Params(*params.values)
+        extra = f"{col} IS NULL"
+        if in_nulls:
+            assert after is not None
+            extra += f" AND id {'<' if desc else '>'} {p.add(after[1], 'uuid')}"
+        return extra, p.values
+
+    def values() -> tuple[str, list[Any]]:
+        p = Params(*params.values)
+        extra = f"{col} IS NOT NULL"
+        if after is not None and not in_nulls:
+            value, row_id = p.add(after[0], pg_type), p.add(after[1], "uuid")
+            extra = f"({col}, id) {'<' if desc else '>'} ({value}, {row_id})"
+        return extra, p.values
+
+    wanted = int(limit) + 1
+    null_order, value_order = f"id {direction}", f"{col} {direction}, id {direction}"
+    if desc:  # nulls first, then values
+        rows: list[dict[str, Any]] = []
+        if after is None or in_nulls:
+            extra, vals = nulls()
+            rows = await fetch(extra, null_order, vals, wanted)
+        if len(rows) < wanted:
+            extra, vals = values()  # all of them: the nulls came first
+            rows += await fetch(extra, value_order, vals, wanted - len(rows))
+        return rows
+    rows = []
+    if not in_nulls:
+        extra, vals = values()
+        rows = await fetch(extra, value_order, vals, wanted)
+    if len(rows) < wanted:
+        extra, vals = nulls()
+        rows += await fetch(extra, null_order, vals, wanted - len(rows))
+    return rows

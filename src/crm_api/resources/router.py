@@ -59,6 +59,7 @@ def _query_docs(spec: ResourceSpec) -> dict[str, Any]:
         "text": {"type": "string"},
         "text[]": {"type": "string"},
         "uuid": {"type": "string", "format": "uuid"},
+        "uuid[]": {"type": "string", "format": "uuid"},
         "timestamptz": {"type": "string", "format": "date-time"},
         "boolean": {"type": "boolean"},
         "bigint": {"type": "integer"},

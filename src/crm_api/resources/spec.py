@@ -9,7 +9,9 @@ from typing import Any
 from pydantic import BaseModel
 
 # The PostgreSQL types a filter can compare against; the filter compiler casts parameters to them.
-FieldType = str  # "text" | "uuid" | "bigint" | "numeric" | "boolean" | "timestamptz" | "text[]" | "jsonb"
+FieldType = (
+    str  # "text" | "uuid" | "bigint" | "numeric" | "boolean" | "timestamptz" | "text[]" | "uuid[]" | "jsonb"
+)
 
 Pair = tuple[dict[str, Any] | None, dict[str, Any]]
 """(the row before the change or None for a create, the row after it)"""
@@ -33,8 +35,10 @@ class QueryParam:
 
     name: str
     column: str
-    op: str  # "eq" | "contains" (array has) | "gt" | "lt" | "gte" | "lte"
+    op: str  # "eq" | "contains" (array has) | "gt" | "lt" | "gte" | "lte" | "flag"
     type: FieldType
+    when: tuple[str, str] = ("", "")
+    """For ``op="flag"`` (``?open=true``): the fixed SQL conditions for true and for false."""
 
 
 @dataclass(frozen=True)
@@ -75,6 +79,8 @@ class ResourceSpec:
     as ``<object>.<action>`` with the same object and previous values, in the same statement."""
     references: tuple[Reference, ...] = ()
     sorts: tuple[str, ...] = ("created_at", "updated_at")
+    nullable_sorts: tuple[str, ...] = ()
+    """Sorts on columns that may be null: pages walk the nulls too (last ascending, first descending)."""
     query_params: tuple[QueryParam, ...] = ()
     relations: dict[str, tuple[str, str]] = field(default_factory=dict)
     """``company`` -> (fk column here, resource name there): one hop allowed in filters."""

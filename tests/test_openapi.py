@@ -25,6 +25,10 @@ RESOURCE_ACTIONS = (
 EXPECTED = {
     *(f"contacts_{a}" for a in RESOURCE_ACTIONS),
     *(f"companies_{a}" for a in RESOURCE_ACTIONS),
+    *(f"tickets_{a}" for a in RESOURCE_ACTIONS),
+    *(f"sla_policies_{a}" for a in RESOURCE_ACTIONS),
+    "tickets_list_comments",
+    "tickets_create_comment",
     "contacts_upsert_by_email",
     "companies_upsert_by_domain",
     "companies_list_contacts",

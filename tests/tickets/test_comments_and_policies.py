@@ -92,6 +92,14 @@ async def test_policy_validation_problems(api: httpx.AsyncClient) -> None:
         ({"targets": {"critical": {"resolution_minutes": 5}}}, "/targets/critical"),
         ({"targets": {"low": {"resolution_minutes": 0}}}, "/targets/low/resolution_minutes"),
         ({"targets": {"low": {"resolution_hours": 5}}}, "/targets/low/resolution_hours"),
+        (
+            {
+                "hours": "business",
+                "schedule": {"sat": [{"start": "10:00", "end": "11:00"}]},
+                "targets": {"low": {"first_response_minutes": 30, "resolution_minutes": 60 * 52 + 1}},
+            },
+            "/targets/low/resolution_minutes",
+        ),
     ]
     for over, path in cases:
         r = await api.post("/v1/sla-policies", json={"name": "P", **over})

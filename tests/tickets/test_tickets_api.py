@@ -37,6 +37,17 @@ async def test_no_policy_no_due_times(api: httpx.AsyncClient) -> None:
     assert ticket["sla_policy_id"] is None and ticket["resolution_due_at"] is None
 
 
+async def test_ticket_takes_its_requesters_company(api: httpx.AsyncClient) -> None:
+    acme = (await api.post("/v1/companies", json={"name": "Acme"})).json()
+    other = (await api.post("/v1/companies", json={"name": "Other"})).json()
+    ann = (await api.post("/v1/contacts", json={"email": "ann@acme.com", "company_id": acme["id"]})).json()
+    assert (await make_ticket(api, requester_id=ann["id"]))["company_id"] == acme["id"]
+    stated = await make_ticket(api, requester_id=ann["id"], company_id=other["id"])
+    assert stated["company_id"] == other["id"]
+    r = await api.patch(f"/v1/tickets/{(await make_ticket(api))['id']}", json={"requester_id": ann["id"]})
+    assert r.json()["company_id"] == acme["id"]
+
+
 async def test_business_hours_policy_due_time_is_in_office_hours(api: httpx.AsyncClient) -> None:
     policy = await make_policy(api, hours="business", time_zone="Asia/Tokyo", schedule=WEEKDAYS)
     ticket = await make_ticket(api, sla_policy_id=policy["id"])

@@ -137,15 +137,38 @@ def _normalise(payload: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+def _check_hours(row: dict[str, Any]) -> Unprocessable | None:
+    """Business hours need a schedule, and each target must fit in a year of it (which also bounds the
+    work of computing a due time)."""
+    if row["hours"] != "business":
+        return None
+    weekly = sum(
+        sla.parse_hhmm(w["end"]) - sla.parse_hhmm(w["start"]) for ws in row["schedule"].values() for w in ws
+    )
+    if weekly == 0:
+        return Unprocessable(
+            "A business-hours policy needs a schedule with at least one window",
+            [FieldError("/schedule", "required when hours is business")],
+        )
+    too_long = [
+        FieldError(
+            f"/targets/{priority}/{kind}",
+            f"more than a year of this schedule's hours ({weekly * 52} minutes)",
+        )
+        for priority, target in sorted(row["targets"].items())
+        for kind, minutes in sorted(target.items())
+        if minutes and minutes > weekly * 52
+    ]
+    return Unprocessable("A target is longer than a year of business hours", too_long) if too_long else None
+
+
 async def _prepare(conn: asyncpg.Connection, ctx: Any, pairs: Sequence[Pair]) -> dict[int, CRMError]:
     """A business-hours policy needs hours; a workspace has at most one default policy."""
     failures: dict[int, CRMError] = {}
     for i, (_, new) in enumerate(pairs):
-        if new["hours"] == "business" and not any(new["schedule"].values()):
-            failures[i] = Unprocessable(
-                "A business-hours policy needs a schedule with at least one window",
-                [FieldError("/schedule", "required when hours is business")],
-            )
+        error = _check_hours(new)
+        if error is not None:
+            failures[i] = error
     claiming = [
         (i, new)
         for i, (old, new) in enumerate(pairs)

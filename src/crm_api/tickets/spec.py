@@ -1,7 +1,8 @@
 """The ticket resource (and its comments) described as specs over the shared machinery.
 
 Every write path (create, PATCH, upserts, batch) runs ``_prepare``: the status machine, the status
-timestamps, and the SLA due times, with one query for the policies a call needs.
+timestamps, the requester's company, and the SLA due times, with at most one query for the contacts and one
+for the policies a call needs.
 """
 
 from __future__ import annotations
@@ -47,6 +48,9 @@ async def _prepare(conn: asyncpg.Connection, ctx: Any, pairs: Sequence[Pair]) ->
         rules.stamp_status(old, new, now)
         if rules.needs_policy(old, new):
             clocked.append(i)
+    await _company_from_requester(
+        conn, ctx.workspace_id, [p for i, p in enumerate(pairs) if i not in failures]
+    )
     ids = {pairs[i][1]["sla_policy_id"] for i in clocked} - {None}
     # a new ticket without a policy gets the workspace's default
     want_default = any(pairs[i][0] is None and pairs[i][1]["sla_policy_id"] is None for i in clocked)
@@ -57,6 +61,29 @@ async def _prepare(conn: asyncpg.Connection, ctx: Any, pairs: Sequence[Pair]) ->
             new["sla_policy_id"] = default.id
         rules.apply_clock(old, new, by_id.get(new["sla_policy_id"]) or _default_if(new, default), now)
     return failures
+
+
+async def _company_from_requester(
+    conn: asyncpg.Connection, workspace_id: uuid.UUID, pairs: Sequence[Pair]
+) -> None:
+    """A ticket without a company takes its new requester's company."""
+    wanted = [
+        new
+        for old, new in pairs
+        if new["company_id"] is None
+        and new["requester_id"] is not None
+        and (old is None or old["requester_id"] != new["requester_id"])
+    ]
+    if not wanted:
+        return
+    rows = await conn.fetch(
+        "SELECT id, company_id FROM contacts WHERE workspace_id = $1 AND id = ANY($2::uuid[])",
+        workspace_id,
+        list({new["requester_id"] for new in wanted}),
+    )
+    company_of = {r["id"]: r["company_id"] for r in rows}
+    for new in wanted:
+        new["company_id"] = company_of.get(new["requester_id"])
 
 
 def _default_if(new: dict[str, Any], default: sla.Policy | None) -> sla.Policy | None:

@@ -106,7 +106,7 @@ EVENT_EXTRAS = (
         "Ticket",
         "data.target is first_response or resolution; data.due_at the time missed",
     ),
-    ("ticket.comment_created", "TicketComment", "data.object is the comment"),
+    ("ticket.comment_created", "TicketComment", "data.object is the comment; its ticket_id names the ticket"),
 )
 
 

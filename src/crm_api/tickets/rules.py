@@ -7,7 +7,9 @@ closes. A ticket may be created in any status (imports).
 Clocks: the first-response clock runs from creation until the first public agent comment. The resolution
 clock stands still while the ticket is pending, on hold or solved; when it runs again the due time moves
 by the time it stood, counted in the policy's hours. A new priority or policy recomputes both due times
-from the ticket's creation (keeping the time already paused).
+from the ticket's creation (keeping the time already paused). A target once reported as breached stays
+reported (the breach job emits once per target), even if a later change moves its due time. Editing a
+policy leaves the due times of existing tickets alone until they are re-prioritised.
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """activities: notes, calls, emails, meetings and tasks, linked to contacts, companies, deals, tickets
 
 Revision ID: 0006
-Revises: 0003
+Revises: 0005
 Create Date: 2026-11-25 12:06:55.313938
 """
 
@@ -12,7 +12,7 @@ from alembic import op
 from sqlalchemy.dialects import postgresql
 
 revision: str = "0006"
-down_revision: str | None = "0003"
+down_revision: str | None = "0005"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

@@ -27,6 +27,9 @@ from .errors import PROBLEM_JSON, BadRequest, CRMError, FieldError, NotFound, Un
 from .events.router import router as events_router
 from .middleware import RequestContext
 from .resources.router import build_router
+from .tickets.policies import SLA_POLICIES
+from .tickets.router import router as ticket_extra_router
+from .tickets.spec import TICKETS
 from .webhooks.dispatcher import Dispatcher
 from .webhooks.router import router as webhooks_router
 
@@ -94,45 +97,63 @@ async def _crash(request: Request, exc: Exception) -> Response:
     return _problem(request, CRMError("An unexpected error occurred; it has been logged"))
 
 
-EVENT_OBJECTS = {"contact": "Contact", "company": "Company", "activity": "Activity"}
+EVENT_OBJECTS = {
+    "contact": "Contact",
+    "company": "Company",
+    "activity": "Activity",
+    "ticket": "Ticket",
+    "sla_policy": "SlaPolicy",
+}
 EVENT_ACTIONS = ("created", "updated", "archived", "restored")
-EXTRA_EVENT_ACTIONS: dict[str, tuple[str, ...]] = {"activity": ("completed",)}
-"""Actions an object has beyond the four every object has (its spec's derived events)."""
+# Event types beyond the standard actions (a spec's derived events and the jobs' events):
+# (type, schema of data.object, what it says)
+EVENT_EXTRAS = (
+    ("activity.completed", "Activity", "a task's completed_at was set"),
+    ("ticket.status_changed", "Ticket", "previous.status holds the old status"),
+    (
+        "ticket.sla_breached",
+        "Ticket",
+        "data.target is first_response or resolution; data.due_at the time missed",
+    ),
+    ("ticket.comment_created", "TicketComment", "data.object is the comment; its ticket_id names the ticket"),
+)
 
 
 def _webhook_payloads(components: dict[str, Any]) -> dict[str, Any]:
     """The bodies our webhooks POST, one entry per event type, for generated receivers."""
     out: dict[str, Any] = {}
-    for obj, model in EVENT_OBJECTS.items():
-        for action in (*EVENT_ACTIONS, *EXTRA_EVENT_ACTIONS.get(obj, ())):
-            name = f"{obj}.{action}"
-            body = {
-                "type": "object",
-                "required": ["id", "type", "created_at", "sequence", "workspace_id", "data"],
-                "properties": {
-                    "id": {"type": "string", "format": "uuid", "description": "also sent as webhook-id"},
-                    "type": {"const": name},
-                    "created_at": {"type": "string", "format": "date-time"},
-                    "sequence": {"type": "integer"},
-                    "workspace_id": {"type": "string", "format": "uuid"},
-                    "data": {
-                        "type": "object",
-                        "properties": {
-                            "object": {"$ref": f"#/components/schemas/{model}"},
-                            "previous": {"type": "object", "description": "old values of the changed fields"},
-                        },
+    types = [
+        (f"{obj}.{action}", model, "") for obj, model in EVENT_OBJECTS.items() for action in EVENT_ACTIONS
+    ]
+    for name, model, note in [*types, *EVENT_EXTRAS]:
+        obj, _, action = name.partition(".")
+        body = {
+            "type": "object",
+            "required": ["id", "type", "created_at", "sequence", "workspace_id", "data"],
+            "properties": {
+                "id": {"type": "string", "format": "uuid", "description": "also sent as webhook-id"},
+                "type": {"const": name},
+                "created_at": {"type": "string", "format": "date-time"},
+                "sequence": {"type": "integer"},
+                "workspace_id": {"type": "string", "format": "uuid"},
+                "data": {
+                    "type": "object",
+                    "properties": {
+                        "object": {"$ref": f"#/components/schemas/{model}"},
+                        "previous": {"type": "object", "description": "old values of the changed fields"},
                     },
                 },
+            },
+        }
+        out[name] = {
+            "post": {
+                "summary": f"{name}, signed per Standard Webhooks" + (f"; {note}" if note else ""),
+                "operationId": f"webhook_{obj}_{action}",
+                "requestBody": {"content": {"application/json": {"schema": body}}},
+                "responses": {"200": {"description": "any 2xx acknowledges the delivery"}},
             }
-            out[name] = {
-                "post": {
-                    "summary": f"{name}, signed per Standard Webhooks",
-                    "operationId": f"webhook_{obj}_{action}",
-                    "requestBody": {"content": {"application/json": {"schema": body}}},
-                    "responses": {"200": {"description": "any 2xx acknowledges the delivery"}},
-                }
-            }
-    assert all(m in components for m in EVENT_OBJECTS.values())
+        }
+    assert all(m in components for _, m, _ in [*types, *EVENT_EXTRAS])
     return out
 
 
@@ -186,6 +207,9 @@ def create_app(settings: Settings | None = None, url: str | None = None) -> Fast
     app.include_router(company_extra_router)
     app.include_router(build_router(COMPANIES))
     app.include_router(build_router(ACTIVITIES))
+    app.include_router(ticket_extra_router)
+    app.include_router(build_router(TICKETS))
+    app.include_router(build_router(SLA_POLICIES))
     app.include_router(keys_router)
     app.include_router(events_router)
     app.include_router(webhooks_router)

@@ -38,6 +38,8 @@ class Settings(BaseSettings):
     dispatcher_per_endpoint: int = 16
     """Requests in flight per endpoint per dispatcher, so one slow endpoint cannot hold every slot."""
     dispatcher_concurrency: int = 128
+    sla_check_seconds: float = 30.0
+    """How often each dispatcher process looks for tickets past an SLA due time (0: never)."""
     webhook_retry_scale: float = 1.0
     """Multiplies the retry ladder (5 s, 5 min, ... 24 h); tests shrink it to fit in seconds."""
 

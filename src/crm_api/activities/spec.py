@@ -23,12 +23,9 @@ ONLY_FOR: dict[str, tuple[str, ...]] = {
 CHECKED_LINKS: tuple[Reference, ...] = (
     Reference("contact_ids", "contacts"),
     Reference("company_ids", "companies"),
+    Reference("ticket_ids", "tickets"),
 )
-"""Links checked on every write (each id must be a live object of this workspace).
-
-Merge point: ``deals`` and ``tickets`` are built in parallel branches. Once their tables exist, add
-``Reference("deal_ids", "deals")`` and ``Reference("ticket_ids", "tickets")`` here; until then those
-ids are stored unchecked."""
+"""Links checked on every write (each id must be a live object of this workspace)."""
 
 
 def _normalise(payload: dict[str, Any]) -> dict[str, Any]:

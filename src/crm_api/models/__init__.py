@@ -4,6 +4,7 @@ from .activities import Activity
 from .base import Base
 from .crm import LIFECYCLE_STAGES, Company, Contact, ExternalId
 from .events import Event, IdempotencyRecord
+from .service_desk import SlaPolicy, Ticket, TicketComment
 from .webhooks import WebhookAttempt, WebhookDelivery, WebhookEndpoint
 from .workspace import ApiKey, Workspace
 
@@ -17,6 +18,9 @@ __all__ = [
     "Event",
     "ExternalId",
     "IdempotencyRecord",
+    "SlaPolicy",
+    "Ticket",
+    "TicketComment",
     "WebhookAttempt",
     "WebhookDelivery",
     "WebhookEndpoint",

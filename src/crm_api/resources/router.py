@@ -50,7 +50,7 @@ def json_response(payload: Any, status: int = 200, headers: dict[str, str] | Non
 def object_response(spec: ResourceSpec, row: dict[str, Any], status: int = 200) -> Response:
     headers = {"ETag": f'"{row["version"]}"'}
     if status == 201:
-        headers["Location"] = f"/v1/{spec.name}/{row['id']}"
+        headers["Location"] = f"/v1/{spec.url_segment}/{row['id']}"
     return json_response(spec.to_api(row), status, headers)
 
 
@@ -97,7 +97,7 @@ def build_router(spec: ResourceSpec) -> APIRouter:
     Reader = Annotated[Principal, require(f"{name}:read")]
     Writer = Annotated[Principal, require(f"{name}:write")]
     ObjectId = Annotated[uuid.UUID, Path(alias="id")]
-    router = APIRouter(prefix=f"/v1/{name}", tags=[name])
+    router = APIRouter(prefix=f"/v1/{spec.url_segment}", tags=[name])
 
     @router.get(
         "",

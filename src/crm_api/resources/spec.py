@@ -88,10 +88,16 @@ class ResourceSpec:
     """Values a null or absent field takes (``tags`` -> ``[]``)."""
     required: tuple[str, ...] = ()
     """Fields that can never be null."""
+    path: str | None = None
+    """The URL segment when it differs from ``name`` (``sla-policies`` for the table ``sla_policies``)."""
 
     @property
     def table(self) -> str:
         return self.name
+
+    @property
+    def url_segment(self) -> str:
+        return self.path or self.name
 
     @property
     def field_names(self) -> tuple[str, ...]:

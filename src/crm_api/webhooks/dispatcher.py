@@ -29,6 +29,7 @@ import httpx
 from .. import jsonutil
 from ..config import Settings
 from ..models.webhooks import DISABLED_FAILING, DISABLED_GONE
+from ..tickets import breach
 from . import netguard, signing
 
 log = logging.getLogger("crm_api.dispatcher")
@@ -219,6 +220,8 @@ class Dispatcher:
         listener: asyncpg.Connection = await self.pool.acquire()
         await listener.add_listener(CHANNEL, self._notified)
         recorder = asyncio.create_task(self._record_loop(stop))
+        # the SLA breach job rides along: every dispatcher process runs it, and its claim is safe to race
+        sla_job = asyncio.create_task(breach.run_forever(self.pool, self.settings, stop))
         try:
             while not stop.is_set():
                 # Cleared before the claim, never after: a slot freed or a NOTIFY received while the
@@ -236,6 +239,7 @@ class Dispatcher:
             await self._drain()
             stop.set()
             await recorder
+            await sla_job
             with contextlib.suppress(Exception):
                 await listener.remove_listener(CHANNEL, self._notified)
             await self.pool.release(listener)

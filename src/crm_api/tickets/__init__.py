@@ -1,0 +1,1 @@
+"""Tickets, their comments, SLA policies and the SLA breach job."""

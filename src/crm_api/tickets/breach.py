@@ -1,0 +1,138 @@
+"""The SLA breach job: ``ticket.sla_breached`` once per ticket and target when a due time passes unmet.
+
+It runs beside the webhook dispatcher (in ``crm-api worker`` and in ``serve``'s in-process dispatcher). Any
+number may run: a claim locks overdue tickets with ``FOR UPDATE SKIP LOCKED``, so two runners never take
+the same ticket, and the marker (``*_breached_at``) it sets, in the same version-checked statement as the
+event and its webhook fan-out, keeps the ticket out of every later scan.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime as dt
+import logging
+import uuid
+from collections import defaultdict
+from dataclasses import dataclass
+from typing import Any
+
+import asyncpg
+
+from ..config import Settings
+from ..events.emit import emit
+from ..models.service_desk import FIRST_RESPONSE_RUNNING, RESOLUTION_RUNNING
+from ..resources import repository as repo
+from .spec import TICKETS
+
+log = logging.getLogger("crm_api.sla")
+
+
+def _in(values: tuple[str, ...]) -> str:
+    return "(" + ", ".join(f"'{v}'" for v in values) + ")"
+
+
+# Each branch matches one partial index (ix_tickets_*_unbreached) predicate for predicate; the outer query
+# locks what they found and returns the rows as they are now (a row changed meanwhile is re-checked below).
+_CLAIM = f"""
+SELECT {", ".join(TICKETS.columns)} FROM tickets
+WHERE (workspace_id, id) IN (
+    (SELECT workspace_id, id FROM tickets
+     WHERE first_response_breached_at IS NULL AND first_responded_at IS NULL
+       AND first_response_due_at IS NOT NULL AND archived_at IS NULL
+       AND status IN {_in(FIRST_RESPONSE_RUNNING)} AND first_response_due_at <= $1
+     ORDER BY first_response_due_at LIMIT $2)
+    UNION
+    (SELECT workspace_id, id FROM tickets
+     WHERE resolution_breached_at IS NULL AND resolution_due_at IS NOT NULL AND archived_at IS NULL
+       AND status IN {_in(RESOLUTION_RUNNING)} AND resolution_due_at <= $1
+     ORDER BY resolution_due_at LIMIT $2)
+)
+FOR UPDATE SKIP LOCKED
+"""
+
+
+@dataclass(frozen=True)
+class _SystemKey:
+    actor: str = "system:sla"
+
+
+@dataclass
+class _System:
+    """The event actor for changes no API key made."""
+
+    workspace_id: uuid.UUID
+    request_id: str | None = None
+    principal: Any = _SystemKey()
+
+
+def breached_targets(row: dict[str, Any], now: dt.datetime) -> list[str]:
+    """Which targets of this (locked, current) row are overdue and not yet reported."""
+    targets = []
+    if (
+        row["first_response_breached_at"] is None
+        and row["first_responded_at"] is None
+        and row["first_response_due_at"] is not None
+        and row["first_response_due_at"] <= now
+        and row["archived_at"] is None
+        and row["status"] in FIRST_RESPONSE_RUNNING
+    ):
+        targets.append("first_response")
+    if (
+        row["resolution_breached_at"] is None
+        and row["resolution_due_at"] is not None
+        and row["resolution_due_at"] <= now
+        and row["archived_at"] is None
+        and row["status"] in RESOLUTION_RUNNING
+    ):
+        targets.append("resolution")
+    return targets
+
+
+async def run_once(pool: asyncpg.Pool, batch: int = 500, now: dt.datetime | None = None) -> int:
+    """One claim-and-emit round; returns the number of breach events written."""
+    at = now or dt.datetime.now(dt.UTC)
+    async with pool.acquire() as conn, conn.transaction():
+        rows = [dict(r) for r in await conn.fetch(_CLAIM, at, batch)]
+        per_workspace: dict[uuid.UUID, tuple[list[dict[str, Any]], list[dict[str, Any]]]] = defaultdict(
+            lambda: ([], [])
+        )
+        count = 0
+        for row in rows:
+            targets = breached_targets(row, at)
+            if not targets:
+                continue
+            new = dict(row)
+            for target in targets:
+                new[f"{target}_breached_at"] = at
+            new["version"] = row["version"] + 1
+            new["updated_at"] = at
+            obj = TICKETS.to_api(new)
+            updates, events = per_workspace[row["workspace_id"]]
+            updates.append(new)
+            actor = _System(row["workspace_id"])
+            for target in targets:
+                previous = {f"{target}_breached_at": None}
+                event = emit(actor, "ticket.sla_breached", TICKETS.object, row["id"], obj, previous, at)
+                event["data"]["target"] = target
+                event["data"]["due_at"] = row[f"{target}_due_at"]
+                events.append(event)
+            count += len(targets)
+        for workspace_id, (updates, events) in per_workspace.items():
+            await repo.write(conn, TICKETS, workspace_id, updates=updates, events=events)
+    return count
+
+
+async def run_forever(pool: asyncpg.Pool, settings: Settings, stop: asyncio.Event) -> None:
+    """Every ``sla_check_seconds`` until ``stop``; a failed round is logged and retried next time."""
+    every = settings.sla_check_seconds
+    if every <= 0:
+        return
+    while not stop.is_set():
+        try:
+            while await run_once(pool) >= 500:
+                pass  # a full batch: more may be waiting
+        except (asyncpg.PostgresError, OSError) as exc:
+            log.warning("SLA breach check failed, retrying: %s", exc)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), every)

@@ -1,0 +1,102 @@
+"""Ticket and comment bodies, and both as the API returns them."""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from typing import Annotated, Any, Literal
+
+from pydantic import AfterValidator, Field, StringConstraints
+
+from ..resources.schemas import CustomFields, ExternalIds, ReadModel, Tags, WriteModel, _no_nul
+
+Status = Literal["new", "open", "pending", "on_hold", "solved", "closed"]
+Priority = Literal["low", "normal", "high", "urgent"]
+Channel = Literal["email", "phone", "chat", "web", "api"]
+Subject = Annotated[str, StringConstraints(min_length=1, max_length=500), AfterValidator(_no_nul)]
+LongText = Annotated[str, StringConstraints(max_length=65536), AfterValidator(_no_nul)]
+
+
+class TicketCreate(WriteModel):
+    subject: Subject
+    description: LongText | None = None
+    status: Status = "new"
+    priority: Priority = "normal"
+    channel: Channel = "api"
+    requester_id: uuid.UUID | None = None
+    company_id: uuid.UUID | None = None
+    assignee_id: uuid.UUID | None = None
+    sla_policy_id: uuid.UUID | None = Field(
+        None, description="Unset: the workspace's default SLA policy, if it has one"
+    )
+    tags: Tags = []
+    custom_fields: CustomFields = {}
+    external_ids: ExternalIds = {}
+
+
+class TicketUpdate(WriteModel):
+    """Absent fields stay as they are; ``null`` clears (``sla_policy_id: null`` removes the SLA)."""
+
+    subject: Subject | None = None
+    description: LongText | None = None
+    status: Status | None = None
+    priority: Priority | None = None
+    channel: Channel | None = None
+    requester_id: uuid.UUID | None = None
+    company_id: uuid.UUID | None = None
+    assignee_id: uuid.UUID | None = None
+    sla_policy_id: uuid.UUID | None = None
+    tags: Tags | None = None
+    custom_fields: CustomFields | None = None
+    external_ids: ExternalIds | None = None
+
+
+class Ticket(ReadModel):
+    object: Literal["ticket"]
+    subject: str
+    description: str | None
+    status: Status
+    priority: Priority
+    channel: Channel
+    requester_id: uuid.UUID | None
+    company_id: uuid.UUID | None
+    assignee_id: uuid.UUID | None
+    tags: list[str]
+    custom_fields: dict[str, Any]
+    external_ids: dict[str, str]
+    sla_policy_id: uuid.UUID | None
+    first_responded_at: dt.datetime | None
+    solved_at: dt.datetime | None
+    closed_at: dt.datetime | None
+    first_response_due_at: dt.datetime | None
+    resolution_due_at: dt.datetime | None
+    first_response_breached_at: dt.datetime | None
+    resolution_breached_at: dt.datetime | None
+    sla_paused_at: dt.datetime | None = Field(
+        description="Since when the resolution clock stands still (pending, on hold, solved)"
+    )
+    sla_paused_seconds: int = Field(description="Paused time already added to resolution_due_at")
+
+
+AuthorType = Literal["agent", "requester"]
+
+
+class TicketCommentCreate(WriteModel):
+    body: LongText = Field(min_length=1)
+    public: bool = True
+    author_type: AuthorType = Field(
+        "agent", description="agent (a user of the CRM, or the API key) or requester (the ticket's contact)"
+    )
+    author_id: uuid.UUID | None = Field(
+        None, description="agent: the user's id (unset: the API key); requester: the requester's contact id"
+    )
+
+
+class TicketComment(ReadModel):
+    object: Literal["ticket_comment"]
+    ticket_id: uuid.UUID
+    body: str
+    public: bool
+    author_type: AuthorType
+    author_id: uuid.UUID | None
+    api_key_id: uuid.UUID | None

@@ -1,0 +1,195 @@
+"""The ticket resource (and its comments) described as specs over the shared machinery.
+
+Every write path (create, PATCH, upserts, batch) runs ``_prepare``: the status machine, the status
+timestamps, the requester's company, and the SLA due times, with at most one query for the contacts and one
+for the policies a call needs.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from collections.abc import Sequence
+from typing import Any
+
+import asyncpg
+
+from ..errors import CRMError
+from ..resources.spec import FieldSpec, Pair, QueryParam, Reference, ResourceSpec, register
+from . import rules, sla
+from .schemas import Ticket, TicketComment, TicketCommentCreate, TicketCreate, TicketUpdate
+
+_POLICIES = """
+SELECT id, is_default, hours, time_zone, schedule, targets FROM sla_policies
+WHERE workspace_id = $1 AND (id = ANY($2::uuid[]) OR (is_default AND archived_at IS NULL AND $3))
+"""
+
+
+async def _policies(
+    conn: asyncpg.Connection, workspace_id: uuid.UUID, ids: set[uuid.UUID], want_default: bool
+) -> tuple[dict[uuid.UUID, sla.Policy], sla.Policy | None]:
+    if not ids and not want_default:
+        return {}, None
+    rows = await conn.fetch(_POLICIES, workspace_id, list(ids), want_default)
+    by_id = {r["id"]: sla.Policy.from_row(r) for r in rows}
+    default = next((by_id[r["id"]] for r in rows if r["is_default"]), None)
+    return by_id, default
+
+
+async def _prepare(conn: asyncpg.Connection, ctx: Any, pairs: Sequence[Pair]) -> dict[int, CRMError]:
+    now = dt.datetime.now(dt.UTC)
+    failures: dict[int, CRMError] = {}
+    clocked: list[int] = []
+    for i, (old, new) in enumerate(pairs):
+        error = rules.check_transition(old["status"] if old else None, new["status"])
+        if error is not None:
+            failures[i] = error
+            continue
+        rules.stamp_status(old, new, now)
+        if rules.needs_policy(old, new):
+            clocked.append(i)
+    await _company_from_requester(
+        conn, ctx.workspace_id, [p for i, p in enumerate(pairs) if i not in failures]
+    )
+    ids = {pairs[i][1]["sla_policy_id"] for i in clocked} - {None}
+    # a new ticket without a policy gets the workspace's default
+    want_default = any(pairs[i][0] is None and pairs[i][1]["sla_policy_id"] is None for i in clocked)
+    by_id, default = await _policies(conn, ctx.workspace_id, ids, want_default)
+    for i in clocked:
+        old, new = pairs[i]
+        if old is None and new["sla_policy_id"] is None and default is not None:
+            new["sla_policy_id"] = default.id
+        rules.apply_clock(old, new, by_id.get(new["sla_policy_id"]) or _default_if(new, default), now)
+    return failures
+
+
+async def _company_from_requester(
+    conn: asyncpg.Connection, workspace_id: uuid.UUID, pairs: Sequence[Pair]
+) -> None:
+    """A ticket without a company takes its new requester's company."""
+    wanted = [
+        new
+        for old, new in pairs
+        if new["company_id"] is None
+        and new["requester_id"] is not None
+        and (old is None or old["requester_id"] != new["requester_id"])
+    ]
+    if not wanted:
+        return
+    rows = await conn.fetch(
+        "SELECT id, company_id FROM contacts WHERE workspace_id = $1 AND id = ANY($2::uuid[])",
+        workspace_id,
+        list({new["requester_id"] for new in wanted}),
+    )
+    company_of = {r["id"]: r["company_id"] for r in rows}
+    for new in wanted:
+        new["company_id"] = company_of.get(new["requester_id"])
+
+
+def _default_if(new: dict[str, Any], default: sla.Policy | None) -> sla.Policy | None:
+    return default if default is not None and new["sla_policy_id"] == default.id else None
+
+
+def _derived(old: dict[str, Any] | None, new: dict[str, Any]) -> list[str]:
+    return ["status_changed"] if old is not None and old["status"] != new["status"] else []
+
+
+_TIMESTAMPS = (
+    "first_responded_at",
+    "solved_at",
+    "closed_at",
+    "first_response_due_at",
+    "resolution_due_at",
+    "first_response_breached_at",
+    "resolution_breached_at",
+)
+
+TICKETS = register(
+    ResourceSpec(
+        name="tickets",
+        object="ticket",
+        fields=(
+            FieldSpec("subject", "text"),
+            FieldSpec("description", "text", filterable=False),
+            FieldSpec("status", "text"),
+            FieldSpec("priority", "text"),
+            FieldSpec("channel", "text"),
+            FieldSpec("requester_id", "uuid"),
+            FieldSpec("company_id", "uuid"),
+            FieldSpec("assignee_id", "uuid"),
+            FieldSpec("tags", "text[]"),
+            FieldSpec("custom_fields", "jsonb", filterable=False),
+            FieldSpec("external_ids", "jsonb", filterable=False),
+            FieldSpec("sla_policy_id", "uuid"),
+            *(FieldSpec(name, "timestamptz", filterable=name != "closed_at") for name in _TIMESTAMPS),
+            FieldSpec("sla_paused_at", "timestamptz", filterable=False),
+            FieldSpec("sla_paused_seconds", "bigint", filterable=False),
+        ),
+        create_schema=TicketCreate,
+        update_schema=TicketUpdate,
+        read_schema=Ticket,
+        normalise=dict,
+        search_text=lambda row: (row.get("subject") or "").lower(),
+        prepare=_prepare,
+        derived_events=_derived,
+        references=(
+            Reference("requester_id", "contacts"),
+            Reference("company_id", "companies"),
+            Reference("sla_policy_id", "sla_policies"),
+        ),
+        sorts=("created_at", "updated_at"),
+        query_params=(
+            QueryParam("status", "status", "eq", "text"),
+            QueryParam("priority", "priority", "eq", "text"),
+            QueryParam("channel", "channel", "eq", "text"),
+            QueryParam("requester_id", "requester_id", "eq", "uuid"),
+            QueryParam("company_id", "company_id", "eq", "uuid"),
+            QueryParam("assignee_id", "assignee_id", "eq", "uuid"),
+            QueryParam("sla_policy_id", "sla_policy_id", "eq", "uuid"),
+            QueryParam("tag", "tags", "contains", "text[]"),
+            QueryParam("first_response_due_before", "first_response_due_at", "lt", "timestamptz"),
+            QueryParam("resolution_due_before", "resolution_due_at", "lt", "timestamptz"),
+            QueryParam("resolution_due_after", "resolution_due_at", "gte", "timestamptz"),
+            QueryParam("updated_after", "updated_at", "gt", "timestamptz"),
+            QueryParam("created_after", "created_at", "gt", "timestamptz"),
+            QueryParam("created_before", "created_at", "lt", "timestamptz"),
+        ),
+        relations={"requester": ("requester_id", "contacts"), "company": ("company_id", "companies")},
+        defaults={
+            "status": "new",
+            "priority": "normal",
+            "channel": "api",
+            "tags": [],
+            "custom_fields": {},
+            "external_ids": {},
+            "sla_paused_seconds": 0,
+        },
+        required=("subject", "status", "priority", "channel"),
+    )
+)
+
+# Comments are written by the ticket service (a comment can answer the ticket) and listed with the shared
+# keyset pages; they have no routes of their own, so the spec is not registered.
+COMMENTS = ResourceSpec(
+    name="ticket_comments",
+    object="ticket_comment",
+    fields=(
+        FieldSpec("ticket_id", "uuid"),
+        FieldSpec("body", "text", filterable=False),
+        FieldSpec("public", "boolean"),
+        FieldSpec("author_type", "text"),
+        FieldSpec("author_id", "uuid"),
+        FieldSpec("api_key_id", "uuid"),
+    ),
+    create_schema=TicketCommentCreate,
+    update_schema=TicketCommentCreate,
+    read_schema=TicketComment,
+    normalise=dict,
+    search_text=lambda row: "",
+    sorts=("created_at",),
+    query_params=(
+        QueryParam("public", "public", "eq", "boolean"),
+        QueryParam("author_type", "author_type", "eq", "text"),
+    ),
+    defaults={"public": True, "author_type": "agent"},
+)

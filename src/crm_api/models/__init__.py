@@ -3,18 +3,24 @@
 from .base import Base
 from .crm import LIFECYCLE_STAGES, Company, Contact, ExternalId
 from .events import Event, IdempotencyRecord
+from .sales import STAGE_KINDS, Deal, DealStageChange, Pipeline, PipelineStage
 from .webhooks import WebhookAttempt, WebhookDelivery, WebhookEndpoint
 from .workspace import ApiKey, Workspace
 
 __all__ = [
     "LIFECYCLE_STAGES",
+    "STAGE_KINDS",
     "ApiKey",
     "Base",
     "Company",
     "Contact",
+    "Deal",
+    "DealStageChange",
     "Event",
     "ExternalId",
     "IdempotencyRecord",
+    "Pipeline",
+    "PipelineStage",
     "WebhookAttempt",
     "WebhookDelivery",
     "WebhookEndpoint",

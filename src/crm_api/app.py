@@ -22,9 +22,12 @@ from .companies.spec import COMPANIES
 from .config import Settings, get_settings
 from .contacts.spec import CONTACTS
 from .db import Database, create_pool, database_url
+from .deals.router import router as deal_extra_router
+from .deals.spec import DEALS
 from .errors import PROBLEM_JSON, BadRequest, CRMError, FieldError, NotFound, Unprocessable, problem_schema
 from .events.router import router as events_router
 from .middleware import RequestContext
+from .pipelines.router import router as pipelines_router
 from .resources.router import build_router
 from .webhooks.dispatcher import Dispatcher
 from .webhooks.router import router as webhooks_router
@@ -93,15 +96,16 @@ async def _crash(request: Request, exc: Exception) -> Response:
     return _problem(request, CRMError("An unexpected error occurred; it has been logged"))
 
 
-EVENT_OBJECTS = {"contact": "Contact", "company": "Company"}
+EVENT_OBJECTS = {"contact": "Contact", "company": "Company", "deal": "Deal", "pipeline": "Pipeline"}
 EVENT_ACTIONS = ("created", "updated", "archived", "restored")
+EXTRA_EVENT_ACTIONS = {"deal": ("stage_changed", "won", "lost")}
 
 
 def _webhook_payloads(components: dict[str, Any]) -> dict[str, Any]:
     """The bodies our webhooks POST, one entry per event type, for generated receivers."""
     out: dict[str, Any] = {}
     for obj, model in EVENT_OBJECTS.items():
-        for action in EVENT_ACTIONS:
+        for action in (*EVENT_ACTIONS, *EXTRA_EVENT_ACTIONS.get(obj, ())):
             name = f"{obj}.{action}"
             body = {
                 "type": "object",
@@ -182,6 +186,9 @@ def create_app(settings: Settings | None = None, url: str | None = None) -> Fast
     app.include_router(build_router(CONTACTS))
     app.include_router(company_extra_router)
     app.include_router(build_router(COMPANIES))
+    app.include_router(pipelines_router)
+    app.include_router(deal_extra_router)
+    app.include_router(build_router(DEALS))
     app.include_router(keys_router)
     app.include_router(events_router)
     app.include_router(webhooks_router)

@@ -93,6 +93,13 @@ def _coerce(value: Any, pg_type: FieldType, path: str) -> Any:
         except ValueError:
             raise field_error(path, "expected an RFC 3339 timestamp") from None
         return parsed if parsed.tzinfo else parsed.replace(tzinfo=dt.UTC)
+    if pg_type == "date":
+        if not isinstance(value, str):
+            raise bad
+        try:
+            return dt.date.fromisoformat(value)
+        except ValueError:
+            raise field_error(path, "expected a date (YYYY-MM-DD)") from None
     raise bad
 
 
@@ -163,15 +170,16 @@ class Compiler:
         if op == "is_null":
             if not isinstance(value, bool):
                 raise field_error(vpath, "is_null takes true or false")
-            if pg_type == "text[]":
+            if pg_type.endswith("[]"):
                 return f"(cardinality({column}) {'=' if value else '>'} 0)"
             return f"({column} IS {'' if value else 'NOT '}NULL)"
-        if pg_type == "text[]":
+        if pg_type.endswith("[]"):  # text[] (tags), uuid[] (a deal's contacts)
+            element = pg_type.removesuffix("[]")
             if op == "contains":
-                return f"({column} @> ARRAY[{self.params.add(_coerce(value, 'text', vpath), 'text')}])"
+                return f"({column} @> ARRAY[{self.params.add(_coerce(value, element, vpath), element)}])"
             if op in ("in", "nin"):
-                values = self._list(value, "text", vpath)
-                cond = f"({column} && {self.params.add(values, 'text[]')})"
+                values = self._list(value, element, vpath)
+                cond = f"({column} && {self.params.add(values, pg_type)})"
                 return cond if op == "in" else f"(NOT {cond})"
             raise field_error(f"{path}/op", f"operator '{op}' does not apply to a list of tags")
         if op in _COMPARE:

@@ -63,6 +63,8 @@ def _query_docs(spec: ResourceSpec) -> dict[str, Any]:
         "boolean": {"type": "boolean"},
         "bigint": {"type": "integer"},
         "numeric": {"type": "string"},
+        "date": {"type": "string", "format": "date"},
+        "uuid[]": {"type": "string", "format": "uuid"},
     }
     params = [
         {

@@ -22,7 +22,7 @@ from ..resources.schemas import (
     WriteModel,
 )
 
-ContactIds = Field(max_length=100, description="Associated contacts; the primary contact_id is always one")
+_CONTACT_IDS = "Associated contacts; the primary contact_id is always one of them"
 
 
 class DealCreate(WriteModel):
@@ -35,7 +35,7 @@ class DealCreate(WriteModel):
     owner_id: uuid.UUID | None = None
     contact_id: uuid.UUID | None = Field(None, description="The primary contact")
     company_id: uuid.UUID | None = None
-    contact_ids: list[uuid.UUID] = ContactIds
+    contact_ids: list[uuid.UUID] = Field([], max_length=100, description=_CONTACT_IDS)
     source: ShortText | None = None
     lost_reason: Text | None = None
     tags: Tags = []
@@ -56,7 +56,7 @@ class DealUpdate(WriteModel):
     owner_id: uuid.UUID | None = None
     contact_id: uuid.UUID | None = None
     company_id: uuid.UUID | None = None
-    contact_ids: list[uuid.UUID] | None = ContactIds
+    contact_ids: list[uuid.UUID] | None = Field(None, max_length=100, description=_CONTACT_IDS)
     source: ShortText | None = None
     lost_reason: Text | None = None
     tags: Tags | None = None

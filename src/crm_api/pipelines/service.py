@@ -90,6 +90,7 @@ async def _save(
     new: dict[str, Any],
     action: str,
     at: dt.datetime,
+    record: bool = True,
 ) -> dict[str, Any]:
     if old is not None:
         if new == old:
@@ -101,11 +102,13 @@ async def _save(
         if old
         else {}
     )
-    event = emit(ctx, f"pipeline.{action}", "pipeline", new["id"], to_api(new), previous, at)
+    events = (
+        [emit(ctx, f"pipeline.{action}", "pipeline", new["id"], to_api(new), previous, at)] if record else []
+    )
     kept = {s["id"] for s in new["stages"]}
     removed = [s["id"] for s in old["stages"] if s["id"] not in kept] if old else []
     ok = await repo.write(
-        conn, ctx.workspace_id, new, insert=old is None, removed_stage_ids=removed, events=[event]
+        conn, ctx.workspace_id, new, insert=old is None, removed_stage_ids=removed, events=events
     )
     if not ok:
         raise Conflict("The pipeline was changed concurrently; retry")
@@ -180,7 +183,8 @@ class _System:
 
 
 async def create_default(conn: asyncpg.Connection, workspace_id: uuid.UUID) -> dict[str, Any]:
-    """A new workspace's sales pipeline."""
+    """A new workspace's sales pipeline: part of provisioning the workspace, which itself has no event, so it
+    has none either (no one can have subscribed yet, and the feed starts with what clients did)."""
     at = resources.now()
     row = {
         "id": uuid7(),
@@ -192,7 +196,7 @@ async def create_default(conn: asyncpg.Connection, workspace_id: uuid.UUID) -> d
         "version": 1,
         "archived_at": None,
     }
-    return await _save(conn, _System(workspace_id), None, row, "created", at)
+    return await _save(conn, _System(workspace_id), None, row, "created", at, record=False)
 
 
 async def get(

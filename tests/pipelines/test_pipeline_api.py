@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import asyncpg
@@ -189,3 +190,50 @@ async def test_list_pages_with_cursors(api: httpx.AsyncClient) -> None:
     assert [p["name"] for p in second["data"]] == ["P1", "P2"] and not second["has_more"]
     bad = await api.get("/v1/pipelines", params={"cursor": "nonsense"})
     assert bad.status_code == 400
+
+
+async def test_concurrent_stage_edits_of_one_pipeline_all_apply(api: httpx.AsyncClient) -> None:
+    """Stage writes lock the pipeline row, so concurrent adds queue: none is lost, positions stay dense."""
+    p = await _default(api)
+    responses = await asyncio.gather(
+        *(
+            api.post(f"/v1/pipelines/{p['id']}/stages", json={"name": f"S{i}", "position": 1})
+            for i in range(8)
+        )
+    )
+    assert [r.status_code for r in responses] == [200] * 8, [r.text for r in responses]
+    final = (await api.get(f"/v1/pipelines/{p['id']}")).json()
+    assert final["version"] == 9 and len(final["stages"]) == 14
+    assert [s["position"] for s in final["stages"]] == list(range(14))
+    assert {f"S{i}" for i in range(8)} <= {s["name"] for s in final["stages"]}
+
+
+async def test_removing_a_stage_while_deals_enter_it(api: httpx.AsyncClient, pool: asyncpg.Pool) -> None:
+    """A deal created into a stage while the stage is removed either moves with the others or is refused;
+    nothing is left pointing at the removed stage and nothing answers 500."""
+    p = await _default(api)
+    stage, target = p["stages"][1]["id"], p["stages"][0]["id"]
+    url = f"/v1/pipelines/{p['id']}/stages/{stage}"
+
+    async def creates() -> list[httpx.Response]:
+        out = []
+        for i in range(15):
+            out.append(await api.post("/v1/deals", json={"name": f"d{i}", "stage_id": stage}))
+        return out
+
+    async def remove() -> httpx.Response:
+        await asyncio.sleep(0.02)
+        return await api.delete(url, params={"move_to_stage_id": target})
+
+    created, removed = await asyncio.gather(creates(), remove())
+    assert removed.status_code in (200, 409), removed.text
+    assert all(r.status_code in (201, 422) for r in created), [r.text for r in created]
+    left = await pool.fetchval(
+        "SELECT count(*) FROM deals WHERE workspace_id = $1 AND stage_id = $2",
+        api.workspace_id,  # type: ignore[attr-defined]
+        stage,
+    )
+    stages = [s["id"] for s in (await api.get(f"/v1/pipelines/{p['id']}")).json()["stages"]]
+    assert (stage in stages) == (left > 0)
+    if removed.status_code == 200:
+        assert all(r.json()["errors"][0]["path"] == "/stage_id" for r in created if r.status_code == 422)

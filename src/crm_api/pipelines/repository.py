@@ -71,23 +71,31 @@ def _row(record: asyncpg.Record) -> dict[str, Any]:
     return row
 
 
+# The lock is its own statement, before the read: a statement that waited for a lock still reads the
+# stages as of its start, which would miss the edit it waited for. NO KEY UPDATE queues pipeline writers
+# but not deal writes, whose foreign-key checks take KEY SHARE on the pipeline row (a plain FOR UPDATE
+# would deadlock a stage removal against a deal entering that stage).
+_LOCK_SQL = "SELECT id FROM pipelines WHERE workspace_id = $1 AND {} FOR NO KEY UPDATE"
+
+
 async def fetch(
     conn: asyncpg.Connection | asyncpg.Pool,
     workspace_id: uuid.UUID,
     pipeline_id: uuid.UUID,
     lock: bool = False,
 ) -> dict[str, Any] | None:
-    sql = _SELECT + "WHERE p.workspace_id = $1 AND p.id = $2" + (" FOR UPDATE OF p" if lock else "")
-    record = await conn.fetchrow(sql, workspace_id, pipeline_id)
+    if lock and await conn.fetchval(_LOCK_SQL.format("id = $2"), workspace_id, pipeline_id) is None:
+        return None
+    record = await conn.fetchrow(
+        _SELECT + "WHERE p.workspace_id = $1 AND p.id = $2", workspace_id, pipeline_id
+    )
     return _row(record) if record is not None else None
 
 
-async def fetch_default(
-    conn: asyncpg.Connection, workspace_id: uuid.UUID, lock: bool = False
-) -> dict[str, Any] | None:
-    sql = _SELECT + "WHERE p.workspace_id = $1 AND p.is_default" + (" FOR UPDATE OF p" if lock else "")
-    record = await conn.fetchrow(sql, workspace_id)
-    return _row(record) if record is not None else None
+async def fetch_default(conn: asyncpg.Connection, workspace_id: uuid.UUID) -> dict[str, Any] | None:
+    """The default pipeline, locked."""
+    pipeline_id = await conn.fetchval(_LOCK_SQL.format("is_default"), workspace_id)
+    return await fetch(conn, workspace_id, pipeline_id) if pipeline_id is not None else None
 
 
 async def list_page(

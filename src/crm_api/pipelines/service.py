@@ -128,7 +128,7 @@ async def _locked(
 
 async def _take_default(conn: asyncpg.Connection, ctx: Context, at: dt.datetime) -> None:
     """The current default stops being one (its own version and event), before another takes over."""
-    current = await repo.fetch_default(conn, ctx.workspace_id, lock=True)
+    current = await repo.fetch_default(conn, ctx.workspace_id)
     if current is not None:
         await _save(conn, ctx, current, {**copy.deepcopy(current), "is_default": False}, "updated", at)
 

@@ -65,7 +65,9 @@ def upgrade() -> None:
             ondelete="CASCADE",
         ),
         sa.PrimaryKeyConstraint("workspace_id", "id", name=op.f("pk_pipeline_stages")),
-        sa.UniqueConstraint("workspace_id", "pipeline_id", "id", name="uq_pipeline_stages_pipeline_stage"),
+        sa.UniqueConstraint(
+            "workspace_id", "pipeline_id", "id", "kind", name="uq_pipeline_stages_stage_kind"
+        ),
         sa.UniqueConstraint(
             "workspace_id",
             "pipeline_id",
@@ -122,10 +124,16 @@ def upgrade() -> None:
             ["contacts.workspace_id", "contacts.id"],
             name=op.f("fk_deals_workspace_id_contact_id_contacts"),
         ),
+        # status is part of the key: the database keeps a deal's status equal to its stage's kind
         sa.ForeignKeyConstraint(
-            ["workspace_id", "pipeline_id", "stage_id"],
-            ["pipeline_stages.workspace_id", "pipeline_stages.pipeline_id", "pipeline_stages.id"],
-            name=op.f("fk_deals_workspace_id_pipeline_id_stage_id_pipeline_stages"),
+            ["workspace_id", "pipeline_id", "stage_id", "status"],
+            [
+                "pipeline_stages.workspace_id",
+                "pipeline_stages.pipeline_id",
+                "pipeline_stages.id",
+                "pipeline_stages.kind",
+            ],
+            name="fk_deals_stage_kind",
         ),
         sa.ForeignKeyConstraint(
             ["workspace_id", "pipeline_id"],

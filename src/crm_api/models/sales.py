@@ -47,8 +47,9 @@ class PipelineStage(Base):
         ForeignKeyConstraint(
             ["workspace_id", "pipeline_id"], ["pipelines.workspace_id", "pipelines.id"], ondelete="CASCADE"
         ),
-        # the target of deals' (workspace_id, pipeline_id, stage_id) key: a deal's stage is in its pipeline
-        UniqueConstraint("workspace_id", "pipeline_id", "id", name="uq_pipeline_stages_pipeline_stage"),
+        # the target of deals' (workspace_id, pipeline_id, stage_id, status) key: a deal's stage is in its
+        # pipeline and its status is the stage's kind, whatever raced with what
+        UniqueConstraint("workspace_id", "pipeline_id", "id", "kind", name="uq_pipeline_stages_stage_kind"),
         # deferred: a reorder rewrites every position in one statement
         UniqueConstraint(
             "workspace_id",
@@ -77,8 +78,14 @@ class Deal(RecordMixin, Base):
         ForeignKeyConstraint(["workspace_id"], ["workspaces.id"], ondelete="CASCADE"),
         ForeignKeyConstraint(["workspace_id", "pipeline_id"], ["pipelines.workspace_id", "pipelines.id"]),
         ForeignKeyConstraint(
-            ["workspace_id", "pipeline_id", "stage_id"],
-            ["pipeline_stages.workspace_id", "pipeline_stages.pipeline_id", "pipeline_stages.id"],
+            ["workspace_id", "pipeline_id", "stage_id", "status"],
+            [
+                "pipeline_stages.workspace_id",
+                "pipeline_stages.pipeline_id",
+                "pipeline_stages.id",
+                "pipeline_stages.kind",
+            ],
+            name="fk_deals_stage_kind",
         ),
         ForeignKeyConstraint(["workspace_id", "contact_id"], ["contacts.workspace_id", "contacts.id"]),
         ForeignKeyConstraint(["workspace_id", "company_id"], ["companies.workspace_id", "companies.id"]),

@@ -9,6 +9,7 @@ from typing import Any
 
 import asyncpg
 import httpx
+import pytest
 
 
 async def _pipeline(api: httpx.AsyncClient) -> dict[str, Any]:
@@ -212,3 +213,17 @@ async def test_concurrent_moves_with_one_if_match_one_wins_and_one_history_row(
     )
     assert sorted(r.status_code for r in responses) == [200, 412, 412, 412, 412]
     assert len(await _history(api, d["id"])) == 2
+
+
+async def test_the_database_keeps_status_equal_to_the_stage_kind(
+    api: httpx.AsyncClient, pool: asyncpg.Pool
+) -> None:
+    """Status is part of the deal's key to its stage, so no race (a stage's kind changing while a deal
+    enters it) can leave a deal whose status disagrees with its stage."""
+    d = (await api.post("/v1/deals", json={"name": "k"})).json()
+    with pytest.raises(asyncpg.ForeignKeyViolationError):
+        await pool.execute(
+            "UPDATE deals SET status = 'won' WHERE workspace_id = $1 AND id = $2",
+            api.workspace_id,  # type: ignore[attr-defined]
+            d["id"],
+        )

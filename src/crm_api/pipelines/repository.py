@@ -140,8 +140,10 @@ async def write(
             jsonutil.dumps_str(events),
         )
     except asyncpg.ForeignKeyViolationError:
-        # a deal entered the stage between our check and the delete
-        raise Conflict("The stage still holds deals; retry with move_to_stage_id") from None
+        # a deal entered the stage between our check and the delete or the change of kind
+        raise Conflict(
+            "A deal entered the stage meanwhile; retry (with move_to_stage_id to remove it)"
+        ) from None
     except asyncpg.UniqueViolationError:
         raise Conflict("Another pipeline became the default at the same time; retry") from None
     return written == 1

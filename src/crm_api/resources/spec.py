@@ -36,6 +36,8 @@ class QueryParam:
     column: str
     op: str  # "eq" | "contains" (array has) | "gt" | "lt" | "gte" | "lte"
     type: FieldType
+    description: str = ""
+    """Shown in the OpenAPI spec."""
 
 
 @dataclass(frozen=True)

@@ -227,3 +227,37 @@ async def test_the_database_keeps_status_equal_to_the_stage_kind(
             api.workspace_id,  # type: ignore[attr-defined]
             d["id"],
         )
+
+
+async def test_stage_history_pages_and_idempotent_replays_add_no_rows(api: httpx.AsyncClient) -> None:
+    p = await _pipeline(api)
+    headers = {"Idempotency-Key": "deal-1"}
+    first = await api.post("/v1/deals", json={"name": "h"}, headers=headers)
+    again = await api.post("/v1/deals", json={"name": "h"}, headers=headers)
+    assert first.status_code == again.status_code == 201 and again.headers["idempotent-replayed"] == "true"
+    url = f"/v1/deals/{first.json()['id']}"
+    for name in ("Qualified", "Proposal", "Negotiation", "Won"):
+        move = {"stage_id": p["by_name"][name]}
+        assert (await api.patch(url, json=move, headers={"Idempotency-Key": f"m-{name}"})).status_code == 200
+        assert (await api.patch(url, json=move, headers={"Idempotency-Key": f"m-{name}"})).status_code == 200
+    page = (await api.get(f"{url}/stage-history", params={"limit": 2})).json()
+    seen = list(page["data"])
+    while page["has_more"]:
+        page = (
+            await api.get(f"{url}/stage-history", params={"limit": 2, "cursor": page["next_cursor"]})
+        ).json()
+        seen += page["data"]
+    names = {v: k for k, v in p["by_name"].items()}
+    assert [names[h["to_stage_id"]] for h in seen] == [
+        "Lead in",
+        "Qualified",
+        "Proposal",
+        "Negotiation",
+        "Won",
+    ]
+    assert all(h["object"] == "deal_stage_change" and h["deal_id"] == first.json()["id"] for h in seen)
+    assert [h["from_stage_id"] for h in seen[1:]] == [h["to_stage_id"] for h in seen[:-1]]
+    bad = await api.get(f"{url}/stage-history", params={"cursor": "x"})
+    assert bad.status_code == 400
+    missing = await api.get("/v1/deals/01a20d7c-a713-740d-9cf9-412be9a77d65/stage-history")
+    assert missing.status_code == 404 and missing.headers["content-type"] == "application/problem+json"

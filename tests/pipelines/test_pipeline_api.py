@@ -237,3 +237,31 @@ async def test_removing_a_stage_while_deals_enter_it(api: httpx.AsyncClient, poo
     assert (stage in stages) == (left > 0)
     if removed.status_code == 200:
         assert all(r.json()["errors"][0]["path"] == "/stage_id" for r in created if r.status_code == 422)
+
+
+async def test_more_stage_rules_are_problems_naming_the_field(api: httpx.AsyncClient) -> None:
+    p = await _default(api)
+    url = f"/v1/pipelines/{p['id']}"
+    stage = p["stages"][0]["id"]
+    cases = [
+        (api.patch(f"{url}/stages/{stage}", json={"kind": None}), 422, "/kind"),
+        (api.patch(f"{url}/stages/{stage}", json={"probability": -0.1}), 422, "/probability"),
+        (api.patch(f"{url}/stages/{stage}", json={"colour": "red"}), 422, "/colour"),
+        (api.put(f"{url}/stages/order", json={"stage_ids": [stage] * 6}), 422, "/stage_ids"),
+        (api.post(f"{url}/stages", json={"name": "Won"}), 422, "/name"),
+        (api.patch(url, json={"name": None}), 422, "/name"),
+        (
+            api.delete(f"{url}/stages/{stage}", params={"move_to_stage_id": "nope"}),
+            422,
+            "/query/move_to_stage_id",
+        ),
+    ]
+    for call, status, path in cases:
+        r = await call
+        assert r.status_code == status, (path, r.text)
+        assert r.headers["content-type"] == "application/problem+json"
+        assert r.json()["errors"][0]["path"] == path, r.json()
+    unknown = "01a20d7c-a713-740d-9cf9-412be9a77d65"
+    assert (await api.patch(f"{url}/stages/{unknown}", json={"name": "x"})).status_code == 404
+    assert (await api.get(f"/v1/pipelines/{unknown}")).status_code == 404
+    assert (await api.get(url)).json()["version"] == 1  # nothing was written

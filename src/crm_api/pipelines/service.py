@@ -83,6 +83,17 @@ def _check(stages: list[dict[str, Any]], path: str = "/stages") -> None:
         raise field_error(path, "a pipeline needs at least one open stage")
 
 
+def _check_one(stages: list[dict[str, Any]]) -> None:
+    """``_check`` for a request about one stage: a clash is reported on that request's ``/name``."""
+    try:
+        _check(stages)
+    except Unprocessable as exc:
+        exc.errors = [
+            FieldError("/name" if e.path.endswith("/name") else e.path, e.message) for e in exc.errors
+        ]
+        raise
+
+
 async def _save(
     conn: asyncpg.Connection,
     ctx: Any,
@@ -274,7 +285,7 @@ async def add_stage(
         raise field_error("/position", f"must be from 0 to {len(new['stages'])}")
     new["stages"].insert(position, _stage(body["name"], body.get("kind", "open"), body.get("probability"), 0))
     _renumber(new["stages"])
-    _check(new["stages"])
+    _check_one(new["stages"])
     return await _save(conn, ctx, row, new, "updated", resources.now())
 
 
@@ -303,13 +314,7 @@ async def update_stage(
     if "probability" in changes:
         changes["probability"] = round(changes["probability"], 3)
     stage.update(changes)
-    try:
-        _check(new["stages"])
-    except Unprocessable as exc:
-        exc.errors = [
-            FieldError("/name" if e.path.endswith("/name") else e.path, e.message) for e in exc.errors
-        ]
-        raise
+    _check_one(new["stages"])
     return await _save(conn, ctx, row, new, "updated", resources.now())
 
 

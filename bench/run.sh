@@ -18,3 +18,5 @@ python bench/seed.py --port $PORT --key "$KEY" --count 5000
 psql "$PG/crm_bench" -qc "ANALYZE"   # fresh statistics, as autovacuum would give a live table
 python bench/load.py --port $PORT --key "$KEY" --clients "$CLIENTS" --seconds "$SECONDS_PER_OP" \
   --json "/tmp/crm-bench-$WORKERS-workers.json"
+python bench/sales.py --port $PORT --key "$KEY" --clients "$CLIENTS" --seconds "$SECONDS_PER_OP" \
+  --json "/tmp/crm-bench-sales-$WORKERS-workers.json"

@@ -33,6 +33,18 @@ EXPECTED = {
     "contacts_upsert_by_email",
     "companies_upsert_by_domain",
     "companies_list_contacts",
+    *(f"deals_{a}" for a in RESOURCE_ACTIONS),
+    "deals_stage_history",
+    "pipelines_create",
+    "pipelines_list",
+    "pipelines_get",
+    "pipelines_update",
+    "pipelines_archive",
+    "pipelines_restore",
+    "pipelines_add_stage",
+    "pipelines_update_stage",
+    "pipelines_remove_stage",
+    "pipelines_reorder_stages",
     "api_keys_list",
     "api_keys_create",
     "api_keys_revoke",
@@ -88,3 +100,4 @@ def test_every_operation_lists_its_problem_responses() -> None:
 def test_webhook_payloads_are_declared() -> None:
     spec = json.loads(SPEC.read_text())
     assert {"contact.created", "contact.updated", "company.archived"} <= set(spec["webhooks"])
+    assert {"deal.stage_changed", "deal.won", "deal.lost", "pipeline.updated"} <= set(spec["webhooks"])

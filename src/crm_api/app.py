@@ -23,9 +23,12 @@ from .companies.spec import COMPANIES
 from .config import Settings, get_settings
 from .contacts.spec import CONTACTS
 from .db import Database, create_pool, database_url
+from .deals.router import router as deal_extra_router
+from .deals.spec import DEALS
 from .errors import PROBLEM_JSON, BadRequest, CRMError, FieldError, NotFound, Unprocessable, problem_schema
 from .events.router import router as events_router
 from .middleware import RequestContext
+from .pipelines.router import router as pipelines_router
 from .resources.router import build_router
 from .tickets.policies import SLA_POLICIES
 from .tickets.router import router as ticket_extra_router
@@ -100,6 +103,8 @@ async def _crash(request: Request, exc: Exception) -> Response:
 EVENT_OBJECTS = {
     "contact": "Contact",
     "company": "Company",
+    "pipeline": "Pipeline",
+    "deal": "Deal",
     "activity": "Activity",
     "ticket": "Ticket",
     "sla_policy": "SlaPolicy",
@@ -108,6 +113,9 @@ EVENT_ACTIONS = ("created", "updated", "archived", "restored")
 # Event types beyond the standard actions (a spec's derived events and the jobs' events):
 # (type, schema of data.object, what it says)
 EVENT_EXTRAS = (
+    ("deal.stage_changed", "Deal", "previous.stage_id holds the stage it left"),
+    ("deal.won", "Deal", "the deal entered a won stage"),
+    ("deal.lost", "Deal", "the deal entered a lost stage"),
     ("activity.completed", "Activity", "a task's completed_at was set"),
     ("ticket.status_changed", "Ticket", "previous.status holds the old status"),
     (
@@ -206,6 +214,9 @@ def create_app(settings: Settings | None = None, url: str | None = None) -> Fast
     app.include_router(build_router(CONTACTS))
     app.include_router(company_extra_router)
     app.include_router(build_router(COMPANIES))
+    app.include_router(pipelines_router)
+    app.include_router(deal_extra_router)
+    app.include_router(build_router(DEALS))
     app.include_router(build_router(ACTIVITIES))
     app.include_router(ticket_extra_router)
     app.include_router(build_router(TICKETS))

@@ -93,6 +93,13 @@ def _coerce(value: Any, pg_type: FieldType, path: str) -> Any:
         except ValueError:
             raise field_error(path, "expected an RFC 3339 timestamp") from None
         return parsed if parsed.tzinfo else parsed.replace(tzinfo=dt.UTC)
+    if pg_type == "date":
+        if not isinstance(value, str):
+            raise bad
+        try:
+            return dt.date.fromisoformat(value)
+        except ValueError:
+            raise field_error(path, "expected a date (YYYY-MM-DD)") from None
     raise bad
 
 
@@ -166,7 +173,7 @@ class Compiler:
             if pg_type.endswith("[]"):
                 return f"(cardinality({column}) {'=' if value else '>'} 0)"
             return f"({column} IS {'' if value else 'NOT '}NULL)"
-        if pg_type.endswith("[]"):  # tags (text[]) or links (uuid[]): has one, has any of
+        if pg_type.endswith("[]"):  # tags (text[]), links (uuid[]): has one, has any of
             element = pg_type.removesuffix("[]")
             if op == "contains":
                 return f"({column} @> ARRAY[{self.params.add(_coerce(value, element, vpath), element)}])"

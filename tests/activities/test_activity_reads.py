@@ -41,10 +41,8 @@ async def _setup(api: httpx.AsyncClient) -> dict[str, str]:
     ann = (await api.post("/v1/contacts", json={"first_name": "Ann"})).json()["id"]
     bob = (await api.post("/v1/contacts", json={"first_name": "Bob"})).json()["id"]
     acme = (await api.post("/v1/companies", json={"name": "Acme"})).json()["id"]
-    owner, deal = (
-        "0193a0c0-0000-7000-8000-000000000001",
-        "0193a0c0-0000-7000-8000-000000000002",
-    )
+    owner = "0193a0c0-0000-7000-8000-000000000001"
+    deal = (await api.post("/v1/deals", json={"name": "Big one", "contact_id": bob})).json()["id"]
     ticket = (await api.post("/v1/tickets", json={"subject": "Broken", "requester_id": ann})).json()["id"]
     items = [
         {"type": "note", "subject": "n1", "contact_ids": [ann], "occurred_at": "2026-11-01T00:00:00Z"},

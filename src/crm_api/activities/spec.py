@@ -23,6 +23,7 @@ ONLY_FOR: dict[str, tuple[str, ...]] = {
 CHECKED_LINKS: tuple[Reference, ...] = (
     Reference("contact_ids", "contacts"),
     Reference("company_ids", "companies"),
+    Reference("deal_ids", "deals"),
     Reference("ticket_ids", "tickets"),
 )
 """Links checked on every write (each id must be a live object of this workspace)."""

@@ -10,6 +10,7 @@ import asyncpg
 from ..auth import hash_key, new_key, valid_scope
 from ..errors import NotFound, field_error
 from ..ids import uuid7
+from ..pipelines.service import create_default as create_default_pipeline
 
 _COLUMNS = "id, name, prefix, scopes, created_at, revoked_at"
 
@@ -22,13 +23,14 @@ def check_scopes(scopes: list[str]) -> list[str]:
 
 
 async def ensure_workspace(conn: asyncpg.Connection, name: str) -> tuple[uuid.UUID, bool]:
-    """The workspace's id, and whether this call created it."""
+    """The workspace's id, and whether this call created it (with its default sales pipeline)."""
     row = await conn.fetchrow(
         "INSERT INTO workspaces (id, name) VALUES ($1, $2) ON CONFLICT (name) DO NOTHING RETURNING id",
         uuid7(),
         name,
     )
     if row is not None:
+        await create_default_pipeline(conn, row["id"])
         return row["id"], True
     return await conn.fetchval("SELECT id FROM workspaces WHERE name = $1", name), False
 

@@ -4,20 +4,26 @@ from .activities import Activity
 from .base import Base
 from .crm import LIFECYCLE_STAGES, Company, Contact, ExternalId
 from .events import Event, IdempotencyRecord
+from .sales import STAGE_KINDS, Deal, DealStageChange, Pipeline, PipelineStage
 from .service_desk import SlaPolicy, Ticket, TicketComment
 from .webhooks import WebhookAttempt, WebhookDelivery, WebhookEndpoint
 from .workspace import ApiKey, Workspace
 
 __all__ = [
     "LIFECYCLE_STAGES",
+    "STAGE_KINDS",
     "Activity",
     "ApiKey",
     "Base",
     "Company",
     "Contact",
+    "Deal",
+    "DealStageChange",
     "Event",
     "ExternalId",
     "IdempotencyRecord",
+    "Pipeline",
+    "PipelineStage",
     "SlaPolicy",
     "Ticket",
     "TicketComment",

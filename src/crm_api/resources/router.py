@@ -64,6 +64,7 @@ def _query_docs(spec: ResourceSpec) -> dict[str, Any]:
         "boolean": {"type": "boolean"},
         "bigint": {"type": "integer"},
         "numeric": {"type": "string"},
+        "date": {"type": "string", "format": "date"},
     }
     params = [
         {
@@ -86,7 +87,10 @@ def _query_docs(spec: ResourceSpec) -> dict[str, Any]:
         },
     ]
     for qp in spec.query_params:
-        params.append({"name": qp.name, "in": "query", "schema": schema_of[qp.type]})
+        doc = {"name": qp.name, "in": "query", "schema": schema_of[qp.type]}
+        if qp.description:
+            doc["description"] = qp.description
+        params.append(doc)
     return {"parameters": params}
 
 

@@ -8,10 +8,9 @@ from typing import Any
 
 from pydantic import BaseModel
 
-# The PostgreSQL types a filter can compare against; the filter compiler casts parameters to them.
-FieldType = (
-    str  # "text" | "uuid" | "bigint" | "numeric" | "boolean" | "timestamptz" | "text[]" | "uuid[]" | "jsonb"
-)
+# The PostgreSQL types a filter can compare against; the filter compiler casts parameters to them:
+# "text" | "uuid" | "bigint" | "numeric" | "boolean" | "timestamptz" | "date" | "text[]" | "uuid[]" | "jsonb"
+FieldType = str
 
 Pair = tuple[dict[str, Any] | None, dict[str, Any]]
 """(the row before the change or None for a create, the row after it)"""
@@ -37,6 +36,8 @@ class QueryParam:
     column: str
     op: str  # "eq" | "contains" (array has) | "gt" | "lt" | "gte" | "lte" | "flag"
     type: FieldType
+    description: str = ""
+    """Shown in the OpenAPI spec."""
     when: tuple[str, str] = ("", "")
     """For ``op="flag"`` (``?open=true``): the fixed SQL conditions for true and for false."""
 

@@ -1,0 +1,54 @@
+"""Routes deals have beyond the shared ones: the stage history."""
+
+import datetime as dt
+import uuid
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Path, Query, Request, Response
+
+from ..auth import Principal, require
+from ..pagination import Sort, decode_cursor, encode_cursor, envelope
+from ..resources import service
+from ..resources.router import context, json_response, problems
+from . import repository as repo
+from .schemas import StageChangeList
+from .spec import DEALS
+
+router = APIRouter(prefix="/v1/deals", tags=["deals"])
+Reader = Annotated[Principal, require("deals:read")]
+_SORT = Sort("changed_at", False)
+
+
+def _entry(row: dict[str, Any], now: dt.datetime) -> dict[str, Any]:
+    until = row["left_at"] or now
+    return {
+        "object": "deal_stage_change",
+        **row,
+        "seconds_in_stage": round(max((until - row["changed_at"]).total_seconds(), 0.0), 3),
+    }
+
+
+@router.get(
+    "/{id}/stage-history",
+    operation_id="deals_stage_history",
+    response_model=StageChangeList,
+    responses=problems(404, 422),
+    summary="A deal's stage moves, oldest first, with the time spent in each stage",
+)
+async def stage_history(
+    request: Request,
+    oid: Annotated[uuid.UUID, Path(alias="id")],
+    principal: Reader,
+    limit: Annotated[int, Query(ge=1, le=200)] = 50,
+    cursor: Annotated[str | None, Query(max_length=2000)] = None,
+) -> Response:
+    pool = request.app.state.db.pool
+    ctx = context(request, principal)
+    await service.get(pool, DEALS, ctx, oid)
+    after = decode_cursor(cursor, _SORT) if cursor else None
+    rows = await repo.stage_history(pool, ctx.workspace_id, oid, after, limit)
+    more = len(rows) > limit
+    rows = rows[:limit]
+    nxt = encode_cursor(_SORT, rows[-1]["changed_at"], rows[-1]["id"]) if more else None
+    now = dt.datetime.now(dt.UTC)
+    return json_response(envelope([_entry(r, now) for r in rows], more, nxt))

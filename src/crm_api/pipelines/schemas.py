@@ -1,0 +1,77 @@
+"""Pipeline and stage bodies, and the pipeline (with its stages inline) as the API returns it."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Literal
+
+from pydantic import BaseModel, Field
+
+from ..resources.schemas import ReadModel, ShortText, WriteModel
+
+Kind = Literal["open", "won", "lost"]
+Probability = Field(None, ge=0, le=1, description="Win probability 0..1; default 1 for won, 0 otherwise")
+MAX_STAGES = 50
+
+
+class StageIn(WriteModel):
+    name: ShortText = Field(min_length=1)
+    kind: Kind = "open"
+    probability: float | None = Probability
+    position: int | None = Field(
+        None, ge=0, le=1000, description="Order among the stages; given for all stages or for none"
+    )
+
+
+class PipelineCreate(WriteModel):
+    name: ShortText = Field(min_length=1)
+    is_default: bool = Field(False, description="Make this the workspace's default pipeline")
+    stages: list[StageIn] = Field(min_length=1, max_length=MAX_STAGES)
+
+
+class PipelineUpdate(WriteModel):
+    name: ShortText | None = Field(None, min_length=1)
+    is_default: Literal[True] | None = Field(
+        None, description="true makes this the default (the previous default stops being one)"
+    )
+
+
+class StageAdd(WriteModel):
+    name: ShortText = Field(min_length=1)
+    kind: Kind = "open"
+    probability: float | None = Probability
+    position: int | None = Field(None, ge=0, description="Where to insert (0 = first); default last")
+
+
+class StageUpdate(WriteModel):
+    name: ShortText | None = Field(None, min_length=1)
+    kind: Kind | None = Field(None, description="Only while the stage holds no deals")
+    probability: float | None = Field(None, ge=0, le=1)
+
+
+class StageOrder(WriteModel):
+    stage_ids: list[uuid.UUID] = Field(
+        min_length=1, max_length=MAX_STAGES, description="Every stage of the pipeline, in the new order"
+    )
+
+
+class Stage(BaseModel):
+    id: uuid.UUID
+    name: str
+    position: int
+    probability: float
+    kind: Kind
+
+
+class Pipeline(ReadModel):
+    object: Literal["pipeline"]
+    name: str
+    is_default: bool
+    stages: list[Stage]
+
+
+class PipelineList(BaseModel):
+    object: Literal["list"]
+    data: list[Pipeline]
+    has_more: bool
+    next_cursor: str | None

@@ -1,5 +1,6 @@
 """Deal load: create (with an Idempotency-Key: idempotency record, event, stage-history row) and stage move
-(PATCH stage_id: stage rules, stage_changed/won/lost events, history row), plus get and a stage-filtered list.
+(PATCH stage_id: stage rules, stage_changed/won/lost events, history row), plus get, a stage-filtered list,
+the stage history and the timeline (a page of 50) of a deal.
 
     python bench/sales.py --port 8000 --key KEY --clients 16 --seconds 10 [--deals 2000] [--json out.json]
 
@@ -64,12 +65,16 @@ def operations(ids: list[str], stages: list[str]) -> dict[str, Op]:
     async def history(c: Connection) -> int:
         return (await c.request("GET", f"/v1/deals/{random.choice(ids)}/stage-history"))[0]
 
+    async def timeline(c: Connection) -> int:
+        return (await c.request("GET", f"/v1/deals/{random.choice(ids)}/timeline?limit=50"))[0]
+
     return {
         "deal_create": create,
         "deal_stage_move": move,
         "deal_get": get,
         "deal_list_by_stage": by_stage,
         "deal_stage_history": history,
+        "deal_timeline": timeline,
     }
 
 

@@ -33,6 +33,7 @@ from .resources.router import build_router
 from .tickets.policies import SLA_POLICIES
 from .tickets.router import router as ticket_extra_router
 from .tickets.spec import TICKETS
+from .timeline.router import timeline_router
 from .webhooks.dispatcher import Dispatcher
 from .webhooks.router import router as webhooks_router
 
@@ -221,6 +222,8 @@ def create_app(settings: Settings | None = None, url: str | None = None) -> Fast
     app.include_router(ticket_extra_router)
     app.include_router(build_router(TICKETS))
     app.include_router(build_router(SLA_POLICIES))
+    for spec in (CONTACTS, COMPANIES, DEALS):
+        app.include_router(timeline_router(spec))
     app.include_router(keys_router)
     app.include_router(events_router)
     app.include_router(webhooks_router)

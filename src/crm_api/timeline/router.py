@@ -1,0 +1,85 @@
+"""Timeline routes for contacts, companies and deals, built from one factory."""
+
+import datetime as dt
+import uuid
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Path, Query, Request, Response
+from pydantic import BaseModel
+
+from ..auth import Principal, require
+from ..errors import field_error
+from ..pagination import Sort, decode_cursor, encode_cursor, envelope
+from ..resources import service
+from ..resources.router import context, json_response, problems
+from ..resources.spec import ResourceSpec
+from . import repository as repo
+
+Kind = Literal["activity", "stage_change", "ticket", "comment", "field_change"]
+_ORDER = Sort("at", True)
+
+
+class TimelineEntry(BaseModel):
+    object: Literal["timeline_entry"]
+    kind: Kind
+    id: uuid.UUID
+    at: dt.datetime
+    data: dict[str, Any]
+
+
+class TimelineList(BaseModel):
+    object: Literal["list"]
+    data: list[TimelineEntry]
+    has_more: bool
+    next_cursor: str | None
+
+
+def _kinds(parent: str, raw: list[str] | None) -> list[str]:
+    offered = list(repo.BRANCHES[parent])
+    if not raw:
+        return offered
+    wanted = [k.strip() for item in raw for k in item.split(",") if k.strip()]
+    for k in wanted:
+        if k not in offered:
+            raise field_error("/kind", f"unknown kind '{k}'; a {parent} timeline has {', '.join(offered)}")
+    return [k for k in offered if k in wanted]
+
+
+def timeline_router(spec: ResourceSpec) -> APIRouter:
+    router = APIRouter(prefix=f"/v1/{spec.name}", tags=[spec.name])
+    Reader = Annotated[Principal, require(f"{spec.name}:read")]
+
+    @router.get(
+        "/{id}/timeline",
+        operation_id=f"{spec.name}_timeline",
+        response_model=TimelineList,
+        responses=problems(404, 422),
+        summary=f"The {spec.object}'s timeline, newest first",
+    )
+    async def timeline(
+        request: Request,
+        oid: Annotated[uuid.UUID, Path(alias="id")],
+        principal: Reader,
+        kind: Annotated[
+            list[str] | None, Query(description="only these kinds (repeat or comma-separate)")
+        ] = None,
+        limit: Annotated[int, Query(ge=1, le=200)] = 50,
+        cursor: Annotated[str | None, Query(max_length=2000)] = None,
+    ) -> Response:
+        pool = request.app.state.db.pool
+        ctx = context(request, principal)
+        kinds = _kinds(spec.object, kind)
+        after = None
+        if cursor:
+            at, last = decode_cursor(cursor, _ORDER)
+            if not isinstance(at, dt.datetime):
+                raise field_error("/cursor", "not a cursor of this list")
+            after = (at, last)
+        await service.get(pool, spec, ctx, oid)
+        rows = await repo.page(pool, spec.object, ctx.workspace_id, oid, kinds, after, limit)
+        more = len(rows) > limit
+        rows = rows[:limit]
+        nxt = encode_cursor(_ORDER, rows[-1]["at"], rows[-1]["id"]) if more else None
+        return json_response(envelope([{"object": "timeline_entry", **r} for r in rows], more, nxt))
+
+    return router

@@ -53,8 +53,9 @@ WITH ins AS (
         IS DISTINCT FROM (EXCLUDED.name, EXCLUDED.position, EXCLUDED.probability, EXCLUDED.kind)
 ), ev AS (
     INSERT INTO events ({_EVENT_COLUMNS})
-    SELECT {_EVENT_COLUMNS} FROM jsonb_populate_recordset(NULL::events, $11::jsonb) AS e
+    SELECT {_EVENT_COLUMNS} FROM jsonb_populate_recordset(NULL::events, $11::jsonb) WITH ORDINALITY AS e
     WHERE EXISTS (SELECT 1 FROM ok)
+    ORDER BY e.ordinality  -- sequences in emission order
     RETURNING id, sequence, type, object_id
 ), fanout AS (
     {FANOUT_SQL}

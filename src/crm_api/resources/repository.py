@@ -132,8 +132,11 @@ WITH ins AS (
     SELECT id FROM ins UNION ALL SELECT id FROM upd
 ), ev AS (
     INSERT INTO events ({_EVENT_COLUMNS})
-    SELECT {_EVENT_COLUMNS} FROM jsonb_populate_recordset(NULL::events, $4::jsonb) AS e
+    SELECT {_EVENT_COLUMNS} FROM jsonb_populate_recordset(NULL::events, $4::jsonb) WITH ORDINALITY AS e
     WHERE e.object_id IN (SELECT id FROM ok)
+    -- sequences follow the order the events were emitted in (created before won), whatever join the
+    -- planner picks for the filter above (a hash join reordered them on PostgreSQL 18)
+    ORDER BY e.ordinality
     RETURNING id, sequence, type, object_id
 ), fanout AS (
     {FANOUT_SQL}

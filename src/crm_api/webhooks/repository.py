@@ -112,21 +112,29 @@ async def list_deliveries(
     return [dict(r) for r in rows]
 
 
+_ATTEMPT = ("attempted_at", "status_code", "latency_ms", "error", "response_body")
+_GET_DELIVERY = (
+    "SELECT "
+    + ", ".join(f"d.{c.strip()}" for c in _DELIVERY.split(","))
+    + ", "
+    + ", ".join(f"a.{c} AS a_{c}" for c in _ATTEMPT)
+    + " FROM webhook_deliveries AS d LEFT JOIN webhook_attempts AS a"
+    " ON a.workspace_id = d.workspace_id AND a.delivery_id = d.id"
+    " WHERE d.workspace_id = $1 AND d.id = $2 ORDER BY a.attempted_at"
+)
+
+
 async def get_delivery(
     conn: asyncpg.Connection | asyncpg.Pool, ws: uuid.UUID, did: uuid.UUID
 ) -> dict[str, Any] | None:
-    row = await conn.fetchrow(
-        f"SELECT {_DELIVERY} FROM webhook_deliveries WHERE workspace_id = $1 AND id = $2", ws, did
-    )
-    if row is None:
+    # One statement, so the delivery and its attempts come from one snapshot: read in two, an attempt
+    # recorded in between showed up beside a delivery row that did not yet know of it.
+    rows = await conn.fetch(_GET_DELIVERY, ws, did)
+    if not rows:
         return None
-    attempts = await conn.fetch(
-        "SELECT attempted_at, status_code, latency_ms, error, response_body FROM webhook_attempts "
-        "WHERE workspace_id = $1 AND delivery_id = $2 ORDER BY attempted_at",
-        ws,
-        did,
-    )
-    return {**dict(row), "attempt_log": [dict(a) for a in attempts]}
+    delivery = {k: v for k, v in dict(rows[0]).items() if not k.startswith("a_")}
+    attempts = [{c: r[f"a_{c}"] for c in _ATTEMPT} for r in rows if r["a_attempted_at"] is not None]
+    return {**delivery, "attempt_log": attempts}
 
 
 async def requeue(conn: asyncpg.Connection, ws: uuid.UUID, did: uuid.UUID) -> bool:

@@ -8,6 +8,8 @@ gets its own workspace and every query is scoped by workspace.
 from __future__ import annotations
 
 import os
+import shutil
+import tempfile
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
@@ -51,10 +53,14 @@ async def _admin(url: str, sql: str) -> None:
 
 
 @pytest.fixture(scope="session")
-def database_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+def database_url() -> Iterator[str]:
     import asyncio
 
-    server_url, server = _server_url(tmp_path_factory.mktemp("pg"))
+    # Not under pytest's tmp dirs: any pytest run as the same user resets /tmp/pytest-of-<user> to 0700,
+    # which locks out the unprivileged user the embedded server runs as (it PANICs on pg_control).
+    pg_parent = Path(tempfile.mkdtemp(prefix="crm-test-pg-"))
+    pg_parent.chmod(0o755)
+    server_url, server = _server_url(pg_parent)
     name = f"crm_test_{os.getpid()}_{uuid.uuid4().hex[:8]}"
     asyncio.run(_admin(server_url, f'CREATE DATABASE "{name}"'))
     url = _with_database(server_url, name)
@@ -63,6 +69,7 @@ def database_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     asyncio.run(_admin(server_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
     if server is not None:
         server.cleanup()  # type: ignore[attr-defined]
+    shutil.rmtree(pg_parent, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")

@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import os
+import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
+import pytest
 
 
 def _env(**extra: str) -> dict[str, str]:
@@ -52,8 +56,19 @@ def test_create_key_refuses_an_unknown_scope(database_url: str) -> None:
     assert done.stdout == ""
 
 
-def test_serve_on_a_bare_machine_starts_embedded_postgres_and_prints_a_key(tmp_path: Path) -> None:
+@pytest.fixture
+def data_home() -> Iterator[Path]:
+    """A data dir outside pytest's tmp dirs: another pytest run by the same user resets those to 0700, which
+    locks out the unprivileged user the embedded PostgreSQL runs as."""
+    path = Path(tempfile.mkdtemp(prefix="crm-test-serve-"))
+    path.chmod(0o755)
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
+def test_serve_on_a_bare_machine_starts_embedded_postgres_and_prints_a_key(data_home: Path) -> None:
     """No CRM_DATABASE_URL: the server starts its own PostgreSQL, migrates, and prints one admin key once."""
+    tmp_path = data_home
     port = _free_port()
     env = _env(CRM_DATA_DIR=str(tmp_path / "data"), CRM_RUN_DISPATCHER="false")
     cmd = [sys.executable, "-m", "crm_api", "serve", "--port", str(port)]

@@ -1,4 +1,4 @@
-"""erase: contacts.erased_at marks a contact whose personal data was erased (GDPR)
+"""erase: contacts.erased_at marks a contact whose personal data was erased (GDPR); requester comments by author
 
 Revision ID: 0009
 Revises: 0006
@@ -19,7 +19,15 @@ depends_on: str | Sequence[str] | None = None
 def upgrade() -> None:
     # nullable with no default: adding it rewrites nothing, so it is instant on a large table
     op.add_column("contacts", sa.Column("erased_at", sa.DateTime(timezone=True), nullable=True))
+    op.create_index(
+        "ix_ticket_comments_requester",
+        "ticket_comments",
+        ["workspace_id", "author_id"],
+        unique=False,
+        postgresql_where=sa.text("author_type = 'requester'"),
+    )
 
 
 def downgrade() -> None:
+    op.drop_index("ix_ticket_comments_requester", table_name="ticket_comments")
     op.drop_column("contacts", "erased_at")

@@ -50,7 +50,8 @@ WITH target AS (
     RETURNING c.id
 ), xids AS (
     DELETE FROM external_ids AS x
-    WHERE x.workspace_id = $1 AND x.object_type = 'contact' AND x.object_id IN (SELECT id FROM target)
+    WHERE x.workspace_id = $1 AND x.object_id = $2 AND x.object_type = 'contact'
+      AND EXISTS (SELECT 1 FROM target)
     RETURNING 1
 ), solo AS (
     -- linked to this contact alone: its text is about this person, so it goes

@@ -11,6 +11,8 @@ import asyncpg
 import httpx
 from conftest import MakeClient
 
+from crm_api.webhooks.dispatcher import body_of
+
 EMAIL = "ann.erase@example.com"
 
 
@@ -304,3 +306,24 @@ async def test_problems(api: httpx.AsyncClient, make_client: MakeClient) -> None
     await nobody.aclose()
     # nothing was erased by any of them
     assert (await _ok(await api.get(f"/v1/contacts/{ann_id}")))["email"] == EMAIL
+
+
+async def test_pending_deliveries_send_the_scrubbed_payload(
+    api: httpx.AsyncClient, pool: asyncpg.Pool
+) -> None:
+    """Delivery bodies are not stored: the dispatcher builds them from ``events.data`` when it sends, so a
+    delivery still pending (or retried later) about Ann sends the erased payload."""
+    s = await _story(api)
+    await _ok(await api.post(f"/v1/contacts/{s['ann']['id']}/erase"))
+    jobs = await pool.fetch(
+        "SELECT d.workspace_id, e.id AS event_id, e.type, e.created_at, e.sequence, e.data::text AS data "
+        "FROM webhook_deliveries AS d JOIN events AS e "
+        "ON e.workspace_id = d.workspace_id AND e.id = d.event_id "
+        "WHERE d.workspace_id = $1 AND d.status = 'pending'",
+        api.workspace_id,  # type: ignore[attr-defined]
+    )
+    bodies = [body_of(dict(j)).decode() for j in jobs]
+    assert len(bodies) >= 10 and any('"type":"contact.created"' in b for b in bodies)
+    for body in bodies:
+        assert not _has_personal(body), body
+        json.loads(body)  # still a valid document

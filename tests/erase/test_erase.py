@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
 import uuid
@@ -327,3 +328,17 @@ async def test_pending_deliveries_send_the_scrubbed_payload(
     for body in bodies:
         assert not _has_personal(body), body
         json.loads(body)  # still a valid document
+
+
+async def test_writes_racing_the_erase_cannot_refill_the_contact(api: httpx.AsyncClient) -> None:
+    c = await _ok(await api.post("/v1/contacts", json={"email": "race@example.com", "first_name": "R"}))
+    path = f"/v1/contacts/{c['id']}"
+    patches = [
+        api.patch(path, json={"first_name": f"Racer{i}", "phone": f"+1 555 01{i:02}"}) for i in range(8)
+    ]
+    results = await asyncio.gather(api.post(f"{path}/erase"), *patches)
+    assert results[0].status_code == 200, results[0].text
+    # each patch either landed before the erase (and was erased) or met the erased contact (409)
+    assert {r.status_code for r in results[1:]} <= {200, 409}
+    final = await _ok(await api.get(path))
+    assert final["erased_at"] and final["first_name"] is None and final["phone"] is None

@@ -38,6 +38,8 @@ EXPECTED = {
     "contacts_timeline",
     "companies_timeline",
     "deals_timeline",
+    "contacts_erase",
+    *(f"{r}_history" for r in ("contacts", "companies", "deals", "tickets", "activities")),
     "pipelines_create",
     "pipelines_list",
     "pipelines_get",

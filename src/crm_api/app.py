@@ -25,8 +25,10 @@ from .contacts.spec import CONTACTS
 from .db import Database, create_pool, database_url
 from .deals.router import router as deal_extra_router
 from .deals.spec import DEALS
+from .erase.router import router as erase_router
 from .errors import PROBLEM_JSON, BadRequest, CRMError, FieldError, NotFound, Unprocessable, problem_schema
 from .events.router import router as events_router
+from .history.router import history_router
 from .middleware import RequestContext
 from .pipelines.router import router as pipelines_router
 from .resources.router import build_router
@@ -125,6 +127,7 @@ EVENT_EXTRAS = (
         "data.target is first_response or resolution; data.due_at the time missed",
     ),
     ("ticket.comment_created", "TicketComment", "data.object is the comment; its ticket_id names the ticket"),
+    ("contact.erased", "ErasedContact", "the contact's personal data was erased; data.object is only its id"),
 )
 
 
@@ -224,6 +227,9 @@ def create_app(settings: Settings | None = None, url: str | None = None) -> Fast
     app.include_router(build_router(SLA_POLICIES))
     for spec in (CONTACTS, COMPANIES, DEALS):
         app.include_router(timeline_router(spec))
+    app.include_router(erase_router)
+    for spec in (CONTACTS, COMPANIES, DEALS, TICKETS, ACTIVITIES):
+        app.include_router(history_router(spec))
     app.include_router(keys_router)
     app.include_router(events_router)
     app.include_router(webhooks_router)

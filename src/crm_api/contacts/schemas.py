@@ -60,6 +60,10 @@ class ContactUpdate(WriteModel):
 
 
 class Contact(ReadModel):
+    """A person. ``POST /v1/contacts/{id}/erase`` (GDPR) clears every personal field, the tags, custom
+    fields and external ids, and the marketing consent (``marketing_consent`` false, its ``_at`` and
+    ``_source`` null); the contact keeps its id, is archived and shows ``erased_at``."""
+
     object: Literal["contact"]
     email: str | None
     first_name: str | None
@@ -75,3 +79,6 @@ class Contact(ReadModel):
     marketing_consent: bool
     marketing_consent_at: dt.datetime | None
     marketing_consent_source: str | None
+    erased_at: dt.datetime | None = Field(
+        description="When the personal data was erased; an erased contact takes no further writes"
+    )

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Sequence
 from typing import Any
 
-from ..resources.spec import FieldSpec, NaturalKey, QueryParam, Reference, ResourceSpec, register
+from ..errors import Conflict, CRMError
+from ..resources.spec import FieldSpec, NaturalKey, Pair, QueryParam, Reference, ResourceSpec, register
 from .schemas import Contact, ContactCreate, ContactUpdate
 
 
@@ -26,6 +28,15 @@ def _finalise(old: dict[str, Any] | None, new: dict[str, Any]) -> None:
     stated = new["marketing_consent_at"] != (old["marketing_consent_at"] if old else None)
     if new["marketing_consent"] != before and not stated:
         new["marketing_consent_at"] = dt.datetime.now(dt.UTC)
+
+
+async def _prepare(conn: Any, ctx: Any, pairs: Sequence[Pair]) -> dict[int, CRMError]:
+    """An erased contact stays erased: no path (update, archive, restore, upsert, batch) may refill it."""
+    return {
+        i: Conflict(f"The contact {old['id']} was erased; it takes no further writes")
+        for i, (old, _) in enumerate(pairs)
+        if old is not None and old.get("erased_at") is not None
+    }
 
 
 def _search_text(row: dict[str, Any]) -> str:
@@ -52,6 +63,7 @@ CONTACTS = register(
             FieldSpec("marketing_consent", "boolean"),
             FieldSpec("marketing_consent_at", "timestamptz"),
             FieldSpec("marketing_consent_source", "text", filterable=False),
+            FieldSpec("erased_at", "timestamptz"),
         ),
         create_schema=ContactCreate,
         update_schema=ContactUpdate,
@@ -59,6 +71,7 @@ CONTACTS = register(
         normalise=_normalise,
         search_text=_search_text,
         finalise=_finalise,
+        prepare=_prepare,
         natural_key=NaturalKey("email", "by-email", normalise_email),
         references=(Reference("company_id", "companies"),),
         sorts=("created_at", "updated_at"),

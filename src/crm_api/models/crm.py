@@ -144,6 +144,8 @@ class Contact(RecordMixin, Base):
     marketing_consent: Mapped[bool] = mapped_column(Boolean, nullable=False, server_default=text("false"))
     marketing_consent_at: Mapped[object | None] = mapped_column(DateTime(timezone=True))
     marketing_consent_source: Mapped[str | None] = mapped_column(Text)
+    erased_at: Mapped[object | None] = mapped_column(DateTime(timezone=True))
+    """When the contact's personal data was erased (GDPR); an erased contact takes no further writes."""
     search_text: Mapped[str] = mapped_column(Text, nullable=False, server_default=text("''"))
     """Lower-cased names and email, what ``q=`` matches (trigram index)."""
 

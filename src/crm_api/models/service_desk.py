@@ -168,6 +168,13 @@ class TicketComment(RecordMixin, Base):
         ForeignKeyConstraint(["workspace_id", "ticket_id"], ["tickets.workspace_id", "tickets.id"]),
         CheckConstraint("author_type IN ('agent', 'requester')", name="author_type"),
         Index("ix_ticket_comments_ticket", "workspace_id", "ticket_id", "created_at", "id"),
+        # erase finds a requester's own comments by author, whatever ticket they sit on now
+        Index(
+            "ix_ticket_comments_requester",
+            "workspace_id",
+            "author_id",
+            postgresql_where=text("author_type = 'requester'"),
+        ),
     )
 
     ticket_id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), nullable=False)

@@ -1,0 +1,51 @@
+"""The rules of an erase: the contact must be in the workspace (404) and not yet erased (409).
+
+What goes: the contact's personal fields, tags, custom fields, external ids (and their registry rows) and
+marketing consent (false, its time and source null); subject and body of activities linked to this
+contact alone (an activity shared with other contacts only loses this id from ``contact_ids``); the body
+of ticket comments it wrote as requester; the same fields in every stored event payload about those
+objects, which is also what webhook deliveries send (bodies are built from ``events.data`` at send time,
+never stored); receivers' response bodies logged for those events; personal values in stored
+Idempotency-Key responses. What stays: ids, links, deals and their amounts, tickets, counts.
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+import asyncpg
+
+from ..errors import Conflict, NotFound
+from ..events.emit import emit
+from ..resources.service import Context, now
+from . import repository as repo
+
+
+async def erase_contact(conn: asyncpg.Connection, ctx: Context, contact_id: uuid.UUID) -> dict[str, Any]:
+    found = await repo.lock_contact(conn, ctx.workspace_id, contact_id)
+    if found is None:
+        raise NotFound(f"No contact with id {contact_id}")
+    if found["erased_at"] is not None:
+        raise Conflict(f"The contact {contact_id} was already erased at {found['erased_at'].isoformat()}")
+    at = now()
+    ref = {"id": contact_id, "object": "contact"}
+    event = emit(ctx, "contact.erased", "contact", contact_id, ref, {}, at)
+    counts = await repo.erase(conn, ctx.workspace_id, contact_id, at, event)
+    # the values as they were, to find them in stored responses
+    values = [
+        found[k]
+        for k in ("email", "first_name", "last_name", "phone", "title", "marketing_consent_source")
+        if found[k]
+    ]
+    values += [str(v) for v in (found["external_ids"] or {}).values()]
+    counts["idempotency_keys"] = await repo.scrub_idempotency_records(
+        conn, ctx.workspace_id, contact_id, values
+    )
+    return {
+        "object": "erasure",
+        "contact": ref,
+        "erased_at": at,
+        "request_id": ctx.request_id,
+        "counts": counts,
+    }

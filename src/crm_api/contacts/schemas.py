@@ -75,3 +75,7 @@ class Contact(ReadModel):
     marketing_consent: bool
     marketing_consent_at: dt.datetime | None
     marketing_consent_source: str | None
+    lifetime_value: dict[str, str] = Field(
+        description="Won deal amounts summed per currency (decimal strings); kept by order writes, read-only"
+    )
+    order_count: int = Field(description="Orders linked to this contact; read-only")

@@ -7,7 +7,7 @@ import decimal
 import uuid
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, EmailStr, Field, StringConstraints
+from pydantic import BaseModel, EmailStr, Field, StringConstraints, WithJsonSchema
 
 from ..contacts.schemas import Phone
 from ..resources.schemas import Currency, Money, ShortText, UtcDatetime, WriteModel
@@ -63,20 +63,32 @@ class OrderIn(WriteModel):
     line_items: list[LineItemIn] = Field([], max_length=MAX_LINE_ITEMS)
 
 
-class OrderBatchItem(OrderIn):
+class OrderBatchItem(WriteModel):
+    """One order of a batch: what ``PUT /v1/orders/{source}/{external_id}`` takes in its path and body."""
+
     source: Source
     external_id: ExternalId
+    order: OrderIn
+
+
+_ITEM_SCHEMA = {
+    "type": "object",
+    "additionalProperties": False,
+    "required": ["source", "external_id", "order"],
+    "properties": {
+        "source": {"type": "string", "maxLength": 64, "pattern": r"^[A-Za-z0-9_.:-]+$"},
+        "external_id": {"type": "string", "maxLength": 255},
+        "order": {"$ref": "#/components/schemas/OrderIn"},
+    },
+}
 
 
 class OrderBatchRequest(WriteModel):
-    # items are validated one by one so a bad item fails alone; the schema still documents their shape
+    # items are validated one by one (service.parse_item) so a bad item fails alone; the schema still
+    # shows their shape
     items: Annotated[
-        list[dict[str, Any]],
-        Field(
-            min_length=1,
-            max_length=MAX_BATCH,
-            json_schema_extra={"items": {"$ref": "#/components/schemas/OrderBatchItem"}},
-        ),
+        list[Annotated[dict[str, Any], WithJsonSchema(_ITEM_SCHEMA)]],
+        Field(min_length=1, max_length=MAX_BATCH),
     ]
 
 

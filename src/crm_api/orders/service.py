@@ -33,7 +33,7 @@ _LOST = ("refunded", "cancelled")
 
 def body_hash(order: OrderIn) -> str:
     """The content of an order, its clock left out: the same order re-sent later is the same order."""
-    body = order.model_dump(mode="json", exclude={"updated_at", "source", "external_id"})
+    body = order.model_dump(mode="json", exclude={"updated_at"})
     return hashlib.sha256(jsonutil.dumps(_sorted(body))).hexdigest()
 
 
@@ -238,8 +238,9 @@ def parse_item(item: Any, index: int) -> OrderBatchItem:
         raise Unprocessable("The item is not valid", errors) from None
 
 
-def _at_item(exc: CRMError, index: int) -> CRMError:
-    exc.errors = [FieldError(f"/items/{index}{e.path}", e.message) for e in exc.errors]
+def _at_item(exc: CRMError, index: int, under: str) -> CRMError:
+    """Point the field paths of an order's error at the batch item's order."""
+    exc.errors = [FieldError(f"/items/{index}{under}{e.path}", e.message) for e in exc.errors]
     return exc
 
 
@@ -258,19 +259,19 @@ async def batch(conn: asyncpg.Connection, ctx: Context, items: list[Any]) -> lis
             results[i] = _error(exc, ctx)
             continue
         try:
-            locks += lock_keys_of(ctx, order.source, order.external_id, order)
+            locks += lock_keys_of(ctx, order.source, order.external_id, order.order)
         except CRMError as exc:
-            results[i] = _error(_at_item(exc, i), ctx)
+            results[i] = _error(_at_item(exc, i, "/order"), ctx)
             continue
         parsed[i] = order
     await res_repo.lock_keys(conn, locks)
     for i, order in parsed.items():
         try:
             async with conn.transaction():
-                status, obj = await upsert(conn, ctx, order.source, order.external_id, order)
+                status, obj = await upsert(conn, ctx, order.source, order.external_id, order.order)
             results[i] = {"status": status, "object": obj}
         except CRMError as exc:
-            results[i] = _error(_at_item(exc, i), ctx)
+            results[i] = _error(_at_item(exc, i, "/order"), ctx)
     return [r for r in results if r is not None]
 
 

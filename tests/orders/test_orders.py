@@ -179,6 +179,34 @@ async def test_fifty_parallel_pushes_leave_one_deal(api: httpx.AsyncClient) -> N
     assert contacts[0]["lifetime_value"] == {"EUR": "120.00"}
 
 
+async def test_parallel_pushes_of_every_version_end_at_the_newest(api: httpx.AsyncClient) -> None:
+    versions = [
+        _order("pending", "2026-11-25T10:00:00Z"),
+        _order("paid", "2026-11-25T11:00:00Z"),
+        _order("refunded", "2026-11-25T12:00:00Z"),
+    ]
+    url = "/v1/orders/shopify/shuffle"
+    responses = await asyncio.gather(*(api.put(url, json=versions[n % 3]) for n in range(30)))
+    assert sorted(r.status_code for r in responses) == [200] * 29 + [201]
+    final = (await api.put(url, json=versions[1])).json()
+    assert final["status"] == "refunded"
+    deal = (await api.get(f"/v1/deals/{final['deal_id']}")).json()
+    assert (deal["status"], deal["lost_reason"]) == ("lost", "refunded")
+    contact = (await api.get(f"/v1/contacts/{final['contact_id']}")).json()
+    assert (contact["order_count"], contact["lifetime_value"]) == (1, {})
+
+
+async def test_idempotency_key_replays_the_first_answer(api: httpx.AsyncClient) -> None:
+    headers = {"Idempotency-Key": "order-1001-v1"}
+    body = _order("paid", "2026-11-25T11:00:00Z")
+    first = await api.put(URL, json=body, headers=headers)
+    again = await api.put(URL, json=body, headers=headers)
+    assert (first.status_code, again.status_code) == (201, 201)
+    assert again.headers["idempotent-replayed"] == "true" and again.json() == first.json()
+    other = await api.put(URL, json=_order("refunded", "2026-11-25T12:00:00Z"), headers=headers)
+    assert other.status_code == 422
+
+
 async def test_batch_with_a_bad_item(api: httpx.AsyncClient) -> None:
     def item(external_id: str, order: dict[str, Any], source: str = "shopify") -> dict[str, Any]:
         return {"source": source, "external_id": external_id, "order": order}

@@ -109,7 +109,7 @@ async def upsert(
 
     company = await _company(conn, ctx, order)
     contact = await _contact(conn, ctx, order, company)
-    deal = await _deal(conn, ctx, source, external_id, order, contact, company, stored)
+    before, deal = await _deal(conn, ctx, source, external_id, order, contact, company, stored)
     at = service.now()
     items = await repo.replace_line_items(
         conn, ws, deal["id"], [i.model_dump() for i in order.line_items], at
@@ -134,7 +134,9 @@ async def upsert(
             "updated_at": at,
         },
     )
-    affected = {contact["id"]} | ({stored["contact_id"]} if stored else set())
+    # the customer, and whoever the order or its deal named before (the shop's customer may change, a user
+    # may have re-pointed the deal)
+    affected = {contact["id"]} | {r["contact_id"] for r in (stored, before) if r and r["contact_id"]}
     await refresh_contacts(conn, ctx, affected)
     return (201 if inserted else 200), view(saved, items)
 
@@ -179,7 +181,8 @@ async def _deal(
     contact: dict[str, Any],
     company: dict[str, Any] | None,
     stored: dict[str, Any] | None,
-) -> dict[str, Any]:
+) -> tuple[dict[str, Any] | None, dict[str, Any]]:
+    """The deal as it was (None when new) and as it is now."""
     current = await res_repo.fetch_one(conn, DEALS, ctx.workspace_id, stored["deal_id"]) if stored else None
     # an existing deal stays in its pipeline (a user may have moved it); a new one goes to the default
     pipeline_id = current["pipeline_id"] if current else None
@@ -207,7 +210,7 @@ async def _deal(
     if company is not None:
         payload["company_id"] = company["id"]
     _, row = await service.upsert_by_external_id(conn, DEALS, ctx, source, external_id, payload)
-    return row
+    return current, row
 
 
 async def refresh_contacts(conn: asyncpg.Connection, ctx: Context, ids: set[uuid.UUID]) -> None:

@@ -94,9 +94,17 @@ def line_item(row: dict[str, Any]) -> dict[str, Any]:
 
 
 async def upsert(
-    conn: asyncpg.Connection, ctx: Context, source: str, external_id: str, order: OrderIn
+    conn: asyncpg.Connection,
+    ctx: Context,
+    source: str,
+    external_id: str,
+    order: OrderIn,
+    touched: set[uuid.UUID] | None = None,
 ) -> tuple[int, dict[str, Any]]:
-    """201 with the order when it is new, 200 when it was updated or was already as sent (or newer)."""
+    """201 with the order when it is new, 200 when it was updated or was already as sent (or newer).
+
+    The contacts whose aggregates the order changes are refreshed here, or, when ``touched`` is given (a
+    batch), added to it for the caller to refresh once for all orders."""
     ws = ctx.workspace_id
     await res_repo.lock_keys(conn, lock_keys_of(ctx, source, external_id, order))
     digest = body_hash(order)
@@ -137,7 +145,10 @@ async def upsert(
     # the customer, and whoever the order or its deal named before (the shop's customer may change, a user
     # may have re-pointed the deal)
     affected = {contact["id"]} | {r["contact_id"] for r in (stored, before) if r and r["contact_id"]}
-    await refresh_contacts(conn, ctx, affected)
+    if touched is None:
+        await refresh_contacts(conn, ctx, affected)
+    else:
+        touched |= affected
     return (201 if inserted else 200), view(saved, items)
 
 
@@ -268,13 +279,18 @@ async def batch(conn: asyncpg.Connection, ctx: Context, items: list[Any]) -> lis
             continue
         parsed[i] = order
     await res_repo.lock_keys(conn, locks)
+    touched: set[uuid.UUID] = set()
     for i, order in parsed.items():
+        mine: set[uuid.UUID] = set()
         try:
             async with conn.transaction():
-                status, obj = await upsert(conn, ctx, order.source, order.external_id, order.order)
+                status, obj = await upsert(conn, ctx, order.source, order.external_id, order.order, mine)
             results[i] = {"status": status, "object": obj}
+            touched |= mine  # only once its savepoint held: a failed item touched nobody
         except CRMError as exc:
             results[i] = _error(_at_item(exc, i, "/order"), ctx)
+    # one refresh for the batch: each contact gets one new version and one event, however many orders
+    await refresh_contacts(conn, ctx, touched)
     return [r for r in results if r is not None]
 
 

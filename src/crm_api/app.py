@@ -30,6 +30,7 @@ from .errors import PROBLEM_JSON, BadRequest, CRMError, FieldError, NotFound, Un
 from .events.router import router as events_router
 from .history.router import history_router
 from .middleware import RequestContext
+from .orders.router import router as orders_router
 from .pipelines.router import router as pipelines_router
 from .resources.router import build_router
 from .tickets.policies import SLA_POLICIES
@@ -221,6 +222,7 @@ def create_app(settings: Settings | None = None, url: str | None = None) -> Fast
     app.include_router(pipelines_router)
     app.include_router(deal_extra_router)
     app.include_router(build_router(DEALS))
+    app.include_router(orders_router)
     app.include_router(build_router(ACTIVITIES))
     app.include_router(ticket_extra_router)
     app.include_router(build_router(TICKETS))

@@ -28,6 +28,7 @@ KNOWN_RESOURCES = (
     "activities",
     "tickets",
     "sla_policies",
+    "orders",
 )
 ACTIONS = ("read", "write")
 

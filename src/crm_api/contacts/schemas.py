@@ -82,3 +82,7 @@ class Contact(ReadModel):
     erased_at: dt.datetime | None = Field(
         description="When the personal data was erased; an erased contact takes no further writes"
     )
+    lifetime_value: dict[str, str] = Field(
+        description="Won deal amounts summed per currency (decimal strings); kept by order writes, read-only"
+    )
+    order_count: int = Field(description="Orders linked to this contact; read-only")

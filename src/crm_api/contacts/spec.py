@@ -64,6 +64,9 @@ CONTACTS = register(
             FieldSpec("marketing_consent_at", "timestamptz"),
             FieldSpec("marketing_consent_source", "text", filterable=False),
             FieldSpec("erased_at", "timestamptz"),
+            # read-only for clients (not in the write schemas): kept by order writes (orders/repository.py)
+            FieldSpec("lifetime_value", "jsonb", filterable=False),
+            FieldSpec("order_count", "bigint"),
         ),
         create_schema=ContactCreate,
         update_schema=ContactUpdate,
@@ -86,6 +89,13 @@ CONTACTS = register(
             QueryParam("created_before", "created_at", "lt", "timestamptz"),
         ),
         relations={"company": ("company_id", "companies")},
-        defaults={"tags": [], "custom_fields": {}, "external_ids": {}, "marketing_consent": False},
+        defaults={
+            "tags": [],
+            "custom_fields": {},
+            "external_ids": {},
+            "marketing_consent": False,
+            "lifetime_value": {},
+            "order_count": 0,
+        },
     )
 )

@@ -4,6 +4,7 @@ from .activities import Activity
 from .base import Base
 from .crm import LIFECYCLE_STAGES, Company, Contact, ExternalId
 from .events import Event, IdempotencyRecord
+from .orders import ORDER_STATUSES, DealLineItem, Order
 from .sales import STAGE_KINDS, Deal, DealStageChange, Pipeline, PipelineStage
 from .service_desk import SlaPolicy, Ticket, TicketComment
 from .webhooks import WebhookAttempt, WebhookDelivery, WebhookEndpoint
@@ -11,6 +12,7 @@ from .workspace import ApiKey, Workspace
 
 __all__ = [
     "LIFECYCLE_STAGES",
+    "ORDER_STATUSES",
     "STAGE_KINDS",
     "Activity",
     "ApiKey",
@@ -18,10 +20,12 @@ __all__ = [
     "Company",
     "Contact",
     "Deal",
+    "DealLineItem",
     "DealStageChange",
     "Event",
     "ExternalId",
     "IdempotencyRecord",
+    "Order",
     "Pipeline",
     "PipelineStage",
     "SlaPolicy",

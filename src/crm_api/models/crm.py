@@ -12,6 +12,7 @@ from sqlalchemy import (
     DateTime,
     ForeignKeyConstraint,
     Index,
+    Integer,
     Numeric,
     Text,
     text,
@@ -146,6 +147,9 @@ class Contact(RecordMixin, Base):
     marketing_consent_source: Mapped[str | None] = mapped_column(Text)
     erased_at: Mapped[object | None] = mapped_column(DateTime(timezone=True))
     """When the contact's personal data was erased (GDPR); an erased contact takes no further writes."""
+    lifetime_value: Mapped[dict[str, object]] = _jsonb()
+    """Won deal amounts summed per currency (``{"EUR": "120.00"}``), kept by order writes."""
+    order_count: Mapped[int] = mapped_column(Integer, nullable=False, server_default=text("0"))
     search_text: Mapped[str] = mapped_column(Text, nullable=False, server_default=text("''"))
     """Lower-cased names and email, what ``q=`` matches (trigram index)."""
 

@@ -27,6 +27,7 @@ from .deals.router import router as deal_extra_router
 from .deals.spec import DEALS
 from .errors import PROBLEM_JSON, BadRequest, CRMError, FieldError, NotFound, Unprocessable, problem_schema
 from .events.router import router as events_router
+from .merge.router import merge_router
 from .middleware import RequestContext
 from .pipelines.router import router as pipelines_router
 from .resources.router import build_router
@@ -42,7 +43,7 @@ log = logging.getLogger("crm_api")
 
 def _problem(request: Request, exc: CRMError) -> Response:
     request_id = getattr(request.state, "request_id", "")
-    headers = {"Allow": exc.allow} if isinstance(exc, _MethodNotAllowed) else None
+    headers = {"Allow": exc.allow} if isinstance(exc, _MethodNotAllowed) else exc.headers()
     return Response(jsonutil.dumps(exc.body(request_id)), exc.status, headers, media_type=PROBLEM_JSON)
 
 
@@ -124,6 +125,8 @@ EVENT_EXTRAS = (
         "Ticket",
         "data.target is first_response or resolution; data.due_at the time missed",
     ),
+    ("contact.merged", "Contact", "data.survivor is the id kept, data.merged the ids archived into it"),
+    ("company.merged", "Company", "data.survivor is the id kept, data.merged the ids archived into it"),
     ("ticket.comment_created", "TicketComment", "data.object is the comment; its ticket_id names the ticket"),
 )
 
@@ -212,6 +215,8 @@ def create_app(settings: Settings | None = None, url: str | None = None) -> Fast
     app.add_exception_handler(RequestValidationError, _validation_problem)  # type: ignore[arg-type]
     app.add_exception_handler(StarletteHTTPException, _http_problem)  # type: ignore[arg-type]
     app.add_exception_handler(Exception, _crash)
+    for merging in (CONTACTS, COMPANIES):
+        app.include_router(merge_router(merging))
     app.include_router(build_router(CONTACTS))
     app.include_router(company_extra_router)
     app.include_router(build_router(COMPANIES))

@@ -75,3 +75,6 @@ class Contact(ReadModel):
     marketing_consent: bool
     marketing_consent_at: dt.datetime | None
     marketing_consent_source: str | None
+    merged_into: uuid.UUID | None = Field(
+        description="Set when this record was merged into another (then archived); GET answers 301 there"
+    )

@@ -52,6 +52,7 @@ CONTACTS = register(
             FieldSpec("marketing_consent", "boolean"),
             FieldSpec("marketing_consent_at", "timestamptz"),
             FieldSpec("marketing_consent_source", "text", filterable=False),
+            FieldSpec("merged_into", "uuid"),  # set only by a merge (merge/service.py)
         ),
         create_schema=ContactCreate,
         update_schema=ContactUpdate,

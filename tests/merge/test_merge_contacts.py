@@ -249,3 +249,41 @@ async def test_rules_are_problems(api: httpx.AsyncClient, make_client: Any) -> N
     await problem(dup2, {"from": [keep]}, 422, "/id")
     # an archived source is fine
     assert (await _merge(api, keep, {"from": [dup2]})).status_code == 200
+
+
+async def test_opposite_concurrent_merges_leave_one_survivor(api: httpx.AsyncClient) -> None:
+    import asyncio
+
+    for _ in range(5):
+        a = await _post(api, "/v1/contacts", {"first_name": "A"})
+        b = await _post(api, "/v1/contacts", {"first_name": "B"})
+        one, two = await asyncio.gather(
+            _merge(api, a["id"], {"from": [b["id"]]}), _merge(api, b["id"], {"from": [a["id"]]})
+        )
+        assert sorted([one.status_code, two.status_code]) == [200, 422], (one.text, two.text)
+
+
+async def test_merged_event_reaches_subscribed_webhooks(api: httpx.AsyncClient, pool: asyncpg.Pool) -> None:
+    r = await api.post(
+        "/v1/webhooks", json={"url": "http://127.0.0.1:9/h", "event_types": ["contact.merged"]}
+    )
+    assert r.status_code == 201, r.text
+    a = await _post(api, "/v1/contacts", {"first_name": "A"})
+    b = await _post(api, "/v1/contacts", {"first_name": "B"})
+    assert (await _merge(api, a["id"], {"from": [b["id"]]})).status_code == 200
+    async with pool.acquire() as conn:
+        types = await conn.fetch(
+            "SELECT event_type, object_id FROM webhook_deliveries WHERE workspace_id = $1",
+            api.workspace_id,  # type: ignore[attr-defined]
+        )
+    assert [(t["event_type"], str(t["object_id"])) for t in types] == [("contact.merged", a["id"])]
+
+
+async def test_idempotent_replay_of_a_merge(api: httpx.AsyncClient) -> None:
+    a = await _post(api, "/v1/contacts", {"first_name": "A"})
+    b = await _post(api, "/v1/contacts", {"last_name": "B"})
+    headers = {"Idempotency-Key": str(uuid.uuid4())}
+    first = await api.post(f"/v1/contacts/{a['id']}/merge", json={"from": [b["id"]]}, headers=headers)
+    again = await api.post(f"/v1/contacts/{a['id']}/merge", json={"from": [b["id"]]}, headers=headers)
+    assert first.status_code == again.status_code == 200
+    assert first.json() == again.json()

@@ -139,7 +139,7 @@ def _webhook_payloads(components: dict[str, Any]) -> dict[str, Any]:
     ]
     for name, model, note in [*types, *EVENT_EXTRAS]:
         obj, _, action = name.partition(".")
-        body = {
+        body: dict[str, Any] = {
             "type": "object",
             "required": ["id", "type", "created_at", "sequence", "workspace_id", "data"],
             "properties": {
@@ -157,6 +157,11 @@ def _webhook_payloads(components: dict[str, Any]) -> dict[str, Any]:
                 },
             },
         }
+        if action == "merged":  # merge/service.py adds the ids to data
+            body["properties"]["data"]["properties"].update(
+                survivor={"type": "string", "format": "uuid"},
+                merged={"type": "array", "items": {"type": "string", "format": "uuid"}},
+            )
         out[name] = {
             "post": {
                 "summary": f"{name}, signed per Standard Webhooks" + (f"; {note}" if note else ""),

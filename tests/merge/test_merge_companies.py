@@ -65,3 +65,13 @@ async def test_company_merge_problems(api: httpx.AsyncClient, make_client: Any) 
     assert r.status_code == 404 and r.json()["errors"][0]["path"] == "/from/0"
     r = await api.post(f"/v1/companies/{a['id']}/merge", json={"from": [a["id"]], "extra": 1})
     assert r.status_code == 422
+
+
+async def test_merge_needs_the_scopes_of_what_it_moves(make_client: Any) -> None:
+    narrow = await make_client(scopes=["companies:read", "companies:write"])
+    a = await _post(narrow, "/v1/companies", {"name": "A"})
+    b = await _post(narrow, "/v1/companies", {"name": "B"})
+    r = await narrow.post(f"/v1/companies/{a['id']}/merge", json={"from": [b["id"]]})
+    assert r.status_code == 403 and "deals:write" in r.json()["detail"]
+    r = await narrow.post("/v1/companies/duplicates", json={"ids": [a["id"]]})
+    assert r.status_code == 200

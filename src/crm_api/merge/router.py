@@ -11,6 +11,7 @@ from pydantic import create_model
 
 from ..auth import Principal, require
 from ..deps import LockingConn
+from ..errors import Forbidden
 from ..idempotency import idempotent
 from ..resources.router import context, json_response, problems
 from ..resources.spec import ResourceSpec
@@ -22,6 +23,12 @@ from .schemas import (
     MergeRequest,
     MergeResultBase,
 )
+
+# A merge rewrites the records that point at the merged ones, so it needs the right to write those too.
+MOVES = {
+    "contacts": ("deals:write", "activities:write", "tickets:write"),
+    "companies": ("contacts:write", "deals:write", "activities:write", "tickets:write"),
+}
 
 
 def merge_router(spec: ResourceSpec) -> APIRouter:
@@ -69,11 +76,16 @@ def merge_router(spec: ResourceSpec) -> APIRouter:
         summary=f"Merge other {name} into this one",
         description=f"Moves every reference to the survivor, fills its empty fields (or as `prefer` says), "
         f"archives the others with `merged_into` and emits `{spec.object}.merged`. 409: merging into itself; "
-        "404: unknown ids; 422: an already merged record or an archived survivor.",
+        "404: unknown ids; 422: an already merged record or an archived survivor. Besides "
+        f"`{name}:write` the key needs {', '.join(f'`{s}`' for s in MOVES[name])}.",
     )
     async def merge(
         request: Request, oid: ObjectId, body: MergeRequest, principal: Writer, conn: LockingConn
     ) -> Response:
+        lacking = [scope for scope in MOVES[name] if not principal.allows(scope)]
+        if lacking:
+            raise Forbidden(f"A merge moves references: this API key lacks {', '.join(lacking)}")
+
         async def run() -> Response:
             result = await service.merge(
                 conn, spec, context(request, principal), oid, body.from_, body.prefer, body.dry_run

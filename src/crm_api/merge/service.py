@@ -24,7 +24,7 @@ from ..deals.spec import DEALS
 from ..errors import Conflict, FieldError, NotFound, Unprocessable
 from ..events.emit import emit
 from ..resources import repository as repo
-from ..resources.service import Context, bump, events_for, merged_row, now
+from ..resources.service import Context, bump, events_for, merged_row, now, prepare
 from ..resources.spec import ResourceSpec
 from ..tickets.spec import TICKETS
 
@@ -333,6 +333,11 @@ async def merge(
     # (3) the survivor: always a new version, since the merge itself is a change to it
     new_survivor = merged_row(spec, survivor, changes, at)
     new_survivor["version"], new_survivor["updated_at"] = survivor["version"] + 1, at
+    # the spec's database-backed rules see the combined record like any other write (referencing rows
+    # below only change links, so theirs do not apply)
+    failures = await prepare(conn, spec, ctx, [(survivor, new_survivor)])
+    if failures:
+        raise failures[0]
     survivor_events = events_for(spec, ctx, survivor, new_survivor, "updated", at) if changes else []
     merged_event = emit(
         ctx, f"{spec.object}.merged", spec.object, survivor_id, spec.to_api(new_survivor), {}, at

@@ -29,6 +29,7 @@ from .erase.router import router as erase_router
 from .errors import PROBLEM_JSON, BadRequest, CRMError, FieldError, NotFound, Unprocessable, problem_schema
 from .events.router import router as events_router
 from .history.router import history_router
+from .merge.router import merge_router
 from .middleware import RequestContext
 from .orders.router import router as orders_router
 from .pipelines.router import router as pipelines_router
@@ -45,7 +46,7 @@ log = logging.getLogger("crm_api")
 
 def _problem(request: Request, exc: CRMError) -> Response:
     request_id = getattr(request.state, "request_id", "")
-    headers = {"Allow": exc.allow} if isinstance(exc, _MethodNotAllowed) else None
+    headers = {"Allow": exc.allow} if isinstance(exc, _MethodNotAllowed) else exc.headers()
     return Response(jsonutil.dumps(exc.body(request_id)), exc.status, headers, media_type=PROBLEM_JSON)
 
 
@@ -127,6 +128,8 @@ EVENT_EXTRAS = (
         "Ticket",
         "data.target is first_response or resolution; data.due_at the time missed",
     ),
+    ("contact.merged", "Contact", "data.survivor is the id kept, data.merged the ids archived into it"),
+    ("company.merged", "Company", "data.survivor is the id kept, data.merged the ids archived into it"),
     ("ticket.comment_created", "TicketComment", "data.object is the comment; its ticket_id names the ticket"),
     ("contact.erased", "ErasedContact", "the contact's personal data was erased; data.object is only its id"),
 )
@@ -140,7 +143,7 @@ def _webhook_payloads(components: dict[str, Any]) -> dict[str, Any]:
     ]
     for name, model, note in [*types, *EVENT_EXTRAS]:
         obj, _, action = name.partition(".")
-        body = {
+        body: dict[str, Any] = {
             "type": "object",
             "required": ["id", "type", "created_at", "sequence", "workspace_id", "data"],
             "properties": {
@@ -158,6 +161,11 @@ def _webhook_payloads(components: dict[str, Any]) -> dict[str, Any]:
                 },
             },
         }
+        if action == "merged":  # merge/service.py adds the ids to data
+            body["properties"]["data"]["properties"].update(
+                survivor={"type": "string", "format": "uuid"},
+                merged={"type": "array", "items": {"type": "string", "format": "uuid"}},
+            )
         out[name] = {
             "post": {
                 "summary": f"{name}, signed per Standard Webhooks" + (f"; {note}" if note else ""),
@@ -216,6 +224,8 @@ def create_app(settings: Settings | None = None, url: str | None = None) -> Fast
     app.add_exception_handler(RequestValidationError, _validation_problem)  # type: ignore[arg-type]
     app.add_exception_handler(StarletteHTTPException, _http_problem)  # type: ignore[arg-type]
     app.add_exception_handler(Exception, _crash)
+    for merging in (CONTACTS, COMPANIES):
+        app.include_router(merge_router(merging))
     app.include_router(build_router(CONTACTS))
     app.include_router(company_extra_router)
     app.include_router(build_router(COMPANIES))

@@ -1,13 +1,15 @@
 """The error tree and its problem+json rendering (RFC 9457).
 
     CRMError (500 internal_error)
+    ├── Merged (301 merged)
     ├── BadRequest (400 bad_request)
     │   └── InvalidCursor (400 invalid_cursor)
     ├── Unauthorized (401 unauthorized)
     ├── Forbidden (403 forbidden)
     ├── NotFound (404 not_found)
     ├── Conflict (409 conflict)
-    │   └── IdempotencyInFlight (409 idempotency_in_flight)
+    │   ├── IdempotencyInFlight (409 idempotency_in_flight)
+    │   └── MergedConflict (409 merged)
     ├── PreconditionFailed (412 precondition_failed)
     ├── PayloadTooLarge (413 payload_too_large)
     └── Unprocessable (422 validation_error)
@@ -54,6 +56,29 @@ class CRMError(Exception):
             body["errors"] = [{"path": e.path, "message": e.message} for e in self.errors]
         return body
 
+    def headers(self) -> dict[str, str] | None:
+        """Response headers the problem needs (``Location`` on a 301)."""
+        return None
+
+
+class Merged(CRMError):
+    """A read of a merged object: 301 to the survivor, so integrations holding old ids keep working."""
+
+    status = 301
+    code = "merged"
+    title = "The object was merged into another"
+
+    def __init__(self, detail: str, merged_into: object, location: str) -> None:
+        super().__init__(detail)
+        self.merged_into = str(merged_into)
+        self.location = location
+
+    def body(self, request_id: str) -> dict[str, Any]:
+        return {**super().body(request_id), "merged_into": self.merged_into}
+
+    def headers(self) -> dict[str, str] | None:
+        return {"Location": self.location}
+
 
 class BadRequest(CRMError):
     status = 400
@@ -95,6 +120,20 @@ class IdempotencyInFlight(Conflict):
     title = "A request with this Idempotency-Key is still being processed"
 
 
+class MergedConflict(Conflict):
+    """A write to a merged object: refused (not redirected, as clients may replay a 301 as a GET)."""
+
+    code = "merged"
+    title = "The object was merged into another"
+
+    def __init__(self, detail: str, merged_into: object) -> None:
+        super().__init__(detail)
+        self.merged_into = str(merged_into)
+
+    def body(self, request_id: str) -> dict[str, Any]:
+        return {**super().body(request_id), "merged_into": self.merged_into}
+
+
 class PreconditionFailed(CRMError):
     status = 412
     code = "precondition_failed"
@@ -134,6 +173,11 @@ def problem_schema() -> dict[str, Any]:
             "detail": {"type": "string"},
             "code": {"type": "string"},
             "request_id": {"type": "string"},
+            "merged_into": {
+                "type": "string",
+                "format": "uuid",
+                "description": "code merged: the object that now holds this one's data",
+            },
             "errors": {
                 "type": "array",
                 "items": {

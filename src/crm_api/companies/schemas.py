@@ -63,3 +63,6 @@ class Company(ReadModel):
     tags: list[str]
     custom_fields: dict[str, Any]
     external_ids: dict[str, str]
+    merged_into: uuid.UUID | None = Field(
+        description="Set when this record was merged into another (then archived); GET answers 301 there"
+    )

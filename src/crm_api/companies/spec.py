@@ -53,6 +53,7 @@ COMPANIES = register(
             FieldSpec("tags", "text[]"),
             FieldSpec("custom_fields", "jsonb", filterable=False),
             FieldSpec("external_ids", "jsonb", filterable=False),
+            FieldSpec("merged_into", "uuid"),  # set only by a merge (merge/service.py)
         ),
         create_schema=CompanyCreate,
         update_schema=CompanyUpdate,

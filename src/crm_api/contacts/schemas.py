@@ -86,3 +86,6 @@ class Contact(ReadModel):
         description="Won deal amounts summed per currency (decimal strings); kept by order writes, read-only"
     )
     order_count: int = Field(description="Orders linked to this contact; read-only")
+    merged_into: uuid.UUID | None = Field(
+        description="Set when this record was merged into another (then archived); GET answers 301 there"
+    )

@@ -67,6 +67,7 @@ CONTACTS = register(
             # read-only for clients (not in the write schemas): kept by order writes (orders/repository.py)
             FieldSpec("lifetime_value", "jsonb", filterable=False),
             FieldSpec("order_count", "bigint"),
+            FieldSpec("merged_into", "uuid"),  # set only by a merge (merge/service.py)
         ),
         create_schema=ContactCreate,
         update_schema=ContactUpdate,

@@ -15,6 +15,8 @@ from sqlalchemy import (
     Integer,
     Numeric,
     Text,
+    func,
+    literal,
     text,
 )
 from sqlalchemy.dialects.postgresql import ARRAY, JSONB, UUID
@@ -96,6 +98,8 @@ class Company(RecordMixin, Base):
     external_ids: Mapped[dict[str, object]] = _jsonb()
     search_text: Mapped[str] = mapped_column(Text, nullable=False, server_default=text("''"))
     """Lower-cased name and domain, what ``q=`` matches (trigram index)."""
+    merged_into: Mapped[uuid.UUID | None] = mapped_column(UUID(as_uuid=True))
+    """The company this one was merged into (it is archived then); GET on it answers 301 there."""
 
 
 class Contact(RecordMixin, Base):
@@ -152,6 +156,36 @@ class Contact(RecordMixin, Base):
     order_count: Mapped[int] = mapped_column(Integer, nullable=False, server_default=text("0"))
     search_text: Mapped[str] = mapped_column(Text, nullable=False, server_default=text("''"))
     """Lower-cased names and email, what ``q=`` matches (trigram index)."""
+    merged_into: Mapped[uuid.UUID | None] = mapped_column(UUID(as_uuid=True))
+    """The contact this one was merged into (it is archived then); GET on it answers 301 there."""
+
+
+# The duplicate finder's fuzzy-name criterion (``name_key(...) % $name``): trigram indexes on exactly the
+# expressions ``merge.duplicates`` queries, so a similarity search is an index scan, not a table scan.
+CONTACT_NAME_KEY = "lower(coalesce(first_name, '') || ' ' || coalesce(last_name, ''))"
+COMPANY_NAME_KEY = "lower(name)"
+Index(
+    "ix_contacts_name_trgm",
+    func.lower(
+        func.coalesce(Contact.first_name, literal("", Text))
+        .op("||")(literal(" ", Text))
+        .op("||")(func.coalesce(Contact.last_name, literal("", Text)))
+    ).label("name_key"),
+    postgresql_using="gin",
+    postgresql_ops={"name_key": "gin_trgm_ops"},
+)
+Index(
+    "ix_companies_name_trgm",
+    func.lower(Company.name).label("name_key"),
+    postgresql_using="gin",
+    postgresql_ops={"name_key": "gin_trgm_ops"},
+)
+# Phones match on their digits (see ``merge.duplicates.phone_key``), stored as typed.
+Index(
+    "ix_contacts_phone_digits",
+    Contact.workspace_id,
+    func.regexp_replace(Contact.phone, literal("[^0-9]", Text), literal("", Text), literal("g", Text)),
+)
 
 
 class ExternalId(Base):
@@ -170,4 +204,12 @@ class ExternalId(Base):
     object_id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), nullable=False)
 
 
-__all__ = ["LIFECYCLE_STAGES", "Company", "Contact", "DateTime", "ExternalId"]
+__all__ = [
+    "COMPANY_NAME_KEY",
+    "CONTACT_NAME_KEY",
+    "LIFECYCLE_STAGES",
+    "Company",
+    "Contact",
+    "DateTime",
+    "ExternalId",
+]

@@ -161,11 +161,20 @@ def build_router(spec: ResourceSpec) -> APIRouter:
 
         return await idempotent(request, conn, principal, run)
 
+    get_responses = problems(404, 422)
+    if spec.field_type("merged_into") is not None:
+        get_responses[301] = {
+            "description": "The object was merged into another: `Location` and `merged_into` name the "
+            "survivor (writes to a merged object answer 409 with code `merged`)",
+            "headers": {"Location": {"schema": {"type": "string"}, "description": f"/v1/{name}/<survivor>"}},
+            "content": {PROBLEM_JSON: {"schema": {"$ref": "#/components/schemas/Problem"}}},
+        }
+
     @router.get(
         "/{id}",
         operation_id=f"{name}_get",
         response_model=Read,
-        responses=problems(404, 422),
+        responses=get_responses,
         summary=f"Get a {spec.object}",
     )
     async def get(request: Request, oid: ObjectId, principal: Reader) -> Response:

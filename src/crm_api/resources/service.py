@@ -15,7 +15,16 @@ import asyncpg
 from pydantic import BaseModel, ValidationError
 
 from ..auth import Principal
-from ..errors import Conflict, CRMError, FieldError, NotFound, PreconditionFailed, Unprocessable
+from ..errors import (
+    Conflict,
+    CRMError,
+    FieldError,
+    Merged,
+    MergedConflict,
+    NotFound,
+    PreconditionFailed,
+    Unprocessable,
+)
 from ..events.emit import emit
 from ..ids import uuid7
 from . import repository as repo
@@ -211,7 +220,21 @@ async def get(
     row = await repo.fetch_one(conn, spec, ctx.workspace_id, oid)
     if row is None:
         raise NotFound(f"No {spec.object} with id {oid}")
+    if row.get("merged_into") is not None:
+        target = row["merged_into"]
+        raise Merged(
+            f"The {spec.object} {oid} was merged into {target}", target, f"/v1/{spec.url_segment}/{target}"
+        )
     return row
+
+
+def check_not_merged(spec: ResourceSpec, row: dict[str, Any]) -> None:
+    """Writes to a merged object are refused with 409 and the survivor's id (reads get a 301)."""
+    if row.get("merged_into") is not None:
+        raise MergedConflict(
+            f"The {spec.object} {row['id']} was merged into {row['merged_into']}; write to that one",
+            row["merged_into"],
+        )
 
 
 async def update(
@@ -259,6 +282,7 @@ async def _apply(
     row = await repo.fetch_one(conn, spec, ctx.workspace_id, oid, for_update=lock)
     if row is None:
         raise NotFound(f"No {spec.object} with id {oid}")
+    check_not_merged(spec, row)
     if if_match is not None and row["version"] != if_match:
         raise PreconditionFailed(f"The {spec.object} is at version {row['version']}, not {if_match}")
     at = now()
@@ -284,7 +308,10 @@ async def _apply(
 async def archive(
     conn: asyncpg.Connection, spec: ResourceSpec, ctx: Context, oid: uuid.UUID, if_match: int | None
 ) -> dict[str, Any]:
-    row = await get(conn, spec, ctx, oid)
+    row = await repo.fetch_one(conn, spec, ctx.workspace_id, oid)
+    if row is None:
+        raise NotFound(f"No {spec.object} with id {oid}")
+    check_not_merged(spec, row)
     if row["archived_at"] is not None:
         return row
     return await update(conn, spec, ctx, oid, {"archived_at": now()}, if_match, "archived")
@@ -293,7 +320,10 @@ async def archive(
 async def restore(
     conn: asyncpg.Connection, spec: ResourceSpec, ctx: Context, oid: uuid.UUID, if_match: int | None
 ) -> dict[str, Any]:
-    row = await get(conn, spec, ctx, oid)
+    row = await repo.fetch_one(conn, spec, ctx.workspace_id, oid)
+    if row is None:
+        raise NotFound(f"No {spec.object} with id {oid}")
+    check_not_merged(spec, row)
     if row["archived_at"] is None:
         return row
     return await update(conn, spec, ctx, oid, {"archived_at": None}, if_match, "restored")

@@ -1,0 +1,1 @@
+"""Duplicates and merge for contacts and companies."""

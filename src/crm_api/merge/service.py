@@ -1,0 +1,404 @@
+"""Merging records into a survivor, in the request's transaction.
+
+Order matters: (1) lock the survivor and the merged records (one statement, id order, so two merges that
+share records queue instead of deadlocking); (2) archive the merged ones with ``merged_into`` and their
+external ids released; (3) write the survivor, filled and holding those external ids; (4) move every
+reference, one locked read and one write statement per referencing table. Step 2 comes before 3 because
+the live-unique email/domain and the external-id registry would refuse the survivor taking them while the
+merged records still hold them. Every write goes through ``repository.write``, so each changed object has
+its new version, its event and its webhooks in the same statement.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from collections.abc import Callable
+from typing import Any
+
+import asyncpg
+
+from ..activities.spec import ACTIVITIES
+from ..contacts.spec import CONTACTS
+from ..deals.spec import DEALS
+from ..errors import Conflict, FieldError, NotFound, Unprocessable
+from ..events.emit import emit
+from ..orders.service import refresh_contacts
+from ..resources import repository as repo
+from ..resources.service import Context, bump, events_for, merged_row, now, prepare
+from ..resources.spec import ResourceSpec
+from ..tickets.spec import TICKETS
+
+# Consent is a person's own statement: never copied from another record unless ``prefer`` says so.
+NOT_FILLED = frozenset(
+    {"merged_into", "marketing_consent", "marketing_consent_at", "marketing_consent_source"}
+)
+# Derived or terminal state, never taken from another record: the order aggregates are recomputed from the
+# moved deals after the merge, and an erasure belongs to the record that was erased.
+DERIVED = frozenset({"merged_into", "erased_at", "lifetime_value", "order_count"})
+UNPREFERABLE = DERIVED
+
+Remap = Callable[[dict[str, Any]], dict[str, Any]]
+
+
+def _empty(value: Any) -> bool:
+    return value is None or value == "" or value == [] or value == {}
+
+
+def _swap(ids: list[uuid.UUID], merged: set[uuid.UUID], survivor: uuid.UUID) -> list[uuid.UUID]:
+    """An id array with the merged ids replaced by the survivor, each id once, order kept."""
+    return list(dict.fromkeys(survivor if i in merged else i for i in ids))
+
+
+def combine(
+    spec: ResourceSpec,
+    survivor: dict[str, Any],
+    others: list[dict[str, Any]],
+    prefer: dict[str, uuid.UUID],
+) -> tuple[dict[str, Any], dict[str, uuid.UUID], list[dict[str, Any]]]:
+    """(changes to the survivor, field -> record its value came from, external ids dropped)."""
+    by_id = {r["id"]: r for r in (survivor, *others)}
+    changes: dict[str, Any] = {}
+    filled: dict[str, uuid.UUID] = {}
+    for name in spec.field_names:
+        if name == "external_ids" or name in DERIVED:
+            continue
+        if name in prefer:
+            source = by_id[prefer[name]]
+            if source[name] != survivor[name]:
+                changes[name], filled[name] = source[name], source["id"]
+        elif name == "tags":
+            tags = list(dict.fromkeys(t for r in (survivor, *others) for t in r["tags"]))
+            if tags != survivor["tags"]:
+                changes["tags"] = tags
+        elif name == "custom_fields":
+            fields: dict[str, Any] = {}
+            for r in (*reversed(others), survivor):  # the survivor's keys win, then earlier records'
+                fields.update(r["custom_fields"])
+            if fields != survivor["custom_fields"]:
+                changes["custom_fields"] = fields
+        elif name not in NOT_FILLED and _empty(survivor[name]):
+            source_row = next((r for r in others if not _empty(r[name])), None)
+            if source_row is not None:
+                changes[name], filled[name] = source_row[name], source_row["id"]
+    # one external id per source: the preferred record's first, then the survivor's, then in ``from`` order
+    ranked = [survivor, *others]
+    if "external_ids" in prefer:
+        first = by_id[prefer["external_ids"]]
+        ranked = [first, *(r for r in ranked if r is not first)]
+    external: dict[str, Any] = {}
+    for r in ranked:
+        for source, value in r["external_ids"].items():
+            external.setdefault(source, value)
+    dropped = [
+        {"record": r["id"], "source": s, "external_id": v}
+        for r in ranked
+        for s, v in r["external_ids"].items()
+        if external[s] != v
+    ]
+    if external != survivor["external_ids"]:
+        changes["external_ids"] = external
+    return changes, filled, dropped
+
+
+def _check_prefer(spec: ResourceSpec, prefer: dict[str, uuid.UUID], allowed: set[uuid.UUID]) -> None:
+    errors = [
+        FieldError(f"/prefer/{name}", "not a field of the record")
+        for name in prefer
+        if name not in spec.field_names or name in UNPREFERABLE
+    ]
+    errors += [
+        FieldError(f"/prefer/{name}", "must be the survivor or one of from")
+        for name, oid in prefer.items()
+        if oid not in allowed
+    ]
+    if errors:
+        raise Unprocessable("prefer names unknown fields or records", errors)
+
+
+async def _lock(
+    conn: asyncpg.Connection, spec: ResourceSpec, ws: uuid.UUID, where: str, ids: list[uuid.UUID]
+) -> list[dict[str, Any]]:
+    sql = (
+        f"SELECT {', '.join(spec.columns)} FROM {spec.table} "
+        f"WHERE workspace_id = $1 AND ({where}) ORDER BY id FOR UPDATE"
+    )
+    return [dict(r) for r in await conn.fetch(sql, ws, ids)]
+
+
+async def _write(
+    conn: asyncpg.Connection,
+    spec: ResourceSpec,
+    ctx: Context,
+    updates: list[dict[str, Any]],
+    events: list[dict[str, Any]],
+    removed: list[dict[str, Any]] | None = None,
+    added: list[dict[str, Any]] | None = None,
+) -> None:
+    if not updates:
+        return
+    written = await repo.write(
+        conn,
+        spec,
+        ctx.workspace_id,
+        updates=updates,
+        events=events,
+        external_removed=removed or [],
+        external_added=added or [],
+    )
+    # every row is locked, so a version cannot move; a miss would be a bug, never a silent partial merge
+    if len(written) != len(updates):
+        raise Conflict(f"{spec.name} changed during the merge; try again")
+
+
+async def _move(
+    conn: asyncpg.Connection,
+    spec: ResourceSpec,
+    ctx: Context,
+    where: str,
+    merged: list[uuid.UUID],
+    remap: Remap,
+    at: dt.datetime,
+    dry_run: bool,
+) -> int:
+    """Point one table's references at the survivor: one locked read, one write (with events)."""
+    rows = await _lock(conn, spec, ctx.workspace_id, where, merged)
+    updates, events = [], []
+    for row in rows:
+        new = merged_row(spec, row, remap(row), at)
+        if bump(row, new, at):
+            updates.append(new)
+            events += events_for(spec, ctx, row, new, "updated", at)
+    if not dry_run:
+        await _write(conn, spec, ctx, updates, events)
+    return len(updates)
+
+
+async def _move_contact_refs(
+    conn: asyncpg.Connection,
+    ctx: Context,
+    survivor: uuid.UUID,
+    merged: list[uuid.UUID],
+    at: dt.datetime,
+    dry_run: bool,
+) -> dict[str, int]:
+    gone = set(merged)
+
+    def one(value: uuid.UUID | None) -> uuid.UUID | None:
+        return survivor if value in gone else value
+
+    moved = {
+        "deals": await _move(
+            conn,
+            DEALS,
+            ctx,
+            "contact_id = ANY($2::uuid[]) OR contact_ids && $2::uuid[]",
+            merged,
+            lambda r: {
+                "contact_id": one(r["contact_id"]),
+                "contact_ids": _swap(r["contact_ids"], gone, survivor),
+            },
+            at,
+            dry_run,
+        ),
+        "activities": await _move(
+            conn,
+            ACTIVITIES,
+            ctx,
+            "contact_ids && $2::uuid[]",
+            merged,
+            lambda r: {"contact_ids": _swap(r["contact_ids"], gone, survivor)},
+            at,
+            dry_run,
+        ),
+        "tickets": await _move(
+            conn,
+            TICKETS,
+            ctx,
+            "requester_id = ANY($2::uuid[])",
+            merged,
+            lambda r: {"requester_id": survivor},
+            at,
+            dry_run,
+        ),
+    }
+    # Comments have no update event type: the author is a link, set-based, with a new version and no event.
+    sql = (
+        "UPDATE ticket_comments SET author_id = $3, version = version + 1, updated_at = $4 "
+        "WHERE workspace_id = $1 AND author_type = 'requester' AND author_id = ANY($2::uuid[])"
+    )
+    if dry_run:
+        count = (
+            "SELECT count(*) FROM ticket_comments WHERE workspace_id = $1 AND author_type = 'requester' "
+            "AND author_id = ANY($2::uuid[])"
+        )
+        moved["ticket_comments"] = int(await conn.fetchval(count, ctx.workspace_id, merged))
+    else:
+        status = await conn.execute(sql, ctx.workspace_id, merged, survivor, at)
+        moved["ticket_comments"] = int(status.split()[-1])
+    moved["orders"] = await _move_orders(conn, ctx, "contact_id", survivor, merged, dry_run)
+    return moved
+
+
+async def _move_company_refs(
+    conn: asyncpg.Connection,
+    ctx: Context,
+    survivor: uuid.UUID,
+    merged: list[uuid.UUID],
+    at: dt.datetime,
+    dry_run: bool,
+) -> dict[str, int]:
+    gone = set(merged)
+    single = "company_id = ANY($2::uuid[])"
+
+    def to_survivor(r: dict[str, Any]) -> dict[str, Any]:
+        return {"company_id": survivor}
+
+    return {
+        "contacts": await _move(conn, CONTACTS, ctx, single, merged, to_survivor, at, dry_run),
+        "deals": await _move(conn, DEALS, ctx, single, merged, to_survivor, at, dry_run),
+        "activities": await _move(
+            conn,
+            ACTIVITIES,
+            ctx,
+            "company_ids && $2::uuid[]",
+            merged,
+            lambda r: {"company_ids": _swap(r["company_ids"], gone, survivor)},
+            at,
+            dry_run,
+        ),
+        "tickets": await _move(conn, TICKETS, ctx, single, merged, to_survivor, at, dry_run),
+        "orders": await _move_orders(conn, ctx, "company_id", survivor, merged, dry_run),
+    }
+
+
+async def _move_orders(
+    conn: asyncpg.Connection,
+    ctx: Context,
+    column: str,
+    survivor: uuid.UUID,
+    merged: list[uuid.UUID],
+    dry_run: bool,
+) -> int:
+    """Orders are the shop's records behind order deals (no API object, no event): relinked set-based, so
+    later pushes of an order and the contact's order count follow the survivor."""
+    where = f"WHERE workspace_id = $1 AND {column} = ANY($2::uuid[])"
+    if dry_run:
+        return int(await conn.fetchval(f"SELECT count(*) FROM orders {where}", ctx.workspace_id, merged))
+    status = await conn.execute(
+        f"UPDATE orders SET {column} = $3 {where}", ctx.workspace_id, merged, survivor
+    )
+    return int(status.split()[-1])
+
+
+async def merge(
+    conn: asyncpg.Connection,
+    spec: ResourceSpec,
+    ctx: Context,
+    survivor_id: uuid.UUID,
+    from_ids: list[uuid.UUID],
+    prefer: dict[str, uuid.UUID],
+    dry_run: bool,
+) -> dict[str, Any]:
+    merged = list(dict.fromkeys(from_ids))
+    if survivor_id in merged:
+        n = from_ids.index(survivor_id)
+        raise Conflict(
+            f"A {spec.object} cannot be merged into itself", [FieldError(f"/from/{n}", "is the survivor")]
+        )
+    _check_prefer(spec, prefer, {survivor_id, *merged})
+    ws = ctx.workspace_id
+    rows = {r["id"]: r for r in await _lock(conn, spec, ws, "id = ANY($2::uuid[])", [survivor_id, *merged])}
+    if survivor_id not in rows:
+        raise NotFound(f"No {spec.object} with id {survivor_id}")
+    missing = [n for n, oid in enumerate(from_ids) if oid not in rows]
+    if missing:
+        raise NotFound(
+            f"No {spec.object} with id {from_ids[missing[0]]}",
+            [FieldError(f"/from/{n}", f"no such {spec.object}") for n in missing],
+        )
+    survivor = rows[survivor_id]
+    if survivor["merged_into"] is not None:
+        raise Unprocessable(
+            f"The {spec.object} {survivor_id} was already merged into {survivor['merged_into']}",
+            [FieldError("/id", "already merged")],
+        )
+    if survivor["archived_at"] is not None:
+        raise Unprocessable(
+            f"The {spec.object} {survivor_id} is archived; restore it before merging into it",
+            [FieldError("/id", "archived")],
+        )
+    done = [n for n, oid in enumerate(from_ids) if rows[oid]["merged_into"] is not None]
+    if done:
+        raise Unprocessable(
+            f"The {spec.object} {from_ids[done[0]]} was already merged",
+            [FieldError(f"/from/{n}", "already merged") for n in done],
+        )
+    others = [rows[oid] for oid in merged]
+    at = now()
+    changes, filled, dropped = combine(spec, survivor, others, prefer)
+
+    # (2) archive the merged records, their external ids released
+    archived, archive_events, released = [], [], []
+    for row in others:
+        new = merged_row(
+            spec,
+            row,
+            {"archived_at": row["archived_at"] or at, "merged_into": survivor_id, "external_ids": {}},
+            at,
+        )
+        bump(row, new, at)
+        archived.append(new)
+        action = "archived" if row["archived_at"] is None else "updated"
+        archive_events += events_for(spec, ctx, row, new, action, at)
+        released += [
+            {"object_id": row["id"], "source": s, "external_id": v} for s, v in row["external_ids"].items()
+        ]
+
+    # (3) the survivor: always a new version, since the merge itself is a change to it
+    new_survivor = merged_row(spec, survivor, changes, at)
+    new_survivor["version"], new_survivor["updated_at"] = survivor["version"] + 1, at
+    # the spec's database-backed rules see the combined record like any other write (referencing rows
+    # below only change links, so theirs do not apply)
+    failures = await prepare(conn, spec, ctx, [(survivor, new_survivor)])
+    if failures:
+        raise failures[0]
+    survivor_events = events_for(spec, ctx, survivor, new_survivor, "updated", at) if changes else []
+    merged_event = emit(
+        ctx, f"{spec.object}.merged", spec.object, survivor_id, spec.to_api(new_survivor), {}, at
+    )
+    merged_event["data"].update(survivor=survivor_id, merged=merged)
+    before = {(s, str(v)) for s, v in survivor["external_ids"].items()}
+    taken = [
+        {"object_id": survivor_id, "source": s, "external_id": str(v)}
+        for s, v in new_survivor["external_ids"].items()
+        if (s, str(v)) not in before
+    ]
+    gone = [
+        {"object_id": survivor_id, "source": s, "external_id": v}
+        for s, v in before
+        if new_survivor["external_ids"].get(s) != v
+    ]
+    if not dry_run:
+        await _write(conn, spec, ctx, archived, archive_events, removed=released)
+        await _write(
+            conn, spec, ctx, [new_survivor], [*survivor_events, merged_event], removed=gone, added=taken
+        )
+
+    # (4) every reference
+    mover = _move_contact_refs if spec.name == "contacts" else _move_company_refs
+    moved = await mover(conn, ctx, survivor_id, merged, at, dry_run)
+    moved["external_ids"] = len(taken)
+    if spec.name == "contacts" and not dry_run:
+        # the deals moved, so lifetime value and order count move with them (one set-based refresh)
+        await refresh_contacts(conn, ctx, {survivor_id, *merged})
+        new_survivor = await repo.fetch_one(conn, spec, ws, survivor_id) or new_survivor
+    return {
+        "object": "merge",
+        "dry_run": dry_run,
+        "survivor": spec.to_api(new_survivor),
+        "merged": merged,
+        "filled": filled,
+        "moved": moved,
+        "dropped_external_ids": dropped,
+    }

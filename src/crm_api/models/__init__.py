@@ -2,6 +2,7 @@
 
 from .activities import Activity
 from .base import Base
+from .custom_fields import CustomFieldDefinition
 from .crm import LIFECYCLE_STAGES, Company, Contact, ExternalId
 from .events import Event, IdempotencyRecord
 from .sales import STAGE_KINDS, Deal, DealStageChange, Pipeline, PipelineStage
@@ -17,6 +18,7 @@ __all__ = [
     "Base",
     "Company",
     "Contact",
+    "CustomFieldDefinition",
     "Deal",
     "DealStageChange",
     "Event",

@@ -28,6 +28,7 @@ KNOWN_RESOURCES = (
     "activities",
     "tickets",
     "sla_policies",
+    "custom_fields",
 )
 ACTIONS = ("read", "write")
 

@@ -2,8 +2,8 @@
 
 from .activities import Activity
 from .base import Base
-from .custom_fields import CustomFieldDefinition
 from .crm import LIFECYCLE_STAGES, Company, Contact, ExternalId
+from .custom_fields import CustomFieldDefinition
 from .events import Event, IdempotencyRecord
 from .sales import STAGE_KINDS, Deal, DealStageChange, Pipeline, PipelineStage
 from .service_desk import SlaPolicy, Ticket, TicketComment

@@ -22,6 +22,7 @@ from .companies.router import router as company_extra_router
 from .companies.spec import COMPANIES
 from .config import Settings, get_settings
 from .contacts.spec import CONTACTS
+from .custom_fields.router import upsert_router
 from .custom_fields.spec import CUSTOM_FIELDS
 from .db import Database, create_pool, database_url
 from .deals.router import router as deal_extra_router
@@ -214,6 +215,8 @@ def create_app(settings: Settings | None = None, url: str | None = None) -> Fast
     app.add_exception_handler(RequestValidationError, _validation_problem)  # type: ignore[arg-type]
     app.add_exception_handler(StarletteHTTPException, _http_problem)  # type: ignore[arg-type]
     app.add_exception_handler(Exception, _crash)
+    for spec in (CONTACTS, COMPANIES, DEALS, TICKETS):
+        app.include_router(upsert_router(spec))
     app.include_router(build_router(CONTACTS))
     app.include_router(company_extra_router)
     app.include_router(build_router(COMPANIES))

@@ -166,3 +166,12 @@ async def test_other_object_types(api: httpx.AsyncClient) -> None:
     r = await api.post("/v1/tickets", json={"subject": "Broken", "custom_fields": {"severity": "high"}})
     assert r.status_code == 422, r.text
     assert paths(r) == ["/custom_fields/severity"]
+
+
+async def test_object_types_without_definitions_stay_free_form(api: httpx.AsyncClient) -> None:
+    """Strictness starts with an object type's first definition (integrations that predate them go on)."""
+    await define(api, name="plan", type="text", object_type="company")
+    r = await api.post("/v1/contacts", json={"custom_fields": {"anything": {"goes": [1]}}})
+    assert r.status_code == 201, r.text
+    r = await api.post("/v1/companies", json={"name": "A", "custom_fields": {"anything": 1}})
+    assert r.status_code == 422

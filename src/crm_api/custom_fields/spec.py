@@ -65,6 +65,14 @@ class CustomFieldUpdate(WriteModel):
 
 
 class CustomField(ReadModel):
+    """A typed key of ``custom_fields`` on one object type. Once an object type has a definition, writes
+    to its records' ``custom_fields`` are checked: unknown keys, values of the wrong type or option, and
+    missing required fields are 422s naming ``/custom_fields/<name>``; a unique field's value held by
+    another live record is a 409, and a unique field is an upsert key
+    (``PUT /v1/<resource>/by-custom-field/{name}/{value}``). Values are stored normalised (decimal as a
+    string, date and datetime ISO 8601 in UTC, email lower-cased, enums as the option ``value``).
+    Archived fields' values stay on the records and are returned, but are read-only until restored."""
+
     object: Literal["custom_field"]
     object_type: ObjectType
     name: str

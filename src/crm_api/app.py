@@ -215,8 +215,6 @@ def create_app(settings: Settings | None = None, url: str | None = None) -> Fast
     app.add_exception_handler(RequestValidationError, _validation_problem)  # type: ignore[arg-type]
     app.add_exception_handler(StarletteHTTPException, _http_problem)  # type: ignore[arg-type]
     app.add_exception_handler(Exception, _crash)
-    for spec in (CONTACTS, COMPANIES, DEALS, TICKETS):
-        app.include_router(upsert_router(spec))
     app.include_router(build_router(CONTACTS))
     app.include_router(company_extra_router)
     app.include_router(build_router(COMPANIES))
@@ -228,6 +226,8 @@ def create_app(settings: Settings | None = None, url: str | None = None) -> Fast
     app.include_router(build_router(TICKETS))
     app.include_router(build_router(SLA_POLICIES))
     app.include_router(build_router(CUSTOM_FIELDS))
+    for spec in (CONTACTS, COMPANIES, DEALS, TICKETS):
+        app.include_router(upsert_router(spec))
     for spec in (CONTACTS, COMPANIES, DEALS):
         app.include_router(timeline_router(spec))
     app.include_router(keys_router)

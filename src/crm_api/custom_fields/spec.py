@@ -29,7 +29,7 @@ NOT_UNIQUE = ("boolean", "multi_enum")  # two values (or sets of them) cannot be
 TABLE_OF = {"contact": "contacts", "company": "companies", "deal": "deals", "ticket": "tickets"}
 
 
-class Option(BaseModel):
+class CustomFieldOption(BaseModel):
     """An enum choice. Records store ``value``, so a new ``label`` never touches stored data."""
 
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
@@ -38,7 +38,7 @@ class Option(BaseModel):
     label: ShortText = Field(min_length=1)
 
 
-Options = Annotated[list[Option], Field(max_length=500)]
+Options = Annotated[list[CustomFieldOption], Field(max_length=500)]
 
 
 class CustomFieldCreate(WriteModel):
@@ -80,7 +80,7 @@ class CustomField(ReadModel):
     type: FieldType
     required: bool
     unique: bool
-    options: list[Option]
+    options: list[CustomFieldOption]
     description: str | None
     external_ids: dict[str, str]
 

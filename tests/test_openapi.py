@@ -28,6 +28,8 @@ EXPECTED = {
     *(f"activities_{a}" for a in RESOURCE_ACTIONS),
     *(f"tickets_{a}" for a in RESOURCE_ACTIONS),
     *(f"sla_policies_{a}" for a in RESOURCE_ACTIONS),
+    *(f"custom_fields_{a}" for a in RESOURCE_ACTIONS),
+    *(f"{r}_upsert_by_custom_field" for r in ("contacts", "companies", "deals", "tickets")),
     "tickets_list_comments",
     "tickets_create_comment",
     "contacts_upsert_by_email",

@@ -22,6 +22,8 @@ from .companies.router import router as company_extra_router
 from .companies.spec import COMPANIES
 from .config import Settings, get_settings
 from .contacts.spec import CONTACTS
+from .custom_fields.router import upsert_router
+from .custom_fields.spec import CUSTOM_FIELDS
 from .db import Database, create_pool, database_url
 from .deals.router import router as deal_extra_router
 from .deals.spec import DEALS
@@ -113,6 +115,7 @@ EVENT_OBJECTS = {
     "activity": "Activity",
     "ticket": "Ticket",
     "sla_policy": "SlaPolicy",
+    "custom_field": "CustomField",
 }
 EVENT_ACTIONS = ("created", "updated", "archived", "restored")
 # Event types beyond the standard actions (a spec's derived events and the jobs' events):
@@ -237,6 +240,9 @@ def create_app(settings: Settings | None = None, url: str | None = None) -> Fast
     app.include_router(ticket_extra_router)
     app.include_router(build_router(TICKETS))
     app.include_router(build_router(SLA_POLICIES))
+    app.include_router(build_router(CUSTOM_FIELDS))
+    for spec in (CONTACTS, COMPANIES, DEALS, TICKETS):
+        app.include_router(upsert_router(spec))
     for spec in (CONTACTS, COMPANIES, DEALS):
         app.include_router(timeline_router(spec))
     app.include_router(erase_router)

@@ -29,6 +29,7 @@ KNOWN_RESOURCES = (
     "tickets",
     "sla_policies",
     "orders",
+    "custom_fields",
 )
 ACTIONS = ("read", "write")
 

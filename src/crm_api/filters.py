@@ -12,9 +12,11 @@ from __future__ import annotations
 import datetime as dt
 import decimal
 import uuid
+from collections.abc import Mapping
 from typing import Any
 
 from . import jsonutil
+from .custom_fields.typed import typed_custom_field
 from .errors import field_error
 from .resources.spec import REGISTRY, FieldType, ResourceSpec
 
@@ -113,6 +115,8 @@ class Compiler:
         self.params = params
         self.ws = workspace_param
         self.nodes = 0
+        self.custom_definitions: Mapping[str, Mapping[str, Any]] = {}
+        """name -> custom field definition, set by the caller when the filter names custom fields."""
 
     def compile(self, node: Any, path: str = "/filter", depth: int = 0) -> str:
         self.nodes += 1
@@ -150,6 +154,10 @@ class Compiler:
         if dot and head == "custom_fields":
             if not rest or "\x00" in rest:
                 raise field_error(f"{path}/field", "name the custom field: custom_fields.<name>")
+            # definitions type the comparison; only the searched resource's own are loaded
+            definition = self.custom_definitions.get(rest) if spec is self.spec else None
+            if definition is not None and op not in ("is_null", "contains", "starts_with"):
+                return typed_custom_field(self, rest, definition, op, value, path)
             return self.custom_field(rest, op, value, path)
         if dot and head in spec.relations and relation_ok:
             fk, target_name = spec.relations[head]

@@ -3,6 +3,7 @@
 from .activities import Activity
 from .base import Base
 from .crm import LIFECYCLE_STAGES, Company, Contact, ExternalId
+from .custom_fields import CustomFieldDefinition
 from .events import Event, IdempotencyRecord
 from .orders import ORDER_STATUSES, DealLineItem, Order
 from .sales import STAGE_KINDS, Deal, DealStageChange, Pipeline, PipelineStage
@@ -19,6 +20,7 @@ __all__ = [
     "Base",
     "Company",
     "Contact",
+    "CustomFieldDefinition",
     "Deal",
     "DealLineItem",
     "DealStageChange",

@@ -8,6 +8,8 @@ from typing import Any
 
 import asyncpg
 
+from .. import jsonutil
+from ..custom_fields import enforce as custom_fields
 from ..errors import InvalidCursor, field_error
 from ..filters import Compiler, Params, _coerce, _like
 from ..pagination import Sort, decode_cursor, encode_cursor, envelope, parse_sort
@@ -111,7 +113,11 @@ async def search(
     params = Params(ctx.workspace_id)
     conditions = ["workspace_id = $1"]
     if body.get("filter") is not None:
-        conditions.append(Compiler(spec, params, "$1").compile(body["filter"]))
+        compiler = Compiler(spec, params, "$1")
+        # one query for the definitions, only when the filter may name a custom field
+        if custom_fields.applies(spec) and "custom_fields." in jsonutil.dumps_str(body["filter"]):
+            compiler.custom_definitions = await custom_fields.definitions(conn, ctx.workspace_id, spec.object)
+        conditions.append(compiler.compile(body["filter"]))
     if not body.get("include_archived"):
         conditions.append("archived_at IS NULL")
     sorts = body.get("sort") or ["-created_at"]

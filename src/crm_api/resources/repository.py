@@ -200,6 +200,12 @@ def _unique_conflict(spec: ResourceSpec, exc: asyncpg.UniqueViolationError) -> C
         return Conflict(
             "An external id is already used by another object", [FieldError("/external_ids", "taken")]
         )
+    if constraint.startswith("custom_fields."):  # raised by the unique custom field trigger
+        key = constraint.removeprefix("custom_fields.")
+        return Conflict(
+            f"Another live {spec.object} has this value of {key}",
+            [FieldError(f"/custom_fields/{key}", "already in use")],
+        )
     if spec.natural_key and spec.natural_key.field in constraint:
         key = spec.natural_key.field
         return Conflict(

@@ -15,6 +15,7 @@ import asyncpg
 from pydantic import BaseModel, ValidationError
 
 from ..auth import Principal
+from ..custom_fields import enforce as custom_fields
 from ..errors import (
     Conflict,
     CRMError,
@@ -103,10 +104,15 @@ async def prepare(
     ctx: Context,
     pairs: list[tuple[dict[str, Any] | None, dict[str, Any]]],
 ) -> dict[int, CRMError]:
-    """The spec's database-backed rules for each (old, new) pair; failures by index."""
-    if spec.prepare is None or not pairs:
+    """The spec's database-backed rules for each (old, new) pair, and the workspace's custom field
+    definitions for resources with ``custom_fields``; failures by index."""
+    if not pairs:
         return {}
-    failures = await spec.prepare(conn, ctx, pairs)
+    failures = await custom_fields.check(conn, spec, ctx, pairs)
+    if spec.prepare is None:
+        return failures
+    for i, error in (await spec.prepare(conn, ctx, pairs)).items():
+        failures.setdefault(i, error)
     for _, new in pairs:
         new["search_text"] = spec.search_text(new)
     return failures

@@ -1,0 +1,157 @@
+"""``custom_fields`` on contacts, companies, deals and tickets checked against the workspace's definitions.
+
+Called by ``resources.service.prepare``, which every write path goes through (create, update, upserts,
+batches), with all of a request's rows at once: one query for the definitions, one for unique values.
+
+Rules, per key whose value the write changes (unchanged keys are left alone, so data written before a
+definition existed, or under one since archived, never blocks an unrelated update):
+- a live definition: the value must fit its type; it is stored normalised (see ``values``);
+- an archived definition: read-only, 422; no definition: unknown key, 422;
+- ``null`` removes the key.
+A live required field must be present on create, and cannot be removed once set. A unique field's value
+must not be held by another live record: checked here for a per-item 409, and by a trigger (migration
+0010) under an advisory lock, which is what holds against concurrent writers.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import asyncpg
+
+from ..errors import Conflict, CRMError, FieldError, Unprocessable
+from ..models.custom_fields import OBJECT_TYPES
+from ..resources.spec import Pair, ResourceSpec
+from . import values
+
+STRICT_WITHOUT_DEFINITIONS = False
+"""An object type with no definitions at all (live or archived) keeps free-form ``custom_fields``, so
+workspaces (and integrations) that predate definitions keep working; the first definition makes the
+object type strict."""
+
+Definitions = dict[str, dict[str, Any]]
+"""name -> definition; a live definition wins over archived ones of the same name."""
+
+
+def applies(spec: ResourceSpec) -> bool:
+    return spec.object in OBJECT_TYPES and "custom_fields" in spec.field_names
+
+
+async def definitions(
+    conn: asyncpg.Connection | asyncpg.Pool, workspace_id: Any, object_type: str
+) -> Definitions:
+    rows = await conn.fetch(
+        "SELECT name, type, required, is_unique, options, archived_at FROM custom_fields "
+        "WHERE workspace_id = $1 AND object_type = $2 ORDER BY archived_at IS NULL, created_at",
+        workspace_id,
+        object_type,
+    )
+    return {r["name"]: dict(r) for r in rows}  # live rows come last, so they win
+
+
+async def check(
+    conn: asyncpg.Connection, spec: ResourceSpec, ctx: Any, pairs: Sequence[Pair]
+) -> dict[int, CRMError]:
+    if not applies(spec) or not pairs:
+        return {}
+    defs = await definitions(conn, ctx.workspace_id, spec.object)
+    if not defs and not STRICT_WITHOUT_DEFINITIONS:
+        return {}
+    failures: dict[int, CRMError] = {}
+    for i, (old, new) in enumerate(pairs):
+        errors = _validate(spec, defs, old, new)
+        if errors:
+            summary = "; ".join(f"{e.path}: {e.message}" for e in errors[:3])
+            failures[i] = Unprocessable(f"Invalid custom fields: {summary}", errors)
+    unique = {name for name, d in defs.items() if d["is_unique"] and d["archived_at"] is None}
+    if unique:
+        ok = [(i, pair) for i, pair in enumerate(pairs) if i not in failures]
+        failures.update(await _unique_conflicts(conn, spec, ctx, unique, ok))
+    return failures
+
+
+def _validate(
+    spec: ResourceSpec, defs: Definitions, old: Mapping[str, Any] | None, new: dict[str, Any]
+) -> list[FieldError]:
+    before: Mapping[str, Any] = (old or {}).get("custom_fields") or {}
+    after: dict[str, Any] = {}
+    errors: list[FieldError] = []
+    for key, value in (new.get("custom_fields") or {}).items():
+        path = f"/custom_fields/{key}"
+        if value is None:
+            continue  # null clears the key
+        if key in before and before[key] == value and type(before[key]) is type(value):
+            after[key] = value
+            continue
+        definition = defs.get(key)
+        if definition is None:
+            errors.append(FieldError(path, f"no custom field named {key!r} is defined for {spec.object}"))
+        elif definition["archived_at"] is not None:
+            errors.append(FieldError(path, "the custom field is archived: its values are read-only"))
+        else:
+            try:
+                after[key] = values.normalise(definition, value)
+            except values.BadValue as exc:
+                errors.append(FieldError(path, f"{definition['type']}: {exc}"))
+    for name, definition in defs.items():
+        if not definition["required"] or definition["archived_at"] is not None or name in after:
+            continue
+        if old is None or before.get(name) is not None:
+            errors.append(FieldError(f"/custom_fields/{name}", "required"))
+    new["custom_fields"] = after
+    return errors
+
+
+def _live_probes(
+    unique: set[str], old: Mapping[str, Any] | None, new: Mapping[str, Any]
+) -> list[dict[str, Any]]:
+    """``{key: value}`` for each unique key this write sets on a live record (or brings back to life)."""
+    if new["archived_at"] is not None:
+        return []
+    revived = old is None or old["archived_at"] is not None
+    before: Mapping[str, Any] = (old or {}).get("custom_fields") or {}
+    return [
+        {key: value}
+        for key, value in new["custom_fields"].items()
+        if key in unique and (revived or before.get(key) != value)
+    ]
+
+
+async def _unique_conflicts(
+    conn: asyncpg.Connection,
+    spec: ResourceSpec,
+    ctx: Any,
+    unique: set[str],
+    pairs: Sequence[tuple[int, Pair]],
+) -> dict[int, CRMError]:
+    wanted = [(i, new["id"], probe) for i, (old, new) in pairs for probe in _live_probes(unique, old, new)]
+    if not wanted:
+        return {}
+    # containment against the GIN (jsonb_path_ops) index, one probe per wanted value
+    rows = await conn.fetch(
+        f"SELECT p.n, t.id FROM unnest($2::jsonb[]) WITH ORDINALITY AS p(probe, n) "
+        f"JOIN {spec.table} AS t ON t.workspace_id = $1 AND t.archived_at IS NULL "
+        f"AND t.custom_fields @> p.probe",
+        ctx.workspace_id,
+        [probe for _, _, probe in wanted],
+    )
+    holders: dict[int, set[Any]] = {}
+    for r in rows:
+        holders.setdefault(r["n"] - 1, set()).add(r["id"])
+    failures: dict[int, CRMError] = {}
+    claimed: dict[str, Any] = {}  # an earlier item of the same batch holds a value too
+    for n, (i, oid, probe) in enumerate(wanted):
+        ((key, value),) = probe.items()
+        token = f"{key}\x1f{values.key_text(value)}"
+        others = holders.get(n, set()) - {oid}
+        if others or claimed.setdefault(token, oid) != oid:
+            holder = next(iter(others), claimed.get(token))
+            failures.setdefault(
+                i,
+                Conflict(
+                    f"Another live {spec.object} ({holder}) has this value of {key}",
+                    [FieldError(f"/custom_fields/{key}", "already in use")],
+                ),
+            )
+    return failures

@@ -1,0 +1,202 @@
+"""``/v1/custom-fields``: a workspace's typed custom field definitions, one resource like any other.
+
+``object_type``, ``name``, ``type`` and ``unique`` are fixed at creation: changing them would reinterpret
+stored values. ``label``, ``required``, ``description`` and ``options`` (their labels; adding or removing
+values) may change. Archiving keeps stored values readable on the records but no longer writable.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Annotated, Any, Literal, get_args
+
+import asyncpg
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+
+from ..errors import Conflict, CRMError, FieldError, Unprocessable
+from ..models.custom_fields import FIELD_TYPES, OBJECT_TYPES
+from ..resources.schemas import ExternalIds, ReadModel, ShortText, Text, WriteModel
+from ..resources.spec import FieldSpec, Pair, QueryParam, ResourceSpec, register
+
+NAME = r"^[a-z][a-z0-9_]{0,62}$"
+ObjectType = Literal["contact", "company", "deal", "ticket"]
+FieldType = Literal[
+    "text", "number", "decimal", "boolean", "date", "datetime", "enum", "multi_enum", "url", "email"
+]
+assert set(get_args(ObjectType)) == set(OBJECT_TYPES) and set(get_args(FieldType)) == set(FIELD_TYPES)
+ENUMS = ("enum", "multi_enum")
+NOT_UNIQUE = ("boolean", "multi_enum")  # two values (or sets of them) cannot be per-record keys
+TABLE_OF = {"contact": "contacts", "company": "companies", "deal": "deals", "ticket": "tickets"}
+
+
+class CustomFieldOption(BaseModel):
+    """An enum choice. Records store ``value``, so a new ``label`` never touches stored data."""
+
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+    value: Annotated[str, StringConstraints(min_length=1, max_length=100, pattern=r"^[^\x00]+$")]
+    label: ShortText = Field(min_length=1)
+
+
+Options = Annotated[list[CustomFieldOption], Field(max_length=500)]
+
+
+class CustomFieldCreate(WriteModel):
+    object_type: ObjectType
+    name: str = Field(pattern=NAME, description="The key in the records' custom_fields")
+    label: ShortText = Field(min_length=1)
+    type: FieldType
+    required: bool = False
+    unique: bool = False
+    options: Options = Field([], description="Required for enum and multi_enum; not allowed otherwise")
+    description: Text | None = None
+    external_ids: ExternalIds = {}
+
+
+class CustomFieldUpdate(WriteModel):
+    """Absent fields stay as they are. ``options`` is replaced whole; removed values stay readable on
+    records that hold them, but cannot be written again."""
+
+    label: ShortText | None = Field(None, min_length=1)
+    required: bool | None = None
+    options: Options | None = None
+    description: Text | None = None
+    external_ids: ExternalIds | None = None
+
+
+class CustomField(ReadModel):
+    """A typed key of ``custom_fields`` on one object type. Once an object type has a definition, writes
+    to its records' ``custom_fields`` are checked: unknown keys, values of the wrong type or option, and
+    missing required fields are 422s naming ``/custom_fields/<name>``; a unique field's value held by
+    another live record is a 409, and a unique field is an upsert key
+    (``PUT /v1/<resource>/by-custom-field/{name}/{value}``). Values are stored normalised (decimal as a
+    string, date and datetime ISO 8601 in UTC, email lower-cased, enums as the option ``value``).
+    Archived fields' values stay on the records and are returned, but are read-only until restored."""
+
+    object: Literal["custom_field"]
+    object_type: ObjectType
+    name: str
+    label: str
+    type: FieldType
+    required: bool
+    unique: bool
+    options: list[CustomFieldOption]
+    description: str | None
+    external_ids: dict[str, str]
+
+
+def _normalise(payload: dict[str, Any]) -> dict[str, Any]:
+    out = dict(payload)
+    if "unique" in out:  # "unique" is reserved in SQL: the column is is_unique
+        out["is_unique"] = out.pop("unique")
+    return out
+
+
+def _check_shape(row: dict[str, Any]) -> Unprocessable | None:
+    options = row["options"] or []
+    if row["type"] in ENUMS and not options:
+        return Unprocessable(
+            f"A {row['type']} field needs options", [FieldError("/options", "at least one option")]
+        )
+    if row["type"] not in ENUMS and options:
+        return Unprocessable(
+            "Only enum and multi_enum fields have options", [FieldError("/options", "must be empty")]
+        )
+    values = [o["value"] for o in options]
+    if len(set(values)) != len(values):
+        return Unprocessable("Option values must differ", [FieldError("/options", "repeated value")])
+    if row["is_unique"] and row["type"] in NOT_UNIQUE:
+        return Unprocessable(
+            f"A {row['type']} field cannot be unique", [FieldError("/unique", f"not for {row['type']}")]
+        )
+    return None
+
+
+def _goes_live(old: dict[str, Any] | None, new: dict[str, Any]) -> bool:
+    return new["archived_at"] is None and (old is None or old["archived_at"] is not None)
+
+
+async def _prepare(conn: asyncpg.Connection, ctx: Any, pairs: Sequence[Pair]) -> dict[int, CRMError]:
+    """Shape rules; one live definition per (object type, name); a unique field only over unique data."""
+    failures: dict[int, CRMError] = {}
+    for i, (_, new) in enumerate(pairs):
+        error = _check_shape(new)
+        if error is not None:
+            failures[i] = error
+    arriving = [(i, new) for i, (old, new) in enumerate(pairs) if i not in failures and _goes_live(old, new)]
+    if not arriving:
+        return failures
+    rows = await conn.fetch(
+        "SELECT object_type, name, id FROM custom_fields WHERE workspace_id = $1 AND archived_at IS NULL "
+        "AND (object_type, name) IN (SELECT * FROM unnest($2::text[], $3::text[]))",
+        ctx.workspace_id,
+        [new["object_type"] for _, new in arriving],
+        [new["name"] for _, new in arriving],
+    )
+    taken = {(r["object_type"], r["name"]): r["id"] for r in rows}
+    for i, new in arriving:
+        key = (new["object_type"], new["name"])
+        holder = taken.setdefault(key, new["id"])  # a batch's first item claims the name
+        if holder != new["id"]:
+            failures[i] = Conflict(
+                f"A live {new['object_type']} field named {new['name']} exists ({holder})",
+                [FieldError("/name", "already in use")],
+            )
+        elif new["is_unique"] and await _has_duplicates(conn, ctx, new):
+            failures[i] = Conflict(
+                f"Live {new['object_type']} records already share values of {new['name']}",
+                [FieldError("/unique", "existing values are not unique")],
+            )
+    return failures
+
+
+async def _has_duplicates(conn: asyncpg.Connection, ctx: Any, new: dict[str, Any]) -> bool:
+    table = TABLE_OF[new["object_type"]]
+    found = await conn.fetchval(
+        f"SELECT 1 FROM {table} WHERE workspace_id = $1 AND archived_at IS NULL AND custom_fields ? $2 "
+        f"GROUP BY custom_fields -> $2 HAVING count(*) > 1 LIMIT 1",
+        ctx.workspace_id,
+        new["name"],
+    )
+    return found is not None
+
+
+class _DefinitionSpec(ResourceSpec):
+    def to_api(self, row: dict[str, Any]) -> dict[str, Any]:
+        out = super().to_api(row)
+        out["unique"] = out.pop("is_unique")
+        return out
+
+
+CUSTOM_FIELDS = register(
+    _DefinitionSpec(
+        name="custom_fields",
+        object="custom_field",
+        path="custom-fields",
+        fields=(
+            FieldSpec("object_type", "text"),
+            FieldSpec("name", "text"),
+            FieldSpec("label", "text"),
+            FieldSpec("type", "text"),
+            FieldSpec("required", "boolean"),
+            FieldSpec("is_unique", "boolean"),
+            FieldSpec("options", "jsonb", filterable=False),
+            FieldSpec("description", "text", filterable=False),
+            FieldSpec("external_ids", "jsonb", filterable=False),
+        ),
+        create_schema=CustomFieldCreate,
+        update_schema=CustomFieldUpdate,
+        read_schema=CustomField,
+        normalise=_normalise,
+        search_text=lambda row: f"{row.get('name') or ''} {row.get('label') or ''}".lower(),
+        prepare=_prepare,
+        sorts=("created_at", "updated_at"),
+        query_params=(
+            QueryParam("object_type", "object_type", "eq", "text"),
+            QueryParam("name", "name", "eq", "text"),
+            QueryParam("updated_after", "updated_at", "gt", "timestamptz"),
+        ),
+        defaults={"options": [], "external_ids": {}, "required": False, "is_unique": False},
+        required=("label", "required"),
+    )
+)

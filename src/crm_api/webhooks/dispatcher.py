@@ -31,6 +31,7 @@ from ..config import Settings
 from ..models.webhooks import DISABLED_FAILING, DISABLED_GONE
 from ..tickets import breach
 from . import netguard, signing
+from .transport import make_transport
 
 log = logging.getLogger("crm_api.dispatcher")
 
@@ -199,12 +200,7 @@ class Dispatcher:
         self.allow = netguard.parse_allow(settings.webhook_allow_cidrs)
         # httpx's transport, without the client around it: the client's cookie jar, auth and redirect
         # layers did nothing for us (redirects are never followed) and cost ~20% of a delivery's CPU.
-        self.transport = transport or httpx.AsyncHTTPTransport(
-            trust_env=False,
-            limits=httpx.Limits(
-                max_connections=settings.dispatcher_concurrency, max_keepalive_connections=64
-            ),
-        )
+        self.transport = transport or make_transport(settings.dispatcher_concurrency, 64)
         self._own_transport = transport is None
         self.wake = asyncio.Event()
         self.inflight: dict[uuid.UUID, int] = defaultdict(int)

@@ -99,3 +99,27 @@ async def test_request_id_is_echoed_or_made(api: httpx.AsyncClient) -> None:
     assert len(made.headers["x-request-id"]) >= 16
     failed = await api.get("/v1/contacts/123", headers={"X-Request-ID": "req-456"})
     assert failed.json()["request_id"] == "req-456"
+
+
+# Timestamps that parse but have no UTC datetime (year 1 ahead of UTC, year 9999 behind it)
+EDGE_TIMESTAMPS = ["0001-01-01T00:00:00+01:00", "9999-12-31T23:59:59-05:00"]
+
+
+@pytest.mark.parametrize("stamp", EDGE_TIMESTAMPS)
+async def test_timestamps_outside_utc_range_are_422(
+    api: httpx.AsyncClient, pool: asyncpg.Pool, stamp: str
+) -> None:
+    body = {"first_name": "x", "marketing_consent_at": stamp}
+    problem = _is_problem(await api.post("/v1/contacts", json=body), 422)
+    assert problem["errors"][0]["path"] == "/marketing_consent_at"  # type: ignore[index]
+    batch = await api.post("/v1/contacts/batch", json={"items": [body]})
+    assert batch.status_code == 200, batch.text
+    result = batch.json()["results"][0]
+    assert result["status"] == 422
+    assert result["error"]["errors"][0]["path"] == "/items/0/marketing_consent_at"
+    assert await _rows(pool, api) == (0, 0)
+    problem = _is_problem(await api.get("/v1/contacts", params={"updated_after": stamp}), 422)
+    assert problem["errors"][0]["path"] == "/updated_after"  # type: ignore[index]
+    search = {"filter": {"field": "created_at", "op": "gt", "value": stamp}}
+    problem = _is_problem(await api.post("/v1/contacts/search", json=search), 422)
+    assert problem["errors"][0]["path"] == "/filter/value"  # type: ignore[index]

@@ -19,6 +19,7 @@ from . import jsonutil
 from .custom_fields.typed import typed_custom_field
 from .errors import field_error
 from .resources.spec import REGISTRY, FieldType, ResourceSpec
+from .timeutil import to_utc
 
 OPERATORS = (
     "eq",
@@ -94,7 +95,10 @@ def _coerce(value: Any, pg_type: FieldType, path: str) -> Any:
             parsed = dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
         except ValueError:
             raise field_error(path, "expected an RFC 3339 timestamp") from None
-        return parsed if parsed.tzinfo else parsed.replace(tzinfo=dt.UTC)
+        try:
+            return to_utc(parsed)
+        except ValueError as exc:
+            raise field_error(path, str(exc)) from None
     if pg_type == "date":
         if not isinstance(value, str):
             raise bad

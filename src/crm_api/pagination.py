@@ -11,6 +11,7 @@ from typing import Any
 
 from . import jsonutil
 from .errors import InvalidCursor, field_error
+from .timeutil import to_utc
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,7 +45,7 @@ def decode_cursor(cursor: str, sort: Sort) -> tuple[Any, uuid.UUID]:
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
         token, value, row_id = jsonutil.loads(raw)
         if isinstance(value, list):
-            value = dt.datetime.fromisoformat(value[1])
+            value = to_utc(dt.datetime.fromisoformat(value[1]))
         parsed_id = uuid.UUID(row_id)
     except (ValueError, TypeError, binascii.Error) as exc:
         raise InvalidCursor("The cursor is not one this API issued", []) from exc

@@ -17,6 +17,8 @@ from pydantic import (
     create_model,
 )
 
+from ..timeutil import to_utc
+
 MAX_INT = 2**63 - 1
 
 
@@ -49,7 +51,7 @@ def _clean_tags(value: list[str]) -> list[str]:
 
 def _utc(value: dt.datetime) -> dt.datetime:
     """Timestamps without an offset are taken as UTC; all are stored and returned in UTC."""
-    return value.replace(tzinfo=dt.UTC) if value.tzinfo is None else value.astimezone(dt.UTC)
+    return to_utc(value)
 
 
 UtcDatetime = Annotated[dt.datetime, AfterValidator(_utc)]

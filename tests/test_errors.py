@@ -123,3 +123,38 @@ async def test_timestamps_outside_utc_range_are_422(
     search = {"filter": {"field": "created_at", "op": "gt", "value": stamp}}
     problem = _is_problem(await api.post("/v1/contacts/search", json=search), 422)
     assert problem["errors"][0]["path"] == "/filter/value"  # type: ignore[index]
+
+
+async def _raw(api: httpx.AsyncClient, path: str, text: str) -> httpx.Response:
+    """POST a JSON text as is (httpx cannot encode a lone surrogate; JSON can: "\\ud800")."""
+    return await api.post(path, content=text.encode(), headers={"content-type": "application/json"})
+
+
+LONE_SURROGATES = [
+    (
+        "/v1/contacts/search",
+        r'{"filter": {"field": "first_name", "op": "eq", "value": "\ud800"}}',
+        "/filter/value",
+    ),
+    (
+        "/v1/contacts/search",
+        r'{"filter": {"or": [{"field": "custom_fields.\udc00", "op": "eq", "value": "x"}]}}',
+        "/filter/or/0/field",
+    ),
+    (
+        "/v1/contacts/search",
+        r'{"filter": {"field": "custom_fields.k", "op": "in", "value": ["a", "\ud800"]}}',
+        "/filter/value/1",
+    ),
+    ("/v1/contacts", r'{"first_name": "x", "custom_fields": {"k": "\ud800"}}', "/custom_fields"),
+    ("/v1/contacts", r'{"first_name": "x", "custom_fields": {"k": ["\ud800"]}}', "/custom_fields"),
+]
+
+
+@pytest.mark.parametrize(("route", "text", "path"), LONE_SURROGATES, ids=[p for _, _, p in LONE_SURROGATES])
+async def test_lone_surrogates_are_422_naming_the_field(
+    api: httpx.AsyncClient, pool: asyncpg.Pool, route: str, text: str, path: str
+) -> None:
+    problem = _is_problem(await _raw(api, route, text), 422)
+    assert problem["errors"][0]["path"] == path  # type: ignore[index]
+    assert await _rows(pool, api) == (0, 0)

@@ -22,9 +22,23 @@ from ..timeutil import to_utc
 MAX_INT = 2**63 - 1
 
 
-def _no_nul(value: str) -> str:
+def text_problem(value: str) -> str | None:
+    """Why PostgreSQL (and orjson) cannot take ``value``, or None: NUL, or a lone surrogate (JSON allows
+    ``"\\ud800"``, UTF-8 does not)."""
     if "\x00" in value:
-        raise ValueError("must not contain NUL characters")
+        return "must not contain NUL characters"
+    if not value.isascii():
+        try:
+            value.encode()
+        except UnicodeEncodeError:
+            return "must be valid Unicode (no lone surrogates)"
+    return None
+
+
+def _no_nul(value: str) -> str:
+    problem = text_problem(value)
+    if problem:
+        raise ValueError(problem)
     return value
 
 

@@ -158,3 +158,26 @@ async def test_lone_surrogates_are_422_naming_the_field(
     problem = _is_problem(await _raw(api, route, text), 422)
     assert problem["errors"][0]["path"] == path  # type: ignore[index]
     assert await _rows(pool, api) == (0, 0)
+
+
+NUMBERS_BEYOND_NUMERIC = [
+    ("amount", "1e1000000"),
+    ("amount", "1e-1000000"),
+    ("amount", "1" * 2000),
+]
+
+
+@pytest.mark.parametrize(("field", "value"), NUMBERS_BEYOND_NUMERIC, ids=["huge", "tiny", "long"])
+async def test_numbers_beyond_numeric_in_filters_are_422(
+    api: httpx.AsyncClient, field: str, value: str
+) -> None:
+    search = {"filter": {"and": [{"field": field, "op": "gt", "value": value}]}}
+    problem = _is_problem(await api.post("/v1/deals/search", json=search), 422)
+    assert problem["errors"][0]["path"] == "/filter/and/0/value"  # type: ignore[index]
+
+
+async def test_integer_beyond_python_str_limit_in_filter_is_4xx(api: httpx.AsyncClient) -> None:
+    text = '{"filter": {"field": "amount", "op": "gt", "value": ' + "9" * 5000 + "}}"
+    r = await _raw(api, "/v1/deals/search", text)
+    assert 400 <= r.status_code < 500, r.text
+    assert r.headers["content-type"] == "application/problem+json"

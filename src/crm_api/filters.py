@@ -38,6 +38,9 @@ OPERATORS = (
 )
 _COMPARE = {"eq": "=", "lt": "<", "lte": "<=", "gt": ">", "gte": ">="}
 _INT_MIN, _INT_MAX = -(2**63), 2**63 - 1
+# far inside what PostgreSQL's numeric and asyncpg's encoder take (1e1000000 is refused by both)
+_NUMERIC_EXP = 1000
+_NUMERIC_DIGITS = 1000
 MAX_DEPTH = 8
 MAX_NODES = 100
 
@@ -81,10 +84,14 @@ def _coerce(value: Any, pg_type: FieldType, path: str) -> Any:
             raise bad
         try:
             number = decimal.Decimal(str(value))
-        except decimal.InvalidOperation:
+        except (decimal.InvalidOperation, ValueError):  # ValueError: an int of more than 4300 digits
             raise bad from None
         if not number.is_finite():
             raise bad
+        if number and not -_NUMERIC_EXP <= number.adjusted() <= _NUMERIC_EXP:
+            raise field_error(path, f"number out of range (its exponent must lie within ±{_NUMERIC_EXP})")
+        if len(number.as_tuple().digits) > _NUMERIC_DIGITS:
+            raise field_error(path, f"number with too many digits (at most {_NUMERIC_DIGITS})")
         return number
     if pg_type == "boolean":
         if not isinstance(value, bool):

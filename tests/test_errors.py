@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import base64
+import json
+
 import asyncpg
 import httpx
 import pytest
@@ -181,3 +184,34 @@ async def test_integer_beyond_python_str_limit_in_filter_is_4xx(api: httpx.Async
     r = await _raw(api, "/v1/deals/search", text)
     assert 400 <= r.status_code < 500, r.text
     assert r.headers["content-type"] == "application/problem+json"
+
+
+def _cursor(parts: object) -> str:
+    return base64.urlsafe_b64encode(json.dumps(parts).encode()).decode().rstrip("=")
+
+
+TAMPERED_CURSORS = [
+    ["-created_at", ["t"], "01a212e1-8f2c-709c-9eb9-5ad2ab8785b1"],
+    ["-created_at", [], "01a212e1-8f2c-709c-9eb9-5ad2ab8785b1"],
+    ["-created_at", ["t", "0001-01-01T00:00:00+01:00"], "01a212e1-8f2c-709c-9eb9-5ad2ab8785b1"],
+    ["-created_at", ["t", "2026-01-01T00:00:00Z"], 5],
+    ["-sequence", 2**64 - 1, "01a212e1-8d59-7048-abe6-443fd34d6e40"],
+    ["history", 1, "\u0000"],
+    ["history", 2**64 - 1, "email"],
+]
+
+
+@pytest.mark.parametrize("parts", TAMPERED_CURSORS, ids=[str(i) for i in range(len(TAMPERED_CURSORS))])
+async def test_tampered_cursors_are_400_naming_the_cursor(api: httpx.AsyncClient, parts: object) -> None:
+    contact = (await api.post("/v1/contacts", json={"first_name": "c"})).json()
+    cursor = _cursor(parts)
+    for route in (
+        "/v1/contacts",
+        f"/v1/contacts/{contact['id']}/timeline",
+        f"/v1/contacts/{contact['id']}/history",
+    ):
+        problem = _is_problem(await api.get(route, params={"cursor": cursor}), 400)
+        assert problem["code"] == "invalid_cursor"
+        assert problem["errors"][0]["path"] == "/cursor"  # type: ignore[index]
+    problem = _is_problem(await api.post("/v1/contacts/search", json={"cursor": cursor}), 400)
+    assert problem["errors"][0]["path"] == "/cursor"  # type: ignore[index]

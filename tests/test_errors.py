@@ -215,3 +215,19 @@ async def test_tampered_cursors_are_400_naming_the_cursor(api: httpx.AsyncClient
         assert problem["errors"][0]["path"] == "/cursor"  # type: ignore[index]
     problem = _is_problem(await api.post("/v1/contacts/search", json={"cursor": cursor}), 400)
     assert problem["errors"][0]["path"] == "/cursor"  # type: ignore[index]
+
+
+async def test_a_value_the_database_refuses_is_422_not_500(
+    api: httpx.AsyncClient, pool: asyncpg.Pool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The net under schema validation: a DataError (class 22) is the client's value, not a crash."""
+    from crm_api.resources import service
+
+    async def overflow(conn: asyncpg.Connection, *args: object, **kwargs: object) -> None:
+        await conn.execute("SELECT '1e30'::numeric(20, 2)")
+
+    monkeypatch.setattr(service, "create", overflow)
+    problem = _is_problem(await api.post("/v1/contacts", json={"first_name": "x"}), 422)
+    assert problem["code"] == "validation_error"
+    assert problem["errors"][0]["path"] == "/"  # type: ignore[index]
+    assert await _rows(pool, api) == (0, 0)

@@ -91,6 +91,8 @@ Money = Annotated[
     AfterValidator(lambda v: v.quantize(decimal.Decimal("0.01"))),  # "12.5" is stored and shown as "12.50"
     WithJsonSchema({"type": "string", "pattern": r"^\d{1,18}(\.\d{1,2})?$", "examples": ["1250.00"]}),
 ]
+MoneyOut = Annotated[decimal.Decimal, WithJsonSchema({"type": "string", "examples": ["1250.00"]})]
+"""An amount as responses show it: a string ("1250.00"); ``MoneyOut | None`` keeps null allowed."""
 Currency = Annotated[str, StringConstraints(pattern=r"^[A-Z]{3}$")]
 Count = Annotated[int, Field(ge=0, le=2**53)]
 

@@ -115,3 +115,26 @@ def test_webhook_payloads_are_declared() -> None:
     spec = json.loads(SPEC.read_text())
     assert {"contact.created", "contact.updated", "company.archived"} <= set(spec["webhooks"])
     assert {"deal.stage_changed", "deal.won", "deal.lost", "pipeline.updated"} <= set(spec["webhooks"])
+
+
+def test_no_schema_pins_a_type_beside_its_alternatives() -> None:
+    """``{"type": "string", "anyOf": [{"type": "string"}, {"type": "null"}]}`` refuses null: a deal
+    without an amount broke its own response schema (found by schemathesis' response conformance)."""
+    spec = json.loads(SPEC.read_text())
+    clashes: list[str] = []
+
+    def walk(node: Any, pointer: str) -> None:
+        if isinstance(node, dict):
+            if "type" in node and "anyOf" in node:
+                clashes.append(pointer)
+            for key, value in node.items():
+                walk(value, f"{pointer}/{key}")
+        elif isinstance(node, list):
+            for i, value in enumerate(node):
+                walk(value, f"{pointer}/{i}")
+
+    walk(spec, "")
+    assert clashes == []
+    for schema, field in (("Deal", "amount"), ("Company", "annual_revenue")):
+        types = {b.get("type") for b in spec["components"]["schemas"][schema]["properties"][field]["anyOf"]}
+        assert types == {"string", "null"}

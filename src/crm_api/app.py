@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
+import asyncpg
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.utils import get_openapi
@@ -100,6 +101,19 @@ async def _http_problem(request: Request, exc: StarletteHTTPException) -> Respon
 class _HttpError(CRMError):
     code = "http_error"
     title = "HTTP error"
+
+
+async def _data_problem(request: Request, exc: asyncpg.PostgresError) -> Response:
+    """A value PostgreSQL (or asyncpg's encoder) refused: out of range, too long for an index, bad text.
+
+    Schemas and the filter compiler should refuse such values first, naming the field; this is the net
+    for what they miss, so the client still gets a 4xx (the transaction has rolled back). Logged, so the
+    gap gets closed where it belongs."""
+    log.warning("database refused a value on %s %s: %s", request.method, request.url.path, exc, exc_info=exc)
+    message = "a value is outside what can be stored (too large, too long or not valid text)"
+    return _problem(
+        request, Unprocessable(f"The request could not be stored: {message}", [FieldError("/", message)])
+    )
 
 
 async def _crash(request: Request, exc: Exception) -> Response:
@@ -226,6 +240,10 @@ def create_app(settings: Settings | None = None, url: str | None = None) -> Fast
     app.add_exception_handler(CRMError, _crm_problem)  # type: ignore[arg-type]
     app.add_exception_handler(RequestValidationError, _validation_problem)  # type: ignore[arg-type]
     app.add_exception_handler(StarletteHTTPException, _http_problem)  # type: ignore[arg-type]
+    # class 22 (data exception: numeric out of range, string too long, bad encoding, asyncpg's own
+    # "invalid input for query argument") and 54 (program limit: an index row too large)
+    app.add_exception_handler(asyncpg.DataError, _data_problem)
+    app.add_exception_handler(asyncpg.ProgramLimitExceededError, _data_problem)
     app.add_exception_handler(Exception, _crash)
     for merging in (CONTACTS, COMPANIES):
         app.include_router(merge_router(merging))

@@ -90,6 +90,10 @@ class InvalidCursor(BadRequest):
     code = "invalid_cursor"
     title = "Invalid cursor"
 
+    def __init__(self, detail: str | None = None, errors: list[FieldError] | None = None) -> None:
+        """Names the ``cursor`` parameter (query or body: both are called cursor) unless told otherwise."""
+        super().__init__(detail, errors or [FieldError("/cursor", detail or self.title)])
+
 
 class Unauthorized(CRMError):
     status = 401

@@ -18,7 +18,9 @@ from typing import Any
 from . import jsonutil
 from .custom_fields.typed import typed_custom_field
 from .errors import field_error
+from .resources.schemas import text_problem
 from .resources.spec import REGISTRY, FieldType, ResourceSpec
+from .timeutil import to_utc
 
 OPERATORS = (
     "eq",
@@ -36,6 +38,9 @@ OPERATORS = (
 )
 _COMPARE = {"eq": "=", "lt": "<", "lte": "<=", "gt": ">", "gte": ">="}
 _INT_MIN, _INT_MAX = -(2**63), 2**63 - 1
+# far inside what PostgreSQL's numeric and asyncpg's encoder take (1e1000000 is refused by both)
+_NUMERIC_EXP = 1000
+_NUMERIC_DIGITS = 1000
 MAX_DEPTH = 8
 MAX_NODES = 100
 
@@ -59,8 +64,9 @@ def _coerce(value: Any, pg_type: FieldType, path: str) -> Any:
     if pg_type == "text":
         if not isinstance(value, str):
             raise bad
-        if "\x00" in value:
-            raise field_error(path, "must not contain NUL characters")
+        problem = text_problem(value)
+        if problem:
+            raise field_error(path, problem)
         return value
     if pg_type == "uuid":
         try:
@@ -78,10 +84,14 @@ def _coerce(value: Any, pg_type: FieldType, path: str) -> Any:
             raise bad
         try:
             number = decimal.Decimal(str(value))
-        except decimal.InvalidOperation:
+        except (decimal.InvalidOperation, ValueError):  # ValueError: an int of more than 4300 digits
             raise bad from None
         if not number.is_finite():
             raise bad
+        if number and not -_NUMERIC_EXP <= number.adjusted() <= _NUMERIC_EXP:
+            raise field_error(path, f"number out of range (its exponent must lie within ±{_NUMERIC_EXP})")
+        if len(number.as_tuple().digits) > _NUMERIC_DIGITS:
+            raise field_error(path, f"number with too many digits (at most {_NUMERIC_DIGITS})")
         return number
     if pg_type == "boolean":
         if not isinstance(value, bool):
@@ -94,7 +104,10 @@ def _coerce(value: Any, pg_type: FieldType, path: str) -> Any:
             parsed = dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
         except ValueError:
             raise field_error(path, "expected an RFC 3339 timestamp") from None
-        return parsed if parsed.tzinfo else parsed.replace(tzinfo=dt.UTC)
+        try:
+            return to_utc(parsed)
+        except ValueError as exc:
+            raise field_error(path, str(exc)) from None
     if pg_type == "date":
         if not isinstance(value, str):
             raise bad
@@ -103,6 +116,26 @@ def _coerce(value: Any, pg_type: FieldType, path: str) -> Any:
         except ValueError:
             raise field_error(path, "expected a date (YYYY-MM-DD)") from None
     raise bad
+
+
+def _check_strings(node: Any, path: str) -> None:
+    """Every string of a filter, keys too, must be text PostgreSQL can take (no NUL, no lone surrogate),
+    whatever the node: checked once up front, so no branch can pass one to the database."""
+    stack = [(path, node)]
+    while stack:
+        pointer, item = stack.pop()
+        if isinstance(item, str):
+            problem = text_problem(item)
+            if problem:
+                raise field_error(pointer, problem)
+        elif isinstance(item, dict):
+            for key, value in item.items():
+                problem = text_problem(key)
+                if problem:
+                    raise field_error(pointer, f"a key {problem}")
+                stack.append((f"{pointer}/{key}", value))
+        elif isinstance(item, list):
+            stack.extend((f"{pointer}/{i}", value) for i, value in enumerate(item))
 
 
 def _like(value: str) -> str:
@@ -119,6 +152,8 @@ class Compiler:
         """name -> custom field definition, set by the caller when the filter names custom fields."""
 
     def compile(self, node: Any, path: str = "/filter", depth: int = 0) -> str:
+        if depth == 0:
+            _check_strings(node, path)
         self.nodes += 1
         if depth > MAX_DEPTH or self.nodes > MAX_NODES:
             raise field_error(path, f"filter too complex (at most {MAX_DEPTH} levels and {MAX_NODES} nodes)")
@@ -246,8 +281,9 @@ class Compiler:
         for i, v in enumerate(values):
             if isinstance(v, dict | list) or v is None:
                 raise field_error(f"{vpath}/{i}" if op in ("in", "nin") else vpath, "expected a scalar")
-            if isinstance(v, str) and "\x00" in v:
-                raise field_error(vpath, "must not contain NUL characters")
+            problem = text_problem(v) if isinstance(v, str) else None
+            if problem:
+                raise field_error(f"{vpath}/{i}" if op in ("in", "nin") else vpath, problem)
         # containment uses the jsonb_path_ops GIN index on custom_fields
         parts = [f"custom_fields @> {self.params.add(jsonutil.dumps_str({key: v}), 'jsonb')}" for v in values]
         cond = "(" + " OR ".join(parts) + ")"

@@ -11,6 +11,7 @@ from typing import Any
 
 from . import jsonutil
 from .errors import InvalidCursor, field_error
+from .timeutil import to_utc
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,11 +44,18 @@ def decode_cursor(cursor: str, sort: Sort) -> tuple[Any, uuid.UUID]:
     try:
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
         token, value, row_id = jsonutil.loads(raw)
+        # a tampered cursor may hold anything: each part must have the shape encode_cursor gives it
+        if not isinstance(row_id, str):
+            raise TypeError("row id")
         if isinstance(value, list):
-            value = dt.datetime.fromisoformat(value[1])
+            if len(value) != 2 or not isinstance(value[1], str):
+                raise TypeError("tagged value")
+            value = to_utc(dt.datetime.fromisoformat(value[1]))
+        elif isinstance(value, int) and not isinstance(value, bool) and not -(2**63) <= value < 2**63:
+            raise ValueError("integer out of range")
         parsed_id = uuid.UUID(row_id)
     except (ValueError, TypeError, binascii.Error) as exc:
-        raise InvalidCursor("The cursor is not one this API issued", []) from exc
+        raise InvalidCursor("The cursor is not one this API issued") from exc
     if token != sort.token:
         raise InvalidCursor(f"This cursor belongs to sort '{token}', not '{sort.token}'")
     return value, parsed_id

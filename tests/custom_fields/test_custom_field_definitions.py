@@ -31,6 +31,8 @@ CASES = [
     ("boolean", False, False, "false"),
     ("date", "2026-02-28", "2026-02-28", "2026-02-30"),
     ("datetime", "2026-01-31T10:00:00+01:00", "2026-01-31T09:00:00Z", "2026-01-31T10:00:00"),
+    # parses, but has no UTC datetime (was an OverflowError, a 500)
+    ("datetime", "2026-01-31T10:00:00+01:00", "2026-01-31T09:00:00Z", "0001-01-01T00:00:00+01:00"),
     ("enum", "gold", "gold", "platinum"),
     ("multi_enum", ["gold", "silver", "gold"], ["gold", "silver"], ["gold", "tin"]),
     ("url", "https://example.com/a?b=1", "https://example.com/a?b=1", "ftp://example.com"),

@@ -153,3 +153,12 @@ async def test_errors_and_other_workspaces(api: httpx.AsyncClient, make_client: 
     assert (await api.get(path, params={"limit": 0})).status_code == 422
     narrow = await make_client(scopes=["deals:read"])
     assert (await narrow.get(path)).status_code == 403
+
+
+async def test_blank_kind_is_422_not_an_empty_query(api: httpx.AsyncClient) -> None:
+    company = await _ok(await api.post("/v1/companies", json={"name": "Blank"}))
+    for kind in ("", ",", " , "):
+        r = await api.get(f"/v1/companies/{company['id']}/timeline", params={"kind": kind})
+        assert r.status_code == 422, r.text
+        assert r.headers["content-type"] == "application/problem+json"
+        assert r.json()["errors"][0]["path"] == "/kind"

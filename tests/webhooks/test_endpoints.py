@@ -251,3 +251,15 @@ async def test_recover_requeues_failed_since(
     assert got[0].json()["data"]["object"]["id"] == new["id"]
     await asyncio.sleep(0.5)
     assert len(receiver.at()) == 1
+
+
+async def test_unparseable_urls_are_422_naming_url(api: httpx.AsyncClient) -> None:
+    for url in ("https://[::1/", "http://[::1/hook", "https://exa]mple.com/"):
+        r = await api.post("/v1/webhooks", json={"url": url, "event_types": ["*"]})
+        assert r.status_code == 422, (url, r.text)
+        assert r.headers["content-type"] == "application/problem+json"
+        assert r.json()["errors"][0]["path"] == "/url"
+    ep = await _endpoint(api, "http://127.0.0.1:9/hook", ["*"])
+    r = await api.patch(f"/v1/webhooks/{ep['id']}", json={"url": "https://[::1/"})
+    assert r.status_code == 422, r.text
+    assert r.json()["errors"][0]["path"] == "/url"

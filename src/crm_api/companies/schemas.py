@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import decimal
 import uuid
 from typing import Any, Literal
 
@@ -14,6 +13,7 @@ from ..resources.schemas import (
     CustomFields,
     ExternalIds,
     Money,
+    MoneyOut,
     ReadModel,
     ShortText,
     Tags,
@@ -57,7 +57,7 @@ class Company(ReadModel):
     domain: str | None
     industry: str | None
     employee_count: int | None
-    annual_revenue: decimal.Decimal | None = Field(json_schema_extra={"type": "string"})
+    annual_revenue: MoneyOut | None
     currency: str | None
     owner_id: uuid.UUID | None
     tags: list[str]

@@ -16,6 +16,8 @@ from collections.abc import Mapping
 from typing import Any
 from urllib.parse import urlsplit
 
+from ..timeutil import to_utc
+
 MAX_TEXT = 10_000
 MAX_URL = 2048
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
@@ -106,7 +108,11 @@ def _datetime(value: Any) -> str:
         raise BadValue("expected an RFC 3339 timestamp such as 2026-01-31T09:00:00Z") from None
     if parsed.tzinfo is None:
         raise BadValue("the timestamp needs an offset (Z or +hh:mm)")
-    return parsed.astimezone(dt.UTC).isoformat().replace("+00:00", "Z")
+    try:
+        parsed = to_utc(parsed)
+    except ValueError as exc:
+        raise BadValue(str(exc)) from None
+    return parsed.isoformat().replace("+00:00", "Z")
 
 
 def _url(value: Any) -> str:

@@ -4,7 +4,6 @@ not writable."""
 from __future__ import annotations
 
 import datetime as dt
-import decimal
 import uuid
 from typing import Any, Literal
 
@@ -15,6 +14,7 @@ from ..resources.schemas import (
     CustomFields,
     ExternalIds,
     Money,
+    MoneyOut,
     ReadModel,
     ShortText,
     Tags,
@@ -67,7 +67,7 @@ class DealUpdate(WriteModel):
 class Deal(ReadModel):
     object: Literal["deal"]
     name: str
-    amount: decimal.Decimal | None = Field(json_schema_extra={"type": "string"})
+    amount: MoneyOut | None
     currency: str | None
     pipeline_id: uuid.UUID
     stage_id: uuid.UUID

@@ -18,6 +18,7 @@ from ..errors import InvalidCursor, field_error
 from ..pagination import envelope
 from ..resources import service
 from ..resources.router import context, json_response, problems
+from ..resources.schemas import text_problem
 from ..resources.spec import ResourceSpec
 from . import repository as repo
 
@@ -52,7 +53,13 @@ def _decode(cursor: str) -> tuple[int, str]:
         tag, sequence, field = jsonutil.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
     except (ValueError, TypeError, binascii.Error):
         raise InvalidCursor("The cursor is not one this API issued") from None
-    if tag != "history" or not isinstance(sequence, int) or not isinstance(field, str):
+    if (
+        tag != "history"
+        or not isinstance(sequence, int)
+        or not -(2**63) <= sequence < 2**63
+        or not isinstance(field, str)
+        or text_problem(field)
+    ):
         raise InvalidCursor("The cursor is not one of a history list")
     return sequence, field
 

@@ -8,7 +8,6 @@ from typing import Any
 
 import asyncpg
 
-from .. import jsonutil
 from ..custom_fields import enforce as custom_fields
 from ..errors import InvalidCursor, field_error
 from ..filters import Compiler, Params, _coerce, _like
@@ -106,6 +105,20 @@ async def list_page(
     )
 
 
+def _names_custom_field(node: Any) -> bool:
+    """Whether a filter may name a custom field (any string mentioning ``custom_fields.``)."""
+    stack = [node]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, str) and "custom_fields." in item:
+            return True
+        if isinstance(item, dict):
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+    return False
+
+
 async def search(
     conn: asyncpg.Connection | asyncpg.Pool, spec: ResourceSpec, ctx: Context, body: dict[str, Any]
 ) -> dict[str, Any]:
@@ -115,7 +128,7 @@ async def search(
     if body.get("filter") is not None:
         compiler = Compiler(spec, params, "$1")
         # one query for the definitions, only when the filter may name a custom field
-        if custom_fields.applies(spec) and "custom_fields." in jsonutil.dumps_str(body["filter"]):
+        if custom_fields.applies(spec) and _names_custom_field(body["filter"]):
             compiler.custom_definitions = await custom_fields.definitions(conn, ctx.workspace_id, spec.object)
         conditions.append(compiler.compile(body["filter"]))
     if not body.get("include_archived"):

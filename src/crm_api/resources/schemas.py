@@ -17,12 +17,28 @@ from pydantic import (
     create_model,
 )
 
+from ..timeutil import to_utc
+
 MAX_INT = 2**63 - 1
 
 
-def _no_nul(value: str) -> str:
+def text_problem(value: str) -> str | None:
+    """Why PostgreSQL (and orjson) cannot take ``value``, or None: NUL, or a lone surrogate (JSON allows
+    ``"\\ud800"``, UTF-8 does not)."""
     if "\x00" in value:
-        raise ValueError("must not contain NUL characters")
+        return "must not contain NUL characters"
+    if not value.isascii():
+        try:
+            value.encode()
+        except UnicodeEncodeError:
+            return "must be valid Unicode (no lone surrogates)"
+    return None
+
+
+def _no_nul(value: str) -> str:
+    problem = text_problem(value)
+    if problem:
+        raise ValueError(problem)
     return value
 
 
@@ -49,7 +65,7 @@ def _clean_tags(value: list[str]) -> list[str]:
 
 def _utc(value: dt.datetime) -> dt.datetime:
     """Timestamps without an offset are taken as UTC; all are stored and returned in UTC."""
-    return value.replace(tzinfo=dt.UTC) if value.tzinfo is None else value.astimezone(dt.UTC)
+    return to_utc(value)
 
 
 UtcDatetime = Annotated[dt.datetime, AfterValidator(_utc)]
@@ -75,6 +91,8 @@ Money = Annotated[
     AfterValidator(lambda v: v.quantize(decimal.Decimal("0.01"))),  # "12.5" is stored and shown as "12.50"
     WithJsonSchema({"type": "string", "pattern": r"^\d{1,18}(\.\d{1,2})?$", "examples": ["1250.00"]}),
 ]
+MoneyOut = Annotated[decimal.Decimal, WithJsonSchema({"type": "string", "examples": ["1250.00"]})]
+"""An amount as responses show it: a string ("1250.00"); ``MoneyOut | None`` keeps null allowed."""
 Currency = Annotated[str, StringConstraints(pattern=r"^[A-Z]{3}$")]
 Count = Annotated[int, Field(ge=0, le=2**53)]
 

@@ -39,6 +39,8 @@ def _kinds(parent: str, raw: list[str] | None) -> list[str]:
     if not raw:
         return offered
     wanted = [k.strip() for item in raw for k in item.split(",") if k.strip()]
+    if not wanted:  # ?kind= or ?kind=, would select nothing (and build no query)
+        raise field_error("/kind", f"name at least one kind; a {parent} timeline has {', '.join(offered)}")
     for k in wanted:
         if k not in offered:
             raise field_error("/kind", f"unknown kind '{k}'; a {parent} timeline has {', '.join(offered)}")

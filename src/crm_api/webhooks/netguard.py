@@ -55,7 +55,10 @@ def check_address(address: Address, allow: Sequence[Network]) -> None:
 
 
 def split_url(url: str) -> tuple[str, int]:
-    parts = urllib.parse.urlsplit(url)
+    try:
+        parts = urllib.parse.urlsplit(url)
+    except ValueError:  # "https://[::1/": an unclosed IPv6 literal
+        raise Refused("not a valid URL") from None
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise Refused("the URL must be http:// or https:// with a host")
     if parts.username or parts.password:

@@ -82,6 +82,35 @@ def _cursor_value(value: Any, column: str) -> Any:
     return number
 
 
+def page_sql(
+    spec: ResourceSpec,
+    params: Params,
+    conditions: list[str],
+    custom: CustomSort,
+    after: tuple[Any, Any] | None,
+    limit: int,
+) -> str:
+    """One keyset page (``limit + 1`` rows) in the field's order; ``after`` is a decoded cursor."""
+    col, desc = custom.column, custom.sort.descending
+    direction = "DESC" if desc else "ASC"
+    where = [
+        "v.workspace_id = $1",
+        f"v.object_type = '{spec.object}'",
+        f"v.field = {params.add(custom.field, 'text')}",
+    ]
+    if after is not None:
+        low = params.add(_cursor_value(after[0], col), values.COLUMN_TYPES[col])
+        where.append(f"(v.{col}, v.object_id) {'<' if desc else '>'} ({low}, {params.add(after[1], 'uuid')})")
+    # the record's conditions stay unqualified inside the lateral subquery, as lists write them
+    return (
+        f"SELECT v.{col} AS cf_sort_value, r.* FROM custom_field_values AS v CROSS JOIN LATERAL "
+        f"(SELECT {', '.join(spec.columns)} FROM {spec.table} "
+        f"WHERE id = v.object_id AND {' AND '.join(conditions)}) AS r "
+        f"WHERE {' AND '.join(where)} ORDER BY v.{col} {direction}, v.object_id {direction} "
+        f"LIMIT {int(limit) + 1}"
+    )
+
+
 async def page(
     conn: asyncpg.Connection | asyncpg.Pool,
     spec: ResourceSpec,
@@ -91,25 +120,8 @@ async def page(
     cursor: str | None,
     limit: int,
 ) -> dict[str, Any]:
-    col, desc = custom.column, custom.sort.descending
-    direction = "DESC" if desc else "ASC"
-    where = [
-        "v.workspace_id = $1",
-        f"v.object_type = '{spec.object}'",
-        f"v.field = {params.add(custom.field, 'text')}",
-    ]
-    if cursor:
-        value, row_id = decode_cursor(cursor, custom.sort)
-        low = params.add(_cursor_value(value, col), values.COLUMN_TYPES[col])
-        where.append(f"(v.{col}, v.object_id) {'<' if desc else '>'} ({low}, {params.add(row_id, 'uuid')})")
-    # the record's conditions stay unqualified inside the lateral subquery, as lists write them
-    sql = (
-        f"SELECT v.{col} AS cf_sort_value, r.* FROM custom_field_values AS v CROSS JOIN LATERAL "
-        f"(SELECT {', '.join(spec.columns)} FROM {spec.table} "
-        f"WHERE id = v.object_id AND {' AND '.join(conditions)}) AS r "
-        f"WHERE {' AND '.join(where)} ORDER BY v.{col} {direction}, v.object_id {direction} "
-        f"LIMIT {int(limit) + 1}"
-    )
+    after = decode_cursor(cursor, custom.sort) if cursor else None
+    sql = page_sql(spec, params, conditions, custom, after, limit)
     rows = [dict(r) for r in await conn.fetch(sql, *params.values)]
     has_more = len(rows) > limit
     rows = rows[:limit]

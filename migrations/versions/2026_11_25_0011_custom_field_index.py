@@ -52,9 +52,11 @@ BEGIN
 END $$
 """
 
-# Per record write: leave at once when custom_fields did not change or the object type has no live
-# definition in the workspace (one probe of uq_custom_fields_name_live); otherwise rewrite only the keys
-# whose value changed. Archived records keep their values, so include_archived lists filter and sort too.
+# Per record write: leave at once when custom_fields did not change; otherwise one probe of the live
+# definitions (none: no work), and per changed key one primary-key upsert or delete. Statements keyed by
+# the primary key keep their index plan whatever the statistics say (a join form was planned as a scan
+# of the whole side table on a young table). Archived records keep their values, so include_archived
+# lists filter and sort too.
 SYNC = """
 CREATE FUNCTION custom_field_values_sync() RETURNS trigger LANGUAGE plpgsql AS $$
 DECLARE
@@ -62,6 +64,8 @@ DECLARE
     rid uuid;
     before jsonb := '{}';
     after jsonb := '{}';
+    d record;
+    t record;
 BEGIN
     IF TG_OP = 'DELETE' THEN
         ws := OLD.workspace_id; rid := OLD.id; before := OLD.custom_fields;
@@ -74,22 +78,23 @@ BEGIN
     IF before = after THEN
         RETURN NULL;
     END IF;
-    IF NOT EXISTS (
-        SELECT 1 FROM custom_fields AS d
-        WHERE d.workspace_id = ws AND d.object_type = TG_ARGV[0] AND d.archived_at IS NULL
-    ) THEN
-        RETURN NULL;
-    END IF;
-    DELETE FROM custom_field_values AS v USING custom_fields AS d
-    WHERE d.workspace_id = ws AND d.object_type = TG_ARGV[0] AND d.archived_at IS NULL
-      AND (before -> d.name) IS DISTINCT FROM (after -> d.name)
-      AND v.workspace_id = ws AND v.object_type = TG_ARGV[0] AND v.field = d.name AND v.object_id = rid;
-    INSERT INTO custom_field_values (workspace_id, object_type, field, object_id, num, txt, ts)
-    SELECT ws, TG_ARGV[0], d.name, rid, t.num, t.txt, t.ts
-    FROM custom_fields AS d, custom_field_typed(d.type, after -> d.name) AS t
-    WHERE d.workspace_id = ws AND d.object_type = TG_ARGV[0] AND d.archived_at IS NULL
-      AND (before -> d.name) IS DISTINCT FROM (after -> d.name)
-      AND (t.num IS NOT NULL OR t.txt IS NOT NULL OR t.ts IS NOT NULL);
+    FOR d IN
+        SELECT f.name, f.type FROM custom_fields AS f
+        WHERE f.workspace_id = ws AND f.object_type = TG_ARGV[0] AND f.archived_at IS NULL
+          AND f.type NOT IN ('boolean', 'multi_enum')
+    LOOP
+        CONTINUE WHEN (before -> d.name) IS NOT DISTINCT FROM (after -> d.name);
+        SELECT * INTO t FROM custom_field_typed(d.type, after -> d.name);
+        IF t.num IS NOT NULL OR t.txt IS NOT NULL OR t.ts IS NOT NULL THEN
+            INSERT INTO custom_field_values (workspace_id, object_type, field, object_id, num, txt, ts)
+            VALUES (ws, TG_ARGV[0], d.name, rid, t.num, t.txt, t.ts)
+            ON CONFLICT (workspace_id, object_type, field, object_id)
+            DO UPDATE SET num = EXCLUDED.num, txt = EXCLUDED.txt, ts = EXCLUDED.ts;
+        ELSIF TG_OP <> 'INSERT' THEN
+            DELETE FROM custom_field_values
+            WHERE workspace_id = ws AND object_type = TG_ARGV[0] AND field = d.name AND object_id = rid;
+        END IF;
+    END LOOP;
     RETURN NULL;
 END $$
 """

@@ -5,7 +5,9 @@ and joins each entry to its record, which must pass the list's conditions; the w
 ``limit + 1`` matches. Records without a value for the field (or with one that does not fit its type)
 are not in a sorted page: "sorted by X" lists the records that have an X. Text-like values sort in code
 point order by their first 500 characters, then by id. Only live definitions of an indexed type
-(not boolean, not multi_enum) can be sorted by; anything else is a 422 naming the field.
+(not boolean, not multi_enum) can be sorted by; anything else is a 422 naming the field. A filter that
+matches few of the records holding the field makes the walk long: the index serves the order, not the
+filter.
 """
 
 from __future__ import annotations

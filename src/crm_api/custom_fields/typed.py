@@ -3,9 +3,12 @@
 ``eq``/``in`` (and their negations) compare the stored form as containment (``custom_fields @> {...}``),
 which the GIN ``jsonb_path_ops`` index on ``custom_fields`` serves; the filter value is normalised the way
 writes are (``"A@X.COM"`` finds ``a@x.com``, ``12.50`` finds ``"12.5"``), and on a multi_enum ``eq`` means
-"has this option". Ranges cast by type (number and decimal as numeric, datetime as timestamptz, dates
-and text as text, which orders ISO dates correctly); they are not index-backed. Sorting by a custom field
-is not offered: no index could serve it for every field.
+"has this option". Ranges (lt/lte/gt/gte/between) on an indexed type are btree range scans of
+``custom_field_values`` (migration 0011): number and decimal compare as numbers, datetime as timestamps,
+and text, date, enum, email and url as text in code point order ("C" collation, which orders ISO dates).
+The side table keeps a text prefix only, so text ranges widen to the prefix there and recheck the full
+value on the narrowed rows. A field's definition must be live for its values to be in the side table;
+archived fields, and ranges on values of fields with no definition, fall back to unindexed expressions.
 """
 
 from __future__ import annotations
@@ -52,6 +55,32 @@ def typed_custom_field(
         value = [_normalise(definition, v, f"{vpath}/{i}") for i, v in enumerate(value)]
     else:
         value = _normalise(definition, value, vpath)
+    if definition.get("archived_at") is not None:  # its values left the side table with it
+        return _unindexed(compiler, key, kind, op, value, path)
+    column = values.INDEXED[kind]
+    side = _indexed(compiler, key, column, op, value, path)
+    if column != "txt":
+        return side
+    # the full value, on the rows the index narrowed to
+    return f"({side} AND {_unindexed(compiler, key, kind, op, value, path)})"
+
+
+def _indexed(compiler: Compiler, key: str, column: str, op: str, value: Any, path: str) -> str:
+    """The ids whose indexed value is in range: one btree range of ``custom_field_values``."""
+    if column == "txt":  # the index holds a prefix: a strict bound on it could drop a longer value
+        op = {"lt": "lte", "gt": "gte"}.get(op, op)
+        cut = values.INDEXED_PREFIX
+        value = [v[:cut] for v in value] if op == "between" else value[:cut]
+    cond = compiler.column(f"v.{column}", values.COLUMN_TYPES[column], op, value, path)
+    return (
+        f"(id IN (SELECT v.object_id FROM custom_field_values AS v WHERE v.workspace_id = {compiler.ws} "
+        f"AND v.object_type = '{compiler.spec.object}' AND v.field = {compiler.params.add(key, 'text')} "
+        f"AND {cond}))"
+    )
+
+
+def _unindexed(compiler: Compiler, key: str, kind: str, op: str, value: Any, path: str) -> str:
+    """A range over the stored JSON: an archived field's, or the recheck of a text range."""
     name = compiler.params.add(key, "text")
     text = f"(custom_fields ->> {name})"
     is_string = f"jsonb_typeof(custom_fields -> {name}) = 'string'"
@@ -65,7 +94,8 @@ def typed_custom_field(
     if kind == "datetime":
         expr = f"(CASE WHEN {is_string} AND {text} ~ '{_DATETIME}' THEN {text}::timestamptz END)"
         return compiler.column(expr, "timestamptz", op, value, path)
-    return compiler.column(f"(CASE WHEN {is_string} THEN {text} END)", "text", op, value, path)
+    expr = f'((CASE WHEN {is_string} THEN {text} END) COLLATE "C")'
+    return compiler.column(expr, "text", op, value, path)
 
 
 def _normalise(definition: Mapping[str, Any], value: Any, path: str) -> Any:

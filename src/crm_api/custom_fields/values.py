@@ -18,6 +18,21 @@ from urllib.parse import urlsplit
 
 from ..timeutil import to_utc
 
+INDEXED = {
+    "number": "num",
+    "decimal": "num",
+    "datetime": "ts",
+    "text": "txt",
+    "date": "txt",
+    "enum": "txt",
+    "email": "txt",
+    "url": "txt",
+}
+"""type -> the ``custom_field_values`` column (migration 0011) holding it; other types are not indexed."""
+COLUMN_TYPES = {"num": "numeric", "txt": "text", "ts": "timestamptz"}
+INDEXED_PREFIX = 500
+"""``txt`` holds this many leading characters: btree keys have a size limit."""
+
 MAX_TEXT = 10_000
 MAX_URL = 2048
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")

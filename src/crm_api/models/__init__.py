@@ -3,7 +3,7 @@
 from .activities import Activity
 from .base import Base
 from .crm import LIFECYCLE_STAGES, Company, Contact, ExternalId
-from .custom_fields import CustomFieldDefinition
+from .custom_fields import CustomFieldDefinition, CustomFieldValue
 from .events import Event, IdempotencyRecord
 from .orders import ORDER_STATUSES, DealLineItem, Order
 from .sales import STAGE_KINDS, Deal, DealStageChange, Pipeline, PipelineStage
@@ -21,6 +21,7 @@ __all__ = [
     "Company",
     "Contact",
     "CustomFieldDefinition",
+    "CustomFieldValue",
     "Deal",
     "DealLineItem",
     "DealStageChange",

@@ -2,8 +2,22 @@
 
 from __future__ import annotations
 
-from sqlalchemy import Boolean, CheckConstraint, ForeignKeyConstraint, Index, Text, text
-from sqlalchemy.dialects.postgresql import JSONB
+import datetime as dt
+import decimal
+import uuid
+
+from sqlalchemy import (
+    Boolean,
+    CheckConstraint,
+    DateTime,
+    ForeignKeyConstraint,
+    Index,
+    Numeric,
+    PrimaryKeyConstraint,
+    Text,
+    text,
+)
+from sqlalchemy.dialects.postgresql import JSONB, UUID
 from sqlalchemy.orm import Mapped, mapped_column
 
 from .base import Base, RecordMixin
@@ -62,3 +76,30 @@ class CustomFieldDefinition(RecordMixin, Base):
         JSONB, nullable=False, server_default=text("'{}'")
     )
     search_text: Mapped[str] = mapped_column(Text, nullable=False, server_default=text("''"))
+
+
+class CustomFieldValue(Base):
+    """One typed custom field value of one record, kept by triggers (migration 0011) so that range filters
+    and sorts on a custom field are btree range scans; the records' own tables carry no per-field index.
+
+    number/decimal go to ``num``, datetime to ``ts``, text/date/enum/email/url to ``txt`` (its first 500
+    characters, in "C" order, which sorts ISO dates correctly and keeps keys under btree's size limit).
+    Booleans and multi_enum are not indexed. Only live definitions' values are here."""
+
+    __tablename__ = "custom_field_values"
+    __table_args__ = (
+        PrimaryKeyConstraint("workspace_id", "object_type", "field", "object_id"),
+        ForeignKeyConstraint(["workspace_id"], ["workspaces.id"], ondelete="CASCADE"),
+        CheckConstraint(_in("object_type", OBJECT_TYPES), name="object_type"),
+        Index("ix_custom_field_values_num", "workspace_id", "object_type", "field", "num", "object_id"),
+        Index("ix_custom_field_values_txt", "workspace_id", "object_type", "field", "txt", "object_id"),
+        Index("ix_custom_field_values_ts", "workspace_id", "object_type", "field", "ts", "object_id"),
+    )
+
+    workspace_id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True))
+    object_type: Mapped[str] = mapped_column(Text)
+    field: Mapped[str] = mapped_column(Text)
+    object_id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True))
+    num: Mapped[decimal.Decimal | None] = mapped_column(Numeric)
+    txt: Mapped[str | None] = mapped_column(Text(collation="C"))
+    ts: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))

@@ -9,6 +9,7 @@ from typing import Any
 import asyncpg
 
 from ..custom_fields import enforce as custom_fields
+from ..custom_fields import sorting as custom_sorting
 from ..errors import InvalidCursor, field_error
 from ..filters import Compiler, Params, _coerce, _like
 from ..pagination import Sort, decode_cursor, encode_cursor, envelope, parse_sort
@@ -98,11 +99,13 @@ async def list_page(
             conditions.append(f"search_text LIKE {params.add('%' + _like(q) + '%', 'text')}")
     if not include_archived:
         conditions.append("archived_at IS NULL")
+    limit = _limit(query.get("limit", 50))
+    custom = await custom_sorting.parse(conn, spec, ctx.workspace_id, query.get("sort"))
+    if custom is not None:
+        return await custom_sorting.page(conn, spec, params, conditions, custom, query.get("cursor"), limit)
     default_sort = "updated_at" if "updated_after" in query else "-created_at"
     sort = parse_sort(query.get("sort"), spec.sorts, default_sort)
-    return await _page(
-        conn, spec, params, conditions, sort, query.get("cursor"), _limit(query.get("limit", 50))
-    )
+    return await _page(conn, spec, params, conditions, sort, query.get("cursor"), limit)
 
 
 def _names_custom_field(node: Any) -> bool:
@@ -136,10 +139,12 @@ async def search(
     sorts = body.get("sort") or ["-created_at"]
     if len(sorts) > 1:
         raise field_error("/sort", "one sort key is supported (ties are broken by id)")
+    limit = _limit(body.get("limit", 50))
+    custom = await custom_sorting.parse(conn, spec, ctx.workspace_id, sorts[0])
+    if custom is not None:
+        return await custom_sorting.page(conn, spec, params, conditions, custom, body.get("cursor"), limit)
     sort = parse_sort(sorts[0], spec.sorts)
-    return await _page(
-        conn, spec, params, conditions, sort, body.get("cursor"), _limit(body.get("limit", 50))
-    )
+    return await _page(conn, spec, params, conditions, sort, body.get("cursor"), limit)
 
 
 def _fits(value: Any, pg_type: str | None, nullable: bool) -> bool:

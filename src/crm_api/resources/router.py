@@ -10,6 +10,7 @@ from fastapi import APIRouter, Body, Path, Request, Response
 
 from .. import jsonutil
 from ..auth import Principal, require
+from ..custom_fields import enforce as custom_fields
 from ..deps import IfMatch, LockingConn, WriteConn
 from ..errors import PROBLEM_JSON
 from ..idempotency import idempotent
@@ -54,6 +55,26 @@ def object_response(spec: ResourceSpec, row: dict[str, Any], status: int = 200) 
     return json_response(spec.to_api(row), status, headers)
 
 
+def _sort_doc(spec: ResourceSpec) -> dict[str, Any]:
+    doc: dict[str, Any] = {
+        "name": "sort",
+        "in": "query",
+        "schema": {"type": "string", "enum": [*spec.sorts, *(f"-{s}" for s in spec.sorts)]},
+    }
+    if custom_fields.applies(spec):  # names of custom fields differ per workspace: a pattern, not an enum
+        columns = "|".join(spec.sorts)
+        doc["schema"] = {
+            "type": "string",
+            "pattern": rf"^-?({columns}|custom_fields\.[a-z][a-z0-9_]{{0,62}})$",
+        }
+        doc["description"] = (
+            f"{', '.join(spec.sorts)} or custom_fields.<name> (a live field that is not boolean or "
+            "multi_enum); a leading - sorts descending. A custom field sort lists only records that have "
+            "a value for it."
+        )
+    return doc
+
+
 def _query_docs(spec: ResourceSpec) -> dict[str, Any]:
     schema_of = {
         "text": {"type": "string"},
@@ -73,11 +94,7 @@ def _query_docs(spec: ResourceSpec) -> dict[str, Any]:
             "schema": {"type": "integer", "minimum": 1, "maximum": 200, "default": 50},
         },
         {"name": "cursor", "in": "query", "schema": {"type": "string"}},
-        {
-            "name": "sort",
-            "in": "query",
-            "schema": {"type": "string", "enum": [*spec.sorts, *(f"-{s}" for s in spec.sorts)]},
-        },
+        _sort_doc(spec),
         {"name": "include_archived", "in": "query", "schema": {"type": "boolean", "default": False}},
         {
             "name": "q",

@@ -115,7 +115,12 @@ class SearchRequest(WriteModel):
     filter: dict[str, Any] | None = Field(
         None, description='{"and": [...]}, {"or": [...]}, {"not": ...} or {"field", "op", "value"}'
     )
-    sort: list[str] | None = Field(None, max_length=1, examples=[["-created_at"]])
+    sort: list[str] | None = Field(
+        None,
+        max_length=1,
+        examples=[["-created_at"]],
+        description="One key: a sortable column or custom_fields.<name>, with - for descending",
+    )
     limit: int = Field(50, ge=1, le=200)
     cursor: str | None = Field(None, max_length=2000)
     include_archived: bool = False

@@ -101,6 +101,24 @@ def _place(
         )
 
 
+_VALUE_FIELDS = ("status", "amount", "currency", "contact_id", "archived_at")
+
+
+async def _after_write(conn: Any, ctx: Any, pairs: Sequence[Pair]) -> dict[int, CRMError]:
+    """A contact's lifetime value sums its won deals: when a won deal appears, changes or stops counting,
+    refresh its contacts (before and after) in the same transaction, set-based."""
+    touched: set[Any] = set()
+    for old, new in pairs:
+        won = new["status"] == "won" or (old is not None and old["status"] == "won")
+        if won and (old is None or any(old[f] != new[f] for f in _VALUE_FIELDS)):
+            touched |= {c for c in (new["contact_id"], old and old["contact_id"]) if c is not None}
+    if touched:
+        from ..orders.service import refresh_contacts  # orders builds on deals: imported when needed
+
+        await refresh_contacts(conn, ctx, touched)
+    return {}
+
+
 def _derived_events(old: dict[str, Any] | None, new: dict[str, Any]) -> list[str]:
     events = []
     if old is not None and old["stage_id"] != new["stage_id"]:
@@ -142,6 +160,7 @@ DEALS = register(
         finalise=_finalise,
         prepare=_prepare,
         derived_events=_derived_events,
+        after_write=_after_write,
         references=(
             Reference("contact_id", "contacts"),
             Reference("company_id", "companies"),

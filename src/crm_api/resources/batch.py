@@ -159,6 +159,9 @@ async def run(
             external_removed=removed_all,
             external_added=added_all,
         )
+    if spec.after_write is not None and written:
+        done = [(targets.get(i), row) for i, (_, row) in planned.items() if row["id"] in written]
+        await spec.after_write(conn, ctx, done)
     for i, (status, row) in planned.items():
         if row["id"] in written:
             results[i] = {"status": status, "object": spec.to_api(row)}

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
+from contextlib import AbstractAsyncContextManager, nullcontext
 from dataclasses import dataclass
 from typing import Any
 
@@ -212,12 +213,21 @@ async def create(
         raise failures[0]
     _, added = _external_changes(None, row)
     events = events_for(spec, ctx, None, row, "created", at)
-    written = await repo.write(
-        conn, spec, ctx.workspace_id, inserts=[row], events=events, external_added=added
-    )
-    if row["id"] not in written:
-        raise await _conflict_for(conn, spec, ctx, row)
+    async with _scope(conn, spec):
+        written = await repo.write(
+            conn, spec, ctx.workspace_id, inserts=[row], events=events, external_added=added
+        )
+        if row["id"] not in written:
+            raise await _conflict_for(conn, spec, ctx, row)
+        if spec.after_write is not None:
+            await spec.after_write(conn, ctx, [(None, row)])
     return row
+
+
+def _scope(conn: asyncpg.Connection, spec: ResourceSpec) -> AbstractAsyncContextManager[Any]:
+    """A transaction (a savepoint inside the request's) when the spec has upkeep to do after its write,
+    so the two commit together; a plain write is one statement and needs none."""
+    return conn.transaction() if spec.after_write is not None else nullcontext()
 
 
 async def get(
@@ -299,15 +309,18 @@ async def _apply(
     if not bump(row, new, at):
         return row  # nothing changed: no new version, no event
     removed, added = _external_changes(row, new)
-    written = await repo.write(
-        conn,
-        spec,
-        ctx.workspace_id,
-        updates=[new],
-        events=events_for(spec, ctx, row, new, event_type, at),
-        external_removed=removed,
-        external_added=added,
-    )
+    async with _scope(conn, spec):
+        written = await repo.write(
+            conn,
+            spec,
+            ctx.workspace_id,
+            updates=[new],
+            events=events_for(spec, ctx, row, new, event_type, at),
+            external_removed=removed,
+            external_added=added,
+        )
+        if oid in written and spec.after_write is not None:
+            await spec.after_write(conn, ctx, [(row, new)])
     return new if oid in written else None
 
 

@@ -78,6 +78,10 @@ class ResourceSpec:
     derived_events: Callable[[dict[str, Any] | None, dict[str, Any]], list[str]] | None = None
     """Event actions a change implies beside created/updated (``["stage_changed", "won"]``), each written
     as ``<object>.<action>`` with the same object and previous values, in the same statement."""
+    after_write: Prepare | None = None
+    """Async, after a write and in its transaction, with the (old, new) pairs that were written: upkeep of
+    other objects that a change implies (a contact's lifetime value when a deal is won). Its return value
+    is ignored."""
     references: tuple[Reference, ...] = ()
     sorts: tuple[str, ...] = ("created_at", "updated_at")
     nullable_sorts: tuple[str, ...] = ()

@@ -13,30 +13,20 @@ import datetime as dt
 import decimal
 import uuid
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, Literal, TypeGuard, get_args
 
 from . import jsonutil
 from .custom_fields.typed import typed_custom_field
 from .errors import field_error
 from .resources.schemas import text_problem
-from .resources.spec import REGISTRY, FieldType, ResourceSpec
+from .resources.spec import REGISTRY, FieldType, ResourceSpec, element_type
 from .timeutil import to_utc
 
-OPERATORS = (
-    "eq",
-    "neq",
-    "lt",
-    "lte",
-    "gt",
-    "gte",
-    "in",
-    "nin",
-    "contains",
-    "starts_with",
-    "is_null",
-    "between",
-)
-_COMPARE = {"eq": "=", "lt": "<", "lte": "<=", "gt": ">", "gte": ">="}
+Operator = Literal[
+    "eq", "neq", "lt", "lte", "gt", "gte", "in", "nin", "contains", "starts_with", "is_null", "between"
+]
+OPERATORS: tuple[Operator, ...] = get_args(Operator)
+_COMPARE: dict[Operator, str] = {"eq": "=", "lt": "<", "lte": "<=", "gt": ">", "gte": ">="}
 _INT_MIN, _INT_MAX = -(2**63), 2**63 - 1
 # far inside what PostgreSQL's numeric and asyncpg's encoder take (1e1000000 is refused by both)
 _NUMERIC_EXP = 1000
@@ -138,6 +128,10 @@ def _check_strings(node: Any, path: str) -> None:
             stack.extend((f"{pointer}/{i}", value) for i, value in enumerate(item))
 
 
+def _is_operator(op: Any) -> TypeGuard[Operator]:
+    return op in OPERATORS
+
+
 def _like(value: str) -> str:
     return value.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
 
@@ -178,12 +172,12 @@ class Compiler:
         name, op = node.get("field"), node.get("op")
         if not isinstance(name, str):
             raise field_error(f"{path}/field", "required: the field to compare")
-        if op not in OPERATORS:
+        if not _is_operator(op):
             raise field_error(f"{path}/op", f"unknown operator '{op}'; use one of {', '.join(OPERATORS)}")
         return self.condition(self.spec, name, op, node.get("value"), path, relation_ok=True)
 
     def condition(
-        self, spec: ResourceSpec, name: str, op: str, value: Any, path: str, relation_ok: bool
+        self, spec: ResourceSpec, name: str, op: Operator, value: Any, path: str, relation_ok: bool
     ) -> str:
         head, dot, rest = name.partition(".")
         if dot and head == "custom_fields":
@@ -208,7 +202,7 @@ class Compiler:
         column = name if spec is self.spec else f"{spec.table}.{name}"
         return self.column(column, pg_type, op, value, path)
 
-    def column(self, column: str, pg_type: FieldType, op: str, value: Any, path: str) -> str:
+    def column(self, column: str, pg_type: FieldType, op: Operator, value: Any, path: str) -> str:
         vpath = f"{path}/value"
         if op == "is_null":
             if not isinstance(value, bool):
@@ -217,7 +211,7 @@ class Compiler:
                 return f"(cardinality({column}) {'=' if value else '>'} 0)"
             return f"({column} IS {'' if value else 'NOT '}NULL)"
         if pg_type.endswith("[]"):  # tags (text[]), links (uuid[]): has one, has any of
-            element = pg_type.removesuffix("[]")
+            element = element_type(pg_type)
             if op == "contains":
                 return f"({column} @> ARRAY[{self.params.add(_coerce(value, element, vpath), element)}])"
             if op in ("in", "nin"):
@@ -248,7 +242,7 @@ class Compiler:
         pattern = f"%{text}%" if op == "contains" else f"{text}%"
         return f"({column} ILIKE {self.params.add(pattern, 'text')})"
 
-    def custom_field(self, key: str, op: str, value: Any, path: str) -> str:
+    def custom_field(self, key: str, op: Operator, value: Any, path: str) -> str:
         vpath = f"{path}/value"
         if op in ("eq", "neq", "in", "nin"):
             return self._custom_field_equals(key, op, value, vpath)
@@ -265,7 +259,7 @@ class Compiler:
         # ordering comparisons: numbers compare as numbers, anything else as text
         sample = value[0] if op == "between" and isinstance(value, list) and value else value
         numeric = isinstance(sample, int | float) and not isinstance(sample, bool)
-        pg_type = "numeric" if numeric else "text"
+        pg_type: FieldType = "numeric" if numeric else "text"
         expr = f"(custom_fields ->> {name})"
         if numeric:
             expr = (
@@ -274,7 +268,7 @@ class Compiler:
             )
         return self.column(expr, pg_type, op, value, path)
 
-    def _custom_field_equals(self, key: str, op: str, value: Any, vpath: str) -> str:
+    def _custom_field_equals(self, key: str, op: Operator, value: Any, vpath: str) -> str:
         values = value if op in ("in", "nin") else [value]
         if not isinstance(values, list) or not values:
             raise field_error(vpath, f"{op} takes a non-empty array")

@@ -6,9 +6,10 @@ import datetime as dt
 from collections.abc import Sequence
 from typing import Any
 
+from .. import models
 from ..errors import CRMError, FieldError, Unprocessable
 from ..models.activities import OPEN_TASK
-from ..resources.spec import FieldSpec, Pair, QueryParam, Reference, ResourceSpec, register
+from ..resources.spec import Pair, QueryParam, Reference, ResourceSpec, fields_of, register
 from .schemas import Activity, ActivityCreate, ActivityUpdate
 
 ONLY_FOR: dict[str, tuple[str, ...]] = {
@@ -84,23 +85,8 @@ ACTIVITIES = register(
     ResourceSpec(
         name="activities",
         object="activity",
-        fields=(
-            FieldSpec("type", "text"),
-            FieldSpec("subject", "text", filterable=False),
-            FieldSpec("body", "text", filterable=False),
-            FieldSpec("occurred_at", "timestamptz"),
-            FieldSpec("direction", "text", filterable=False),
-            FieldSpec("duration_seconds", "bigint", filterable=False),
-            FieldSpec("due_at", "timestamptz"),
-            FieldSpec("completed_at", "timestamptz"),
-            FieldSpec("priority", "text", filterable=False),
-            FieldSpec("owner_id", "uuid"),
-            FieldSpec("contact_ids", "uuid[]"),
-            FieldSpec("company_ids", "uuid[]"),
-            FieldSpec("deal_ids", "uuid[]"),
-            FieldSpec("ticket_ids", "uuid[]"),
-            FieldSpec("custom_fields", "jsonb", filterable=False),
-            FieldSpec("external_ids", "jsonb", filterable=False),
+        fields=fields_of(
+            models.Activity, unfilterable=("subject", "body", "direction", "duration_seconds", "priority")
         ),
         create_schema=ActivityCreate,
         update_schema=ActivityUpdate,

@@ -5,8 +5,9 @@ from __future__ import annotations
 import re
 from typing import Any
 
+from .. import models
 from ..errors import field_error
-from ..resources.spec import FieldSpec, NaturalKey, QueryParam, ResourceSpec, register
+from ..resources.spec import NaturalKey, QueryParam, ResourceSpec, fields_of, register
 from .schemas import Company, CompanyCreate, CompanyUpdate
 
 _LABEL = re.compile(r"^(?!-)[a-z0-9-]{1,63}(?<!-)$")
@@ -42,19 +43,7 @@ COMPANIES = register(
     ResourceSpec(
         name="companies",
         object="company",
-        fields=(
-            FieldSpec("name", "text"),
-            FieldSpec("domain", "text"),
-            FieldSpec("industry", "text"),
-            FieldSpec("employee_count", "bigint"),
-            FieldSpec("annual_revenue", "numeric"),
-            FieldSpec("currency", "text", filterable=False),
-            FieldSpec("owner_id", "uuid"),
-            FieldSpec("tags", "text[]"),
-            FieldSpec("custom_fields", "jsonb", filterable=False),
-            FieldSpec("external_ids", "jsonb", filterable=False),
-            FieldSpec("merged_into", "uuid"),  # set only by a merge (merge/service.py)
-        ),
+        fields=fields_of(models.Company, unfilterable=("currency",)),
         create_schema=CompanyCreate,
         update_schema=CompanyUpdate,
         read_schema=Company,

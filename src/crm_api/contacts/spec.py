@@ -6,8 +6,9 @@ import datetime as dt
 from collections.abc import Sequence
 from typing import Any
 
+from .. import models
 from ..errors import Conflict, CRMError
-from ..resources.spec import FieldSpec, NaturalKey, Pair, QueryParam, Reference, ResourceSpec, register
+from ..resources.spec import NaturalKey, Pair, QueryParam, Reference, ResourceSpec, fields_of, register
 from .schemas import Contact, ContactCreate, ContactUpdate
 
 
@@ -48,27 +49,7 @@ CONTACTS = register(
     ResourceSpec(
         name="contacts",
         object="contact",
-        fields=(
-            FieldSpec("email", "text"),
-            FieldSpec("first_name", "text"),
-            FieldSpec("last_name", "text"),
-            FieldSpec("phone", "text"),
-            FieldSpec("title", "text"),
-            FieldSpec("lifecycle_stage", "text"),
-            FieldSpec("company_id", "uuid"),
-            FieldSpec("owner_id", "uuid"),
-            FieldSpec("tags", "text[]"),
-            FieldSpec("custom_fields", "jsonb", filterable=False),
-            FieldSpec("external_ids", "jsonb", filterable=False),
-            FieldSpec("marketing_consent", "boolean"),
-            FieldSpec("marketing_consent_at", "timestamptz"),
-            FieldSpec("marketing_consent_source", "text", filterable=False),
-            FieldSpec("erased_at", "timestamptz"),
-            # read-only for clients (not in the write schemas): kept by order writes (orders/repository.py)
-            FieldSpec("lifetime_value", "jsonb", filterable=False),
-            FieldSpec("order_count", "bigint"),
-            FieldSpec("merged_into", "uuid"),  # set only by a merge (merge/service.py)
-        ),
+        fields=fields_of(models.Contact, unfilterable=("marketing_consent_source",)),
         create_schema=ContactCreate,
         update_schema=ContactUpdate,
         read_schema=Contact,

@@ -13,10 +13,11 @@ from typing import Annotated, Any, Literal, get_args
 import asyncpg
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
+from .. import models
 from ..errors import Conflict, CRMError, FieldError, Unprocessable
 from ..models.custom_fields import FIELD_TYPES, OBJECT_TYPES
 from ..resources.schemas import ExternalIds, ReadModel, ShortText, Text, WriteModel
-from ..resources.spec import FieldSpec, Pair, QueryParam, ResourceSpec, register
+from ..resources.spec import Pair, QueryParam, ResourceSpec, fields_of, register
 
 NAME = r"^[a-z][a-z0-9_]{0,62}$"
 ObjectType = Literal["contact", "company", "deal", "ticket"]
@@ -161,29 +162,12 @@ async def _has_duplicates(conn: asyncpg.Connection, ctx: Any, new: dict[str, Any
     return found is not None
 
 
-class _DefinitionSpec(ResourceSpec):
-    def to_api(self, row: dict[str, Any]) -> dict[str, Any]:
-        out = super().to_api(row)
-        out["unique"] = out.pop("is_unique")
-        return out
-
-
 CUSTOM_FIELDS = register(
-    _DefinitionSpec(
+    ResourceSpec(
         name="custom_fields",
         object="custom_field",
         path="custom-fields",
-        fields=(
-            FieldSpec("object_type", "text"),
-            FieldSpec("name", "text"),
-            FieldSpec("label", "text"),
-            FieldSpec("type", "text"),
-            FieldSpec("required", "boolean"),
-            FieldSpec("is_unique", "boolean"),
-            FieldSpec("options", "jsonb", filterable=False),
-            FieldSpec("description", "text", filterable=False),
-            FieldSpec("external_ids", "jsonb", filterable=False),
-        ),
+        fields=fields_of(models.CustomFieldDefinition, unfilterable=("description",)),
         create_schema=CustomFieldCreate,
         update_schema=CustomFieldUpdate,
         read_schema=CustomField,
@@ -198,5 +182,6 @@ CUSTOM_FIELDS = register(
         ),
         defaults={"options": [], "external_ids": {}, "required": False, "is_unique": False},
         required=("label", "required"),
+        api_names={"is_unique": "unique"},  # "unique" is reserved in SQL
     )
 )

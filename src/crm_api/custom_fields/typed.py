@@ -21,7 +21,7 @@ from ..errors import field_error
 from . import values
 
 if TYPE_CHECKING:
-    from ..filters import Compiler
+    from ..filters import Compiler, Operator
 
 _RANGES = ("lt", "lte", "gt", "gte", "between")
 _DECIMAL = r"^[+-]?(\d+(\.\d*)?|\.\d+)$"
@@ -29,7 +29,7 @@ _DATETIME = r"^\d{4}-(0[1-9]|1[0-2])-(0[1-9]|[12]\d|3[01])T([01]\d|2[0-3]):[0-5]
 
 
 def typed_custom_field(
-    compiler: Compiler, key: str, definition: Mapping[str, Any], op: str, value: Any, path: str
+    compiler: Compiler, key: str, definition: Mapping[str, Any], op: Operator, value: Any, path: str
 ) -> str:
     kind = definition["type"]
     vpath = f"{path}/value"
@@ -65,10 +65,10 @@ def typed_custom_field(
     return f"({side} AND {_unindexed(compiler, key, kind, op, value, path)})"
 
 
-def _indexed(compiler: Compiler, key: str, column: str, op: str, value: Any, path: str) -> str:
+def _indexed(compiler: Compiler, key: str, column: str, op: Operator, value: Any, path: str) -> str:
     """The ids whose indexed value is in range: one btree range of ``custom_field_values``."""
     if column == "txt":  # the index holds a prefix: a strict bound on it could drop a longer value
-        op = {"lt": "lte", "gt": "gte"}.get(op, op)
+        op = "lte" if op == "lt" else "gte" if op == "gt" else op
         cut = values.INDEXED_PREFIX
         value = [v[:cut] for v in value] if op == "between" else value[:cut]
     cond = compiler.column(f"v.{column}", values.COLUMN_TYPES[column], op, value, path)
@@ -79,7 +79,7 @@ def _indexed(compiler: Compiler, key: str, column: str, op: str, value: Any, pat
     )
 
 
-def _unindexed(compiler: Compiler, key: str, kind: str, op: str, value: Any, path: str) -> str:
+def _unindexed(compiler: Compiler, key: str, kind: str, op: Operator, value: Any, path: str) -> str:
     """A range over the stored JSON: an archived field's, or the recheck of a text range."""
     name = compiler.params.add(key, "text")
     text = f"(custom_fields ->> {name})"

@@ -16,6 +16,7 @@ from collections.abc import Mapping
 from typing import Any
 from urllib.parse import urlsplit
 
+from ..resources.spec import FieldType
 from ..timeutil import to_utc
 
 INDEXED = {
@@ -29,7 +30,7 @@ INDEXED = {
     "url": "txt",
 }
 """type -> the ``custom_field_values`` column (migration 0011) holding it; other types are not indexed."""
-COLUMN_TYPES = {"num": "numeric", "txt": "text", "ts": "timestamptz"}
+COLUMN_TYPES: dict[str, FieldType] = {"num": "numeric", "txt": "text", "ts": "timestamptz"}
 INDEXED_PREFIX = 500
 """``txt`` holds this many leading characters: btree keys have a size limit."""
 

@@ -10,6 +10,7 @@ from ..auth import Principal, require
 from ..errors import InvalidCursor
 from ..orders import repository as orders_repo
 from ..orders.schemas import LineItemList
+from ..orders.service import line_item
 from ..pagination import Sort, decode_cursor, encode_cursor, envelope
 from ..resources import service
 from ..resources.router import context, json_response, problems
@@ -84,4 +85,4 @@ async def line_items(
     more = len(rows) > limit
     rows = rows[:limit]
     nxt = encode_cursor(_LINE_SORT, rows[-1]["position"], rows[-1]["id"]) if more else None
-    return json_response(envelope([{"object": "line_item", **r} for r in rows], more, nxt))
+    return json_response(envelope([line_item(r) for r in rows], more, nxt))

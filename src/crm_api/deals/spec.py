@@ -14,8 +14,9 @@ import datetime as dt
 from collections.abc import Sequence
 from typing import Any
 
+from .. import models
 from ..errors import CRMError, FieldError, Unprocessable, field_error
-from ..resources.spec import FieldSpec, Pair, QueryParam, Reference, ResourceSpec, register
+from ..resources.spec import Pair, QueryParam, Reference, ResourceSpec, fields_of, register
 from . import repository as repo
 from .schemas import Deal, DealCreate, DealUpdate
 
@@ -133,25 +134,7 @@ DEALS = register(
     ResourceSpec(
         name="deals",
         object="deal",
-        fields=(
-            FieldSpec("name", "text"),
-            FieldSpec("amount", "numeric"),
-            FieldSpec("currency", "text", filterable=False),
-            FieldSpec("pipeline_id", "uuid"),
-            FieldSpec("stage_id", "uuid"),
-            FieldSpec("status", "text"),
-            FieldSpec("expected_close_date", "date"),
-            FieldSpec("owner_id", "uuid"),
-            FieldSpec("contact_id", "uuid"),
-            FieldSpec("company_id", "uuid"),
-            FieldSpec("contact_ids", "uuid[]"),
-            FieldSpec("source", "text"),
-            FieldSpec("lost_reason", "text", filterable=False),
-            FieldSpec("closed_at", "timestamptz"),
-            FieldSpec("tags", "text[]"),
-            FieldSpec("custom_fields", "jsonb", filterable=False),
-            FieldSpec("external_ids", "jsonb", filterable=False),
-        ),
+        fields=fields_of(models.Deal, unfilterable=("currency", "lost_reason")),
         create_schema=DealCreate,
         update_schema=DealUpdate,
         read_schema=Deal,

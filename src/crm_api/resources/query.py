@@ -15,7 +15,7 @@ from ..filters import Compiler, Params, _coerce, _like
 from ..pagination import Sort, decode_cursor, encode_cursor, envelope, parse_sort
 from . import repository as repo
 from .service import Context
-from .spec import ResourceSpec
+from .spec import FieldType, ResourceSpec, element_type
 
 PAGE_PARAMS = ("limit", "cursor", "sort", "include_archived", "q")
 
@@ -30,7 +30,7 @@ def _limit(value: Any) -> int:
     return limit
 
 
-def _number(name: str, value: str, pg_type: str) -> Any:
+def _number(name: str, value: str, pg_type: FieldType) -> Any:
     """A query string is text; read it as the number the column holds, then check it like a JSON value."""
     try:
         number: Any = int(value) if pg_type == "bigint" else value.strip()
@@ -72,7 +72,7 @@ async def list_page(
             continue
         if "\x00" in value:
             raise field_error(f"/{name}", "must not contain NUL characters")
-        element = qp.type.removesuffix("[]")
+        element = element_type(qp.type)
         if qp.op == "flag":
             conditions.append(f"({qp.when[0] if _bool(name, value) else qp.when[1]})")
             continue

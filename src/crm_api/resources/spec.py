@@ -2,15 +2,23 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel
+from sqlalchemy import Boolean, Date, DateTime, Integer, Numeric, String, Uuid
+from sqlalchemy.dialects.postgresql import ARRAY, JSONB
+from sqlalchemy.types import TypeEngine
 
-# The PostgreSQL types a filter can compare against; the filter compiler casts parameters to them:
-# "text" | "uuid" | "bigint" | "numeric" | "boolean" | "timestamptz" | "date" | "text[]" | "uuid[]" | "jsonb"
-FieldType = str
+from ..models.base import Base
+
+FieldType = Literal[
+    "text", "uuid", "bigint", "numeric", "boolean", "timestamptz", "date", "text[]", "uuid[]", "jsonb"
+]
+"""The PostgreSQL types a filter compares a field as; the filter compiler casts parameters to them."""
+QueryOp = Literal["eq", "contains", "gt", "lt", "gte", "lte", "flag"]
+"""How a query parameter compares: ``contains`` is "the array has", ``flag`` a fixed condition."""
 
 Pair = tuple[dict[str, Any] | None, dict[str, Any]]
 """(the row before the change or None for a create, the row after it)"""
@@ -28,13 +36,66 @@ class FieldSpec:
     """Usable in ``POST /search`` filters."""
 
 
+# integer and bigint columns alike compare as bigint: a filter value may be any 64-bit integer
+_SCALAR_TYPES: tuple[tuple[type[TypeEngine[Any]], FieldType], ...] = (
+    (String, "text"),
+    (Uuid, "uuid"),
+    (Integer, "bigint"),
+    (Numeric, "numeric"),
+    (Boolean, "boolean"),
+    (Date, "date"),
+    (JSONB, "jsonb"),
+)
+_ARRAY_TYPES: dict[FieldType, FieldType] = {"text": "text[]", "uuid": "uuid[]"}
+
+
+def field_type_of(column_type: TypeEngine[Any]) -> FieldType:
+    """The field type of a SQLAlchemy column type. A column the filters could not compare is an error at
+    import, not a wrong cast at query time."""
+    if isinstance(column_type, ARRAY):
+        array = _ARRAY_TYPES.get(field_type_of(column_type.item_type))
+        if array is not None:
+            return array
+    elif isinstance(column_type, DateTime):
+        if column_type.timezone:
+            return "timestamptz"
+    else:
+        for sa_type, name in _SCALAR_TYPES:
+            if isinstance(column_type, sa_type):
+                return name
+    raise TypeError(f"no field type for the column type {column_type!r}")
+
+
+def element_type(array: FieldType) -> FieldType:
+    """``text[]`` -> ``text``; a scalar type is its own element."""
+    return next((scalar for scalar, a in _ARRAY_TYPES.items() if a == array), array)
+
+
+def fields_of(model: type[Base], *, unfilterable: Iterable[str] = ()) -> tuple[FieldSpec, ...]:
+    """A resource's fields as its model declares them: every column but the system columns and
+    ``search_text``, in table order, typed from the column types. ``jsonb`` fields are never filterable,
+    nor those named in ``unfilterable``."""
+    table = Base.metadata.tables[model.__tablename__]
+    closed = set(unfilterable)
+    unknown = closed - set(table.columns.keys())
+    if unknown:
+        raise ValueError(f"{table.name} has no column {', '.join(sorted(unknown))}")
+    fields = []
+    for column in table.columns:
+        if column.name in SYSTEM_COLUMNS or column.name == "search_text":
+            continue
+        pg_type = field_type_of(column.type)
+        fields.append(FieldSpec(column.name, pg_type, pg_type != "jsonb" and column.name not in closed))
+    return tuple(fields)
+
+
 @dataclass(frozen=True)
 class QueryParam:
     """A list filter given as a query parameter: ``?email=``, ``?tag=``, ``?updated_after=``."""
 
     name: str
     column: str
-    op: str  # "eq" | "contains" (array has) | "gt" | "lt" | "gte" | "lte" | "flag"
+    op: QueryOp
     type: FieldType
     description: str = ""
     """Shown in the OpenAPI spec."""
@@ -95,6 +156,8 @@ class ResourceSpec:
     """Fields that can never be null."""
     path: str | None = None
     """The URL segment when it differs from ``name`` (``sla-policies`` for the table ``sla_policies``)."""
+    api_names: dict[str, str] = field(default_factory=dict)
+    """Columns the API names otherwise (``is_unique`` -> ``unique``, a reserved word in SQL)."""
 
     @property
     def table(self) -> str:
@@ -125,14 +188,19 @@ class ResourceSpec:
         return None
 
     def to_api(self, row: dict[str, Any]) -> dict[str, Any]:
-        """The object as the API returns it, from a full row."""
+        """The object as the API returns it, from a full row: the one row-to-API conversion of every
+        resource (responses, batch results, event payloads, merges)."""
         out: dict[str, Any] = {"id": row["id"], "object": self.object}
+        renamed = self.api_names
         for name in self.field_names:
-            out[name] = row[name]
+            if name not in renamed:
+                out[name] = row[name]
         out["created_at"] = row["created_at"]
         out["updated_at"] = row["updated_at"]
         out["version"] = row["version"]
         out["archived_at"] = row["archived_at"]
+        for column, key in renamed.items():  # last, where clients have always found them
+            out[key] = row[column]
         return out
 
 

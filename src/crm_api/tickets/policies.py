@@ -10,9 +10,10 @@ from typing import Annotated, Any, Literal
 import asyncpg
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
+from .. import models
 from ..errors import Conflict, CRMError, FieldError, Unprocessable
 from ..resources.schemas import ExternalIds, ReadModel, ShortText, Text, WriteModel
-from ..resources.spec import FieldSpec, Pair, QueryParam, ResourceSpec, register
+from ..resources.spec import Pair, QueryParam, ResourceSpec, fields_of, register
 from . import sla
 
 MAX_TARGET_MINUTES = 366 * 24 * 60
@@ -200,16 +201,7 @@ SLA_POLICIES = register(
         name="sla_policies",
         object="sla_policy",
         path="sla-policies",
-        fields=(
-            FieldSpec("name", "text"),
-            FieldSpec("description", "text", filterable=False),
-            FieldSpec("is_default", "boolean"),
-            FieldSpec("hours", "text"),
-            FieldSpec("time_zone", "text"),
-            FieldSpec("schedule", "jsonb", filterable=False),
-            FieldSpec("targets", "jsonb", filterable=False),
-            FieldSpec("external_ids", "jsonb", filterable=False),
-        ),
+        fields=fields_of(models.SlaPolicy, unfilterable=("description",)),
         create_schema=SlaPolicyCreate,
         update_schema=SlaPolicyUpdate,
         read_schema=SlaPolicy,

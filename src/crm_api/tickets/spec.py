@@ -14,8 +14,9 @@ from typing import Any
 
 import asyncpg
 
+from .. import models
 from ..errors import CRMError
-from ..resources.spec import FieldSpec, Pair, QueryParam, Reference, ResourceSpec, register
+from ..resources.spec import Pair, QueryParam, Reference, ResourceSpec, fields_of, register
 from . import rules, sla
 from .schemas import Ticket, TicketComment, TicketCommentCreate, TicketCreate, TicketUpdate
 
@@ -94,36 +95,12 @@ def _derived(old: dict[str, Any] | None, new: dict[str, Any]) -> list[str]:
     return ["status_changed"] if old is not None and old["status"] != new["status"] else []
 
 
-_TIMESTAMPS = (
-    "first_responded_at",
-    "solved_at",
-    "closed_at",
-    "first_response_due_at",
-    "resolution_due_at",
-    "first_response_breached_at",
-    "resolution_breached_at",
-)
-
 TICKETS = register(
     ResourceSpec(
         name="tickets",
         object="ticket",
-        fields=(
-            FieldSpec("subject", "text"),
-            FieldSpec("description", "text", filterable=False),
-            FieldSpec("status", "text"),
-            FieldSpec("priority", "text"),
-            FieldSpec("channel", "text"),
-            FieldSpec("requester_id", "uuid"),
-            FieldSpec("company_id", "uuid"),
-            FieldSpec("assignee_id", "uuid"),
-            FieldSpec("tags", "text[]"),
-            FieldSpec("custom_fields", "jsonb", filterable=False),
-            FieldSpec("external_ids", "jsonb", filterable=False),
-            FieldSpec("sla_policy_id", "uuid"),
-            *(FieldSpec(name, "timestamptz", filterable=name != "closed_at") for name in _TIMESTAMPS),
-            FieldSpec("sla_paused_at", "timestamptz", filterable=False),
-            FieldSpec("sla_paused_seconds", "bigint", filterable=False),
+        fields=fields_of(
+            models.Ticket, unfilterable=("description", "closed_at", "sla_paused_at", "sla_paused_seconds")
         ),
         create_schema=TicketCreate,
         update_schema=TicketUpdate,
@@ -173,14 +150,7 @@ TICKETS = register(
 COMMENTS = ResourceSpec(
     name="ticket_comments",
     object="ticket_comment",
-    fields=(
-        FieldSpec("ticket_id", "uuid"),
-        FieldSpec("body", "text", filterable=False),
-        FieldSpec("public", "boolean"),
-        FieldSpec("author_type", "text"),
-        FieldSpec("author_id", "uuid"),
-        FieldSpec("api_key_id", "uuid"),
-    ),
+    fields=fields_of(models.TicketComment, unfilterable=("body",)),
     create_schema=TicketCommentCreate,
     update_schema=TicketCommentCreate,
     read_schema=TicketComment,

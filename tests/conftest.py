@@ -22,6 +22,7 @@ from crm_api.admin import keys
 from crm_api.app import create_app
 from crm_api.config import Settings
 from crm_api.db import asyncpg_dsn, create_pool
+from crm_api.events.types import BY_TYPE
 from crm_api.migrate import upgrade
 
 MakeClient = Callable[..., Awaitable[httpx.AsyncClient]]
@@ -52,6 +53,18 @@ async def _admin(url: str, sql: str) -> None:
         await conn.close()
 
 
+async def _assert_events_catalogued(url: str) -> None:
+    """Whatever the run's tests wrote, every event type is in ``events/types.py`` (the catalogue's test
+    drives each writer once; this holds every other test's writes to it too)."""
+    dsn, kwargs = asyncpg_dsn(url)
+    conn = await asyncpg.connect(dsn, **kwargs)
+    try:
+        written = {r["type"] for r in await conn.fetch("SELECT DISTINCT type FROM events")}
+    finally:
+        await conn.close()
+    assert written <= set(BY_TYPE), f"event types missing from events/types.py: {written - set(BY_TYPE)}"
+
+
 @pytest.fixture(scope="session")
 def database_url() -> Iterator[str]:
     import asyncio
@@ -66,7 +79,10 @@ def database_url() -> Iterator[str]:
     url = _with_database(server_url, name)
     upgrade(url)
     yield url
-    asyncio.run(_admin(server_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    try:
+        asyncio.run(_assert_events_catalogued(url))
+    finally:
+        asyncio.run(_admin(server_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
     if server is not None:
         server.cleanup()  # type: ignore[attr-defined]
     shutil.rmtree(pg_parent, ignore_errors=True)

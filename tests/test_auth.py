@@ -3,9 +3,54 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Iterator
+from typing import Any
 
 import httpx
 from conftest import MakeClient
+from fastapi.dependencies.models import Dependant
+from fastapi.routing import APIRoute, iter_route_contexts
+
+from crm_api.admin.keys import check_scopes
+from crm_api.app import create_app
+from crm_api.auth import valid_scope
+from crm_api.merge.router import MOVES
+from crm_api.registry import SCOPE_RESOURCES
+
+# Every scope keys have been issued with: each must stay valid (stored keys hold them).
+ISSUED_SCOPES = {
+    "*",
+    "admin",
+    *(
+        f"{resource}:{action}"
+        for resource in (
+            "contacts",
+            "companies",
+            "events",
+            "webhooks",
+            "pipelines",
+            "deals",
+            "activities",
+            "tickets",
+            "sla_policies",
+            "orders",
+            "custom_fields",
+        )
+        for action in ("read", "write")
+    ),
+}
+
+
+def _scopes(dependant: Dependant) -> Iterator[str]:
+    for sub in dependant.dependencies:
+        scope = getattr(sub.call, "scope", None)
+        if scope is not None:
+            yield scope
+        yield from _scopes(sub)
+
+
+def _routes(routes: Any) -> list[APIRoute]:
+    return [c.original_route for c in iter_route_contexts(routes) if isinstance(c.original_route, APIRoute)]
 
 
 async def test_missing_and_unknown_keys_are_401(api: httpx.AsyncClient) -> None:
@@ -95,3 +140,28 @@ async def test_other_workspaces_objects_are_404_everywhere(make_client: MakeClie
     assert [c["id"] for c in (await b.get("/v1/contacts")).json()["data"]] != [cid]
     # and nothing of A's changed
     assert (await a.get(f"/v1/contacts/{cid}")).json()["version"] == 1
+
+
+def test_every_route_requires_one_known_scope_and_every_scope_guards_a_route() -> None:
+    app = create_app(url="postgresql://unused")
+    used: set[str] = set()
+    routes = [r for r in _routes(app.routes) if r.include_in_schema]  # not /health
+    for route in routes:
+        scopes = list(_scopes(route.dependant))
+        assert len(scopes) == 1, (route.path, route.methods, scopes)
+        assert valid_scope(scopes[0], SCOPE_RESOURCES), (route.path, scopes)
+        used.add(scopes[0])
+    assert len(routes) == sum(len(op) for op in app.openapi()["paths"].values())
+    assert all(valid_scope(s, SCOPE_RESOURCES) for moves in MOVES.values() for s in moves)
+    # no scope that guards nothing, none missing: the resources served are the resources scoped
+    assert {s.partition(":")[0] for s in used} - {"admin"} == set(SCOPE_RESOURCES)
+
+
+def test_scopes_derive_from_the_served_resources_and_keep_every_issued_one() -> None:
+    """A resource dropped from (or renamed in) the registry would invalidate keys already issued."""
+    assert len(set(SCOPE_RESOURCES)) == len(SCOPE_RESOURCES)
+    known = {"*", "admin", *(f"{r}:{a}" for r in SCOPE_RESOURCES for a in ("read", "write"))}
+    assert known == ISSUED_SCOPES
+    assert check_scopes(sorted(ISSUED_SCOPES)) == sorted(ISSUED_SCOPES)
+    for bad in ("contacts:fly", "contact:read", "widgets:read", "contacts", ""):
+        assert not valid_scope(bad, SCOPE_RESOURCES), bad

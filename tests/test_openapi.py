@@ -64,6 +64,7 @@ EXPECTED = {
     "api_keys_revoke",
     "events_list",
     "events_get",
+    "event_types_list",
     "webhooks_create",
     "webhooks_list",
     "webhooks_get",

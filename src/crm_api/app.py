@@ -15,34 +15,15 @@ from fastapi.openapi.utils import get_openapi
 from fastapi.responses import Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from . import __version__, jsonutil, maintenance
-from .activities.spec import ACTIVITIES
+from . import __version__, jsonutil, maintenance, registry
 from .admin.router import router as keys_router
 from .auth import KeyCache
-from .companies.router import router as company_extra_router
-from .companies.spec import COMPANIES
 from .config import Settings, get_settings
-from .contacts.spec import CONTACTS
-from .custom_fields.router import upsert_router
-from .custom_fields.spec import CUSTOM_FIELDS
 from .db import Database, create_pool, database_url
-from .deals.router import router as deal_extra_router
-from .deals.spec import DEALS
-from .erase.router import router as erase_router
 from .errors import PROBLEM_JSON, BadRequest, CRMError, FieldError, NotFound, Unprocessable, problem_schema
-from .events.router import router as events_router
-from .history.router import history_router
-from .merge.router import merge_router
+from .events.describe import webhooks_section
 from .middleware import RequestContext
-from .orders.router import router as orders_router
-from .pipelines.router import router as pipelines_router
-from .resources.router import build_router
-from .tickets.policies import SLA_POLICIES
-from .tickets.router import router as ticket_extra_router
-from .tickets.spec import TICKETS
-from .timeline.router import timeline_router
 from .webhooks.dispatcher import Dispatcher
-from .webhooks.router import router as webhooks_router
 
 log = logging.getLogger("crm_api")
 
@@ -121,80 +102,6 @@ async def _crash(request: Request, exc: Exception) -> Response:
     return _problem(request, CRMError("An unexpected error occurred; it has been logged"))
 
 
-EVENT_OBJECTS = {
-    "contact": "Contact",
-    "company": "Company",
-    "pipeline": "Pipeline",
-    "deal": "Deal",
-    "activity": "Activity",
-    "ticket": "Ticket",
-    "sla_policy": "SlaPolicy",
-    "custom_field": "CustomField",
-}
-EVENT_ACTIONS = ("created", "updated", "archived", "restored")
-# Event types beyond the standard actions (a spec's derived events and the jobs' events):
-# (type, schema of data.object, what it says)
-EVENT_EXTRAS = (
-    ("deal.stage_changed", "Deal", "previous.stage_id holds the stage it left"),
-    ("deal.won", "Deal", "the deal entered a won stage"),
-    ("deal.lost", "Deal", "the deal entered a lost stage"),
-    ("activity.completed", "Activity", "a task's completed_at was set"),
-    ("ticket.status_changed", "Ticket", "previous.status holds the old status"),
-    (
-        "ticket.sla_breached",
-        "Ticket",
-        "data.target is first_response or resolution; data.due_at the time missed",
-    ),
-    ("contact.merged", "Contact", "data.survivor is the id kept, data.merged the ids archived into it"),
-    ("company.merged", "Company", "data.survivor is the id kept, data.merged the ids archived into it"),
-    ("ticket.comment_created", "TicketComment", "data.object is the comment; its ticket_id names the ticket"),
-    ("contact.erased", "ErasedContact", "the contact's personal data was erased; data.object is only its id"),
-)
-
-
-def _webhook_payloads(components: dict[str, Any]) -> dict[str, Any]:
-    """The bodies our webhooks POST, one entry per event type, for generated receivers."""
-    out: dict[str, Any] = {}
-    types = [
-        (f"{obj}.{action}", model, "") for obj, model in EVENT_OBJECTS.items() for action in EVENT_ACTIONS
-    ]
-    for name, model, note in [*types, *EVENT_EXTRAS]:
-        obj, _, action = name.partition(".")
-        body: dict[str, Any] = {
-            "type": "object",
-            "required": ["id", "type", "created_at", "sequence", "workspace_id", "data"],
-            "properties": {
-                "id": {"type": "string", "format": "uuid", "description": "also sent as webhook-id"},
-                "type": {"const": name},
-                "created_at": {"type": "string", "format": "date-time"},
-                "sequence": {"type": "integer"},
-                "workspace_id": {"type": "string", "format": "uuid"},
-                "data": {
-                    "type": "object",
-                    "properties": {
-                        "object": {"$ref": f"#/components/schemas/{model}"},
-                        "previous": {"type": "object", "description": "old values of the changed fields"},
-                    },
-                },
-            },
-        }
-        if action == "merged":  # merge/service.py adds the ids to data
-            body["properties"]["data"]["properties"].update(
-                survivor={"type": "string", "format": "uuid"},
-                merged={"type": "array", "items": {"type": "string", "format": "uuid"}},
-            )
-        out[name] = {
-            "post": {
-                "summary": f"{name}, signed per Standard Webhooks" + (f"; {note}" if note else ""),
-                "operationId": f"webhook_{obj}_{action}",
-                "requestBody": {"content": {"application/json": {"schema": body}}},
-                "responses": {"200": {"description": "any 2xx acknowledges the delivery"}},
-            }
-        }
-    assert all(m in components for _, m, _ in [*types, *EVENT_EXTRAS])
-    return out
-
-
 def _openapi(app: FastAPI) -> dict[str, Any]:
     if app.openapi_schema:
         return app.openapi_schema
@@ -206,7 +113,7 @@ def _openapi(app: FastAPI) -> dict[str, Any]:
     )
     schema.setdefault("components", {}).setdefault("schemas", {})["Problem"] = problem_schema()
     schema["components"]["securitySchemes"] = {"bearer": {"type": "http", "scheme": "bearer"}}
-    schema["webhooks"] = _webhook_payloads(schema["components"]["schemas"])
+    schema["webhooks"] = webhooks_section(schema["components"]["schemas"])
     schema["security"] = [{"bearer": []}]
     app.openapi_schema = schema
     return schema
@@ -245,30 +152,9 @@ def create_app(settings: Settings | None = None, url: str | None = None) -> Fast
     app.add_exception_handler(asyncpg.DataError, _data_problem)
     app.add_exception_handler(asyncpg.ProgramLimitExceededError, _data_problem)
     app.add_exception_handler(Exception, _crash)
-    for merging in (CONTACTS, COMPANIES):
-        app.include_router(merge_router(merging))
-    app.include_router(build_router(CONTACTS))
-    app.include_router(company_extra_router)
-    app.include_router(build_router(COMPANIES))
-    app.include_router(pipelines_router)
-    app.include_router(deal_extra_router)
-    app.include_router(build_router(DEALS))
-    app.include_router(orders_router)
-    app.include_router(build_router(ACTIVITIES))
-    app.include_router(ticket_extra_router)
-    app.include_router(build_router(TICKETS))
-    app.include_router(build_router(SLA_POLICIES))
-    app.include_router(build_router(CUSTOM_FIELDS))
-    for spec in (CONTACTS, COMPANIES, DEALS, TICKETS):
-        app.include_router(upsert_router(spec))
-    for spec in (CONTACTS, COMPANIES, DEALS):
-        app.include_router(timeline_router(spec))
-    app.include_router(erase_router)
-    for spec in (CONTACTS, COMPANIES, DEALS, TICKETS, ACTIVITIES):
-        app.include_router(history_router(spec))
+    for router in registry.routers():
+        app.include_router(router)
     app.include_router(keys_router)
-    app.include_router(events_router)
-    app.include_router(webhooks_router)
 
     @app.get("/health", include_in_schema=False)
     async def health() -> dict[str, str]:

@@ -138,6 +138,37 @@ async def test_private_and_odd_urls_are_refused(api: httpx.AsyncClient) -> None:
     assert (await api.post("/v1/webhooks", json=bad_type)).status_code == 422
 
 
+async def test_event_types_must_be_catalogued_or_a_wildcard_of_a_known_prefix(api: httpx.AsyncClient) -> None:
+    url = "http://127.0.0.1:9/hook"
+    for types, bad, message in (
+        (["contact.*", "contcat.created"], 1, "unknown event type 'contcat.created'"),
+        (["contcat.*"], 0, "no event type starts with 'contcat.'"),
+        (["deal.won", "deal.wonn"], 1, "unknown event type 'deal.wonn'"),
+        (["ticket_comment.*"], 0, "no event type starts with 'ticket_comment.'"),
+    ):
+        r = await api.post("/v1/webhooks", json={"url": url, "event_types": types})
+        assert r.status_code == 422 and r.headers["content-type"] == "application/problem+json", r.text
+        errors = r.json()["errors"]
+        assert [e["path"] for e in errors] == [f"/event_types/{bad}"]
+        assert message in errors[0]["message"]
+    assert (await api.get("/v1/webhooks")).json()["data"] == []
+    # every catalogued type, each prefix's wildcard and * are taken
+    listed = (await api.get("/v1/event-types")).json()["data"]
+    exact = [e["type"] for e in listed]
+    wildcards = sorted({t.split(".")[0] + ".*" for t in exact})
+    assert {"contact.*", "ticket.*", "webhook.*"} <= set(wildcards)
+    ep = await _endpoint(api, url, ["*", *wildcards, *exact])
+    assert ep["event_types"] == sorted({"*", *wildcards, *exact})
+    types = ["ticket.comment_created", "ticket.sla_breached"]
+    r = await api.patch(f"/v1/webhooks/{ep['id']}", json={"event_types": types})
+    assert r.status_code == 200 and r.json()["event_types"] == types, r.text
+    # an update is held to the same list, and a refused one changes nothing
+    r = await api.patch(f"/v1/webhooks/{ep['id']}", json={"event_types": ["contcat.created"]})
+    assert r.status_code == 422 and r.json()["errors"][0]["path"] == "/event_types/0", r.text
+    got = (await api.get(f"/v1/webhooks/{ep['id']}")).json()
+    assert got["event_types"] == ["ticket.comment_created", "ticket.sla_breached"]
+
+
 async def test_delete_stops_deliveries(
     api: httpx.AsyncClient, receiver: Receiver, start_dispatcher: StartDispatcher
 ) -> None:

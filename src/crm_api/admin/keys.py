@@ -11,13 +11,14 @@ from ..auth import hash_key, new_key, valid_scope
 from ..errors import NotFound, field_error
 from ..ids import uuid7
 from ..pipelines.service import create_default as create_default_pipeline
+from ..registry import SCOPE_RESOURCES
 
 _COLUMNS = "id, name, prefix, scopes, created_at, revoked_at"
 
 
 def check_scopes(scopes: list[str]) -> list[str]:
     for i, scope in enumerate(scopes):
-        if not valid_scope(scope):
+        if not valid_scope(scope, SCOPE_RESOURCES):
             raise field_error(f"/scopes/{i}", f"unknown scope '{scope}'")
     return sorted(set(scopes))
 

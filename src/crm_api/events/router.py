@@ -2,6 +2,8 @@
 
 Only events whose transaction is older than every transaction still running are shown
 (``txid < pg_snapshot_xmin``), so an event that commits late cannot appear behind a reader's cursor.
+
+``GET /v1/event-types``: the catalogue (``events/types.py``) with each type's schema and a sample.
 """
 
 import datetime as dt
@@ -10,15 +12,18 @@ import uuid
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Path, Query, Request, Response
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
+from .. import jsonutil
 from ..auth import Principal, require
 from ..errors import NotFound, field_error
 from ..filters import Params
 from ..pagination import Sort, decode_cursor, encode_cursor, envelope
 from ..resources.router import json_response, problems
+from .describe import describe
 
 router = APIRouter(prefix="/v1/events", tags=["events"])
+types_router = APIRouter(prefix="/v1/event-types", tags=["events"])
 Reader = Annotated[Principal, require("events:read")]
 _TYPE = re.compile(r"^(\*|[a-z_]+\.(\*|[a-z_]+))$")
 _COLUMNS = "id, type, object_type, object_id, sequence, created_at, actor, request_id, data"
@@ -108,3 +113,39 @@ async def get_event(
     if row is None:
         raise NotFound(f"No event with id {eid}")
     return json_response(_api(row))
+
+
+class EventType(BaseModel):
+    object: Literal["event_type"]
+    type: str = Field(examples=["deal.won"])
+    object_type: str = Field(description="the event's object_type: what data.object is")
+    description: str
+    schema_: dict[str, Any] = Field(
+        alias="schema", description="JSON Schema of data.object (referenced schemas under $defs)"
+    )
+    sample: dict[str, Any] = Field(description="a whole event of this type, as a webhook delivers it")
+
+
+class EventTypeList(BaseModel):
+    object: Literal["list"]
+    data: list[EventType]
+    has_more: bool
+    next_cursor: str | None
+
+
+@types_router.get(
+    "",
+    operation_id="event_types_list",
+    response_model=EventTypeList,
+    responses=problems(422),
+    summary="List the event types, with the schema of their object and a sample",
+    description="Every type the feed and webhooks carry; subscriptions accept these, `<prefix>.*` and `*`.",
+)
+async def list_event_types(request: Request, principal: Reader) -> Response:
+    app = request.app
+    body: bytes | None = getattr(app.state, "event_types", None)
+    if body is None:  # built once per app, from its OpenAPI document
+        components = app.openapi()["components"]["schemas"]
+        body = jsonutil.dumps(envelope(describe(components), False, None))
+        app.state.event_types = body
+    return Response(body, media_type="application/json")

@@ -13,14 +13,8 @@ from typing import Any
 
 import asyncpg
 
-# derived events: the same change as the ``.updated`` event written beside them
-DERIVED = (
-    "deal.stage_changed",
-    "deal.won",
-    "deal.lost",
-    "activity.completed",
-    "ticket.status_changed",
-)
+from ..events.types import DERIVED  # the same change as the ``.updated`` event written beside them
+
 # on a create, these are the record's frame, not fields set by the caller
 _FRAME = ("id", "object", "created_at", "updated_at", "version")
 

@@ -138,7 +138,8 @@ class ResourceSpec:
     those rows are not written. Every write path calls it, so no path can skip a rule."""
     derived_events: Callable[[dict[str, Any] | None, dict[str, Any]], list[str]] | None = None
     """Event actions a change implies beside created/updated (``["stage_changed", "won"]``), each written
-    as ``<object>.<action>`` with the same object and previous values, in the same statement."""
+    as ``<object>.<action>`` with the same object and previous values, in the same statement. Each such
+    type is listed in ``events/types.py`` (``derived=True``)."""
     after_write: Prepare | None = None
     """Async, after a write and in its transaction, with the (old, new) pairs that were written: upkeep of
     other objects that a change implies (a contact's lifetime value when a deal is won). Its return value

@@ -6,11 +6,25 @@ import datetime as dt
 import uuid
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import AfterValidator, BaseModel, Field
 
+from ..events.types import pattern_problem
 from ..resources.schemas import ShortText, UtcDatetime, WriteModel
 
-EventPattern = Annotated[str, Field(min_length=1, max_length=100, pattern=r"^(\*|[a-z_]+\.(\*|[a-z_]+))$")]
+
+def _known(pattern: str) -> str:
+    """A subscription that could never match is refused, not stored to silently receive nothing."""
+    problem = pattern_problem(pattern)
+    if problem:
+        raise ValueError(problem)
+    return pattern
+
+
+EventPattern = Annotated[
+    str,
+    Field(min_length=1, max_length=100, pattern=r"^(\*|[a-z_]+\.(\*|[a-z_]+))$"),
+    AfterValidator(_known),
+]
 Url = Annotated[str, Field(min_length=8, max_length=2000, pattern=r"^https?://")]
 Ordering = Literal["none", "per_object"]
 

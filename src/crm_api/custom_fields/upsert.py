@@ -6,6 +6,7 @@ from typing import Any
 
 import asyncpg
 
+from ..auth import Context
 from ..errors import FieldError, Unprocessable
 from ..resources import repository as repo
 from ..resources import service
@@ -29,7 +30,7 @@ def _from_path(definition: dict[str, Any], raw: str) -> Any:
 async def upsert(
     conn: asyncpg.Connection,
     spec: ResourceSpec,
-    ctx: service.Context,
+    ctx: Context,
     name: str,
     raw_value: str,
     payload: dict[str, Any],

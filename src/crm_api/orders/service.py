@@ -17,13 +17,13 @@ import asyncpg
 from pydantic import ValidationError
 
 from .. import jsonutil
+from ..auth import Context
 from ..companies.spec import COMPANIES, normalise_domain
 from ..contacts.spec import CONTACTS, normalise_email
 from ..deals.spec import DEALS
 from ..errors import CRMError, FieldError, Unprocessable
 from ..resources import repository as res_repo
 from ..resources import service
-from ..resources.service import Context
 from . import repository as repo
 from .schemas import MAX_BATCH, OrderBatchItem, OrderIn
 

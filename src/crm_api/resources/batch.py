@@ -11,10 +11,10 @@ from typing import Any, Literal, TypeVar
 
 import asyncpg
 
+from ..auth import Context
 from ..errors import Conflict, CRMError, FieldError, Unprocessable
 from . import repository as repo
 from .service import (
-    Context,
     _external_changes,
     _key_lock,
     bump,

@@ -9,7 +9,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Body, Path, Request, Response
 
 from .. import jsonutil
-from ..auth import Principal, require
+from ..auth import Context, Principal, require
 from ..custom_fields import enforce as custom_fields
 from ..deps import IfMatch, LockingConn, WriteConn
 from ..errors import PROBLEM_JSON
@@ -38,8 +38,8 @@ def problems(*codes: int) -> dict[int | str, dict[str, Any]]:
     }
 
 
-def context(request: Request, principal: Principal) -> service.Context:
-    return service.Context(principal, getattr(request.state, "request_id", None))
+def context(request: Request, principal: Principal) -> Context:
+    return Context(principal, getattr(request.state, "request_id", None))
 
 
 def json_response(payload: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:

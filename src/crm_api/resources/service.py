@@ -9,13 +9,12 @@ from __future__ import annotations
 import datetime as dt
 import uuid
 from contextlib import AbstractAsyncContextManager, nullcontext
-from dataclasses import dataclass
 from typing import Any
 
 import asyncpg
 from pydantic import BaseModel, ValidationError
 
-from ..auth import Principal
+from ..auth import Context
 from ..custom_fields import enforce as custom_fields
 from ..errors import (
     Conflict,
@@ -33,18 +32,6 @@ from . import repository as repo
 from .spec import ResourceSpec
 
 MAX_BATCH = 500
-
-
-@dataclass(slots=True)
-class Context:
-    """Who is writing, and the request to credit in the event log."""
-
-    principal: Principal
-    request_id: str | None
-
-    @property
-    def workspace_id(self) -> uuid.UUID:
-        return self.principal.workspace_id
 
 
 def now() -> dt.datetime:

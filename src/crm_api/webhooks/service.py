@@ -8,11 +8,11 @@ from typing import Any
 
 import asyncpg
 
+from ..auth import Context
 from ..errors import NotFound
 from ..events.emit import emit
 from ..ids import uuid7
 from ..models.webhooks import DISABLED_REQUESTED
-from ..resources.service import Context
 from . import netguard
 from . import repository as repo
 from .dispatcher import PARK, UNPARK

@@ -9,8 +9,8 @@ from pydantic import BaseModel, Field
 
 from ..auth import Principal, require
 from ..deps import LockingConn
+from ..http import json_response, problems
 from ..idempotency import idempotent
-from ..resources.router import json_response, problems
 from ..resources.schemas import ShortText, WriteModel
 from . import keys
 

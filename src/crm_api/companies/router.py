@@ -8,8 +8,8 @@ from fastapi import APIRouter, Path, Request, Response
 from ..auth import Principal, require
 from ..contacts.schemas import Contact
 from ..contacts.spec import CONTACTS
+from ..http import context, json_response, problems
 from ..resources import query, service
-from ..resources.router import context, json_response, problems
 from ..resources.schemas import list_model
 from .spec import COMPANIES
 

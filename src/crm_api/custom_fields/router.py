@@ -9,8 +9,9 @@ from fastapi import APIRouter, Body, Path, Request, Response
 
 from ..auth import Principal, require
 from ..deps import LockingConn
+from ..http import context, problems
 from ..idempotency import idempotent
-from ..resources.router import context, object_response, problems
+from ..resources.router import object_response
 from ..resources.spec import ResourceSpec
 from . import upsert
 from .spec import NAME

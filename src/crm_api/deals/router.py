@@ -8,11 +8,11 @@ from fastapi import APIRouter, Path, Query, Request, Response
 
 from ..auth import Principal, require
 from ..errors import InvalidCursor
+from ..http import context, json_response, problems
 from ..orders import repository as orders_repo
 from ..orders.schemas import LineItemList
 from ..pagination import Sort, decode_cursor, encode_cursor, envelope
 from ..resources import service
-from ..resources.router import context, json_response, problems
 from . import repository as repo
 from .schemas import StageChangeList
 from .spec import DEALS

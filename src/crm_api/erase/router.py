@@ -10,8 +10,8 @@ from fastapi import APIRouter, Path, Request, Response
 
 from ..auth import Principal, require
 from ..deps import LockingConn
+from ..http import context, json_response, problems
 from ..idempotency import idempotent
-from ..resources.router import context, json_response, problems
 from . import service
 from .schemas import Erasure
 

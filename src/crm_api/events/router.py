@@ -15,8 +15,8 @@ from pydantic import BaseModel
 from ..auth import Principal, require
 from ..errors import NotFound, field_error
 from ..filters import Params
+from ..http import json_response, problems
 from ..pagination import Sort, decode_cursor, encode_cursor, envelope
-from ..resources.router import json_response, problems
 
 router = APIRouter(prefix="/v1/events", tags=["events"])
 Reader = Annotated[Principal, require("events:read")]

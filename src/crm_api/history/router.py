@@ -15,9 +15,9 @@ from pydantic import BaseModel, Field
 from .. import jsonutil
 from ..auth import Principal, require
 from ..errors import InvalidCursor, field_error
+from ..http import context, json_response, problems
 from ..pagination import envelope
 from ..resources import service
-from ..resources.router import context, json_response, problems
 from ..resources.schemas import text_problem
 from ..resources.spec import ResourceSpec
 from . import repository as repo

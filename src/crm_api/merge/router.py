@@ -12,8 +12,8 @@ from pydantic import create_model
 from ..auth import Principal, require
 from ..deps import LockingConn
 from ..errors import Forbidden
+from ..http import context, json_response, problems
 from ..idempotency import idempotent
-from ..resources.router import context, json_response, problems
 from ..resources.spec import ResourceSpec
 from . import duplicates, service
 from .schemas import (

@@ -9,8 +9,8 @@ from fastapi import APIRouter, Body, Path, Request, Response
 
 from ..auth import Principal, require
 from ..deps import LockingConn
+from ..http import context, json_response, problems
 from ..idempotency import idempotent
-from ..resources.router import context, json_response, problems
 from . import service
 from .schemas import Order, OrderBatchRequest, OrderBatchResponse, OrderIn
 

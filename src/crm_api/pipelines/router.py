@@ -1,15 +1,15 @@
 """``/v1/pipelines``: pipelines with their stages inline, and the stage operations."""
 
 import uuid
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Path, Query, Request, Response
 
 from ..auth import Principal, require
 from ..deps import IfMatch, LockingConn
+from ..http import context, json_response, problems, versioned_response
 from ..idempotency import idempotent
 from ..pagination import Sort, decode_cursor, encode_cursor, envelope
-from ..resources.router import context, json_response, problems
 from . import repository as repo
 from . import service
 from .schemas import (
@@ -31,11 +31,9 @@ _SORT = Sort("created_at", False)
 _WRITE_PROBLEMS = problems(404, 409, 412, 422)
 
 
-def _response(row: dict[str, object], status: int = 200) -> Response:
-    headers = {"ETag": f'"{row["version"]}"'}
-    if status == 201:
-        headers["Location"] = f"/v1/pipelines/{row['id']}"
-    return json_response(service.to_api(row), status, headers)
+def _response(row: dict[str, Any], status: int = 200) -> Response:
+    location = f"/v1/pipelines/{row['id']}" if status == 201 else None
+    return versioned_response(service.to_api(row), row["version"], status, location)
 
 
 @router.post(

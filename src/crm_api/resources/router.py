@@ -8,51 +8,20 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Path, Request, Response
 
-from .. import jsonutil
-from ..auth import Context, Principal, require
+from ..auth import Principal, require
 from ..custom_fields import enforce as custom_fields
 from ..deps import IfMatch, LockingConn, WriteConn
 from ..errors import PROBLEM_JSON
+from ..http import context, json_response, problems, versioned_response
 from ..idempotency import idempotent
 from . import batch, query, service
 from .schemas import SearchRequest, batch_models, list_model
 from .spec import ResourceSpec
 
-_DESCRIPTIONS = {
-    400: "Malformed request (bad JSON, bad cursor, bad header)",
-    401: "Missing or unknown API key",
-    403: "The API key lacks the scope",
-    404: "No such object in this workspace",
-    409: "Conflict with another object, or a request with this Idempotency-Key still running",
-    412: "If-Match names a version that is no longer current",
-    413: "Request body too large",
-    422: "Validation failed; `errors` names each field",
-}
-
-
-def problems(*codes: int) -> dict[int | str, dict[str, Any]]:
-    ref = {"schema": {"$ref": "#/components/schemas/Problem"}}
-    return {
-        c: {"description": _DESCRIPTIONS[c], "content": {PROBLEM_JSON: ref}}
-        for c in (400, 401, 403, 413, *codes)
-    }
-
-
-def context(request: Request, principal: Principal) -> Context:
-    return Context(principal, getattr(request.state, "request_id", None))
-
-
-def json_response(payload: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
-    return Response(
-        jsonutil.dumps(payload), status_code=status, headers=headers, media_type="application/json"
-    )
-
 
 def object_response(spec: ResourceSpec, row: dict[str, Any], status: int = 200) -> Response:
-    headers = {"ETag": f'"{row["version"]}"'}
-    if status == 201:
-        headers["Location"] = f"/v1/{spec.url_segment}/{row['id']}"
-    return json_response(spec.to_api(row), status, headers)
+    location = f"/v1/{spec.url_segment}/{row['id']}" if status == 201 else None
+    return versioned_response(spec.to_api(row), row["version"], status, location)
 
 
 def _sort_doc(spec: ResourceSpec) -> dict[str, Any]:

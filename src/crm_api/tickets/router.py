@@ -7,10 +7,10 @@ from fastapi import APIRouter, Path, Request, Response
 
 from ..auth import Principal, require
 from ..deps import LockingConn
+from ..http import context, json_response, problems
 from ..idempotency import idempotent
 from ..resources import query
 from ..resources import service as resources
-from ..resources.router import context, json_response, problems
 from ..resources.schemas import list_model
 from . import service
 from .schemas import TicketComment, TicketCommentCreate

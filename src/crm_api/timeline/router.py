@@ -9,9 +9,9 @@ from pydantic import BaseModel
 
 from ..auth import Principal, require
 from ..errors import field_error
+from ..http import context, json_response, problems
 from ..pagination import Sort, decode_cursor, encode_cursor, envelope
 from ..resources import service
-from ..resources.router import context, json_response, problems
 from ..resources.spec import ResourceSpec
 from . import repository as repo
 

@@ -7,9 +7,9 @@ from fastapi import APIRouter, Path, Query, Request, Response
 
 from ..auth import Principal, require
 from ..deps import LockingConn
+from ..http import context, json_response, problems, versioned_response
 from ..idempotency import idempotent
 from ..pagination import Sort, decode_cursor, encode_cursor
-from ..resources.router import context, json_response, problems
 from . import netguard, service
 from . import repository as repo
 from .schemas import (
@@ -75,7 +75,7 @@ async def list_(
 )
 async def get(request: Request, eid: EndpointId, principal: Reader) -> Response:
     row = await service.get(request.app.state.db.pool, context(request, principal), eid)
-    return json_response(repo.endpoint_api(row), headers={"ETag": f'"{row["version"]}"'})
+    return versioned_response(repo.endpoint_api(row), row["version"])
 
 
 @router.patch(

@@ -17,7 +17,7 @@ from fastapi import Request, Response
 from . import jsonutil
 from .auth import Principal
 from .errors import BadRequest, IdempotencyInFlight, IdempotencyMismatch
-from .resources.repository import lock_hash
+from .locks import key_lock
 
 MAX_KEY_LENGTH = 255
 _REPLAYED_HEADERS = ("location", "etag")
@@ -50,7 +50,7 @@ async def idempotent(
         "SELECT pg_try_advisory_xact_lock($1) AS got, r.request_hash, r.status, r.headers, r.body "
         "FROM (SELECT 1) AS one LEFT JOIN idempotency_keys AS r ON r.workspace_id = $2 AND r.key = $3 "
         "AND r.created_at > now() - make_interval(hours => $4)",
-        lock_hash(str(principal.workspace_id), "idempotency", key),
+        key_lock(principal.workspace_id, "idempotency", key),
         principal.workspace_id,
         key,
         ttl,

@@ -8,7 +8,7 @@ import asyncpg
 
 from ..auth import Context
 from ..errors import FieldError, Unprocessable
-from ..resources import repository as repo
+from ..locks import key_lock, lock_keys
 from ..resources import service
 from ..resources.spec import ResourceSpec
 from . import enforce, values
@@ -61,8 +61,8 @@ async def upsert(
                 f"The body's {name} differs from the one in the path",
                 [FieldError(f"/custom_fields/{name}", "differs")],
             )
-    await repo.lock_keys(
-        conn, [repo.lock_hash(str(ctx.workspace_id), spec.name, "custom_field", name, values.key_text(value))]
+    await lock_keys(
+        conn, [key_lock(ctx.workspace_id, spec.name, "custom_field", name, values.key_text(value))]
     )
     holder = await conn.fetchval(
         f"SELECT id FROM {spec.table} WHERE workspace_id = $1 AND archived_at IS NULL "

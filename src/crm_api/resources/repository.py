@@ -6,9 +6,8 @@ events and external-id changes commit together, for one object or a batch of 500
 
 from __future__ import annotations
 
-import hashlib
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import asyncpg
@@ -25,22 +24,6 @@ _EVENT_COLUMNS = "workspace_id, id, type, object_type, object_id, actor, request
 
 def _select(spec: ResourceSpec) -> str:
     return ", ".join(spec.columns)
-
-
-def lock_hash(*parts: str) -> int:
-    digest = hashlib.blake2b("\x1f".join(parts).encode(), digest_size=8).digest()
-    return int.from_bytes(digest, "big", signed=True)
-
-
-async def lock_keys(conn: asyncpg.Connection, hashes: Iterable[int]) -> None:
-    """Serialise writers of the same natural keys until commit (sorted, so batches cannot deadlock)."""
-    ordered = sorted(set(hashes))
-    # an xact lock taken outside a transaction would be released at once
-    assert conn.is_in_transaction(), "advisory locks need the request's transaction (LockingConn)"
-    if ordered:
-        await conn.execute(
-            "SELECT pg_advisory_xact_lock(h) FROM unnest($1::bigint[]) AS h ORDER BY h", ordered
-        )
 
 
 async def fetch_by_ids(

@@ -14,6 +14,7 @@ from typing import Any
 import asyncpg
 from pydantic import BaseModel, ValidationError
 
+from .. import locks
 from ..auth import Context
 from ..custom_fields import enforce as custom_fields
 from ..errors import (
@@ -336,7 +337,7 @@ async def restore(
 
 
 def _key_lock(spec: ResourceSpec, ctx: Context, kind: str, *value: str) -> int:
-    return repo.lock_hash(str(ctx.workspace_id), spec.name, kind, *value)
+    return locks.key_lock(ctx.workspace_id, spec.name, kind, *value)
 
 
 async def upsert_by_key(
@@ -356,7 +357,7 @@ async def upsert_by_key(
             [FieldError(f"/{key.field}", "differs")],
         )
     payload = {**payload, key.field: value}
-    await repo.lock_keys(conn, [_key_lock(spec, ctx, key.field, value)])
+    await locks.lock_keys(conn, [_key_lock(spec, ctx, key.field, value)])
     found = await repo.fetch_live_by_key(conn, spec, ctx.workspace_id, key.field, [value])
     if found:
         return 200, await update(conn, spec, ctx, found[0]["id"], payload, None)
@@ -377,7 +378,7 @@ async def upsert_by_external_id(
             "The body's external id for this source differs from the path",
             [FieldError(f"/external_ids/{source}", "differs")],
         )
-    await repo.lock_keys(conn, [_key_lock(spec, ctx, "external", source, external_id)])
+    await locks.lock_keys(conn, [_key_lock(spec, ctx, "external", source, external_id)])
     owners = await repo.external_owners(conn, spec, ctx.workspace_id, [(source, external_id)])
     owner = owners.get((source, external_id))
     if owner is not None:

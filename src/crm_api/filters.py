@@ -20,6 +20,7 @@ from .custom_fields.typed import typed_custom_field
 from .errors import field_error
 from .resources.schemas import text_problem
 from .resources.spec import REGISTRY, FieldType, ResourceSpec
+from .sqlparams import Params
 from .timeutil import to_utc
 
 OPERATORS = (
@@ -43,17 +44,6 @@ _NUMERIC_EXP = 1000
 _NUMERIC_DIGITS = 1000
 MAX_DEPTH = 8
 MAX_NODES = 100
-
-
-class Params:
-    """Positional parameters for asyncpg (``$1`` ...)."""
-
-    def __init__(self, *initial: Any) -> None:
-        self.values: list[Any] = list(initial)
-
-    def add(self, value: Any, pg_type: str) -> str:
-        self.values.append(value)
-        return f"${len(self.values)}::{pg_type}"
 
 
 def _coerce(value: Any, pg_type: FieldType, path: str) -> Any:

@@ -9,7 +9,8 @@ import httpx
 
 from crm_api.contacts.spec import CONTACTS
 from crm_api.custom_fields import enforce
-from crm_api.filters import Compiler, Params
+from crm_api.filters import Compiler
+from crm_api.sqlparams import Params
 
 
 async def define(api: httpx.AsyncClient, **body: Any) -> None:

@@ -24,8 +24,8 @@ from ..pagination import Sort, decode_cursor, encode_cursor, envelope
 from . import enforce, values
 
 if TYPE_CHECKING:
-    from ..filters import Params
     from ..resources.spec import ResourceSpec
+    from ..sqlparams import Params
 
 PREFIX = "custom_fields."
 

@@ -14,9 +14,9 @@ from pydantic import BaseModel
 
 from ..auth import Principal, require
 from ..errors import NotFound, field_error
-from ..filters import Params
 from ..http import json_response, problems
 from ..pagination import Sort, decode_cursor, encode_cursor, envelope
+from ..sqlparams import Params
 
 router = APIRouter(prefix="/v1/events", tags=["events"])
 Reader = Annotated[Principal, require("events:read")]

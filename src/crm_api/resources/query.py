@@ -12,8 +12,9 @@ from ..auth import Context
 from ..custom_fields import enforce as custom_fields
 from ..custom_fields import sorting as custom_sorting
 from ..errors import InvalidCursor, field_error
-from ..filters import Compiler, Params, _coerce, _like
+from ..filters import Compiler, _coerce, _like
 from ..pagination import Sort, decode_cursor, encode_cursor, envelope, parse_sort
+from ..sqlparams import Params
 from . import repository as repo
 from .spec import ResourceSpec
 

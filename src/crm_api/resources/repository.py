@@ -15,8 +15,8 @@ import asyncpg
 from .. import jsonutil
 from ..errors import Conflict, FieldError, Unprocessable
 from ..events.store import FANOUT_SQL, insert_events
-from ..filters import Params
 from ..pagination import Sort
+from ..sqlparams import Params
 from .spec import ResourceSpec
 
 

@@ -17,7 +17,7 @@ import pytest
 
 from crm_api.contacts.spec import CONTACTS
 from crm_api.custom_fields import enforce, sorting
-from crm_api.filters import Compiler
+from crm_api.resources.filters import Compiler
 from crm_api.sqlparams import Params
 
 TITLE = {"contact": "first_name", "company": "name", "deal": "name", "ticket": "subject"}

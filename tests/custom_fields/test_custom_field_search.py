@@ -9,7 +9,7 @@ import httpx
 
 from crm_api.contacts.spec import CONTACTS
 from crm_api.custom_fields import enforce
-from crm_api.filters import Compiler
+from crm_api.resources.filters import Compiler
 from crm_api.sqlparams import Params
 
 

@@ -21,7 +21,7 @@ from ..errors import field_error
 from . import values
 
 if TYPE_CHECKING:
-    from ..filters import Compiler
+    from ..resources.filters import Compiler
 
 _RANGES = ("lt", "lte", "gt", "gte", "between")
 _DECIMAL = r"^[+-]?(\d+(\.\d*)?|\.\d+)$"

@@ -12,10 +12,10 @@ from ..auth import Context
 from ..custom_fields import enforce as custom_fields
 from ..custom_fields import sorting as custom_sorting
 from ..errors import InvalidCursor, field_error
-from ..filters import Compiler, _coerce, _like
 from ..pagination import Sort, decode_cursor, encode_cursor, envelope, parse_sort
 from ..sqlparams import Params
 from . import repository as repo
+from .filters import Compiler, _coerce, _like
 from .spec import ResourceSpec
 
 PAGE_PARAMS = ("limit", "cursor", "sort", "include_archived", "q")

@@ -15,13 +15,13 @@ import uuid
 from collections.abc import Mapping
 from typing import Any
 
-from . import jsonutil
-from .custom_fields.typed import typed_custom_field
-from .errors import field_error
-from .resources.schemas import text_problem
-from .resources.spec import REGISTRY, FieldType, ResourceSpec
-from .sqlparams import Params
-from .timeutil import to_utc
+from .. import jsonutil
+from ..custom_fields.typed import typed_custom_field
+from ..errors import field_error
+from ..sqlparams import Params
+from ..timeutil import to_utc
+from .schemas import text_problem
+from .spec import REGISTRY, FieldType, ResourceSpec
 
 OPERATORS = (
     "eq",

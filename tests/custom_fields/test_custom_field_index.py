@@ -16,7 +16,7 @@ import httpx
 import pytest
 
 from crm_api.contacts.spec import CONTACTS
-from crm_api.custom_fields import enforce, sorting
+from crm_api.resources.custom_fields import enforce, sorting
 from crm_api.resources.filters import Compiler
 from crm_api.sqlparams import Params
 

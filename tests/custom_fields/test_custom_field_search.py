@@ -8,7 +8,7 @@ import asyncpg
 import httpx
 
 from crm_api.contacts.spec import CONTACTS
-from crm_api.custom_fields import enforce
+from crm_api.resources.custom_fields import enforce
 from crm_api.resources.filters import Compiler
 from crm_api.sqlparams import Params
 

@@ -10,8 +10,8 @@ from ..auth import Context
 from ..errors import FieldError, Unprocessable
 from ..locks import key_lock, lock_keys
 from ..resources import service
+from ..resources.custom_fields import enforce, values
 from ..resources.spec import ResourceSpec
-from . import enforce, values
 
 
 def _from_path(definition: dict[str, Any], raw: str) -> Any:

@@ -16,10 +16,10 @@ from collections.abc import Mapping
 from typing import Any
 
 from .. import jsonutil
-from ..custom_fields.typed import typed_custom_field
 from ..errors import field_error
 from ..sqlparams import Params
 from ..timeutil import to_utc
+from .custom_fields.typed import typed_custom_field
 from .schemas import text_problem
 from .spec import REGISTRY, FieldType, ResourceSpec
 

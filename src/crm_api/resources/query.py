@@ -9,12 +9,12 @@ from typing import Any
 import asyncpg
 
 from ..auth import Context
-from ..custom_fields import enforce as custom_fields
-from ..custom_fields import sorting as custom_sorting
 from ..errors import InvalidCursor, field_error
 from ..pagination import Sort, decode_cursor, encode_cursor, envelope, parse_sort
 from ..sqlparams import Params
 from . import repository as repo
+from .custom_fields import enforce as custom_fields
+from .custom_fields import sorting as custom_sorting
 from .filters import Compiler, _coerce, _like
 from .spec import ResourceSpec
 

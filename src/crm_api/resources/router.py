@@ -9,12 +9,12 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Body, Path, Request, Response
 
 from ..auth import Principal, require
-from ..custom_fields import enforce as custom_fields
 from ..deps import IfMatch, LockingConn, WriteConn
 from ..errors import PROBLEM_JSON
 from ..http import context, json_response, problems, versioned_response
 from ..idempotency import idempotent
 from . import batch, query, service
+from .custom_fields import enforce as custom_fields
 from .schemas import SearchRequest, batch_models, list_model
 from .spec import ResourceSpec
 

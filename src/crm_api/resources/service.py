@@ -16,7 +16,6 @@ from pydantic import BaseModel, ValidationError
 
 from .. import locks
 from ..auth import Context
-from ..custom_fields import enforce as custom_fields
 from ..errors import (
     Conflict,
     CRMError,
@@ -30,6 +29,7 @@ from ..errors import (
 from ..events.emit import emit
 from ..ids import uuid7
 from . import repository as repo
+from .custom_fields import enforce as custom_fields
 from .spec import ResourceSpec
 
 MAX_BATCH = 500

@@ -16,7 +16,7 @@ from collections.abc import Mapping
 from typing import Any
 from urllib.parse import urlsplit
 
-from ..timeutil import to_utc
+from ...timeutil import to_utc
 
 INDEXED = {
     "number": "num",

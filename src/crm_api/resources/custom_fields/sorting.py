@@ -15,17 +15,15 @@ from __future__ import annotations
 import datetime as dt
 import decimal
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import asyncpg
 
-from ..errors import InvalidCursor, field_error
-from ..pagination import Sort, decode_cursor, encode_cursor, envelope
+from ...errors import InvalidCursor, field_error
+from ...pagination import Sort, decode_cursor, encode_cursor, envelope
+from ...sqlparams import Params
+from ..spec import ResourceSpec
 from . import enforce, values
-
-if TYPE_CHECKING:
-    from ..resources.spec import ResourceSpec
-    from ..sqlparams import Params
 
 PREFIX = "custom_fields."
 

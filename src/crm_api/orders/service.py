@@ -20,6 +20,7 @@ from .. import jsonutil
 from ..auth import Context
 from ..companies.spec import COMPANIES, normalise_domain
 from ..contacts.spec import CONTACTS, normalise_email
+from ..contacts.totals import refresh_contacts
 from ..deals.spec import DEALS
 from ..errors import CRMError, FieldError, Unprocessable
 from ..locks import key_lock, lock_keys
@@ -225,23 +226,6 @@ async def _deal(
     return current, row
 
 
-async def refresh_contacts(conn: asyncpg.Connection, ctx: Context, ids: set[uuid.UUID]) -> None:
-    """Recompute lifetime value and order count of the contacts, and write those that changed as one
-    batch through the shared repository, so each gets its ``contact.updated`` event and a new version."""
-    rows = await repo.contact_aggregates(conn, ctx.workspace_id, CONTACTS.columns, list(ids))
-    at = service.now()
-    updates: list[dict[str, Any]] = []
-    events: list[dict[str, Any]] = []
-    for row in rows:
-        ltv, count = row.pop("new_lifetime_value"), row.pop("new_order_count")
-        new = service.merged_row(CONTACTS, row, {"lifetime_value": ltv, "order_count": count}, at)
-        if service.bump(row, new, at):
-            updates.append(new)
-            events += service.events_for(CONTACTS, ctx, row, new, "updated", at)
-    if updates:
-        await res_repo.write(conn, CONTACTS, ctx.workspace_id, updates=updates, events=events)
-
-
 def parse_item(item: Any, index: int) -> OrderBatchItem:
     try:
         return OrderBatchItem.model_validate(item)
@@ -299,4 +283,4 @@ def _error(exc: CRMError, ctx: Context) -> dict[str, Any]:
     return {"status": exc.status, "error": exc.body(ctx.request_id or "")}
 
 
-__all__ = ["batch", "body_hash", "refresh_contacts", "upsert", "view"]
+__all__ = ["batch", "body_hash", "upsert", "view"]

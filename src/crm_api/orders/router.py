@@ -1,25 +1,35 @@
-"""``PUT /v1/orders/{source}/{external_id}`` and ``POST /v1/orders/batch``.
+"""``PUT /v1/orders/{source}/{external_id}``, ``POST /v1/orders/batch`` and
+``GET /v1/deals/{id}/line-items``.
 
 (No ``from __future__ import annotations``: FastAPI reads the annotations at definition.)
 """
 
+import uuid
 from typing import Annotated
 
-from fastapi import APIRouter, Body, Path, Request, Response
+from fastapi import APIRouter, Body, Path, Query, Request, Response
 
 from ..auth import Principal, require
+from ..deals.spec import DEALS
 from ..deps import LockingConn
+from ..errors import InvalidCursor
 from ..http import context, json_response, problems
 from ..idempotency import idempotent
+from ..pagination import Sort, decode_cursor, encode_cursor, envelope
+from ..resources import service as resources
+from . import repository as repo
 from . import service
-from .schemas import Order, OrderBatchRequest, OrderBatchResponse, OrderIn
+from .schemas import LineItemList, Order, OrderBatchRequest, OrderBatchResponse, OrderIn
 
-router = APIRouter(prefix="/v1/orders", tags=["orders"])
+# No prefix or tags on the router: a deal's line items are served here too, under /v1/deals.
+router = APIRouter()
 Writer = Annotated[Principal, require("orders:write")]
+DealReader = Annotated[Principal, require("deals:read")]
 
 
 @router.post(
-    "/batch",
+    "/v1/orders/batch",
+    tags=["orders"],
     operation_id="orders_batch",
     response_model=OrderBatchResponse,
     responses=problems(409, 422),
@@ -34,7 +44,8 @@ async def batch(request: Request, body: OrderBatchRequest, principal: Writer, co
 
 
 @router.put(
-    "/{source}/{external_id}",
+    "/v1/orders/{source}/{external_id}",
+    tags=["orders"],
     operation_id="orders_upsert",
     response_model=Order,
     responses={**problems(409, 422), 201: {"description": "Created", "model": Order}},
@@ -53,3 +64,34 @@ async def upsert(
         return json_response(view, status)
 
     return await idempotent(request, conn, principal, run)
+
+
+_LINE_SORT = Sort("position", False)
+
+
+@router.get(
+    "/v1/deals/{id}/line-items",
+    tags=["deals"],
+    operation_id="deals_list_line_items",
+    response_model=LineItemList,
+    responses=problems(404, 422),
+    summary="A deal's line items (products of its order), in order",
+)
+async def line_items(
+    request: Request,
+    oid: Annotated[uuid.UUID, Path(alias="id")],
+    principal: DealReader,
+    limit: Annotated[int, Query(ge=1, le=200)] = 50,
+    cursor: Annotated[str | None, Query(max_length=2000)] = None,
+) -> Response:
+    pool = request.app.state.db.pool
+    ctx = context(request, principal)
+    await resources.get(pool, DEALS, ctx, oid)  # 404 for another workspace's deal
+    after = decode_cursor(cursor, _LINE_SORT) if cursor else None
+    if after is not None and not isinstance(after[0], int):
+        raise InvalidCursor("The cursor is not one this API issued")
+    rows = await repo.line_items(pool, ctx.workspace_id, oid, after, limit)
+    more = len(rows) > limit
+    rows = rows[:limit]
+    nxt = encode_cursor(_LINE_SORT, rows[-1]["position"], rows[-1]["id"]) if more else None
+    return json_response(envelope([{"object": "line_item", **r} for r in rows], more, nxt))

@@ -9,7 +9,7 @@ from fastapi import APIRouter, Path, Query, Request, Response
 
 from ..auth import Principal, require
 from ..http import context, json_response, problems
-from ..pagination import Sort, decode_cursor, encode_cursor, envelope
+from ..pagination import Sort, cursor_by, decode_cursor, keyset_page
 from ..resources import service
 from . import repository as repo
 from .schemas import StageChangeList
@@ -48,8 +48,5 @@ async def stage_history(
     await service.get(pool, DEALS, ctx, oid)
     after = decode_cursor(cursor, _SORT) if cursor else None
     rows = await repo.stage_history(pool, ctx.workspace_id, oid, after, limit)
-    more = len(rows) > limit
-    rows = rows[:limit]
-    nxt = encode_cursor(_SORT, rows[-1]["changed_at"], rows[-1]["id"]) if more else None
     now = dt.datetime.now(dt.UTC)
-    return json_response(envelope([_entry(r, now) for r in rows], more, nxt))
+    return json_response(keyset_page(rows, limit, cursor_by(_SORT), lambda r: _entry(r, now)))

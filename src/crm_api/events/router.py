@@ -15,7 +15,7 @@ from pydantic import BaseModel
 from ..auth import Principal, require
 from ..errors import NotFound, field_error
 from ..http import json_response, problems
-from ..pagination import Sort, decode_cursor, encode_cursor, envelope
+from ..pagination import Sort, cursor_by, decode_cursor, keyset_page
 from ..sqlparams import Params
 
 router = APIRouter(prefix="/v1/events", tags=["events"])
@@ -92,10 +92,7 @@ async def list_events(
         f"LIMIT {limit + 1}",
         *params.values,
     )
-    more = len(rows) > limit
-    rows = rows[:limit]
-    nxt = encode_cursor(order, rows[-1]["sequence"], rows[-1]["id"]) if more else None
-    return json_response(envelope([_api(r) for r in rows], more, nxt))
+    return json_response(keyset_page(rows, limit, cursor_by(order), _api))
 
 
 @router.get("/{id}", operation_id="events_get", response_model=Event, responses=problems(404, 422))

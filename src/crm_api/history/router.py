@@ -16,7 +16,7 @@ from .. import jsonutil
 from ..auth import Principal, require
 from ..errors import InvalidCursor, field_error
 from ..http import context, json_response, problems
-from ..pagination import envelope
+from ..pagination import keyset_page
 from ..resources import service
 from ..resources.schemas import text_problem
 from ..resources.spec import ResourceSpec
@@ -96,9 +96,13 @@ def history_router(spec: ResourceSpec) -> APIRouter:
         ctx = context(request, principal)
         await service.get(pool, spec, ctx, oid)  # 404 unless it is in the caller's workspace
         rows = await repo.page(pool, spec.object, ctx.workspace_id, oid, field, after, limit)
-        more = len(rows) > limit
-        rows = rows[:limit]
-        nxt = _encode(rows[-1]["sequence"], rows[-1]["field"]) if more else None
-        return json_response(envelope([{"object": "field_change", **r} for r in rows], more, nxt))
+        return json_response(
+            keyset_page(
+                rows,
+                limit,
+                lambda r: _encode(r["sequence"], r["field"]),
+                lambda r: {"object": "field_change", **r},
+            )
+        )
 
     return router

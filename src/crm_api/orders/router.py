@@ -15,7 +15,7 @@ from ..deps import LockingConn
 from ..errors import InvalidCursor
 from ..http import context, json_response, problems
 from ..idempotency import idempotent
-from ..pagination import Sort, decode_cursor, encode_cursor, envelope
+from ..pagination import Sort, cursor_by, decode_cursor, keyset_page
 from ..resources import service as resources
 from . import repository as repo
 from . import service
@@ -91,7 +91,6 @@ async def line_items(
     if after is not None and not isinstance(after[0], int):
         raise InvalidCursor("The cursor is not one this API issued")
     rows = await repo.line_items(pool, ctx.workspace_id, oid, after, limit)
-    more = len(rows) > limit
-    rows = rows[:limit]
-    nxt = encode_cursor(_LINE_SORT, rows[-1]["position"], rows[-1]["id"]) if more else None
-    return json_response(envelope([{"object": "line_item", **r} for r in rows], more, nxt))
+    return json_response(
+        keyset_page(rows, limit, cursor_by(_LINE_SORT), lambda r: {"object": "line_item", **r})
+    )

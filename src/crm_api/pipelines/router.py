@@ -9,7 +9,7 @@ from ..auth import Principal, require
 from ..deps import IfMatch, LockingConn
 from ..http import context, json_response, problems, versioned_response
 from ..idempotency import idempotent
-from ..pagination import Sort, decode_cursor, encode_cursor, envelope
+from ..pagination import Sort, cursor_by, decode_cursor, keyset_page
 from . import repository as repo
 from . import service
 from .schemas import (
@@ -70,10 +70,7 @@ async def list_(
     rows = await repo.list_page(
         request.app.state.db.pool, principal.workspace_id, after, limit, include_archived
     )
-    more = len(rows) > limit
-    rows = rows[:limit]
-    nxt = encode_cursor(_SORT, rows[-1]["created_at"], rows[-1]["id"]) if more else None
-    return json_response(envelope([service.to_api(r) for r in rows], more, nxt))
+    return json_response(keyset_page(rows, limit, cursor_by(_SORT), service.to_api))
 
 
 @router.get(

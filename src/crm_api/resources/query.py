@@ -10,7 +10,7 @@ import asyncpg
 
 from ..auth import Context
 from ..errors import InvalidCursor, field_error
-from ..pagination import Sort, decode_cursor, encode_cursor, envelope, parse_sort
+from ..pagination import Sort, cursor_by, decode_cursor, keyset_page, parse_sort
 from ..sqlparams import Params
 from . import repository as repo
 from .custom_fields import enforce as custom_fields
@@ -176,7 +176,4 @@ async def _page(
     ):
         raise InvalidCursor("The cursor is not one this API issued")
     rows = await repo.list_rows(conn, spec, params, conditions, sort, after, limit)
-    has_more = len(rows) > limit
-    rows = rows[:limit]
-    next_cursor = encode_cursor(sort, rows[-1][sort.column], rows[-1]["id"]) if has_more else None
-    return envelope([spec.to_api(r) for r in rows], has_more, next_cursor)
+    return keyset_page(rows, limit, cursor_by(sort), spec.to_api)

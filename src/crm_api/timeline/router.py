@@ -10,7 +10,7 @@ from pydantic import BaseModel
 from ..auth import Principal, require
 from ..errors import field_error
 from ..http import context, json_response, problems
-from ..pagination import Sort, decode_cursor, encode_cursor, envelope
+from ..pagination import Sort, cursor_by, decode_cursor, keyset_page
 from ..resources import service
 from ..resources.spec import ResourceSpec
 from . import repository as repo
@@ -79,9 +79,8 @@ def timeline_router(spec: ResourceSpec) -> APIRouter:
             after = (at, last)
         await service.get(pool, spec, ctx, oid)
         rows = await repo.page(pool, spec.object, ctx.workspace_id, oid, kinds, after, limit)
-        more = len(rows) > limit
-        rows = rows[:limit]
-        nxt = encode_cursor(_ORDER, rows[-1]["at"], rows[-1]["id"]) if more else None
-        return json_response(envelope([{"object": "timeline_entry", **r} for r in rows], more, nxt))
+        return json_response(
+            keyset_page(rows, limit, cursor_by(_ORDER), lambda r: {"object": "timeline_entry", **r})
+        )
 
     return router

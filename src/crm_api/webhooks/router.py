@@ -9,7 +9,7 @@ from ..auth import Principal, require
 from ..deps import LockingConn
 from ..http import context, json_response, problems, versioned_response
 from ..idempotency import idempotent
-from ..pagination import Sort, decode_cursor, encode_cursor
+from ..pagination import Sort, cursor_by, decode_cursor, keyset_page
 from . import netguard, service
 from . import repository as repo
 from .schemas import (
@@ -62,12 +62,7 @@ async def list_(
 ) -> Response:
     after = decode_cursor(cursor, _ENDPOINT_SORT) if cursor else None
     rows = await repo.list_endpoints(request.app.state.db.pool, principal.workspace_id, after, limit)
-    more = len(rows) > limit
-    rows = rows[:limit]
-    nxt = encode_cursor(_ENDPOINT_SORT, rows[-1]["created_at"], rows[-1]["id"]) if more else None
-    return json_response(
-        {"object": "list", "data": [repo.endpoint_api(r) for r in rows], "has_more": more, "next_cursor": nxt}
-    )
+    return json_response(keyset_page(rows, limit, cursor_by(_ENDPOINT_SORT), repo.endpoint_api))
 
 
 @router.get(
@@ -172,12 +167,7 @@ async def list_deliveries(
     await service.get(pool, context(request, principal), eid)
     after = decode_cursor(cursor, _DELIVERY_SORT) if cursor else None
     rows = await repo.list_deliveries(pool, principal.workspace_id, eid, status, after, limit)
-    more = len(rows) > limit
-    rows = rows[:limit]
-    nxt = encode_cursor(_DELIVERY_SORT, rows[-1]["created_at"], rows[-1]["id"]) if more else None
-    return json_response(
-        {"object": "list", "data": [repo.delivery_api(r) for r in rows], "has_more": more, "next_cursor": nxt}
-    )
+    return json_response(keyset_page(rows, limit, cursor_by(_DELIVERY_SORT), repo.delivery_api))
 
 
 @router.get(

@@ -3,13 +3,17 @@
 The record is written in the request's own transaction, so a write and its record commit together or not
 at all. An advisory lock on the key, held until that commit, is how a concurrent retry learns that the
 first attempt is still running (a plain unique insert would block it instead of answering 409).
+
+Every write route says so with ``@idempotent`` (under its ``@router`` decorator).
 """
 
 from __future__ import annotations
 
+import functools
 import hashlib
+import inspect
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, ParamSpec, cast
 
 import asyncpg
 from fastapi import Request, Response
@@ -20,6 +24,7 @@ from .errors import BadRequest, IdempotencyInFlight, IdempotencyMismatch
 from .locks import key_lock
 
 MAX_KEY_LENGTH = 255
+P = ParamSpec("P")
 _REPLAYED_HEADERS = ("location", "etag")
 
 
@@ -31,7 +36,25 @@ def request_fingerprint(request: Request, body: bytes) -> str:
     return h.hexdigest()
 
 
-async def idempotent(
+def idempotent(route: Callable[P, Awaitable[Response]]) -> Callable[P, Awaitable[Response]]:
+    """Run a write route under the request's Idempotency-Key, if it sends one: a replay answers with the
+    stored response without running the route; otherwise the route runs and its response is recorded in
+    the same transaction. The route must take ``request``, ``principal`` and ``conn`` (a transaction:
+    ``WriteConn`` or ``LockingConn``); FastAPI reads the route's own signature through the wrapper."""
+    missing = {"request", "principal", "conn"} - set(inspect.signature(route).parameters)
+    if missing:
+        raise TypeError(f"@idempotent: {route.__qualname__} must take {', '.join(sorted(missing))}")
+
+    @functools.wraps(route)
+    async def once(*args: P.args, **kwargs: P.kwargs) -> Response:
+        # FastAPI calls routes with keyword arguments only
+        request, principal = cast(Request, kwargs["request"]), cast(Principal, kwargs["principal"])
+        return await run_once(request, kwargs["conn"], principal, lambda: route(*args, **kwargs))
+
+    return once
+
+
+async def run_once(
     request: Request,
     conn: asyncpg.Connection,
     principal: Principal,

@@ -35,14 +35,12 @@ Writer = Annotated[Principal, require("contacts:write")]
         "A contact already erased answers 409; a retry with the same Idempotency-Key replays the receipt."
     ),
 )
+@idempotent
 async def erase(
     request: Request,
     oid: Annotated[uuid.UUID, Path(alias="id")],
     principal: Writer,
     conn: LockingConn,
 ) -> Response:
-    async def run() -> Response:
-        receipt = await service.erase_contact(conn, context(request, principal), oid)
-        return json_response(receipt)
-
-    return await idempotent(request, conn, principal, run)
+    receipt = await service.erase_contact(conn, context(request, principal), oid)
+    return json_response(receipt)

@@ -6,7 +6,7 @@
 import uuid
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Path, Request, Response
+from fastapi import APIRouter, Depends, Path, Request, Response
 from pydantic import create_model
 
 from ..auth import Principal, require
@@ -35,6 +35,16 @@ def merge_router(spec: ResourceSpec) -> APIRouter:
     name = spec.name
     Reader = Annotated[Principal, require(f"{name}:read")]
     Writer = Annotated[Principal, require(f"{name}:write")]
+
+    async def merger(principal: Writer) -> Principal:
+        """The writer, who must also hold the scopes of what the merge moves (before any Idempotency-Key
+        replay, which would show the merge's result)."""
+        lacking = [scope for scope in MOVES[name] if not principal.allows(scope)]
+        if lacking:
+            raise Forbidden(f"A merge moves references: this API key lacks {', '.join(lacking)}")
+        return principal
+
+    Merger = Annotated[Principal, Depends(merger)]
     ObjectId = Annotated[uuid.UUID, Path(alias="id")]
     Find: Any = ContactDuplicatesRequest if name == "contacts" else CompanyDuplicatesRequest
     Result: Any = create_model(
@@ -79,19 +89,13 @@ def merge_router(spec: ResourceSpec) -> APIRouter:
         "404: unknown ids; 422: an already merged record or an archived survivor. Besides "
         f"`{name}:write` the key needs {', '.join(f'`{s}`' for s in MOVES[name])}.",
     )
+    @idempotent
     async def merge(
-        request: Request, oid: ObjectId, body: MergeRequest, principal: Writer, conn: LockingConn
+        request: Request, oid: ObjectId, body: MergeRequest, principal: Merger, conn: LockingConn
     ) -> Response:
-        lacking = [scope for scope in MOVES[name] if not principal.allows(scope)]
-        if lacking:
-            raise Forbidden(f"A merge moves references: this API key lacks {', '.join(lacking)}")
-
-        async def run() -> Response:
-            result = await service.merge(
-                conn, spec, context(request, principal), oid, body.from_, body.prefer, body.dry_run
-            )
-            return json_response(result)
-
-        return await idempotent(request, conn, principal, run)
+        result = await service.merge(
+            conn, spec, context(request, principal), oid, body.from_, body.prefer, body.dry_run
+        )
+        return json_response(result)
 
     return router

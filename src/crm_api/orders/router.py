@@ -35,12 +35,10 @@ DealReader = Annotated[Principal, require("deals:read")]
     responses=problems(409, 422),
     summary="Create or update up to 500 orders, one result per item",
 )
+@idempotent
 async def batch(request: Request, body: OrderBatchRequest, principal: Writer, conn: LockingConn) -> Response:
-    async def run() -> Response:
-        results = await service.batch(conn, context(request, principal), body.items)
-        return json_response({"object": "batch", "results": results})
-
-    return await idempotent(request, conn, principal, run)
+    results = await service.batch(conn, context(request, principal), body.items)
+    return json_response({"object": "batch", "results": results})
 
 
 @router.put(
@@ -51,6 +49,7 @@ async def batch(request: Request, body: OrderBatchRequest, principal: Writer, co
     responses={**problems(409, 422), 201: {"description": "Created", "model": Order}},
     summary="Create or update an order from an ecommerce platform, with its contact, company and deal",
 )
+@idempotent
 async def upsert(
     request: Request,
     source: Annotated[str, Path(max_length=64, pattern=r"^[A-Za-z0-9_.:-]+$")],
@@ -59,11 +58,8 @@ async def upsert(
     principal: Writer,
     conn: LockingConn,
 ) -> Response:
-    async def run() -> Response:
-        status, view = await service.upsert(conn, context(request, principal), source, external_id, body)
-        return json_response(view, status)
-
-    return await idempotent(request, conn, principal, run)
+    status, view = await service.upsert(conn, context(request, principal), source, external_id, body)
+    return json_response(view, status)
 
 
 _LINE_SORT = Sort("position", False)

@@ -44,12 +44,10 @@ def _response(row: dict[str, Any], status: int = 200) -> Response:
     responses=problems(409, 422),
     summary="Create a pipeline with its stages",
 )
+@idempotent
 async def create(request: Request, body: PipelineCreate, principal: Writer, conn: LockingConn) -> Response:
-    async def run() -> Response:
-        row = await service.create(conn, context(request, principal), body.model_dump(exclude_unset=True))
-        return _response(row, 201)
-
-    return await idempotent(request, conn, principal, run)
+    row = await service.create(conn, context(request, principal), body.model_dump(exclude_unset=True))
+    return _response(row, 201)
 
 
 @router.get(
@@ -91,6 +89,7 @@ async def get(request: Request, pid: PipelineId, principal: Reader) -> Response:
     responses=_WRITE_PROBLEMS,
     summary="Rename a pipeline or make it the default",
 )
+@idempotent
 async def update(
     request: Request,
     pid: PipelineId,
@@ -99,11 +98,8 @@ async def update(
     conn: LockingConn,
     version: IfMatch,
 ) -> Response:
-    async def run() -> Response:
-        changes = body.model_dump(exclude_unset=True)
-        return _response(await service.update(conn, context(request, principal), pid, changes, version))
-
-    return await idempotent(request, conn, principal, run)
+    changes = body.model_dump(exclude_unset=True)
+    return _response(await service.update(conn, context(request, principal), pid, changes, version))
 
 
 @router.delete(
@@ -113,13 +109,11 @@ async def update(
     responses=_WRITE_PROBLEMS,
     summary="Archive a pipeline (not the default one)",
 )
+@idempotent
 async def archive(
     request: Request, pid: PipelineId, principal: Writer, conn: LockingConn, version: IfMatch
 ) -> Response:
-    async def run() -> Response:
-        return _response(await service.archive(conn, context(request, principal), pid, version))
-
-    return await idempotent(request, conn, principal, run)
+    return _response(await service.archive(conn, context(request, principal), pid, version))
 
 
 @router.post(
@@ -129,13 +123,11 @@ async def archive(
     responses=_WRITE_PROBLEMS,
     summary="Restore an archived pipeline",
 )
+@idempotent
 async def restore(
     request: Request, pid: PipelineId, principal: Writer, conn: LockingConn, version: IfMatch
 ) -> Response:
-    async def run() -> Response:
-        return _response(await service.restore(conn, context(request, principal), pid, version))
-
-    return await idempotent(request, conn, principal, run)
+    return _response(await service.restore(conn, context(request, principal), pid, version))
 
 
 @router.post(
@@ -145,6 +137,7 @@ async def restore(
     responses=_WRITE_PROBLEMS,
     summary="Add a stage; answers with the pipeline",
 )
+@idempotent
 async def add_stage(
     request: Request,
     pid: PipelineId,
@@ -153,11 +146,8 @@ async def add_stage(
     conn: LockingConn,
     version: IfMatch,
 ) -> Response:
-    async def run() -> Response:
-        ctx = context(request, principal)
-        return _response(await service.add_stage(conn, ctx, pid, body.model_dump(), version))
-
-    return await idempotent(request, conn, principal, run)
+    ctx = context(request, principal)
+    return _response(await service.add_stage(conn, ctx, pid, body.model_dump(), version))
 
 
 @router.patch(
@@ -167,6 +157,7 @@ async def add_stage(
     responses=_WRITE_PROBLEMS,
     summary="Rename a stage, or change its probability or kind; answers with the pipeline",
 )
+@idempotent
 async def update_stage(
     request: Request,
     pid: PipelineId,
@@ -176,12 +167,9 @@ async def update_stage(
     conn: LockingConn,
     version: IfMatch,
 ) -> Response:
-    async def run() -> Response:
-        ctx = context(request, principal)
-        changes = body.model_dump(exclude_unset=True)
-        return _response(await service.update_stage(conn, ctx, pid, sid, changes, version))
-
-    return await idempotent(request, conn, principal, run)
+    ctx = context(request, principal)
+    changes = body.model_dump(exclude_unset=True)
+    return _response(await service.update_stage(conn, ctx, pid, sid, changes, version))
 
 
 @router.delete(
@@ -191,6 +179,7 @@ async def update_stage(
     responses=_WRITE_PROBLEMS,
     summary="Remove a stage; a stage holding deals needs move_to_stage_id (409 otherwise)",
 )
+@idempotent
 async def remove_stage(
     request: Request,
     pid: PipelineId,
@@ -202,12 +191,9 @@ async def remove_stage(
         uuid.UUID | None, Query(description="Another stage of this pipeline to move the stage's deals to")
     ] = None,
 ) -> Response:
-    async def run() -> Response:
-        ctx = context(request, principal)
-        row = await service.remove_stage(conn, ctx, pid, sid, move_to_stage_id, version)
-        return _response(row)
-
-    return await idempotent(request, conn, principal, run)
+    ctx = context(request, principal)
+    row = await service.remove_stage(conn, ctx, pid, sid, move_to_stage_id, version)
+    return _response(row)
 
 
 @router.put(
@@ -217,6 +203,7 @@ async def remove_stage(
     responses=_WRITE_PROBLEMS,
     summary="Reorder the stages: every stage id, in the new order",
 )
+@idempotent
 async def reorder_stages(
     request: Request,
     pid: PipelineId,
@@ -225,8 +212,5 @@ async def reorder_stages(
     conn: LockingConn,
     version: IfMatch,
 ) -> Response:
-    async def run() -> Response:
-        ctx = context(request, principal)
-        return _response(await service.reorder_stages(conn, ctx, pid, body.stage_ids, version))
-
-    return await idempotent(request, conn, principal, run)
+    ctx = context(request, principal)
+    return _response(await service.reorder_stages(conn, ctx, pid, body.stage_ids, version))

@@ -111,14 +111,12 @@ def build_router(spec: ResourceSpec) -> APIRouter:
         responses=problems(409, 422),
         summary=f"Create a {spec.object}",
     )
+    @idempotent
     async def create(request: Request, body: Create, principal: Writer, conn: WriteConn) -> Response:
-        async def run() -> Response:
-            row = await service.create(
-                conn, spec, context(request, principal), body.model_dump(exclude_unset=True)
-            )
-            return object_response(spec, row, 201)
-
-        return await idempotent(request, conn, principal, run)
+        row = await service.create(
+            conn, spec, context(request, principal), body.model_dump(exclude_unset=True)
+        )
+        return object_response(spec, row, 201)
 
     @router.post(
         "/search",
@@ -140,12 +138,10 @@ def build_router(spec: ResourceSpec) -> APIRouter:
         responses=problems(409, 422),
         summary=f"Create or upsert up to 500 {name}",
     )
+    @idempotent
     async def batch_(request: Request, body: BatchRequest, principal: Writer, conn: LockingConn) -> Response:
-        async def run() -> Response:
-            results = await batch.run(conn, spec, context(request, principal), body.items, body.mode)
-            return json_response({"object": "batch", "results": results})
-
-        return await idempotent(request, conn, principal, run)
+        results = await batch.run(conn, spec, context(request, principal), body.items, body.mode)
+        return json_response({"object": "batch", "results": results})
 
     get_responses = problems(404, 422)
     if spec.field_type("merged_into") is not None:
@@ -174,6 +170,7 @@ def build_router(spec: ResourceSpec) -> APIRouter:
         responses=problems(404, 409, 412, 422),
         summary=f"Update a {spec.object}",
     )
+    @idempotent
     async def update(
         request: Request,
         oid: ObjectId,
@@ -182,12 +179,9 @@ def build_router(spec: ResourceSpec) -> APIRouter:
         conn: WriteConn,
         version: IfMatch,
     ) -> Response:
-        async def run() -> Response:
-            changes = body.model_dump(exclude_unset=True)
-            row = await service.update(conn, spec, context(request, principal), oid, changes, version)
-            return object_response(spec, row)
-
-        return await idempotent(request, conn, principal, run)
+        changes = body.model_dump(exclude_unset=True)
+        row = await service.update(conn, spec, context(request, principal), oid, changes, version)
+        return object_response(spec, row)
 
     @router.delete(
         "/{id}",
@@ -196,15 +190,13 @@ def build_router(spec: ResourceSpec) -> APIRouter:
         responses=problems(404, 409, 412, 422),
         summary=f"Archive a {spec.object}",
     )
+    @idempotent
     async def archive(
         request: Request, oid: ObjectId, principal: Writer, conn: WriteConn, version: IfMatch
     ) -> Response:
-        async def run() -> Response:
-            return object_response(
-                spec, await service.archive(conn, spec, context(request, principal), oid, version)
-            )
-
-        return await idempotent(request, conn, principal, run)
+        return object_response(
+            spec, await service.archive(conn, spec, context(request, principal), oid, version)
+        )
 
     @router.post(
         "/{id}/restore",
@@ -213,15 +205,13 @@ def build_router(spec: ResourceSpec) -> APIRouter:
         responses=problems(404, 409, 412, 422),
         summary=f"Restore an archived {spec.object}",
     )
+    @idempotent
     async def restore(
         request: Request, oid: ObjectId, principal: Writer, conn: WriteConn, version: IfMatch
     ) -> Response:
-        async def run() -> Response:
-            return object_response(
-                spec, await service.restore(conn, spec, context(request, principal), oid, version)
-            )
-
-        return await idempotent(request, conn, principal, run)
+        return object_response(
+            spec, await service.restore(conn, spec, context(request, principal), oid, version)
+        )
 
     key = spec.natural_key
     if key is not None:
@@ -233,6 +223,7 @@ def build_router(spec: ResourceSpec) -> APIRouter:
             responses={**problems(409, 422), 201: {"description": "Created", "model": Read}},
             summary=f"Create or update the {spec.object} with this {key.field}",
         )
+        @idempotent
         async def upsert_by_key(
             request: Request,
             value: Annotated[str, Path(max_length=320, pattern=r"^[^\x00]+$")],
@@ -240,17 +231,14 @@ def build_router(spec: ResourceSpec) -> APIRouter:
             principal: Writer,
             conn: LockingConn,
         ) -> Response:
-            async def run() -> Response:
-                status, row = await service.upsert_by_key(
-                    conn,
-                    spec,
-                    context(request, principal),
-                    value,
-                    body.model_dump(exclude_unset=True),
-                )
-                return object_response(spec, row, status)
-
-            return await idempotent(request, conn, principal, run)
+            status, row = await service.upsert_by_key(
+                conn,
+                spec,
+                context(request, principal),
+                value,
+                body.model_dump(exclude_unset=True),
+            )
+            return object_response(spec, row, status)
 
     @router.put(
         "/by-external-id/{source}/{external_id}",
@@ -259,6 +247,7 @@ def build_router(spec: ResourceSpec) -> APIRouter:
         responses={**problems(409, 422), 201: {"description": "Created", "model": Read}},
         summary=f"Create or update the {spec.object} with this external id",
     )
+    @idempotent
     async def upsert_by_external_id(
         request: Request,
         source: Annotated[str, Path(max_length=64, pattern=r"^[A-Za-z0-9_.:-]+$")],
@@ -267,17 +256,14 @@ def build_router(spec: ResourceSpec) -> APIRouter:
         principal: Writer,
         conn: LockingConn,
     ) -> Response:
-        async def run() -> Response:
-            status, row = await service.upsert_by_external_id(
-                conn,
-                spec,
-                context(request, principal),
-                source,
-                external_id,
-                body.model_dump(exclude_unset=True),
-            )
-            return object_response(spec, row, status)
-
-        return await idempotent(request, conn, principal, run)
+        status, row = await service.upsert_by_external_id(
+            conn,
+            spec,
+            context(request, principal),
+            source,
+            external_id,
+            body.model_dump(exclude_unset=True),
+        )
+        return object_response(spec, row, status)
 
     return router

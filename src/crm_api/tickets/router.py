@@ -45,13 +45,11 @@ async def list_comments(request: Request, oid: TicketId, principal: Reader) -> R
     responses=problems(404, 409, 422),
     summary="Comment on a ticket; the first public agent comment sets first_responded_at",
 )
+@idempotent
 async def create_comment(
     request: Request, oid: TicketId, body: TicketCommentCreate, principal: Writer, conn: LockingConn
 ) -> Response:
-    async def run() -> Response:
-        row = await service.create_comment(
-            conn, context(request, principal), oid, body.model_dump(exclude_unset=True)
-        )
-        return json_response(COMMENTS.to_api(row), 201)
-
-    return await idempotent(request, conn, principal, run)
+    row = await service.create_comment(
+        conn, context(request, principal), oid, body.model_dump(exclude_unset=True)
+    )
+    return json_response(COMMENTS.to_api(row), 201)

@@ -44,14 +44,12 @@ def _allow(request: Request) -> list[netguard.Network]:
     response_model=EndpointWithSecret,
     responses=problems(409, 422),
 )
+@idempotent
 async def create(request: Request, body: EndpointCreate, principal: Writer, conn: LockingConn) -> Response:
-    async def run() -> Response:
-        row = await service.create(conn, context(request, principal), body.model_dump(), _allow(request))
-        return json_response(
-            repo.endpoint_api(row, with_secret=True), 201, {"Location": f"/v1/webhooks/{row['id']}"}
-        )
-
-    return await idempotent(request, conn, principal, run)
+    row = await service.create(conn, context(request, principal), body.model_dump(), _allow(request))
+    return json_response(
+        repo.endpoint_api(row, with_secret=True), 201, {"Location": f"/v1/webhooks/{row['id']}"}
+    )
 
 
 @router.get(
@@ -79,15 +77,13 @@ async def get(request: Request, eid: EndpointId, principal: Reader) -> Response:
     response_model=Endpoint,
     responses=problems(404, 409, 422),
 )
+@idempotent
 async def update(
     request: Request, eid: EndpointId, body: EndpointUpdate, principal: Writer, conn: LockingConn
 ) -> Response:
-    async def run() -> Response:
-        changes = body.model_dump(exclude_unset=True)
-        row = await service.update(conn, context(request, principal), eid, changes, _allow(request))
-        return json_response(repo.endpoint_api(row))
-
-    return await idempotent(request, conn, principal, run)
+    changes = body.model_dump(exclude_unset=True)
+    row = await service.update(conn, context(request, principal), eid, changes, _allow(request))
+    return json_response(repo.endpoint_api(row))
 
 
 @router.delete(
@@ -96,11 +92,9 @@ async def update(
     response_model=Endpoint,
     responses=problems(404, 409, 422),
 )
+@idempotent
 async def delete(request: Request, eid: EndpointId, principal: Writer, conn: LockingConn) -> Response:
-    async def run() -> Response:
-        return json_response(repo.endpoint_api(await service.delete(conn, context(request, principal), eid)))
-
-    return await idempotent(request, conn, principal, run)
+    return json_response(repo.endpoint_api(await service.delete(conn, context(request, principal), eid)))
 
 
 @router.post(
@@ -109,12 +103,10 @@ async def delete(request: Request, eid: EndpointId, principal: Writer, conn: Loc
     response_model=EndpointWithSecret,
     responses=problems(404, 409, 422),
 )
+@idempotent
 async def rotate_secret(request: Request, eid: EndpointId, principal: Writer, conn: LockingConn) -> Response:
-    async def run() -> Response:
-        row = await service.rotate_secret(conn, context(request, principal), eid)
-        return json_response(repo.endpoint_api(row, with_secret=True))
-
-    return await idempotent(request, conn, principal, run)
+    row = await service.rotate_secret(conn, context(request, principal), eid)
+    return json_response(repo.endpoint_api(row, with_secret=True))
 
 
 @router.post(
@@ -124,12 +116,10 @@ async def rotate_secret(request: Request, eid: EndpointId, principal: Writer, co
     response_model=Delivery,
     responses=problems(404, 409, 422),
 )
+@idempotent
 async def test(request: Request, eid: EndpointId, principal: Writer, conn: LockingConn) -> Response:
-    async def run() -> Response:
-        row = await service.send_test(conn, context(request, principal), eid)
-        return json_response(repo.delivery_api(row), 202)
-
-    return await idempotent(request, conn, principal, run)
+    row = await service.send_test(conn, context(request, principal), eid)
+    return json_response(repo.delivery_api(row), 202)
 
 
 @router.post(
@@ -139,14 +129,12 @@ async def test(request: Request, eid: EndpointId, principal: Writer, conn: Locki
     response_model=RecoverResult,
     responses=problems(404, 409, 422),
 )
+@idempotent
 async def recover(
     request: Request, eid: EndpointId, body: RecoverRequest, principal: Writer, conn: LockingConn
 ) -> Response:
-    async def run() -> Response:
-        count = await service.recover(conn, context(request, principal), eid, body.since)
-        return json_response({"object": "recovery", "requeued": count}, 202)
-
-    return await idempotent(request, conn, principal, run)
+    count = await service.recover(conn, context(request, principal), eid, body.since)
+    return json_response({"object": "recovery", "requeued": count}, 202)
 
 
 @router.get(
@@ -188,10 +176,6 @@ async def get_delivery(request: Request, did: EndpointId, principal: Reader) -> 
     response_model=Delivery,
     responses=problems(404, 409, 422),
 )
+@idempotent
 async def retry(request: Request, did: EndpointId, principal: Writer, conn: LockingConn) -> Response:
-    async def run() -> Response:
-        return json_response(
-            repo.delivery_api(await service.retry(conn, context(request, principal), did)), 202
-        )
-
-    return await idempotent(request, conn, principal, run)
+    return json_response(repo.delivery_api(await service.retry(conn, context(request, principal), did)), 202)

@@ -8,7 +8,7 @@ from fastapi import APIRouter, Path, Request, Response
 from pydantic import BaseModel, Field
 
 from ..auth import Principal, require
-from ..deps import LockingConn
+from ..deps import LockingConn, ReadConn
 from ..http import json_response, problems
 from ..idempotency import idempotent
 from ..resources.schemas import ShortText, WriteModel
@@ -47,8 +47,8 @@ class ApiKeyList(BaseModel):
 
 
 @router.get("", operation_id="api_keys_list", response_model=ApiKeyList, responses=problems(422))
-async def list_keys(request: Request, principal: Admin) -> Response:
-    data = await keys.list_keys(request.app.state.db.pool, principal.workspace_id)
+async def list_keys(principal: Admin, conn: ReadConn) -> Response:
+    data = await keys.list_keys(conn, principal.workspace_id)
     return json_response({"object": "list", "data": data, "has_more": False, "next_cursor": None})
 
 

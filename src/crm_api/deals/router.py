@@ -8,6 +8,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Path, Query, Request, Response
 
 from ..auth import Principal, require
+from ..deps import ReadConn
 from ..http import context, json_response, problems
 from ..pagination import Sort, cursor_by, decode_cursor, keyset_page
 from ..resources import service
@@ -40,13 +41,13 @@ async def stage_history(
     request: Request,
     oid: Annotated[uuid.UUID, Path(alias="id")],
     principal: Reader,
+    conn: ReadConn,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
     cursor: Annotated[str | None, Query(max_length=2000)] = None,
 ) -> Response:
-    pool = request.app.state.db.pool
     ctx = context(request, principal)
-    await service.get(pool, DEALS, ctx, oid)
+    await service.get(conn, DEALS, ctx, oid)
     after = decode_cursor(cursor, _SORT) if cursor else None
-    rows = await repo.stage_history(pool, ctx.workspace_id, oid, after, limit)
+    rows = await repo.stage_history(conn, ctx.workspace_id, oid, after, limit)
     now = dt.datetime.now(dt.UTC)
     return json_response(keyset_page(rows, limit, cursor_by(_SORT), lambda r: _entry(r, now)))

@@ -9,10 +9,11 @@ import re
 import uuid
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Path, Query, Request, Response
+from fastapi import APIRouter, Path, Query, Response
 from pydantic import BaseModel
 
 from ..auth import Principal, require
+from ..deps import ReadConn
 from ..errors import NotFound, field_error
 from ..http import json_response, problems
 from ..pagination import Sort, cursor_by, decode_cursor, keyset_page
@@ -56,8 +57,8 @@ def _api(row: Any) -> dict[str, Any]:
 
 @router.get("", operation_id="events_list", response_model=EventList, responses=problems(422))
 async def list_events(
-    request: Request,
     principal: Reader,
+    conn: ReadConn,
     type: Annotated[str | None, Query(max_length=100, description="contact.created, contact.* or *")] = None,
     object_id: uuid.UUID | None = None,
     after: Annotated[
@@ -87,7 +88,7 @@ async def list_events(
             raise field_error("/cursor", "not a cursor of this list")
         where.append(f"sequence {'<' if order.descending else '>'} {params.add(value, 'bigint')}")
     direction = "DESC" if order.descending else "ASC"
-    rows = await request.app.state.db.pool.fetch(
+    rows = await conn.fetch(
         f"SELECT {_COLUMNS} FROM events WHERE {' AND '.join(where)} ORDER BY sequence {direction} "
         f"LIMIT {limit + 1}",
         *params.values,
@@ -97,9 +98,9 @@ async def list_events(
 
 @router.get("/{id}", operation_id="events_get", response_model=Event, responses=problems(404, 422))
 async def get_event(
-    request: Request, eid: Annotated[uuid.UUID, Path(alias="id")], principal: Reader
+    eid: Annotated[uuid.UUID, Path(alias="id")], principal: Reader, conn: ReadConn
 ) -> Response:
-    row = await request.app.state.db.pool.fetchrow(
+    row = await conn.fetchrow(
         f"SELECT {_COLUMNS} FROM events WHERE workspace_id = $1 AND id = $2", principal.workspace_id, eid
     )
     if row is None:

@@ -10,7 +10,7 @@ from fastapi import APIRouter, Depends, Path, Request, Response
 from pydantic import create_model
 
 from ..auth import Principal, require
-from ..deps import LockingConn
+from ..deps import LockingConn, ReadConn
 from ..errors import Forbidden
 from ..http import context, json_response, problems
 from ..idempotency import idempotent
@@ -66,9 +66,9 @@ def merge_router(spec: ResourceSpec) -> APIRouter:
             else "same normalised domain, fuzzy name (pg_trgm)."
         ),
     )
-    async def find_duplicates(request: Request, body: Find, principal: Reader) -> Response:
+    async def find_duplicates(request: Request, body: Find, principal: Reader, conn: ReadConn) -> Response:
         data = await duplicates.find(
-            request.app.state.db.pool,
+            conn,
             spec,
             context(request, principal),
             body.ids,

@@ -11,7 +11,7 @@ from fastapi import APIRouter, Body, Path, Query, Request, Response
 
 from ..auth import Principal, require
 from ..deals.spec import DEALS
-from ..deps import LockingConn
+from ..deps import LockingConn, ReadConn
 from ..errors import InvalidCursor
 from ..http import context, json_response, problems
 from ..idempotency import idempotent
@@ -77,16 +77,16 @@ async def line_items(
     request: Request,
     oid: Annotated[uuid.UUID, Path(alias="id")],
     principal: DealReader,
+    conn: ReadConn,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
     cursor: Annotated[str | None, Query(max_length=2000)] = None,
 ) -> Response:
-    pool = request.app.state.db.pool
     ctx = context(request, principal)
-    await resources.get(pool, DEALS, ctx, oid)  # 404 for another workspace's deal
+    await resources.get(conn, DEALS, ctx, oid)  # 404 for another workspace's deal
     after = decode_cursor(cursor, _LINE_SORT) if cursor else None
     if after is not None and not isinstance(after[0], int):
         raise InvalidCursor("The cursor is not one this API issued")
-    rows = await repo.line_items(pool, ctx.workspace_id, oid, after, limit)
+    rows = await repo.line_items(conn, ctx.workspace_id, oid, after, limit)
     return json_response(
         keyset_page(rows, limit, cursor_by(_LINE_SORT), lambda r: {"object": "line_item", **r})
     )

@@ -6,7 +6,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Path, Query, Request, Response
 
 from ..auth import Principal, require
-from ..deps import IfMatch, LockingConn
+from ..deps import IfMatch, LockingConn, ReadConn
 from ..http import context, json_response, problems, versioned_response
 from ..idempotency import idempotent
 from ..pagination import Sort, cursor_by, decode_cursor, keyset_page
@@ -58,16 +58,14 @@ async def create(request: Request, body: PipelineCreate, principal: Writer, conn
     summary="List pipelines, oldest first",
 )
 async def list_(
-    request: Request,
     principal: Reader,
+    conn: ReadConn,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
     cursor: Annotated[str | None, Query(max_length=2000)] = None,
     include_archived: bool = False,
 ) -> Response:
     after = decode_cursor(cursor, _SORT) if cursor else None
-    rows = await repo.list_page(
-        request.app.state.db.pool, principal.workspace_id, after, limit, include_archived
-    )
+    rows = await repo.list_page(conn, principal.workspace_id, after, limit, include_archived)
     return json_response(keyset_page(rows, limit, cursor_by(_SORT), service.to_api))
 
 
@@ -78,8 +76,8 @@ async def list_(
     responses=problems(404, 422),
     summary="Get a pipeline",
 )
-async def get(request: Request, pid: PipelineId, principal: Reader) -> Response:
-    return _response(await service.get(request.app.state.db.pool, context(request, principal), pid))
+async def get(request: Request, pid: PipelineId, principal: Reader, conn: ReadConn) -> Response:
+    return _response(await service.get(conn, context(request, principal), pid))
 
 
 @router.patch(

@@ -9,7 +9,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Body, Path, Request, Response
 
 from ..auth import Principal, require
-from ..deps import IfMatch, LockingConn, WriteConn
+from ..deps import IfMatch, LockingConn, ReadConn, WriteConn
 from ..errors import PROBLEM_JSON
 from ..http import context, json_response, problems, versioned_response
 from ..idempotency import idempotent
@@ -97,10 +97,8 @@ def build_router(spec: ResourceSpec) -> APIRouter:
         openapi_extra=_query_docs(spec),
         summary=f"List {name}",
     )
-    async def list_(request: Request, principal: Reader) -> Response:
-        page = await query.list_page(
-            request.app.state.db.pool, spec, context(request, principal), request.query_params
-        )
+    async def list_(request: Request, principal: Reader, conn: ReadConn) -> Response:
+        page = await query.list_page(conn, spec, context(request, principal), request.query_params)
         return json_response(page)
 
     @router.post(
@@ -125,10 +123,8 @@ def build_router(spec: ResourceSpec) -> APIRouter:
         responses=problems(422),
         summary=f"Search {name} with the filter grammar",
     )
-    async def search(request: Request, body: SearchRequest, principal: Reader) -> Response:
-        page = await query.search(
-            request.app.state.db.pool, spec, context(request, principal), body.model_dump()
-        )
+    async def search(request: Request, body: SearchRequest, principal: Reader, conn: ReadConn) -> Response:
+        page = await query.search(conn, spec, context(request, principal), body.model_dump())
         return json_response(page)
 
     @router.post(
@@ -159,8 +155,8 @@ def build_router(spec: ResourceSpec) -> APIRouter:
         responses=get_responses,
         summary=f"Get a {spec.object}",
     )
-    async def get(request: Request, oid: ObjectId, principal: Reader) -> Response:
-        row = await service.get(request.app.state.db.pool, spec, context(request, principal), oid)
+    async def get(request: Request, oid: ObjectId, principal: Reader, conn: ReadConn) -> Response:
+        row = await service.get(conn, spec, context(request, principal), oid)
         return object_response(spec, row)
 
     @router.patch(

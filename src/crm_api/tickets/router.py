@@ -6,7 +6,7 @@ from typing import Annotated
 from fastapi import APIRouter, Path, Request, Response
 
 from ..auth import Principal, require
-from ..deps import LockingConn
+from ..deps import LockingConn, ReadConn
 from ..http import context, json_response, problems
 from ..idempotency import idempotent
 from ..resources import query
@@ -29,11 +29,10 @@ TicketId = Annotated[uuid.UUID, Path(alias="id")]
     responses=problems(404, 422),
     summary="List a ticket's comments (filters: public, author_type; sort=created_at for oldest first)",
 )
-async def list_comments(request: Request, oid: TicketId, principal: Reader) -> Response:
-    pool = request.app.state.db.pool
+async def list_comments(request: Request, oid: TicketId, principal: Reader, conn: ReadConn) -> Response:
     ctx = context(request, principal)
-    await resources.get(pool, TICKETS, ctx, oid)
-    page = await query.list_page(pool, COMMENTS, ctx, request.query_params, extra={"ticket_id": oid})
+    await resources.get(conn, TICKETS, ctx, oid)
+    page = await query.list_page(conn, COMMENTS, ctx, request.query_params, extra={"ticket_id": oid})
     return json_response(page)
 
 

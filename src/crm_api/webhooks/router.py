@@ -6,7 +6,7 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, Path, Query, Request, Response
 
 from ..auth import Principal, require
-from ..deps import LockingConn
+from ..deps import LockingConn, ReadConn
 from ..http import context, json_response, problems, versioned_response
 from ..idempotency import idempotent
 from ..pagination import Sort, cursor_by, decode_cursor, keyset_page
@@ -55,19 +55,17 @@ async def create(request: Request, body: EndpointCreate, principal: Writer, conn
 @router.get(
     "/v1/webhooks", operation_id="webhooks_list", response_model=EndpointList, responses=problems(422)
 )
-async def list_(
-    request: Request, principal: Reader, limit: Limit = 50, cursor: str | None = None
-) -> Response:
+async def list_(principal: Reader, conn: ReadConn, limit: Limit = 50, cursor: str | None = None) -> Response:
     after = decode_cursor(cursor, _ENDPOINT_SORT) if cursor else None
-    rows = await repo.list_endpoints(request.app.state.db.pool, principal.workspace_id, after, limit)
+    rows = await repo.list_endpoints(conn, principal.workspace_id, after, limit)
     return json_response(keyset_page(rows, limit, cursor_by(_ENDPOINT_SORT), repo.endpoint_api))
 
 
 @router.get(
     "/v1/webhooks/{id}", operation_id="webhooks_get", response_model=Endpoint, responses=problems(404, 422)
 )
-async def get(request: Request, eid: EndpointId, principal: Reader) -> Response:
-    row = await service.get(request.app.state.db.pool, context(request, principal), eid)
+async def get(request: Request, eid: EndpointId, principal: Reader, conn: ReadConn) -> Response:
+    row = await service.get(conn, context(request, principal), eid)
     return versioned_response(repo.endpoint_api(row), row["version"])
 
 
@@ -147,14 +145,14 @@ async def list_deliveries(
     request: Request,
     eid: EndpointId,
     principal: Reader,
+    conn: ReadConn,
     limit: Limit = 50,
     cursor: str | None = None,
     status: Literal["pending", "succeeded", "failed"] | None = None,
 ) -> Response:
-    pool = request.app.state.db.pool
-    await service.get(pool, context(request, principal), eid)
+    await service.get(conn, context(request, principal), eid)
     after = decode_cursor(cursor, _DELIVERY_SORT) if cursor else None
-    rows = await repo.list_deliveries(pool, principal.workspace_id, eid, status, after, limit)
+    rows = await repo.list_deliveries(conn, principal.workspace_id, eid, status, after, limit)
     return json_response(keyset_page(rows, limit, cursor_by(_DELIVERY_SORT), repo.delivery_api))
 
 
@@ -164,8 +162,8 @@ async def list_deliveries(
     response_model=Delivery,
     responses=problems(404, 422),
 )
-async def get_delivery(request: Request, did: EndpointId, principal: Reader) -> Response:
-    row = await service.get_delivery(request.app.state.db.pool, context(request, principal), did)
+async def get_delivery(request: Request, did: EndpointId, principal: Reader, conn: ReadConn) -> Response:
+    row = await service.get_delivery(conn, context(request, principal), did)
     return json_response(repo.delivery_api(row))
 
 

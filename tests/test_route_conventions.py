@@ -1,7 +1,9 @@
-"""Idempotency-Key on every write route, through the one ``@idempotent`` decorator."""
+"""What every route shares: a write honours Idempotency-Key through ``@idempotent``; a read runs on
+``deps.ReadConn``."""
 
 from __future__ import annotations
 
+import inspect
 import uuid
 from collections.abc import Iterable, Iterator
 from typing import Any
@@ -11,6 +13,7 @@ from fastapi.routing import APIRoute
 from starlette.routing import BaseRoute
 
 from crm_api.app import create_app
+from crm_api.deps import ReadConn
 from crm_api.idempotency import idempotent
 
 # POSTs that only read: they take no Idempotency-Key
@@ -39,6 +42,21 @@ def test_every_write_route_is_idempotent() -> None:
     assert len(writes) > 50
     missing = [(sorted(r.methods), r.path) for r in writes if r.endpoint.__code__ is not wrapped]
     assert not missing, f"write routes without @idempotent: {missing}"
+
+
+def test_every_read_route_takes_the_read_connection() -> None:
+    reads = [
+        r
+        for r in _routes(create_app(url="postgresql://unused").routes)
+        if r.path.startswith("/v1/") and (r.methods <= {"GET", "HEAD"} or r.path.endswith(READS))
+    ]
+    assert len(reads) > 30
+    missing = [
+        (sorted(r.methods), r.path)
+        for r in reads
+        if ReadConn not in [p.annotation for p in inspect.signature(r.endpoint).parameters.values()]
+    ]
+    assert not missing, f"read routes without ReadConn: {missing}"
 
 
 def test_a_route_without_the_arguments_it_needs_is_refused_at_definition() -> None:

@@ -18,7 +18,7 @@ depends_on: str | Sequence[str] | None = None
 TABLES = {"contacts": "contact", "companies": "company", "deals": "deal", "tickets": "ticket"}
 
 # A stored value in its typed column, or all nulls when it does not fit (data written before the
-# definition existed must never make a write or a backfill fail). Mirrors custom_fields.typed.
+# definition existed must never make a write or a backfill fail). Mirrors resources/custom_fields/typed.py.
 TYPED = r"""
 CREATE FUNCTION custom_field_typed(kind text, v jsonb, OUT num numeric, OUT txt text, OUT ts timestamptz)
 LANGUAGE plpgsql STABLE AS $$

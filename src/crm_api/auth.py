@@ -1,4 +1,5 @@
-"""API keys -> Principal(workspace_id, key_id, scopes), with a short in-process cache.
+"""API keys -> Principal(workspace_id, key_id, scopes), with a short in-process cache; and Context, the
+principal with the request it acts in, which every service takes.
 
 Keys look like ``crm_<prefix>_<secret>``; only a SHA-256 of the whole key is stored (keys are 32 random
 bytes, so a slow hash buys nothing). The cache is what keeps the key lookup off every request's path.
@@ -37,6 +38,18 @@ class Principal:
         if scope in self.scopes or "admin" in self.scopes:
             return True
         return scope != "admin" and "*" in self.scopes
+
+
+@dataclass(slots=True)
+class Context:
+    """Who is writing, and the request to credit in the event log."""
+
+    principal: Principal
+    request_id: str | None
+
+    @property
+    def workspace_id(self) -> uuid.UUID:
+        return self.principal.workspace_id
 
 
 def hash_key(key: str) -> str:

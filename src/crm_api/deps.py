@@ -1,4 +1,4 @@
-"""Request-scoped dependencies: the write transaction and the caller's context."""
+"""Request-scoped dependencies: the database for reads and writes, and the If-Match version."""
 
 from __future__ import annotations
 
@@ -32,6 +32,13 @@ async def _write_conn(request: Request) -> AsyncIterator[asyncpg.Connection]:
             yield conn
 
 
+async def _read_conn(request: Request) -> asyncpg.Pool:
+    return request.app.state.db.pool
+
+
+ReadConn = Annotated[asyncpg.Pool, Depends(_read_conn)]
+"""For reads: the pool, so each statement runs on whichever connection is free, outside a transaction (a
+read that needs one snapshot across statements takes a connection of its own)."""
 WriteConn = Annotated[asyncpg.Connection, Depends(_write_conn, scope="function")]
 LockingConn = Annotated[asyncpg.Connection, Depends(_locking_conn, scope="function")]
 """For writes that take advisory locks or write several statements (upserts, batches, keys)."""
@@ -49,4 +56,4 @@ async def if_match(request: Request) -> int | None:
 
 IfMatch = Annotated[int | None, Depends(if_match)]
 
-__all__ = ["IfMatch", "LockingConn", "PreconditionFailed", "WriteConn"]
+__all__ = ["IfMatch", "LockingConn", "PreconditionFailed", "ReadConn", "WriteConn"]

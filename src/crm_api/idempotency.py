@@ -3,13 +3,17 @@
 The record is written in the request's own transaction, so a write and its record commit together or not
 at all. An advisory lock on the key, held until that commit, is how a concurrent retry learns that the
 first attempt is still running (a plain unique insert would block it instead of answering 409).
+
+Every write route says so with ``@idempotent`` (under its ``@router`` decorator).
 """
 
 from __future__ import annotations
 
+import functools
 import hashlib
+import inspect
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, ParamSpec, cast
 
 import asyncpg
 from fastapi import Request, Response
@@ -17,9 +21,10 @@ from fastapi import Request, Response
 from . import jsonutil
 from .auth import Principal
 from .errors import BadRequest, IdempotencyInFlight, IdempotencyMismatch
-from .resources.repository import lock_hash
+from .locks import key_lock
 
 MAX_KEY_LENGTH = 255
+P = ParamSpec("P")
 _REPLAYED_HEADERS = ("location", "etag")
 
 
@@ -31,7 +36,25 @@ def request_fingerprint(request: Request, body: bytes) -> str:
     return h.hexdigest()
 
 
-async def idempotent(
+def idempotent(route: Callable[P, Awaitable[Response]]) -> Callable[P, Awaitable[Response]]:
+    """Run a write route under the request's Idempotency-Key, if it sends one: a replay answers with the
+    stored response without running the route; otherwise the route runs and its response is recorded in
+    the same transaction. The route must take ``request``, ``principal`` and ``conn`` (a transaction:
+    ``WriteConn`` or ``LockingConn``); FastAPI reads the route's own signature through the wrapper."""
+    missing = {"request", "principal", "conn"} - set(inspect.signature(route).parameters)
+    if missing:
+        raise TypeError(f"@idempotent: {route.__qualname__} must take {', '.join(sorted(missing))}")
+
+    @functools.wraps(route)
+    async def once(*args: P.args, **kwargs: P.kwargs) -> Response:
+        # FastAPI calls routes with keyword arguments only
+        request, principal = cast(Request, kwargs["request"]), cast(Principal, kwargs["principal"])
+        return await run_once(request, kwargs["conn"], principal, lambda: route(*args, **kwargs))
+
+    return once
+
+
+async def run_once(
     request: Request,
     conn: asyncpg.Connection,
     principal: Principal,
@@ -50,7 +73,7 @@ async def idempotent(
         "SELECT pg_try_advisory_xact_lock($1) AS got, r.request_hash, r.status, r.headers, r.body "
         "FROM (SELECT 1) AS one LEFT JOIN idempotency_keys AS r ON r.workspace_id = $2 AND r.key = $3 "
         "AND r.created_at > now() - make_interval(hours => $4)",
-        lock_hash(str(principal.workspace_id), "idempotency", key),
+        key_lock(principal.workspace_id, "idempotency", key),
         principal.workspace_id,
         key,
         ttl,

@@ -1,4 +1,4 @@
-"""Keyset cursors, sort parsing and the list envelope."""
+"""Keyset cursors, sort parsing, the list envelope and the page every list cuts from its rows."""
 
 from __future__ import annotations
 
@@ -6,12 +6,15 @@ import base64
 import binascii
 import datetime as dt
 import uuid
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from . import jsonutil
 from .errors import InvalidCursor, field_error
 from .timeutil import to_utc
+
+Row = TypeVar("Row")
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,3 +66,23 @@ def decode_cursor(cursor: str, sort: Sort) -> tuple[Any, uuid.UUID]:
 
 def envelope(data: list[dict[str, Any]], has_more: bool, next_cursor: str | None) -> dict[str, Any]:
     return {"object": "list", "data": data, "has_more": has_more, "next_cursor": next_cursor}
+
+
+def keyset_page(
+    rows: Sequence[Row],
+    limit: int,
+    cursor_of: Callable[[Row], str],
+    to_api: Callable[[Row], dict[str, Any]],
+) -> dict[str, Any]:
+    """The list envelope of one keyset page. ``rows`` were fetched with ``limit + 1``: a row beyond the
+    limit means there is more, and the next page starts after the last row shown (``cursor_of`` it)."""
+    has_more = len(rows) > limit
+    shown = rows[:limit]
+    return envelope([to_api(r) for r in shown], has_more, cursor_of(shown[-1]) if has_more else None)
+
+
+def cursor_by(sort: Sort, column: str | None = None) -> Callable[[Mapping[str, Any]], str]:
+    """The cursor of a row in a list sorted by ``sort``: its value of ``column`` (the sort's own column by
+    default) and its id."""
+    key = column or sort.column
+    return lambda row: encode_cursor(sort, row[key], row["id"])

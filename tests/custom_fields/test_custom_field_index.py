@@ -16,8 +16,9 @@ import httpx
 import pytest
 
 from crm_api.contacts.spec import CONTACTS
-from crm_api.custom_fields import enforce, sorting
-from crm_api.filters import Compiler, Params
+from crm_api.resources.custom_fields import enforce, sorting
+from crm_api.resources.filters import Compiler
+from crm_api.sqlparams import Params
 
 TITLE = {"contact": "first_name", "company": "name", "deal": "name", "ticket": "subject"}
 MakeClient = Any

@@ -8,8 +8,9 @@ import asyncpg
 import httpx
 
 from crm_api.contacts.spec import CONTACTS
-from crm_api.custom_fields import enforce
-from crm_api.filters import Compiler, Params
+from crm_api.resources.custom_fields import enforce
+from crm_api.resources.filters import Compiler
+from crm_api.sqlparams import Params
 
 
 async def define(api: httpx.AsyncClient, **body: Any) -> None:

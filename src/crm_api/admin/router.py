@@ -8,9 +8,9 @@ from fastapi import APIRouter, Path, Request, Response
 from pydantic import BaseModel, Field
 
 from ..auth import Principal, require
-from ..deps import LockingConn
+from ..deps import LockingConn, ReadConn
+from ..http import json_response, problems
 from ..idempotency import idempotent
-from ..resources.router import json_response, problems
 from ..resources.schemas import ShortText, WriteModel
 from . import keys
 
@@ -47,8 +47,8 @@ class ApiKeyList(BaseModel):
 
 
 @router.get("", operation_id="api_keys_list", response_model=ApiKeyList, responses=problems(422))
-async def list_keys(request: Request, principal: Admin) -> Response:
-    data = await keys.list_keys(request.app.state.db.pool, principal.workspace_id)
+async def list_keys(principal: Admin, conn: ReadConn) -> Response:
+    data = await keys.list_keys(conn, principal.workspace_id)
     return json_response({"object": "list", "data": data, "has_more": False, "next_cursor": None})
 
 
@@ -59,23 +59,19 @@ async def list_keys(request: Request, principal: Admin) -> Response:
     response_model=ApiKeyWithSecret,
     responses=problems(409, 422),
 )
+@idempotent
 async def create_key(request: Request, body: ApiKeyCreate, principal: Admin, conn: LockingConn) -> Response:
-    async def run() -> Response:
-        key, row = await keys.create_key(conn, principal.workspace_id, body.name, body.scopes)
-        return json_response({**row, "key": key}, 201)
-
-    return await idempotent(request, conn, principal, run)
+    key, row = await keys.create_key(conn, principal.workspace_id, body.name, body.scopes)
+    return json_response({**row, "key": key}, 201)
 
 
 @router.delete(
     "/{id}", operation_id="api_keys_revoke", response_model=ApiKey, responses=problems(404, 409, 422)
 )
+@idempotent
 async def revoke_key(
     request: Request, key_id: Annotated[uuid.UUID, Path(alias="id")], principal: Admin, conn: LockingConn
 ) -> Response:
-    async def run() -> Response:
-        row = await keys.revoke_key(conn, principal.workspace_id, key_id)
-        request.app.state.key_cache.forget_key(key_id)
-        return json_response(row)
-
-    return await idempotent(request, conn, principal, run)
+    row = await keys.revoke_key(conn, principal.workspace_id, key_id)
+    request.app.state.key_cache.forget_key(key_id)
+    return json_response(row)

@@ -8,8 +8,9 @@ from fastapi import APIRouter, Path, Request, Response
 from ..auth import Principal, require
 from ..contacts.schemas import Contact
 from ..contacts.spec import CONTACTS
+from ..deps import ReadConn
+from ..http import context, json_response, problems
 from ..resources import query, service
-from ..resources.router import context, json_response, problems
 from ..resources.schemas import list_model
 from .spec import COMPANIES
 
@@ -25,10 +26,9 @@ Reader = Annotated[Principal, require("contacts:read")]
     summary="List a company's contacts",
 )
 async def list_contacts(
-    request: Request, oid: Annotated[uuid.UUID, Path(alias="id")], principal: Reader
+    request: Request, oid: Annotated[uuid.UUID, Path(alias="id")], principal: Reader, conn: ReadConn
 ) -> Response:
-    pool = request.app.state.db.pool
     ctx = context(request, principal)
-    await service.get(pool, COMPANIES, ctx, oid)
-    page = await query.list_page(pool, CONTACTS, ctx, request.query_params, extra={"company_id": oid})
+    await service.get(conn, COMPANIES, ctx, oid)
+    page = await query.list_page(conn, CONTACTS, ctx, request.query_params, extra={"company_id": oid})
     return json_response(page)

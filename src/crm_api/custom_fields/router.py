@@ -9,8 +9,9 @@ from fastapi import APIRouter, Body, Path, Request, Response
 
 from ..auth import Principal, require
 from ..deps import LockingConn
+from ..http import context, problems
 from ..idempotency import idempotent
-from ..resources.router import context, object_response, problems
+from ..resources.router import object_response
 from ..resources.spec import ResourceSpec
 from . import upsert
 from .spec import NAME
@@ -29,6 +30,7 @@ def upsert_router(spec: ResourceSpec) -> APIRouter:
         responses={**problems(409, 422), 201: {"description": "Created", "model": Read}},
         summary=f"Create or update the {spec.object} holding this value of a unique custom field",
     )
+    @idempotent
     async def upsert_by_custom_field(
         request: Request,
         name: Annotated[str, Path(pattern=NAME)],
@@ -38,17 +40,14 @@ def upsert_router(spec: ResourceSpec) -> APIRouter:
         principal: Writer,
         conn: LockingConn,
     ) -> Response:
-        async def run() -> Response:
-            status, row = await upsert.upsert(
-                conn,
-                spec,
-                context(request, principal),
-                name,
-                value,
-                body.model_dump(exclude_unset=True),  # type: ignore[attr-defined]
-            )
-            return object_response(spec, row, status)
-
-        return await idempotent(request, conn, principal, run)
+        status, row = await upsert.upsert(
+            conn,
+            spec,
+            context(request, principal),
+            name,
+            value,
+            body.model_dump(exclude_unset=True),  # type: ignore[attr-defined]
+        )
+        return object_response(spec, row, status)
 
     return router

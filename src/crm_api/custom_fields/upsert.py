@@ -6,11 +6,12 @@ from typing import Any
 
 import asyncpg
 
+from ..auth import Context
 from ..errors import FieldError, Unprocessable
-from ..resources import repository as repo
+from ..locks import key_lock, lock_keys
 from ..resources import service
+from ..resources.custom_fields import enforce, values
 from ..resources.spec import ResourceSpec
-from . import enforce, values
 
 
 def _from_path(definition: dict[str, Any], raw: str) -> Any:
@@ -29,7 +30,7 @@ def _from_path(definition: dict[str, Any], raw: str) -> Any:
 async def upsert(
     conn: asyncpg.Connection,
     spec: ResourceSpec,
-    ctx: service.Context,
+    ctx: Context,
     name: str,
     raw_value: str,
     payload: dict[str, Any],
@@ -60,8 +61,8 @@ async def upsert(
                 f"The body's {name} differs from the one in the path",
                 [FieldError(f"/custom_fields/{name}", "differs")],
             )
-    await repo.lock_keys(
-        conn, [repo.lock_hash(str(ctx.workspace_id), spec.name, "custom_field", name, values.key_text(value))]
+    await lock_keys(
+        conn, [key_lock(ctx.workspace_id, spec.name, "custom_field", name, values.key_text(value))]
     )
     holder = await conn.fetchval(
         f"SELECT id FROM {spec.table} WHERE workspace_id = $1 AND archived_at IS NULL "

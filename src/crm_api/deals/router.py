@@ -1,4 +1,5 @@
-"""Routes deals have beyond the shared ones: the stage history and the line items."""
+"""Routes deals have beyond the shared ones: the stage history (the line items are orders', in
+orders/router.py)."""
 
 import datetime as dt
 import uuid
@@ -7,13 +8,10 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Path, Query, Request, Response
 
 from ..auth import Principal, require
-from ..errors import InvalidCursor
-from ..orders import repository as orders_repo
-from ..orders.schemas import LineItemList
-from ..orders.service import line_item
-from ..pagination import Sort, decode_cursor, encode_cursor, envelope
+from ..deps import ReadConn
+from ..http import context, json_response, problems
+from ..pagination import Sort, cursor_by, decode_cursor, keyset_page
 from ..resources import service
-from ..resources.router import context, json_response, problems
 from . import repository as repo
 from .schemas import StageChangeList
 from .spec import DEALS
@@ -43,46 +41,13 @@ async def stage_history(
     request: Request,
     oid: Annotated[uuid.UUID, Path(alias="id")],
     principal: Reader,
+    conn: ReadConn,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
     cursor: Annotated[str | None, Query(max_length=2000)] = None,
 ) -> Response:
-    pool = request.app.state.db.pool
     ctx = context(request, principal)
-    await service.get(pool, DEALS, ctx, oid)
+    await service.get(conn, DEALS, ctx, oid)
     after = decode_cursor(cursor, _SORT) if cursor else None
-    rows = await repo.stage_history(pool, ctx.workspace_id, oid, after, limit)
-    more = len(rows) > limit
-    rows = rows[:limit]
-    nxt = encode_cursor(_SORT, rows[-1]["changed_at"], rows[-1]["id"]) if more else None
+    rows = await repo.stage_history(conn, ctx.workspace_id, oid, after, limit)
     now = dt.datetime.now(dt.UTC)
-    return json_response(envelope([_entry(r, now) for r in rows], more, nxt))
-
-
-_LINE_SORT = Sort("position", False)
-
-
-@router.get(
-    "/{id}/line-items",
-    operation_id="deals_list_line_items",
-    response_model=LineItemList,
-    responses=problems(404, 422),
-    summary="A deal's line items (products of its order), in order",
-)
-async def line_items(
-    request: Request,
-    oid: Annotated[uuid.UUID, Path(alias="id")],
-    principal: Reader,
-    limit: Annotated[int, Query(ge=1, le=200)] = 50,
-    cursor: Annotated[str | None, Query(max_length=2000)] = None,
-) -> Response:
-    pool = request.app.state.db.pool
-    ctx = context(request, principal)
-    await service.get(pool, DEALS, ctx, oid)  # 404 for another workspace's deal
-    after = decode_cursor(cursor, _LINE_SORT) if cursor else None
-    if after is not None and not isinstance(after[0], int):
-        raise InvalidCursor("The cursor is not one this API issued")
-    rows = await orders_repo.line_items(pool, ctx.workspace_id, oid, after, limit)
-    more = len(rows) > limit
-    rows = rows[:limit]
-    nxt = encode_cursor(_LINE_SORT, rows[-1]["position"], rows[-1]["id"]) if more else None
-    return json_response(envelope([line_item(r) for r in rows], more, nxt))
+    return json_response(keyset_page(rows, limit, cursor_by(_SORT), lambda r: _entry(r, now)))

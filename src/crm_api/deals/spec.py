@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from .. import models
+from ..contacts.totals import refresh_contacts
 from ..errors import CRMError, FieldError, Unprocessable, field_error
 from ..resources.spec import Pair, QueryParam, Reference, ResourceSpec, fields_of, register
 from . import repository as repo
@@ -114,8 +115,6 @@ async def _after_write(conn: Any, ctx: Any, pairs: Sequence[Pair]) -> dict[int, 
         if won and (old is None or any(old[f] != new[f] for f in _VALUE_FIELDS)):
             touched |= {c for c in (new["contact_id"], old and old["contact_id"]) if c is not None}
     if touched:
-        from ..orders.service import refresh_contacts  # orders builds on deals: imported when needed
-
         await refresh_contacts(conn, ctx, touched)
     return {}
 

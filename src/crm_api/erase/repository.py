@@ -11,7 +11,7 @@ from typing import Any
 import asyncpg
 
 from .. import jsonutil
-from ..resources.repository import FANOUT_SQL
+from ..events.store import FANOUT_SQL, insert_events
 
 # Contact fields that hold personal data; in stored event payloads they become null.
 PERSONAL_FIELDS = (
@@ -27,7 +27,6 @@ PERSONAL_FIELDS = (
 )
 ACTIVITY_FIELDS = ("subject", "body")
 COMMENT_FIELDS = ("body",)
-_EVENT_COLUMNS = "workspace_id, id, type, object_type, object_id, actor, request_id, data, created_at"
 
 
 def _nulled(part: str) -> str:
@@ -91,10 +90,7 @@ WITH target AS (
       AND wa.workspace_id = $1 AND wa.delivery_id = d.id AND wa.response_body IS NOT NULL
     RETURNING wa.id
 ), ev AS (
-    INSERT INTO events ({_EVENT_COLUMNS})
-    SELECT {_EVENT_COLUMNS} FROM jsonb_populate_recordset(NULL::events, $4::jsonb) AS x
-    WHERE EXISTS (SELECT 1 FROM target)
-    RETURNING id, sequence, type, object_id
+    {insert_events("$4", "EXISTS (SELECT 1 FROM target)")}
 ), fanout AS (
     {FANOUT_SQL}
 )

@@ -10,8 +10,8 @@ from fastapi import APIRouter, Path, Request, Response
 
 from ..auth import Principal, require
 from ..deps import LockingConn
+from ..http import context, json_response, problems
 from ..idempotency import idempotent
-from ..resources.router import context, json_response, problems
 from . import service
 from .schemas import Erasure
 
@@ -35,14 +35,12 @@ Writer = Annotated[Principal, require("contacts:write")]
         "A contact already erased answers 409; a retry with the same Idempotency-Key replays the receipt."
     ),
 )
+@idempotent
 async def erase(
     request: Request,
     oid: Annotated[uuid.UUID, Path(alias="id")],
     principal: Writer,
     conn: LockingConn,
 ) -> Response:
-    async def run() -> Response:
-        receipt = await service.erase_contact(conn, context(request, principal), oid)
-        return json_response(receipt)
-
-    return await idempotent(request, conn, principal, run)
+    receipt = await service.erase_contact(conn, context(request, principal), oid)
+    return json_response(receipt)

@@ -16,9 +16,10 @@ from typing import Any
 
 import asyncpg
 
+from ..auth import Context
 from ..errors import Conflict, NotFound
 from ..events.emit import emit
-from ..resources.service import Context, now
+from ..resources.service import now
 from . import repository as repo
 
 

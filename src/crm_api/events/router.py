@@ -16,10 +16,11 @@ from pydantic import BaseModel, Field
 
 from .. import jsonutil
 from ..auth import Principal, require
+from ..deps import ReadConn
 from ..errors import NotFound, field_error
-from ..filters import Params
-from ..pagination import Sort, decode_cursor, encode_cursor, envelope
-from ..resources.router import json_response, problems
+from ..http import json_response, problems
+from ..pagination import Sort, cursor_by, decode_cursor, envelope, keyset_page
+from ..sqlparams import Params
 from .describe import describe
 
 router = APIRouter(prefix="/v1/events", tags=["events"])
@@ -61,8 +62,8 @@ def _api(row: Any) -> dict[str, Any]:
 
 @router.get("", operation_id="events_list", response_model=EventList, responses=problems(422))
 async def list_events(
-    request: Request,
     principal: Reader,
+    conn: ReadConn,
     type: Annotated[str | None, Query(max_length=100, description="contact.created, contact.* or *")] = None,
     object_id: uuid.UUID | None = None,
     after: Annotated[
@@ -92,22 +93,19 @@ async def list_events(
             raise field_error("/cursor", "not a cursor of this list")
         where.append(f"sequence {'<' if order.descending else '>'} {params.add(value, 'bigint')}")
     direction = "DESC" if order.descending else "ASC"
-    rows = await request.app.state.db.pool.fetch(
+    rows = await conn.fetch(
         f"SELECT {_COLUMNS} FROM events WHERE {' AND '.join(where)} ORDER BY sequence {direction} "
         f"LIMIT {limit + 1}",
         *params.values,
     )
-    more = len(rows) > limit
-    rows = rows[:limit]
-    nxt = encode_cursor(order, rows[-1]["sequence"], rows[-1]["id"]) if more else None
-    return json_response(envelope([_api(r) for r in rows], more, nxt))
+    return json_response(keyset_page(rows, limit, cursor_by(order), _api))
 
 
 @router.get("/{id}", operation_id="events_get", response_model=Event, responses=problems(404, 422))
 async def get_event(
-    request: Request, eid: Annotated[uuid.UUID, Path(alias="id")], principal: Reader
+    eid: Annotated[uuid.UUID, Path(alias="id")], principal: Reader, conn: ReadConn
 ) -> Response:
-    row = await request.app.state.db.pool.fetchrow(
+    row = await conn.fetchrow(
         f"SELECT {_COLUMNS} FROM events WHERE workspace_id = $1 AND id = $2", principal.workspace_id, eid
     )
     if row is None:

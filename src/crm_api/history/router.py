@@ -14,10 +14,11 @@ from pydantic import BaseModel, Field
 
 from .. import jsonutil
 from ..auth import Principal, require
+from ..deps import ReadConn
 from ..errors import InvalidCursor, field_error
-from ..pagination import envelope
+from ..http import context, json_response, problems
+from ..pagination import keyset_page
 from ..resources import service
-from ..resources.router import context, json_response, problems
 from ..resources.schemas import text_problem
 from ..resources.spec import ResourceSpec
 from . import repository as repo
@@ -85,6 +86,7 @@ def history_router(spec: ResourceSpec) -> APIRouter:
         request: Request,
         oid: Annotated[uuid.UUID, Path(alias="id")],
         principal: Reader,
+        conn: ReadConn,
         field: Annotated[str | None, Query(max_length=100, description="only changes to this field")] = None,
         limit: Annotated[int, Query(ge=1, le=200)] = 50,
         cursor: Annotated[str | None, Query(max_length=2000)] = None,
@@ -92,13 +94,16 @@ def history_router(spec: ResourceSpec) -> APIRouter:
         if field is not None and field not in known:
             raise field_error("/query/field", f"a {spec.object} has no field '{field}'")
         after = _decode(cursor) if cursor else None
-        pool = request.app.state.db.pool
         ctx = context(request, principal)
-        await service.get(pool, spec, ctx, oid)  # 404 unless it is in the caller's workspace
-        rows = await repo.page(pool, spec.object, ctx.workspace_id, oid, field, after, limit)
-        more = len(rows) > limit
-        rows = rows[:limit]
-        nxt = _encode(rows[-1]["sequence"], rows[-1]["field"]) if more else None
-        return json_response(envelope([{"object": "field_change", **r} for r in rows], more, nxt))
+        await service.get(conn, spec, ctx, oid)  # 404 unless it is in the caller's workspace
+        rows = await repo.page(conn, spec.object, ctx.workspace_id, oid, field, after, limit)
+        return json_response(
+            keyset_page(
+                rows,
+                limit,
+                lambda r: _encode(r["sequence"], r["field"]),
+                lambda r: {"object": "field_change", **r},
+            )
+        )
 
     return router

@@ -19,12 +19,12 @@ from typing import Any
 
 import asyncpg
 
+from ..auth import Context
 from ..companies.spec import normalise_domain
 from ..contacts.spec import normalise_email
 from ..errors import FieldError, NotFound, Unprocessable
 from ..models.crm import COMPANY_NAME_KEY, CONTACT_NAME_KEY
 from ..resources import repository as repo
-from ..resources.service import Context
 from ..resources.spec import ResourceSpec
 
 WEIGHTS = {"email": 1.0, "domain": 1.0, "phone": 0.9, "name_at_company": 0.85}

@@ -6,14 +6,14 @@
 import uuid
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Path, Request, Response
+from fastapi import APIRouter, Depends, Path, Request, Response
 from pydantic import create_model
 
 from ..auth import Principal, require
-from ..deps import LockingConn
+from ..deps import LockingConn, ReadConn
 from ..errors import Forbidden
+from ..http import context, json_response, problems
 from ..idempotency import idempotent
-from ..resources.router import context, json_response, problems
 from ..resources.spec import ResourceSpec
 from . import duplicates, service
 from .schemas import (
@@ -35,6 +35,16 @@ def merge_router(spec: ResourceSpec) -> APIRouter:
     name = spec.name
     Reader = Annotated[Principal, require(f"{name}:read")]
     Writer = Annotated[Principal, require(f"{name}:write")]
+
+    async def merger(principal: Writer) -> Principal:
+        """The writer, who must also hold the scopes of what the merge moves (before any Idempotency-Key
+        replay, which would show the merge's result)."""
+        lacking = [scope for scope in MOVES[name] if not principal.allows(scope)]
+        if lacking:
+            raise Forbidden(f"A merge moves references: this API key lacks {', '.join(lacking)}")
+        return principal
+
+    Merger = Annotated[Principal, Depends(merger)]
     ObjectId = Annotated[uuid.UUID, Path(alias="id")]
     Find: Any = ContactDuplicatesRequest if name == "contacts" else CompanyDuplicatesRequest
     Result: Any = create_model(
@@ -56,9 +66,9 @@ def merge_router(spec: ResourceSpec) -> APIRouter:
             else "same normalised domain, fuzzy name (pg_trgm)."
         ),
     )
-    async def find_duplicates(request: Request, body: Find, principal: Reader) -> Response:
+    async def find_duplicates(request: Request, body: Find, principal: Reader, conn: ReadConn) -> Response:
         data = await duplicates.find(
-            request.app.state.db.pool,
+            conn,
             spec,
             context(request, principal),
             body.ids,
@@ -79,19 +89,13 @@ def merge_router(spec: ResourceSpec) -> APIRouter:
         "404: unknown ids; 422: an already merged record or an archived survivor. Besides "
         f"`{name}:write` the key needs {', '.join(f'`{s}`' for s in MOVES[name])}.",
     )
+    @idempotent
     async def merge(
-        request: Request, oid: ObjectId, body: MergeRequest, principal: Writer, conn: LockingConn
+        request: Request, oid: ObjectId, body: MergeRequest, principal: Merger, conn: LockingConn
     ) -> Response:
-        lacking = [scope for scope in MOVES[name] if not principal.allows(scope)]
-        if lacking:
-            raise Forbidden(f"A merge moves references: this API key lacks {', '.join(lacking)}")
-
-        async def run() -> Response:
-            result = await service.merge(
-                conn, spec, context(request, principal), oid, body.from_, body.prefer, body.dry_run
-            )
-            return json_response(result)
-
-        return await idempotent(request, conn, principal, run)
+        result = await service.merge(
+            conn, spec, context(request, principal), oid, body.from_, body.prefer, body.dry_run
+        )
+        return json_response(result)
 
     return router

@@ -19,13 +19,14 @@ from typing import Any
 import asyncpg
 
 from ..activities.spec import ACTIVITIES
+from ..auth import Context
 from ..contacts.spec import CONTACTS
+from ..contacts.totals import refresh_contacts
 from ..deals.spec import DEALS
 from ..errors import Conflict, FieldError, NotFound, Unprocessable
 from ..events.emit import emit
-from ..orders.service import refresh_contacts
 from ..resources import repository as repo
-from ..resources.service import Context, bump, events_for, merged_row, now, prepare
+from ..resources.service import bump, events_for, merged_row, now, prepare
 from ..resources.spec import ResourceSpec
 from ..tickets.spec import TICKETS
 

@@ -1,5 +1,5 @@
-"""SQL of orders: the stored order, its deal's line items, the pipeline stages an order maps to, and the
-contact aggregates (lifetime value, order count). Each is one statement, whatever the number of rows."""
+"""SQL of orders: the stored order, its deal's line items and the pipeline stages an order maps to. Each
+is one statement, whatever the number of rows."""
 
 from __future__ import annotations
 
@@ -135,35 +135,3 @@ async def stages(
     conn: asyncpg.Connection, workspace_id: uuid.UUID, pipeline_id: uuid.UUID | None
 ) -> list[dict[str, Any]]:
     return [dict(r) for r in await conn.fetch(_STAGES_SQL, workspace_id, pipeline_id)]
-
-
-# Every named contact, locked, beside its aggregates computed afresh: won, live deals it is the primary
-# contact of, summed per currency, and the orders that name it. Set-based, so a batch's contacts cost the
-# same one statement as one contact's.
-_AGGREGATES_SQL = """
-SELECT c.{columns},
-       coalesce(v.ltv, '{{}}'::jsonb) AS new_lifetime_value, coalesce(n.orders, 0) AS new_order_count
-FROM contacts AS c
-LEFT JOIN LATERAL (
-    SELECT jsonb_object_agg(s.currency, s.total::text) AS ltv
-    FROM (
-        SELECT d.currency, sum(d.amount) AS total FROM deals AS d
-        WHERE d.workspace_id = c.workspace_id AND d.contact_id = c.id AND d.status = 'won'
-          AND d.archived_at IS NULL AND d.amount IS NOT NULL AND d.currency IS NOT NULL
-        GROUP BY d.currency
-    ) AS s
-) AS v ON true
-LEFT JOIN LATERAL (
-    SELECT count(*) AS orders FROM orders AS o WHERE o.workspace_id = c.workspace_id AND o.contact_id = c.id
-) AS n ON true
-WHERE c.workspace_id = $1 AND c.id = ANY($2::uuid[])
-ORDER BY c.id
-FOR UPDATE OF c
-"""
-
-
-async def contact_aggregates(
-    conn: asyncpg.Connection, workspace_id: uuid.UUID, columns: Sequence[str], ids: Sequence[uuid.UUID]
-) -> list[dict[str, Any]]:
-    sql = _AGGREGATES_SQL.format(columns=", c.".join(columns))
-    return [dict(r) for r in await conn.fetch(sql, workspace_id, sorted(set(ids)))]

@@ -1,45 +1,55 @@
-"""``PUT /v1/orders/{source}/{external_id}`` and ``POST /v1/orders/batch``.
+"""``PUT /v1/orders/{source}/{external_id}``, ``POST /v1/orders/batch`` and
+``GET /v1/deals/{id}/line-items``.
 
 (No ``from __future__ import annotations``: FastAPI reads the annotations at definition.)
 """
 
+import uuid
 from typing import Annotated
 
-from fastapi import APIRouter, Body, Path, Request, Response
+from fastapi import APIRouter, Body, Path, Query, Request, Response
 
 from ..auth import Principal, require
-from ..deps import LockingConn
+from ..deals.spec import DEALS
+from ..deps import LockingConn, ReadConn
+from ..errors import InvalidCursor
+from ..http import context, json_response, problems
 from ..idempotency import idempotent
-from ..resources.router import context, json_response, problems
+from ..pagination import Sort, cursor_by, decode_cursor, keyset_page
+from ..resources import service as resources
+from . import repository as repo
 from . import service
-from .schemas import Order, OrderBatchRequest, OrderBatchResponse, OrderIn
+from .schemas import LineItemList, Order, OrderBatchRequest, OrderBatchResponse, OrderIn
 
-router = APIRouter(prefix="/v1/orders", tags=["orders"])
+# No prefix or tags on the router: a deal's line items are served here too, under /v1/deals.
+router = APIRouter()
 Writer = Annotated[Principal, require("orders:write")]
+DealReader = Annotated[Principal, require("deals:read")]
 
 
 @router.post(
-    "/batch",
+    "/v1/orders/batch",
+    tags=["orders"],
     operation_id="orders_batch",
     response_model=OrderBatchResponse,
     responses=problems(409, 422),
     summary="Create or update up to 500 orders, one result per item",
 )
+@idempotent
 async def batch(request: Request, body: OrderBatchRequest, principal: Writer, conn: LockingConn) -> Response:
-    async def run() -> Response:
-        results = await service.batch(conn, context(request, principal), body.items)
-        return json_response({"object": "batch", "results": results})
-
-    return await idempotent(request, conn, principal, run)
+    results = await service.batch(conn, context(request, principal), body.items)
+    return json_response({"object": "batch", "results": results})
 
 
 @router.put(
-    "/{source}/{external_id}",
+    "/v1/orders/{source}/{external_id}",
+    tags=["orders"],
     operation_id="orders_upsert",
     response_model=Order,
     responses={**problems(409, 422), 201: {"description": "Created", "model": Order}},
     summary="Create or update an order from an ecommerce platform, with its contact, company and deal",
 )
+@idempotent
 async def upsert(
     request: Request,
     source: Annotated[str, Path(max_length=64, pattern=r"^[A-Za-z0-9_.:-]+$")],
@@ -48,8 +58,33 @@ async def upsert(
     principal: Writer,
     conn: LockingConn,
 ) -> Response:
-    async def run() -> Response:
-        status, view = await service.upsert(conn, context(request, principal), source, external_id, body)
-        return json_response(view, status)
+    status, view = await service.upsert(conn, context(request, principal), source, external_id, body)
+    return json_response(view, status)
 
-    return await idempotent(request, conn, principal, run)
+
+_LINE_SORT = Sort("position", False)
+
+
+@router.get(
+    "/v1/deals/{id}/line-items",
+    tags=["deals"],
+    operation_id="deals_list_line_items",
+    response_model=LineItemList,
+    responses=problems(404, 422),
+    summary="A deal's line items (products of its order), in order",
+)
+async def line_items(
+    request: Request,
+    oid: Annotated[uuid.UUID, Path(alias="id")],
+    principal: DealReader,
+    conn: ReadConn,
+    limit: Annotated[int, Query(ge=1, le=200)] = 50,
+    cursor: Annotated[str | None, Query(max_length=2000)] = None,
+) -> Response:
+    ctx = context(request, principal)
+    await resources.get(conn, DEALS, ctx, oid)  # 404 for another workspace's deal
+    after = decode_cursor(cursor, _LINE_SORT) if cursor else None
+    if after is not None and not isinstance(after[0], int):
+        raise InvalidCursor("The cursor is not one this API issued")
+    rows = await repo.line_items(conn, ctx.workspace_id, oid, after, limit)
+    return json_response(keyset_page(rows, limit, cursor_by(_LINE_SORT), service.line_item))

@@ -17,13 +17,15 @@ import asyncpg
 from pydantic import ValidationError
 
 from .. import jsonutil
+from ..auth import Context
 from ..companies.spec import COMPANIES, normalise_domain
 from ..contacts.spec import CONTACTS, normalise_email
+from ..contacts.totals import refresh_contacts
 from ..deals.spec import DEALS
 from ..errors import CRMError, FieldError, Unprocessable
+from ..locks import key_lock, lock_keys
 from ..resources import repository as res_repo
 from ..resources import service
-from ..resources.service import Context
 from . import repository as repo
 from .schemas import MAX_BATCH, OrderBatchItem, OrderIn
 
@@ -60,13 +62,13 @@ def lock_keys_of(ctx: Context, source: str, external_id: str, order: OrderIn) ->
     """Every advisory lock the order's writes take, so they can be taken up front in one sorted statement
     (a batch then cannot deadlock with another batch or with a single push)."""
     keys = [
-        res_repo.lock_hash(str(ctx.workspace_id), "orders", source, external_id),
-        service._key_lock(DEALS, ctx, "external", source, external_id),
-        service._key_lock(CONTACTS, ctx, "email", normalise_email(order.customer.email)),
+        key_lock(ctx.workspace_id, "orders", source, external_id),
+        key_lock(ctx.workspace_id, DEALS.name, "external", source, external_id),
+        key_lock(ctx.workspace_id, CONTACTS.name, "email", normalise_email(order.customer.email)),
     ]
     domain = _domain(order)
     if domain is not None:
-        keys.append(service._key_lock(COMPANIES, ctx, "domain", domain))
+        keys.append(key_lock(ctx.workspace_id, COMPANIES.name, "domain", domain))
     return keys
 
 
@@ -106,7 +108,7 @@ async def upsert(
     The contacts whose aggregates the order changes are refreshed here, or, when ``touched`` is given (a
     batch), added to it for the caller to refresh once for all orders."""
     ws = ctx.workspace_id
-    await res_repo.lock_keys(conn, lock_keys_of(ctx, source, external_id, order))
+    await lock_keys(conn, lock_keys_of(ctx, source, external_id, order))
     digest = body_hash(order)
     stored = await repo.fetch_order(conn, ws, source, external_id)
     if stored is not None and (order.updated_at < stored["shop_updated_at"] or digest == stored["body_hash"]):
@@ -224,23 +226,6 @@ async def _deal(
     return current, row
 
 
-async def refresh_contacts(conn: asyncpg.Connection, ctx: Context, ids: set[uuid.UUID]) -> None:
-    """Recompute lifetime value and order count of the contacts, and write those that changed as one
-    batch through the shared repository, so each gets its ``contact.updated`` event and a new version."""
-    rows = await repo.contact_aggregates(conn, ctx.workspace_id, CONTACTS.columns, list(ids))
-    at = service.now()
-    updates: list[dict[str, Any]] = []
-    events: list[dict[str, Any]] = []
-    for row in rows:
-        ltv, count = row.pop("new_lifetime_value"), row.pop("new_order_count")
-        new = service.merged_row(CONTACTS, row, {"lifetime_value": ltv, "order_count": count}, at)
-        if service.bump(row, new, at):
-            updates.append(new)
-            events += service.events_for(CONTACTS, ctx, row, new, "updated", at)
-    if updates:
-        await res_repo.write(conn, CONTACTS, ctx.workspace_id, updates=updates, events=events)
-
-
 def parse_item(item: Any, index: int) -> OrderBatchItem:
     try:
         return OrderBatchItem.model_validate(item)
@@ -278,7 +263,7 @@ async def batch(conn: asyncpg.Connection, ctx: Context, items: list[Any]) -> lis
             results[i] = _error(_at_item(exc, i, "/order"), ctx)
             continue
         parsed[i] = order
-    await res_repo.lock_keys(conn, locks)
+    await lock_keys(conn, locks)
     touched: set[uuid.UUID] = set()
     for i, order in parsed.items():
         mine: set[uuid.UUID] = set()
@@ -298,4 +283,4 @@ def _error(exc: CRMError, ctx: Context) -> dict[str, Any]:
     return {"status": exc.status, "error": exc.body(ctx.request_id or "")}
 
 
-__all__ = ["batch", "body_hash", "refresh_contacts", "upsert", "view"]
+__all__ = ["batch", "body_hash", "upsert", "view"]

@@ -11,7 +11,7 @@ import asyncpg
 
 from .. import jsonutil
 from ..errors import Conflict
-from ..resources.repository import FANOUT_SQL
+from ..events.store import FANOUT_SQL, insert_events
 
 _SELECT = """
 SELECT p.id, p.name, p.is_default, p.created_at, p.updated_at, p.version, p.archived_at,
@@ -22,8 +22,6 @@ SELECT p.id, p.name, p.is_default, p.created_at, p.updated_at, p.version, p.arch
              '[]') AS stages
 FROM pipelines AS p
 """
-
-_EVENT_COLUMNS = "workspace_id, id, type, object_type, object_id, actor, request_id, data, created_at"
 
 # One statement per pipeline write: the pipeline row (insert, or update checked against the version read
 # under the row lock), its stages (removed ones deleted, the rest upserted), the event and its deliveries.
@@ -52,11 +50,7 @@ WITH ins AS (
     WHERE (pipeline_stages.name, pipeline_stages.position, pipeline_stages.probability, pipeline_stages.kind)
         IS DISTINCT FROM (EXCLUDED.name, EXCLUDED.position, EXCLUDED.probability, EXCLUDED.kind)
 ), ev AS (
-    INSERT INTO events ({_EVENT_COLUMNS})
-    SELECT {_EVENT_COLUMNS} FROM jsonb_populate_recordset(NULL::events, $11::jsonb) WITH ORDINALITY AS e
-    WHERE EXISTS (SELECT 1 FROM ok)
-    ORDER BY e.ordinality  -- sequences in emission order
-    RETURNING id, sequence, type, object_id
+    {insert_events("$11", "EXISTS (SELECT 1 FROM ok)")}
 ), fanout AS (
     {FANOUT_SQL}
 )

@@ -1,15 +1,15 @@
 """``/v1/pipelines``: pipelines with their stages inline, and the stage operations."""
 
 import uuid
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Path, Query, Request, Response
 
 from ..auth import Principal, require
-from ..deps import IfMatch, LockingConn
+from ..deps import IfMatch, LockingConn, ReadConn
+from ..http import context, json_response, problems, versioned_response
 from ..idempotency import idempotent
-from ..pagination import Sort, decode_cursor, encode_cursor, envelope
-from ..resources.router import context, json_response, problems
+from ..pagination import Sort, cursor_by, decode_cursor, keyset_page
 from . import repository as repo
 from . import service
 from .schemas import (
@@ -31,11 +31,9 @@ _SORT = Sort("created_at", False)
 _WRITE_PROBLEMS = problems(404, 409, 412, 422)
 
 
-def _response(row: dict[str, object], status: int = 200) -> Response:
-    headers = {"ETag": f'"{row["version"]}"'}
-    if status == 201:
-        headers["Location"] = f"/v1/pipelines/{row['id']}"
-    return json_response(service.to_api(row), status, headers)
+def _response(row: dict[str, Any], status: int = 200) -> Response:
+    location = f"/v1/pipelines/{row['id']}" if status == 201 else None
+    return versioned_response(service.to_api(row), row["version"], status, location)
 
 
 @router.post(
@@ -46,12 +44,10 @@ def _response(row: dict[str, object], status: int = 200) -> Response:
     responses=problems(409, 422),
     summary="Create a pipeline with its stages",
 )
+@idempotent
 async def create(request: Request, body: PipelineCreate, principal: Writer, conn: LockingConn) -> Response:
-    async def run() -> Response:
-        row = await service.create(conn, context(request, principal), body.model_dump(exclude_unset=True))
-        return _response(row, 201)
-
-    return await idempotent(request, conn, principal, run)
+    row = await service.create(conn, context(request, principal), body.model_dump(exclude_unset=True))
+    return _response(row, 201)
 
 
 @router.get(
@@ -62,20 +58,15 @@ async def create(request: Request, body: PipelineCreate, principal: Writer, conn
     summary="List pipelines, oldest first",
 )
 async def list_(
-    request: Request,
     principal: Reader,
+    conn: ReadConn,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
     cursor: Annotated[str | None, Query(max_length=2000)] = None,
     include_archived: bool = False,
 ) -> Response:
     after = decode_cursor(cursor, _SORT) if cursor else None
-    rows = await repo.list_page(
-        request.app.state.db.pool, principal.workspace_id, after, limit, include_archived
-    )
-    more = len(rows) > limit
-    rows = rows[:limit]
-    nxt = encode_cursor(_SORT, rows[-1]["created_at"], rows[-1]["id"]) if more else None
-    return json_response(envelope([service.to_api(r) for r in rows], more, nxt))
+    rows = await repo.list_page(conn, principal.workspace_id, after, limit, include_archived)
+    return json_response(keyset_page(rows, limit, cursor_by(_SORT), service.to_api))
 
 
 @router.get(
@@ -85,8 +76,8 @@ async def list_(
     responses=problems(404, 422),
     summary="Get a pipeline",
 )
-async def get(request: Request, pid: PipelineId, principal: Reader) -> Response:
-    return _response(await service.get(request.app.state.db.pool, context(request, principal), pid))
+async def get(request: Request, pid: PipelineId, principal: Reader, conn: ReadConn) -> Response:
+    return _response(await service.get(conn, context(request, principal), pid))
 
 
 @router.patch(
@@ -96,6 +87,7 @@ async def get(request: Request, pid: PipelineId, principal: Reader) -> Response:
     responses=_WRITE_PROBLEMS,
     summary="Rename a pipeline or make it the default",
 )
+@idempotent
 async def update(
     request: Request,
     pid: PipelineId,
@@ -104,11 +96,8 @@ async def update(
     conn: LockingConn,
     version: IfMatch,
 ) -> Response:
-    async def run() -> Response:
-        changes = body.model_dump(exclude_unset=True)
-        return _response(await service.update(conn, context(request, principal), pid, changes, version))
-
-    return await idempotent(request, conn, principal, run)
+    changes = body.model_dump(exclude_unset=True)
+    return _response(await service.update(conn, context(request, principal), pid, changes, version))
 
 
 @router.delete(
@@ -118,13 +107,11 @@ async def update(
     responses=_WRITE_PROBLEMS,
     summary="Archive a pipeline (not the default one)",
 )
+@idempotent
 async def archive(
     request: Request, pid: PipelineId, principal: Writer, conn: LockingConn, version: IfMatch
 ) -> Response:
-    async def run() -> Response:
-        return _response(await service.archive(conn, context(request, principal), pid, version))
-
-    return await idempotent(request, conn, principal, run)
+    return _response(await service.archive(conn, context(request, principal), pid, version))
 
 
 @router.post(
@@ -134,13 +121,11 @@ async def archive(
     responses=_WRITE_PROBLEMS,
     summary="Restore an archived pipeline",
 )
+@idempotent
 async def restore(
     request: Request, pid: PipelineId, principal: Writer, conn: LockingConn, version: IfMatch
 ) -> Response:
-    async def run() -> Response:
-        return _response(await service.restore(conn, context(request, principal), pid, version))
-
-    return await idempotent(request, conn, principal, run)
+    return _response(await service.restore(conn, context(request, principal), pid, version))
 
 
 @router.post(
@@ -150,6 +135,7 @@ async def restore(
     responses=_WRITE_PROBLEMS,
     summary="Add a stage; answers with the pipeline",
 )
+@idempotent
 async def add_stage(
     request: Request,
     pid: PipelineId,
@@ -158,11 +144,8 @@ async def add_stage(
     conn: LockingConn,
     version: IfMatch,
 ) -> Response:
-    async def run() -> Response:
-        ctx = context(request, principal)
-        return _response(await service.add_stage(conn, ctx, pid, body.model_dump(), version))
-
-    return await idempotent(request, conn, principal, run)
+    ctx = context(request, principal)
+    return _response(await service.add_stage(conn, ctx, pid, body.model_dump(), version))
 
 
 @router.patch(
@@ -172,6 +155,7 @@ async def add_stage(
     responses=_WRITE_PROBLEMS,
     summary="Rename a stage, or change its probability or kind; answers with the pipeline",
 )
+@idempotent
 async def update_stage(
     request: Request,
     pid: PipelineId,
@@ -181,12 +165,9 @@ async def update_stage(
     conn: LockingConn,
     version: IfMatch,
 ) -> Response:
-    async def run() -> Response:
-        ctx = context(request, principal)
-        changes = body.model_dump(exclude_unset=True)
-        return _response(await service.update_stage(conn, ctx, pid, sid, changes, version))
-
-    return await idempotent(request, conn, principal, run)
+    ctx = context(request, principal)
+    changes = body.model_dump(exclude_unset=True)
+    return _response(await service.update_stage(conn, ctx, pid, sid, changes, version))
 
 
 @router.delete(
@@ -196,6 +177,7 @@ async def update_stage(
     responses=_WRITE_PROBLEMS,
     summary="Remove a stage; a stage holding deals needs move_to_stage_id (409 otherwise)",
 )
+@idempotent
 async def remove_stage(
     request: Request,
     pid: PipelineId,
@@ -207,12 +189,9 @@ async def remove_stage(
         uuid.UUID | None, Query(description="Another stage of this pipeline to move the stage's deals to")
     ] = None,
 ) -> Response:
-    async def run() -> Response:
-        ctx = context(request, principal)
-        row = await service.remove_stage(conn, ctx, pid, sid, move_to_stage_id, version)
-        return _response(row)
-
-    return await idempotent(request, conn, principal, run)
+    ctx = context(request, principal)
+    row = await service.remove_stage(conn, ctx, pid, sid, move_to_stage_id, version)
+    return _response(row)
 
 
 @router.put(
@@ -222,6 +201,7 @@ async def remove_stage(
     responses=_WRITE_PROBLEMS,
     summary="Reorder the stages: every stage id, in the new order",
 )
+@idempotent
 async def reorder_stages(
     request: Request,
     pid: PipelineId,
@@ -230,8 +210,5 @@ async def reorder_stages(
     conn: LockingConn,
     version: IfMatch,
 ) -> Response:
-    async def run() -> Response:
-        ctx = context(request, principal)
-        return _response(await service.reorder_stages(conn, ctx, pid, body.stage_ids, version))
-
-    return await idempotent(request, conn, principal, run)
+    ctx = context(request, principal)
+    return _response(await service.reorder_stages(conn, ctx, pid, body.stage_ids, version))

@@ -16,6 +16,7 @@ from typing import Any
 
 import asyncpg
 
+from ..auth import Context
 from ..deals import repository as deal_repo
 from ..deals.spec import DEALS
 from ..errors import Conflict, FieldError, NotFound, PreconditionFailed, Unprocessable, field_error
@@ -23,7 +24,6 @@ from ..events.emit import emit
 from ..ids import uuid7
 from ..resources import repository as resource_repo
 from ..resources import service as resources
-from ..resources.service import Context
 from . import repository as repo
 from .schemas import MAX_STAGES
 

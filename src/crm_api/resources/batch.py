@@ -11,10 +11,11 @@ from typing import Any, Literal, TypeVar
 
 import asyncpg
 
+from ..auth import Context
 from ..errors import Conflict, CRMError, FieldError, Unprocessable
+from ..locks import lock_keys
 from . import repository as repo
 from .service import (
-    Context,
     _external_changes,
     _key_lock,
     bump,
@@ -73,7 +74,7 @@ async def run(
                 del payloads[i]
         locks = [_key_lock(spec, ctx, key.field, v) for i in payloads if key and (v := key_of.get(i))]
         locks += [_key_lock(spec, ctx, "external", s, e) for i in payloads for s, e in ext_of[i][:1]]
-        await repo.lock_keys(conn, locks)
+        await lock_keys(conn, locks)
 
     key_values = sorted({v for i in payloads if (v := key_of.get(i))})
     live = await repo.fetch_live_by_key(conn, spec, ctx.workspace_id, key.field, key_values) if key else []

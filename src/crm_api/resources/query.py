@@ -8,13 +8,14 @@ from typing import Any
 
 import asyncpg
 
-from ..custom_fields import enforce as custom_fields
-from ..custom_fields import sorting as custom_sorting
+from ..auth import Context
 from ..errors import InvalidCursor, field_error
-from ..filters import Compiler, Params, _coerce, _like
-from ..pagination import Sort, decode_cursor, encode_cursor, envelope, parse_sort
+from ..pagination import Sort, cursor_by, decode_cursor, keyset_page, parse_sort
+from ..sqlparams import Params
 from . import repository as repo
-from .service import Context
+from .custom_fields import enforce as custom_fields
+from .custom_fields import sorting as custom_sorting
+from .filters import Compiler, _coerce, _like
 from .spec import FieldType, ResourceSpec, element_type
 
 PAGE_PARAMS = ("limit", "cursor", "sort", "include_archived", "q")
@@ -175,7 +176,4 @@ async def _page(
     ):
         raise InvalidCursor("The cursor is not one this API issued")
     rows = await repo.list_rows(conn, spec, params, conditions, sort, after, limit)
-    has_more = len(rows) > limit
-    rows = rows[:limit]
-    next_cursor = encode_cursor(sort, rows[-1][sort.column], rows[-1]["id"]) if has_more else None
-    return envelope([spec.to_api(r) for r in rows], has_more, next_cursor)
+    return keyset_page(rows, limit, cursor_by(sort), spec.to_api)

@@ -6,41 +6,22 @@ events and external-id changes commit together, for one object or a batch of 500
 
 from __future__ import annotations
 
-import hashlib
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import asyncpg
 
 from .. import jsonutil
 from ..errors import Conflict, FieldError, Unprocessable
-from ..filters import Params
-from ..models.webhooks import DISABLED_FAILING
+from ..events.store import FANOUT_SQL, insert_events
 from ..pagination import Sort
+from ..sqlparams import Params
 from .spec import ResourceSpec
-
-_EVENT_COLUMNS = "workspace_id, id, type, object_type, object_id, actor, request_id, data, created_at"
 
 
 def _select(spec: ResourceSpec) -> str:
     return ", ".join(spec.columns)
-
-
-def lock_hash(*parts: str) -> int:
-    digest = hashlib.blake2b("\x1f".join(parts).encode(), digest_size=8).digest()
-    return int.from_bytes(digest, "big", signed=True)
-
-
-async def lock_keys(conn: asyncpg.Connection, hashes: Iterable[int]) -> None:
-    """Serialise writers of the same natural keys until commit (sorted, so batches cannot deadlock)."""
-    ordered = sorted(set(hashes))
-    # an xact lock taken outside a transaction would be released at once
-    assert conn.is_in_transaction(), "advisory locks need the request's transaction (LockingConn)"
-    if ordered:
-        await conn.execute(
-            "SELECT pg_advisory_xact_lock(h) FROM unnest($1::bigint[]) AS h ORDER BY h", ordered
-        )
 
 
 async def fetch_by_ids(
@@ -103,18 +84,6 @@ async def existing_ids(
     return {r["id"] for r in rows}
 
 
-# One delivery per (event, subscribed endpoint whose event_types match): "*", "contact.*" or the exact type.
-# Used inside a statement that has a CTE ``ev(id, sequence, type, object_id)`` and the workspace as $1.
-FANOUT_SQL = f"""INSERT INTO webhook_deliveries
-        (workspace_id, id, endpoint_id, event_id, event_sequence, event_type, object_id, next_attempt_at)
-    SELECT $1, gen_random_uuid(), ep.id, ev.id, ev.sequence, ev.type, ev.object_id,
-           CASE WHEN ep.status = 'enabled' THEN now() ELSE 'infinity' END
-    FROM ev JOIN webhook_endpoints AS ep ON ep.workspace_id = $1
-        AND (ep.status = 'enabled' OR ep.disabled_reason = '{DISABLED_FAILING}')
-        AND (ev.type = ANY(ep.event_types) OR '*' = ANY(ep.event_types)
-             OR split_part(ev.type, '.', 1) || '.*' = ANY(ep.event_types))"""
-
-
 def _write_sql(spec: ResourceSpec) -> str:
     t = spec.table
     assignments = ", ".join(c for c in spec.columns if c not in ("workspace_id", "id", "created_at"))
@@ -131,13 +100,7 @@ WITH ins AS (
 ), ok AS (
     SELECT id FROM ins UNION ALL SELECT id FROM upd
 ), ev AS (
-    INSERT INTO events ({_EVENT_COLUMNS})
-    SELECT {_EVENT_COLUMNS} FROM jsonb_populate_recordset(NULL::events, $4::jsonb) WITH ORDINALITY AS e
-    WHERE e.object_id IN (SELECT id FROM ok)
-    -- sequences follow the order the events were emitted in (created before won), whatever join the
-    -- planner picks for the filter above (a hash join reordered them on PostgreSQL 18)
-    ORDER BY e.ordinality
-    RETURNING id, sequence, type, object_id
+    {insert_events("$4", "e.object_id IN (SELECT id FROM ok)")}
 ), fanout AS (
     {FANOUT_SQL}
 ), xdel AS (

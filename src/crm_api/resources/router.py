@@ -8,51 +8,20 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Path, Request, Response
 
-from .. import jsonutil
 from ..auth import Principal, require
-from ..custom_fields import enforce as custom_fields
-from ..deps import IfMatch, LockingConn, WriteConn
+from ..deps import IfMatch, LockingConn, ReadConn, WriteConn
 from ..errors import PROBLEM_JSON
+from ..http import context, json_response, problems, versioned_response
 from ..idempotency import idempotent
 from . import batch, query, service
+from .custom_fields import enforce as custom_fields
 from .schemas import SearchRequest, batch_models, list_model
 from .spec import ResourceSpec
 
-_DESCRIPTIONS = {
-    400: "Malformed request (bad JSON, bad cursor, bad header)",
-    401: "Missing or unknown API key",
-    403: "The API key lacks the scope",
-    404: "No such object in this workspace",
-    409: "Conflict with another object, or a request with this Idempotency-Key still running",
-    412: "If-Match names a version that is no longer current",
-    413: "Request body too large",
-    422: "Validation failed; `errors` names each field",
-}
-
-
-def problems(*codes: int) -> dict[int | str, dict[str, Any]]:
-    ref = {"schema": {"$ref": "#/components/schemas/Problem"}}
-    return {
-        c: {"description": _DESCRIPTIONS[c], "content": {PROBLEM_JSON: ref}}
-        for c in (400, 401, 403, 413, *codes)
-    }
-
-
-def context(request: Request, principal: Principal) -> service.Context:
-    return service.Context(principal, getattr(request.state, "request_id", None))
-
-
-def json_response(payload: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
-    return Response(
-        jsonutil.dumps(payload), status_code=status, headers=headers, media_type="application/json"
-    )
-
 
 def object_response(spec: ResourceSpec, row: dict[str, Any], status: int = 200) -> Response:
-    headers = {"ETag": f'"{row["version"]}"'}
-    if status == 201:
-        headers["Location"] = f"/v1/{spec.url_segment}/{row['id']}"
-    return json_response(spec.to_api(row), status, headers)
+    location = f"/v1/{spec.url_segment}/{row['id']}" if status == 201 else None
+    return versioned_response(spec.to_api(row), row["version"], status, location)
 
 
 def _sort_doc(spec: ResourceSpec) -> dict[str, Any]:
@@ -128,10 +97,8 @@ def build_router(spec: ResourceSpec) -> APIRouter:
         openapi_extra=_query_docs(spec),
         summary=f"List {name}",
     )
-    async def list_(request: Request, principal: Reader) -> Response:
-        page = await query.list_page(
-            request.app.state.db.pool, spec, context(request, principal), request.query_params
-        )
+    async def list_(request: Request, principal: Reader, conn: ReadConn) -> Response:
+        page = await query.list_page(conn, spec, context(request, principal), request.query_params)
         return json_response(page)
 
     @router.post(
@@ -142,14 +109,12 @@ def build_router(spec: ResourceSpec) -> APIRouter:
         responses=problems(409, 422),
         summary=f"Create a {spec.object}",
     )
+    @idempotent
     async def create(request: Request, body: Create, principal: Writer, conn: WriteConn) -> Response:
-        async def run() -> Response:
-            row = await service.create(
-                conn, spec, context(request, principal), body.model_dump(exclude_unset=True)
-            )
-            return object_response(spec, row, 201)
-
-        return await idempotent(request, conn, principal, run)
+        row = await service.create(
+            conn, spec, context(request, principal), body.model_dump(exclude_unset=True)
+        )
+        return object_response(spec, row, 201)
 
     @router.post(
         "/search",
@@ -158,10 +123,8 @@ def build_router(spec: ResourceSpec) -> APIRouter:
         responses=problems(422),
         summary=f"Search {name} with the filter grammar",
     )
-    async def search(request: Request, body: SearchRequest, principal: Reader) -> Response:
-        page = await query.search(
-            request.app.state.db.pool, spec, context(request, principal), body.model_dump()
-        )
+    async def search(request: Request, body: SearchRequest, principal: Reader, conn: ReadConn) -> Response:
+        page = await query.search(conn, spec, context(request, principal), body.model_dump())
         return json_response(page)
 
     @router.post(
@@ -171,12 +134,10 @@ def build_router(spec: ResourceSpec) -> APIRouter:
         responses=problems(409, 422),
         summary=f"Create or upsert up to 500 {name}",
     )
+    @idempotent
     async def batch_(request: Request, body: BatchRequest, principal: Writer, conn: LockingConn) -> Response:
-        async def run() -> Response:
-            results = await batch.run(conn, spec, context(request, principal), body.items, body.mode)
-            return json_response({"object": "batch", "results": results})
-
-        return await idempotent(request, conn, principal, run)
+        results = await batch.run(conn, spec, context(request, principal), body.items, body.mode)
+        return json_response({"object": "batch", "results": results})
 
     get_responses = problems(404, 422)
     if spec.field_type("merged_into") is not None:
@@ -194,8 +155,8 @@ def build_router(spec: ResourceSpec) -> APIRouter:
         responses=get_responses,
         summary=f"Get a {spec.object}",
     )
-    async def get(request: Request, oid: ObjectId, principal: Reader) -> Response:
-        row = await service.get(request.app.state.db.pool, spec, context(request, principal), oid)
+    async def get(request: Request, oid: ObjectId, principal: Reader, conn: ReadConn) -> Response:
+        row = await service.get(conn, spec, context(request, principal), oid)
         return object_response(spec, row)
 
     @router.patch(
@@ -205,6 +166,7 @@ def build_router(spec: ResourceSpec) -> APIRouter:
         responses=problems(404, 409, 412, 422),
         summary=f"Update a {spec.object}",
     )
+    @idempotent
     async def update(
         request: Request,
         oid: ObjectId,
@@ -213,12 +175,9 @@ def build_router(spec: ResourceSpec) -> APIRouter:
         conn: WriteConn,
         version: IfMatch,
     ) -> Response:
-        async def run() -> Response:
-            changes = body.model_dump(exclude_unset=True)
-            row = await service.update(conn, spec, context(request, principal), oid, changes, version)
-            return object_response(spec, row)
-
-        return await idempotent(request, conn, principal, run)
+        changes = body.model_dump(exclude_unset=True)
+        row = await service.update(conn, spec, context(request, principal), oid, changes, version)
+        return object_response(spec, row)
 
     @router.delete(
         "/{id}",
@@ -227,15 +186,13 @@ def build_router(spec: ResourceSpec) -> APIRouter:
         responses=problems(404, 409, 412, 422),
         summary=f"Archive a {spec.object}",
     )
+    @idempotent
     async def archive(
         request: Request, oid: ObjectId, principal: Writer, conn: WriteConn, version: IfMatch
     ) -> Response:
-        async def run() -> Response:
-            return object_response(
-                spec, await service.archive(conn, spec, context(request, principal), oid, version)
-            )
-
-        return await idempotent(request, conn, principal, run)
+        return object_response(
+            spec, await service.archive(conn, spec, context(request, principal), oid, version)
+        )
 
     @router.post(
         "/{id}/restore",
@@ -244,15 +201,13 @@ def build_router(spec: ResourceSpec) -> APIRouter:
         responses=problems(404, 409, 412, 422),
         summary=f"Restore an archived {spec.object}",
     )
+    @idempotent
     async def restore(
         request: Request, oid: ObjectId, principal: Writer, conn: WriteConn, version: IfMatch
     ) -> Response:
-        async def run() -> Response:
-            return object_response(
-                spec, await service.restore(conn, spec, context(request, principal), oid, version)
-            )
-
-        return await idempotent(request, conn, principal, run)
+        return object_response(
+            spec, await service.restore(conn, spec, context(request, principal), oid, version)
+        )
 
     key = spec.natural_key
     if key is not None:
@@ -264,6 +219,7 @@ def build_router(spec: ResourceSpec) -> APIRouter:
             responses={**problems(409, 422), 201: {"description": "Created", "model": Read}},
             summary=f"Create or update the {spec.object} with this {key.field}",
         )
+        @idempotent
         async def upsert_by_key(
             request: Request,
             value: Annotated[str, Path(max_length=320, pattern=r"^[^\x00]+$")],
@@ -271,17 +227,14 @@ def build_router(spec: ResourceSpec) -> APIRouter:
             principal: Writer,
             conn: LockingConn,
         ) -> Response:
-            async def run() -> Response:
-                status, row = await service.upsert_by_key(
-                    conn,
-                    spec,
-                    context(request, principal),
-                    value,
-                    body.model_dump(exclude_unset=True),
-                )
-                return object_response(spec, row, status)
-
-            return await idempotent(request, conn, principal, run)
+            status, row = await service.upsert_by_key(
+                conn,
+                spec,
+                context(request, principal),
+                value,
+                body.model_dump(exclude_unset=True),
+            )
+            return object_response(spec, row, status)
 
     @router.put(
         "/by-external-id/{source}/{external_id}",
@@ -290,6 +243,7 @@ def build_router(spec: ResourceSpec) -> APIRouter:
         responses={**problems(409, 422), 201: {"description": "Created", "model": Read}},
         summary=f"Create or update the {spec.object} with this external id",
     )
+    @idempotent
     async def upsert_by_external_id(
         request: Request,
         source: Annotated[str, Path(max_length=64, pattern=r"^[A-Za-z0-9_.:-]+$")],
@@ -298,17 +252,14 @@ def build_router(spec: ResourceSpec) -> APIRouter:
         principal: Writer,
         conn: LockingConn,
     ) -> Response:
-        async def run() -> Response:
-            status, row = await service.upsert_by_external_id(
-                conn,
-                spec,
-                context(request, principal),
-                source,
-                external_id,
-                body.model_dump(exclude_unset=True),
-            )
-            return object_response(spec, row, status)
-
-        return await idempotent(request, conn, principal, run)
+        status, row = await service.upsert_by_external_id(
+            conn,
+            spec,
+            context(request, principal),
+            source,
+            external_id,
+            body.model_dump(exclude_unset=True),
+        )
+        return object_response(spec, row, status)
 
     return router

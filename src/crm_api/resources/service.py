@@ -9,14 +9,13 @@ from __future__ import annotations
 import datetime as dt
 import uuid
 from contextlib import AbstractAsyncContextManager, nullcontext
-from dataclasses import dataclass
 from typing import Any
 
 import asyncpg
 from pydantic import BaseModel, ValidationError
 
-from ..auth import Principal
-from ..custom_fields import enforce as custom_fields
+from .. import locks
+from ..auth import Context
 from ..errors import (
     Conflict,
     CRMError,
@@ -30,21 +29,10 @@ from ..errors import (
 from ..events.emit import emit
 from ..ids import uuid7
 from . import repository as repo
+from .custom_fields import enforce as custom_fields
 from .spec import ResourceSpec
 
 MAX_BATCH = 500
-
-
-@dataclass(slots=True)
-class Context:
-    """Who is writing, and the request to credit in the event log."""
-
-    principal: Principal
-    request_id: str | None
-
-    @property
-    def workspace_id(self) -> uuid.UUID:
-        return self.principal.workspace_id
 
 
 def now() -> dt.datetime:
@@ -349,7 +337,7 @@ async def restore(
 
 
 def _key_lock(spec: ResourceSpec, ctx: Context, kind: str, *value: str) -> int:
-    return repo.lock_hash(str(ctx.workspace_id), spec.name, kind, *value)
+    return locks.key_lock(ctx.workspace_id, spec.name, kind, *value)
 
 
 async def upsert_by_key(
@@ -369,7 +357,7 @@ async def upsert_by_key(
             [FieldError(f"/{key.field}", "differs")],
         )
     payload = {**payload, key.field: value}
-    await repo.lock_keys(conn, [_key_lock(spec, ctx, key.field, value)])
+    await locks.lock_keys(conn, [_key_lock(spec, ctx, key.field, value)])
     found = await repo.fetch_live_by_key(conn, spec, ctx.workspace_id, key.field, [value])
     if found:
         return 200, await update(conn, spec, ctx, found[0]["id"], payload, None)
@@ -390,7 +378,7 @@ async def upsert_by_external_id(
             "The body's external id for this source differs from the path",
             [FieldError(f"/external_ids/{source}", "differs")],
         )
-    await repo.lock_keys(conn, [_key_lock(spec, ctx, "external", source, external_id)])
+    await locks.lock_keys(conn, [_key_lock(spec, ctx, "external", source, external_id)])
     owners = await repo.external_owners(conn, spec, ctx.workspace_id, [(source, external_id)])
     owner = owners.get((source, external_id))
     if owner is not None:

@@ -17,6 +17,10 @@ FieldType = Literal[
     "text", "uuid", "bigint", "numeric", "boolean", "timestamptz", "date", "text[]", "uuid[]", "jsonb"
 ]
 """The PostgreSQL types a filter compares a field as; the filter compiler casts parameters to them."""
+Operator = Literal[
+    "eq", "neq", "lt", "lte", "gt", "gte", "in", "nin", "contains", "starts_with", "is_null", "between"
+]
+"""The filter grammar's comparison operators (``POST /search``)."""
 QueryOp = Literal["eq", "contains", "gt", "lt", "gte", "lte", "flag"]
 """How a query parameter compares: ``contains`` is "the array has", ``flag`` a fixed condition."""
 

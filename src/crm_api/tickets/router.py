@@ -6,11 +6,11 @@ from typing import Annotated
 from fastapi import APIRouter, Path, Request, Response
 
 from ..auth import Principal, require
-from ..deps import LockingConn
+from ..deps import LockingConn, ReadConn
+from ..http import context, json_response, problems
 from ..idempotency import idempotent
 from ..resources import query
 from ..resources import service as resources
-from ..resources.router import context, json_response, problems
 from ..resources.schemas import list_model
 from . import service
 from .schemas import TicketComment, TicketCommentCreate
@@ -29,11 +29,10 @@ TicketId = Annotated[uuid.UUID, Path(alias="id")]
     responses=problems(404, 422),
     summary="List a ticket's comments (filters: public, author_type; sort=created_at for oldest first)",
 )
-async def list_comments(request: Request, oid: TicketId, principal: Reader) -> Response:
-    pool = request.app.state.db.pool
+async def list_comments(request: Request, oid: TicketId, principal: Reader, conn: ReadConn) -> Response:
     ctx = context(request, principal)
-    await resources.get(pool, TICKETS, ctx, oid)
-    page = await query.list_page(pool, COMMENTS, ctx, request.query_params, extra={"ticket_id": oid})
+    await resources.get(conn, TICKETS, ctx, oid)
+    page = await query.list_page(conn, COMMENTS, ctx, request.query_params, extra={"ticket_id": oid})
     return json_response(page)
 
 
@@ -45,13 +44,11 @@ async def list_comments(request: Request, oid: TicketId, principal: Reader) -> R
     responses=problems(404, 409, 422),
     summary="Comment on a ticket; the first public agent comment sets first_responded_at",
 )
+@idempotent
 async def create_comment(
     request: Request, oid: TicketId, body: TicketCommentCreate, principal: Writer, conn: LockingConn
 ) -> Response:
-    async def run() -> Response:
-        row = await service.create_comment(
-            conn, context(request, principal), oid, body.model_dump(exclude_unset=True)
-        )
-        return json_response(COMMENTS.to_api(row), 201)
-
-    return await idempotent(request, conn, principal, run)
+    row = await service.create_comment(
+        conn, context(request, principal), oid, body.model_dump(exclude_unset=True)
+    )
+    return json_response(COMMENTS.to_api(row), 201)

@@ -11,10 +11,11 @@ from typing import Any
 
 import asyncpg
 
+from ..auth import Context
 from ..errors import Conflict, FieldError, NotFound, Unprocessable
 from ..events.emit import emit
 from ..resources import repository as repo
-from ..resources.service import Context, bump, events_for, merged_row, new_row, now
+from ..resources.service import bump, events_for, merged_row, new_row, now
 from .spec import COMMENTS, TICKETS
 
 

@@ -8,10 +8,11 @@ from fastapi import APIRouter, Path, Query, Request, Response
 from pydantic import BaseModel
 
 from ..auth import Principal, require
+from ..deps import ReadConn
 from ..errors import field_error
-from ..pagination import Sort, decode_cursor, encode_cursor, envelope
+from ..http import context, json_response, problems
+from ..pagination import Sort, cursor_by, decode_cursor, keyset_page
 from ..resources import service
-from ..resources.router import context, json_response, problems
 from ..resources.spec import ResourceSpec
 from . import repository as repo
 
@@ -62,13 +63,13 @@ def timeline_router(spec: ResourceSpec) -> APIRouter:
         request: Request,
         oid: Annotated[uuid.UUID, Path(alias="id")],
         principal: Reader,
+        conn: ReadConn,
         kind: Annotated[
             list[str] | None, Query(description="only these kinds (repeat or comma-separate)")
         ] = None,
         limit: Annotated[int, Query(ge=1, le=200)] = 50,
         cursor: Annotated[str | None, Query(max_length=2000)] = None,
     ) -> Response:
-        pool = request.app.state.db.pool
         ctx = context(request, principal)
         kinds = _kinds(spec.object, kind)
         after = None
@@ -77,11 +78,10 @@ def timeline_router(spec: ResourceSpec) -> APIRouter:
             if not isinstance(at, dt.datetime):
                 raise field_error("/cursor", "not a cursor of this list")
             after = (at, last)
-        await service.get(pool, spec, ctx, oid)
-        rows = await repo.page(pool, spec.object, ctx.workspace_id, oid, kinds, after, limit)
-        more = len(rows) > limit
-        rows = rows[:limit]
-        nxt = encode_cursor(_ORDER, rows[-1]["at"], rows[-1]["id"]) if more else None
-        return json_response(envelope([{"object": "timeline_entry", **r} for r in rows], more, nxt))
+        await service.get(conn, spec, ctx, oid)
+        rows = await repo.page(conn, spec.object, ctx.workspace_id, oid, kinds, after, limit)
+        return json_response(
+            keyset_page(rows, limit, cursor_by(_ORDER), lambda r: {"object": "timeline_entry", **r})
+        )
 
     return router

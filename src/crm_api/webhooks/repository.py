@@ -158,31 +158,3 @@ async def requeue_failed_since(
         since,
     )
     return int(status.split()[-1])
-
-
-async def insert_test_event(
-    conn: asyncpg.Connection, ws: uuid.UUID, endpoint_id: uuid.UUID, event: dict[str, Any]
-) -> uuid.UUID:
-    """A ``webhook.test`` event and its one delivery, to this endpoint only."""
-    delivery_id: uuid.UUID = await conn.fetchval(
-        """
-        WITH ev AS (
-            INSERT INTO events
-                (workspace_id, id, type, object_type, object_id, actor, request_id, data, created_at)
-            VALUES ($1, $2, 'webhook.test', 'webhook_endpoint', $3, $4, $5, $6::jsonb, $7)
-            RETURNING id, sequence, type, object_id
-        )
-        INSERT INTO webhook_deliveries
-            (workspace_id, id, endpoint_id, event_id, event_sequence, event_type, object_id)
-        SELECT $1, gen_random_uuid(), $3, ev.id, ev.sequence, ev.type, ev.object_id FROM ev
-        RETURNING id
-        """,
-        ws,
-        event["id"],
-        endpoint_id,
-        event["actor"],
-        event["request_id"],
-        event["data"],
-        event["created_at"],
-    )
-    return delivery_id

@@ -6,10 +6,10 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, Path, Query, Request, Response
 
 from ..auth import Principal, require
-from ..deps import LockingConn
+from ..deps import LockingConn, ReadConn
+from ..http import context, json_response, problems, versioned_response
 from ..idempotency import idempotent
-from ..pagination import Sort, decode_cursor, encode_cursor
-from ..resources.router import context, json_response, problems
+from ..pagination import Sort, cursor_by, decode_cursor, keyset_page
 from . import netguard, service
 from . import repository as repo
 from .schemas import (
@@ -44,38 +44,29 @@ def _allow(request: Request) -> list[netguard.Network]:
     response_model=EndpointWithSecret,
     responses=problems(409, 422),
 )
+@idempotent
 async def create(request: Request, body: EndpointCreate, principal: Writer, conn: LockingConn) -> Response:
-    async def run() -> Response:
-        row = await service.create(conn, context(request, principal), body.model_dump(), _allow(request))
-        return json_response(
-            repo.endpoint_api(row, with_secret=True), 201, {"Location": f"/v1/webhooks/{row['id']}"}
-        )
-
-    return await idempotent(request, conn, principal, run)
+    row = await service.create(conn, context(request, principal), body.model_dump(), _allow(request))
+    return json_response(
+        repo.endpoint_api(row, with_secret=True), 201, {"Location": f"/v1/webhooks/{row['id']}"}
+    )
 
 
 @router.get(
     "/v1/webhooks", operation_id="webhooks_list", response_model=EndpointList, responses=problems(422)
 )
-async def list_(
-    request: Request, principal: Reader, limit: Limit = 50, cursor: str | None = None
-) -> Response:
+async def list_(principal: Reader, conn: ReadConn, limit: Limit = 50, cursor: str | None = None) -> Response:
     after = decode_cursor(cursor, _ENDPOINT_SORT) if cursor else None
-    rows = await repo.list_endpoints(request.app.state.db.pool, principal.workspace_id, after, limit)
-    more = len(rows) > limit
-    rows = rows[:limit]
-    nxt = encode_cursor(_ENDPOINT_SORT, rows[-1]["created_at"], rows[-1]["id"]) if more else None
-    return json_response(
-        {"object": "list", "data": [repo.endpoint_api(r) for r in rows], "has_more": more, "next_cursor": nxt}
-    )
+    rows = await repo.list_endpoints(conn, principal.workspace_id, after, limit)
+    return json_response(keyset_page(rows, limit, cursor_by(_ENDPOINT_SORT), repo.endpoint_api))
 
 
 @router.get(
     "/v1/webhooks/{id}", operation_id="webhooks_get", response_model=Endpoint, responses=problems(404, 422)
 )
-async def get(request: Request, eid: EndpointId, principal: Reader) -> Response:
-    row = await service.get(request.app.state.db.pool, context(request, principal), eid)
-    return json_response(repo.endpoint_api(row), headers={"ETag": f'"{row["version"]}"'})
+async def get(request: Request, eid: EndpointId, principal: Reader, conn: ReadConn) -> Response:
+    row = await service.get(conn, context(request, principal), eid)
+    return versioned_response(repo.endpoint_api(row), row["version"])
 
 
 @router.patch(
@@ -84,15 +75,13 @@ async def get(request: Request, eid: EndpointId, principal: Reader) -> Response:
     response_model=Endpoint,
     responses=problems(404, 409, 422),
 )
+@idempotent
 async def update(
     request: Request, eid: EndpointId, body: EndpointUpdate, principal: Writer, conn: LockingConn
 ) -> Response:
-    async def run() -> Response:
-        changes = body.model_dump(exclude_unset=True)
-        row = await service.update(conn, context(request, principal), eid, changes, _allow(request))
-        return json_response(repo.endpoint_api(row))
-
-    return await idempotent(request, conn, principal, run)
+    changes = body.model_dump(exclude_unset=True)
+    row = await service.update(conn, context(request, principal), eid, changes, _allow(request))
+    return json_response(repo.endpoint_api(row))
 
 
 @router.delete(
@@ -101,11 +90,9 @@ async def update(
     response_model=Endpoint,
     responses=problems(404, 409, 422),
 )
+@idempotent
 async def delete(request: Request, eid: EndpointId, principal: Writer, conn: LockingConn) -> Response:
-    async def run() -> Response:
-        return json_response(repo.endpoint_api(await service.delete(conn, context(request, principal), eid)))
-
-    return await idempotent(request, conn, principal, run)
+    return json_response(repo.endpoint_api(await service.delete(conn, context(request, principal), eid)))
 
 
 @router.post(
@@ -114,12 +101,10 @@ async def delete(request: Request, eid: EndpointId, principal: Writer, conn: Loc
     response_model=EndpointWithSecret,
     responses=problems(404, 409, 422),
 )
+@idempotent
 async def rotate_secret(request: Request, eid: EndpointId, principal: Writer, conn: LockingConn) -> Response:
-    async def run() -> Response:
-        row = await service.rotate_secret(conn, context(request, principal), eid)
-        return json_response(repo.endpoint_api(row, with_secret=True))
-
-    return await idempotent(request, conn, principal, run)
+    row = await service.rotate_secret(conn, context(request, principal), eid)
+    return json_response(repo.endpoint_api(row, with_secret=True))
 
 
 @router.post(
@@ -129,12 +114,10 @@ async def rotate_secret(request: Request, eid: EndpointId, principal: Writer, co
     response_model=Delivery,
     responses=problems(404, 409, 422),
 )
+@idempotent
 async def test(request: Request, eid: EndpointId, principal: Writer, conn: LockingConn) -> Response:
-    async def run() -> Response:
-        row = await service.send_test(conn, context(request, principal), eid)
-        return json_response(repo.delivery_api(row), 202)
-
-    return await idempotent(request, conn, principal, run)
+    row = await service.send_test(conn, context(request, principal), eid)
+    return json_response(repo.delivery_api(row), 202)
 
 
 @router.post(
@@ -144,14 +127,12 @@ async def test(request: Request, eid: EndpointId, principal: Writer, conn: Locki
     response_model=RecoverResult,
     responses=problems(404, 409, 422),
 )
+@idempotent
 async def recover(
     request: Request, eid: EndpointId, body: RecoverRequest, principal: Writer, conn: LockingConn
 ) -> Response:
-    async def run() -> Response:
-        count = await service.recover(conn, context(request, principal), eid, body.since)
-        return json_response({"object": "recovery", "requeued": count}, 202)
-
-    return await idempotent(request, conn, principal, run)
+    count = await service.recover(conn, context(request, principal), eid, body.since)
+    return json_response({"object": "recovery", "requeued": count}, 202)
 
 
 @router.get(
@@ -164,20 +145,15 @@ async def list_deliveries(
     request: Request,
     eid: EndpointId,
     principal: Reader,
+    conn: ReadConn,
     limit: Limit = 50,
     cursor: str | None = None,
     status: Literal["pending", "succeeded", "failed"] | None = None,
 ) -> Response:
-    pool = request.app.state.db.pool
-    await service.get(pool, context(request, principal), eid)
+    await service.get(conn, context(request, principal), eid)
     after = decode_cursor(cursor, _DELIVERY_SORT) if cursor else None
-    rows = await repo.list_deliveries(pool, principal.workspace_id, eid, status, after, limit)
-    more = len(rows) > limit
-    rows = rows[:limit]
-    nxt = encode_cursor(_DELIVERY_SORT, rows[-1]["created_at"], rows[-1]["id"]) if more else None
-    return json_response(
-        {"object": "list", "data": [repo.delivery_api(r) for r in rows], "has_more": more, "next_cursor": nxt}
-    )
+    rows = await repo.list_deliveries(conn, principal.workspace_id, eid, status, after, limit)
+    return json_response(keyset_page(rows, limit, cursor_by(_DELIVERY_SORT), repo.delivery_api))
 
 
 @router.get(
@@ -186,8 +162,8 @@ async def list_deliveries(
     response_model=Delivery,
     responses=problems(404, 422),
 )
-async def get_delivery(request: Request, did: EndpointId, principal: Reader) -> Response:
-    row = await service.get_delivery(request.app.state.db.pool, context(request, principal), did)
+async def get_delivery(request: Request, did: EndpointId, principal: Reader, conn: ReadConn) -> Response:
+    row = await service.get_delivery(conn, context(request, principal), did)
     return json_response(repo.delivery_api(row))
 
 
@@ -198,10 +174,6 @@ async def get_delivery(request: Request, did: EndpointId, principal: Reader) -> 
     response_model=Delivery,
     responses=problems(404, 409, 422),
 )
+@idempotent
 async def retry(request: Request, did: EndpointId, principal: Writer, conn: LockingConn) -> Response:
-    async def run() -> Response:
-        return json_response(
-            repo.delivery_api(await service.retry(conn, context(request, principal), did)), 202
-        )
-
-    return await idempotent(request, conn, principal, run)
+    return json_response(repo.delivery_api(await service.retry(conn, context(request, principal), did)), 202)

@@ -8,11 +8,12 @@ from typing import Any
 
 import asyncpg
 
+from ..auth import Context
 from ..errors import NotFound
 from ..events.emit import emit
+from ..events.store import insert_test_event
 from ..ids import uuid7
 from ..models.webhooks import DISABLED_REQUESTED
-from ..resources.service import Context
 from . import netguard
 from . import repository as repo
 from .dispatcher import PARK, UNPARK
@@ -102,7 +103,7 @@ async def send_test(conn: asyncpg.Connection, ctx: Context, eid: uuid.UUID) -> d
     now = dt.datetime.now(dt.UTC)
     obj = repo.endpoint_api(endpoint)
     event = emit(ctx, "webhook.test", "webhook_endpoint", eid, obj, {}, now)
-    did = await repo.insert_test_event(conn, ctx.workspace_id, eid, event)
+    did = await insert_test_event(conn, ctx.workspace_id, eid, event)
     delivery = await repo.get_delivery(conn, ctx.workspace_id, did)
     assert delivery is not None
     return delivery

@@ -16,8 +16,8 @@ from collections.abc import Mapping
 from typing import Any
 from urllib.parse import urlsplit
 
-from ..resources.spec import FieldType
-from ..timeutil import to_utc
+from ...timeutil import to_utc
+from ..spec import FieldType
 
 INDEXED = {
     "number": "num",

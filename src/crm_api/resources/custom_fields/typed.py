@@ -14,14 +14,25 @@ archived fields, and ranges on values of fields with no definition, fall back to
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
-from .. import jsonutil
-from ..errors import field_error
+from ... import jsonutil
+from ...errors import field_error
+from ...sqlparams import Params
+from ..spec import FieldType, Operator, ResourceSpec
 from . import values
 
-if TYPE_CHECKING:
-    from ..filters import Compiler, Operator
+
+class Compiler(Protocol):
+    """What these filters use of ``filters.Compiler``, which calls them (described here rather than
+    imported, so the two modules do not import each other)."""
+
+    spec: ResourceSpec
+    params: Params
+    ws: str
+
+    def column(self, column: str, pg_type: FieldType, op: Operator, value: Any, path: str) -> str: ...
+
 
 _RANGES = ("lt", "lte", "gt", "gte", "between")
 _DECIMAL = r"^[+-]?(\d+(\.\d*)?|\.\d+)$"

@@ -20,9 +20,9 @@ from typing import Any
 
 import asyncpg
 
-from ..errors import Conflict, CRMError, FieldError, Unprocessable
-from ..models.custom_fields import OBJECT_TYPES
-from ..resources.spec import Pair, ResourceSpec
+from ...errors import Conflict, CRMError, FieldError, Unprocessable
+from ...models.custom_fields import OBJECT_TYPES
+from ..spec import Pair, ResourceSpec
 from . import values
 
 STRICT_WITHOUT_DEFINITIONS = False

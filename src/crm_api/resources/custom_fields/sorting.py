@@ -15,17 +15,15 @@ from __future__ import annotations
 import datetime as dt
 import decimal
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import asyncpg
 
-from ..errors import InvalidCursor, field_error
-from ..pagination import Sort, decode_cursor, encode_cursor, envelope
+from ...errors import InvalidCursor, field_error
+from ...pagination import Sort, decode_cursor, encode_cursor, keyset_page
+from ...sqlparams import Params
+from ..spec import ResourceSpec
 from . import enforce, values
-
-if TYPE_CHECKING:
-    from ..filters import Params
-    from ..resources.spec import ResourceSpec
 
 PREFIX = "custom_fields."
 
@@ -125,11 +123,10 @@ async def page(
     after = decode_cursor(cursor, custom.sort) if cursor else None
     sql = page_sql(spec, params, conditions, custom, after, limit)
     rows = [dict(r) for r in await conn.fetch(sql, *params.values)]
-    has_more = len(rows) > limit
-    rows = rows[:limit]
-    next_cursor = None
-    if has_more:
-        last = rows[-1]["cf_sort_value"]
+
+    def cursor_of(row: dict[str, Any]) -> str:
+        last = row["cf_sort_value"]
         encoded = str(last) if isinstance(last, decimal.Decimal) else last
-        next_cursor = encode_cursor(custom.sort, encoded, rows[-1]["id"])
-    return envelope([spec.to_api(r) for r in rows], has_more, next_cursor)
+        return encode_cursor(custom.sort, encoded, row["id"])
+
+    return keyset_page(rows, limit, cursor_of, spec.to_api)

@@ -13,18 +13,16 @@ import datetime as dt
 import decimal
 import uuid
 from collections.abc import Mapping
-from typing import Any, Literal, TypeGuard, get_args
+from typing import Any, TypeGuard, get_args
 
-from . import jsonutil
+from .. import jsonutil
+from ..errors import field_error
+from ..sqlparams import Params
+from ..timeutil import to_utc
 from .custom_fields.typed import typed_custom_field
-from .errors import field_error
-from .resources.schemas import text_problem
-from .resources.spec import REGISTRY, FieldType, ResourceSpec, element_type
-from .timeutil import to_utc
+from .schemas import text_problem
+from .spec import REGISTRY, FieldType, Operator, ResourceSpec, element_type
 
-Operator = Literal[
-    "eq", "neq", "lt", "lte", "gt", "gte", "in", "nin", "contains", "starts_with", "is_null", "between"
-]
 OPERATORS: tuple[Operator, ...] = get_args(Operator)
 _COMPARE: dict[Operator, str] = {"eq": "=", "lt": "<", "lte": "<=", "gt": ">", "gte": ">="}
 _INT_MIN, _INT_MAX = -(2**63), 2**63 - 1
@@ -33,17 +31,6 @@ _NUMERIC_EXP = 1000
 _NUMERIC_DIGITS = 1000
 MAX_DEPTH = 8
 MAX_NODES = 100
-
-
-class Params:
-    """Positional parameters for asyncpg (``$1`` ...)."""
-
-    def __init__(self, *initial: Any) -> None:
-        self.values: list[Any] = list(initial)
-
-    def add(self, value: Any, pg_type: str) -> str:
-        self.values.append(value)
-        return f"${len(self.values)}::{pg_type}"
 
 
 def _coerce(value: Any, pg_type: FieldType, path: str) -> Any:

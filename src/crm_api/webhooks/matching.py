@@ -1,0 +1,16 @@
+"""Which endpoint gets which event: this module is the rule, written once.
+
+An endpoint subscribes with ``event_types``: exact types (``deal.won``), an object's wildcard (``deal.*``)
+or ``*``. It receives while enabled; one disabled for failing keeps receiving, its deliveries parked until
+it is enabled again (one disabled on request receives nothing). The event statement's fan-out
+(``events/store.py``) applies the rule in SQL, so this module imports nothing of the app's but constants.
+"""
+
+from __future__ import annotations
+
+from ..models.webhooks import DISABLED_FAILING
+
+# A condition over ``ep`` (a webhook_endpoints row) and ``ev`` (an inserted event: type).
+ENDPOINT_GETS_EVENT = f"""(ep.status = 'enabled' OR ep.disabled_reason = '{DISABLED_FAILING}')
+        AND (ev.type = ANY(ep.event_types) OR '*' = ANY(ep.event_types)
+             OR split_part(ev.type, '.', 1) || '.*' = ANY(ep.event_types))"""

@@ -1,0 +1,109 @@
+"""What every route shares: a write honours Idempotency-Key through ``@idempotent``; a read runs on
+``deps.ReadConn``."""
+
+from __future__ import annotations
+
+import inspect
+import uuid
+from collections.abc import Iterable, Iterator
+from typing import Any
+
+import httpx
+from fastapi.routing import APIRoute
+from starlette.routing import BaseRoute
+
+from crm_api.app import create_app
+from crm_api.deps import ReadConn
+from crm_api.idempotency import idempotent
+
+# POSTs that only read: they take no Idempotency-Key
+READS = ("/search", "/duplicates")
+
+
+def _routes(routes: Iterable[BaseRoute]) -> Iterator[APIRoute]:
+    for route in routes:
+        included = getattr(route, "original_router", None)  # FastAPI keeps included routers whole
+        if included is not None:
+            yield from _routes(included.routes)
+        elif isinstance(route, APIRoute):
+            yield route
+
+
+async def _probe(request: Any, principal: Any, conn: Any) -> Any: ...
+
+
+def test_every_write_route_is_idempotent() -> None:
+    wrapped = idempotent(_probe).__code__  # every wrapper runs this code object
+    writes = [
+        r
+        for r in _routes(create_app(url="postgresql://unused").routes)
+        if r.methods - {"GET", "HEAD"} and not r.path.endswith(READS)
+    ]
+    assert len(writes) > 50
+    missing = [(sorted(r.methods), r.path) for r in writes if r.endpoint.__code__ is not wrapped]
+    assert not missing, f"write routes without @idempotent: {missing}"
+
+
+def test_every_read_route_takes_the_read_connection() -> None:
+    reads = [
+        r
+        for r in _routes(create_app(url="postgresql://unused").routes)
+        if r.path.startswith("/v1/") and (r.methods <= {"GET", "HEAD"} or r.path.endswith(READS))
+    ]
+    assert len(reads) > 30
+    missing = [
+        (sorted(r.methods), r.path)
+        for r in reads
+        if ReadConn not in [p.annotation for p in inspect.signature(r.endpoint).parameters.values()]
+    ]
+    assert not missing, f"read routes without ReadConn: {missing}"
+
+
+def test_a_route_without_the_arguments_it_needs_is_refused_at_definition() -> None:
+    async def route(request: Any, body: Any) -> Any: ...
+
+    try:
+        idempotent(route)
+    except TypeError as exc:
+        assert "conn, principal" in str(exc)
+    else:
+        raise AssertionError("@idempotent accepted a route with no conn or principal")
+
+
+async def test_replay_mismatch_and_a_failed_write_on_a_plain_write_route(api: httpx.AsyncClient) -> None:
+    """PATCH runs on WriteConn: a transaction only when a key is sent, so its record commits with it."""
+    contact = (await api.post("/v1/contacts", json={"email": "idem@example.com"})).json()
+    key = {"Idempotency-Key": f"patch-{uuid.uuid4()}"}
+    first = await api.patch(f"/v1/contacts/{contact['id']}", json={"first_name": "Ada"}, headers=key)
+    again = await api.patch(f"/v1/contacts/{contact['id']}", json={"first_name": "Ada"}, headers=key)
+    assert first.status_code == again.status_code == 200
+    assert "idempotent-replayed" not in first.headers and again.headers["idempotent-replayed"] == "true"
+    assert again.json() == first.json() and again.headers["etag"] == first.headers["etag"] == '"2"'
+    other = await api.patch(f"/v1/contacts/{contact['id']}", json={"first_name": "Bob"}, headers=key)
+    assert other.status_code == 422 and other.json()["code"] == "idempotency_key_reused"
+    now = await api.get(f"/v1/contacts/{contact['id']}")
+    assert now.json()["first_name"] == "Ada" and now.json()["version"] == 2
+
+    # a write that fails records nothing: the key is free for the next request
+    failed = {"Idempotency-Key": f"failed-{uuid.uuid4()}"}
+    missing = await api.patch(f"/v1/contacts/{uuid.uuid4()}", json={"first_name": "X"}, headers=failed)
+    assert missing.status_code == 404
+    created = await api.post("/v1/contacts", json={"email": "after@example.com"}, headers=failed)
+    assert created.status_code == 201 and "idempotent-replayed" not in created.headers
+
+
+async def test_a_merge_checks_the_moved_scopes_before_replaying(make_client: Any) -> None:
+    """The scopes a merge needs beyond its own are checked before the key is looked up, so a key lacking
+    them cannot read another key's merge result by replaying its Idempotency-Key."""
+    workspace = f"merge-{uuid.uuid4().hex}"
+    full = await make_client(workspace=workspace)
+    narrow = await make_client(scopes=["companies:read", "companies:write"], workspace=workspace)
+    a = (await full.post("/v1/companies", json={"name": "A"})).json()
+    b = (await full.post("/v1/companies", json={"name": "B"})).json()
+    key = {"Idempotency-Key": f"merge-{uuid.uuid4()}"}
+    body = {"from": [b["id"]]}
+    assert (await full.post(f"/v1/companies/{a['id']}/merge", json=body, headers=key)).status_code == 200
+    replay = await full.post(f"/v1/companies/{a['id']}/merge", json=body, headers=key)
+    assert replay.status_code == 200 and replay.headers["idempotent-replayed"] == "true"
+    refused = await narrow.post(f"/v1/companies/{a['id']}/merge", json=body, headers=key)
+    assert refused.status_code == 403 and "deals:write" in refused.json()["detail"]

@@ -9,18 +9,19 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
 RUN useradd --create-home --uid 10001 crm
 WORKDIR /app
 
-# Dependencies in their own layer: rebuilt only when pyproject.toml changes.
-COPY pyproject.toml ./
-RUN python -c "import tomllib; deps = tomllib.load(open('pyproject.toml', 'rb'))['project']['dependencies']; open('/tmp/requirements.txt', 'w').write('\n'.join(deps))" \
-    && pip install -r /tmp/requirements.txt \
-    && rm /tmp/requirements.txt
+# Dependencies in their own layer, exactly as locked and hash-checked: rebuilt only when the lock changes.
+COPY requirements.lock ./
+RUN pip install --require-hashes -r requirements.lock
 
 # The application: code, migrations (run at start) and the committed OpenAPI document.
 COPY README.md alembic.ini ./
 COPY migrations ./migrations
 COPY openapi ./openapi
+COPY pyproject.toml ./
 COPY src ./src
-RUN pip install --no-deps -e .
+# Installed, not editable: the code runs from site-packages; CRM_HOME says where alembic.ini and migrations are.
+RUN pip install --no-deps . && rm -rf build src
+ENV CRM_HOME=/app
 
 USER crm
 # Used only when CRM_DATABASE_URL is unset (the embedded PostgreSQL); mount a volume here to keep it.

@@ -88,6 +88,8 @@ async def test_api_keys_admin_endpoints(api: httpx.AsyncClient) -> None:
     revoked = await api.delete(f"/v1/api-keys/{body['id']}")
     assert revoked.status_code == 200 and revoked.json()["revoked_at"] is not None
     assert (await api.get("/v1/contacts", headers=headers)).status_code == 401
+    again = await api.delete(f"/v1/api-keys/{body['id']}")  # revoking twice keeps the first time
+    assert again.status_code == 200 and again.json()["revoked_at"] == revoked.json()["revoked_at"]
 
 
 async def test_other_workspaces_objects_are_404_everywhere(make_client: MakeClient) -> None:

@@ -29,3 +29,28 @@ async def test_concurrent_retries_write_once(api: httpx.AsyncClient, pool: async
     assert again.status_code == 201
     assert again.headers["idempotent-replayed"] == "true"
     assert again.json() == created[0].json()
+
+
+async def test_an_expired_key_runs_the_new_request_and_keeps_its_result(
+    api: httpx.AsyncClient, pool: asyncpg.Pool
+) -> None:
+    """Past the TTL a key is free again: the new request runs, and its result replaces the old record."""
+    ws = api.workspace_id  # type: ignore[attr-defined]
+    headers = {"Idempotency-Key": "expiring"}
+    first = await api.post("/v1/contacts", json={"first_name": "First"}, headers=headers)
+    assert first.status_code == 201
+    await pool.execute(
+        "UPDATE idempotency_keys SET created_at = now() - interval '49 hours' WHERE workspace_id = $1", ws
+    )
+    # a different body: within the TTL this would be a 422 mismatch
+    second = await api.post("/v1/contacts", json={"first_name": "Second"}, headers=headers)
+    assert second.status_code == 201 and "idempotent-replayed" not in second.headers
+    assert second.json()["id"] != first.json()["id"]
+    stored = await pool.fetchrow(
+        "SELECT body, now() - created_at < interval '1 minute' AS fresh FROM idempotency_keys "
+        "WHERE workspace_id = $1 AND key = 'expiring'",
+        ws,
+    )
+    assert stored["fresh"] and second.json()["id"] in stored["body"]
+    replay = await api.post("/v1/contacts", json={"first_name": "Second"}, headers=headers)
+    assert replay.headers["idempotent-replayed"] == "true" and replay.json() == second.json()

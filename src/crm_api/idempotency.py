@@ -94,8 +94,11 @@ async def run_once(
         "INSERT INTO idempotency_keys (workspace_id, key, request_hash, status, headers, body, created_at) "
         "VALUES ($1, $2, $3, $4, $5, $6, now()) "
         "ON CONFLICT (workspace_id, key) DO UPDATE SET request_hash = EXCLUDED.request_hash, "
-        "status = EXCLUDED.status, headers = EXCLUDED.headers, body = EXCLUDED.body, created_at = now() "
-        "WHERE idempotency_keys.created_at <= now() - make_interval(hours => $7) "
+        "status = EXCLUDED.status, headers = EXCLUDED.headers, body = EXCLUDED.body, "
+        "created_at = EXCLUDED.created_at "
+        # expired: the same test as created_at <= now() - ttl, in IMMUTABLE terms (Citus allows no other
+        # function in ON CONFLICT DO UPDATE; EXCLUDED.created_at is now())
+        "WHERE EXCLUDED.created_at - idempotency_keys.created_at >= make_interval(hours => $7) "
         "RETURNING true",
         principal.workspace_id,
         key,

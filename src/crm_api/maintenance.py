@@ -13,10 +13,12 @@ from .config import Settings
 
 log = logging.getLogger("crm_api.maintenance")
 
+# By primary key, not ctid: a row's ctid means nothing across the shards of a distributed table.
 _DELETE_EXPIRED = """
-DELETE FROM idempotency_keys WHERE ctid = ANY(ARRAY(
-    SELECT ctid FROM idempotency_keys WHERE created_at < now() - make_interval(hours => $1) LIMIT $2
-))
+DELETE FROM idempotency_keys WHERE (workspace_id, key) IN (
+    SELECT workspace_id, key FROM idempotency_keys
+    WHERE created_at < now() - make_interval(hours => $1) LIMIT $2
+)
 """
 
 

@@ -78,7 +78,9 @@ WITH target AS (
     UNION ALL SELECT id, 'ticket_comment', $7::text[] FROM comments
 ), scrubbed AS (
     UPDATE events AS e
-    SET data = e.data || jsonb_build_object('object', {_nulled("object")}, 'previous', {_nulled("previous")})
+    -- jsonb_set, not || jsonb_build_object: Citus refuses a STABLE function over columns in an UPDATE
+    SET data = jsonb_set(
+        jsonb_set(e.data, '{{object}}', {_nulled("object")}), '{{previous}}', {_nulled("previous")})
     FROM scrub AS s
     WHERE e.workspace_id = $1 AND e.object_id = s.object_id AND e.object_type = s.object_type
     RETURNING e.id

@@ -30,8 +30,8 @@ class Event(Base):
     __tablename__ = "events"
     __table_args__ = (
         ForeignKeyConstraint(["workspace_id"], ["workspaces.id"], ondelete="CASCADE"),
-        Index("uq_events_sequence", "sequence", unique=True),
-        Index("ix_events_workspace_sequence", "workspace_id", "sequence"),
+        # unique per workspace, not globally: Citus needs the distribution column in every unique index
+        Index("uq_events_workspace_sequence", "workspace_id", "sequence", unique=True),
         Index("ix_events_object", "workspace_id", "object_id", "sequence"),
         Index("ix_events_created", "created_at"),
         Index(

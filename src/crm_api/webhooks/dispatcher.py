@@ -109,21 +109,23 @@ WITH r AS (
         delivered_at = CASE WHEN r.outcome = 'succeeded' THEN r.attempted_at ELSE w.delivered_at END
     FROM r WHERE w.workspace_id = r.workspace_id AND w.id = r.id
 ), s AS (
+    -- the cutoff is a column here so that no clock function sits inside CASE below (Citus refuses that)
     SELECT workspace_id, endpoint_id, bool_or(outcome = 'succeeded') AS ok,
-           coalesce(bool_or(status_code = 410), false) AS gone, min(attempted_at) AS first_failure
+           coalesce(bool_or(status_code = 410), false) AS gone, min(attempted_at) AS first_failure,
+           now() - interval '5 days' AS failing_too_long
     FROM r GROUP BY workspace_id, endpoint_id
 )
 UPDATE webhook_endpoints AS e
 SET failing_since = CASE WHEN s.ok THEN NULL ELSE coalesce(e.failing_since, s.first_failure) END,
-    status = CASE WHEN s.gone OR (NOT s.ok AND e.failing_since < now() - interval '5 days')
+    status = CASE WHEN s.gone OR (NOT s.ok AND e.failing_since < s.failing_too_long)
                   THEN 'disabled' ELSE e.status END,
     disabled_reason = CASE WHEN s.gone THEN '{DISABLED_GONE}'
-                           WHEN NOT s.ok AND e.failing_since < now() - interval '5 days'
+                           WHEN NOT s.ok AND e.failing_since < s.failing_too_long
                            THEN '{DISABLED_FAILING}' ELSE e.disabled_reason END
 FROM s
 WHERE e.workspace_id = s.workspace_id AND e.id = s.endpoint_id
   AND (s.gone OR (s.ok AND e.failing_since IS NOT NULL) OR (NOT s.ok AND e.failing_since IS NULL)
-       OR (NOT s.ok AND e.failing_since < now() - interval '5 days'))
+       OR (NOT s.ok AND e.failing_since < s.failing_too_long))
 RETURNING e.workspace_id, e.id, e.status
 """
 

@@ -80,14 +80,20 @@ class _Backend(httpcore.AsyncNetworkBackend):
         await self._inner.sleep(seconds)
 
 
-def make_transport(max_connections: int, max_keepalive: int) -> httpx.AsyncHTTPTransport:
-    """httpx's transport (its request/response mapping and exceptions) over a pool on ``_Backend``."""
+def make_transport(
+    max_connections: int, max_keepalive: int, backend: httpcore.AsyncNetworkBackend | None = None
+) -> httpx.AsyncHTTPTransport:
+    """httpx's transport (its request/response mapping and exceptions) over a pool on ``_Backend``.
+
+    It reaches into httpx (``_pool``) and httpcore (the backend and stream classes): the versions it was
+    written for are pinned, and tests/webhooks/test_transport_contract.py fails when an upgrade moves them.
+    """
     transport = httpx.AsyncHTTPTransport(trust_env=False)
     transport._pool = httpcore.AsyncConnectionPool(
         ssl_context=httpx.create_ssl_context(trust_env=False),
         max_connections=max_connections,
         max_keepalive_connections=max_keepalive,
         keepalive_expiry=5.0,  # httpx's default
-        network_backend=_Backend(),
+        network_backend=backend or _Backend(),
     )
     return transport

@@ -12,24 +12,62 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 import asyncpg
+from sqlalchemy import (
+    CTE,
+    BigInteger,
+    ColumnElement,
+    Insert,
+    Select,
+    Table,
+    Text,
+    and_,
+    any_,
+    case,
+    column,
+    delete,
+    func,
+    literal,
+    literal_column,
+    or_,
+    select,
+    tuple_,
+    union_all,
+    update,
+)
+from sqlalchemy.dialects.postgresql import ARRAY, JSONB, UUID, insert
+from sqlalchemy.sql.selectable import TableValuedAlias
 
-from .. import jsonutil
+from .. import jsonutil, sql
 from ..errors import Conflict, FieldError, Unprocessable
 from ..filters import Params
 from ..models.webhooks import DISABLED_FAILING
 from ..pagination import Sort
 from .spec import ResourceSpec
 
-_EVENT_COLUMNS = "workspace_id, id, type, object_type, object_id, actor, request_id, data, created_at"
-
-
-def _select(spec: ResourceSpec) -> str:
-    return ", ".join(spec.columns)
+_EVENT_COLUMNS = (
+    "workspace_id",
+    "id",
+    "type",
+    "object_type",
+    "object_id",
+    "actor",
+    "request_id",
+    "data",
+    "created_at",
+)
 
 
 def lock_hash(*parts: str) -> int:
     digest = hashlib.blake2b("\x1f".join(parts).encode(), digest_size=8).digest()
     return int.from_bytes(digest, "big", signed=True)
+
+
+def _lock_keys() -> Select[Any]:
+    hashes = func.unnest(sql.param("hashes", ARRAY(BigInteger))).table_valued("h").render_derived(name="h")
+    return select(func.pg_advisory_xact_lock(hashes.c.h)).order_by(hashes.c.h)
+
+
+_LOCK_KEYS = sql.Query(_lock_keys)
 
 
 async def lock_keys(conn: asyncpg.Connection, hashes: Iterable[int]) -> None:
@@ -38,73 +76,14 @@ async def lock_keys(conn: asyncpg.Connection, hashes: Iterable[int]) -> None:
     # an xact lock taken outside a transaction would be released at once
     assert conn.is_in_transaction(), "advisory locks need the request's transaction (LockingConn)"
     if ordered:
-        await conn.execute(
-            "SELECT pg_advisory_xact_lock(h) FROM unnest($1::bigint[]) AS h ORDER BY h", ordered
-        )
+        await _LOCK_KEYS.execute(conn, hashes=ordered)
 
 
-async def fetch_by_ids(
-    conn: asyncpg.Connection, spec: ResourceSpec, workspace_id: uuid.UUID, ids: Sequence[uuid.UUID]
-) -> list[dict[str, Any]]:
-    sql = f"SELECT {_select(spec)} FROM {spec.table} WHERE workspace_id = $1 AND id = ANY($2::uuid[])"
-    return [dict(r) for r in await conn.fetch(sql, workspace_id, list(ids))]
+def _select(spec: ResourceSpec) -> str:
+    return ", ".join(spec.columns)
 
 
-async def fetch_one(
-    conn: asyncpg.Connection | asyncpg.Pool,
-    spec: ResourceSpec,
-    workspace_id: uuid.UUID,
-    object_id: uuid.UUID,
-    for_update: bool = False,
-) -> dict[str, Any] | None:
-    sql = f"SELECT {_select(spec)} FROM {spec.table} WHERE workspace_id = $1 AND id = $2"
-    if for_update:
-        sql += " FOR UPDATE"
-    row = await conn.fetchrow(sql, workspace_id, object_id)
-    return dict(row) if row is not None else None
-
-
-async def fetch_live_by_key(
-    conn: asyncpg.Connection, spec: ResourceSpec, workspace_id: uuid.UUID, column: str, values: Sequence[str]
-) -> list[dict[str, Any]]:
-    sql = (
-        f"SELECT {_select(spec)} FROM {spec.table} "
-        f"WHERE workspace_id = $1 AND {column} = ANY($2::text[]) AND archived_at IS NULL"
-    )
-    return [dict(r) for r in await conn.fetch(sql, workspace_id, list(values))]
-
-
-async def external_owners(
-    conn: asyncpg.Connection, spec: ResourceSpec, workspace_id: uuid.UUID, pairs: Sequence[tuple[str, str]]
-) -> dict[tuple[str, str], uuid.UUID]:
-    """Which object holds each (source, external id) now."""
-    if not pairs:
-        return {}
-    rows = await conn.fetch(
-        "SELECT source, external_id, object_id FROM external_ids "
-        "WHERE workspace_id = $1 AND object_type = $2 "
-        "AND (source, external_id) IN (SELECT * FROM unnest($3::text[], $4::text[]))",
-        workspace_id,
-        spec.object,
-        [p[0] for p in pairs],
-        [p[1] for p in pairs],
-    )
-    return {(r["source"], r["external_id"]): r["object_id"] for r in rows}
-
-
-async def existing_ids(
-    conn: asyncpg.Connection, table: str, workspace_id: uuid.UUID, ids: Sequence[uuid.UUID]
-) -> set[uuid.UUID]:
-    rows = await conn.fetch(
-        f"SELECT id FROM {table} WHERE workspace_id = $1 AND id = ANY($2::uuid[]) AND archived_at IS NULL",
-        workspace_id,
-        list(set(ids)),
-    )
-    return {r["id"] for r in rows}
-
-
-# One delivery per (event, subscribed endpoint whose event_types match): "*", "contact.*" or the exact type.
-# Used inside a statement that has a CTE ``ev(id, sequence, type, object_id)`` and the workspace as $1.
+# The fan-out as SQL text, for the writers still written as text (same rule as ``fanout`` below).
 FANOUT_SQL = f"""INSERT INTO webhook_deliveries
         (workspace_id, id, endpoint_id, event_id, event_sequence, event_type, object_id, next_attempt_at)
     SELECT $1, gen_random_uuid(), ep.id, ev.id, ev.sequence, ev.type, ev.object_id,
@@ -115,47 +94,233 @@ FANOUT_SQL = f"""INSERT INTO webhook_deliveries
              OR split_part(ev.type, '.', 1) || '.*' = ANY(ep.event_types))"""
 
 
-def _write_sql(spec: ResourceSpec) -> str:
-    t = spec.table
-    assignments = ", ".join(c for c in spec.columns if c not in ("workspace_id", "id", "created_at"))
-    values = ", ".join(f"x.{c}" for c in spec.columns if c not in ("workspace_id", "id", "created_at"))
-    return f"""
-WITH ins AS (
-    INSERT INTO {t} SELECT * FROM jsonb_populate_recordset(NULL::{t}, $2::jsonb)
-    ON CONFLICT DO NOTHING RETURNING id
-), upd AS (
-    UPDATE {t} AS t SET ({assignments}) = ({values})
-    FROM jsonb_populate_recordset(NULL::{t}, $3::jsonb) AS x
-    WHERE t.workspace_id = $1 AND t.id = x.id AND t.version = x.version - 1
-    RETURNING t.id
-), ok AS (
-    SELECT id FROM ins UNION ALL SELECT id FROM upd
-), ev AS (
-    INSERT INTO events ({_EVENT_COLUMNS})
-    SELECT {_EVENT_COLUMNS} FROM jsonb_populate_recordset(NULL::events, $4::jsonb) WITH ORDINALITY AS e
-    WHERE e.object_id IN (SELECT id FROM ok)
-    -- sequences follow the order the events were emitted in (created before won), whatever join the
-    -- planner picks for the filter above (a hash join reordered them on PostgreSQL 18)
-    ORDER BY e.ordinality
-    RETURNING id, sequence, type, object_id
-), fanout AS (
-    {FANOUT_SQL}
-), xdel AS (
-    DELETE FROM external_ids AS d
-    USING jsonb_to_recordset($5::jsonb) AS r(object_id uuid, source text, external_id text)
-    WHERE d.workspace_id = $1 AND d.object_type = $6 AND d.object_id = r.object_id
-      AND d.source = r.source AND d.external_id = r.external_id AND r.object_id IN (SELECT id FROM upd)
-), xins AS (
-    INSERT INTO external_ids (workspace_id, object_type, source, external_id, object_id)
-    SELECT $1, $6, r.source, r.external_id, r.object_id
-    FROM jsonb_to_recordset($7::jsonb) AS r(object_id uuid, source text, external_id text)
-    WHERE r.object_id IN (SELECT id FROM ok)
-)
-SELECT id FROM ok
-"""
+def _table(spec: ResourceSpec) -> Table:
+    return sql.table(spec.table)
 
 
-_WRITE_SQL: dict[str, str] = {}
+@sql.shape
+def _by_ids(spec: ResourceSpec) -> Select[Any]:
+    t = _table(spec)
+    return select(*sql.columns(spec.columns, t)).where(
+        t.c.workspace_id == sql.param("ws"), t.c.id == any_(sql.param("ids", ARRAY(UUID)))
+    )
+
+
+@sql.shape
+def _one(spec: ResourceSpec, for_update: bool) -> Select[Any]:
+    t = _table(spec)
+    stmt = select(*sql.columns(spec.columns, t)).where(
+        t.c.workspace_id == sql.param("ws"), t.c.id == sql.param("id")
+    )
+    return stmt.with_for_update() if for_update else stmt
+
+
+@sql.shape
+def _live_by_key(spec: ResourceSpec, column: str) -> Select[Any]:
+    t = _table(spec)
+    return select(*sql.columns(spec.columns, t)).where(
+        t.c.workspace_id == sql.param("ws"),
+        t.c[column] == any_(sql.param("values", ARRAY(Text))),
+        t.c.archived_at.is_(None),
+    )
+
+
+@sql.shape
+def _live_ids(table: str) -> Select[Any]:
+    t = sql.table(table)
+    return select(t.c.id).where(
+        t.c.workspace_id == sql.param("ws"),
+        t.c.id == any_(sql.param("ids", ARRAY(UUID))),
+        t.c.archived_at.is_(None),
+    )
+
+
+def _external_owners() -> Select[Any]:
+    x = sql.table("external_ids")
+    wanted = (
+        func.unnest(sql.param("sources", ARRAY(Text)), sql.param("external_ids", ARRAY(Text)))
+        .table_valued("source", "external_id")
+        .render_derived(name="wanted")
+    )
+    return select(x.c.source, x.c.external_id, x.c.object_id).where(
+        x.c.workspace_id == sql.param("ws"),
+        x.c.object_type == sql.param("object_type"),
+        tuple_(x.c.source, x.c.external_id).in_(select(wanted.c.source, wanted.c.external_id)),
+    )
+
+
+_EXTERNAL_OWNERS = sql.Query(_external_owners)
+
+
+async def fetch_by_ids(
+    conn: asyncpg.Connection, spec: ResourceSpec, workspace_id: uuid.UUID, ids: Sequence[uuid.UUID]
+) -> list[dict[str, Any]]:
+    return [dict(r) for r in await _by_ids(spec).fetch(conn, ws=workspace_id, ids=list(ids))]
+
+
+async def fetch_one(
+    conn: asyncpg.Connection | asyncpg.Pool,
+    spec: ResourceSpec,
+    workspace_id: uuid.UUID,
+    object_id: uuid.UUID,
+    for_update: bool = False,
+) -> dict[str, Any] | None:
+    row = await _one(spec, for_update).fetchrow(conn, ws=workspace_id, id=object_id)
+    return dict(row) if row is not None else None
+
+
+async def fetch_live_by_key(
+    conn: asyncpg.Connection, spec: ResourceSpec, workspace_id: uuid.UUID, column: str, values: Sequence[str]
+) -> list[dict[str, Any]]:
+    rows = await _live_by_key(spec, column).fetch(conn, ws=workspace_id, values=list(values))
+    return [dict(r) for r in rows]
+
+
+async def external_owners(
+    conn: asyncpg.Connection, spec: ResourceSpec, workspace_id: uuid.UUID, pairs: Sequence[tuple[str, str]]
+) -> dict[tuple[str, str], uuid.UUID]:
+    """Which object holds each (source, external id) now."""
+    if not pairs:
+        return {}
+    rows = await _EXTERNAL_OWNERS.fetch(
+        conn,
+        ws=workspace_id,
+        object_type=spec.object,
+        sources=[p[0] for p in pairs],
+        external_ids=[p[1] for p in pairs],
+    )
+    return {(r["source"], r["external_id"]): r["object_id"] for r in rows}
+
+
+async def existing_ids(
+    conn: asyncpg.Connection, table: str, workspace_id: uuid.UUID, ids: Sequence[uuid.UUID]
+) -> set[uuid.UUID]:
+    rows = await _live_ids(table).fetch(conn, ws=workspace_id, ids=list(set(ids)))
+    return {r["id"] for r in rows}
+
+
+def _recordset(name: str, table: Table, alias: str, *, ordinality: bool = False) -> TableValuedAlias:
+    """``jsonb_populate_recordset(NULL::<table>, :name)``: the rows of a JSON array typed as the table's."""
+    # the row type of a table is not a type SQLAlchemy can name: a reviewed fragment
+    row_type: ColumnElement[Any] = literal_column(f"NULL::{table.name}")
+    fn = func.jsonb_populate_recordset(row_type, sql.param(name, JSONB))
+    cols = [column(c.name, c.type) for c in table.columns]
+    if ordinality:
+        return fn.table_valued(*cols, with_ordinality="ordinality").alias(alias)
+    return fn.table_valued(*cols).alias(alias)
+
+
+def _id_records(name: str) -> TableValuedAlias:
+    """``jsonb_to_recordset(:name) AS name(object_id uuid, source text, external_id text)``."""
+    fn = func.jsonb_to_recordset(sql.param(name, JSONB))
+    return fn.table_valued(
+        column("object_id", UUID), column("source", Text), column("external_id", Text)
+    ).render_derived(name=name, with_types=True)
+
+
+def fanout(ev: CTE) -> Insert:
+    """One delivery per (event, subscribed endpoint whose event_types match): "*", "contact.*" or the
+    exact type. ``ev`` has (id, sequence, type, object_id); the workspace is the ``ws`` parameter."""
+    ep = sql.table("webhook_endpoints")
+    d = sql.table("webhook_deliveries")
+    ws = sql.param("ws")
+    matches = or_(
+        ev.c.type == any_(ep.c.event_types),
+        literal("*") == any_(ep.c.event_types),
+        func.split_part(ev.c.type, ".", 1).concat(".*") == any_(ep.c.event_types),
+    )
+    due = case((ep.c.status == "enabled", func.now()), else_=literal_column("'infinity'::timestamptz"))
+    source = select(
+        ws, func.gen_random_uuid(), ep.c.id, ev.c.id, ev.c.sequence, ev.c.type, ev.c.object_id, due
+    ).select_from(
+        ev.join(
+            ep,
+            and_(
+                ep.c.workspace_id == ws,
+                or_(ep.c.status == "enabled", ep.c.disabled_reason == DISABLED_FAILING),
+                matches,
+            ),
+        )
+    )
+    return insert(d).from_select(
+        [
+            "workspace_id",
+            "id",
+            "endpoint_id",
+            "event_id",
+            "event_sequence",
+            "event_type",
+            "object_id",
+            "next_attempt_at",
+        ],
+        source,
+    )
+
+
+@sql.shape
+def _write_stmt(spec: ResourceSpec) -> Select[Any]:
+    t = _table(spec)
+    ev_t = sql.table("events")
+    xt = sql.table("external_ids")
+    ws = sql.param("ws")
+    object_type = sql.param("object_type")
+    inserted = _recordset("inserts", t, "inserted")
+    ins = (
+        insert(t)
+        .from_select(list(spec.columns), select(*sql.columns(spec.columns, inserted)))
+        .on_conflict_do_nothing()
+        .returning(t.c.id)
+        .cte("ins")
+    )
+    updated = _recordset("updates", t, "x")
+    assigned = [c for c in spec.columns if c not in ("workspace_id", "id", "created_at")]
+    upd = (
+        update(t)
+        .values({c: updated.c[c] for c in assigned})
+        .where(t.c.workspace_id == ws, t.c.id == updated.c.id, t.c.version == updated.c.version - 1)
+        .returning(t.c.id)
+        .cte("upd")
+    )
+    ok = union_all(select(ins.c.id), select(upd.c.id)).cte("ok")
+    emitted = _recordset("events", ev_t, "emitted", ordinality=True)
+    ev = (
+        insert(ev_t)
+        .from_select(
+            list(_EVENT_COLUMNS),
+            select(*sql.columns(_EVENT_COLUMNS, emitted))
+            .where(emitted.c.object_id.in_(select(ok.c.id)))
+            # sequences follow the order the events were emitted in (created before won), whatever join
+            # the planner picks for the filter above (a hash join reordered them on PostgreSQL 18)
+            .order_by(emitted.c.ordinality),
+        )
+        .returning(ev_t.c.id, ev_t.c.sequence, ev_t.c.type, ev_t.c.object_id)
+        .cte("ev")
+    )
+    removed = _id_records("external_removed")
+    xdel = (
+        delete(xt)
+        .where(
+            xt.c.workspace_id == ws,
+            xt.c.object_type == object_type,
+            xt.c.object_id == removed.c.object_id,
+            xt.c.source == removed.c.source,
+            xt.c.external_id == removed.c.external_id,
+            removed.c.object_id.in_(select(upd.c.id)),
+        )
+        .cte("xdel")
+    )
+    added = _id_records("external_added")
+    xins = (
+        insert(xt)
+        .from_select(
+            ["workspace_id", "object_type", "source", "external_id", "object_id"],
+            select(ws, object_type, added.c.source, added.c.external_id, added.c.object_id).where(
+                added.c.object_id.in_(select(ok.c.id))
+            ),
+        )
+        .cte("xins")
+    )
+    return select(ok.c.id).add_cte(ev, fanout(ev).cte("fanout"), xdel, xins)
 
 
 async def write(
@@ -171,19 +336,16 @@ async def write(
 ) -> set[uuid.UUID]:
     """Apply the rows; return the ids written. An insert that hit a unique key, or an update whose
     version moved underneath it, is left out of the result (and so are its event and external ids)."""
-    sql = _WRITE_SQL.get(spec.name)
-    if sql is None:
-        sql = _WRITE_SQL[spec.name] = _write_sql(spec)
     try:
-        rows = await conn.fetch(
-            sql,
-            workspace_id,
-            jsonutil.dumps_str(inserts),
-            jsonutil.dumps_str(updates),
-            jsonutil.dumps_str(events),
-            jsonutil.dumps_str(external_removed),
-            spec.object,
-            jsonutil.dumps_str(external_added),
+        rows = await _write_stmt(spec).fetch(
+            conn,
+            ws=workspace_id,
+            inserts=jsonutil.dumps_str(inserts),
+            updates=jsonutil.dumps_str(updates),
+            events=jsonutil.dumps_str(events),
+            external_removed=jsonutil.dumps_str(external_removed),
+            object_type=spec.object,
+            external_added=jsonutil.dumps_str(external_added),
         )
     except asyncpg.UniqueViolationError as exc:
         raise _unique_conflict(spec, exc) from None

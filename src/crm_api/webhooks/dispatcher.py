@@ -28,6 +28,7 @@ import httpx
 
 from .. import jsonutil
 from ..config import Settings
+from ..db import EnginePool
 from ..models.webhooks import DISABLED_FAILING, DISABLED_GONE
 from ..tickets import breach
 from . import netguard, signing
@@ -193,7 +194,7 @@ def next_attempt(
 
 class Dispatcher:
     def __init__(
-        self, pool: asyncpg.Pool, settings: Settings, transport: httpx.AsyncBaseTransport | None = None
+        self, pool: EnginePool, settings: Settings, transport: httpx.AsyncBaseTransport | None = None
     ) -> None:
         self.pool = pool
         self.settings = settings
@@ -213,7 +214,7 @@ class Dispatcher:
         self.wake.set()
 
     async def run(self, stop: asyncio.Event) -> None:
-        listener: asyncpg.Connection = await self.pool.acquire()
+        listener: asyncpg.Connection = await self.pool.take()
         await listener.add_listener(CHANNEL, self._notified)
         recorder = asyncio.create_task(self._record_loop(stop))
         # the SLA breach job rides along: every dispatcher process runs it, and its claim is safe to race

@@ -27,6 +27,7 @@ from collections.abc import Callable, Hashable, Iterable, Mapping
 from typing import Any, ParamSpec
 
 from sqlalchemy import BindParameter, ColumnElement, Table, bindparam
+from sqlalchemy.dialects.postgresql.asyncpg import PGCompiler_asyncpg
 from sqlalchemy.dialects.postgresql.asyncpg import dialect as _asyncpg_dialect
 from sqlalchemy.engine import Dialect
 from sqlalchemy.sql import ClauseElement
@@ -34,7 +35,23 @@ from sqlalchemy.types import TypeEngine
 
 from .models import Base
 
-DIALECT: Dialect = _asyncpg_dialect()  # type: ignore[no-untyped-call]
+
+class _StatementCompiler(PGCompiler_asyncpg):
+    """Constants written into a statement (``== "pending"``, ``.limit(50)``) render as SQL literals, as
+    hand-written SQL has them: a partial index (``WHERE status = 'pending'``) serves a prepared statement
+    only when the planner can see the constant, which a parameter hides from a generic plan."""
+
+    def visit_bindparam(self, bindparam: Any, **kw: Any) -> Any:  # type: ignore[override]
+        if not bindparam.required and isinstance(bindparam.effective_value, str | int | bool):
+            kw["literal_binds"] = True
+        return super().visit_bindparam(bindparam, **kw)  # type: ignore[no-untyped-call]
+
+
+class _Dialect(_asyncpg_dialect):
+    statement_compiler = _StatementCompiler
+
+
+DIALECT: Dialect = _Dialect()  # type: ignore[no-untyped-call]
 
 COMPILED: set[str] = set()
 """Every statement text compiled in this process (the Citus-readiness test reads it)."""

@@ -11,18 +11,53 @@ from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Path, Query, Request, Response
 from pydantic import BaseModel
+from sqlalchemy import BigInteger, ColumnElement, Select, Table, func, select
 
+from .. import sql
 from ..auth import Principal, require
 from ..errors import NotFound, field_error
-from ..filters import Params
 from ..pagination import Sort, decode_cursor, encode_cursor, envelope
 from ..resources.router import json_response, problems
 
 router = APIRouter(prefix="/v1/events", tags=["events"])
 Reader = Annotated[Principal, require("events:read")]
 _TYPE = re.compile(r"^(\*|[a-z_]+\.(\*|[a-z_]+))$")
-_COLUMNS = "id, type, object_type, object_id, sequence, created_at, actor, request_id, data"
-_SETTLED = "txid < pg_snapshot_xmin(pg_current_snapshot())"
+_COLUMNS = ("id", "type", "object_type", "object_id", "sequence", "created_at", "actor", "request_id", "data")
+_PAGES = sql.Shapes(256)
+
+
+def _settled(events: Table) -> ColumnElement[bool]:
+    return events.c.txid < func.pg_snapshot_xmin(func.pg_current_snapshot())
+
+
+def _page(
+    type_op: str | None, by_object: bool, after: bool, cursor: bool, desc: bool, limit: int
+) -> Select[Any]:
+    """A page of the feed; which conditions it has is its shape, their values are parameters."""
+    e = sql.table("events")
+    where = [e.c.workspace_id == sql.param("ws"), _settled(e)]
+    if type_op == "prefix":
+        where.append(e.c.type.like(sql.param("type")))
+    elif type_op == "eq":
+        where.append(e.c.type == sql.param("type"))
+    if by_object:
+        where.append(e.c.object_id == sql.param("object_id"))
+    if after:
+        where.append(e.c.sequence > sql.param("after"))
+    if cursor:
+        where.append(e.c.sequence.op("<" if desc else ">")(sql.param("cursor", BigInteger)))
+    order = e.c.sequence.desc() if desc else e.c.sequence.asc()
+    return select(*sql.columns(_COLUMNS, e)).where(*where).order_by(order).limit(limit + 1)
+
+
+def _one() -> Select[Any]:
+    e = sql.table("events")
+    return select(*sql.columns(_COLUMNS, e)).where(
+        e.c.workspace_id == sql.param("ws"), e.c.id == sql.param("id")
+    )
+
+
+_ONE = sql.Query(_one)
 
 
 class EventData(BaseModel):
@@ -68,30 +103,25 @@ async def list_events(
     cursor: Annotated[str | None, Query(max_length=2000)] = None,
 ) -> Response:
     order = Sort("sequence", sort.startswith("-"))
-    params = Params(principal.workspace_id)
-    where = ["workspace_id = $1", _SETTLED]
+    params: dict[str, Any] = {"ws": principal.workspace_id}
+    type_op = None
     if type is not None and type != "*":
         if not _TYPE.match(type):
             raise field_error("/type", "expected an event type such as contact.created or contact.*")
-        if type.endswith(".*"):
-            where.append(f"type LIKE {params.add(type[:-1] + '%', 'text')}")
-        else:
-            where.append(f"type = {params.add(type, 'text')}")
+        type_op = "prefix" if type.endswith(".*") else "eq"
+        params["type"] = type[:-1] + "%" if type_op == "prefix" else type
     if object_id is not None:
-        where.append(f"object_id = {params.add(object_id, 'uuid')}")
+        params["object_id"] = object_id
     if after is not None:
-        where.append(f"sequence > {params.add(after, 'bigint')}")
+        params["after"] = after
     if cursor:
         value, _ = decode_cursor(cursor, order)
         if not isinstance(value, int):
             raise field_error("/cursor", "not a cursor of this list")
-        where.append(f"sequence {'<' if order.descending else '>'} {params.add(value, 'bigint')}")
-    direction = "DESC" if order.descending else "ASC"
-    rows = await request.app.state.db.pool.fetch(
-        f"SELECT {_COLUMNS} FROM events WHERE {' AND '.join(where)} ORDER BY sequence {direction} "
-        f"LIMIT {limit + 1}",
-        *params.values,
-    )
+        params["cursor"] = value
+    shape = (type_op, object_id is not None, after is not None, bool(cursor), order.descending, limit)
+    statement = _PAGES.get(shape, lambda: _page(*shape))
+    rows = await statement.fetch(request.app.state.db.pool, **params)
     more = len(rows) > limit
     rows = rows[:limit]
     nxt = encode_cursor(order, rows[-1]["sequence"], rows[-1]["id"]) if more else None
@@ -102,9 +132,7 @@ async def list_events(
 async def get_event(
     request: Request, eid: Annotated[uuid.UUID, Path(alias="id")], principal: Reader
 ) -> Response:
-    row = await request.app.state.db.pool.fetchrow(
-        f"SELECT {_COLUMNS} FROM events WHERE workspace_id = $1 AND id = $2", principal.workspace_id, eid
-    )
+    row = await _ONE.fetchrow(request.app.state.db.pool, ws=principal.workspace_id, id=eid)
     if row is None:
         raise NotFound(f"No event with id {eid}")
     return json_response(_api(row))

@@ -39,7 +39,7 @@ from sqlalchemy.sql.selectable import TableValuedAlias
 
 from .. import jsonutil, sql
 from ..errors import Conflict, FieldError, Unprocessable
-from ..filters import Params
+from ..exprs import Expr, Params, column_ref
 from ..models.webhooks import DISABLED_FAILING
 from ..pagination import Sort
 from .spec import ResourceSpec
@@ -77,10 +77,6 @@ async def lock_keys(conn: asyncpg.Connection, hashes: Iterable[int]) -> None:
     assert conn.is_in_transaction(), "advisory locks need the request's transaction (LockingConn)"
     if ordered:
         await _LOCK_KEYS.execute(conn, hashes=ordered)
-
-
-def _select(spec: ResourceSpec) -> str:
-    return ", ".join(spec.columns)
 
 
 # The fan-out as SQL text, for the writers still written as text (same rule as ``fanout`` below).
@@ -383,11 +379,46 @@ def _fk_column(exc: asyncpg.ForeignKeyViolationError) -> str:
     return inside.split(",")[-1].strip() or "id"
 
 
+_PAGES = sql.Shapes(2048)
+
+
+def _keyset(spec: ResourceSpec, column: str, descending: bool, value: Expr, row_id: Expr) -> Expr:
+    """``(column, id) < (value, id)`` (``>`` ascending): where the previous page stopped."""
+    col = column_ref(spec, column)
+    ident = column_ref(spec, "id")
+    op = "<" if descending else ">"
+    return Expr(
+        ("after", col.key, op, value.key, row_id.key),
+        lambda: tuple_(col.build(), ident.build()).op(op)(tuple_(value.build(), row_id.build())),
+    )
+
+
+async def _page_rows(
+    conn: Any,
+    spec: ResourceSpec,
+    params: Params,
+    where: list[Expr],
+    order: tuple[str, ...],
+    desc: bool,
+    count: int,
+) -> list[dict[str, Any]]:
+    """``count`` rows meeting every condition, ordered by ``order`` (each descending when ``desc``)."""
+    key = ("page", spec.table, tuple(w.key for w in where), order, desc, count)
+
+    def build() -> Select[Any]:
+        t = _table(spec)
+        columns = [t.c[c].desc() if desc else t.c[c].asc() for c in order]
+        stmt = select(*sql.columns(spec.columns, t)).where(*(w.build() for w in where))
+        return stmt.order_by(*columns).limit(count)
+
+    return [dict(r) for r in await _PAGES.get(key, build).fetch(conn, **params.values)]
+
+
 async def list_rows(
     conn: asyncpg.Connection | asyncpg.Pool,
     spec: ResourceSpec,
     params: Params,
-    conditions: list[str],
+    conditions: list[Expr],
     sort: Sort,
     after: tuple[Any, uuid.UUID] | None,
     limit: int,
@@ -396,24 +427,18 @@ async def list_rows(
     if sort.column in spec.nullable_sorts:
         return await _list_nullable(conn, spec, params, conditions, sort, after, limit)
     where = list(conditions)
-    direction = "DESC" if sort.descending else "ASC"
     if after is not None:
         pg_type = spec.field_type(sort.column) or "text"
         value = params.add(after[0], pg_type)
-        row_id = params.add(after[1], "uuid")
-        where.append(f"({sort.column}, id) {'<' if sort.descending else '>'} ({value}, {row_id})")
-    sql = (
-        f"SELECT {_select(spec)} FROM {spec.table} WHERE {' AND '.join(where)} "
-        f"ORDER BY {sort.column} {direction}, id {direction} LIMIT {int(limit) + 1}"
-    )
-    return [dict(r) for r in await conn.fetch(sql, *params.values)]
+        where.append(_keyset(spec, sort.column, sort.descending, value, params.add(after[1], "uuid")))
+    return await _page_rows(conn, spec, params, where, (sort.column, "id"), sort.descending, int(limit) + 1)
 
 
 async def _list_nullable(
     conn: asyncpg.Connection | asyncpg.Pool,
     spec: ResourceSpec,
     params: Params,
-    conditions: list[str],
+    conditions: list[Expr],
     sort: Sort,
     after: tuple[Any, uuid.UUID] | None,
     limit: int,
@@ -422,47 +447,43 @@ async def _list_nullable(
     descending). A row comparison with a null is never true, so the rows with a value and the rows without
     are walked as two index ranges, one after the other, each a keyset query of its own."""
     col, desc = sort.column, sort.descending
-    direction = "DESC" if desc else "ASC"
     pg_type = spec.field_type(col) or "text"
     in_nulls = after is not None and after[0] is None  # the cursor stopped among the nulls
+    column = column_ref(spec, col)
+    ident = column_ref(spec, "id")
 
-    async def fetch(extra: str, order: str, values: list[Any], count: int) -> list[dict[str, Any]]:
-        where = " AND ".join([*conditions, extra])
-        sql = f"SELECT {_select(spec)} FROM {spec.table} WHERE {where} ORDER BY {order} LIMIT {count}"
-        return [dict(r) for r in await conn.fetch(sql, *values)]
-
-    def nulls() -> tuple[str, list[Any]]:
-        p = Params(*params.values)
-        extra = f"{col} IS NULL"
+    def nulls() -> tuple[list[Expr], Params]:
+        p = Params(**params.values)
+        where = [*conditions, Expr(("null", column.key), lambda: column.build().is_(None))]
         if in_nulls:
             assert after is not None
-            extra += f" AND id {'<' if desc else '>'} {p.add(after[1], 'uuid')}"
-        return extra, p.values
+            row_id = p.add(after[1], "uuid")
+            op = "<" if desc else ">"
+            where.append(Expr(("id", op, row_id.key), lambda: ident.build().op(op)(row_id.build())))
+        return where, p
 
-    def values() -> tuple[str, list[Any]]:
-        p = Params(*params.values)
-        extra = f"{col} IS NOT NULL"
+    def values() -> tuple[list[Expr], Params]:
+        p = Params(**params.values)
         if after is not None and not in_nulls:
             value, row_id = p.add(after[0], pg_type), p.add(after[1], "uuid")
-            extra = f"({col}, id) {'<' if desc else '>'} ({value}, {row_id})"
-        return extra, p.values
+            return [*conditions, _keyset(spec, col, desc, value, row_id)], p
+        return [*conditions, Expr(("notnull", column.key), lambda: column.build().is_not(None))], p
 
     wanted = int(limit) + 1
-    null_order, value_order = f"id {direction}", f"{col} {direction}, id {direction}"
     if desc:  # nulls first, then values
         rows: list[dict[str, Any]] = []
         if after is None or in_nulls:
-            extra, vals = nulls()
-            rows = await fetch(extra, null_order, vals, wanted)
+            where, p = nulls()
+            rows = await _page_rows(conn, spec, p, where, ("id",), desc, wanted)
         if len(rows) < wanted:
-            extra, vals = values()  # all of them: the nulls came first
-            rows += await fetch(extra, value_order, vals, wanted - len(rows))
+            where, p = values()  # all of them: the nulls came first
+            rows += await _page_rows(conn, spec, p, where, (col, "id"), desc, wanted - len(rows))
         return rows
     rows = []
     if not in_nulls:
-        extra, vals = values()
-        rows = await fetch(extra, value_order, vals, wanted)
+        where, p = values()
+        rows = await _page_rows(conn, spec, p, where, (col, "id"), desc, wanted)
     if len(rows) < wanted:
-        extra, vals = nulls()
-        rows += await fetch(extra, null_order, vals, wanted - len(rows))
+        where, p = nulls()
+        rows += await _page_rows(conn, spec, p, where, ("id",), desc, wanted - len(rows))
     return rows

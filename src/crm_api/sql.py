@@ -31,6 +31,9 @@ from sqlalchemy.dialects.postgresql.asyncpg import PGCompiler_asyncpg
 from sqlalchemy.dialects.postgresql.asyncpg import dialect as _asyncpg_dialect
 from sqlalchemy.engine import Dialect
 from sqlalchemy.sql import ClauseElement
+from sqlalchemy.sql.dml import Update
+from sqlalchemy.sql.functions import FunctionElement
+from sqlalchemy.sql.visitors import iterate
 from sqlalchemy.types import TypeEngine
 
 from .models import Base
@@ -56,6 +59,15 @@ DIALECT: Dialect = _Dialect()  # type: ignore[no-untyped-call]
 COMPILED: set[str] = set()
 """Every statement text compiled in this process (the Citus-readiness test reads it)."""
 
+QUERIES: list[Query] = []
+"""Every fixed statement (``Query``) defined, compiled or not: a test compiles them all."""
+
+VOLATILE = frozenset({"gen_random_uuid", "random", "clock_timestamp", "timeofday", "uuid_generate_v4"})
+"""Functions Citus cannot push into an UPDATE on a distributed table (``now()`` is fine: it is stable)."""
+
+VOLATILE_UPDATES: list[str] = []
+"""UPDATE statements compiled in this process that call one of ``VOLATILE`` (must stay empty)."""
+
 P = ParamSpec("P")
 
 
@@ -76,6 +88,8 @@ class Compiled:
             name: bind.effective_value for name, bind in _binds(compiled).items() if not bind.required
         }
         COMPILED.add(self.text)
+        if volatile_in_update(stmt):
+            VOLATILE_UPDATES.append(self.text)
 
     def args(self, params: Mapping[str, Any]) -> list[Any]:
         fixed = self.fixed
@@ -111,6 +125,7 @@ class Query:
     def __init__(self, build: Callable[[], ClauseElement]) -> None:
         self._build = build
         self._compiled: Compiled | None = None
+        QUERIES.append(self)
 
     @property
     def compiled(self) -> Compiled:
@@ -138,6 +153,7 @@ def shape(build: Callable[P, ClauseElement]) -> Callable[P, Compiled]:
     def compiled(*args: P.args, **kwargs: P.kwargs) -> Compiled:
         return Compiled(build(*args, **kwargs))
 
+    compiled.build = build  # type: ignore[attr-defined]  # the statement itself, for checks in tests
     return compiled  # type: ignore[return-value]
 
 
@@ -162,6 +178,20 @@ class Shapes:
 def param(name: str, type_: TypeEngine[Any] | type[TypeEngine[Any]] | None = None) -> BindParameter[Any]:
     """A named parameter; give the type when the column beside it does not imply one."""
     return bindparam(name, type_=type_)
+
+
+def volatile_in_update(stmt: ClauseElement) -> bool:
+    """Whether an UPDATE in the statement (a CTE's too) calls a volatile function in its SET or WHERE.
+    Read from the statement's structure, not its text: the write statement has an UPDATE and, in another
+    CTE, an INSERT that may call ``gen_random_uuid()``, which Citus allows."""
+    for element in iterate(stmt):
+        if isinstance(element, Update):
+            parts = [*(element._values or {}).values(), *(element._where_criteria or ())]
+            for part in parts:
+                for inner in iterate(part):
+                    if isinstance(inner, FunctionElement) and getattr(inner, "name", "") in VOLATILE:
+                        return True
+    return False
 
 
 def table(name: str) -> Table:

@@ -107,7 +107,7 @@ async def get_endpoint(
 
 @sql.shape
 def _update_endpoint(names: tuple[str, ...]) -> ReturningUpdate[Any]:
-    # ``set_<column>``: a parameter named like a column of the updated table is SQLAlchemy's own
+    # ``set_<column>``: apart from the WHERE clause's ``ws`` and ``id`` whatever the columns are
     t = _ENDPOINTS
     sets: dict[str, Any] = {n: sql.param(f"set_{n}", t.c[n].type) for n in names}
     sets.update(version=t.c.version + sql.const(1), updated_at=func.now())

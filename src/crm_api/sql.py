@@ -26,7 +26,7 @@ from collections import OrderedDict
 from collections.abc import Callable, Hashable, Iterable, Mapping
 from typing import Any, ParamSpec
 
-from sqlalchemy import BindParameter, ColumnElement, Table, bindparam
+from sqlalchemy import BindParameter, ColumnElement, Table, bindparam, literal, literal_column
 from sqlalchemy.dialects.postgresql.asyncpg import PGCompiler_asyncpg
 from sqlalchemy.dialects.postgresql.asyncpg import dialect as _asyncpg_dialect
 from sqlalchemy.engine import Dialect
@@ -201,3 +201,15 @@ def table(name: str) -> Table:
 
 def columns(names: Iterable[str], table: Any) -> list[ColumnElement[Any]]:
     return [table.c[n] for n in names]
+
+
+def const(
+    value: str | int, type_: TypeEngine[Any] | type[TypeEngine[Any]] | None = None
+) -> ColumnElement[Any]:
+    """A constant written into the statement's text, where ``literal()`` would send it as a parameter.
+
+    For constants the planner must see: a partial index (``WHERE status = 'pending'``) serves a query only
+    when the query's text implies the index's predicate, and a prepared statement's cached generic plan
+    knows nothing of parameter values. Rendered by SQLAlchemy's own literal quoting."""
+    rendered = literal(value).compile(dialect=DIALECT, compile_kwargs={"literal_binds": True}).string
+    return literal_column(rendered, type_ if type_ is not None else literal(value).type)

@@ -45,7 +45,12 @@ class _StatementCompiler(PGCompiler_asyncpg):
     only when the planner can see the constant, which a parameter hides from a generic plan."""
 
     def visit_bindparam(self, bindparam: Any, **kw: Any) -> Any:  # type: ignore[override]
-        if not bindparam.required and isinstance(bindparam.effective_value, str | int | bool):
+        if (
+            not bindparam.required
+            and isinstance(bindparam.effective_value, str | int | bool)
+            # a type with no literal form (jsonb) stays a parameter
+            and bindparam.type.literal_processor(self.dialect) is not None
+        ):
             kw["literal_binds"] = True
         return super().visit_bindparam(bindparam, **kw)  # type: ignore[no-untyped-call]
 

@@ -17,7 +17,9 @@ from typing import Annotated, Any
 
 import asyncpg
 from fastapi import Depends, Request
+from sqlalchemy import Select, select
 
+from . import sql
 from .errors import Forbidden, Unauthorized
 
 ACTIONS = ("read", "write")
@@ -93,7 +95,14 @@ class KeyCache:
                 del self._entries[h]
 
 
-_LOOKUP = "SELECT workspace_id, id, scopes FROM api_keys WHERE key_hash = $1 AND revoked_at IS NULL"
+def _lookup() -> Select[Any]:
+    k = sql.table("api_keys")
+    return select(k.c.workspace_id, k.c.id, k.c.scopes).where(
+        k.c.key_hash == sql.param("key_hash"), k.c.revoked_at.is_(None)
+    )
+
+
+_LOOKUP = sql.Query(_lookup)
 
 
 async def authenticate(request: Request) -> Principal:
@@ -106,7 +115,7 @@ async def authenticate(request: Request) -> Principal:
     principal = cache.get(key_hash)
     if principal is None:
         pool: asyncpg.Pool = request.app.state.db.pool
-        row = await pool.fetchrow(_LOOKUP, key_hash)
+        row = await _LOOKUP.fetchrow(pool, key_hash=key_hash)
         if row is None:
             raise Unauthorized("Unknown or revoked API key")
         principal = Principal(row["workspace_id"], row["id"], frozenset(row["scopes"]))

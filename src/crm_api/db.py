@@ -1,7 +1,8 @@
-"""The database: URL resolution, the asyncpg pool the API runs on, and per-request connections.
+"""The database: URL resolution, the async SQLAlchemy engine that owns the pool, and connections.
 
-SQLAlchemy owns the schema and migrations; requests run their statements on asyncpg directly because each
-statement through the ORM costs several times its driver cost (see the README's performance notes).
+Statements are SQLAlchemy Core (see ``sql.py``), compiled once per shape and run on the driver connection of
+a connection checked out through the engine: SQLAlchemy's full execution path costs several times the
+driver's per statement (see docs/ARCHITECTURE.md), and the compiled text is all it would add.
 """
 
 from __future__ import annotations
@@ -12,6 +13,8 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 import asyncpg
+from sqlalchemy import event
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 from . import jsonutil
 from .config import get_settings
@@ -50,39 +53,103 @@ def asyncpg_dsn(url: str) -> tuple[str, dict[str, Any]]:
     return dsn, kwargs
 
 
-async def _init_connection(conn: asyncpg.Connection) -> None:
+def _install_codecs(dbapi_connection: Any, _record: Any) -> None:
     # jsonb in and out as Python values; str passes through so pre-encoded JSON is not encoded twice.
-    await conn.set_type_codec(
-        "jsonb",
-        schema="pg_catalog",
-        encoder=lambda v: v if isinstance(v, str) else jsonutil.dumps_str(v),
-        decoder=jsonutil.loads,
-        format="text",
+    # Registered after the dialect's own codecs, so ours win: statements run on the driver connection and
+    # hand jsonb parameters over as Python values or as JSON text.
+    dbapi_connection.run_async(
+        lambda driver: driver.set_type_codec(
+            "jsonb",
+            schema="pg_catalog",
+            encoder=lambda v: v if isinstance(v, str) else jsonutil.dumps_str(v),
+            decoder=jsonutil.loads,
+            format="text",
+        )
     )
 
 
-async def _no_reset(conn: asyncpg.Connection) -> None:
-    # Every checkout ends its own transaction; the default RESET ALL/UNLISTEN round trip is pure cost.
-    return None
+def create_engine(url: str, size: int) -> AsyncEngine:
+    """The async engine that owns the connection pool.
 
-
-async def create_pool(url: str, size: int) -> asyncpg.Pool:
-    dsn, kwargs = asyncpg_dsn(url)
-    return await asyncpg.create_pool(
-        dsn,
-        min_size=1,
-        max_size=size,
-        init=_init_connection,
-        reset=_no_reset,
-        server_settings={"timezone": "UTC", "application_name": "crm-api"},
-        **kwargs,
+    No reset on return: every checkout ends its own transaction, and the default ROLLBACK per checkin is a
+    round trip for nothing. No overflow: ``size`` is the ceiling the operator set."""
+    if url.startswith("postgresql://"):
+        url = url.replace("postgresql://", "postgresql+asyncpg://", 1)
+    engine = create_async_engine(
+        url,
+        pool_size=size,
+        max_overflow=0,
+        pool_reset_on_return=None,
+        connect_args={"server_settings": {"timezone": "UTC", "application_name": "crm-api"}},
     )
+    event.listen(engine.sync_engine, "connect", _install_codecs)
+    return engine
+
+
+class EnginePool:
+    """The engine's pool seen as the driver's pool: ``acquire()`` checks a connection out through an
+    ``AsyncConnection`` and yields its driver connection, and the one-statement helpers (``fetch``,
+    ``fetchrow``, ``fetchval``, ``execute``) check out, run and check in, as reads do."""
+
+    def __init__(self, engine: AsyncEngine) -> None:
+        self.engine = engine
+        self._held: dict[int, AsyncConnection] = {}
+
+    @asynccontextmanager
+    async def acquire(self) -> AsyncIterator[asyncpg.Connection]:
+        async with self.engine.connect() as conn:
+            yield await driver_connection(conn)
+
+    async def take(self) -> asyncpg.Connection:
+        """A connection held until ``release`` (a LISTEN connection lives as long as its dispatcher)."""
+        conn = await self.engine.connect()
+        driver = await driver_connection(conn)
+        self._held[id(driver)] = conn
+        return driver
+
+    async def release(self, driver: asyncpg.Connection) -> None:
+        conn = self._held.pop(id(driver), None)
+        if conn is not None:
+            await conn.close()
+
+    async def fetch(self, sql: str, *args: Any) -> list[asyncpg.Record]:
+        async with self.acquire() as conn:
+            return await conn.fetch(sql, *args)  # type: ignore[no-any-return]
+
+    async def fetchrow(self, sql: str, *args: Any) -> asyncpg.Record | None:
+        async with self.acquire() as conn:
+            return await conn.fetchrow(sql, *args)
+
+    async def fetchval(self, sql: str, *args: Any) -> Any:
+        async with self.acquire() as conn:
+            return await conn.fetchval(sql, *args)
+
+    async def execute(self, sql: str, *args: Any) -> str:
+        async with self.acquire() as conn:
+            return await conn.execute(sql, *args)  # type: ignore[no-any-return]
+
+    async def close(self) -> None:
+        await self.engine.dispose()
+
+
+async def driver_connection(conn: AsyncConnection) -> asyncpg.Connection:
+    """The asyncpg connection under a checked-out ``AsyncConnection``: compiled statements run on it."""
+    raw = await conn.get_raw_connection()
+    return raw.driver_connection
+
+
+async def create_pool(url: str, size: int) -> EnginePool:
+    engine = create_engine(url, size)
+    pool = EnginePool(engine)
+    async with pool.acquire():  # connect once now, so a bad URL fails at start, not on the first request
+        pass
+    return pool
 
 
 class Database:
-    """Holds the pool; ``app.state.db``."""
+    """Holds the engine's pool; ``app.state.db``."""
 
-    def __init__(self, pool: asyncpg.Pool) -> None:
+    def __init__(self, pool: EnginePool) -> None:
         self.pool = pool
 
     @asynccontextmanager

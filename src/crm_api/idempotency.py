@@ -17,8 +17,10 @@ from typing import Any, ParamSpec, cast
 
 import asyncpg
 from fastapi import Request, Response
+from sqlalchemy import BigInteger, ColumnElement, Insert, Integer, Select, and_, func, literal, select, true
+from sqlalchemy.dialects.postgresql import JSONB, insert
 
-from . import jsonutil
+from . import jsonutil, sql
 from .auth import Principal
 from .errors import BadRequest, IdempotencyInFlight, IdempotencyMismatch
 from .locks import key_lock
@@ -26,6 +28,60 @@ from .locks import key_lock
 MAX_KEY_LENGTH = 255
 P = ParamSpec("P")
 _REPLAYED_HEADERS = ("location", "etag")
+
+
+def _ttl() -> ColumnElement[Any]:
+    """``make_interval(hours => ttl)``, with the arguments by position (years, months, weeks, days, hours):
+    Core has no named-argument call."""
+    return func.make_interval(0, 0, 0, 0, sql.param("ttl", Integer))
+
+
+def _fresh_since() -> ColumnElement[Any]:
+    return func.now() - _ttl()
+
+
+def _lock_and_lookup() -> Select[Any]:
+    """The advisory lock on the key and the stored record, one row whether or not a record exists."""
+    r = sql.table("idempotency_keys").alias("r")
+    one = select(literal(1).label("one")).subquery("one")
+    record = and_(
+        r.c.workspace_id == sql.param("ws"), r.c.key == sql.param("key"), r.c.created_at > _fresh_since()
+    )
+    return select(
+        func.pg_try_advisory_xact_lock(sql.param("lock", BigInteger)).label("got"),
+        r.c.request_hash,
+        r.c.status,
+        r.c.headers,
+        r.c.body,
+    ).select_from(one.outerjoin(r, record))
+
+
+def _save() -> Insert:
+    """Store the response, or take over an expired record of the same key; nothing when a live one exists."""
+    t = sql.table("idempotency_keys")
+    stmt = insert(t).values(
+        workspace_id=sql.param("ws"),
+        key=sql.param("key"),
+        request_hash=sql.param("request_hash"),
+        status=sql.param("status"),
+        headers=sql.param("headers", JSONB),
+        body=sql.param("body"),
+        created_at=func.now(),
+    )
+    replaced = ("request_hash", "status", "headers", "body")
+    # expired: the same test as created_at <= now() - ttl, in immutable terms (Citus allows no other
+    # function in ON CONFLICT DO UPDATE; EXCLUDED.created_at is now())
+    expired = stmt.excluded.created_at - t.c.created_at >= _ttl()
+    return stmt.on_conflict_do_update(
+        index_elements=[t.c.workspace_id, t.c.key],
+        set_={c: stmt.excluded[c] for c in (*replaced, "created_at")},
+        where=expired,
+    ).returning(true())
+
+
+# the hot path: compiled once, on first use
+_LOCK_AND_LOOKUP = sql.Query(_lock_and_lookup)
+_SAVE = sql.Query(_save)
 
 
 def request_fingerprint(request: Request, body: bytes) -> str:
@@ -69,14 +125,12 @@ async def run_once(
     ttl = request.app.state.settings.idempotency_ttl_hours
     # Lock and look up in one round trip. The lookup's snapshot may predate a twin request's commit; the
     # insert below notices that case (the key is taken) and the request rolls back with a 409.
-    state = await conn.fetchrow(
-        "SELECT pg_try_advisory_xact_lock($1) AS got, r.request_hash, r.status, r.headers, r.body "
-        "FROM (SELECT 1) AS one LEFT JOIN idempotency_keys AS r ON r.workspace_id = $2 AND r.key = $3 "
-        "AND r.created_at > now() - make_interval(hours => $4)",
-        key_lock(principal.workspace_id, "idempotency", key),
-        principal.workspace_id,
-        key,
-        ttl,
+    state = await _LOCK_AND_LOOKUP.fetchrow(
+        conn,
+        lock=key_lock(principal.workspace_id, "idempotency", key),
+        ws=principal.workspace_id,
+        key=key,
+        ttl=ttl,
     )
     if not state["got"]:
         raise IdempotencyInFlight("A request with this Idempotency-Key is still running; retry shortly")
@@ -90,23 +144,15 @@ async def run_once(
         )
     response = await handler()
     stored: dict[str, Any] = {h: response.headers[h] for h in _REPLAYED_HEADERS if h in response.headers}
-    saved = await conn.fetchval(
-        "INSERT INTO idempotency_keys (workspace_id, key, request_hash, status, headers, body, created_at) "
-        "VALUES ($1, $2, $3, $4, $5, $6, now()) "
-        "ON CONFLICT (workspace_id, key) DO UPDATE SET request_hash = EXCLUDED.request_hash, "
-        "status = EXCLUDED.status, headers = EXCLUDED.headers, body = EXCLUDED.body, "
-        "created_at = EXCLUDED.created_at "
-        # expired: the same test as created_at <= now() - ttl, in IMMUTABLE terms (Citus allows no other
-        # function in ON CONFLICT DO UPDATE; EXCLUDED.created_at is now())
-        "WHERE EXCLUDED.created_at - idempotency_keys.created_at >= make_interval(hours => $7) "
-        "RETURNING true",
-        principal.workspace_id,
-        key,
-        fingerprint,
-        response.status_code,
-        jsonutil.dumps_str(stored),
-        bytes(response.body).decode(),
-        ttl,
+    saved = await _SAVE.fetchval(
+        conn,
+        ws=principal.workspace_id,
+        key=key,
+        request_hash=fingerprint,
+        status=response.status_code,
+        headers=jsonutil.dumps_str(stored),
+        body=bytes(response.body).decode(),
+        ttl=ttl,
     )
     if not saved:
         raise IdempotencyInFlight(

@@ -8,46 +8,85 @@ import asyncio
 import logging
 
 import asyncpg
+from sqlalchemy import (
+    Delete,
+    Integer,
+    Interval,
+    cast,
+    delete,
+    func,
+    select,
+    tuple_,
+)
 
+from . import sql
 from .config import Settings
 
 log = logging.getLogger("crm_api.maintenance")
 
-# By primary key, not ctid: a row's ctid means nothing across the shards of a distributed table.
-_DELETE_EXPIRED = """
-DELETE FROM idempotency_keys WHERE (workspace_id, key) IN (
-    SELECT workspace_id, key FROM idempotency_keys
-    WHERE created_at < now() - make_interval(hours => $1) LIMIT $2
-)
-"""
+_IDEMPOTENCY_KEYS = sql.table("idempotency_keys")
+_EVENTS = sql.table("events")
+_DELIVERIES = sql.table("webhook_deliveries")
+
+# ``n * interval '1 hour'``: make_interval(hours => n) as Core can say it (no named-argument calls)
+_HOUR = cast(sql.const("1 hour"), Interval)
+_DAY = cast(sql.const("1 day"), Interval)
+
+
+def _delete_expired() -> Delete:
+    """One batch (``batch``) of idempotency records older than ``ttl_hours``."""
+    k = _IDEMPOTENCY_KEYS
+    # by primary key, not ctid: a row's ctid means nothing across the shards of a distributed table
+    expired = (
+        select(k.c.workspace_id, k.c.key)
+        .where(k.c.created_at < func.now() - sql.param("ttl_hours", Integer) * _HOUR)
+        .limit(sql.param("batch", Integer))
+    )
+    return delete(k).where(tuple_(k.c.workspace_id, k.c.key).in_(expired))
+
+
+_DELETE_EXPIRED = sql.Query(_delete_expired)
 
 
 async def purge_idempotency_keys(pool: asyncpg.Pool, ttl_hours: int, batch: int = 1000) -> int:
     """Delete every expired record; returns how many."""
     total = 0
     while True:
-        status = await pool.execute(_DELETE_EXPIRED, ttl_hours, batch)
+        status = await _DELETE_EXPIRED.execute(pool, ttl_hours=ttl_hours, batch=batch)
         deleted = int(status.split()[-1])
         total += deleted
         if deleted < batch:
             return total
 
 
-_DELETE_OLD_EVENTS = """
-DELETE FROM events WHERE (workspace_id, id) IN (
-    SELECT e.workspace_id, e.id FROM events AS e
-    WHERE e.created_at < now() - make_interval(days => $1)
-      AND NOT EXISTS (SELECT 1 FROM webhook_deliveries AS d
-                      WHERE d.workspace_id = e.workspace_id AND d.event_id = e.id AND d.status = 'pending')
-    ORDER BY e.created_at LIMIT $2
-)
-"""
+def _delete_old_events() -> Delete:
+    """One batch (``batch``, oldest first) of events older than ``retention_days`` that no pending delivery
+    still needs."""
+    e, d = _EVENTS.alias("e"), _DELIVERIES.alias("d")
+    still_needed = (
+        select(sql.const(1))
+        .where(
+            d.c.workspace_id == e.c.workspace_id, d.c.event_id == e.c.id, d.c.status == sql.const("pending")
+        )
+        .exists()
+    )
+    old = (
+        select(e.c.workspace_id, e.c.id)
+        .where(e.c.created_at < func.now() - sql.param("retention_days", Integer) * _DAY, ~still_needed)
+        .order_by(e.c.created_at)
+        .limit(sql.param("batch", Integer))
+    )
+    return delete(_EVENTS).where(tuple_(_EVENTS.c.workspace_id, _EVENTS.c.id).in_(old))
+
+
+_DELETE_OLD_EVENTS = sql.Query(_delete_old_events)
 
 
 async def purge_events(pool: asyncpg.Pool, retention_days: int, batch: int = 1000) -> int:
     total = 0
     while True:
-        deleted = int((await pool.execute(_DELETE_OLD_EVENTS, retention_days, batch)).split()[-1])
+        status = await _DELETE_OLD_EVENTS.execute(pool, retention_days=retention_days, batch=batch)
+        deleted = int(status.split()[-1])
         total += deleted
         if deleted < batch:
             return total

@@ -14,11 +14,16 @@ from typing import Any
 import asyncpg
 import httpx
 import pytest
+from sqlalchemy import select
 
 from crm_api.contacts.spec import CONTACTS
 from crm_api.resources.custom_fields import enforce, sorting
+from crm_api.resources.exprs import Params
 from crm_api.resources.filters import Compiler
-from crm_api.sqlparams import Params
+from crm_api.resources.query import in_workspace, live
+from crm_api.sql import Compiled, table
+
+contacts = table("contacts")
 
 TITLE = {"contact": "first_name", "company": "name", "deal": "name", "ticket": "subject"}
 MakeClient = Any
@@ -312,21 +317,24 @@ async def test_plans_use_the_side_table_indexes(api: httpx.AsyncClient, pool: as
         ),
         ({"field": "custom_fields.code", "op": "gt", "value": "K-03990"}, "ix_custom_field_values_txt"),
     ):
-        params = Params(ws)
-        compiler = Compiler(CONTACTS, params, "$1")
+        params = Params(ws=ws)
+        compiler = Compiler(CONTACTS, params)
         compiler.custom_definitions = defs
         cond = compiler.compile(flt)
-        sql = f"SELECT id FROM contacts WHERE workspace_id = $1 AND {cond} AND archived_at IS NULL"
-        plan = "\n".join(r[0] for r in await pool.fetch(f"EXPLAIN {sql}", *params.values))
+        conditions = [in_workspace(CONTACTS), cond, live(CONTACTS)]
+        statement = Compiled(select(contacts.c.id).where(*(c.build() for c in conditions)))
+        args = statement.args(params.values)
+        plan = "\n".join(r[0] for r in await pool.fetch(f"EXPLAIN {statement.text}", *args))
         assert index in plan, plan
-        assert len(await pool.fetch(sql, *params.values)) == (21 if "score" in str(flt) else 10)
+        assert len(await pool.fetch(statement.text, *args)) == (21 if "score" in str(flt) else 10)
     for raw in ("custom_fields.score", "-custom_fields.code"):
         custom = await sorting.parse(pool, CONTACTS, ws, raw)
         assert custom is not None
-        params = Params(ws)
-        sql = sorting.page_sql(
-            CONTACTS, params, ["workspace_id = $1", "archived_at IS NULL"], custom, None, 50
+        params = Params(ws=ws)
+        statement = sorting.page_statement(
+            CONTACTS, params, [in_workspace(CONTACTS), live(CONTACTS)], custom, None, 50
         )
-        plan = "\n".join(r[0] for r in await pool.fetch(f"EXPLAIN {sql}", *params.values))
+        args = statement.args(params.values)
+        plan = "\n".join(r[0] for r in await pool.fetch(f"EXPLAIN {statement.text}", *args))
         assert f"ix_custom_field_values_{custom.column}" in plan, plan
         assert "Sort " not in plan.replace("Sort Key", ""), plan  # walked in index order, no sort step

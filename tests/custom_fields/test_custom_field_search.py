@@ -6,11 +6,14 @@ from typing import Any
 
 import asyncpg
 import httpx
+from sqlalchemy import select
 
 from crm_api.contacts.spec import CONTACTS
 from crm_api.resources.custom_fields import enforce
+from crm_api.resources.exprs import Params
 from crm_api.resources.filters import Compiler
-from crm_api.sqlparams import Params
+from crm_api.resources.query import in_workspace, live
+from crm_api.sql import Compiled, table
 
 
 async def define(api: httpx.AsyncClient, **body: Any) -> None:
@@ -77,13 +80,12 @@ async def test_equality_uses_the_gin_index(api: httpx.AsyncClient, pool: asyncpg
     )
     await pool.execute("ANALYZE contacts")
     assert await names(api, {"field": "custom_fields.erp_no", "op": "eq", "value": "N-42"}) == [None]
-    params = Params(ws)
-    compiler = Compiler(CONTACTS, params, "$1")
+    params = Params(ws=ws)
+    compiler = Compiler(CONTACTS, params)
     compiler.custom_definitions = await enforce.definitions(pool, ws, "contact")
     cond = compiler.compile({"field": "custom_fields.erp_no", "op": "in", "value": ["N-1", "N-2"]})
-    assert "custom_fields @>" in cond
-    plan = await pool.fetch(
-        f"EXPLAIN SELECT id FROM contacts WHERE workspace_id = $1 AND {cond} AND archived_at IS NULL",
-        *params.values,
-    )
+    conditions = [in_workspace(CONTACTS), cond, live(CONTACTS)]
+    statement = Compiled(select(table("contacts").c.id).where(*(c.build() for c in conditions)))
+    assert "contacts.custom_fields @>" in statement.text
+    plan = await pool.fetch(f"EXPLAIN {statement.text}", *statement.args(params.values))
     assert "ix_contacts_custom_fields" in "\n".join(r[0] for r in plan)

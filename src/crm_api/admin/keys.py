@@ -7,14 +7,64 @@ import uuid
 from typing import Any
 
 import asyncpg
+from sqlalchemy import ColumnElement, Insert, Select, Update, func, select, update
+from sqlalchemy.dialects.postgresql import insert
 
+from .. import sql
 from ..auth import hash_key, new_key, valid_scope
 from ..errors import NotFound, field_error
 from ..ids import uuid7
 from ..pipelines.service import create_default as create_default_pipeline
 from ..registry import SCOPE_RESOURCES
 
-_COLUMNS = "id, name, prefix, scopes, created_at, revoked_at"
+
+def _shown() -> list[ColumnElement[Any]]:
+    """What the API shows of a key (never its hash)."""
+    return sql.columns(("id", "name", "prefix", "scopes", "created_at", "revoked_at"), sql.table("api_keys"))
+
+
+def _new_workspace() -> Insert:
+    w = sql.table("workspaces")
+    return (
+        insert(w)
+        .values(id=sql.param("id"), name=sql.param("name"))
+        .on_conflict_do_nothing(index_elements=[w.c.name])
+        .returning(w.c.id)
+    )
+
+
+def _workspace_by_name() -> Select[Any]:
+    w = sql.table("workspaces")
+    return select(w.c.id).where(w.c.name == sql.param("name"))
+
+
+def _new_key() -> Insert:
+    k = sql.table("api_keys")
+    values = {c: sql.param(c) for c in ("workspace_id", "id", "name", "prefix", "key_hash", "scopes")}
+    return insert(k).values(values).returning(*_shown())
+
+
+def _keys() -> Select[Any]:
+    k = sql.table("api_keys")
+    return select(*_shown()).where(k.c.workspace_id == sql.param("ws")).order_by(k.c.created_at, k.c.id)
+
+
+def _revoke() -> Update:
+    k = sql.table("api_keys")
+    return (
+        update(k)
+        # the time is a parameter: Citus refuses a clock function inside COALESCE in an UPDATE
+        .values(revoked_at=func.coalesce(k.c.revoked_at, sql.param("at")))
+        .where(k.c.workspace_id == sql.param("ws"), k.c.id == sql.param("id"))
+        .returning(*_shown())
+    )
+
+
+_NEW_WORKSPACE = sql.Query(_new_workspace)
+_WORKSPACE_BY_NAME = sql.Query(_workspace_by_name)
+_NEW_KEY = sql.Query(_new_key)
+_KEYS = sql.Query(_keys)
+_REVOKE = sql.Query(_revoke)
 
 
 def check_scopes(scopes: list[str]) -> list[str]:
@@ -26,30 +76,25 @@ def check_scopes(scopes: list[str]) -> list[str]:
 
 async def ensure_workspace(conn: asyncpg.Connection, name: str) -> tuple[uuid.UUID, bool]:
     """The workspace's id, and whether this call created it (with its default sales pipeline)."""
-    row = await conn.fetchrow(
-        "INSERT INTO workspaces (id, name) VALUES ($1, $2) ON CONFLICT (name) DO NOTHING RETURNING id",
-        uuid7(),
-        name,
-    )
+    row = await _NEW_WORKSPACE.fetchrow(conn, id=uuid7(), name=name)
     if row is not None:
         await create_default_pipeline(conn, row["id"])
         return row["id"], True
-    return await conn.fetchval("SELECT id FROM workspaces WHERE name = $1", name), False
+    return await _WORKSPACE_BY_NAME.fetchval(conn, name=name), False
 
 
 async def create_key(
     conn: asyncpg.Connection, workspace_id: uuid.UUID, name: str, scopes: list[str]
 ) -> tuple[str, dict[str, Any]]:
     key, prefix = new_key()
-    row = await conn.fetchrow(
-        "INSERT INTO api_keys (workspace_id, id, name, prefix, key_hash, scopes) "
-        f"VALUES ($1, $2, $3, $4, $5, $6) RETURNING {_COLUMNS}",
-        workspace_id,
-        uuid7(),
-        name,
-        prefix,
-        hash_key(key),
-        check_scopes(scopes),
+    row = await _NEW_KEY.fetchrow(
+        conn,
+        workspace_id=workspace_id,
+        id=uuid7(),
+        name=name,
+        prefix=prefix,
+        key_hash=hash_key(key),
+        scopes=check_scopes(scopes),
     )
     return key, _api(row)
 
@@ -59,21 +104,12 @@ def _api(row: asyncpg.Record) -> dict[str, Any]:
 
 
 async def list_keys(conn: asyncpg.Connection | asyncpg.Pool, workspace_id: uuid.UUID) -> list[dict[str, Any]]:
-    rows = await conn.fetch(
-        f"SELECT {_COLUMNS} FROM api_keys WHERE workspace_id = $1 ORDER BY created_at, id", workspace_id
-    )
+    rows = await _KEYS.fetch(conn, ws=workspace_id)
     return [_api(r) for r in rows]
 
 
 async def revoke_key(conn: asyncpg.Connection, workspace_id: uuid.UUID, key_id: uuid.UUID) -> dict[str, Any]:
-    # The time is a parameter: Citus refuses a clock function inside COALESCE in an UPDATE (docs/SCALING.md).
-    row = await conn.fetchrow(
-        f"UPDATE api_keys SET revoked_at = coalesce(revoked_at, $3) WHERE workspace_id = $1 AND id = $2 "
-        f"RETURNING {_COLUMNS}",
-        workspace_id,
-        key_id,
-        dt.datetime.now(dt.UTC),
-    )
+    row = await _REVOKE.fetchrow(conn, ws=workspace_id, id=key_id, at=dt.datetime.now(dt.UTC))
     if row is None:
         raise NotFound(f"No API key with id {key_id}")
     return _api(row)

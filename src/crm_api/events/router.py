@@ -13,22 +13,56 @@ from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Path, Query, Request, Response
 from pydantic import BaseModel, Field
+from sqlalchemy import BigInteger, ColumnElement, Select, Table, func, select
 
-from .. import jsonutil
+from .. import jsonutil, sql
 from ..auth import Principal, require
 from ..deps import ReadConn
 from ..errors import NotFound, field_error
 from ..http import json_response, problems
 from ..pagination import Sort, cursor_by, decode_cursor, envelope, keyset_page
-from ..sqlparams import Params
 from .describe import describe
 
 router = APIRouter(prefix="/v1/events", tags=["events"])
 types_router = APIRouter(prefix="/v1/event-types", tags=["events"])
 Reader = Annotated[Principal, require("events:read")]
 _TYPE = re.compile(r"^(\*|[a-z_]+\.(\*|[a-z_]+))$")
-_COLUMNS = "id, type, object_type, object_id, sequence, created_at, actor, request_id, data"
-_SETTLED = "txid < pg_snapshot_xmin(pg_current_snapshot())"
+_COLUMNS = ("id", "type", "object_type", "object_id", "sequence", "created_at", "actor", "request_id", "data")
+_PAGES = sql.Shapes(256)
+
+
+def _settled(events: Table) -> ColumnElement[bool]:
+    return events.c.txid < func.pg_snapshot_xmin(func.pg_current_snapshot())
+
+
+def _page(
+    type_op: str | None, by_object: bool, after: bool, cursor: bool, desc: bool, limit: int
+) -> Select[Any]:
+    """A page of the feed; which conditions it has is its shape, their values are parameters."""
+    e = sql.table("events")
+    where = [e.c.workspace_id == sql.param("ws"), _settled(e)]
+    if type_op == "prefix":
+        where.append(e.c.type.like(sql.param("type")))
+    elif type_op == "eq":
+        where.append(e.c.type == sql.param("type"))
+    if by_object:
+        where.append(e.c.object_id == sql.param("object_id"))
+    if after:
+        where.append(e.c.sequence > sql.param("after"))
+    if cursor:
+        where.append(e.c.sequence.op("<" if desc else ">")(sql.param("cursor", BigInteger)))
+    order = e.c.sequence.desc() if desc else e.c.sequence.asc()
+    return select(*sql.columns(_COLUMNS, e)).where(*where).order_by(order).limit(limit + 1)
+
+
+def _one() -> Select[Any]:
+    e = sql.table("events")
+    return select(*sql.columns(_COLUMNS, e)).where(
+        e.c.workspace_id == sql.param("ws"), e.c.id == sql.param("id")
+    )
+
+
+_ONE = sql.Query(_one)
 
 
 class EventData(BaseModel):
@@ -74,30 +108,25 @@ async def list_events(
     cursor: Annotated[str | None, Query(max_length=2000)] = None,
 ) -> Response:
     order = Sort("sequence", sort.startswith("-"))
-    params = Params(principal.workspace_id)
-    where = ["workspace_id = $1", _SETTLED]
+    params: dict[str, Any] = {"ws": principal.workspace_id}
+    type_op = None
     if type is not None and type != "*":
         if not _TYPE.match(type):
             raise field_error("/type", "expected an event type such as contact.created or contact.*")
-        if type.endswith(".*"):
-            where.append(f"type LIKE {params.add(type[:-1] + '%', 'text')}")
-        else:
-            where.append(f"type = {params.add(type, 'text')}")
+        type_op = "prefix" if type.endswith(".*") else "eq"
+        params["type"] = type[:-1] + "%" if type_op == "prefix" else type
     if object_id is not None:
-        where.append(f"object_id = {params.add(object_id, 'uuid')}")
+        params["object_id"] = object_id
     if after is not None:
-        where.append(f"sequence > {params.add(after, 'bigint')}")
+        params["after"] = after
     if cursor:
         value, _ = decode_cursor(cursor, order)
         if not isinstance(value, int):
             raise field_error("/cursor", "not a cursor of this list")
-        where.append(f"sequence {'<' if order.descending else '>'} {params.add(value, 'bigint')}")
-    direction = "DESC" if order.descending else "ASC"
-    rows = await conn.fetch(
-        f"SELECT {_COLUMNS} FROM events WHERE {' AND '.join(where)} ORDER BY sequence {direction} "
-        f"LIMIT {limit + 1}",
-        *params.values,
-    )
+        params["cursor"] = value
+    shape = (type_op, object_id is not None, after is not None, bool(cursor), order.descending, limit)
+    statement = _PAGES.get(shape, lambda: _page(*shape))
+    rows = await statement.fetch(conn, **params)
     return json_response(keyset_page(rows, limit, cursor_by(order), _api))
 
 
@@ -105,9 +134,7 @@ async def list_events(
 async def get_event(
     eid: Annotated[uuid.UUID, Path(alias="id")], principal: Reader, conn: ReadConn
 ) -> Response:
-    row = await conn.fetchrow(
-        f"SELECT {_COLUMNS} FROM events WHERE workspace_id = $1 AND id = $2", principal.workspace_id, eid
-    )
+    row = await _ONE.fetchrow(conn, ws=principal.workspace_id, id=eid)
     if row is None:
         raise NotFound(f"No event with id {eid}")
     return json_response(_api(row))

@@ -12,31 +12,87 @@ import uuid
 from typing import Any
 
 import asyncpg
+from sqlalchemy import (
+    BigInteger,
+    ColumnElement,
+    Select,
+    Text,
+    all_,
+    and_,
+    any_,
+    case,
+    func,
+    literal,
+    or_,
+    select,
+    true,
+)
+from sqlalchemy.dialects.postgresql import ARRAY, JSONB, UUID
 
+from .. import sql
 from ..events.types import DERIVED  # the same change as the ``.updated`` event written beside them
 
 # on a create, these are the record's frame, not fields set by the caller
 _FRAME = ("id", "object", "created_at", "updated_at", "version")
 
-_SQL = """
-SELECT e.sequence, e.id AS event_id, e.type AS event_type, e.created_at AS at, e.actor, e.request_id,
-       f.field, f.old_value, f.new_value
-FROM events AS e
-CROSS JOIN LATERAL (
-    SELECT k AS field,
-           CASE WHEN e.type = $3 THEN 'null'::jsonb ELSE e.data->'previous'->k END AS old_value,
-           e.data->'object'->k AS new_value
-    FROM jsonb_object_keys(
-        CASE WHEN e.type = $3 THEN e.data->'object' ELSE coalesce(e.data->'previous', '{}'::jsonb) END
-    ) AS k
-) AS f
-WHERE e.workspace_id = $1 AND e.object_id = $2 AND e.object_type = $4 AND e.type <> ALL($5::text[])
-  AND NOT (e.type = $3 AND (f.field = ANY($6::text[])
-           OR coalesce(f.new_value, 'null'::jsonb) IN ('null'::jsonb, '[]'::jsonb, '{}'::jsonb)))
-  {extra}
-ORDER BY e.sequence DESC, f.field ASC
-LIMIT {limit}
-"""
+
+def _json(text: str) -> ColumnElement[Any]:
+    """A jsonb constant, given as JSON text (the driver's jsonb codec passes text through): ``'null'`` is
+    JSON null, not SQL NULL."""
+    return literal(text, JSONB)
+
+
+@sql.shape
+def _page(by_field: bool, with_cursor: bool) -> Select[Any]:
+    e = sql.table("events").alias("e")
+    created = sql.param("created_type", Text)  # "<object>.created"
+    is_create = e.c.type == created
+    # each event fanned out into one row per field: every field of a create, the changed ones otherwise
+    k = func.jsonb_object_keys(
+        case((is_create, e.c.data["object"]), else_=func.coalesce(e.c.data["previous"], _json("{}")))
+    ).column_valued("k")
+    f = select(
+        k.label("field"),
+        case((is_create, _json("null")), else_=e.c.data["previous"][k]).label("old_value"),
+        e.c.data["object"][k].label("new_value"),
+    ).lateral("f")
+    empty = [_json("null"), _json("[]"), _json("{}")]
+    stmt = (
+        select(
+            e.c.sequence,
+            e.c.id.label("event_id"),
+            e.c.type.label("event_type"),
+            e.c.created_at.label("at"),
+            e.c.actor,
+            e.c.request_id,
+            f.c.field,
+            f.c.old_value,
+            f.c.new_value,
+        )
+        .select_from(e.join(f, true()))
+        .where(
+            e.c.workspace_id == sql.param("ws"),
+            e.c.object_id == sql.param("object_id", UUID),
+            e.c.object_type == sql.param("object_type", Text),
+            e.c.type != all_(sql.param("derived", ARRAY(Text))),
+            ~and_(
+                is_create,
+                or_(
+                    f.c.field == any_(sql.param("frame", ARRAY(Text))),
+                    func.coalesce(f.c.new_value, empty[0]).in_(empty),
+                ),
+            ),
+        )
+    )
+    if by_field:
+        stmt = stmt.where(f.c.field == sql.param("field", Text))
+    if with_cursor:
+        after_sequence, after_field = sql.param("after_sequence", BigInteger), sql.param("after_field", Text)
+        # sequence first, so the scan starts at the cursor in the index
+        stmt = stmt.where(
+            e.c.sequence <= after_sequence, or_(e.c.sequence < after_sequence, f.c.field > after_field)
+        )
+    return stmt.order_by(e.c.sequence.desc(), f.c.field.asc()).limit(sql.param("limit"))
 
 
 async def page(
@@ -49,22 +105,18 @@ async def page(
     limit: int,
 ) -> list[dict[str, Any]]:
     """``limit + 1`` changes, newest first; within one event by field name."""
-    params: list[Any] = [
-        workspace_id,
-        object_id,
-        f"{object_type}.created",
-        object_type,
-        list(DERIVED),
-        list(_FRAME),
-    ]
-    extra = []
+    params: dict[str, Any] = {
+        "ws": workspace_id,
+        "object_id": object_id,
+        "created_type": f"{object_type}.created",
+        "object_type": object_type,
+        "derived": list(DERIVED),
+        "frame": list(_FRAME),
+        "limit": int(limit) + 1,
+    }
     if field is not None:
-        params.append(field)
-        extra.append(f"AND f.field = ${len(params)}")
+        params["field"] = field
     if after is not None:
-        params += [after[0], after[1]]
-        s, n = len(params) - 1, len(params)
-        # sequence first, so the scan starts at the cursor in the index
-        extra.append(f"AND e.sequence <= ${s} AND (e.sequence < ${s} OR f.field > ${n})")
-    sql = _SQL.replace("{extra}", " ".join(extra)).replace("{limit}", str(int(limit) + 1))
-    return [dict(r) for r in await conn.fetch(sql, *params)]
+        params["after_sequence"], params["after_field"] = after
+    stmt = _page(field is not None, after is not None)
+    return [dict(r) for r in await stmt.fetch(conn, **params)]

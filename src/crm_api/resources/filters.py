@@ -1,4 +1,4 @@
-"""The filter grammar shared by lists and ``POST /search``, compiled to a parameterised SQL condition.
+"""The filter grammar shared by lists and ``POST /search``, compiled to a SQLAlchemy Core condition.
 
     filter := {"and": [filter, ...]} | {"or": [filter, ...]} | {"not": filter}
             | {"field": <name>, "op": <op>, "value": <value>}
@@ -11,20 +11,43 @@ from __future__ import annotations
 
 import datetime as dt
 import decimal
+import operator
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any, TypeGuard, get_args
 
-from .. import jsonutil
+from sqlalchemy import (
+    ColumnElement,
+    Numeric,
+    Text,
+    and_,
+    any_,
+    case,
+    cast,
+    func,
+    literal_column,
+    not_,
+    or_,
+    select,
+)
+from sqlalchemy.dialects.postgresql import JSONB
+
+from .. import jsonutil, sql
 from ..errors import field_error
-from ..sqlparams import Params
 from ..timeutil import to_utc
 from .custom_fields.typed import typed_custom_field
+from .exprs import Expr, Params, all_of, column_ref, negate, workspace_param
 from .schemas import text_problem
 from .spec import REGISTRY, FieldType, Operator, ResourceSpec, element_type
 
 OPERATORS: tuple[Operator, ...] = get_args(Operator)
-_COMPARE: dict[Operator, str] = {"eq": "=", "lt": "<", "lte": "<=", "gt": ">", "gte": ">="}
+_COMPARE: dict[Operator, Callable[[Any, Any], ColumnElement[Any]]] = {
+    "eq": operator.eq,
+    "lt": operator.lt,
+    "lte": operator.le,
+    "gt": operator.gt,
+    "gte": operator.ge,
+}
 _INT_MIN, _INT_MAX = -(2**63), 2**63 - 1
 # far inside what PostgreSQL's numeric and asyncpg's encoder take (1e1000000 is refused by both)
 _NUMERIC_EXP = 1000
@@ -115,24 +138,24 @@ def _check_strings(node: Any, path: str) -> None:
             stack.extend((f"{pointer}/{i}", value) for i, value in enumerate(item))
 
 
-def _is_operator(op: Any) -> TypeGuard[Operator]:
-    return op in OPERATORS
-
-
 def _like(value: str) -> str:
     return value.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
 
 
+def _is_operator(op: Any) -> TypeGuard[Operator]:
+    return op in OPERATORS
+
+
 class Compiler:
-    def __init__(self, spec: ResourceSpec, params: Params, workspace_param: str) -> None:
+    def __init__(self, spec: ResourceSpec, params: Params) -> None:
         self.spec = spec
         self.params = params
-        self.ws = workspace_param
+        self.ws = workspace_param()
         self.nodes = 0
         self.custom_definitions: Mapping[str, Mapping[str, Any]] = {}
         """name -> custom field definition, set by the caller when the filter names custom fields."""
 
-    def compile(self, node: Any, path: str = "/filter", depth: int = 0) -> str:
+    def compile(self, node: Any, path: str = "/filter", depth: int = 0) -> Expr:
         if depth == 0:
             _check_strings(node, path)
         self.nodes += 1
@@ -148,11 +171,11 @@ class Compiler:
             if not isinstance(items, list) or not items:
                 raise field_error(f"{path}/{key}", "must be a non-empty array of filters")
             parts = [self.compile(item, f"{path}/{key}/{i}", depth + 1) for i, item in enumerate(items)]
-            return "(" + f" {key.upper()} ".join(parts) + ")"
+            return all_of(key, parts)
         if "not" in node:
             if set(node) != {"not"}:
                 raise field_error(path, "'not' must be the only key of its object")
-            return f"(NOT {self.compile(node['not'], f'{path}/not', depth + 1)})"
+            return negate(self.compile(node["not"], f"{path}/not", depth + 1))
         unknown = set(node) - {"field", "op", "value"}
         if unknown:
             raise field_error(f"{path}/{sorted(unknown)[0]}", "unknown key in filter")
@@ -165,7 +188,7 @@ class Compiler:
 
     def condition(
         self, spec: ResourceSpec, name: str, op: Operator, value: Any, path: str, relation_ok: bool
-    ) -> str:
+    ) -> Expr:
         head, dot, rest = name.partition(".")
         if dot and head == "custom_fields":
             if not rest or "\x00" in rest:
@@ -179,83 +202,117 @@ class Compiler:
             fk, target_name = spec.relations[head]
             target = REGISTRY[target_name]
             inner = self.condition(target, rest, op, value, path, relation_ok=False)
-            return f"{fk} IN (SELECT id FROM {target.table} WHERE workspace_id = {self.ws} AND {inner})"
+            ws, here = self.ws, spec
+
+            def related() -> ColumnElement[Any]:
+                there = sql.table(target.table)
+                ids = select(there.c.id).where(there.c.workspace_id == ws.build(), inner.build())
+                return sql.table(here.table).c[fk].in_(ids)
+
+            return Expr(("related", spec.table, fk, target.table, inner.key), related)
         pg_type = spec.field_type(name)
         filterable = name in ("id", "created_at", "updated_at", "archived_at", "version") or any(
             f.name == name and f.filterable for f in spec.fields
         )
         if pg_type is None or not filterable or pg_type == "jsonb":
             raise field_error(f"{path}/field", f"unknown field '{name}' for {spec.name}")
-        column = name if spec is self.spec else f"{spec.table}.{name}"
-        return self.column(column, pg_type, op, value, path)
+        return self.column(column_ref(spec, name), pg_type, op, value, path)
 
-    def column(self, column: str, pg_type: FieldType, op: Operator, value: Any, path: str) -> str:
+    def column(self, column: Expr, pg_type: FieldType, op: Operator, value: Any, path: str) -> Expr:
+        """A comparison of ``column`` (a piece: a table column or an expression) with the filter's value."""
         vpath = f"{path}/value"
+        col = column.build
         if op == "is_null":
             if not isinstance(value, bool):
                 raise field_error(vpath, "is_null takes true or false")
             if pg_type.endswith("[]"):
-                return f"(cardinality({column}) {'=' if value else '>'} 0)"
-            return f"({column} IS {'' if value else 'NOT '}NULL)"
+                if value:
+                    return Expr(("empty", column.key), lambda: func.cardinality(col()) == 0)
+                return Expr(("nonempty", column.key), lambda: func.cardinality(col()) > 0)
+            if value:
+                return Expr(("null", column.key), lambda: col().is_(None))
+            return Expr(("notnull", column.key), lambda: col().is_not(None))
         if pg_type.endswith("[]"):  # tags (text[]), links (uuid[]): has one, has any of
             element = element_type(pg_type)
             if op == "contains":
-                return f"({column} @> ARRAY[{self.params.add(_coerce(value, element, vpath), element)}])"
+                one = self.params.add([_coerce(value, element, vpath)], pg_type)
+                return Expr(("has", column.key, one.key), lambda: col().contains(one.build()))
             if op in ("in", "nin"):
-                values = self._list(value, element, vpath)
-                cond = f"({column} && {self.params.add(values, pg_type)})"
-                return cond if op == "in" else f"(NOT {cond})"
+                values = self.params.add(self._list(value, element, vpath), pg_type)
+                overlap = Expr(("overlap", column.key, values.key), lambda: col().overlap(values.build()))
+                return overlap if op == "in" else negate(overlap)
             raise field_error(f"{path}/op", f"operator '{op}' does not apply to a list of tags")
         if op in _COMPARE:
             if op != "eq" and pg_type in ("uuid", "boolean"):
                 raise field_error(f"{path}/op", f"operator '{op}' does not apply to a {pg_type} field")
-            return f"({column} {_COMPARE[op]} {self.params.add(_coerce(value, pg_type, vpath), pg_type)})"
+            p = self.params.add(_coerce(value, pg_type, vpath), pg_type)
+            compare = _COMPARE[op]
+            return Expr((op, column.key, p.key), lambda: compare(col(), p.build()))
         if op == "neq":
-            return f"({column} IS DISTINCT FROM {self.params.add(_coerce(value, pg_type, vpath), pg_type)})"
+            p = self.params.add(_coerce(value, pg_type, vpath), pg_type)
+            return Expr(("neq", column.key, p.key), lambda: col().is_distinct_from(p.build()))
         if op in ("in", "nin"):
-            values = self._list(value, pg_type, vpath)
-            cond = f"({column} = ANY({self.params.add(values, pg_type + '[]')}))"
-            return cond if op == "in" else f"(NOT {cond} OR {column} IS NULL)"
+            values = self.params.add(self._list(value, pg_type, vpath), pg_type + "[]")
+            if op == "in":
+                return Expr(("in", column.key, values.key), lambda: col() == any_(values.build()))
+            return Expr(
+                ("nin", column.key, values.key),
+                lambda: or_(not_(col() == any_(values.build())), col().is_(None)),
+            )
         if op == "between":
             if not isinstance(value, list) or len(value) != 2:
                 raise field_error(vpath, "between takes an array of two values [low, high]")
             low = self.params.add(_coerce(value[0], pg_type, f"{vpath}/0"), pg_type)
             high = self.params.add(_coerce(value[1], pg_type, f"{vpath}/1"), pg_type)
-            return f"({column} BETWEEN {low} AND {high})"
+            return Expr(
+                ("between", column.key, low.key, high.key), lambda: col().between(low.build(), high.build())
+            )
         # contains / starts_with: text only
         if pg_type != "text":
             raise field_error(f"{path}/op", f"operator '{op}' applies to text fields only")
         text = _like(_coerce(value, "text", vpath))
-        pattern = f"%{text}%" if op == "contains" else f"{text}%"
-        return f"({column} ILIKE {self.params.add(pattern, 'text')})"
+        pattern = self.params.add(f"%{text}%" if op == "contains" else f"{text}%", "text")
+        return Expr(("ilike", column.key, pattern.key), lambda: col().ilike(pattern.build()))
 
-    def custom_field(self, key: str, op: Operator, value: Any, path: str) -> str:
+    def custom_field(self, key: str, op: Operator, value: Any, path: str) -> Expr:
         vpath = f"{path}/value"
         if op in ("eq", "neq", "in", "nin"):
             return self._custom_field_equals(key, op, value, vpath)
         name = self.params.add(key, "text")  # only where the SQL uses it: unused parameters have no type
+        fields = column_ref(self.spec, "custom_fields")
         if op == "is_null":
             if not isinstance(value, bool):
                 raise field_error(vpath, "is_null takes true or false")
-            present = f"(custom_fields ? {name} AND custom_fields -> {name} <> 'null'::jsonb)"
-            return f"(NOT {present})" if value else present
+
+            def present() -> ColumnElement[Any]:
+                cf = fields.build()
+                return and_(
+                    cf.has_key(name.build()),
+                    cf.op("->", return_type=JSONB())(name.build()) != literal_column("'null'::jsonb"),
+                )
+
+            found = Expr(("cf_present", name.key), present)
+            return negate(found) if value else found
+        as_text = Expr(
+            ("cf_text", name.key), lambda: fields.build().op("->>", return_type=Text())(name.build())
+        )
         if op in ("contains", "starts_with"):
             text = _like(_coerce(value, "text", vpath))
-            pattern = f"%{text}%" if op == "contains" else f"{text}%"
-            return f"(custom_fields ->> {name} ILIKE {self.params.add(pattern, 'text')})"
+            pattern = self.params.add(f"%{text}%" if op == "contains" else f"{text}%", "text")
+            return Expr(("ilike", as_text.key, pattern.key), lambda: as_text.build().ilike(pattern.build()))
         # ordering comparisons: numbers compare as numbers, anything else as text
         sample = value[0] if op == "between" and isinstance(value, list) and value else value
         numeric = isinstance(sample, int | float) and not isinstance(sample, bool)
-        pg_type: FieldType = "numeric" if numeric else "text"
-        expr = f"(custom_fields ->> {name})"
-        if numeric:
-            expr = (
-                f"(CASE WHEN jsonb_typeof(custom_fields -> {name}) = 'number' "
-                f"THEN (custom_fields ->> {name})::numeric END)"
-            )
-        return self.column(expr, pg_type, op, value, path)
+        if not numeric:
+            return self.column(as_text, "text", op, value, path)
 
-    def _custom_field_equals(self, key: str, op: Operator, value: Any, vpath: str) -> str:
+        def number() -> ColumnElement[Any]:
+            kind = func.jsonb_typeof(fields.build().op("->", return_type=JSONB())(name.build()))
+            return case((kind == "number", cast(as_text.build(), Numeric())))
+
+        return self.column(Expr(("cf_number", name.key), number), "numeric", op, value, path)
+
+    def _custom_field_equals(self, key: str, op: Operator, value: Any, vpath: str) -> Expr:
         values = value if op in ("in", "nin") else [value]
         if not isinstance(values, list) or not values:
             raise field_error(vpath, f"{op} takes a non-empty array")
@@ -265,10 +322,17 @@ class Compiler:
             problem = text_problem(v) if isinstance(v, str) else None
             if problem:
                 raise field_error(f"{vpath}/{i}" if op in ("in", "nin") else vpath, problem)
-        # containment uses the jsonb_path_ops GIN index on custom_fields
-        parts = [f"custom_fields @> {self.params.add(jsonutil.dumps_str({key: v}), 'jsonb')}" for v in values]
-        cond = "(" + " OR ".join(parts) + ")"
-        return cond if op in ("eq", "in") else f"(NOT {cond})"
+        return self.contains_any([{key: v} for v in values], negated=op in ("neq", "nin"))
+
+    def contains_any(self, probes: list[dict[str, Any]], negated: bool) -> Expr:
+        """``custom_fields @> probe`` for any of the probes: the jsonb_path_ops GIN index serves it."""
+        fields = column_ref(self.spec, "custom_fields")
+
+        def has(probe: Expr) -> Expr:
+            return Expr(("cf_has", probe.key), lambda: fields.build().contains(probe.build()))
+
+        either = all_of("or", [has(self.params.add(jsonutil.dumps_str(p), "jsonb")) for p in probes])
+        return negate(either) if negated else either
 
     def _list(self, value: Any, pg_type: FieldType, path: str) -> list[Any]:
         if not isinstance(value, list) or not value:

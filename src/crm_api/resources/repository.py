@@ -11,24 +11,92 @@ from collections.abc import Sequence
 from typing import Any
 
 import asyncpg
+from sqlalchemy import (
+    Select,
+    Table,
+    Text,
+    any_,
+    column,
+    delete,
+    func,
+    select,
+    tuple_,
+    union_all,
+    update,
+)
+from sqlalchemy.dialects.postgresql import ARRAY, JSONB, UUID, insert
+from sqlalchemy.sql.selectable import TableValuedAlias
 
-from .. import jsonutil
+from .. import jsonutil, sql
 from ..errors import Conflict, FieldError, Unprocessable
-from ..events.store import FANOUT_SQL, insert_events
+from ..events.store import events_cte, fanout, recordset
 from ..pagination import Sort
-from ..sqlparams import Params
+from .exprs import Expr, Params, column_ref
 from .spec import ResourceSpec
 
 
-def _select(spec: ResourceSpec) -> str:
-    return ", ".join(spec.columns)
+def _table(spec: ResourceSpec) -> Table:
+    return sql.table(spec.table)
+
+
+@sql.shape
+def _by_ids(spec: ResourceSpec) -> Select[Any]:
+    t = _table(spec)
+    return select(*sql.columns(spec.columns, t)).where(
+        t.c.workspace_id == sql.param("ws"), t.c.id == any_(sql.param("ids", ARRAY(UUID)))
+    )
+
+
+@sql.shape
+def _one(spec: ResourceSpec, for_update: bool) -> Select[Any]:
+    t = _table(spec)
+    stmt = select(*sql.columns(spec.columns, t)).where(
+        t.c.workspace_id == sql.param("ws"), t.c.id == sql.param("id")
+    )
+    return stmt.with_for_update() if for_update else stmt
+
+
+@sql.shape
+def _live_by_key(spec: ResourceSpec, column: str) -> Select[Any]:
+    t = _table(spec)
+    return select(*sql.columns(spec.columns, t)).where(
+        t.c.workspace_id == sql.param("ws"),
+        t.c[column] == any_(sql.param("values", ARRAY(Text))),
+        t.c.archived_at.is_(None),
+    )
+
+
+@sql.shape
+def _live_ids(table: str) -> Select[Any]:
+    t = sql.table(table)
+    return select(t.c.id).where(
+        t.c.workspace_id == sql.param("ws"),
+        t.c.id == any_(sql.param("ids", ARRAY(UUID))),
+        t.c.archived_at.is_(None),
+    )
+
+
+def _external_owners() -> Select[Any]:
+    x = sql.table("external_ids")
+    wanted = (
+        func.unnest(sql.param("sources", ARRAY(Text)), sql.param("external_ids", ARRAY(Text)))
+        .table_valued("source", "external_id")
+        .render_derived(name="wanted")
+    )
+    return select(x.c.source, x.c.external_id, x.c.object_id).where(
+        x.c.workspace_id == sql.param("ws"),
+        x.c.object_type == sql.param("object_type"),
+        tuple_(x.c.source, x.c.external_id).in_(select(wanted.c.source, wanted.c.external_id)),
+    )
+
+
+_EXTERNAL_OWNERS = sql.Query(_external_owners)
 
 
 async def fetch_by_ids(
     conn: asyncpg.Connection, spec: ResourceSpec, workspace_id: uuid.UUID, ids: Sequence[uuid.UUID]
 ) -> list[dict[str, Any]]:
-    sql = f"SELECT {_select(spec)} FROM {spec.table} WHERE workspace_id = $1 AND id = ANY($2::uuid[])"
-    return [dict(r) for r in await conn.fetch(sql, workspace_id, list(ids))]
+    return [dict(r) for r in await _by_ids(spec).fetch(conn, ws=workspace_id, ids=list(ids))]
 
 
 async def fetch_one(
@@ -38,21 +106,15 @@ async def fetch_one(
     object_id: uuid.UUID,
     for_update: bool = False,
 ) -> dict[str, Any] | None:
-    sql = f"SELECT {_select(spec)} FROM {spec.table} WHERE workspace_id = $1 AND id = $2"
-    if for_update:
-        sql += " FOR UPDATE"
-    row = await conn.fetchrow(sql, workspace_id, object_id)
+    row = await _one(spec, for_update).fetchrow(conn, ws=workspace_id, id=object_id)
     return dict(row) if row is not None else None
 
 
 async def fetch_live_by_key(
     conn: asyncpg.Connection, spec: ResourceSpec, workspace_id: uuid.UUID, column: str, values: Sequence[str]
 ) -> list[dict[str, Any]]:
-    sql = (
-        f"SELECT {_select(spec)} FROM {spec.table} "
-        f"WHERE workspace_id = $1 AND {column} = ANY($2::text[]) AND archived_at IS NULL"
-    )
-    return [dict(r) for r in await conn.fetch(sql, workspace_id, list(values))]
+    rows = await _live_by_key(spec, column).fetch(conn, ws=workspace_id, values=list(values))
+    return [dict(r) for r in rows]
 
 
 async def external_owners(
@@ -61,14 +123,12 @@ async def external_owners(
     """Which object holds each (source, external id) now."""
     if not pairs:
         return {}
-    rows = await conn.fetch(
-        "SELECT source, external_id, object_id FROM external_ids "
-        "WHERE workspace_id = $1 AND object_type = $2 "
-        "AND (source, external_id) IN (SELECT * FROM unnest($3::text[], $4::text[]))",
-        workspace_id,
-        spec.object,
-        [p[0] for p in pairs],
-        [p[1] for p in pairs],
+    rows = await _EXTERNAL_OWNERS.fetch(
+        conn,
+        ws=workspace_id,
+        object_type=spec.object,
+        sources=[p[0] for p in pairs],
+        external_ids=[p[1] for p in pairs],
     )
     return {(r["source"], r["external_id"]): r["object_id"] for r in rows}
 
@@ -76,49 +136,68 @@ async def external_owners(
 async def existing_ids(
     conn: asyncpg.Connection, table: str, workspace_id: uuid.UUID, ids: Sequence[uuid.UUID]
 ) -> set[uuid.UUID]:
-    rows = await conn.fetch(
-        f"SELECT id FROM {table} WHERE workspace_id = $1 AND id = ANY($2::uuid[]) AND archived_at IS NULL",
-        workspace_id,
-        list(set(ids)),
-    )
+    rows = await _live_ids(table).fetch(conn, ws=workspace_id, ids=list(set(ids)))
     return {r["id"] for r in rows}
 
 
-def _write_sql(spec: ResourceSpec) -> str:
-    t = spec.table
-    assignments = ", ".join(c for c in spec.columns if c not in ("workspace_id", "id", "created_at"))
-    values = ", ".join(f"x.{c}" for c in spec.columns if c not in ("workspace_id", "id", "created_at"))
-    return f"""
-WITH ins AS (
-    INSERT INTO {t} SELECT * FROM jsonb_populate_recordset(NULL::{t}, $2::jsonb)
-    ON CONFLICT DO NOTHING RETURNING id
-), upd AS (
-    UPDATE {t} AS t SET ({assignments}) = ({values})
-    FROM jsonb_populate_recordset(NULL::{t}, $3::jsonb) AS x
-    WHERE t.workspace_id = $1 AND t.id = x.id AND t.version = x.version - 1
-    RETURNING t.id
-), ok AS (
-    SELECT id FROM ins UNION ALL SELECT id FROM upd
-), ev AS (
-    {insert_events("$4", "e.object_id IN (SELECT id FROM ok)")}
-), fanout AS (
-    {FANOUT_SQL}
-), xdel AS (
-    DELETE FROM external_ids AS d
-    USING jsonb_to_recordset($5::jsonb) AS r(object_id uuid, source text, external_id text)
-    WHERE d.workspace_id = $1 AND d.object_type = $6 AND d.object_id = r.object_id
-      AND d.source = r.source AND d.external_id = r.external_id AND r.object_id IN (SELECT id FROM upd)
-), xins AS (
-    INSERT INTO external_ids (workspace_id, object_type, source, external_id, object_id)
-    SELECT $1, $6, r.source, r.external_id, r.object_id
-    FROM jsonb_to_recordset($7::jsonb) AS r(object_id uuid, source text, external_id text)
-    WHERE r.object_id IN (SELECT id FROM ok)
-)
-SELECT id FROM ok
-"""
+def _id_records(name: str) -> TableValuedAlias:
+    """``jsonb_to_recordset(:name) AS name(object_id uuid, source text, external_id text)``."""
+    fn = func.jsonb_to_recordset(sql.param(name, JSONB))
+    return fn.table_valued(
+        column("object_id", UUID), column("source", Text), column("external_id", Text)
+    ).render_derived(name=name, with_types=True)
 
 
-_WRITE_SQL: dict[str, str] = {}
+@sql.shape
+def _write_stmt(spec: ResourceSpec) -> Select[Any]:
+    t = _table(spec)
+    xt = sql.table("external_ids")
+    ws = sql.param("ws")
+    object_type = sql.param("object_type")
+    inserted = recordset("inserts", spec.table, "inserted")
+    ins = (
+        insert(t)
+        .from_select(list(spec.columns), select(*sql.columns(spec.columns, inserted)))
+        .on_conflict_do_nothing()
+        .returning(t.c.id)
+        .cte("ins")
+    )
+    updated = recordset("updates", spec.table, "x")
+    assigned = [c for c in spec.columns if c not in ("workspace_id", "id", "created_at")]
+    upd = (
+        update(t)
+        .values({c: updated.c[c] for c in assigned})
+        .where(t.c.workspace_id == ws, t.c.id == updated.c.id, t.c.version == updated.c.version - 1)
+        .returning(t.c.id)
+        .cte("upd")
+    )
+    ok = union_all(select(ins.c.id), select(upd.c.id)).cte("ok")
+    ev = events_cte("events", lambda e: e.c.object_id.in_(select(ok.c.id)))
+    removed = _id_records("external_removed")
+    xdel = (
+        delete(xt)
+        .where(
+            xt.c.workspace_id == ws,
+            xt.c.object_type == object_type,
+            xt.c.object_id == removed.c.object_id,
+            xt.c.source == removed.c.source,
+            xt.c.external_id == removed.c.external_id,
+            removed.c.object_id.in_(select(upd.c.id)),
+        )
+        .cte("xdel")
+    )
+    added = _id_records("external_added")
+    xins = (
+        insert(xt)
+        .from_select(
+            ["workspace_id", "object_type", "source", "external_id", "object_id"],
+            select(ws, object_type, added.c.source, added.c.external_id, added.c.object_id).where(
+                added.c.object_id.in_(select(ok.c.id))
+            ),
+        )
+        .cte("xins")
+    )
+    return select(ok.c.id).add_cte(ev, fanout(ev).cte("fanout"), xdel, xins)
 
 
 async def write(
@@ -134,19 +213,16 @@ async def write(
 ) -> set[uuid.UUID]:
     """Apply the rows; return the ids written. An insert that hit a unique key, or an update whose
     version moved underneath it, is left out of the result (and so are its event and external ids)."""
-    sql = _WRITE_SQL.get(spec.name)
-    if sql is None:
-        sql = _WRITE_SQL[spec.name] = _write_sql(spec)
     try:
-        rows = await conn.fetch(
-            sql,
-            workspace_id,
-            jsonutil.dumps_str(inserts),
-            jsonutil.dumps_str(updates),
-            jsonutil.dumps_str(events),
-            jsonutil.dumps_str(external_removed),
-            spec.object,
-            jsonutil.dumps_str(external_added),
+        rows = await _write_stmt(spec).fetch(
+            conn,
+            ws=workspace_id,
+            inserts=jsonutil.dumps_str(inserts),
+            updates=jsonutil.dumps_str(updates),
+            events=jsonutil.dumps_str(events),
+            external_removed=jsonutil.dumps_str(external_removed),
+            object_type=spec.object,
+            external_added=jsonutil.dumps_str(external_added),
         )
     except asyncpg.UniqueViolationError as exc:
         raise _unique_conflict(spec, exc) from None
@@ -184,11 +260,46 @@ def _fk_column(exc: asyncpg.ForeignKeyViolationError) -> str:
     return inside.split(",")[-1].strip() or "id"
 
 
+_PAGES = sql.Shapes(2048)
+
+
+def _keyset(spec: ResourceSpec, column: str, descending: bool, value: Expr, row_id: Expr) -> Expr:
+    """``(column, id) < (value, id)`` (``>`` ascending): where the previous page stopped."""
+    col = column_ref(spec, column)
+    ident = column_ref(spec, "id")
+    op = "<" if descending else ">"
+    return Expr(
+        ("after", col.key, op, value.key, row_id.key),
+        lambda: tuple_(col.build(), ident.build()).op(op)(tuple_(value.build(), row_id.build())),
+    )
+
+
+async def _page_rows(
+    conn: Any,
+    spec: ResourceSpec,
+    params: Params,
+    where: list[Expr],
+    order: tuple[str, ...],
+    desc: bool,
+    count: int,
+) -> list[dict[str, Any]]:
+    """``count`` rows meeting every condition, ordered by ``order`` (each descending when ``desc``)."""
+    key = ("page", spec.table, tuple(w.key for w in where), order, desc, count)
+
+    def build() -> Select[Any]:
+        t = _table(spec)
+        columns = [t.c[c].desc() if desc else t.c[c].asc() for c in order]
+        stmt = select(*sql.columns(spec.columns, t)).where(*(w.build() for w in where))
+        return stmt.order_by(*columns).limit(count)
+
+    return [dict(r) for r in await _PAGES.get(key, build).fetch(conn, **params.values)]
+
+
 async def list_rows(
     conn: asyncpg.Connection | asyncpg.Pool,
     spec: ResourceSpec,
     params: Params,
-    conditions: list[str],
+    conditions: list[Expr],
     sort: Sort,
     after: tuple[Any, uuid.UUID] | None,
     limit: int,
@@ -197,24 +308,18 @@ async def list_rows(
     if sort.column in spec.nullable_sorts:
         return await _list_nullable(conn, spec, params, conditions, sort, after, limit)
     where = list(conditions)
-    direction = "DESC" if sort.descending else "ASC"
     if after is not None:
         pg_type = spec.field_type(sort.column) or "text"
         value = params.add(after[0], pg_type)
-        row_id = params.add(after[1], "uuid")
-        where.append(f"({sort.column}, id) {'<' if sort.descending else '>'} ({value}, {row_id})")
-    sql = (
-        f"SELECT {_select(spec)} FROM {spec.table} WHERE {' AND '.join(where)} "
-        f"ORDER BY {sort.column} {direction}, id {direction} LIMIT {int(limit) + 1}"
-    )
-    return [dict(r) for r in await conn.fetch(sql, *params.values)]
+        where.append(_keyset(spec, sort.column, sort.descending, value, params.add(after[1], "uuid")))
+    return await _page_rows(conn, spec, params, where, (sort.column, "id"), sort.descending, int(limit) + 1)
 
 
 async def _list_nullable(
     conn: asyncpg.Connection | asyncpg.Pool,
     spec: ResourceSpec,
     params: Params,
-    conditions: list[str],
+    conditions: list[Expr],
     sort: Sort,
     after: tuple[Any, uuid.UUID] | None,
     limit: int,
@@ -223,47 +328,43 @@ async def _list_nullable(
     descending). A row comparison with a null is never true, so the rows with a value and the rows without
     are walked as two index ranges, one after the other, each a keyset query of its own."""
     col, desc = sort.column, sort.descending
-    direction = "DESC" if desc else "ASC"
     pg_type = spec.field_type(col) or "text"
     in_nulls = after is not None and after[0] is None  # the cursor stopped among the nulls
+    column = column_ref(spec, col)
+    ident = column_ref(spec, "id")
 
-    async def fetch(extra: str, order: str, values: list[Any], count: int) -> list[dict[str, Any]]:
-        where = " AND ".join([*conditions, extra])
-        sql = f"SELECT {_select(spec)} FROM {spec.table} WHERE {where} ORDER BY {order} LIMIT {count}"
-        return [dict(r) for r in await conn.fetch(sql, *values)]
-
-    def nulls() -> tuple[str, list[Any]]:
-        p = Params(*params.values)
-        extra = f"{col} IS NULL"
+    def nulls() -> tuple[list[Expr], Params]:
+        p = Params(**params.values)
+        where = [*conditions, Expr(("null", column.key), lambda: column.build().is_(None))]
         if in_nulls:
             assert after is not None
-            extra += f" AND id {'<' if desc else '>'} {p.add(after[1], 'uuid')}"
-        return extra, p.values
+            row_id = p.add(after[1], "uuid")
+            op = "<" if desc else ">"
+            where.append(Expr(("id", op, row_id.key), lambda: ident.build().op(op)(row_id.build())))
+        return where, p
 
-    def values() -> tuple[str, list[Any]]:
-        p = Params(*params.values)
-        extra = f"{col} IS NOT NULL"
+    def values() -> tuple[list[Expr], Params]:
+        p = Params(**params.values)
         if after is not None and not in_nulls:
             value, row_id = p.add(after[0], pg_type), p.add(after[1], "uuid")
-            extra = f"({col}, id) {'<' if desc else '>'} ({value}, {row_id})"
-        return extra, p.values
+            return [*conditions, _keyset(spec, col, desc, value, row_id)], p
+        return [*conditions, Expr(("notnull", column.key), lambda: column.build().is_not(None))], p
 
     wanted = int(limit) + 1
-    null_order, value_order = f"id {direction}", f"{col} {direction}, id {direction}"
     if desc:  # nulls first, then values
         rows: list[dict[str, Any]] = []
         if after is None or in_nulls:
-            extra, vals = nulls()
-            rows = await fetch(extra, null_order, vals, wanted)
+            where, p = nulls()
+            rows = await _page_rows(conn, spec, p, where, ("id",), desc, wanted)
         if len(rows) < wanted:
-            extra, vals = values()  # all of them: the nulls came first
-            rows += await fetch(extra, value_order, vals, wanted - len(rows))
+            where, p = values()  # all of them: the nulls came first
+            rows += await _page_rows(conn, spec, p, where, (col, "id"), desc, wanted - len(rows))
         return rows
     rows = []
     if not in_nulls:
-        extra, vals = values()
-        rows = await fetch(extra, value_order, vals, wanted)
+        where, p = values()
+        rows = await _page_rows(conn, spec, p, where, (col, "id"), desc, wanted)
     if len(rows) < wanted:
-        extra, vals = nulls()
-        rows += await fetch(extra, null_order, vals, wanted - len(rows))
+        where, p = nulls()
+        rows += await _page_rows(conn, spec, p, where, ("id",), desc, wanted - len(rows))
     return rows

@@ -122,7 +122,7 @@ class Reference:
     table: str
 
 
-@dataclass
+@dataclass(eq=False)  # compared and hashed by identity: compiled statements are cached per spec
 class ResourceSpec:
     name: str  # "contacts": path segment, table and scope prefix
     object: str  # "contact"

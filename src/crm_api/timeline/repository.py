@@ -3,94 +3,180 @@
 
 Every branch yields ``(kind, id, at, data)``; a page is ordered by ``(at, id)`` newest first, and each branch
 reads at most a page past the cursor, so the cost of a page does not grow with the object's history.
+One statement per (parent, kinds, with cursor or not), compiled once.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import uuid
+from collections.abc import Callable
 from typing import Any
 
 import asyncpg
+from sqlalchemy import ColumnElement, DateTime, Select, and_, func, literal, select, tuple_, union_all
+from sqlalchemy.dialects.postgresql import JSONB, UUID, array
 
-# The keyset condition and the page size are filled in per request: {at} is the branch's time expression.
-_ACTIVITY = """SELECT 'activity' AS kind, a.id, coalesce(a.occurred_at, a.created_at) AS at,
-        jsonb_build_object('type', a.type, 'subject', a.subject, 'body', a.body,
-                           'direction', a.direction, 'due_at', a.due_at, 'completed_at', a.completed_at,
-                           'owner_id', a.owner_id) AS data
-    FROM activities AS a
-    WHERE a.workspace_id = $1 AND a.{link} @> ARRAY[$2::uuid] AND a.archived_at IS NULL {keyset}"""
+from .. import sql
 
-_STAGE_CHANGE = """SELECT 'stage_change' AS kind, s.id, s.changed_at AS at,
-        jsonb_build_object('deal_id', s.deal_id, 'deal_name', d.name, 'pipeline_id', s.pipeline_id,
-                           'from_stage_id', s.from_stage_id, 'from_stage_name', fs.name,
-                           'to_stage_id', s.to_stage_id, 'to_stage_name', ts.name, 'actor', s.actor) AS data
-    FROM deal_stage_changes AS s
-    JOIN deals AS d ON d.workspace_id = s.workspace_id AND d.id = s.deal_id
-    LEFT JOIN pipeline_stages AS fs ON fs.workspace_id = s.workspace_id AND fs.id = s.from_stage_id
-    LEFT JOIN pipeline_stages AS ts ON ts.workspace_id = s.workspace_id AND ts.id = s.to_stage_id
-    WHERE s.workspace_id = $1 AND ({deals}) {keyset}"""
+_OBJECT = sql.param("object_id", UUID)
 
-_TICKET = """SELECT 'ticket' AS kind, t.id, t.created_at AS at,
-        jsonb_build_object('subject', t.subject, 'status', t.status, 'priority', t.priority,
-                           'channel', t.channel) AS data
-    FROM tickets AS t
-    WHERE t.workspace_id = $1 AND t.{link} = $2 AND t.archived_at IS NULL {keyset}"""
 
-_COMMENT = """SELECT 'comment' AS kind, c.id, c.created_at AS at,
-        jsonb_build_object('ticket_id', c.ticket_id, 'ticket_subject', t.subject, 'body', c.body,
-                           'public', c.public, 'author_type', c.author_type, 'author_id', c.author_id) AS data
-    FROM tickets AS t
-    JOIN ticket_comments AS c ON c.workspace_id = t.workspace_id AND c.ticket_id = t.id
-    WHERE t.workspace_id = $1 AND t.{link} = $2 {keyset}"""
+def _has_object(ids: ColumnElement[Any]) -> ColumnElement[bool]:
+    """``ids @> ARRAY[object_id]``: the form the GIN indexes on the id arrays answer."""
+    return ids.contains(array([_OBJECT]))
 
-# Field changes come from the event log (kept CRM_EVENT_RETENTION_DAYS): old and new values.
-_FIELD_CHANGE = """SELECT 'field_change' AS kind, e.id, e.created_at AS at,
-        jsonb_build_object('type', e.type, 'actor', e.actor, 'previous', e.data->'previous',
-            'current', (SELECT coalesce(jsonb_object_agg(k, e.data->'object'->k), '{}'::jsonb)
-                        FROM jsonb_object_keys(e.data->'previous') AS k)) AS data
-    FROM events AS e
-    WHERE e.workspace_id = $1 AND e.object_id = $2 AND e.type LIKE '{object}.%' {keyset}"""
 
-_TIME = {
-    "activity": "coalesce(a.occurred_at, a.created_at)",
-    "stage_change": "s.changed_at",
-    "ticket": "t.created_at",
-    "comment": "c.created_at",
-    "field_change": "e.created_at",
-}
-_ID = {
-    "activity": "a.id",
-    "stage_change": "s.id",
-    "ticket": "t.id",
-    "comment": "c.id",
-    "field_change": "e.id",
-}
+def _object(**fields: ColumnElement[Any]) -> ColumnElement[Any]:
+    """``jsonb_build_object('key', value, ...)``."""
+    return func.jsonb_build_object(*(part for key, value in fields.items() for part in (key, value)))
 
-# What each parent's timeline is made of.
-BRANCHES: dict[str, dict[str, str]] = {
-    "contact": {
-        "activity": _ACTIVITY.replace("{link}", "contact_ids"),
+
+class _Branch:
+    """One kind's query before its keyset, order and limit: the statement and its (at, id) expressions."""
+
+    __slots__ = ("at", "id", "stmt")
+
+    def __init__(self, stmt: Select[Any], at: ColumnElement[Any], id_: ColumnElement[Any]) -> None:
+        self.stmt, self.at, self.id = stmt, at, id_
+
+
+def _activity(link: str) -> _Branch:
+    a = sql.table("activities").alias("a")
+    at = func.coalesce(a.c.occurred_at, a.c.created_at)
+    data = _object(
+        type=a.c.type,
+        subject=a.c.subject,
+        body=a.c.body,
+        direction=a.c.direction,
+        due_at=a.c.due_at,
+        completed_at=a.c.completed_at,
+        owner_id=a.c.owner_id,
+    )
+    stmt = select(literal("activity").label("kind"), a.c.id, at.label("at"), data.label("data")).where(
+        a.c.workspace_id == sql.param("ws"), _has_object(a.c[link]), a.c.archived_at.is_(None)
+    )
+    return _Branch(stmt, at, a.c.id)
+
+
+def _stage_change(parent: str) -> _Branch:
+    s = sql.table("deal_stage_changes").alias("s")
+    d = sql.table("deals").alias("d")
+    fs = sql.table("pipeline_stages").alias("fs")
+    ts = sql.table("pipeline_stages").alias("ts")
+    deals = {
         # a deal's contact_ids always hold its primary contact too
-        "stage_change": _STAGE_CHANGE.replace("{deals}", "d.contact_ids @> ARRAY[$2::uuid]"),
-        "ticket": _TICKET.replace("{link}", "requester_id"),
-        "comment": _COMMENT.replace("{link}", "requester_id"),
-        "field_change": _FIELD_CHANGE.replace("{object}", "contact"),
+        "contact": _has_object(d.c.contact_ids),
+        "company": d.c.company_id == _OBJECT,
+        "deal": s.c.deal_id == _OBJECT,
+    }[parent]
+    data = _object(
+        deal_id=s.c.deal_id,
+        deal_name=d.c.name,
+        pipeline_id=s.c.pipeline_id,
+        from_stage_id=s.c.from_stage_id,
+        from_stage_name=fs.c.name,
+        to_stage_id=s.c.to_stage_id,
+        to_stage_name=ts.c.name,
+        actor=s.c.actor,
+    )
+    joined = (
+        s.join(d, and_(d.c.workspace_id == s.c.workspace_id, d.c.id == s.c.deal_id))
+        .outerjoin(fs, and_(fs.c.workspace_id == s.c.workspace_id, fs.c.id == s.c.from_stage_id))
+        .outerjoin(ts, and_(ts.c.workspace_id == s.c.workspace_id, ts.c.id == s.c.to_stage_id))
+    )
+    stmt = (
+        select(literal("stage_change").label("kind"), s.c.id, s.c.changed_at.label("at"), data.label("data"))
+        .select_from(joined)
+        .where(s.c.workspace_id == sql.param("ws"), deals)
+    )
+    return _Branch(stmt, s.c.changed_at, s.c.id)
+
+
+def _ticket(link: str) -> _Branch:
+    t = sql.table("tickets").alias("t")
+    data = _object(subject=t.c.subject, status=t.c.status, priority=t.c.priority, channel=t.c.channel)
+    stmt = select(
+        literal("ticket").label("kind"), t.c.id, t.c.created_at.label("at"), data.label("data")
+    ).where(t.c.workspace_id == sql.param("ws"), t.c[link] == _OBJECT, t.c.archived_at.is_(None))
+    return _Branch(stmt, t.c.created_at, t.c.id)
+
+
+def _comment(link: str) -> _Branch:
+    t = sql.table("tickets").alias("t")
+    c = sql.table("ticket_comments").alias("c")
+    data = _object(
+        ticket_id=c.c.ticket_id,
+        ticket_subject=t.c.subject,
+        body=c.c.body,
+        public=c.c.public,
+        author_type=c.c.author_type,
+        author_id=c.c.author_id,
+    )
+    stmt = (
+        select(literal("comment").label("kind"), c.c.id, c.c.created_at.label("at"), data.label("data"))
+        .select_from(t.join(c, and_(c.c.workspace_id == t.c.workspace_id, c.c.ticket_id == t.c.id)))
+        .where(t.c.workspace_id == sql.param("ws"), t.c[link] == _OBJECT)
+    )
+    return _Branch(stmt, c.c.created_at, c.c.id)
+
+
+def _field_change(object_type: str) -> _Branch:
+    """Field changes come from the event log (kept CRM_EVENT_RETENTION_DAYS): old and new values."""
+    e = sql.table("events").alias("e")
+    k = func.jsonb_object_keys(e.c.data["previous"]).column_valued("k")
+    current = select(
+        func.coalesce(func.jsonb_object_agg(k, e.c.data["object"][k]), literal({}, JSONB))
+    ).scalar_subquery()
+    data = _object(type=e.c.type, actor=e.c.actor, previous=e.c.data["previous"], current=current)
+    stmt = select(
+        literal("field_change").label("kind"), e.c.id, e.c.created_at.label("at"), data.label("data")
+    ).where(
+        e.c.workspace_id == sql.param("ws"),
+        e.c.object_id == _OBJECT,
+        e.c.type.like(f"{object_type}.%"),
+    )
+    return _Branch(stmt, e.c.created_at, e.c.id)
+
+
+# What each parent's timeline is made of: kind -> its branch's builder.
+BRANCHES: dict[str, dict[str, Callable[[], _Branch]]] = {
+    "contact": {
+        "activity": lambda: _activity("contact_ids"),
+        "stage_change": lambda: _stage_change("contact"),
+        "ticket": lambda: _ticket("requester_id"),
+        "comment": lambda: _comment("requester_id"),
+        "field_change": lambda: _field_change("contact"),
     },
     "company": {
-        "activity": _ACTIVITY.replace("{link}", "company_ids"),
-        "stage_change": _STAGE_CHANGE.replace("{deals}", "d.company_id = $2"),
-        "ticket": _TICKET.replace("{link}", "company_id"),
-        "comment": _COMMENT.replace("{link}", "company_id"),
-        "field_change": _FIELD_CHANGE.replace("{object}", "company"),
+        "activity": lambda: _activity("company_ids"),
+        "stage_change": lambda: _stage_change("company"),
+        "ticket": lambda: _ticket("company_id"),
+        "comment": lambda: _comment("company_id"),
+        "field_change": lambda: _field_change("company"),
     },
     "deal": {
-        "activity": _ACTIVITY.replace("{link}", "deal_ids"),
-        "stage_change": _STAGE_CHANGE.replace("{deals}", "s.deal_id = $2"),
-        "field_change": _FIELD_CHANGE.replace("{object}", "deal"),
+        "activity": lambda: _activity("deal_ids"),
+        "stage_change": lambda: _stage_change("deal"),
+        "field_change": lambda: _field_change("deal"),
     },
 }
 KINDS = ("activity", "stage_change", "ticket", "comment", "field_change")
+
+
+@sql.shape
+def _page(parent: str, kinds: tuple[str, ...], with_cursor: bool) -> Select[Any]:
+    limit = sql.param("limit")
+    parts = []
+    for kind in kinds:
+        branch = BRANCHES[parent][kind]()
+        stmt = branch.stmt
+        if with_cursor:
+            cursor = tuple_(sql.param("after_at", DateTime(timezone=True)), sql.param("after_id", UUID))
+            stmt = stmt.where(tuple_(branch.at, branch.id) < cursor)
+        parts.append(stmt.order_by(branch.at.desc(), branch.id.desc()).limit(limit))
+    x = union_all(*parts).subquery("x")
+    return select(x.c.kind, x.c.id, x.c.at, x.c.data).order_by(x.c.at.desc(), x.c.id.desc()).limit(limit)
 
 
 async def page(
@@ -103,17 +189,8 @@ async def page(
     limit: int,
 ) -> list[dict[str, Any]]:
     """``limit + 1`` entries newest first (the extra one tells the caller there is more)."""
-    params: list[Any] = [workspace_id, object_id]
+    params: dict[str, Any] = {"ws": workspace_id, "object_id": object_id, "limit": int(limit) + 1}
     if after is not None:
-        params += [after[0], after[1]]
-    parts = []
-    for kind in kinds:
-        template = BRANCHES[parent][kind]
-        keyset = f"AND ({_TIME[kind]}, {_ID[kind]}) < ($3, $4)" if after is not None else ""
-        parts.append(
-            f"({template.replace('{keyset}', keyset)} ORDER BY {_TIME[kind]} DESC, {_ID[kind]} DESC "
-            f"LIMIT {int(limit) + 1})"
-        )
-    sql = f"SELECT kind, id, at, data FROM ({' UNION ALL '.join(parts)}) AS x ORDER BY at DESC, id DESC "
-    sql += f"LIMIT {int(limit) + 1}"
-    return [dict(r) for r in await conn.fetch(sql, *params)]
+        params["after_at"], params["after_id"] = after
+    stmt = _page(parent, tuple(kinds), after is not None)
+    return [dict(r) for r in await stmt.fetch(conn, **params)]

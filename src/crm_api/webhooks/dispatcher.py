@@ -18,6 +18,7 @@ import email.utils
 import logging
 import random
 import time
+import typing
 import uuid
 from collections import defaultdict
 from dataclasses import dataclass
@@ -25,9 +26,35 @@ from typing import Any
 
 import asyncpg
 import httpx
+from sqlalchemy import (
+    Boolean,
+    DateTime,
+    Float,
+    Integer,
+    Interval,
+    Table,
+    Text,
+    Update,
+    and_,
+    any_,
+    case,
+    cast,
+    column,
+    false,
+    func,
+    null,
+    or_,
+    select,
+    true,
+    update,
+)
+from sqlalchemy.dialects.postgresql import ARRAY, JSONB, UUID, insert
+from sqlalchemy.sql.dml import ReturningUpdate
+from sqlalchemy.sql.selectable import Alias
 
-from .. import jsonutil
+from .. import jsonutil, sql
 from ..config import Settings
+from ..db import EnginePool
 from ..models.webhooks import DISABLED_FAILING, DISABLED_GONE
 from ..tickets import breach
 from . import netguard, signing
@@ -42,101 +69,291 @@ RESPONSE_KEEP = 4096
 # connect 5 s; each read or write 15 s (and asyncio.timeout caps the whole attempt at 15 s)
 _TIMEOUTS = {"timeout": {"connect": 5.0, "read": 15.0, "write": 15.0, "pool": 15.0}}
 
-# Walks the queues, not the whole backlog: a loose index scan over ix_webhook_deliveries_queue finds each
-# endpoint with pending deliveries (one probe per endpoint), then takes each one's oldest due deliveries up to
-# the room this dispatcher has for it. A big backlog for an endpoint at its cap is never scanned, so it costs
-# a healthy endpoint nothing; the oldest due deliveries across endpoints go first. Deliveries of a disabled
-# endpoint are parked at next_attempt_at = 'infinity' and cost one probe.
-_CLAIM = """
-WITH RECURSIVE queues AS (
-    (SELECT d.workspace_id, d.endpoint_id FROM webhook_deliveries AS d
-     WHERE d.status = 'pending' ORDER BY d.endpoint_id LIMIT 1)
-    UNION ALL
-    SELECT nxt.workspace_id, nxt.endpoint_id FROM queues AS q
-    CROSS JOIN LATERAL (
-        SELECT d.workspace_id, d.endpoint_id FROM webhook_deliveries AS d
-        WHERE d.status = 'pending' AND d.endpoint_id > q.endpoint_id ORDER BY d.endpoint_id LIMIT 1
-    ) AS nxt
-), room AS (
-    SELECT q.workspace_id, q.endpoint_id, ep.ordering, $4 - coalesce(busy.n, 0) AS n
-    FROM queues AS q
-    JOIN webhook_endpoints AS ep ON ep.workspace_id = q.workspace_id AND ep.id = q.endpoint_id
-    LEFT JOIN unnest($2::uuid[], $3::int[]) AS busy(endpoint_id, n) ON busy.endpoint_id = q.endpoint_id
-    WHERE ep.status = 'enabled' AND $4 - coalesce(busy.n, 0) > 0
-), due AS (
-    SELECT d.workspace_id, d.id
-    FROM room CROSS JOIN LATERAL (
-        SELECT d.workspace_id, d.id, d.next_attempt_at FROM webhook_deliveries AS d
-        WHERE d.endpoint_id = room.endpoint_id AND d.status = 'pending' AND d.next_attempt_at <= now()
-          AND (d.leased_until IS NULL OR d.leased_until < now())
-          AND (room.ordering = 'none' OR NOT EXISTS (
-                SELECT 1 FROM webhook_deliveries AS p
-                WHERE p.endpoint_id = d.endpoint_id AND p.object_id = d.object_id
-                  AND p.status = 'pending' AND p.event_sequence < d.event_sequence))
-        ORDER BY d.next_attempt_at
-        LIMIT room.n
-        FOR UPDATE OF d SKIP LOCKED
-    ) AS d
-    ORDER BY d.next_attempt_at
-    LIMIT $1
-)
-UPDATE webhook_deliveries AS w
-SET leased_until = now() + make_interval(secs => $5), attempts = w.attempts + 1
-FROM due, events AS e, webhook_endpoints AS ep
-WHERE w.workspace_id = due.workspace_id AND w.id = due.id
-  AND e.workspace_id = w.workspace_id AND e.id = w.event_id
-  AND ep.workspace_id = w.workspace_id AND ep.id = w.endpoint_id
-RETURNING w.workspace_id, w.id, w.endpoint_id, w.attempts, e.id AS event_id, e.type, e.created_at, e.sequence,
-          e.data::text AS data, ep.url, ep.secret, ep.previous_secret,
-          ep.previous_secret_expires_at
-"""
+_DELIVERIES = sql.table("webhook_deliveries")
+_ENDPOINTS = sql.table("webhook_endpoints")
+_ATTEMPTS = sql.table("webhook_attempts")
+_EVENTS = sql.table("events")
 
-_RECORD = f"""
-WITH r AS (
-    SELECT * FROM jsonb_to_recordset($1::jsonb) AS r(
-        workspace_id uuid, id uuid, endpoint_id uuid, attempted_at timestamptz, status_code int,
-        latency_ms int, error text, response_body text, outcome text, next_attempt_at timestamptz)
-), a AS (
-    INSERT INTO webhook_attempts
-        (workspace_id, id, delivery_id, attempted_at, status_code, latency_ms, error, response_body)
-    SELECT workspace_id, gen_random_uuid(), id, attempted_at, status_code, latency_ms, error, response_body
-    FROM r
-), d AS (
-    UPDATE webhook_deliveries AS w
-    SET status = CASE WHEN r.outcome = 'retry' THEN 'pending' ELSE r.outcome END,
-        next_attempt_at = coalesce(r.next_attempt_at, w.next_attempt_at),
-        leased_until = NULL, last_status_code = r.status_code, last_error = r.error,
-        delivered_at = CASE WHEN r.outcome = 'succeeded' THEN r.attempted_at ELSE w.delivered_at END
-    FROM r WHERE w.workspace_id = r.workspace_id AND w.id = r.id
-), s AS (
-    -- the cutoff is a column here so that no clock function sits inside CASE below (Citus refuses that)
-    SELECT workspace_id, endpoint_id, bool_or(outcome = 'succeeded') AS ok,
-           coalesce(bool_or(status_code = 410), false) AS gone, min(attempted_at) AS first_failure,
-           now() - interval '5 days' AS failing_too_long
-    FROM r GROUP BY workspace_id, endpoint_id
-)
-UPDATE webhook_endpoints AS e
-SET failing_since = CASE WHEN s.ok THEN NULL ELSE coalesce(e.failing_since, s.first_failure) END,
-    status = CASE WHEN s.gone OR (NOT s.ok AND e.failing_since < s.failing_too_long)
-                  THEN 'disabled' ELSE e.status END,
-    disabled_reason = CASE WHEN s.gone THEN '{DISABLED_GONE}'
-                           WHEN NOT s.ok AND e.failing_since < s.failing_too_long
-                           THEN '{DISABLED_FAILING}' ELSE e.disabled_reason END
-FROM s
-WHERE e.workspace_id = s.workspace_id AND e.id = s.endpoint_id
-  AND (s.gone OR (s.ok AND e.failing_since IS NOT NULL) OR (NOT s.ok AND e.failing_since IS NULL)
-       OR (NOT s.ok AND e.failing_since < s.failing_too_long))
-RETURNING e.workspace_id, e.id, e.status
-"""
+# Constants written into the statements' text rather than sent as parameters: the partial indexes the claim
+# walks hold ``status = 'pending'`` rows, and a cached generic plan can use them only when the query's own
+# text implies that predicate.
+_PENDING = sql.const("pending")
+_ENABLED = sql.const("enabled")
+_DISABLED = sql.const("disabled")
+_SUCCEEDED = sql.const("succeeded")
+_INFINITY = sql.const("infinity", DateTime(timezone=True))
+# an endpoint failing this long is disabled
+_FAILING_TOO_LONG = cast(sql.const("5 days"), Interval)
+# ``n * interval '1 second'``: make_interval(secs => n) as Core can say it (no named-argument calls)
+_SECOND = cast(sql.const("1 second"), Interval)
 
-PARK = """
-UPDATE webhook_deliveries SET next_attempt_at = 'infinity'
-WHERE workspace_id = $1 AND endpoint_id = ANY($2::uuid[]) AND status = 'pending'
-"""
-UNPARK = """
-UPDATE webhook_deliveries SET next_attempt_at = now()
-WHERE workspace_id = $1 AND endpoint_id = $2 AND status = 'pending' AND next_attempt_at = 'infinity'
-"""
+
+def _target(table: Table, name: str) -> Alias:
+    """``UPDATE table AS name``: ``Table.alias`` is typed as a named FROM clause, which ``update`` refuses."""
+    return typing.cast(Alias, table.alias(name))
+
+
+def _claim() -> ReturningUpdate[Any]:
+    """Walks the queues, not the whole backlog: a loose index scan over ix_webhook_deliveries_queue finds each
+    endpoint with pending deliveries (one probe per endpoint), then takes each one's oldest due deliveries up
+    to the room this dispatcher has for it. A big backlog for an endpoint at its cap is never scanned, so it
+    costs a healthy endpoint nothing; the oldest due deliveries across endpoints go first. Deliveries of a
+    disabled endpoint are parked at next_attempt_at = 'infinity' and cost one probe.
+
+    Parameters: ``limit`` (deliveries to claim), ``busy_ids``/``busy_counts`` (requests in flight per
+    endpoint), ``per_endpoint`` (the cap), ``lease_seconds``."""
+    d = _DELIVERIES.alias("d")
+    ep = _ENDPOINTS.alias("ep")
+    # the first endpoint with pending deliveries, then each next one: one index probe per endpoint
+    first = (
+        select(d.c.workspace_id, d.c.endpoint_id)
+        .where(d.c.status == _PENDING)
+        .order_by(d.c.endpoint_id)
+        .limit(sql.const(1))
+    )
+    queues = first.cte("queues", recursive=True)
+    q = queues.alias("q")
+    nxt = (
+        select(d.c.workspace_id, d.c.endpoint_id)
+        .where(d.c.status == _PENDING, d.c.endpoint_id > q.c.endpoint_id)
+        .order_by(d.c.endpoint_id)
+        .limit(sql.const(1))
+        .lateral("nxt")
+    )
+    q = queues.union_all(select(nxt.c.workspace_id, nxt.c.endpoint_id).select_from(q.join(nxt, true())))
+
+    busy = (
+        func.unnest(sql.param("busy_ids", ARRAY(UUID)), sql.param("busy_counts", ARRAY(Integer)))
+        .table_valued(column("endpoint_id"), column("n", Integer))
+        .render_derived(name="busy")
+    )
+    free = sql.param("per_endpoint", Integer) - func.coalesce(busy.c.n, sql.const(0))
+    room = (
+        select(q.c.workspace_id, q.c.endpoint_id, ep.c.ordering, free.label("n"))
+        .select_from(
+            q.join(ep, and_(ep.c.workspace_id == q.c.workspace_id, ep.c.id == q.c.endpoint_id)).outerjoin(
+                busy, busy.c.endpoint_id == q.c.endpoint_id
+            )
+        )
+        .where(ep.c.status == _ENABLED, free > sql.const(0))
+        .cte("room")
+    )
+
+    p = _DELIVERIES.alias("p")
+    earlier_pending = (
+        select(sql.const(1))
+        .where(
+            p.c.endpoint_id == d.c.endpoint_id,
+            p.c.object_id == d.c.object_id,
+            p.c.status == _PENDING,
+            p.c.event_sequence < d.c.event_sequence,
+        )
+        .exists()
+    )
+    per_room = (
+        select(d.c.workspace_id, d.c.id, d.c.next_attempt_at)
+        .where(
+            d.c.endpoint_id == room.c.endpoint_id,
+            d.c.status == _PENDING,
+            d.c.next_attempt_at <= func.now(),
+            or_(d.c.leased_until.is_(None), d.c.leased_until < func.now()),
+            or_(room.c.ordering == sql.const("none"), ~earlier_pending),
+        )
+        .order_by(d.c.next_attempt_at)
+        .limit(room.c.n)
+        .with_for_update(of=d, skip_locked=True)
+        .lateral("d")
+    )
+    due = (
+        select(per_room.c.workspace_id, per_room.c.id)
+        .select_from(room.join(per_room, true()))
+        .order_by(per_room.c.next_attempt_at)
+        .limit(sql.param("limit", Integer))
+        .cte("due")
+    )
+
+    w = _target(_DELIVERIES, "w")
+    e = _EVENTS.alias("e")
+    return (
+        update(w)
+        .values(
+            leased_until=func.now() + sql.param("lease_seconds", Float) * _SECOND,
+            attempts=w.c.attempts + sql.const(1),
+        )
+        .where(
+            w.c.workspace_id == due.c.workspace_id,
+            w.c.id == due.c.id,
+            e.c.workspace_id == w.c.workspace_id,
+            e.c.id == w.c.event_id,
+            ep.c.workspace_id == w.c.workspace_id,
+            ep.c.id == w.c.endpoint_id,
+        )
+        .returning(
+            w.c.workspace_id,
+            w.c.id,
+            w.c.endpoint_id,
+            w.c.attempts,
+            e.c.id.label("event_id"),
+            e.c.type,
+            e.c.created_at,
+            e.c.sequence,
+            cast(e.c.data, Text).label("data"),  # spliced into the body as stored (see body_of)
+            ep.c.url,
+            ep.c.secret,
+            ep.c.previous_secret,
+            ep.c.previous_secret_expires_at,
+        )
+    )
+
+
+_CLAIM = sql.Query(_claim)
+
+
+def _record() -> ReturningUpdate[Any]:
+    """Records a batch of outcomes in one statement: the attempts, their deliveries, and the endpoints whose
+    health changed (failing since, disabled after 5 days failing or on 410 Gone). Returns those endpoints.
+
+    Parameter: ``outcomes``, a JSON array of ``Outcome`` rows."""
+    given = (
+        func.jsonb_to_recordset(sql.param("outcomes", JSONB))
+        .table_valued(
+            column("workspace_id", UUID),
+            column("id", UUID),
+            column("endpoint_id", UUID),
+            column("attempted_at", DateTime(timezone=True)),
+            column("status_code", Integer),
+            column("latency_ms", Integer),
+            column("error", Text),
+            column("response_body", Text),
+            column("outcome", Text),
+            column("next_attempt_at", DateTime(timezone=True)),
+        )
+        .render_derived(name="r", with_types=True)
+    )
+    r = select(given).cte("r")  # parsed once, read by the three statements below
+
+    a = _ATTEMPTS
+    attempts = (
+        insert(a)
+        .from_select(
+            [
+                "workspace_id",
+                "id",
+                "delivery_id",
+                "attempted_at",
+                "status_code",
+                "latency_ms",
+                "error",
+                "response_body",
+            ],
+            select(
+                r.c.workspace_id,
+                func.gen_random_uuid(),
+                r.c.id,
+                r.c.attempted_at,
+                r.c.status_code,
+                r.c.latency_ms,
+                r.c.error,
+                r.c.response_body,
+            ),
+        )
+        .cte("a")
+    )
+
+    w = _target(_DELIVERIES, "w")
+    deliveries = (
+        update(w)
+        .values(
+            status=case((r.c.outcome == sql.const("retry"), _PENDING), else_=r.c.outcome),
+            next_attempt_at=func.coalesce(r.c.next_attempt_at, w.c.next_attempt_at),
+            leased_until=null(),
+            last_status_code=r.c.status_code,
+            last_error=r.c.error,
+            delivered_at=case((r.c.outcome == _SUCCEEDED, r.c.attempted_at), else_=w.c.delivered_at),
+        )
+        .where(w.c.workspace_id == r.c.workspace_id, w.c.id == r.c.id)
+        .cte("d")
+    )
+
+    s = (
+        select(
+            r.c.workspace_id,
+            r.c.endpoint_id,
+            func.bool_or(r.c.outcome == _SUCCEEDED, type_=Boolean).label("ok"),
+            func.coalesce(func.bool_or(r.c.status_code == sql.const(410), type_=Boolean), false()).label(
+                "gone"
+            ),
+            func.min(r.c.attempted_at).label("first_failure"),
+            # the cutoff is a column here so that no clock function sits inside CASE below (Citus
+            # refuses that)
+            (func.now() - _FAILING_TOO_LONG).label("failing_too_long"),
+        )
+        .group_by(r.c.workspace_id, r.c.endpoint_id)
+        .cte("s")
+    )
+
+    e = _target(_ENDPOINTS, "e")
+    failed_too_long = and_(~s.c.ok, e.c.failing_since < s.c.failing_too_long)
+    return (
+        update(e)
+        .values(
+            failing_since=case((s.c.ok, null()), else_=func.coalesce(e.c.failing_since, s.c.first_failure)),
+            status=case((or_(s.c.gone, failed_too_long), _DISABLED), else_=e.c.status),
+            disabled_reason=case(
+                (s.c.gone, sql.const(DISABLED_GONE)),
+                (failed_too_long, sql.const(DISABLED_FAILING)),
+                else_=e.c.disabled_reason,
+            ),
+        )
+        .where(
+            e.c.workspace_id == s.c.workspace_id,
+            e.c.id == s.c.endpoint_id,
+            or_(
+                s.c.gone,
+                and_(s.c.ok, e.c.failing_since.is_not(None)),
+                and_(~s.c.ok, e.c.failing_since.is_(None)),
+                failed_too_long,
+            ),
+        )
+        .returning(e.c.workspace_id, e.c.id, e.c.status)
+        .add_cte(attempts, deliveries)
+    )
+
+
+_RECORD = sql.Query(_record)
+
+
+def _park() -> Update:
+    """Parks the pending deliveries of disabled endpoints (``ws``, ``endpoint_ids``) out of the claim."""
+    d = _DELIVERIES
+    return (
+        update(d)
+        .values(next_attempt_at=_INFINITY)
+        .where(
+            d.c.workspace_id == sql.param("ws"),
+            d.c.endpoint_id == any_(sql.param("endpoint_ids", ARRAY(UUID))),
+            d.c.status == _PENDING,
+        )
+    )
+
+
+def _unpark() -> Update:
+    """Lets a re-enabled endpoint's (``ws``, ``endpoint_id``) parked backlog flow again."""
+    d = _DELIVERIES
+    return (
+        update(d)
+        .values(next_attempt_at=func.now())
+        .where(
+            d.c.workspace_id == sql.param("ws"),
+            d.c.endpoint_id == sql.param("endpoint_id"),
+            d.c.status == _PENDING,
+            d.c.next_attempt_at == _INFINITY,
+        )
+    )
+
+
+PARK = sql.Query(_park)
+UNPARK = sql.Query(_unpark)
 
 
 @dataclass(slots=True)
@@ -195,7 +412,7 @@ def next_attempt(
 
 class Dispatcher:
     def __init__(
-        self, pool: asyncpg.Pool, settings: Settings, transport: httpx.AsyncBaseTransport | None = None
+        self, pool: EnginePool, settings: Settings, transport: httpx.AsyncBaseTransport | None = None
     ) -> None:
         self.pool = pool
         self.settings = settings
@@ -215,7 +432,7 @@ class Dispatcher:
         self.wake.set()
 
     async def run(self, stop: asyncio.Event) -> None:
-        listener: asyncpg.Connection = await self.pool.acquire()
+        listener: asyncpg.Connection = await self.pool.take()
         await listener.add_listener(CHANNEL, self._notified)
         recorder = asyncio.create_task(self._record_loop(stop))
         # the SLA breach job rides along: every dispatcher process runs it, and its claim is safe to race
@@ -264,13 +481,13 @@ class Dispatcher:
         if room <= 0:
             return 0
         busy = {eid: n for eid, n in self.inflight.items() if n > 0}
-        rows = await self.pool.fetch(
-            _CLAIM,
-            min(room, self.settings.dispatcher_batch),
-            list(busy),
-            list(busy.values()),
-            self.settings.dispatcher_per_endpoint,
-            self.settings.dispatcher_lease_seconds,
+        rows = await _CLAIM.fetch(
+            self.pool,
+            limit=min(room, self.settings.dispatcher_batch),
+            busy_ids=list(busy),
+            busy_counts=list(busy.values()),
+            per_endpoint=self.settings.dispatcher_per_endpoint,
+            lease_seconds=self.settings.dispatcher_lease_seconds,
         )
         for row in rows:
             job = dict(row)
@@ -394,7 +611,7 @@ class Dispatcher:
             }
             for o in batch
         ]
-        changed = await self.pool.fetch(_RECORD, jsonutil.dumps_str(rows))
+        changed = await _RECORD.fetch(self.pool, outcomes=jsonutil.dumps_str(rows))
         for row in changed:
             if row["status"] == "disabled":
-                await self.pool.execute(PARK, row["workspace_id"], [row["id"]])
+                await PARK.execute(self.pool, ws=row["workspace_id"], endpoint_ids=[row["id"]])

@@ -7,20 +7,63 @@ import uuid
 from typing import Any
 
 import asyncpg
+from sqlalchemy import (
+    ColumnElement,
+    Select,
+    Update,
+    and_,
+    delete,
+    func,
+    null,
+    select,
+    tuple_,
+    update,
+)
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.sql.dml import ReturningDelete, ReturningInsert, ReturningUpdate
+
+from .. import sql
+
+_ENDPOINTS = sql.table("webhook_endpoints")
+_DELIVERIES = sql.table("webhook_deliveries")
+_ATTEMPTS = sql.table("webhook_attempts")
+_EVENTS = sql.table("events")
 
 _ENDPOINT = (
-    "id, url, description, event_types, ordering, status, disabled_reason, created_at, updated_at, version, "
-    "secret, previous_secret, previous_secret_expires_at"
+    "id",
+    "url",
+    "description",
+    "event_types",
+    "ordering",
+    "status",
+    "disabled_reason",
+    "created_at",
+    "updated_at",
+    "version",
+    "secret",
+    "previous_secret",
+    "previous_secret_expires_at",
 )
 _DELIVERY = (
-    "id, endpoint_id, event_id, event_type, event_sequence, status, attempts, next_attempt_at, "
-    "last_status_code, last_error, created_at, delivered_at"
+    "id",
+    "endpoint_id",
+    "event_id",
+    "event_type",
+    "event_sequence",
+    "status",
+    "attempts",
+    "next_attempt_at",
+    "last_status_code",
+    "last_error",
+    "created_at",
+    "delivered_at",
 )
+_ATTEMPT = ("attempted_at", "status_code", "latency_ms", "error", "response_body")
 
 
 def endpoint_api(row: dict[str, Any], with_secret: bool = False) -> dict[str, Any]:
     out = {"object": "webhook_endpoint"}
-    out.update({k: row[k] for k in _ENDPOINT.split(", ") if not k.startswith(("secret", "previous_"))})
+    out.update({k: row[k] for k in _ENDPOINT if not k.startswith(("secret", "previous_"))})
     if with_secret:
         out["secret"] = row["secret"]
     return out
@@ -33,45 +76,74 @@ def delivery_api(row: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+def _endpoint_columns() -> list[ColumnElement[Any]]:
+    return sql.columns(_ENDPOINT, _ENDPOINTS)
+
+
+def _this_endpoint() -> ColumnElement[bool]:
+    return and_(_ENDPOINTS.c.workspace_id == sql.param("ws"), _ENDPOINTS.c.id == sql.param("id"))
+
+
+@sql.shape
+def _insert_endpoint(names: tuple[str, ...]) -> ReturningInsert[Any]:
+    # parameters are named for their columns (``url``): the caller's dict is the statement's parameters
+    return insert(_ENDPOINTS).values({n: sql.param(n) for n in names}).returning(*_endpoint_columns())
+
+
 async def insert_endpoint(conn: asyncpg.Connection, values: dict[str, Any]) -> dict[str, Any]:
-    cols = list(values)
-    row = await conn.fetchrow(
-        f"INSERT INTO webhook_endpoints ({', '.join(cols)}) "
-        f"VALUES ({', '.join(f'${i + 1}' for i in range(len(cols)))}) RETURNING {_ENDPOINT}",
-        *values.values(),
-    )
+    row = await _insert_endpoint(tuple(values)).fetchrow(conn, **values)
     return dict(row)
+
+
+_GET_ENDPOINT = sql.Query(lambda: select(*_endpoint_columns()).where(_this_endpoint()))
 
 
 async def get_endpoint(
     conn: asyncpg.Connection | asyncpg.Pool, ws: uuid.UUID, eid: uuid.UUID
 ) -> dict[str, Any] | None:
-    row = await conn.fetchrow(
-        f"SELECT {_ENDPOINT} FROM webhook_endpoints WHERE workspace_id = $1 AND id = $2", ws, eid
-    )
+    row = await _GET_ENDPOINT.fetchrow(conn, ws=ws, id=eid)
     return dict(row) if row else None
+
+
+@sql.shape
+def _update_endpoint(names: tuple[str, ...]) -> ReturningUpdate[Any]:
+    # ``set_<column>``: apart from the WHERE clause's ``ws`` and ``id`` whatever the columns are
+    t = _ENDPOINTS
+    sets: dict[str, Any] = {n: sql.param(f"set_{n}", t.c[n].type) for n in names}
+    sets.update(version=t.c.version + sql.const(1), updated_at=func.now())
+    return update(t).values(sets).where(_this_endpoint()).returning(*_endpoint_columns())
 
 
 async def update_endpoint(
     conn: asyncpg.Connection, ws: uuid.UUID, eid: uuid.UUID, changes: dict[str, Any]
 ) -> dict[str, Any] | None:
-    sets = [f"{k} = ${i + 3}" for i, k in enumerate(changes)]
-    sets += ["version = version + 1", "updated_at = now()"]
-    row = await conn.fetchrow(
-        f"UPDATE webhook_endpoints SET {', '.join(sets)} "
-        f"WHERE workspace_id = $1 AND id = $2 RETURNING {_ENDPOINT}",
-        ws,
-        eid,
-        *changes.values(),
-    )
+    stmt = _update_endpoint(tuple(sorted(changes)))  # sorted: one statement per set of columns
+    row = await stmt.fetchrow(conn, ws=ws, id=eid, **{f"set_{k}": v for k, v in changes.items()})
     return dict(row) if row else None
+
+
+def _delete_endpoint() -> ReturningDelete[Any]:
+    return delete(_ENDPOINTS).where(_this_endpoint()).returning(*_endpoint_columns())
+
+
+_DELETE_ENDPOINT = sql.Query(_delete_endpoint)
 
 
 async def delete_endpoint(conn: asyncpg.Connection, ws: uuid.UUID, eid: uuid.UUID) -> dict[str, Any] | None:
-    row = await conn.fetchrow(
-        f"DELETE FROM webhook_endpoints WHERE workspace_id = $1 AND id = $2 RETURNING {_ENDPOINT}", ws, eid
-    )
+    row = await _DELETE_ENDPOINT.fetchrow(conn, ws=ws, id=eid)
     return dict(row) if row else None
+
+
+@sql.shape
+def _list_endpoints(after: bool) -> Select[Any]:
+    t = _ENDPOINTS
+    stmt = select(*_endpoint_columns()).where(t.c.workspace_id == sql.param("ws"))
+    if after:
+        stmt = stmt.where(
+            tuple_(t.c.created_at, t.c.id)
+            > tuple_(sql.param("after_at", t.c.created_at.type), sql.param("after_id", t.c.id.type))
+        )
+    return stmt.order_by(t.c.created_at, t.c.id).limit(sql.param("limit"))
 
 
 async def list_endpoints(
@@ -80,15 +152,28 @@ async def list_endpoints(
     after: tuple[dt.datetime, uuid.UUID] | None,
     limit: int,
 ) -> list[dict[str, Any]]:
-    cond = "AND (created_at, id) > ($2, $3)" if after else "AND $2::timestamptz IS NULL AND $3::uuid IS NULL"
-    rows = await conn.fetch(
-        f"SELECT {_ENDPOINT} FROM webhook_endpoints WHERE workspace_id = $1 {cond} "
-        f"ORDER BY created_at, id LIMIT {int(limit) + 1}",
-        ws,
-        after[0] if after else None,
-        after[1] if after else None,
-    )
+    stmt = _list_endpoints(after is not None)
+    if after is None:
+        rows = await stmt.fetch(conn, ws=ws, limit=int(limit) + 1)
+    else:
+        rows = await stmt.fetch(conn, ws=ws, after_at=after[0], after_id=after[1], limit=int(limit) + 1)
     return [dict(r) for r in rows]
+
+
+@sql.shape
+def _list_deliveries(by_status: bool, after: bool) -> Select[Any]:
+    d = _DELIVERIES
+    stmt = select(*sql.columns(_DELIVERY, d)).where(
+        d.c.workspace_id == sql.param("ws"), d.c.endpoint_id == sql.param("endpoint_id")
+    )
+    if by_status:
+        stmt = stmt.where(d.c.status == sql.param("status"))
+    if after:
+        stmt = stmt.where(
+            tuple_(d.c.created_at, d.c.id)
+            < tuple_(sql.param("after_at", d.c.created_at.type), sql.param("after_id", d.c.id.type))
+        )
+    return stmt.order_by(d.c.created_at.desc(), d.c.id.desc()).limit(sql.param("limit"))
 
 
 async def list_deliveries(
@@ -99,29 +184,26 @@ async def list_deliveries(
     after: tuple[dt.datetime, uuid.UUID] | None,
     limit: int,
 ) -> list[dict[str, Any]]:
-    rows = await conn.fetch(
-        f"SELECT {_DELIVERY} FROM webhook_deliveries WHERE workspace_id = $1 AND endpoint_id = $2 "
-        "AND ($3::text IS NULL OR status = $3) AND ($4::timestamptz IS NULL OR (created_at, id) < ($4, $5)) "
-        f"ORDER BY created_at DESC, id DESC LIMIT {int(limit) + 1}",
-        ws,
-        eid,
-        status,
-        after[0] if after else None,
-        after[1] if after else None,
-    )
+    params: dict[str, Any] = {"ws": ws, "endpoint_id": eid, "limit": int(limit) + 1}
+    if status is not None:
+        params["status"] = status
+    if after is not None:
+        params.update(after_at=after[0], after_id=after[1])
+    rows = await _list_deliveries(status is not None, after is not None).fetch(conn, **params)
     return [dict(r) for r in rows]
 
 
-_ATTEMPT = ("attempted_at", "status_code", "latency_ms", "error", "response_body")
-_GET_DELIVERY = (
-    "SELECT "
-    + ", ".join(f"d.{c.strip()}" for c in _DELIVERY.split(","))
-    + ", "
-    + ", ".join(f"a.{c} AS a_{c}" for c in _ATTEMPT)
-    + " FROM webhook_deliveries AS d LEFT JOIN webhook_attempts AS a"
-    " ON a.workspace_id = d.workspace_id AND a.delivery_id = d.id"
-    " WHERE d.workspace_id = $1 AND d.id = $2 ORDER BY a.attempted_at"
-)
+def _get_delivery() -> Select[Any]:
+    d, a = _DELIVERIES.alias("d"), _ATTEMPTS.alias("a")
+    return (
+        select(*sql.columns(_DELIVERY, d), *(a.c[c].label(f"a_{c}") for c in _ATTEMPT))
+        .select_from(d.outerjoin(a, and_(a.c.workspace_id == d.c.workspace_id, a.c.delivery_id == d.c.id)))
+        .where(d.c.workspace_id == sql.param("ws"), d.c.id == sql.param("id"))
+        .order_by(a.c.attempted_at)
+    )
+
+
+_GET_DELIVERY = sql.Query(_get_delivery)
 
 
 async def get_delivery(
@@ -129,7 +211,7 @@ async def get_delivery(
 ) -> dict[str, Any] | None:
     # One statement, so the delivery and its attempts come from one snapshot: read in two, an attempt
     # recorded in between showed up beside a delivery row that did not yet know of it.
-    rows = await conn.fetch(_GET_DELIVERY, ws, did)
+    rows = await _GET_DELIVERY.fetch(conn, ws=ws, id=did)
     if not rows:
         return None
     delivery = {k: v for k, v in dict(rows[0]).items() if not k.startswith("a_")}
@@ -137,24 +219,32 @@ async def get_delivery(
     return {**delivery, "attempt_log": attempts}
 
 
-async def requeue(conn: asyncpg.Connection, ws: uuid.UUID, did: uuid.UUID) -> bool:
-    status = await conn.execute(
-        "UPDATE webhook_deliveries SET status = 'pending', next_attempt_at = now(), leased_until = NULL "
-        "WHERE workspace_id = $1 AND id = $2",
-        ws,
-        did,
+def _requeue(*conditions: ColumnElement[bool]) -> Update:
+    d = _DELIVERIES
+    return (
+        update(d)
+        .values(status=sql.const("pending"), next_attempt_at=func.now(), leased_until=null())
+        .where(d.c.workspace_id == sql.param("ws"), *conditions)
     )
+
+
+_REQUEUE = sql.Query(lambda: _requeue(_DELIVERIES.c.id == sql.param("id")))
+_REQUEUE_FAILED_SINCE = sql.Query(
+    lambda: _requeue(
+        _DELIVERIES.c.endpoint_id == sql.param("endpoint_id"),
+        _DELIVERIES.c.status == sql.const("failed"),
+        _DELIVERIES.c.created_at >= sql.param("since"),
+    )
+)
+
+
+async def requeue(conn: asyncpg.Connection, ws: uuid.UUID, did: uuid.UUID) -> bool:
+    status = await _REQUEUE.execute(conn, ws=ws, id=did)
     return bool(status.endswith(" 1"))
 
 
 async def requeue_failed_since(
     conn: asyncpg.Connection, ws: uuid.UUID, eid: uuid.UUID, since: dt.datetime
 ) -> int:
-    status = await conn.execute(
-        "UPDATE webhook_deliveries SET status = 'pending', next_attempt_at = now(), leased_until = NULL "
-        "WHERE workspace_id = $1 AND endpoint_id = $2 AND status = 'failed' AND created_at >= $3",
-        ws,
-        eid,
-        since,
-    )
+    status = await _REQUEUE_FAILED_SINCE.execute(conn, ws=ws, endpoint_id=eid, since=since)
     return int(status.split()[-1])

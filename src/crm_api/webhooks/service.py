@@ -72,9 +72,9 @@ async def update(
     if row is None:
         raise NotFound(f"No webhook endpoint with id {eid}")
     if changes.get("status") == "enabled":
-        await conn.execute(UNPARK, ctx.workspace_id, eid)  # its backlog flows again
+        await UNPARK.execute(conn, ws=ctx.workspace_id, endpoint_id=eid)  # its backlog flows again
     elif changes.get("status") == "disabled":
-        await conn.execute(PARK, ctx.workspace_id, [eid])
+        await PARK.execute(conn, ws=ctx.workspace_id, endpoint_ids=[eid])
     return row
 
 

@@ -14,14 +14,17 @@ from __future__ import annotations
 
 import datetime as dt
 import decimal
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 import asyncpg
+from sqlalchemy import Select, select, true, tuple_
 
+from ... import sql
 from ...errors import InvalidCursor, field_error
 from ...pagination import Sort, decode_cursor, encode_cursor, keyset_page
-from ...sqlparams import Params
+from ..exprs import Expr, Params, workspace_param
 from ..spec import ResourceSpec
 from . import enforce, values
 
@@ -82,47 +85,89 @@ def _cursor_value(value: Any, column: str) -> Any:
     return number
 
 
-def page_sql(
+_PAGES = sql.Shapes(512)
+
+
+def _page_statement(
+    spec: ResourceSpec,
+    conditions: list[Expr],
+    custom: CustomSort,
+    field: Expr,
+    after: tuple[Expr, Expr] | None,
+    count: int,
+) -> Callable[[], Select[Any]]:
+    col, desc = custom.column, custom.sort.descending
+
+    def build() -> Select[Any]:
+        v = sql.table("custom_field_values").alias("v")
+        t = sql.table(spec.table)
+        record = (
+            select(*sql.columns(spec.columns, t))
+            .where(t.c.id == v.c.object_id, *(c.build() for c in conditions))
+            .lateral("r")
+        )
+        where = [
+            v.c.workspace_id == workspace_param().build(),
+            v.c.object_type == spec.object,
+            v.c.field == field.build(),
+        ]
+        if after is not None:
+            bound = tuple_(after[0].build(), after[1].build())
+            where.append(tuple_(v.c[col], v.c.object_id).op("<" if desc else ">")(bound))
+        order = [v.c[col].desc(), v.c.object_id.desc()] if desc else [v.c[col].asc(), v.c.object_id.asc()]
+        return (
+            select(v.c[col].label("cf_sort_value"), *record.c)
+            .select_from(v.join(record, true()))
+            .where(*where)
+            .order_by(*order)
+            .limit(count)
+        )
+
+    return build
+
+
+def page_statement(
     spec: ResourceSpec,
     params: Params,
-    conditions: list[str],
+    conditions: list[Expr],
     custom: CustomSort,
     after: tuple[Any, Any] | None,
     limit: int,
-) -> str:
+) -> sql.Compiled:
     """One keyset page (``limit + 1`` rows) in the field's order; ``after`` is a decoded cursor."""
-    col, desc = custom.column, custom.sort.descending
-    direction = "DESC" if desc else "ASC"
-    where = [
-        "v.workspace_id = $1",
-        f"v.object_type = '{spec.object}'",
-        f"v.field = {params.add(custom.field, 'text')}",
-    ]
+    field = params.add(custom.field, "text")
+    bound = None
     if after is not None:
-        low = params.add(_cursor_value(after[0], col), values.COLUMN_TYPES[col])
-        where.append(f"(v.{col}, v.object_id) {'<' if desc else '>'} ({low}, {params.add(after[1], 'uuid')})")
-    # the record's conditions stay unqualified inside the lateral subquery, as lists write them
-    return (
-        f"SELECT v.{col} AS cf_sort_value, r.* FROM custom_field_values AS v CROSS JOIN LATERAL "
-        f"(SELECT {', '.join(spec.columns)} FROM {spec.table} "
-        f"WHERE id = v.object_id AND {' AND '.join(conditions)}) AS r "
-        f"WHERE {' AND '.join(where)} ORDER BY v.{col} {direction}, v.object_id {direction} "
-        f"LIMIT {int(limit) + 1}"
+        col = custom.column
+        bound = (
+            params.add(_cursor_value(after[0], col), values.COLUMN_TYPES[col]),
+            params.add(after[1], "uuid"),
+        )
+    key = (
+        "cf_page",
+        spec.table,
+        tuple(c.key for c in conditions),
+        custom.column,
+        custom.sort.descending,
+        field.key,
+        bound and (bound[0].key, bound[1].key),
+        limit + 1,
     )
+    return _PAGES.get(key, _page_statement(spec, conditions, custom, field, bound, limit + 1))
 
 
 async def page(
     conn: asyncpg.Connection | asyncpg.Pool,
     spec: ResourceSpec,
     params: Params,
-    conditions: list[str],
+    conditions: list[Expr],
     custom: CustomSort,
     cursor: str | None,
     limit: int,
 ) -> dict[str, Any]:
     after = decode_cursor(cursor, custom.sort) if cursor else None
-    sql = page_sql(spec, params, conditions, custom, after, limit)
-    rows = [dict(r) for r in await conn.fetch(sql, *params.values)]
+    statement = page_statement(spec, params, conditions, custom, after, limit)
+    rows = [dict(r) for r in await statement.fetch(conn, **params.values)]
 
     def cursor_of(row: dict[str, Any]) -> str:
         last = row["cf_sort_value"]

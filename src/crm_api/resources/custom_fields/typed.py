@@ -13,12 +13,15 @@ archived fields, and ranges on values of fields with no definition, fall back to
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any, Protocol
 
-from ... import jsonutil
+from sqlalchemy import ColumnElement, DateTime, Numeric, Text, and_, case, cast, func, select
+from sqlalchemy.dialects.postgresql import JSONB
+
+from ... import sql
 from ...errors import field_error
-from ...sqlparams import Params
+from ..exprs import Expr, Params, column_ref
 from ..spec import FieldType, Operator, ResourceSpec
 from . import values
 
@@ -29,9 +32,11 @@ class Compiler(Protocol):
 
     spec: ResourceSpec
     params: Params
-    ws: str
+    ws: Expr
 
-    def column(self, column: str, pg_type: FieldType, op: Operator, value: Any, path: str) -> str: ...
+    def column(self, column: Expr, pg_type: FieldType, op: Operator, value: Any, path: str) -> Expr: ...
+
+    def contains_any(self, probes: list[dict[str, Any]], negated: bool) -> Expr: ...
 
 
 _RANGES = ("lt", "lte", "gt", "gte", "between")
@@ -41,7 +46,7 @@ _DATETIME = r"^\d{4}-(0[1-9]|1[0-2])-(0[1-9]|[12]\d|3[01])T([01]\d|2[0-3]):[0-5]
 
 def typed_custom_field(
     compiler: Compiler, key: str, definition: Mapping[str, Any], op: Operator, value: Any, path: str
-) -> str:
+) -> Expr:
     kind = definition["type"]
     vpath = f"{path}/value"
     if op in ("eq", "neq", "in", "nin"):
@@ -55,9 +60,7 @@ def typed_custom_field(
         for i, item in enumerate(items):
             stored = _normalise(definition, item, f"{vpath}/{i}" if many else vpath)
             probes.append({key: [stored] if kind == "multi_enum" else stored})
-        parts = [f"custom_fields @> {compiler.params.add(jsonutil.dumps_str(p), 'jsonb')}" for p in probes]
-        cond = "(" + " OR ".join(parts) + ")"
-        return cond if op in ("eq", "in") else f"(NOT {cond})"
+        return compiler.contains_any(probes, negated=op in ("neq", "nin"))
     if op not in _RANGES or kind in ("boolean", "multi_enum"):
         raise field_error(f"{path}/op", f"operator '{op}' does not apply to a {kind} custom field")
     if op == "between":
@@ -73,39 +76,66 @@ def typed_custom_field(
     if column != "txt":
         return side
     # the full value, on the rows the index narrowed to
-    return f"({side} AND {_unindexed(compiler, key, kind, op, value, path)})"
+    full = _unindexed(compiler, key, kind, op, value, path)
+    return Expr(("and", (side.key, full.key)), lambda: and_(side.build(), full.build()))
 
 
-def _indexed(compiler: Compiler, key: str, column: str, op: Operator, value: Any, path: str) -> str:
+def _indexed(compiler: Compiler, key: str, column: str, op: Operator, value: Any, path: str) -> Expr:
     """The ids whose indexed value is in range: one btree range of ``custom_field_values``."""
     if column == "txt":  # the index holds a prefix: a strict bound on it could drop a longer value
         op = "lte" if op == "lt" else "gte" if op == "gt" else op
         cut = values.INDEXED_PREFIX
         value = [v[:cut] for v in value] if op == "between" else value[:cut]
-    cond = compiler.column(f"v.{column}", values.COLUMN_TYPES[column], op, value, path)
-    return (
-        f"(id IN (SELECT v.object_id FROM custom_field_values AS v WHERE v.workspace_id = {compiler.ws} "
-        f"AND v.object_type = '{compiler.spec.object}' AND v.field = {compiler.params.add(key, 'text')} "
-        f"AND {cond}))"
-    )
+    side = sql.table("custom_field_values").alias("v")
+    indexed = Expr(("cfv", column), lambda: side.c[column])
+    cond = compiler.column(indexed, values.COLUMN_TYPES[column], op, value, path)
+    field = compiler.params.add(key, "text")
+    spec, ws = compiler.spec, compiler.ws
+
+    def ids_in_range() -> ColumnElement[Any]:
+        ids = select(side.c.object_id).where(
+            side.c.workspace_id == ws.build(),
+            side.c.object_type == spec.object,
+            side.c.field == field.build(),
+            cond.build(),
+        )
+        return sql.table(spec.table).c.id.in_(ids)
+
+    return Expr(("cf_range", spec.table, field.key, cond.key), ids_in_range)
 
 
-def _unindexed(compiler: Compiler, key: str, kind: str, op: Operator, value: Any, path: str) -> str:
+def _unindexed(compiler: Compiler, key: str, kind: str, op: Operator, value: Any, path: str) -> Expr:
     """A range over the stored JSON: an archived field's, or the recheck of a text range."""
     name = compiler.params.add(key, "text")
-    text = f"(custom_fields ->> {name})"
-    is_string = f"jsonb_typeof(custom_fields -> {name}) = 'string'"
+    fields = column_ref(compiler.spec, "custom_fields")
+
+    def stored() -> ColumnElement[Any]:
+        return fields.build().op("->>", return_type=Text())(name.build())
+
+    def json_kind() -> ColumnElement[Any]:
+        return func.jsonb_typeof(fields.build().op("->", return_type=JSONB())(name.build()))
+
     # each cast is guarded so a value stored before the definition existed never breaks the query
+    def guarded(pattern: str, target: Any) -> Callable[[], ColumnElement[Any]]:
+        return lambda: case(
+            (and_(json_kind() == "string", stored().regexp_match(pattern)), cast(stored(), target))
+        )
+
     if kind == "number":
-        expr = f"(CASE WHEN jsonb_typeof(custom_fields -> {name}) = 'number' THEN {text}::numeric END)"
+        expr = Expr(
+            ("cf_number", name.key), lambda: case((json_kind() == "number", cast(stored(), Numeric())))
+        )
         return compiler.column(expr, "numeric", op, value, path)
     if kind == "decimal":
-        expr = f"(CASE WHEN {is_string} AND {text} ~ '{_DECIMAL}' THEN {text}::numeric END)"
+        expr = Expr(("cf_decimal", name.key), guarded(_DECIMAL, Numeric()))
         return compiler.column(expr, "numeric", op, value, path)
     if kind == "datetime":
-        expr = f"(CASE WHEN {is_string} AND {text} ~ '{_DATETIME}' THEN {text}::timestamptz END)"
+        expr = Expr(("cf_datetime", name.key), guarded(_DATETIME, DateTime(timezone=True)))
         return compiler.column(expr, "timestamptz", op, value, path)
-    expr = f'((CASE WHEN {is_string} THEN {text} END) COLLATE "C")'
+    expr = Expr(
+        ("cf_string", name.key),
+        lambda: case((json_kind() == "string", stored())).collate("C"),
+    )
     return compiler.column(expr, "text", op, value, path)
 
 

@@ -31,7 +31,10 @@ from citus_rules import (
     statement_problems,
 )
 
+from crm_api import sql
 from crm_api.db import asyncpg_dsn
+from crm_api.resources import repository
+from crm_api.resources.spec import REGISTRY
 
 SRC = Path(__file__).resolve().parents[1] / "src" / "crm_api"
 
@@ -60,7 +63,7 @@ class Allowed:
 ALLOWED = [
     Allowed(
         UNSCOPED_LOCK,
-        "WITH RECURSIVE queues AS (",
+        "WITH RECURSIVE queues(",
         "The webhook dispatcher's claim: one statement over every workspace's queue (a recursive loose "
         "index scan, then FOR UPDATE SKIP LOCKED), the one designed exception. On Citus it runs against "
         "each worker's shards of webhook_deliveries (one claim per shard group), not through the "
@@ -111,8 +114,20 @@ def test_most_tables_are_distributed(schema: Schema) -> None:
     assert {"contacts", "deals", "events", "webhook_deliveries", "custom_field_values"} <= distributed
 
 
+def compiled_statements() -> list[tuple[str, str]]:
+    """The statements the code builds with SQLAlchemy Core, as sent: every fixed statement (compiled here
+    if nothing ran it yet), every resource's statements, and whatever else this run has compiled so far
+    (the request-shaped ones: lists, filters, pages)."""
+    for query in sql.QUERIES:
+        query.compiled  # noqa: B018 - compiles it
+    for spec in REGISTRY.values():
+        for shape in (repository.write_statement(spec), *repository.read_statements(spec)):
+            sql.COMPILED.add(shape.text)
+    return [("compiled", text) for text in sorted(sql.COMPILED)]
+
+
 def test_the_sql_the_code_sends_keeps_citus_rules(schema: Schema, functions: Functions) -> None:
-    statements = source_statements(SRC)
+    statements = source_statements(SRC) + compiled_statements()
     routines = [(f"function {name}()", body) for name, body in sorted(schema.routines.items())]
     problems = statement_problems(statements + routines, functions, _columns(schema))
     unexplained = [p for p in problems if not any(a.matches(p) for a in ALLOWED)]
@@ -127,8 +142,9 @@ def test_the_source_scan_reads_the_statements_that_matter(schema: Schema) -> Non
     """Guards the scan itself: module constants are read as sent, trigger bodies are read, no docstring."""
     statements = dict(source_statements(SRC))
     texts = list(statements.values())
-    assert len(texts) > 50
-    claim = next(t for t in texts if "WITH RECURSIVE queues" in t)
+    compiled = [text for _, text in compiled_statements()]
+    assert len(texts) + len(compiled) > 50
+    claim = next(t for t in compiled if "WITH RECURSIVE queues" in t)
     assert "UPDATE webhook_deliveries AS w" in claim
     erase = next(t for t in texts if "UPDATE events AS e" in t)
     assert "jsonb_object_agg" in erase  # the f-string's {_nulled(...)} parts, as sent

@@ -200,6 +200,19 @@ def _write_stmt(spec: ResourceSpec) -> Select[Any]:
     return select(ok.c.id).add_cte(ev, fanout(ev).cte("fanout"), xdel, xins)
 
 
+def write_statement(spec: ResourceSpec) -> sql.Compiled:
+    """The resource's write statement, compiled (tests read it)."""
+    return _write_stmt(spec)
+
+
+def read_statements(spec: ResourceSpec) -> list[sql.Compiled]:
+    """The resource's fixed reads, compiled (tests read them)."""
+    reads = [_by_ids(spec), _one(spec, False), _one(spec, True), _live_ids(spec.table)]
+    if spec.natural_key is not None:
+        reads.append(_live_by_key(spec, spec.natural_key.field))
+    return reads
+
+
 async def write(
     conn: asyncpg.Connection,
     spec: ResourceSpec,

@@ -289,3 +289,33 @@ async def test_idempotent_replay_of_a_merge(api: httpx.AsyncClient) -> None:
     again = await api.post(f"/v1/contacts/{a['id']}/merge", json={"from": [b["id"]]}, headers=headers)
     assert first.status_code == again.status_code == 200
     assert first.json() == again.json()
+
+
+async def test_the_survivor_takes_a_unique_custom_field_value_from_a_merged_record(
+    api: httpx.AsyncClient, pool: asyncpg.Pool
+) -> None:
+    """The survivor's rules run once the merged records are archived, in a dry run too (in a savepoint it
+    rolls back): a unique value moving to the survivor is not held by a live record any more."""
+    r = await api.post(
+        "/v1/custom-fields",
+        json={"object_type": "contact", "name": "erp_no", "label": "ERP", "type": "text", "unique": True},
+    )
+    assert r.status_code == 201, r.text
+    keep = await _post(api, "/v1/contacts", {"first_name": "Keep"})
+    dup = await _post(api, "/v1/contacts", {"email": "d@x.com", "custom_fields": {"erp_no": "A-1"}})
+    events = "SELECT count(*) FROM events WHERE workspace_id = $1"
+    before = await pool.fetchval(events, api.workspace_id)  # type: ignore[attr-defined]
+
+    dry = await _merge(api, keep["id"], {"from": [dup["id"]], "dry_run": True})
+    assert dry.status_code == 200, dry.text
+    assert dry.json()["survivor"]["custom_fields"] == {"erp_no": "A-1"}
+    assert await pool.fetchval(events, api.workspace_id) == before  # type: ignore[attr-defined]
+    assert (await api.get(f"/v1/contacts/{dup['id']}")).json()["archived_at"] is None
+
+    r = await _merge(api, keep["id"], {"from": [dup["id"]]})
+    assert r.status_code == 200, r.text
+    assert r.json()["survivor"]["custom_fields"] == {"erp_no": "A-1"}
+    assert r.json()["survivor"]["email"] == "d@x.com"
+    # the value is the survivor's now: another record cannot take it
+    taken = await api.post("/v1/contacts", json={"custom_fields": {"erp_no": "A-1"}})
+    assert taken.status_code == 409 and taken.json()["errors"][0]["path"] == "/custom_fields/erp_no"

@@ -11,8 +11,7 @@ from typing import Any
 import asyncpg
 
 from ..auth import Context
-from ..resources import repository as res_repo
-from ..resources import service
+from ..resources import writes
 from .spec import CONTACTS
 
 # Every named contact, locked, beside its aggregates computed afresh: won, live deals it is the primary
@@ -49,16 +48,13 @@ async def contact_aggregates(
 
 async def refresh_contacts(conn: asyncpg.Connection, ctx: Context, ids: set[uuid.UUID]) -> None:
     """Recompute lifetime value and order count of the contacts, and write those that changed as one
-    batch through the shared repository, so each gets its ``contact.updated`` event and a new version."""
+    batch through the write pipeline, so each gets its ``contact.updated`` event and a new version.
+
+    Upkeep of derived, read-only columns: the client rules are not run (``rules=False``), so an erased or
+    merged contact's aggregates still follow its deals."""
     rows = await contact_aggregates(conn, ctx.workspace_id, CONTACTS.columns, list(ids))
-    at = service.now()
-    updates: list[dict[str, Any]] = []
-    events: list[dict[str, Any]] = []
+    changes = []
     for row in rows:
         ltv, count = row.pop("new_lifetime_value"), row.pop("new_order_count")
-        new = service.merged_row(CONTACTS, row, {"lifetime_value": ltv, "order_count": count}, at)
-        if service.bump(row, new, at):
-            updates.append(new)
-            events += service.events_for(CONTACTS, ctx, row, new, "updated", at)
-    if updates:
-        await res_repo.write(conn, CONTACTS, ctx.workspace_id, updates=updates, events=events)
+        changes.append((row, {"lifetime_value": ltv, "order_count": count}))
+    await writes.apply(conn, CONTACTS, ctx, changes, "updated", rules=False)

@@ -7,6 +7,12 @@ of ticket comments it wrote as requester; the same fields in every stored event 
 objects, which is also what webhook deliveries send (bodies are built from ``events.data`` at send time,
 never stored); receivers' response bodies logged for those events; personal values in stored
 Idempotency-Key responses. What stays: ids, links, deals and their amounts, tickets, counts.
+
+The one writer of resource rows that does not go through ``resources.writes.apply``: an erase is set-based
+across tables (the contact, every activity and comment about it, the stored events about each of them),
+and its event must not carry the values it removes, where ``apply`` records each change with the row and
+its previous values. It builds its event with the same ``events.emit`` and fans it out with the same
+``FANOUT_SQL``, in its one statement. Contacts have no ``after_write``; if they get one, call it here.
 """
 
 from __future__ import annotations

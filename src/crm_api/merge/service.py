@@ -5,8 +5,10 @@ share records queue instead of deadlocking); (2) archive the merged ones with ``
 external ids released; (3) write the survivor, filled and holding those external ids; (4) move every
 reference, one locked read and one write statement per referencing table. Step 2 comes before 3 because
 the live-unique email/domain and the external-id registry would refuse the survivor taking them while the
-merged records still hold them. Every write goes through ``repository.write``, so each changed object has
-its new version, its event and its webhooks in the same statement.
+merged records still hold them (and so would the survivor's unique custom fields check, which runs at its
+write). Every write goes through ``writes.apply``, so each changed object has its new version, its event,
+its webhooks and its spec's upkeep (a moved won deal's contacts) like any other write. A dry run takes steps
+2 and 3 in a savepoint it rolls back, and only counts step 4.
 """
 
 from __future__ import annotations
@@ -26,7 +28,8 @@ from ..deals.spec import DEALS
 from ..errors import Conflict, FieldError, NotFound, Unprocessable
 from ..events.emit import emit
 from ..resources import repository as repo
-from ..resources.service import bump, events_for, merged_row, now, prepare
+from ..resources import writes
+from ..resources.service import now
 from ..resources.spec import ResourceSpec
 from ..tickets.spec import TICKETS
 
@@ -127,28 +130,9 @@ async def _lock(
     return [dict(r) for r in await conn.fetch(sql, ws, ids)]
 
 
-async def _write(
-    conn: asyncpg.Connection,
-    spec: ResourceSpec,
-    ctx: Context,
-    updates: list[dict[str, Any]],
-    events: list[dict[str, Any]],
-    removed: list[dict[str, Any]] | None = None,
-    added: list[dict[str, Any]] | None = None,
-) -> None:
-    if not updates:
-        return
-    written = await repo.write(
-        conn,
-        spec,
-        ctx.workspace_id,
-        updates=updates,
-        events=events,
-        external_removed=removed or [],
-        external_added=added or [],
-    )
+def _check_written(spec: ResourceSpec, done: writes.Applied) -> None:
     # every row is locked, so a version cannot move; a miss would be a bug, never a silent partial merge
-    if len(written) != len(updates):
+    if any(done.lost(i) for i in done.changed):
         raise Conflict(f"{spec.name} changed during the merge; try again")
 
 
@@ -162,17 +146,13 @@ async def _move(
     at: dt.datetime,
     dry_run: bool,
 ) -> int:
-    """Point one table's references at the survivor: one locked read, one write (with events)."""
+    """Point one table's references at the survivor: one locked read, one write (with events, and the
+    spec's upkeep: a moved won deal refreshes its contacts). Links only change, so the rules are not run."""
     rows = await _lock(conn, spec, ctx.workspace_id, where, merged)
-    updates, events = [], []
-    for row in rows:
-        new = merged_row(spec, row, remap(row), at)
-        if bump(row, new, at):
-            updates.append(new)
-            events += events_for(spec, ctx, row, new, "updated", at)
-    if not dry_run:
-        await _write(conn, spec, ctx, updates, events)
-    return len(updates)
+    changes = [(row, remap(row)) for row in rows]
+    done = await writes.apply(conn, spec, ctx, changes, "updated", at=at, rules=False, dry_run=dry_run)
+    _check_written(spec, done)
+    return len(done.changed)
 
 
 async def _move_contact_refs(
@@ -188,6 +168,9 @@ async def _move_contact_refs(
     def one(value: uuid.UUID | None) -> uuid.UUID | None:
         return survivor if value in gone else value
 
+    # orders first: a moved won deal refreshes its contacts' lifetime value and order count (the deals'
+    # upkeep), which then counts the orders where they end up
+    orders_moved = await _move_orders(conn, ctx, "contact_id", survivor, merged, dry_run)
     moved = {
         "deals": await _move(
             conn,
@@ -224,6 +207,8 @@ async def _move_contact_refs(
         ),
     }
     # Comments have no update event type: the author is a link, set-based, with a new version and no event.
+    # Not through ``writes.apply``, which would read the comments first (a round trip) to emit nothing;
+    # comments have no upkeep (``after_write``) to skip.
     sql = (
         "UPDATE ticket_comments SET author_id = $3, version = version + 1, updated_at = $4 "
         "WHERE workspace_id = $1 AND author_type = 'requester' AND author_id = ANY($2::uuid[])"
@@ -237,7 +222,7 @@ async def _move_contact_refs(
     else:
         status = await conn.execute(sql, ctx.workspace_id, merged, survivor, at)
         moved["ticket_comments"] = int(status.split()[-1])
-    moved["orders"] = await _move_orders(conn, ctx, "contact_id", survivor, merged, dry_run)
+    moved["orders"] = orders_moved
     return moved
 
 
@@ -292,6 +277,55 @@ async def _move_orders(
     return int(status.split()[-1])
 
 
+async def _archive_and_fill(
+    conn: asyncpg.Connection,
+    spec: ResourceSpec,
+    ctx: Context,
+    survivor: dict[str, Any],
+    others: list[dict[str, Any]],
+    changes: dict[str, Any],
+    at: dt.datetime,
+    dry_run: bool,
+) -> dict[str, Any]:
+    """(2) archive the merged records, their external ids released; (3) the survivor, filled: always a new
+    version, since the merge itself is a change to it. The survivor's rules run after (2), so a unique
+    value it takes from a merged record is no longer held by a live one."""
+    sid = survivor["id"]
+    archived = await writes.apply(
+        conn,
+        spec,
+        ctx,
+        [
+            (row, {"archived_at": row["archived_at"] or at, "merged_into": sid, "external_ids": {}})
+            for row in others
+        ],
+        lambda old, new: "archived" if old is not None and old["archived_at"] is None else "updated",
+        at=at,
+        rules=False,  # the merge's own bookkeeping on records that stop being live
+    )
+    _check_written(spec, archived)
+
+    def merged_event(old: dict[str, Any] | None, new: dict[str, Any]) -> list[dict[str, Any]]:
+        event = emit(ctx, f"{spec.object}.merged", spec.object, new["id"], spec.to_api(new), {}, at)
+        event["data"].update(survivor=new["id"], merged=[r["id"] for r in others])
+        return [event]
+
+    filled = await writes.apply(
+        conn,
+        spec,
+        ctx,
+        [(survivor, changes)],
+        "updated" if changes else None,
+        at=at,
+        events=merged_event,
+        always=True,
+        dry_run=dry_run,
+    )
+    filled.raise_first()
+    _check_written(spec, filled)
+    return filled.rows[0]
+
+
 async def merge(
     conn: asyncpg.Connection,
     spec: ResourceSpec,
@@ -339,52 +373,18 @@ async def merge(
     at = now()
     changes, filled, dropped = combine(spec, survivor, others, prefer)
 
-    # (2) archive the merged records, their external ids released
-    archived, archive_events, released = [], [], []
-    for row in others:
-        new = merged_row(
-            spec,
-            row,
-            {"archived_at": row["archived_at"] or at, "merged_into": survivor_id, "external_ids": {}},
-            at,
-        )
-        bump(row, new, at)
-        archived.append(new)
-        action = "archived" if row["archived_at"] is None else "updated"
-        archive_events += events_for(spec, ctx, row, new, action, at)
-        released += [
-            {"object_id": row["id"], "source": s, "external_id": v} for s, v in row["external_ids"].items()
-        ]
-
-    # (3) the survivor: always a new version, since the merge itself is a change to it
-    new_survivor = merged_row(spec, survivor, changes, at)
-    new_survivor["version"], new_survivor["updated_at"] = survivor["version"] + 1, at
-    # the spec's database-backed rules see the combined record like any other write (referencing rows
-    # below only change links, so theirs do not apply)
-    failures = await prepare(conn, spec, ctx, [(survivor, new_survivor)])
-    if failures:
-        raise failures[0]
-    survivor_events = events_for(spec, ctx, survivor, new_survivor, "updated", at) if changes else []
-    merged_event = emit(
-        ctx, f"{spec.object}.merged", spec.object, survivor_id, spec.to_api(new_survivor), {}, at
-    )
-    merged_event["data"].update(survivor=survivor_id, merged=merged)
+    # (2) and (3); a dry run takes them too, in a savepoint it rolls back, so the survivor's rules see what
+    # they would see in the merge itself
+    preview = conn.transaction() if dry_run else None
+    if preview is not None:
+        await preview.start()
+    try:
+        new_survivor = await _archive_and_fill(conn, spec, ctx, survivor, others, changes, at, dry_run)
+    finally:
+        if preview is not None:
+            await preview.rollback()
     before = {(s, str(v)) for s, v in survivor["external_ids"].items()}
-    taken = [
-        {"object_id": survivor_id, "source": s, "external_id": str(v)}
-        for s, v in new_survivor["external_ids"].items()
-        if (s, str(v)) not in before
-    ]
-    gone = [
-        {"object_id": survivor_id, "source": s, "external_id": v}
-        for s, v in before
-        if new_survivor["external_ids"].get(s) != v
-    ]
-    if not dry_run:
-        await _write(conn, spec, ctx, archived, archive_events, removed=released)
-        await _write(
-            conn, spec, ctx, [new_survivor], [*survivor_events, merged_event], removed=gone, added=taken
-        )
+    taken = [pair for pair in new_survivor["external_ids"].items() if (pair[0], str(pair[1])) not in before]
 
     # (4) every reference
     mover = _move_contact_refs if spec.name == "contacts" else _move_company_refs

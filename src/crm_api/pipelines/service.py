@@ -1,6 +1,7 @@
 """Pipeline rules: ordered stages (positions 0..n-1), at least one open stage, unique stage names, one
-default pipeline per workspace, and stage removal that moves the stage's deals (set-based, each move a
-stage change with its history and events) or refuses with a 409 while the stage holds deals.
+default pipeline per workspace, and stage removal that moves the stage's deals (one write through the deal
+pipeline, ``resources.writes``: each move a stage change with its history, events and the deals' upkeep) or
+refuses with a 409 while the stage holds deals.
 
 Every write runs in the request's transaction (``deps.LockingConn``) with the pipeline row locked, so stage
 edits of one pipeline queue rather than interleave.
@@ -22,8 +23,8 @@ from ..deals.spec import DEALS
 from ..errors import Conflict, FieldError, NotFound, PreconditionFailed, Unprocessable, field_error
 from ..events.emit import emit
 from ..ids import uuid7
-from ..resources import repository as resource_repo
 from ..resources import service as resources
+from ..resources import writes
 from . import repository as repo
 from .schemas import MAX_STAGES
 
@@ -363,19 +364,10 @@ async def remove_stage(
 async def _move_deals(
     conn: asyncpg.Connection, ctx: Context, deals: list[dict[str, Any]], stage_id: uuid.UUID
 ) -> None:
-    """Every deal of a removed stage moves in one write, through the deal rules (status, closed_at) and with
-    a ``deal.stage_changed`` event each (and so a history row each)."""
-    at = resources.now()
-    pairs = [(d, resources.merged_row(DEALS, d, {"stage_id": stage_id}, at)) for d in deals]
-    failures = await resources.prepare(conn, DEALS, ctx, list(pairs))
-    if failures:
-        raise next(iter(failures.values()))
-    updates: list[dict[str, Any]] = []
-    events: list[dict[str, Any]] = []
-    for old, new in pairs:
-        if resources.bump(old, new, at):
-            updates.append(new)
-            events += resources.events_for(DEALS, ctx, old, new, "updated", at)
-    written = await resource_repo.write(conn, DEALS, ctx.workspace_id, updates=updates, events=events)
-    if len(written) != len(updates):  # cannot happen: the rows are locked
+    """Every deal of a removed stage moves in one write through the deal pipeline: the deal rules (status,
+    closed_at), a ``deal.stage_changed`` event each (and so a history row each), and the deals' upkeep
+    (the lifetime value of contacts whose deals the move wins or loses)."""
+    done = await writes.apply(conn, DEALS, ctx, [(d, {"stage_id": stage_id}) for d in deals], "updated")
+    done.raise_first()
+    if any(done.lost(i) for i in done.changed):  # cannot happen: the rows are locked
         raise Conflict("Deals changed while they were moved; retry")

@@ -1,7 +1,8 @@
 """Batch create and upsert: up to 500 items, one result per item, a fixed handful of statements.
 
 Statements, whatever the size: reference checks (one per reference), the advisory locks (upsert), the
-natural-key and external-id lookups, and one write that inserts, updates and emits for every good item.
+natural-key and external-id lookups, then ``writes.apply`` with every item: its rules (one query each) and
+one write that inserts, updates and emits for every good item.
 """
 
 from __future__ import annotations
@@ -15,18 +16,8 @@ from ..auth import Context
 from ..errors import Conflict, CRMError, FieldError, Unprocessable
 from ..locks import lock_keys
 from . import repository as repo
-from .service import (
-    _external_changes,
-    _key_lock,
-    bump,
-    check_references,
-    events_for,
-    merged_row,
-    new_row,
-    now,
-    prepare,
-    validate,
-)
+from . import writes
+from .service import _key_lock, check_references, validate
 from .spec import ResourceSpec
 
 Mode = Literal["create", "upsert"]
@@ -96,79 +87,43 @@ async def run(
             elif ext_of[i] and ext_of[i][0] in owners:
                 targets[i] = by_id[owners[ext_of[i][0]]]
 
-    at = now()
-    inserts: list[dict[str, Any]] = []
-    updates: list[dict[str, Any]] = []
-    events: list[dict[str, Any]] = []
-    removed_all: list[dict[str, Any]] = []
-    added_all: list[dict[str, Any]] = []
-    planned: dict[int, tuple[int, dict[str, Any]]] = {}
     claimed_keys: dict[str, uuid.UUID] = {}
     claimed_pairs: dict[tuple[str, str], uuid.UUID] = {}
     touched: set[uuid.UUID] = set()
 
-    rows: dict[int, dict[str, Any]] = {}
-    for i, payload in payloads.items():
-        target = targets.get(i)
-        if target is not None:
-            merged_ext = {**target["external_ids"], **(payload.get("external_ids") or {})}
-            rows[i] = merged_row(spec, target, {**payload, "external_ids": merged_ext}, at)
-        else:
-            rows[i] = new_row(spec, ctx, payload, at)
-    order = list(rows)
-    failures = await prepare(conn, spec, ctx, [(targets.get(i), rows[i]) for i in order])
-    for pos, failure in failures.items():
-        results[order[pos]] = _error(_at_item(failure, order[pos]), ctx.request_id)
-        del rows[order[pos]]
-
-    for i, row in rows.items():
-        target = targets.get(i)
+    def admit(pos: int, old: dict[str, Any] | None, row: dict[str, Any]) -> CRMError | None:
+        """Refuse a clash with the database or an earlier item; otherwise the row claims its keys."""
         conflict = _conflicts(spec, row, live_by_key, owners, claimed_keys, claimed_pairs, touched)
         if conflict is not None:
-            results[i] = _error(_at_item(conflict, i), ctx.request_id)
-            continue
+            return conflict
         touched.add(row["id"])
         if key and row.get(key.field):
             claimed_keys[row[key.field]] = row["id"]
         for pair in _pairs(row):
             claimed_pairs[pair] = row["id"]
-        if target is None:
-            inserts.append(row)
-            _, added = _external_changes(None, row)
-            events += events_for(spec, ctx, None, row, "created", at)
-            planned[i] = (201, row)
-        elif not bump(target, row, at):
-            results[i] = {"status": 200, "object": spec.to_api(row)}
-            continue
-        else:
-            updates.append(row)
-            removed, added = _external_changes(target, row)
-            removed_all += removed
-            events += events_for(spec, ctx, target, row, "updated", at)
-            planned[i] = (200, row)
-        added_all += added
+        return None
 
-    written: set[uuid.UUID] = set()
-    if planned:
-        written = await repo.write(
-            conn,
-            spec,
-            ctx.workspace_id,
-            inserts=inserts,
-            updates=updates,
-            events=events,
-            external_removed=removed_all,
-            external_added=added_all,
-        )
-    if spec.after_write is not None and written:
-        done = [(targets.get(i), row) for i, (_, row) in planned.items() if row["id"] in written]
-        await spec.after_write(conn, ctx, done)
-    for i, (status, row) in planned.items():
-        if row["id"] in written:
-            results[i] = {"status": status, "object": spec.to_api(row)}
+    changes: list[tuple[dict[str, Any] | None, dict[str, Any]]] = []
+    for i, payload in payloads.items():
+        target = targets.get(i)
+        if target is not None:
+            merged_ext = {**target["external_ids"], **(payload.get("external_ids") or {})}
+            changes.append((target, {**payload, "external_ids": merged_ext}))
         else:
+            changes.append((None, payload))
+    order = list(payloads)
+    done = await writes.apply(
+        conn, spec, ctx, changes, lambda old, new: "created" if old is None else "updated", admit=admit
+    )
+    for pos, failure in done.failures.items():
+        results[order[pos]] = _error(_at_item(failure, order[pos]), ctx.request_id)
+    for pos, row in done.rows.items():
+        i = order[pos]
+        if done.lost(pos):
             lost = Conflict(f"The {spec.object} was changed or created concurrently; retry this item")
             results[i] = _error(lost, ctx.request_id)
+        else:
+            results[i] = {"status": 201 if targets.get(i) is None else 200, "object": spec.to_api(row)}
     return [r for r in results if r is not None]
 
 

@@ -1,5 +1,6 @@
 """The rules every resource shares: create, read, update with If-Match, archive, restore, upsert by a
-natural key or external id, and batches of up to 500, each change recorded by ``events.emit``.
+natural key or external id, and batches of up to 500 (``batch``). Each writes through ``writes.apply``, the
+one write pipeline; what is here is the reading, matching and checking of a request around it.
 
 Nothing here commits: the request's transaction (``deps.write_conn``) does, before the response is sent.
 """
@@ -8,7 +9,6 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
-from contextlib import AbstractAsyncContextManager, nullcontext
 from typing import Any
 
 import asyncpg
@@ -26,10 +26,8 @@ from ..errors import (
     PreconditionFailed,
     Unprocessable,
 )
-from ..events.emit import emit
-from ..ids import uuid7
 from . import repository as repo
-from .custom_fields import enforce as custom_fields
+from . import writes
 from .spec import ResourceSpec
 
 MAX_BATCH = 500
@@ -37,93 +35,6 @@ MAX_BATCH = 500
 
 def now() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
-
-
-def _external_pairs(row: dict[str, Any]) -> set[tuple[str, str]]:
-    return {(k, str(v)) for k, v in (row.get("external_ids") or {}).items()}
-
-
-def _external_changes(
-    old: dict[str, Any] | None, new: dict[str, Any]
-) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-    before = _external_pairs(old) if old else set()
-    after = _external_pairs(new)
-    oid = new["id"]
-    removed = [{"object_id": oid, "source": s, "external_id": e} for s, e in before - after]
-    added = [{"object_id": oid, "source": s, "external_id": e} for s, e in after - before]
-    return removed, added
-
-
-def new_row(spec: ResourceSpec, ctx: Context, payload: dict[str, Any], at: dt.datetime) -> dict[str, Any]:
-    row: dict[str, Any] = dict.fromkeys(spec.columns)
-    row.update(spec.defaults)
-    row.update({k: v for k, v in payload.items() if v is not None or k not in spec.defaults})
-    row.update(workspace_id=ctx.workspace_id, id=uuid7(), created_at=at, updated_at=at, version=1)
-    row["archived_at"] = None
-    if spec.finalise:
-        spec.finalise(None, row)
-    row["search_text"] = spec.search_text(row)
-    return row
-
-
-def merged_row(
-    spec: ResourceSpec, row: dict[str, Any], changes: dict[str, Any], at: dt.datetime
-) -> dict[str, Any]:
-    new = dict(row)
-    for key, value in changes.items():
-        new[key] = spec.defaults.get(key) if value is None and key in spec.defaults else value
-    if spec.finalise:
-        spec.finalise(row, new)
-    new["search_text"] = spec.search_text(new)
-    return new
-
-
-def bump(row: dict[str, Any], new: dict[str, Any], at: dt.datetime) -> bool:
-    """Give a changed row its next version; False (and no new version) when nothing changed."""
-    if new == row:
-        return False
-    new["version"] = row["version"] + 1
-    new["updated_at"] = at
-    return True
-
-
-async def prepare(
-    conn: asyncpg.Connection,
-    spec: ResourceSpec,
-    ctx: Context,
-    pairs: list[tuple[dict[str, Any] | None, dict[str, Any]]],
-) -> dict[int, CRMError]:
-    """The spec's database-backed rules for each (old, new) pair, and the workspace's custom field
-    definitions for resources with ``custom_fields``; failures by index."""
-    if not pairs:
-        return {}
-    failures = await custom_fields.check(conn, spec, ctx, pairs)
-    if spec.prepare is None:
-        return failures
-    for i, error in (await spec.prepare(conn, ctx, pairs)).items():
-        failures.setdefault(i, error)
-    for _, new in pairs:
-        new["search_text"] = spec.search_text(new)
-    return failures
-
-
-def events_for(
-    spec: ResourceSpec,
-    ctx: Context,
-    old: dict[str, Any] | None,
-    new: dict[str, Any],
-    action: str,
-    at: dt.datetime,
-) -> list[dict[str, Any]]:
-    """The change's own event plus those its spec derives (``deal.stage_changed``), one snapshot for all."""
-    obj = spec.to_api(new)
-    previous = previous_values(spec, old, new) if old is not None else {}
-    actions = [action, *(spec.derived_events(old, new) if spec.derived_events else ())]
-    return [emit(ctx, f"{spec.object}.{a}", spec.object, new["id"], obj, previous, at) for a in actions]
-
-
-def previous_values(spec: ResourceSpec, old: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]:
-    return {k: old[k] for k in (*spec.field_names, "archived_at") if old[k] != new[k]}
 
 
 def validate(schema: type[BaseModel], data: Any, path: str) -> dict[str, Any]:
@@ -194,28 +105,12 @@ async def create(
     failures = await check_references(conn, spec, ctx, [payload])
     if failures:
         raise failures[0]
-    at = now()
-    row = new_row(spec, ctx, payload, at)
-    failures = await prepare(conn, spec, ctx, [(None, row)])
-    if failures:
-        raise failures[0]
-    _, added = _external_changes(None, row)
-    events = events_for(spec, ctx, None, row, "created", at)
-    async with _scope(conn, spec):
-        written = await repo.write(
-            conn, spec, ctx.workspace_id, inserts=[row], events=events, external_added=added
-        )
-        if row["id"] not in written:
-            raise await _conflict_for(conn, spec, ctx, row)
-        if spec.after_write is not None:
-            await spec.after_write(conn, ctx, [(None, row)])
+    done = await writes.apply(conn, spec, ctx, [(None, payload)], "created")
+    done.raise_first()
+    row = done.rows[0]
+    if done.lost(0):
+        raise await _conflict_for(conn, spec, ctx, row)
     return row
-
-
-def _scope(conn: asyncpg.Connection, spec: ResourceSpec) -> AbstractAsyncContextManager[Any]:
-    """A transaction (a savepoint inside the request's) when the spec has upkeep to do after its write,
-    so the two commit together; a plain write is one statement and needs none."""
-    return conn.transaction() if spec.after_write is not None else nullcontext()
 
 
 async def get(
@@ -261,18 +156,18 @@ async def update(
             raise failures[0]
     # Optimistic first: read, then a version-checked write (two statements, no locks). If another writer
     # got in between and the client did not pin a version, apply again under a row lock, which cannot lose.
-    written = await _apply(conn, spec, ctx, oid, changes, if_match, event_type, lock=False)
+    written = await _update_once(conn, spec, ctx, oid, changes, if_match, event_type, lock=False)
     if written is not None:
         return written
     if if_match is not None:
         raise PreconditionFailed(f"The {spec.object} changed while this request was applied")
     async with conn.transaction():
-        written = await _apply(conn, spec, ctx, oid, changes, None, event_type, lock=True)
+        written = await _update_once(conn, spec, ctx, oid, changes, None, event_type, lock=True)
     assert written is not None, "a locked row cannot change under us"
     return written
 
 
-async def _apply(
+async def _update_once(
     conn: asyncpg.Connection,
     spec: ResourceSpec,
     ctx: Context,
@@ -282,34 +177,17 @@ async def _apply(
     event_type: str,
     lock: bool,
 ) -> dict[str, Any] | None:
-    """One read-merge-write; None when the version moved between the read and the write."""
+    """One read-merge-write (the row as it was when nothing changed); None when the version moved between
+    the read and the write."""
     row = await repo.fetch_one(conn, spec, ctx.workspace_id, oid, for_update=lock)
     if row is None:
         raise NotFound(f"No {spec.object} with id {oid}")
     check_not_merged(spec, row)
     if if_match is not None and row["version"] != if_match:
         raise PreconditionFailed(f"The {spec.object} is at version {row['version']}, not {if_match}")
-    at = now()
-    new = merged_row(spec, row, changes, at)
-    failures = await prepare(conn, spec, ctx, [(row, new)])
-    if failures:
-        raise failures[0]
-    if not bump(row, new, at):
-        return row  # nothing changed: no new version, no event
-    removed, added = _external_changes(row, new)
-    async with _scope(conn, spec):
-        written = await repo.write(
-            conn,
-            spec,
-            ctx.workspace_id,
-            updates=[new],
-            events=events_for(spec, ctx, row, new, event_type, at),
-            external_removed=removed,
-            external_added=added,
-        )
-        if oid in written and spec.after_write is not None:
-            await spec.after_write(conn, ctx, [(row, new)])
-    return new if oid in written else None
+    done = await writes.apply(conn, spec, ctx, [(row, changes)], event_type)
+    done.raise_first()
+    return None if done.lost(0) else done.rows[0]
 
 
 async def archive(

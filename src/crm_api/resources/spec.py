@@ -131,23 +131,26 @@ class ResourceSpec:
     update_schema: type[BaseModel]
     read_schema: type[BaseModel]
     normalise: Callable[[dict[str, Any]], dict[str, Any]]
-    """Canonical form of a payload (lower-cased email, bare domain); may raise ``Unprocessable``."""
+    """Canonical form of a payload (lower-cased email, bare domain); may raise ``Unprocessable``. Idempotent:
+    ``writes.apply`` runs it on every change, after callers that look a natural key up have run it too."""
     search_text: Callable[[dict[str, Any]], str]
     natural_key: NaturalKey | None = None
     finalise: Callable[[dict[str, Any] | None, dict[str, Any]], None] | None = None
-    """Derive fields from the change (old row or None for a create, new row edited in place)."""
+    """Derive fields from the change (old row or None for a create, new row edited in place); runs after
+    ``prepare`` (see ``writes`` for the order)."""
     prepare: Prepare | None = None
-    """Async, before every write (create, update, upsert, batch): derive fields that need the database (a
-    deal's status from its stage's kind), editing each new row in place. Returns failures by pair index;
-    those rows are not written. Every write path calls it, so no path can skip a rule."""
+    """Async, before every write (create, update, upsert, batch, a stage removal's moves): derive fields that
+    need the database (a deal's status from its stage's kind), editing each new row in place. Returns
+    failures by pair index; those rows are not written. ``writes.apply`` calls it for every writer of client
+    changes, so no path can skip a rule (upkeep with ``rules=False`` skips it: see ``writes``)."""
     derived_events: Callable[[dict[str, Any] | None, dict[str, Any]], list[str]] | None = None
     """Event actions a change implies beside created/updated (``["stage_changed", "won"]``), each written
     as ``<object>.<action>`` with the same object and previous values, in the same statement. Each such
     type is listed in ``events/types.py`` (``derived=True``)."""
     after_write: Prepare | None = None
     """Async, after a write and in its transaction, with the (old, new) pairs that were written: upkeep of
-    other objects that a change implies (a contact's lifetime value when a deal is won). Its return value
-    is ignored."""
+    other objects that a change implies (a contact's lifetime value when a deal is won). ``writes.apply``
+    calls it for every writer, upkeep included. Its return value is ignored."""
     references: tuple[Reference, ...] = ()
     sorts: tuple[str, ...] = ("created_at", "updated_at")
     nullable_sorts: tuple[str, ...] = ()

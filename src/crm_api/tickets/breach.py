@@ -22,7 +22,7 @@ import asyncpg
 from ..config import Settings
 from ..events.emit import emit
 from ..models.service_desk import FIRST_RESPONSE_RUNNING, RESOLUTION_RUNNING
-from ..resources import repository as repo
+from ..resources import writes
 from .spec import TICKETS
 
 log = logging.getLogger("crm_api.sla")
@@ -94,33 +94,38 @@ async def run_once(pool: asyncpg.Pool, batch: int = 500, now: dt.datetime | None
     at = now or dt.datetime.now(dt.UTC)
     async with pool.acquire() as conn, conn.transaction():
         rows = [dict(r) for r in await conn.fetch(_CLAIM, at, batch)]
-        per_workspace: dict[uuid.UUID, tuple[list[dict[str, Any]], list[dict[str, Any]]]] = defaultdict(
-            lambda: ([], [])
-        )
+        per_workspace: dict[uuid.UUID, list[tuple[dict[str, Any], dict[str, Any]]]] = defaultdict(list)
         count = 0
         for row in rows:
             targets = breached_targets(row, at)
-            if not targets:
-                continue
-            new = dict(row)
-            for target in targets:
-                new[f"{target}_breached_at"] = at
-            new["version"] = row["version"] + 1
-            new["updated_at"] = at
-            obj = TICKETS.to_api(new)
-            updates, events = per_workspace[row["workspace_id"]]
-            updates.append(new)
-            actor = _System(row["workspace_id"])
-            for target in targets:
-                previous = {f"{target}_breached_at": None}
-                event = emit(actor, "ticket.sla_breached", TICKETS.object, row["id"], obj, previous, at)
-                event["data"]["target"] = target
-                event["data"]["due_at"] = row[f"{target}_due_at"]
-                events.append(event)
-            count += len(targets)
-        for workspace_id, (updates, events) in per_workspace.items():
-            await repo.write(conn, TICKETS, workspace_id, updates=updates, events=events)
+            if targets:
+                per_workspace[row["workspace_id"]].append((row, {f"{t}_breached_at": at for t in targets}))
+                count += len(targets)
+        for workspace_id, changes in per_workspace.items():
+            # upkeep of the SLA markers, not a client's change: the ticket rules are not run, and the one
+            # event per target is ``ticket.sla_breached`` rather than ``ticket.updated``
+            actor = _System(workspace_id)
+            await writes.apply(
+                conn, TICKETS, actor, changes, None, at=at, rules=False, events=_breach_events(actor, at)
+            )
     return count
+
+
+def _breach_events(actor: _System, at: dt.datetime) -> writes.Events:
+    def events(old: dict[str, Any] | None, new: dict[str, Any]) -> list[dict[str, Any]]:
+        assert old is not None
+        obj = TICKETS.to_api(new)
+        out = []
+        for target in ("first_response", "resolution"):
+            if old[f"{target}_breached_at"] is None and new[f"{target}_breached_at"] is not None:
+                previous = {f"{target}_breached_at": None}
+                event = emit(actor, "ticket.sla_breached", TICKETS.object, new["id"], obj, previous, at)
+                event["data"]["target"] = target
+                event["data"]["due_at"] = old[f"{target}_due_at"]
+                out.append(event)
+        return out
+
+    return events
 
 
 async def run_forever(pool: asyncpg.Pool, settings: Settings, stop: asyncio.Event) -> None:

@@ -15,7 +15,8 @@ from ..auth import Context
 from ..errors import Conflict, FieldError, NotFound, Unprocessable
 from ..events.emit import emit
 from ..resources import repository as repo
-from ..resources.service import bump, events_for, merged_row, new_row, now
+from ..resources import writes
+from ..resources.service import now
 from .spec import COMMENTS, TICKETS
 
 
@@ -45,22 +46,22 @@ async def create_comment(
                 [FieldError("/author_id", "must be the ticket's requester_id")],
             )
         payload["author_id"] = requester
+    payload["api_key_id"] = ctx.principal.key_id
     at = now()
-    comment = new_row(COMMENTS, ctx, payload, at)
-    comment["api_key_id"] = ctx.principal.key_id
-    body = COMMENTS.to_api(comment)
-    events = [emit(ctx, "ticket.comment_created", COMMENTS.object, comment["id"], body, {}, at)]
-    await repo.write(conn, COMMENTS, ctx.workspace_id, inserts=[comment], events=events)
+
+    def comment_created(old: dict[str, Any] | None, comment: dict[str, Any]) -> list[dict[str, Any]]:
+        # a comment is part of its ticket's story: its one event is the ticket's, not ``ticket_comment.*``
+        body = COMMENTS.to_api(comment)
+        return [emit(ctx, "ticket.comment_created", COMMENTS.object, comment["id"], body, {}, at)]
+
+    done = await writes.apply(conn, COMMENTS, ctx, [(None, payload)], None, at=at, events=comment_created)
+    done.raise_first()
+    comment = done.rows[0]
     answers = comment["public"] and comment["author_type"] == "agent"
     if answers and ticket["first_responded_at"] is None:
-        updated = merged_row(TICKETS, ticket, {"first_responded_at": at}, at)
-        bump(ticket, updated, at)
-        written = await repo.write(
-            conn,
-            TICKETS,
-            ctx.workspace_id,
-            updates=[updated],
-            events=events_for(TICKETS, ctx, ticket, updated, "updated", at),
+        # upkeep of a derived timestamp, not a client's change to the ticket: its rules are not run
+        stamped = await writes.apply(
+            conn, TICKETS, ctx, [(ticket, {"first_responded_at": at})], "updated", at=at, rules=False
         )
-        assert ticket_id in written, "the ticket row is locked by this transaction"
+        assert ticket_id in stamped.written, "the ticket row is locked by this transaction"
     return comment

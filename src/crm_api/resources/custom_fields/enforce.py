@@ -1,7 +1,8 @@
 """``custom_fields`` on contacts, companies, deals and tickets checked against the workspace's definitions.
 
-Called by ``resources.service.prepare``, which every write path goes through (create, update, upserts,
-batches), with all of a request's rows at once: one query for the definitions, one for unique values.
+Called by ``resources.writes.apply``, which every write path goes through (create, update, upserts,
+batches, deals moved off a removed stage, a merge's survivor), with all of a write's rows at once: one
+query for the definitions, one for unique values.
 
 Rules, per key whose value the write changes (unchanged keys are left alone, so data written before a
 definition existed, or under one since archived, never blocks an unrelated update):

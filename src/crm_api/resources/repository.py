@@ -270,7 +270,10 @@ def _fk_column(exc: asyncpg.ForeignKeyViolationError) -> str:
     detail = getattr(exc, "detail", "") or ""
     # "Key (workspace_id, company_id)=(...) is not present in table ..."
     inside = detail.partition("(")[2].partition(")")[0]
-    return inside.split(",")[-1].strip() or "id"
+    columns = [c.strip() for c in inside.split(",") if c.strip() and c.strip() != "workspace_id"]
+    # a composite key names the object by its last id: (pipeline_id, stage_id, status) is the stage
+    ids = [c for c in columns if c.endswith("_id")]
+    return (ids or columns or ["id"])[-1]
 
 
 _PAGES = sql.Shapes(2048)

@@ -23,7 +23,6 @@ from sqlalchemy import (
     delete,
     false,
     func,
-    literal_column,
     null,
     select,
     union_all,
@@ -92,7 +91,7 @@ def _scrubbed(e: Alias, s: Any, part: str) -> ColumnElement[Any]:
 
 def _some(cte: CTE) -> Exists:
     """``EXISTS (SELECT 1 FROM cte)``: the parts run only when the contact was erased."""
-    return select(literal_column("1")).select_from(cte).exists()
+    return select(sql.const(1)).select_from(cte).exists()
 
 
 def _erase() -> Select[Any]:
@@ -127,7 +126,7 @@ def _erase() -> Select[Any]:
             x.c.object_type == sql.const("contact"),
             _some(target),
         )
-        .returning(literal_column("1"))
+        .returning(sql.const(1))
         .cte("xids")
     )
 

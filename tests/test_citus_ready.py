@@ -71,7 +71,7 @@ ALLOWED = [
     ),
     Allowed(
         UNSCOPED_LOCK,
-        "FROM tickets WHERE (workspace_id, id) IN (",
+        "FROM tickets WHERE (tickets.workspace_id, tickets.id) IN (",
         "The SLA breach job's claim: overdue tickets of every workspace, FOR UPDATE SKIP LOCKED, the "
         "dispatcher claim's twin (it runs beside the dispatcher). Same treatment on Citus: per shard group.",
     ),

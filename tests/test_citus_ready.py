@@ -1,7 +1,7 @@
 """Ready for Citus: the migrated schema and the SQL the code sends keep to Citus's rules for tables
 distributed by ``workspace_id`` (docs/SCALING.md: what a deployment needs, what is checked here and what
-is not). The rules themselves live in tests/citus_rules.py; the lead's list of compiled statements can be
-fed to ``statement_problems`` the same way the source's SQL is here.
+is not). The rules themselves live in tests/citus_rules.py; they read the statements compiled from
+SQLAlchemy Core (``compiled_statements``) and the little SQL text left in the source alike.
 """
 
 from __future__ import annotations

@@ -2,7 +2,8 @@
 natural key or external id, and batches of up to 500 (``batch``). Each writes through ``writes.apply``, the
 one write pipeline; what is here is the reading, matching and checking of a request around it.
 
-Nothing here commits: the request's transaction (``deps.write_conn``) does, before the response is sent.
+Nothing here commits: the request's connection does (``deps``: one statement commits on its own; a
+``LockingConn`` transaction commits before the response is sent).
 """
 
 from __future__ import annotations

@@ -36,7 +36,8 @@ CREATE TABLE IF NOT EXISTS floor_contacts (
     title text, lifecycle_stage text, created_at timestamptz NOT NULL, updated_at timestamptz NOT NULL,
     version int NOT NULL DEFAULT 1, PRIMARY KEY (workspace_id, id));
 CREATE INDEX IF NOT EXISTS floor_contacts_created ON floor_contacts (workspace_id, created_at, id);
-CREATE INDEX IF NOT EXISTS floor_contacts_stage ON floor_contacts (workspace_id, lifecycle_stage, created_at, id);
+CREATE INDEX IF NOT EXISTS floor_contacts_stage
+    ON floor_contacts (workspace_id, lifecycle_stage, created_at, id);
 CREATE TABLE IF NOT EXISTS floor_events (
     workspace_id uuid NOT NULL, id uuid NOT NULL, sequence bigserial, type text NOT NULL, object_id uuid,
     data jsonb NOT NULL, created_at timestamptz NOT NULL DEFAULT now(), PRIMARY KEY (workspace_id, id));
@@ -149,7 +150,8 @@ async def list_(
         args += [dt.datetime.fromisoformat(at), uuid.UUID(cid)]
         where += f" AND (created_at, id) < (${len(args) - 1}, ${len(args)})"
     rows = await request.app.state.pool.fetch(
-        f"SELECT {COLUMNS} FROM floor_contacts WHERE {where} ORDER BY created_at DESC, id DESC LIMIT {limit + 1}",
+        f"SELECT {COLUMNS} FROM floor_contacts WHERE {where} "
+        f"ORDER BY created_at DESC, id DESC LIMIT {limit + 1}",
         *args,
     )
     more = len(rows) > limit

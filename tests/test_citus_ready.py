@@ -71,7 +71,7 @@ ALLOWED = [
     ),
     Allowed(
         UNSCOPED_LOCK,
-        "FROM tickets WHERE (workspace_id, id) IN (",
+        "FROM tickets WHERE (tickets.workspace_id, tickets.id) IN (",
         "The SLA breach job's claim: overdue tickets of every workspace, FOR UPDATE SKIP LOCKED, the "
         "dispatcher claim's twin (it runs beside the dispatcher). Same treatment on Citus: per shard group.",
     ),
@@ -146,8 +146,8 @@ def test_the_source_scan_reads_the_statements_that_matter(schema: Schema) -> Non
     assert len(texts) + len(compiled) > 50
     claim = next(t for t in compiled if "WITH RECURSIVE queues" in t)
     assert "UPDATE webhook_deliveries AS w" in claim
-    erase = next(t for t in texts if "UPDATE events AS e" in t)
-    assert "jsonb_object_agg" in erase  # the f-string's {_nulled(...)} parts, as sent
+    erase = next(t for t in compiled if "UPDATE events AS e" in t)
+    assert "jsonb_set(jsonb_set(e.data, '{object}'" in erase and "jsonb_object_agg" in erase  # as sent
     assert not any(t.lstrip().startswith("The SLA breach job") for t in texts)
     assert {"custom_field_values_sync", "record_deal_stage_change"} <= set(schema.routines)
 

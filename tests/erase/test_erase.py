@@ -10,6 +10,7 @@ from typing import Any
 
 import asyncpg
 import httpx
+import jsonschema
 from conftest import MakeClient
 
 from crm_api.webhooks.dispatcher import body_of
@@ -200,13 +201,43 @@ async def test_stored_events_keep_their_shape_with_personal_fields_null(
     assert erased["request_id"] and erased["actor"].startswith("api_key:")
     # the same through the API, as an integrator reads one event
     comment_events = await _events(pool, ws, s["mine"]["id"])
-    assert comment_events[0]["data"]["object"]["body"] is None
+    assert comment_events[0]["data"]["object"]["body"] == ""  # what the row holds: the schema's type
     assert comment_events[0]["data"]["object"]["author_id"] == ann_id
     own_events = await _events(pool, ws, s["own"]["id"])
     assert [e["data"]["previous"] for e in own_events] == [{}, {"body": None}]
     assert all(e["data"]["object"]["subject"] is None for e in own_events)
     shared_events = await _events(pool, ws, s["shared"]["id"])
     assert shared_events[0]["data"]["object"]["body"] == "Ann and Bob"  # shared: its text stays
+
+
+async def test_erased_payloads_still_match_the_published_schemas(
+    api: httpx.AsyncClient, pool: asyncpg.Pool
+) -> None:
+    """Every stored event about what the erase touched (the contact, her own activity, her comment) still
+    validates against the schema ``GET /v1/event-types`` serves for its type, in ``object`` and in each
+    ``previous`` value: an emptied list or map stays a list or map, an emptied comment body a string."""
+    s = await _story(api)
+    ann_id = s["ann"]["id"]
+    change = {"tags": ["vip", "gold"], "custom_fields": {"shoe": "43"}, "external_ids": {"crm": "a-1"}}
+    await _ok(await api.patch(f"/v1/contacts/{ann_id}", json=change))
+    await _ok(await api.post(f"/v1/contacts/{ann_id}/erase"))
+    schemas = {e["type"]: e["schema"] for e in (await _ok(await api.get("/v1/event-types")))["data"]}
+    ws = api.workspace_id  # type: ignore[attr-defined]
+    seen = []
+    for object_id in (ann_id, s["own"]["id"], s["mine"]["id"]):
+        for event in await _events(pool, ws, object_id):
+            schema = schemas[event["type"]]
+            validator = jsonschema.Draft202012Validator(schema)
+            assert not list(validator.iter_errors(event["data"]["object"])), (event["type"], event["data"])
+            for name, value in event["data"]["previous"].items():
+                field = {**schema["properties"][name], "$defs": schema.get("$defs", {})}
+                assert jsonschema.Draft202012Validator(field).is_valid(value), (event["type"], name, value)
+            seen.append((event["type"], sorted(event["data"]["previous"])))
+    assert ("contact.updated", ["custom_fields", "external_ids", "tags"]) in seen
+    assert {t for t, _ in seen} >= {"contact.created", "activity.updated", "ticket.comment_created"}
+    updated = [e for e in await _events(pool, ws, ann_id) if e["type"] == "contact.updated"][-1]
+    assert updated["data"]["object"]["tags"] == [] and updated["data"]["previous"]["tags"] == []
+    assert updated["data"]["object"]["custom_fields"] == {} == updated["data"]["previous"]["external_ids"]
 
 
 async def test_contact_erased_is_fanned_out_with_only_the_id(

@@ -6,6 +6,11 @@ import uuid
 from typing import Any
 
 import httpx
+from sqlalchemy import select
+
+from crm_api import sql
+from crm_api.merge import duplicates
+from crm_api.models import crm
 
 
 async def _post(api: httpx.AsyncClient, url: str, body: dict[str, Any]) -> dict[str, Any]:
@@ -100,26 +105,32 @@ async def test_duplicates_problems(api: httpx.AsyncClient, make_client: Any) -> 
     await problem("/v1/contacts/duplicates", {"ids": [foreign["id"]]}, 404, "/ids/0")
 
 
+def _explainable(condition: Any) -> str:
+    """``SELECT c.id FROM contacts AS c WHERE <condition>``, compiled as the finder's statements are."""
+    c = sql.table("contacts").alias("c")
+    return "EXPLAIN " + sql.Compiled(select(c.c.id).where(condition(c))).text
+
+
 async def test_duplicate_finder_uses_the_trigram_and_phone_indexes(api: httpx.AsyncClient, pool: Any) -> None:
-    """The fuzzy and phone criteria must be index scans, not table scans (planner forced off seqscans)."""
+    """The fuzzy and phone criteria must be index scans, not table scans (planner forced off seqscans). The
+    expressions come from the functions the finder and the models' index declarations both use, so this
+    also checks that the migration built the indexes on the same expressions."""
+    name_key = _explainable(
+        # no workspace condition: only the trigram index can answer this without a table scan
+        lambda c: crm.contact_name_key(c.c.first_name, c.c.last_name).op("%")(sql.const("ada l"))
+    )
+    digits = _explainable(
+        lambda c: (c.c.workspace_id == sql.param("ws")) & (crm.phone_digits(c.c.phone) == "15550109999")
+    )
     async with pool.acquire() as conn, conn.transaction():
         await conn.execute("SET LOCAL enable_seqscan = off")
-        plan = "\n".join(
-            r[0]
-            for r in await conn.fetch(
-                # no workspace condition: only the trigram index can answer this without a table scan
-                "EXPLAIN SELECT c.id FROM contacts AS c "
-                "WHERE lower((coalesce(c.first_name, '') || ' ') || coalesce(c.last_name, '')) % 'ada l'"
-            )
-        )
+        plan = "\n".join(r[0] for r in await conn.fetch(name_key))
         assert "ix_contacts_name_trgm" in plan, plan
-        plan = "\n".join(
-            r[0]
-            for r in await conn.fetch(
-                "EXPLAIN SELECT c.id FROM contacts AS c WHERE c.workspace_id = $1 "
-                "AND regexp_replace(c.phone, '[^0-9]', '', 'g') = '15550109999'",
-                uuid.uuid4(),
-            )
-        )
+        plan = "\n".join(r[0] for r in await conn.fetch(digits, uuid.uuid4()))
         assert "ix_contacts_phone_digits" in plan, plan
         assert any("Index Cond" in line and "regexp_replace" in line for line in plan.splitlines()), plan
+    # and those are the expressions the finder's statements hold
+    assert "lower((coalesce(c.first_name, '') || ' ') || coalesce(c.last_name, '')) % q.name" in (
+        duplicates._FUZZY_CONTACTS.compiled.text
+    )
+    assert "regexp_replace(c.phone, '[^0-9]', '', 'g') = q.phone" in duplicates._PHONE.compiled.text

@@ -130,3 +130,23 @@ async def test_the_dispatcher_process_runs_the_job(
         stop.set()
         await asyncio.wait_for(task, 30)
     assert [(str(e["object_id"]), e["data"]["target"]) for e in found] == [(ticket["id"], "first_response")]
+
+
+async def test_the_claim_walks_the_unbreached_indexes_in_a_generic_plan(pool: asyncpg.Pool) -> None:
+    """The statuses are written into the claim as constants: a prepared statement's generic plan knows no
+    parameter values, and only a predicate it can read in the text lets it use the partial indexes, so the
+    scan reads overdue tickets and nothing else (sent as parameters, both branches would lose them)."""
+    claim = breach._CLAIM.compiled
+    async with pool.acquire() as conn, conn.transaction():
+        # seq scans off: on the test database's few rows a full scan would be as cheap as any index
+        await conn.execute("SET LOCAL enable_seqscan = off")
+        await conn.execute("SET LOCAL plan_cache_mode = force_generic_plan")
+        await conn.execute(f"PREPARE breach_claim AS {claim.text}")
+        try:
+            rows = await conn.fetch("EXPLAIN EXECUTE breach_claim(now(), 500)")
+        finally:
+            await conn.execute("DEALLOCATE breach_claim")
+    plan = "\n".join(r[0] for r in rows)
+    assert "ix_tickets_first_response_unbreached" in plan, plan
+    assert "ix_tickets_resolution_unbreached" in plan, plan
+    assert "LockRows" in plan, plan

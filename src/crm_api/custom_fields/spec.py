@@ -12,8 +12,10 @@ from typing import Annotated, Any, Literal, get_args
 
 import asyncpg
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from sqlalchemy import Select, func, select, tuple_, types
+from sqlalchemy.dialects.postgresql import ARRAY, JSONB
 
-from .. import models
+from .. import models, sql
 from ..errors import Conflict, CRMError, FieldError, Unprocessable
 from ..models.custom_fields import FIELD_TYPES, OBJECT_TYPES
 from ..resources.schemas import ExternalIds, ReadModel, ShortText, Text, WriteModel
@@ -113,6 +115,40 @@ def _check_shape(row: dict[str, Any]) -> Unprocessable | None:
     return None
 
 
+def _live_names() -> Select[Any]:
+    """The live definitions holding any of the (``object_types[i]``, ``names[i]``) pairs."""
+    cf = sql.table("custom_fields")
+    wanted = (
+        func.unnest(sql.param("object_types", ARRAY(types.Text)), sql.param("names", ARRAY(types.Text)))
+        .table_valued("object_type", "name")
+        .render_derived(name="wanted")
+    )
+    return select(cf.c.object_type, cf.c.name, cf.c.id).where(
+        cf.c.workspace_id == sql.param("ws"),
+        cf.c.archived_at.is_(None),
+        tuple_(cf.c.object_type, cf.c.name).in_(select(wanted.c.object_type, wanted.c.name)),
+    )
+
+
+_LIVE_NAMES = sql.Query(_live_names)
+
+
+@sql.shape
+def _duplicates(table: str) -> Select[Any]:
+    """A value of the custom field ``name`` that two live records of ``table`` share (one row, if any)."""
+    t = sql.table(table)
+    name = sql.param("name", types.Text)
+    return (
+        select(sql.const(1))
+        .where(
+            t.c.workspace_id == sql.param("ws"), t.c.archived_at.is_(None), t.c.custom_fields.has_key(name)
+        )
+        .group_by(t.c.custom_fields.op("->", return_type=JSONB())(name))
+        .having(func.count() > sql.const(1))
+        .limit(sql.const(1))
+    )
+
+
 def _goes_live(old: dict[str, Any] | None, new: dict[str, Any]) -> bool:
     return new["archived_at"] is None and (old is None or old["archived_at"] is not None)
 
@@ -127,12 +163,11 @@ async def _prepare(conn: asyncpg.Connection, ctx: Any, pairs: Sequence[Pair]) ->
     arriving = [(i, new) for i, (old, new) in enumerate(pairs) if i not in failures and _goes_live(old, new)]
     if not arriving:
         return failures
-    rows = await conn.fetch(
-        "SELECT object_type, name, id FROM custom_fields WHERE workspace_id = $1 AND archived_at IS NULL "
-        "AND (object_type, name) IN (SELECT * FROM unnest($2::text[], $3::text[]))",
-        ctx.workspace_id,
-        [new["object_type"] for _, new in arriving],
-        [new["name"] for _, new in arriving],
+    rows = await _LIVE_NAMES.fetch(
+        conn,
+        ws=ctx.workspace_id,
+        object_types=[new["object_type"] for _, new in arriving],
+        names=[new["name"] for _, new in arriving],
     )
     taken = {(r["object_type"], r["name"]): r["id"] for r in rows}
     for i, new in arriving:
@@ -152,13 +187,8 @@ async def _prepare(conn: asyncpg.Connection, ctx: Any, pairs: Sequence[Pair]) ->
 
 
 async def _has_duplicates(conn: asyncpg.Connection, ctx: Any, new: dict[str, Any]) -> bool:
-    table = TABLE_OF[new["object_type"]]
-    found = await conn.fetchval(
-        f"SELECT 1 FROM {table} WHERE workspace_id = $1 AND archived_at IS NULL AND custom_fields ? $2 "
-        f"GROUP BY custom_fields -> $2 HAVING count(*) > 1 LIMIT 1",
-        ctx.workspace_id,
-        new["name"],
-    )
+    stmt = _duplicates(TABLE_OF[new["object_type"]])
+    found = await stmt.fetchval(conn, ws=ctx.workspace_id, name=new["name"])
     return found is not None
 
 

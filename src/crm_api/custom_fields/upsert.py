@@ -5,13 +5,31 @@ from __future__ import annotations
 from typing import Any
 
 import asyncpg
+from sqlalchemy import Select, select
+from sqlalchemy.dialects.postgresql import JSONB
 
+from .. import sql
 from ..auth import Context
 from ..errors import FieldError, Unprocessable
 from ..locks import key_lock, lock_keys
 from ..resources import service
 from ..resources.custom_fields import enforce, values
 from ..resources.spec import ResourceSpec
+
+
+@sql.shape
+def _holder(table: str) -> Select[Any]:
+    """A live record of ``table`` whose custom fields hold ``probe`` (``{name: value}``), by the GIN index."""
+    t = sql.table(table)
+    return (
+        select(t.c.id)
+        .where(
+            t.c.workspace_id == sql.param("ws"),
+            t.c.archived_at.is_(None),
+            t.c.custom_fields.contains(sql.param("probe", JSONB)),
+        )
+        .limit(sql.const(1))
+    )
 
 
 def _from_path(definition: dict[str, Any], raw: str) -> Any:
@@ -64,12 +82,7 @@ async def upsert(
     await lock_keys(
         conn, [key_lock(ctx.workspace_id, spec.name, "custom_field", name, values.key_text(value))]
     )
-    holder = await conn.fetchval(
-        f"SELECT id FROM {spec.table} WHERE workspace_id = $1 AND archived_at IS NULL "
-        f"AND custom_fields @> $2::jsonb LIMIT 1",
-        ctx.workspace_id,
-        {name: value},
-    )
+    holder = await _holder(spec.table).fetchval(conn, ws=ctx.workspace_id, probe={name: value})
     if holder is not None:
         row = await service.get(conn, spec, ctx, holder)
         # like external ids on their upsert: the body's keys are merged into the stored ones

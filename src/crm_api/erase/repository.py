@@ -5,117 +5,274 @@ events, and the ``contact.erased`` event with its deliveries. Each part is set-b
 
 from __future__ import annotations
 
+import json
+import typing
 import uuid
 from typing import Any
 
 import asyncpg
-
-from .. import jsonutil
-from ..events.store import FANOUT_SQL, insert_events
-
-# Contact fields that hold personal data; in stored event payloads they become null.
-PERSONAL_FIELDS = (
-    "email",
-    "first_name",
-    "last_name",
-    "phone",
-    "title",
-    "tags",
-    "custom_fields",
-    "external_ids",
-    "marketing_consent_source",
+from sqlalchemy import (
+    CTE,
+    ColumnElement,
+    DateTime,
+    Exists,
+    Select,
+    Text,
+    Update,
+    cast,
+    delete,
+    false,
+    func,
+    null,
+    select,
+    union_all,
+    update,
 )
-ACTIVITY_FIELDS = ("subject", "body")
-COMMENT_FIELDS = ("body",)
+from sqlalchemy.dialects.postgresql import ARRAY, JSONB, UUID, array
+from sqlalchemy.sql.selectable import Alias
+
+from .. import jsonutil, sql
+from ..events.store import events_cte, fanout
+
+# What an erase leaves in each personal field: the row gets it, and so does every stored event payload
+# that holds the field (``object`` and ``previous``), so payloads keep the published schema's types.
+CONTACT_BLANKS: dict[str, Any] = {
+    "email": None,
+    "first_name": None,
+    "last_name": None,
+    "phone": None,
+    "title": None,
+    "tags": [],
+    "custom_fields": {},
+    "external_ids": {},
+    "marketing_consent_source": None,
+}
+ACTIVITY_BLANKS: dict[str, Any] = {"subject": None, "body": None}
+COMMENT_BLANKS: dict[str, Any] = {"body": ""}
 
 
-def _nulled(part: str) -> str:
-    """``data->part`` with each of the row's ``keys`` that it holds set to JSON null (absent keys stay
-    absent, so ``previous`` keeps meaning "the fields that changed")."""
-    return f"""coalesce(e.data->'{part}', '{{}}'::jsonb) || coalesce(
-        (SELECT jsonb_object_agg(k, NULL::jsonb) FROM unnest(s.keys) AS k WHERE e.data->'{part}' ? k),
-        '{{}}'::jsonb)"""
+def _target(table: str, name: str) -> Alias:
+    """``UPDATE table AS name``: ``Table.alias`` is typed as a named FROM clause, which ``update`` refuses."""
+    return typing.cast(Alias, sql.table(table).alias(name))
 
 
-_ERASE_SQL = f"""
-WITH target AS (
-    UPDATE contacts AS c
-    SET email = NULL, first_name = NULL, last_name = NULL, phone = NULL, title = NULL,
-        tags = '{{}}', custom_fields = '{{}}', external_ids = '{{}}',
-        marketing_consent = false, marketing_consent_at = NULL, marketing_consent_source = NULL,
-        search_text = '', archived_at = coalesce(c.archived_at, $3), erased_at = $3,
-        updated_at = $3, version = c.version + 1
-    WHERE c.workspace_id = $1 AND c.id = $2 AND c.erased_at IS NULL
-    RETURNING c.id
-), xids AS (
-    DELETE FROM external_ids AS x
-    WHERE x.workspace_id = $1 AND x.object_id = $2 AND x.object_type = 'contact'
-      AND EXISTS (SELECT 1 FROM target)
-    RETURNING 1
-), solo AS (
-    -- linked to this contact alone: its text is about this person, so it goes
-    UPDATE activities AS a
-    SET subject = NULL, body = NULL, search_text = '', updated_at = $3, version = a.version + 1
-    WHERE a.workspace_id = $1 AND a.contact_ids @> ARRAY[$2::uuid] AND a.contact_ids <@ ARRAY[$2::uuid]
-      AND EXISTS (SELECT 1 FROM target)
-    RETURNING a.id
-), shared AS (
-    -- shared with other contacts: it is their record too, so only the link goes
-    UPDATE activities AS a
-    SET contact_ids = array_remove(a.contact_ids, $2::uuid), updated_at = $3, version = a.version + 1
-    WHERE a.workspace_id = $1 AND a.contact_ids @> ARRAY[$2::uuid] AND NOT a.contact_ids <@ ARRAY[$2::uuid]
-      AND EXISTS (SELECT 1 FROM target)
-    RETURNING a.id
-), comments AS (
-    UPDATE ticket_comments AS tc
-    SET body = '', search_text = '', updated_at = $3, version = tc.version + 1
-    WHERE tc.workspace_id = $1 AND tc.author_type = 'requester' AND tc.author_id = $2
-      AND EXISTS (SELECT 1 FROM target)
-    RETURNING tc.id
-), scrub(object_id, object_type, keys) AS (
-    SELECT id, 'contact', $5::text[] FROM target
-    UNION ALL SELECT id, 'activity', $6::text[] FROM solo
-    UNION ALL SELECT id, 'ticket_comment', $7::text[] FROM comments
-), scrubbed AS (
-    UPDATE events AS e
-    -- jsonb_set, not || jsonb_build_object: Citus refuses a STABLE function over columns in an UPDATE
-    SET data = jsonb_set(
-        jsonb_set(e.data, '{{object}}', {_nulled("object")}), '{{previous}}', {_nulled("previous")})
-    FROM scrub AS s
-    WHERE e.workspace_id = $1 AND e.object_id = s.object_id AND e.object_type = s.object_type
-    RETURNING e.id
-), attempts AS (
-    -- a receiver's answer may echo the payload it was sent
-    UPDATE webhook_attempts AS wa SET response_body = NULL
-    FROM webhook_deliveries AS d
-    WHERE d.workspace_id = $1 AND d.event_id IN (SELECT id FROM scrubbed)
-      AND wa.workspace_id = $1 AND wa.delivery_id = d.id AND wa.response_body IS NOT NULL
-    RETURNING wa.id
-), ev AS (
-    {insert_events("$4", "EXISTS (SELECT 1 FROM target)")}
-), fanout AS (
-    {FANOUT_SQL}
+def _blanked(t: Alias, blanks: dict[str, Any]) -> dict[str, ColumnElement[Any]]:
+    """SET values for a row's personal fields: ``blanks`` as constants in the statement."""
+    values: dict[str, ColumnElement[Any]] = {}
+    for name, blank in blanks.items():
+        if blank is None:
+            values[name] = null()
+        elif blank == "":
+            values[name] = sql.const("")
+        elif blank in ([], {}):  # an empty text[] or jsonb: '{}' is the literal of both
+            values[name] = sql.const("{}", t.c[name].type)
+        else:
+            raise ValueError(f"no blank value for {name}: {blank!r}")
+    return values
+
+
+def _json_const(value: Any) -> ColumnElement[Any]:
+    return cast(sql.const(json.dumps(value)), JSONB)
+
+
+def _scrubbed(e: Alias, s: Any, part: str) -> ColumnElement[Any]:
+    """``data->part`` with each field of ``s.blanks`` that it holds set to its blank value (absent fields
+    stay absent, so ``previous`` keeps meaning "the fields that changed")."""
+    held = e.c.data.op("->")(sql.const(part))
+    blank = func.jsonb_each(s.c.blanks).table_valued("key", "value").alias("b")
+    replaced = (
+        select(func.jsonb_object_agg(blank.c.key, blank.c.value))
+        .where(held.op("?")(blank.c.key))
+        .scalar_subquery()
+    )
+    empty = _json_const({})
+    return func.coalesce(held, empty).op("||", return_type=JSONB)(func.coalesce(replaced, empty))
+
+
+def _some(cte: CTE) -> Exists:
+    """``EXISTS (SELECT 1 FROM cte)``: the parts run only when the contact was erased."""
+    return select(sql.const(1)).select_from(cte).exists()
+
+
+def _erase() -> Select[Any]:
+    ws = sql.param("ws")
+    contact_id = sql.param("contact_id", UUID)
+    at = sql.param("at", DateTime(timezone=True))
+    only = array([contact_id])
+
+    c = _target("contacts", "c")
+    target = (
+        update(c)
+        .values(
+            **_blanked(c, CONTACT_BLANKS),
+            marketing_consent=false(),
+            marketing_consent_at=null(),
+            search_text=sql.const(""),
+            archived_at=func.coalesce(c.c.archived_at, at),
+            erased_at=at,
+            updated_at=at,
+            version=c.c.version + 1,
+        )
+        .where(c.c.workspace_id == ws, c.c.id == contact_id, c.c.erased_at.is_(None))
+        .returning(c.c.id)
+        .cte("target")
+    )
+    x = _target("external_ids", "x")
+    xids = (
+        delete(x)
+        .where(
+            x.c.workspace_id == ws,
+            x.c.object_id == contact_id,
+            x.c.object_type == sql.const("contact"),
+            _some(target),
+        )
+        .returning(sql.const(1))
+        .cte("xids")
+    )
+
+    a = _target("activities", "a")
+    mine = a.c.contact_ids.contains(only)
+    alone = a.c.contact_ids.contained_by(only)
+    # linked to this contact alone: its text is about this person, so it goes
+    solo = (
+        update(a)
+        .values(
+            **_blanked(a, ACTIVITY_BLANKS), search_text=sql.const(""), updated_at=at, version=a.c.version + 1
+        )
+        .where(a.c.workspace_id == ws, mine, alone, _some(target))
+        .returning(a.c.id)
+        .cte("solo")
+    )
+    # shared with other contacts: it is their record too, so only the link goes
+    shared = (
+        update(a)
+        .values(
+            contact_ids=func.array_remove(a.c.contact_ids, contact_id, type_=ARRAY(UUID)),
+            updated_at=at,
+            version=a.c.version + 1,
+        )
+        .where(a.c.workspace_id == ws, mine, ~alone, _some(target))
+        .returning(a.c.id)
+        .cte("shared")
+    )
+    tc = _target("ticket_comments", "tc")
+    comments = (
+        update(tc)
+        .values(
+            **_blanked(tc, COMMENT_BLANKS), search_text=sql.const(""), updated_at=at, version=tc.c.version + 1
+        )
+        .where(
+            tc.c.workspace_id == ws,
+            tc.c.author_type == sql.const("requester"),
+            tc.c.author_id == contact_id,
+            _some(target),
+        )
+        .returning(tc.c.id)
+        .cte("comments")
+    )
+
+    def about(done: CTE, object_type: str, blanks: dict[str, Any]) -> Select[Any]:
+        return select(
+            done.c.id.label("object_id"),
+            sql.const(object_type).label("object_type"),
+            _json_const(blanks).label("blanks"),
+        )
+
+    scrub = union_all(
+        about(target, "contact", CONTACT_BLANKS),
+        about(solo, "activity", ACTIVITY_BLANKS),
+        about(comments, "ticket_comment", COMMENT_BLANKS),
+    ).cte("scrub")
+    s = scrub.alias("s")
+    e = _target("events", "e")
+    scrubbed = (
+        update(e)
+        # jsonb_set, not || jsonb_build_object: Citus refuses a STABLE function over columns in an UPDATE
+        .values(
+            data=func.jsonb_set(
+                func.jsonb_set(e.c.data, sql.const("{object}"), _scrubbed(e, s, "object")),
+                sql.const("{previous}"),
+                _scrubbed(e, s, "previous"),
+            )
+        )
+        .where(e.c.workspace_id == ws, e.c.object_id == s.c.object_id, e.c.object_type == s.c.object_type)
+        .returning(e.c.id)
+        .cte("scrubbed")
+    )
+    wa = _target("webhook_attempts", "wa")
+    d = sql.table("webhook_deliveries").alias("d")
+    # a receiver's answer may echo the payload it was sent
+    attempts = (
+        update(wa)
+        .values(response_body=null())
+        .where(
+            d.c.workspace_id == ws,
+            d.c.event_id.in_(select(scrubbed.c.id)),
+            wa.c.workspace_id == ws,
+            wa.c.delivery_id == d.c.id,
+            wa.c.response_body.is_not(None),
+        )
+        .returning(wa.c.id)
+        .cte("attempts")
+    )
+    ev = events_cte("events", lambda _: _some(target))
+
+    def count(cte: CTE, name: str) -> Any:
+        return select(func.count()).select_from(cte).scalar_subquery().label(name)
+
+    return select(
+        count(target, "contacts"),
+        count(xids, "external_ids"),
+        count(solo, "activities_scrubbed"),
+        count(shared, "activities_unlinked"),
+        count(comments, "ticket_comments"),
+        count(scrubbed, "events"),
+        count(attempts, "webhook_attempts"),
+    ).add_cte(ev, fanout(ev).cte("fanout"))
+
+
+_ERASE = sql.Query(_erase)
+
+
+def _lock_contact() -> Select[Any]:
+    c = sql.table("contacts")
+    columns = ("id", "email", "first_name", "last_name", "phone", "title", "marketing_consent_source")
+    return (
+        select(*sql.columns((*columns, "external_ids", "erased_at"), c))
+        .where(c.c.workspace_id == sql.param("ws"), c.c.id == sql.param("id"))
+        .with_for_update()
+    )
+
+
+_LOCK_CONTACT = sql.Query(_lock_contact)
+
+_IDEMPOTENCY = sql.table("idempotency_keys")
+_RESPONSES_SHOWING = sql.Query(
+    lambda: select(_IDEMPOTENCY.c.key, _IDEMPOTENCY.c.body).where(
+        _IDEMPOTENCY.c.workspace_id == sql.param("ws"),
+        func.strpos(_IDEMPOTENCY.c.body, sql.param("needle", Text)) > 0,
+    )
 )
-SELECT (SELECT count(*) FROM target) AS contacts,
-       (SELECT count(*) FROM xids) AS external_ids,
-       (SELECT count(*) FROM solo) AS activities_scrubbed,
-       (SELECT count(*) FROM shared) AS activities_unlinked,
-       (SELECT count(*) FROM comments) AS ticket_comments,
-       (SELECT count(*) FROM scrubbed) AS events,
-       (SELECT count(*) FROM attempts) AS webhook_attempts
-"""
+
+
+def _rewrite_responses() -> Update:
+    i = _target("idempotency_keys", "i")
+    u = (
+        func.unnest(sql.param("keys", ARRAY(Text)), sql.param("bodies", ARRAY(Text)))
+        .table_valued("key", "body")
+        .render_derived(name="u")
+    )
+    return update(i).values(body=u.c.body).where(i.c.workspace_id == sql.param("ws"), i.c.key == u.c.key)
+
+
+_REWRITE_RESPONSES = sql.Query(_rewrite_responses)
 
 
 async def lock_contact(
     conn: asyncpg.Connection, workspace_id: uuid.UUID, contact_id: uuid.UUID
 ) -> asyncpg.Record | None:
     """The contact's row, locked until commit so no write can slip in between the check and the erase."""
-    row: asyncpg.Record | None = await conn.fetchrow(
-        "SELECT id, email, first_name, last_name, phone, title, marketing_consent_source, external_ids, "
-        "erased_at FROM contacts WHERE workspace_id = $1 AND id = $2 FOR UPDATE",
-        workspace_id,
-        contact_id,
-    )
+    row: asyncpg.Record | None = await _LOCK_CONTACT.fetchrow(conn, ws=workspace_id, id=contact_id)
     return row
 
 
@@ -126,15 +283,8 @@ async def erase(
     at: Any,
     event: dict[str, Any],
 ) -> dict[str, int]:
-    row = await conn.fetchrow(
-        _ERASE_SQL,
-        workspace_id,
-        contact_id,
-        at,
-        jsonutil.dumps_str([event]),
-        list(PERSONAL_FIELDS),
-        list(ACTIVITY_FIELDS),
-        list(COMMENT_FIELDS),
+    row = await _ERASE.fetchrow(
+        conn, ws=workspace_id, contact_id=contact_id, at=at, events=jsonutil.dumps_str([event])
     )
     return {k: int(v) for k, v in dict(row).items()}
 
@@ -145,11 +295,7 @@ async def scrub_idempotency_records(
     """Stored responses (kept for Idempotency-Key replays) that show this contact: each personal string
     value, as a whole JSON string, becomes null. The records stay, so a replayed request still cannot run
     twice; it answers with the personal data gone."""
-    rows = await conn.fetch(
-        "SELECT key, body FROM idempotency_keys WHERE workspace_id = $1 AND strpos(body, $2) > 0",
-        workspace_id,
-        str(contact_id),
-    )
+    rows = await _RESPONSES_SHOWING.fetch(conn, ws=workspace_id, needle=str(contact_id))
     needles = [jsonutil.dumps_str(v) for v in values if v]
     changed: list[tuple[str, str]] = []
     for r in rows:
@@ -159,11 +305,7 @@ async def scrub_idempotency_records(
         if body != r["body"]:
             changed.append((r["key"], body))
     if changed:
-        await conn.execute(
-            "UPDATE idempotency_keys AS i SET body = u.body "
-            "FROM unnest($2::text[], $3::text[]) AS u(key, body) WHERE i.workspace_id = $1 AND i.key = u.key",
-            workspace_id,
-            [k for k, _ in changed],
-            [b for _, b in changed],
+        await _REWRITE_RESPONSES.execute(
+            conn, ws=workspace_id, keys=[k for k, _ in changed], bodies=[b for _, b in changed]
         )
     return len(changed)

@@ -4,15 +4,17 @@ What goes: the contact's personal fields, tags, custom fields, external ids (and
 marketing consent (false, its time and source null); subject and body of activities linked to this
 contact alone (an activity shared with other contacts only loses this id from ``contact_ids``); the body
 of ticket comments it wrote as requester; the same fields in every stored event payload about those
-objects, which is also what webhook deliveries send (bodies are built from ``events.data`` at send time,
+objects (left as the row is: null, ``[]``, ``{}`` or ``''``, so payloads keep their published
+schema), which is also what webhook deliveries send (bodies are built from ``events.data`` at send time,
 never stored); receivers' response bodies logged for those events; personal values in stored
 Idempotency-Key responses. What stays: ids, links, deals and their amounts, tickets, counts.
 
 The one writer of resource rows that does not go through ``resources.writes.apply``: an erase is set-based
 across tables (the contact, every activity and comment about it, the stored events about each of them),
 and its event must not carry the values it removes, where ``apply`` records each change with the row and
-its previous values. It builds its event with the same ``events.emit`` and fans it out with the same
-``FANOUT_SQL``, in its one statement. Contacts have no ``after_write``; if they get one, call it here.
+its previous values. It builds its event with the same ``events.emit`` and records and fans it out with
+the same ``events.store.events_cte``/``fanout``, in its one statement. Contacts have no ``after_write``;
+if they get one, call it here.
 """
 
 from __future__ import annotations

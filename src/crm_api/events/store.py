@@ -16,10 +16,7 @@ from sqlalchemy.sql.dml import ReturningInsert
 from sqlalchemy.sql.selectable import TableValuedAlias
 
 from .. import sql
-from ..webhooks.matching import ENDPOINT_GETS_EVENT, endpoint_gets_event
-
-EVENT_COLUMNS = "workspace_id, id, type, object_type, object_id, actor, request_id, data, created_at"
-
+from ..webhooks.matching import endpoint_gets_event
 
 EVENT_FIELDS = (
     "workspace_id",
@@ -91,29 +88,6 @@ def fanout(ev: CTE) -> Insert:
         ],
         source,
     )
-
-
-def insert_events(events: str, only_if: str) -> str:
-    """The body of an ``ev`` CTE: insert the events of the jsonb array parameter ``events`` (``$4``) for
-    which ``only_if`` holds (``e`` is the event), returning what ``FANOUT_SQL`` reads."""
-    return f"""INSERT INTO events ({EVENT_COLUMNS})
-    SELECT {EVENT_COLUMNS} FROM jsonb_populate_recordset(NULL::events, {events}::jsonb) WITH ORDINALITY AS e
-    WHERE {only_if}
-    -- sequences follow the order the events were emitted in (created before won), whatever join the
-    -- planner picks for the filter above (a hash join reordered them on PostgreSQL 18)
-    ORDER BY e.ordinality
-    RETURNING id, sequence, type, object_id"""
-
-
-# One delivery per (event, endpoint that gets it); an endpoint disabled for failing gets its deliveries
-# parked. Used inside a statement that has a CTE ``ev(id, sequence, type, object_id)`` and the workspace
-# as $1.
-FANOUT_SQL = f"""INSERT INTO webhook_deliveries
-        (workspace_id, id, endpoint_id, event_id, event_sequence, event_type, object_id, next_attempt_at)
-    SELECT $1, gen_random_uuid(), ep.id, ev.id, ev.sequence, ev.type, ev.object_id,
-           CASE WHEN ep.status = 'enabled' THEN now() ELSE 'infinity' END
-    FROM ev JOIN webhook_endpoints AS ep ON ep.workspace_id = $1
-        AND {ENDPOINT_GETS_EVENT}"""
 
 
 def _insert_test_event() -> ReturningInsert[Any]:

@@ -14,22 +14,27 @@ from __future__ import annotations
 
 import re
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 import asyncpg
+from sqlalchemy import REAL, ColumnElement, Select, Text, and_, cast, column, func, select
+from sqlalchemy.dialects.postgresql import ARRAY, UUID
+from sqlalchemy.sql.selectable import NamedFromClause, TableValuedAlias
+from sqlalchemy.types import TypeEngine
 
+from .. import sql
 from ..auth import Context
 from ..companies.spec import normalise_domain
 from ..contacts.spec import normalise_email
 from ..errors import FieldError, NotFound, Unprocessable
-from ..models.crm import COMPANY_NAME_KEY, CONTACT_NAME_KEY
+from ..models import crm
 from ..resources import repository as repo
 from ..resources.spec import ResourceSpec
 
 WEIGHTS = {"email": 1.0, "domain": 1.0, "phone": 0.9, "name_at_company": 0.85}
 FUZZY_WEIGHT = 0.8
-_LIVE = "c.workspace_id = $1 AND c.archived_at IS NULL"
 
 
 def phone_key(phone: str | None) -> str | None:
@@ -49,7 +54,7 @@ def _blank(value: str | None) -> str | None:
 
 
 def contact_name_key(first: str | None, last: str | None) -> str | None:
-    # the same text CONTACT_NAME_KEY computes in SQL
+    # the same text models.crm.contact_name_key computes in SQL
     return _blank(f"{first or ''} {last or ''}")
 
 
@@ -69,54 +74,97 @@ class _Found:
 
 Hits = list[dict[uuid.UUID, _Found]]
 
+_Condition = Callable[[NamedFromClause, TableValuedAlias], ColumnElement[bool]]
+
+
+def _inputs(**arrays: TypeEngine[Any]) -> TableValuedAlias:
+    """``unnest($a::t[], ...) WITH ORDINALITY AS q(a, ..., i)``: the inputs, one row each, ``i`` their
+    1-based position."""
+    fn = func.unnest(*(sql.param(name, ARRAY(t)) for name, t in arrays.items()))
+    cols = [column(name, t) for name, t in arrays.items()]
+    return fn.table_valued(*cols, with_ordinality="i").render_derived(name="q")
+
+
+def _live(c: NamedFromClause) -> ColumnElement[bool]:
+    return and_(c.c.workspace_id == sql.param("ws"), c.c.archived_at.is_(None))
+
+
+def _exact_stmt(table: str, condition: _Condition, **arrays: TypeEngine[Any]) -> Select[Any]:
+    """(q.i, c.id) for each live row ``c`` that ``condition`` pairs with an input ``q``."""
+    c = sql.table(table).alias("c")
+    q = _inputs(**arrays)
+    return select(q.c.i, c.c.id).select_from(q.join(c, and_(_live(c), condition(c, q))))
+
+
+def _fuzzy_stmt(table: str, key: Callable[[NamedFromClause], ColumnElement[str]]) -> Select[Any]:
+    """(q.i, c.id, s) for each live row whose name key is similar to an input name, ``s`` the similarity.
+
+    ``%`` (pg_trgm's default 0.3 threshold, at most ours) is what the trigram index answers; the
+    similarity() filter then applies the caller's threshold to those few candidates."""
+    c = sql.table(table).alias("c")
+    q = _inputs(name=Text())
+    similarity = func.similarity(key(c), q.c.name, type_=REAL)
+    return (
+        select(q.c.i, c.c.id, similarity.label("s"))
+        .select_from(q.join(c, and_(_live(c), key(c).op("%")(q.c.name))))
+        # real against real, as before: the caller's threshold rounded as similarity() rounds
+        .where(similarity >= cast(sql.param("threshold"), REAL))
+    )
+
+
+_EMAIL = sql.Query(lambda: _exact_stmt("contacts", lambda c, q: c.c.email == q.c.email, email=Text()))
+# ix_contacts_phone_digits
+_PHONE = sql.Query(
+    lambda: _exact_stmt("contacts", lambda c, q: crm.phone_digits(c.c.phone) == q.c.phone, phone=Text())
+)
+_NAME_AT_COMPANY = sql.Query(
+    lambda: _exact_stmt(
+        "contacts",
+        lambda c, q: and_(
+            c.c.company_id == q.c.company_id,
+            func.lower(c.c.first_name) == q.c.first_name,
+            func.lower(c.c.last_name) == q.c.last_name,
+        ),
+        first_name=Text(),
+        last_name=Text(),
+        company_id=UUID(),
+    )
+)
+_DOMAIN = sql.Query(lambda: _exact_stmt("companies", lambda c, q: c.c.domain == q.c.domain, domain=Text()))
+# ix_contacts_name_trgm, ix_companies_name_trgm
+_FUZZY_CONTACTS = sql.Query(
+    lambda: _fuzzy_stmt("contacts", lambda c: crm.contact_name_key(c.c.first_name, c.c.last_name))
+)
+_FUZZY_COMPANIES = sql.Query(lambda: _fuzzy_stmt("companies", lambda c: crm.company_name_key(c.c.name)))
+
 
 async def _exact(
     conn: asyncpg.Connection | asyncpg.Pool,
     ws: uuid.UUID,
-    table: str,
-    condition: str,
-    arrays: list[list[Any]],
-    types: list[str],
+    query: sql.Query,
     reason: str,
     hits: Hits,
+    **arrays: list[Any],
 ) -> None:
-    """``condition`` compares ``c`` (a live row) with ``q`` (one input: q.a, q.b, ...; q.i its index)."""
-    if not any(all(v is not None for v in values) for values in zip(*arrays, strict=True)):
+    """Run one exact criterion for the inputs that have every value it compares."""
+    if not any(all(v is not None for v in values) for values in zip(*arrays.values(), strict=True)):
         return
-    cols = [chr(ord("a") + n) for n in range(len(arrays))]
-    unnest = ", ".join(f"${n + 2}::{t}[]" for n, t in enumerate(types))
-    sql = (
-        f"SELECT q.i, c.id FROM unnest({unnest}) WITH ORDINALITY AS q({', '.join(cols)}, i) "
-        f"JOIN {table} AS c ON {_LIVE} AND {condition}"
-    )
-    for r in await conn.fetch(sql, ws, *arrays):
+    for r in await query.fetch(conn, ws=ws, **arrays):
         hits[r["i"] - 1].setdefault(r["id"], _Found()).add(reason, WEIGHTS[reason])
 
 
 async def _fuzzy(
     conn: asyncpg.Connection | asyncpg.Pool,
     ws: uuid.UUID,
-    table: str,
-    expr: str,
+    query: sql.Query,
     names: list[str | None],
     threshold: float,
     hits: Hits,
 ) -> None:
     if not any(names):
         return
-    # ``%`` (pg_trgm's default 0.3 threshold, at most ours) is what the trigram index answers; the
-    # similarity() filter then applies the caller's threshold to those few candidates.
-    sql = (
-        f"SELECT q.i, c.id, similarity({expr}, q.a) AS s FROM unnest($2::text[]) WITH ORDINALITY AS q(a, i) "
-        f"JOIN {table} AS c ON {_LIVE} AND {expr} % q.a WHERE similarity({expr}, q.a) >= $3"
-    )
-    for r in await conn.fetch(sql, ws, names, threshold):
+    for r in await query.fetch(conn, ws=ws, name=names, threshold=threshold):
         hits[r["i"] - 1].setdefault(r["id"], _Found()).add("fuzzy_name", FUZZY_WEIGHT * r["s"], r["s"])
-
-
-def _qualified(expr: str) -> str:
-    """The index expression with its columns qualified by ``c.``: same parse tree, so the index applies."""
-    return re.sub(r"\b(first_name|last_name|name)\b", r"c.\1", expr)
 
 
 async def find(
@@ -180,25 +228,21 @@ async def _contact_criteria(
     hits: Hits,
 ) -> None:
     emails = [normalise_email(r["email"]) if r.get("email") else None for r in recs]
-    await _exact(conn, ws, "contacts", "c.email = q.a", [emails], ["text"], "email", hits)
+    await _exact(conn, ws, _EMAIL, "email", hits, email=emails)
     phones = [phone_key(r.get("phone")) for r in recs]
-    digits = "regexp_replace(c.phone, '[^0-9]', '', 'g') = q.a"  # ix_contacts_phone_digits
-    await _exact(conn, ws, "contacts", digits, [phones], ["text"], "phone", hits)
-    firsts = [_blank(r.get("first_name")) for r in recs]
-    lasts = [_blank(r.get("last_name")) for r in recs]
-    companies = [r.get("company_id") for r in recs]
+    await _exact(conn, ws, _PHONE, "phone", hits, phone=phones)
     await _exact(
         conn,
         ws,
-        "contacts",
-        "c.company_id = q.c AND lower(c.first_name) = q.a AND lower(c.last_name) = q.b",
-        [firsts, lasts, companies],
-        ["text", "text", "uuid"],
+        _NAME_AT_COMPANY,
         "name_at_company",
         hits,
+        first_name=[_blank(r.get("first_name")) for r in recs],
+        last_name=[_blank(r.get("last_name")) for r in recs],
+        company_id=[r.get("company_id") for r in recs],
     )
     names = [contact_name_key(r.get("first_name"), r.get("last_name")) for r in recs]
-    await _fuzzy(conn, ws, "contacts", _qualified(CONTACT_NAME_KEY), names, threshold, hits)
+    await _fuzzy(conn, ws, _FUZZY_CONTACTS, names, threshold, hits)
 
 
 async def _company_criteria(
@@ -216,6 +260,6 @@ async def _company_criteria(
             raise Unprocessable(
                 "Not a valid domain name", [FieldError(f"{pointer}/domain", "not a valid domain name")]
             ) from None
-    await _exact(conn, ws, "companies", "c.domain = q.a", [domains], ["text"], "domain", hits)
+    await _exact(conn, ws, _DOMAIN, "domain", hits, domain=domains)
     names = [_blank(rec.get("name")) for _, _, rec in inputs]
-    await _fuzzy(conn, ws, "companies", _qualified(COMPANY_NAME_KEY), names, threshold, hits)
+    await _fuzzy(conn, ws, _FUZZY_COMPANIES, names, threshold, hits)

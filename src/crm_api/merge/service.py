@@ -19,7 +19,10 @@ from collections.abc import Callable
 from typing import Any
 
 import asyncpg
+from sqlalchemy import ColumnElement, Select, Update, and_, any_, func, or_, select, update
+from sqlalchemy.dialects.postgresql import ARRAY, UUID
 
+from .. import sql
 from ..activities.spec import ACTIVITIES
 from ..auth import Context
 from ..contacts.spec import CONTACTS
@@ -120,14 +123,33 @@ def _check_prefer(spec: ResourceSpec, prefer: dict[str, uuid.UUID], allowed: set
         raise Unprocessable("prefer names unknown fields or records", errors)
 
 
-async def _lock(
-    conn: asyncpg.Connection, spec: ResourceSpec, ws: uuid.UUID, where: str, ids: list[uuid.UUID]
-) -> list[dict[str, Any]]:
-    sql = (
-        f"SELECT {', '.join(spec.columns)} FROM {spec.table} "
-        f"WHERE workspace_id = $1 AND ({where}) ORDER BY id FOR UPDATE"
+@sql.shape
+def _locked(spec: ResourceSpec, columns: tuple[str, ...]) -> Select[Any]:
+    """The rows any of whose ``columns`` holds one of ``ids`` (an id column: ``= ANY``, an id array:
+    ``&&``), locked, in id order."""
+    t = sql.table(spec.table)
+    ids = sql.param("ids", ARRAY(UUID))
+
+    def holds(name: str) -> ColumnElement[bool]:
+        col = t.c[name]
+        return col.overlap(ids) if isinstance(col.type, ARRAY) else col == any_(ids)
+
+    return (
+        select(*sql.columns(spec.columns, t))
+        .where(t.c.workspace_id == sql.param("ws"), or_(*(holds(c) for c in columns)))
+        .order_by(t.c.id)
+        .with_for_update()
     )
-    return [dict(r) for r in await conn.fetch(sql, ws, ids)]
+
+
+async def _lock(
+    conn: asyncpg.Connection,
+    spec: ResourceSpec,
+    ws: uuid.UUID,
+    columns: tuple[str, ...],
+    ids: list[uuid.UUID],
+) -> list[dict[str, Any]]:
+    return [dict(r) for r in await _locked(spec, columns).fetch(conn, ws=ws, ids=ids)]
 
 
 def _check_written(spec: ResourceSpec, done: writes.Applied) -> None:
@@ -140,7 +162,7 @@ async def _move(
     conn: asyncpg.Connection,
     spec: ResourceSpec,
     ctx: Context,
-    where: str,
+    columns: tuple[str, ...],
     merged: list[uuid.UUID],
     remap: Remap,
     at: dt.datetime,
@@ -148,11 +170,54 @@ async def _move(
 ) -> int:
     """Point one table's references at the survivor: one locked read, one write (with events, and the
     spec's upkeep: a moved won deal refreshes its contacts). Links only change, so the rules are not run."""
-    rows = await _lock(conn, spec, ctx.workspace_id, where, merged)
+    rows = await _lock(conn, spec, ctx.workspace_id, columns, merged)
     changes = [(row, remap(row)) for row in rows]
     done = await writes.apply(conn, spec, ctx, changes, "updated", at=at, rules=False, dry_run=dry_run)
     _check_written(spec, done)
     return len(done.changed)
+
+
+_COMMENTS = sql.table("ticket_comments")
+_ORDERS = sql.table("orders")
+
+
+def _requester_comments() -> ColumnElement[bool]:
+    c = _COMMENTS
+    return and_(
+        c.c.workspace_id == sql.param("ws"),
+        c.c.author_type == sql.const("requester"),
+        c.c.author_id == any_(sql.param("ids", ARRAY(UUID))),
+    )
+
+
+_COMMENTS_COUNT = sql.Query(lambda: select(func.count()).where(_requester_comments()))
+_COMMENTS_MOVE = sql.Query(
+    lambda: (
+        update(_COMMENTS)
+        .values(
+            author_id=sql.param("survivor", UUID),
+            version=_COMMENTS.c.version + 1,
+            updated_at=sql.param("at", _COMMENTS.c.updated_at.type),
+        )
+        .where(_requester_comments())
+    )
+)
+
+
+def _orders_of(column: str) -> ColumnElement[bool]:
+    return and_(
+        _ORDERS.c.workspace_id == sql.param("ws"), _ORDERS.c[column] == any_(sql.param("ids", ARRAY(UUID)))
+    )
+
+
+@sql.shape
+def _orders_count(column: str) -> Select[Any]:
+    return select(func.count()).select_from(_ORDERS).where(_orders_of(column))
+
+
+@sql.shape
+def _orders_move(column: str) -> Update:
+    return update(_ORDERS).values({column: sql.param("survivor", UUID)}).where(_orders_of(column))
 
 
 async def _move_contact_refs(
@@ -176,7 +241,7 @@ async def _move_contact_refs(
             conn,
             DEALS,
             ctx,
-            "contact_id = ANY($2::uuid[]) OR contact_ids && $2::uuid[]",
+            ("contact_id", "contact_ids"),
             merged,
             lambda r: {
                 "contact_id": one(r["contact_id"]),
@@ -189,7 +254,7 @@ async def _move_contact_refs(
             conn,
             ACTIVITIES,
             ctx,
-            "contact_ids && $2::uuid[]",
+            ("contact_ids",),
             merged,
             lambda r: {"contact_ids": _swap(r["contact_ids"], gone, survivor)},
             at,
@@ -199,7 +264,7 @@ async def _move_contact_refs(
             conn,
             TICKETS,
             ctx,
-            "requester_id = ANY($2::uuid[])",
+            ("requester_id",),
             merged,
             lambda r: {"requester_id": survivor},
             at,
@@ -209,18 +274,10 @@ async def _move_contact_refs(
     # Comments have no update event type: the author is a link, set-based, with a new version and no event.
     # Not through ``writes.apply``, which would read the comments first (a round trip) to emit nothing;
     # comments have no upkeep (``after_write``) to skip.
-    sql = (
-        "UPDATE ticket_comments SET author_id = $3, version = version + 1, updated_at = $4 "
-        "WHERE workspace_id = $1 AND author_type = 'requester' AND author_id = ANY($2::uuid[])"
-    )
     if dry_run:
-        count = (
-            "SELECT count(*) FROM ticket_comments WHERE workspace_id = $1 AND author_type = 'requester' "
-            "AND author_id = ANY($2::uuid[])"
-        )
-        moved["ticket_comments"] = int(await conn.fetchval(count, ctx.workspace_id, merged))
+        moved["ticket_comments"] = int(await _COMMENTS_COUNT.fetchval(conn, ws=ctx.workspace_id, ids=merged))
     else:
-        status = await conn.execute(sql, ctx.workspace_id, merged, survivor, at)
+        status = await _COMMENTS_MOVE.execute(conn, ws=ctx.workspace_id, ids=merged, survivor=survivor, at=at)
         moved["ticket_comments"] = int(status.split()[-1])
     moved["orders"] = orders_moved
     return moved
@@ -235,7 +292,7 @@ async def _move_company_refs(
     dry_run: bool,
 ) -> dict[str, int]:
     gone = set(merged)
-    single = "company_id = ANY($2::uuid[])"
+    single = ("company_id",)
 
     def to_survivor(r: dict[str, Any]) -> dict[str, Any]:
         return {"company_id": survivor}
@@ -247,7 +304,7 @@ async def _move_company_refs(
             conn,
             ACTIVITIES,
             ctx,
-            "company_ids && $2::uuid[]",
+            ("company_ids",),
             merged,
             lambda r: {"company_ids": _swap(r["company_ids"], gone, survivor)},
             at,
@@ -268,12 +325,9 @@ async def _move_orders(
 ) -> int:
     """Orders are the shop's records behind order deals (no API object, no event): relinked set-based, so
     later pushes of an order and the contact's order count follow the survivor."""
-    where = f"WHERE workspace_id = $1 AND {column} = ANY($2::uuid[])"
     if dry_run:
-        return int(await conn.fetchval(f"SELECT count(*) FROM orders {where}", ctx.workspace_id, merged))
-    status = await conn.execute(
-        f"UPDATE orders SET {column} = $3 {where}", ctx.workspace_id, merged, survivor
-    )
+        return int(await _orders_count(column).fetchval(conn, ws=ctx.workspace_id, ids=merged))
+    status = await _orders_move(column).execute(conn, ws=ctx.workspace_id, ids=merged, survivor=survivor)
     return int(status.split()[-1])
 
 
@@ -343,7 +397,7 @@ async def merge(
         )
     _check_prefer(spec, prefer, {survivor_id, *merged})
     ws = ctx.workspace_id
-    rows = {r["id"]: r for r in await _lock(conn, spec, ws, "id = ANY($2::uuid[])", [survivor_id, *merged])}
+    rows = {r["id"]: r for r in await _lock(conn, spec, ws, ("id",), [survivor_id, *merged])}
     if survivor_id not in rows:
         raise NotFound(f"No {spec.object} with id {survivor_id}")
     missing = [n for n, oid in enumerate(from_ids) if oid not in rows]

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import decimal
 import uuid
+from typing import Any
 
 from sqlalchemy import (
     BigInteger,
     Boolean,
     CheckConstraint,
+    ColumnElement,
     DateTime,
     ForeignKeyConstraint,
     Index,
@@ -160,32 +162,44 @@ class Contact(RecordMixin, Base):
     """The contact this one was merged into (it is archived then); GET on it answers 301 there."""
 
 
-# The duplicate finder's fuzzy-name criterion (``name_key(...) % $name``): trigram indexes on exactly the
-# expressions ``merge.duplicates`` queries, so a similarity search is an index scan, not a table scan.
-CONTACT_NAME_KEY = "lower(coalesce(first_name, '') || ' ' || coalesce(last_name, ''))"
-COMPANY_NAME_KEY = "lower(name)"
+# The duplicate finder's criteria (``merge.duplicates``) query exactly these expressions, so a fuzzy-name
+# search is a trigram index scan and a phone match an index range, not a table scan. Built by one function
+# each, for the index here and for the queries there (same parse tree; migration 0008 holds the same text).
+
+
+def contact_name_key(first_name: Any, last_name: Any) -> ColumnElement[str]:
+    """``lower((coalesce(first_name, '') || ' ') || coalesce(last_name, ''))``."""
+    first = func.coalesce(first_name, literal("", Text))
+    last = func.coalesce(last_name, literal("", Text))
+    return func.lower(first.op("||")(literal(" ", Text)).op("||")(last), type_=Text)
+
+
+def company_name_key(name: Any) -> ColumnElement[str]:
+    """``lower(name)``."""
+    return func.lower(name, type_=Text)
+
+
+def phone_digits(phone: Any) -> ColumnElement[str]:
+    """``regexp_replace(phone, '[^0-9]', '', 'g')``: a phone as typed, its digits only."""
+    return func.regexp_replace(
+        phone, literal("[^0-9]", Text), literal("", Text), literal("g", Text), type_=Text
+    )
+
+
 Index(
     "ix_contacts_name_trgm",
-    func.lower(
-        func.coalesce(Contact.first_name, literal("", Text))
-        .op("||")(literal(" ", Text))
-        .op("||")(func.coalesce(Contact.last_name, literal("", Text)))
-    ).label("name_key"),
+    contact_name_key(Contact.first_name, Contact.last_name).label("name_key"),
     postgresql_using="gin",
     postgresql_ops={"name_key": "gin_trgm_ops"},
 )
 Index(
     "ix_companies_name_trgm",
-    func.lower(Company.name).label("name_key"),
+    company_name_key(Company.name).label("name_key"),
     postgresql_using="gin",
     postgresql_ops={"name_key": "gin_trgm_ops"},
 )
 # Phones match on their digits (see ``merge.duplicates.phone_key``), stored as typed.
-Index(
-    "ix_contacts_phone_digits",
-    Contact.workspace_id,
-    func.regexp_replace(Contact.phone, literal("[^0-9]", Text), literal("", Text), literal("g", Text)),
-)
+Index("ix_contacts_phone_digits", Contact.workspace_id, phone_digits(Contact.phone))
 
 
 class ExternalId(Base):
@@ -205,11 +219,12 @@ class ExternalId(Base):
 
 
 __all__ = [
-    "COMPANY_NAME_KEY",
-    "CONTACT_NAME_KEY",
     "LIFECYCLE_STAGES",
     "Company",
     "Contact",
     "DateTime",
     "ExternalId",
+    "company_name_key",
+    "contact_name_key",
+    "phone_digits",
 ]

@@ -18,7 +18,9 @@ from dataclasses import dataclass
 from typing import Any
 
 import asyncpg
+from sqlalchemy import DateTime, Integer, Select, select, tuple_, union
 
+from .. import sql
 from ..config import Settings
 from ..events.emit import emit
 from ..models.service_desk import FIRST_RESPONSE_RUNNING, RESOLUTION_RUNNING
@@ -28,28 +30,50 @@ from .spec import TICKETS
 log = logging.getLogger("crm_api.sla")
 
 
-def _in(values: tuple[str, ...]) -> str:
-    return "(" + ", ".join(f"'{v}'" for v in values) + ")"
+def _claim() -> Select[Any]:
+    """Each branch matches one partial index (ix_tickets_*_unbreached) predicate for predicate (the statuses
+    written in as constants, so the planner sees them); the outer query locks what they found and returns the
+    rows as they are now (a row changed meanwhile is re-checked below).
+
+    Parameters: ``now`` (what is due by then), ``batch`` (at most this many per target)."""
+    t = sql.table("tickets")
+    now = sql.param("now", DateTime(timezone=True))
+    batch = sql.param("batch", Integer)
+    first_response = (
+        select(t.c.workspace_id, t.c.id)
+        .where(
+            t.c.first_response_breached_at.is_(None),
+            t.c.first_responded_at.is_(None),
+            t.c.first_response_due_at.is_not(None),
+            t.c.archived_at.is_(None),
+            t.c.status.in_([sql.const(s) for s in FIRST_RESPONSE_RUNNING]),
+            t.c.first_response_due_at <= now,
+        )
+        .order_by(t.c.first_response_due_at)
+        .limit(batch)
+    )
+    resolution = (
+        select(t.c.workspace_id, t.c.id)
+        .where(
+            t.c.resolution_breached_at.is_(None),
+            t.c.resolution_due_at.is_not(None),
+            t.c.archived_at.is_(None),
+            t.c.status.in_([sql.const(s) for s in RESOLUTION_RUNNING]),
+            t.c.resolution_due_at <= now,
+        )
+        .order_by(t.c.resolution_due_at)
+        .limit(batch)
+    )
+    # the branches read tickets on their own: not correlated with the outer query's tickets
+    overdue = union(first_response.correlate(None), resolution.correlate(None))
+    return (
+        select(*sql.columns(TICKETS.columns, t))
+        .where(tuple_(t.c.workspace_id, t.c.id).in_(overdue))
+        .with_for_update(skip_locked=True)
+    )
 
 
-# Each branch matches one partial index (ix_tickets_*_unbreached) predicate for predicate; the outer query
-# locks what they found and returns the rows as they are now (a row changed meanwhile is re-checked below).
-_CLAIM = f"""
-SELECT {", ".join(TICKETS.columns)} FROM tickets
-WHERE (workspace_id, id) IN (
-    (SELECT workspace_id, id FROM tickets
-     WHERE first_response_breached_at IS NULL AND first_responded_at IS NULL
-       AND first_response_due_at IS NOT NULL AND archived_at IS NULL
-       AND status IN {_in(FIRST_RESPONSE_RUNNING)} AND first_response_due_at <= $1
-     ORDER BY first_response_due_at LIMIT $2)
-    UNION
-    (SELECT workspace_id, id FROM tickets
-     WHERE resolution_breached_at IS NULL AND resolution_due_at IS NOT NULL AND archived_at IS NULL
-       AND status IN {_in(RESOLUTION_RUNNING)} AND resolution_due_at <= $1
-     ORDER BY resolution_due_at LIMIT $2)
-)
-FOR UPDATE SKIP LOCKED
-"""
+_CLAIM = sql.Query(_claim)
 
 
 @dataclass(frozen=True)
@@ -93,7 +117,7 @@ async def run_once(pool: asyncpg.Pool, batch: int = 500, now: dt.datetime | None
     """One claim-and-emit round; returns the number of breach events written."""
     at = now or dt.datetime.now(dt.UTC)
     async with pool.acquire() as conn, conn.transaction():
-        rows = [dict(r) for r in await conn.fetch(_CLAIM, at, batch)]
+        rows = [dict(r) for r in await _CLAIM.fetch(conn, now=at, batch=batch)]
         per_workspace: dict[uuid.UUID, list[tuple[dict[str, Any], dict[str, Any]]]] = defaultdict(list)
         count = 0
         for row in rows:

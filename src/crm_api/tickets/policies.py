@@ -9,8 +9,9 @@ from typing import Annotated, Any, Literal
 
 import asyncpg
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
+from sqlalchemy import Select, select
 
-from .. import models
+from .. import models, sql
 from ..errors import Conflict, CRMError, FieldError, Unprocessable
 from ..resources.schemas import ExternalIds, ReadModel, ShortText, Text, WriteModel
 from ..resources.spec import Pair, QueryParam, ResourceSpec, fields_of, register
@@ -138,6 +139,17 @@ def _normalise(payload: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+def _default_holder() -> Select[Any]:
+    """The workspace's live default policy (the partial unique index uq_sla_policies_default_live)."""
+    p = sql.table("sla_policies")
+    return select(p.c.id).where(
+        p.c.workspace_id == sql.param("ws"), p.c.is_default, p.c.archived_at.is_(None)
+    )
+
+
+_DEFAULT_HOLDER = sql.Query(_default_holder)
+
+
 def _check_hours(row: dict[str, Any]) -> Unprocessable | None:
     """Business hours need a schedule, and each target must fit in a year of it (which also bounds the
     work of computing a due time)."""
@@ -180,10 +192,7 @@ async def _prepare(conn: asyncpg.Connection, ctx: Any, pairs: Sequence[Pair]) ->
     ]
     if not claiming:
         return failures
-    holder: uuid.UUID | None = await conn.fetchval(
-        "SELECT id FROM sla_policies WHERE workspace_id = $1 AND is_default AND archived_at IS NULL",
-        ctx.workspace_id,
-    )
+    holder: uuid.UUID | None = await _DEFAULT_HOLDER.fetchval(conn, ws=ctx.workspace_id)
     for n, (i, new) in enumerate(claiming):
         other = holder if holder is not None and holder != new["id"] else None
         if other is None and n > 0:

@@ -13,17 +13,34 @@ from collections.abc import Sequence
 from typing import Any
 
 import asyncpg
+from sqlalchemy import Boolean, Select, and_, any_, or_, select
+from sqlalchemy.dialects.postgresql import ARRAY, UUID
 
-from .. import models
+from .. import models, sql
 from ..errors import CRMError
 from ..resources.spec import Pair, QueryParam, Reference, ResourceSpec, fields_of, register
 from . import rules, sla
 from .schemas import Ticket, TicketComment, TicketCommentCreate, TicketCreate, TicketUpdate
 
-_POLICIES = """
-SELECT id, is_default, hours, time_zone, schedule, targets FROM sla_policies
-WHERE workspace_id = $1 AND (id = ANY($2::uuid[]) OR (is_default AND archived_at IS NULL AND $3))
-"""
+
+def _policies_stmt() -> Select[Any]:
+    """The policies a write names (``ids``) and, when ``want_default``, the workspace's live default."""
+    p = sql.table("sla_policies")
+    default = and_(p.c.is_default, p.c.archived_at.is_(None), sql.param("want_default", Boolean))
+    return select(p.c.id, p.c.is_default, p.c.hours, p.c.time_zone, p.c.schedule, p.c.targets).where(
+        p.c.workspace_id == sql.param("ws"), or_(p.c.id == any_(sql.param("ids", ARRAY(UUID))), default)
+    )
+
+
+def _companies_stmt() -> Select[Any]:
+    c = sql.table("contacts")
+    return select(c.c.id, c.c.company_id).where(
+        c.c.workspace_id == sql.param("ws"), c.c.id == any_(sql.param("ids", ARRAY(UUID)))
+    )
+
+
+_POLICIES = sql.Query(_policies_stmt)
+_COMPANIES = sql.Query(_companies_stmt)
 
 
 async def _policies(
@@ -31,7 +48,7 @@ async def _policies(
 ) -> tuple[dict[uuid.UUID, sla.Policy], sla.Policy | None]:
     if not ids and not want_default:
         return {}, None
-    rows = await conn.fetch(_POLICIES, workspace_id, list(ids), want_default)
+    rows = await _POLICIES.fetch(conn, ws=workspace_id, ids=list(ids), want_default=want_default)
     by_id = {r["id"]: sla.Policy.from_row(r) for r in rows}
     default = next((by_id[r["id"]] for r in rows if r["is_default"]), None)
     return by_id, default
@@ -77,11 +94,7 @@ async def _company_from_requester(
     ]
     if not wanted:
         return
-    rows = await conn.fetch(
-        "SELECT id, company_id FROM contacts WHERE workspace_id = $1 AND id = ANY($2::uuid[])",
-        workspace_id,
-        list({new["requester_id"] for new in wanted}),
-    )
+    rows = await _COMPANIES.fetch(conn, ws=workspace_id, ids=list({new["requester_id"] for new in wanted}))
     company_of = {r["id"]: r["company_id"] for r in rows}
     for new in wanted:
         new["company_id"] = company_of.get(new["requester_id"])

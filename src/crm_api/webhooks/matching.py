@@ -14,11 +14,6 @@ from sqlalchemy import ColumnElement, FromClause, and_, any_, func, literal, or_
 
 from ..models.webhooks import DISABLED_FAILING
 
-# A condition over ``ep`` (a webhook_endpoints row) and ``ev`` (an inserted event: type).
-ENDPOINT_GETS_EVENT = f"""(ep.status = 'enabled' OR ep.disabled_reason = '{DISABLED_FAILING}')
-        AND (ev.type = ANY(ep.event_types) OR '*' = ANY(ep.event_types)
-             OR split_part(ev.type, '.', 1) || '.*' = ANY(ep.event_types))"""
-
 
 def endpoint_gets_event(ep: FromClause, ev: FromClause) -> ColumnElement[Any]:
     """The rule as SQLAlchemy Core: ``ep`` is webhook_endpoints, ``ev`` has the event's ``type``."""

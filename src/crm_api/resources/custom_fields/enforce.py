@@ -20,7 +20,10 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import asyncpg
+from sqlalchemy import Select, and_, column, func, select
+from sqlalchemy.dialects.postgresql import ARRAY, JSONB
 
+from ... import sql
 from ...errors import Conflict, CRMError, FieldError, Unprocessable
 from ...models.custom_fields import OBJECT_TYPES
 from ..spec import Pair, ResourceSpec
@@ -39,15 +42,39 @@ def applies(spec: ResourceSpec) -> bool:
     return spec.object in OBJECT_TYPES and "custom_fields" in spec.field_names
 
 
+def _definitions() -> Select[Any]:
+    cf = sql.table("custom_fields")
+    return (
+        select(cf.c.name, cf.c.type, cf.c.required, cf.c.is_unique, cf.c.options, cf.c.archived_at)
+        .where(cf.c.workspace_id == sql.param("ws"), cf.c.object_type == sql.param("object_type"))
+        .order_by(cf.c.archived_at.is_(None), cf.c.created_at)
+    )
+
+
+# on every write path of a resource with custom fields: built and compiled once
+_DEFINITIONS = sql.Query(_definitions)
+
+
+@sql.shape
+def _holders(table: str) -> Select[Any]:
+    """The live records of ``table`` holding each of ``probes`` (``{key: value}``); ``n`` numbers the probes
+    from 1. Containment against the GIN (jsonb_path_ops) index, one probe per wanted value."""
+    t = sql.table(table).alias("t")
+    p = (
+        func.unnest(sql.param("probes", ARRAY(JSONB)))
+        .table_valued(column("probe", JSONB), with_ordinality="n")
+        .render_derived(name="p")
+    )
+    on = and_(
+        t.c.workspace_id == sql.param("ws"), t.c.archived_at.is_(None), t.c.custom_fields.contains(p.c.probe)
+    )
+    return select(p.c.n, t.c.id).select_from(p.join(t, on))
+
+
 async def definitions(
     conn: asyncpg.Connection | asyncpg.Pool, workspace_id: Any, object_type: str
 ) -> Definitions:
-    rows = await conn.fetch(
-        "SELECT name, type, required, is_unique, options, archived_at FROM custom_fields "
-        "WHERE workspace_id = $1 AND object_type = $2 ORDER BY archived_at IS NULL, created_at",
-        workspace_id,
-        object_type,
-    )
+    rows = await _DEFINITIONS.fetch(conn, ws=workspace_id, object_type=object_type)
     return {r["name"]: dict(r) for r in rows}  # live rows come last, so they win
 
 
@@ -129,13 +156,8 @@ async def _unique_conflicts(
     wanted = [(i, new["id"], probe) for i, (old, new) in pairs for probe in _live_probes(unique, old, new)]
     if not wanted:
         return {}
-    # containment against the GIN (jsonb_path_ops) index, one probe per wanted value
-    rows = await conn.fetch(
-        f"SELECT p.n, t.id FROM unnest($2::jsonb[]) WITH ORDINALITY AS p(probe, n) "
-        f"JOIN {spec.table} AS t ON t.workspace_id = $1 AND t.archived_at IS NULL "
-        f"AND t.custom_fields @> p.probe",
-        ctx.workspace_id,
-        [probe for _, _, probe in wanted],
+    rows = await _holders(spec.table).fetch(
+        conn, ws=ctx.workspace_id, probes=[probe for _, _, probe in wanted]
     )
     holders: dict[int, set[Any]] = {}
     for r in rows:

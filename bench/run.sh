@@ -1,9 +1,10 @@
 #!/bin/sh
-# Fresh database, API with 2 workers (no dispatcher), 100,000 contacts, then load at 16 clients.
+# Fresh database, API with 2 workers (no dispatcher), 100,000 contacts, then load at 16 clients; then the
+# same contact operations on the floor app (bench/floor.py) and crm-api's ratio to it (BENCH_FLOOR=0 skips).
 #   bench/run.sh [workers] [clients] [seconds]
 set -eu
 cd "$(dirname "$0")/.."
-WORKERS=${1:-2}; CLIENTS=${2:-16}; SECONDS_PER_OP=${3:-10}; PORT=8077
+WORKERS=${1:-2}; CLIENTS=${2:-16}; SECONDS_PER_OP=${3:-10}; PORT=8077; FLOOR_PORT=8078
 PG=${BENCH_PG:-postgresql://postgres@127.0.0.1:5432}
 psql "$PG/postgres" -qc "DROP DATABASE IF EXISTS crm_bench" -c "CREATE DATABASE crm_bench"
 export CRM_DATABASE_URL="postgresql+asyncpg://${PG#postgresql://}/crm_bench" CRM_RUN_DISPATCHER=false
@@ -20,3 +21,18 @@ python bench/load.py --port $PORT --key "$KEY" --clients "$CLIENTS" --seconds "$
   --json "/tmp/crm-bench-$WORKERS-workers.json"
 python bench/sales.py --port $PORT --key "$KEY" --clients "$CLIENTS" --seconds "$SECONDS_PER_OP" \
   --json "/tmp/crm-bench-sales-$WORKERS-workers.json"
+kill $SERVER; wait $SERVER 2>/dev/null || true
+# The floor (bench/floor.py): the same operations on a bare FastAPI + asyncpg app, same workers and clients,
+# so each figure above can be read against what the stack costs on the day's machine.
+if [ "${BENCH_FLOOR:-1}" = 1 ]; then
+  psql "$PG/postgres" -qc "DROP DATABASE IF EXISTS crm_floor" -c "CREATE DATABASE crm_floor"
+  python bench/floor.py seed --url "$PG/crm_floor" --count 100000 --key floor-key
+  FLOOR_DATABASE_URL="$PG/crm_floor" python -m uvicorn floor:app --app-dir bench --workers "$WORKERS" \
+    --port $FLOOR_PORT --no-access-log >/tmp/crm-bench-floor.log 2>&1 &
+  SERVER=$!
+  until curl -s "http://127.0.0.1:$FLOOR_PORT/v1/contacts?limit=1" -H 'Authorization: Bearer floor-key' \
+      >/dev/null; do sleep 0.2; done
+  python bench/load.py --port $FLOOR_PORT --key floor-key --clients "$CLIENTS" --seconds "$SECONDS_PER_OP" \
+    --json "/tmp/crm-bench-floor-$WORKERS-workers.json"
+  python bench/ratio.py "/tmp/crm-bench-$WORKERS-workers.json" "/tmp/crm-bench-floor-$WORKERS-workers.json"
+fi

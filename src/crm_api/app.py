@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -119,6 +120,9 @@ def _openapi(app: FastAPI) -> dict[str, Any]:
     return schema
 
 
+_GC_YOUNG = 10_000  # allocations between young collections (CPython's default is 700)
+
+
 def create_app(settings: Settings | None = None, url: str | None = None) -> FastAPI:
     settings = settings or get_settings()
 
@@ -131,6 +135,12 @@ def create_app(settings: Settings | None = None, url: str | None = None) -> Fast
         dispatcher = None
         if settings.run_dispatcher:
             dispatcher = asyncio.create_task(Dispatcher(pool, settings).run(stop))
+        # The start-up heap (modules, routes, schemas, compiled statements: ~140k objects) lives as long as
+        # the process: frozen, a full collection no longer walks it (61-71 ms a pass here, the list's p99
+        # tail), and a larger young generation makes passes rarer for a request's short-lived objects.
+        gc.collect()
+        gc.freeze()
+        gc.set_threshold(_GC_YOUNG, *gc.get_threshold()[1:])
         try:
             yield
         finally:

@@ -20,16 +20,13 @@ async def _locking_conn(request: Request) -> AsyncIterator[asyncpg.Connection]:
 
 
 async def _write_conn(request: Request) -> AsyncIterator[asyncpg.Connection]:
-    """A transaction when the request carries an Idempotency-Key (its record must commit with the write);
-    otherwise none: a plain create, update, archive or restore is a single version-checked statement, atomic
-    on its own, and BEGIN/COMMIT would be two round trips for nothing."""
+    """No transaction: a plain create, update, archive or restore is one version-checked statement, atomic on
+    its own, and BEGIN/COMMIT would be two round trips for nothing. With an Idempotency-Key the record goes
+    into that same statement (``idempotency``, folded writes); a spec with upkeep after its write opens a
+    transaction for the two (``resources/writes.py``)."""
     pool: asyncpg.Pool = request.app.state.db.pool
     async with pool.acquire() as conn:
-        if "idempotency-key" in request.headers:
-            async with conn.transaction():
-                yield conn
-        else:
-            yield conn
+        yield conn
 
 
 async def _read_conn(request: Request) -> asyncpg.Pool:

@@ -8,18 +8,24 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, Literal
 
 import asyncpg
+from fastapi import Response
 from sqlalchemy import (
+    BigInteger,
+    ColumnElement,
     Select,
     Table,
     Text,
     any_,
     column,
     delete,
+    exists,
     func,
+    literal,
     select,
+    true,
     tuple_,
     union_all,
     update,
@@ -27,7 +33,7 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import ARRAY, JSONB, UUID, insert
 from sqlalchemy.sql.selectable import TableValuedAlias
 
-from .. import jsonutil, sql
+from .. import idempotency, jsonutil, sql
 from ..errors import Conflict, FieldError, Unprocessable
 from ..events.store import events_cte, fanout, recordset
 from ..pagination import Sort
@@ -148,20 +154,28 @@ def _id_records(name: str) -> TableValuedAlias:
     ).render_derived(name=name, with_types=True)
 
 
+Folded = Literal["create", "update"] | None
+
+
 @sql.shape
-def _write_stmt(spec: ResourceSpec) -> Select[Any]:
+def _write_stmt(spec: ResourceSpec, folded: Folded = None) -> Select[Any]:
+    """Rows, events, deliveries and external ids in one statement. ``folded`` adds a folded
+    Idempotency-Key record (see ``idempotency``): for a ``"create"``, the key is claimed first and the row
+    goes in only if the claim took (a unique key it hits is then an error, not a skip: the record must not
+    outlive a row that was not written) and the key's lock is released; for an ``"update"``, the record goes
+    in only if the row did."""
     t = _table(spec)
     xt = sql.table("external_ids")
     ws = sql.param("ws")
     object_type = sql.param("object_type")
     inserted = recordset("inserts", spec.table, "inserted")
-    ins = (
-        insert(t)
-        .from_select(list(spec.columns), select(*sql.columns(spec.columns, inserted)))
-        .on_conflict_do_nothing()
-        .returning(t.c.id)
-        .cte("ins")
-    )
+    claim = idempotency.record_insert().cte("claim") if folded == "create" else None
+    rows = select(*sql.columns(spec.columns, inserted))
+    if claim is not None:
+        adding = insert(t).from_select(list(spec.columns), rows.where(exists(select(claim))))
+    else:
+        adding = insert(t).from_select(list(spec.columns), rows).on_conflict_do_nothing()
+    ins = adding.returning(t.c.id).cte("ins")
     updated = recordset("updates", spec.table, "x")
     assigned = [c for c in spec.columns if c not in ("workspace_id", "id", "created_at")]
     upd = (
@@ -197,7 +211,20 @@ def _write_stmt(spec: ResourceSpec) -> Select[Any]:
         )
         .cte("xins")
     )
-    return select(ok.c.id).add_cte(ev, fanout(ev).cte("fanout"), xdel, xins)
+    ctes = [ev, fanout(ev).cte("fanout"), xdel, xins]
+    if folded is None:
+        return select(ok.c.id).add_cte(*ctes)
+    if folded == "update":
+        claim = idempotency.record_insert(exists(select(ok.c.id))).cte("claim")
+    assert claim is not None
+    # one row whatever was written, so the flags below are always read (and the unlock always runs)
+    one = select(literal(1).label("one")).subquery("one")
+    flags: list[ColumnElement[Any]] = [
+        select(func.count()).select_from(claim).scalar_subquery().label("claimed")
+    ]
+    if folded == "create":
+        flags.append(func.pg_advisory_unlock(sql.param("lock", BigInteger)).label("unlocked"))
+    return select(ok.c.id, *flags).select_from(one.outerjoin(ok, true())).add_cte(claim, *ctes)
 
 
 def write_statement(spec: ResourceSpec) -> sql.Compiled:
@@ -223,27 +250,44 @@ async def write(
     events: Sequence[dict[str, Any]] = (),
     external_removed: Sequence[dict[str, Any]] = (),
     external_added: Sequence[dict[str, Any]] = (),
+    record: idempotency.Record | None = None,
+    response: Response | None = None,
 ) -> set[uuid.UUID]:
     """Apply the rows; return the ids written. An insert that hit a unique key, or an update whose
-    version moved underneath it, is left out of the result (and so are its event and external ids)."""
+    version moved underneath it, is left out of the result (and so are its event and external ids).
+
+    With a folded Idempotency-Key ``record`` and the ``response`` it stores, the record goes into the same
+    statement (one object: a create or an update); a create whose key a twin claimed first raises
+    ``idempotency.Taken`` and writes nothing."""
+    params: dict[str, Any] = {
+        "ws": workspace_id,
+        "inserts": jsonutil.dumps_str(inserts),
+        "updates": jsonutil.dumps_str(updates),
+        "events": jsonutil.dumps_str(events),
+        "external_removed": jsonutil.dumps_str(external_removed),
+        "object_type": spec.object,
+        "external_added": jsonutil.dumps_str(external_added),
+    }
+    folded: Folded = None
+    if record is not None and response is not None:
+        folded = "create" if inserts else "update"
+        params.update(record.params(response))
     try:
-        rows = await _write_stmt(spec).fetch(
-            conn,
-            ws=workspace_id,
-            inserts=jsonutil.dumps_str(inserts),
-            updates=jsonutil.dumps_str(updates),
-            events=jsonutil.dumps_str(events),
-            external_removed=jsonutil.dumps_str(external_removed),
-            object_type=spec.object,
-            external_added=jsonutil.dumps_str(external_added),
-        )
+        rows = await _write_stmt(spec, folded).fetch(conn, **params)
     except asyncpg.UniqueViolationError as exc:
         raise _unique_conflict(spec, exc) from None
     except asyncpg.ForeignKeyViolationError as exc:
         raise Unprocessable(
             "A referenced object does not exist", [FieldError("/" + _fk_column(exc), "no such object")]
         ) from None
-    return {r["id"] for r in rows}
+    if record is None or folded is None:
+        return {r["id"] for r in rows}
+    if folded == "create":
+        record.unlocked = True
+        if not rows[0]["claimed"]:
+            raise idempotency.Taken()
+    record.saved = bool(rows[0]["claimed"])
+    return {r["id"] for r in rows if r["id"] is not None}
 
 
 def _unique_conflict(spec: ResourceSpec, exc: asyncpg.UniqueViolationError) -> Conflict:

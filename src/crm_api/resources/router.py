@@ -12,7 +12,7 @@ from ..auth import Principal, require
 from ..deps import IfMatch, LockingConn, ReadConn, WriteConn
 from ..errors import PROBLEM_JSON
 from ..http import context, json_response, problems, versioned_response
-from ..idempotency import idempotent
+from ..idempotency import folding, idempotent
 from . import batch, query, service
 from .custom_fields import enforce as custom_fields
 from .schemas import SearchRequest, batch_models, list_model
@@ -111,6 +111,7 @@ def build_router(spec: ResourceSpec) -> APIRouter:
     )
     @idempotent
     async def create(request: Request, body: Create, principal: Writer, conn: WriteConn) -> Response:
+        folding(spec, lambda row: object_response(spec, row, 201))
         row = await service.create(
             conn, spec, context(request, principal), body.model_dump(exclude_unset=True)
         )
@@ -176,6 +177,7 @@ def build_router(spec: ResourceSpec) -> APIRouter:
         version: IfMatch,
     ) -> Response:
         changes = body.model_dump(exclude_unset=True)
+        folding(spec, lambda row: object_response(spec, row))
         row = await service.update(conn, spec, context(request, principal), oid, changes, version)
         return object_response(spec, row)
 
@@ -190,6 +192,7 @@ def build_router(spec: ResourceSpec) -> APIRouter:
     async def archive(
         request: Request, oid: ObjectId, principal: Writer, conn: WriteConn, version: IfMatch
     ) -> Response:
+        folding(spec, lambda row: object_response(spec, row))
         return object_response(
             spec, await service.archive(conn, spec, context(request, principal), oid, version)
         )
@@ -205,6 +208,7 @@ def build_router(spec: ResourceSpec) -> APIRouter:
     async def restore(
         request: Request, oid: ObjectId, principal: Writer, conn: WriteConn, version: IfMatch
     ) -> Response:
+        folding(spec, lambda row: object_response(spec, row))
         return object_response(
             spec, await service.restore(conn, spec, context(request, principal), oid, version)
         )

@@ -44,6 +44,7 @@ from typing import Any
 
 import asyncpg
 
+from .. import idempotency
 from ..errors import CRMError
 from ..events.emit import Actor, emit
 from ..ids import uuid7
@@ -167,6 +168,11 @@ async def apply(
         return result
     # 9-10: the statement, then the upkeep, together
     result.wrote = True
+    # a one-object write answering a folded Idempotency-Key stores its record in the same statement
+    record = idempotency.pending(spec) if len(result.changed) == 1 else None
+    response = None
+    if record is not None and record.render is not None:
+        response = record.render(pairs[result.changed[0]][1])
     async with _scope(conn, spec):
         result.written = await repo.write(
             conn,
@@ -177,6 +183,8 @@ async def apply(
             events=emitted,
             external_removed=removed,
             external_added=added,
+            record=record,
+            response=response,
         )
         done = [pairs[i] for i in result.changed if pairs[i][1]["id"] in result.written]
         if spec.after_write is not None and done:

@@ -104,3 +104,14 @@ def test_the_wheel_installs_into_a_clean_venv_and_migrates_and_serves(
         _, err = serve.communicate(timeout=30)
     assert serve.returncode == 0, err
     assert f"the database is at the newest migration ({head()})" in err
+
+
+def test_the_dockerfile_installs_as_this_test_does() -> None:
+    """No Docker engine here: the image's install steps are held to the ones tested above."""
+    dockerfile = (ROOT / "Dockerfile").read_text()
+    steps = [line.strip() for line in dockerfile.splitlines() if line.startswith("RUN ")]
+    assert "RUN pip install --require-hashes -r /tmp/requirements.lock && rm /tmp/requirements.lock" in steps
+    assert "RUN pip install --no-deps /tmp/wheels/*.whl && rm -rf /tmp/wheels" in steps
+    assert not any(" -e " in step or "--editable" in step for step in steps)
+    assert "\nHEALTHCHECK " in dockerfile
+    assert "crm-api migrate" in dockerfile  # the one-off step before a rolling start

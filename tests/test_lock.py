@@ -81,4 +81,3 @@ def test_ci_runs_the_readme_test_command() -> None:
     ci = [line.strip() for line in (ROOT / ".ci" / "run").read_text().splitlines()]
     assert command[1] in ci, f".ci/run must run README's test command as written: {command[1]}"
     assert "-c requirements-test.lock" in command[1]
-

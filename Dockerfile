@@ -10,8 +10,8 @@
 #      replaced, so a migration must keep them working: add columns and tables first, drop them a release
 #      later.
 #   2. Then replace the API and worker containers a few at a time. Each checks the migrations at start
-#      (under the same lock: one quick read once they are done); `--no-migrate` skips even that, for a
-#      database user without DDL rights.
+#      (under the same lock: one quick read once they are done); with `--no-migrate`, for a database user
+#      without DDL rights, it only refuses to start on a schema older than itself.
 #
 # Scaling out: more API containers behind the load balancer, each with `--workers N` processes; webhook
 # delivery scales with more `crm-api worker --processes N` containers (start those with --no-healthcheck:

@@ -22,6 +22,8 @@ import crm_api
 from crm_api.db import asyncpg_dsn
 from crm_api.migrate import head
 
+ROOT = Path(__file__).resolve().parents[1]
+
 
 def _env(**extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("CRM_")}
@@ -136,6 +138,8 @@ def _head_of(url: str) -> str | None:
         dsn, kwargs = asyncpg_dsn(url)
         conn = await asyncpg.connect(dsn, **kwargs)
         try:
+            if not await conn.fetchval("SELECT to_regclass('alembic_version') IS NOT NULL"):
+                return None
             return await conn.fetchval("SELECT version_num FROM alembic_version")  # type: ignore[no-any-return]
         finally:
             await conn.close()
@@ -160,6 +164,43 @@ def test_four_concurrent_migrates_migrate_once_and_all_succeed(empty_database: s
     at_head = [err for _, err in results if f"the database is at the newest migration ({head()})" in err]
     assert (len(migrated), len(at_head)) == (1, 3), results
     assert _head_of(empty_database) == head()
+
+
+def test_no_migrate_refuses_a_schema_older_than_this_version_and_starts_on_a_migrated_one(
+    empty_database: str,
+) -> None:
+    env = _env(CRM_DATABASE_URL=empty_database)
+    worker = _crm("worker", "--no-migrate")
+
+    def refused() -> str:
+        done = subprocess.run(worker, env=env, capture_output=True, text=True, timeout=120)
+        assert done.returncode == 2, done.stderr
+        return done.stderr
+
+    assert "the database has no schema yet; run `crm-api migrate`" in refused()
+    assert _head_of(empty_database) is None  # nothing was migrated
+    subprocess.run(_crm("migrate"), env=env, capture_output=True, text=True, timeout=120, check=True)
+    subprocess.run(
+        [sys.executable, "-m", "alembic", "downgrade", "-1"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    )
+    older = _head_of(empty_database)
+    assert older is not None and older != head()
+    assert f"the database is at migration {older}, this version needs {head()}" in refused()
+    subprocess.run(_crm("migrate"), env=env, capture_output=True, text=True, timeout=120, check=True)
+    started = subprocess.Popen(worker, env=env, stderr=subprocess.PIPE, text=True)
+    try:
+        assert started.stderr is not None
+        assert "dispatcher process running" in started.stderr.readline()
+    finally:
+        started.terminate()
+        started.communicate(timeout=30)
+    assert started.returncode == 0
 
 
 def _options(help_text: str) -> dict[str, str]:

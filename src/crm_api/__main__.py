@@ -68,6 +68,19 @@ def _migrate(url: str) -> None:
         _err(f"migrated the database from {done.before or 'empty'} to {done.head}")
 
 
+def _ready(url: str, args: argparse.Namespace) -> bool:
+    """Migrate before starting, or with ``--no-migrate`` check that this version can run on the schema."""
+    from .migrate import behind
+
+    if not args.no_migrate:
+        _migrate(url)
+        return True
+    problem = behind(url)
+    if problem:
+        _err(problem)
+    return problem is None
+
+
 def cmd_migrate(_: argparse.Namespace) -> int:
     _migrate(_resolve_url())
     return 0
@@ -103,8 +116,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
     import uvicorn
 
     url = _resolve_url()
-    if not args.no_migrate:
-        _migrate(url)
+    if not _ready(url, args):
+        return 2
     key = asyncio.run(_bootstrap(url))
     if key:
         _err("first start: created workspace 'default' with this admin API key (shown once, keep it):")
@@ -161,8 +174,8 @@ def _run_worker(url: str, label: str) -> None:
 
 def cmd_worker(args: argparse.Namespace) -> int:
     url = _resolve_url()
-    if not args.no_migrate:
-        _migrate(url)
+    if not _ready(url, args):
+        return 2
     if args.processes <= 1:
         _run_worker(url, "process")
         return 0
@@ -205,9 +218,9 @@ def _parser() -> argparse.ArgumentParser:
     starting.add_argument(
         "--no-migrate",
         action="store_true",
-        help="start without running the migrations, for a database user without DDL rights or when "
-        "`crm-api migrate` runs as a one-off step before a rolling start (default: migrate first, under an "
-        "advisory lock, so replicas starting together migrate once)",
+        help="do not run the migrations, only refuse to start on a schema older than this version, for a "
+        "database user without DDL rights or when `crm-api migrate` runs as a one-off step before a rolling "
+        "start (default: migrate first, under an advisory lock, so replicas starting together migrate once)",
     )
 
     def command(name: str, summary: str, *parents: argparse.ArgumentParser) -> argparse.ArgumentParser:

@@ -20,7 +20,7 @@ from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import func, pool, select
 from sqlalchemy.engine import Connection
-from sqlalchemy.ext.asyncio import create_async_engine
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 SCRIPT_LOCATION = "crm_api:migrations"
 
@@ -57,10 +57,14 @@ def _upgrade_on(connection: Connection, config: Config) -> Upgrade:
     return Upgrade(before, head())
 
 
-async def _upgrade(url: str) -> Upgrade:
+def _engine(url: str) -> AsyncEngine:
     if url.startswith("postgresql://"):
         url = url.replace("postgresql://", "postgresql+asyncpg://", 1)
-    engine = create_async_engine(url, poolclass=pool.NullPool)
+    return create_async_engine(url, poolclass=pool.NullPool)
+
+
+async def _upgrade(url: str) -> Upgrade:
+    engine = _engine(url)
     try:
         async with engine.connect() as conn:
             # A session lock, held across alembic's own transaction; the connection closes at the end of
@@ -75,3 +79,26 @@ async def _upgrade(url: str) -> Upgrade:
 def upgrade(url: str) -> Upgrade:
     """Bring the database at ``url`` to the newest migration, one process at a time."""
     return asyncio.run(_upgrade(url))
+
+
+async def _current(url: str) -> str | None:
+    engine = _engine(url)
+    try:
+        async with engine.connect() as conn:
+            return await conn.run_sync(lambda c: MigrationContext.configure(c).get_current_revision())
+    finally:
+        await engine.dispose()
+
+
+def behind(url: str) -> str | None:
+    """Why this version cannot run on the database at ``url`` unmigrated, or None when it can: the schema
+    is at this version's head, or at a revision it does not know (a newer version migrated it first, as
+    during a rolling start; migrations keep the previous version working)."""
+    current = asyncio.run(_current(url))
+    newest = head()
+    if current is None:
+        return f"the database has no schema yet; run `crm-api migrate` (this version needs {newest})"
+    known = {script.revision for script in ScriptDirectory.from_config(alembic_config(url)).walk_revisions()}
+    if current != newest and current in known:
+        return f"the database is at migration {current}, this version needs {newest}; run `crm-api migrate`"
+    return None

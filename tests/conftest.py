@@ -92,6 +92,17 @@ def database_url() -> Iterator[str]:
     shutil.rmtree(pg_parent, ignore_errors=True)
 
 
+@pytest.fixture
+def empty_database(database_url: str) -> Iterator[str]:
+    """A database with nothing in it, on the run's server: for tests of the migrations themselves."""
+    import asyncio
+
+    name = f"crm_empty_{os.getpid()}_{uuid.uuid4().hex[:8]}"
+    asyncio.run(_admin(database_url, f'CREATE DATABASE "{name}"'))
+    yield _with_database(database_url, name)
+    asyncio.run(_admin(database_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+
 @pytest.fixture(scope="session")
 def settings() -> Settings:
     # Webhook tests run their own dispatchers (in-process or as killable worker processes).

@@ -8,8 +8,12 @@ import sys
 from pathlib import Path
 
 import pytest
+from alembic.config import Config
+from alembic.script import ScriptDirectory
 
-from crm_api.migrate import ROOT, alembic_config
+from crm_api.migrate import alembic_config, head
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def _run(*args: str) -> subprocess.CompletedProcess[str]:
@@ -58,5 +62,21 @@ def test_alembic_check_is_clean(database_url: str) -> None:
     command.check(alembic_config(database_url))
 
 
-def test_migrations_live_in_versions() -> None:
-    assert any(Path(ROOT, "migrations", "versions").glob("*.py"))
+def test_the_alembic_command_and_the_package_use_the_same_migrations(database_url: str) -> None:
+    """alembic.ini at the root (for `alembic revision`, `history`, ...) names the directory the package ships
+    and crm_api.migrate runs: the alembic command finds the test database at head."""
+    result = subprocess.run(
+        [sys.executable, "-m", "alembic", "current"],
+        cwd=ROOT,
+        env={**os.environ, "CRM_DATABASE_URL": database_url},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr
+    assert f"{head()} (head)" in result.stdout, result.stdout + result.stderr
+    config = Config(str(ROOT / "alembic.ini"))
+    shipped = Path(ROOT, "src", "crm_api", "migrations")
+    assert ScriptDirectory.from_config(config).dir == str(shipped)
+    assert ScriptDirectory.from_config(alembic_config(database_url)).dir == str(shipped)
+    assert any(Path(shipped, "versions").glob("*.py"))

@@ -1,4 +1,4 @@
-"""The ``crm-api`` command: serve, worker, migrate, openapi, create-key. Progress goes to stderr; a
+"""The crm-api command: serve, worker, migrate, openapi, create-key. Progress goes to stderr; a
 created key is printed alone on the last line of stdout."""
 
 from __future__ import annotations
@@ -11,6 +11,7 @@ import signal
 import sys
 from pathlib import Path
 
+from . import __version__
 from .config import get_settings
 
 
@@ -57,12 +58,31 @@ async def _create_key(url: str, workspace: str, scopes: list[str], name: str) ->
         await pool.close()
 
 
-def cmd_migrate(_: argparse.Namespace) -> int:
+def _migrate(url: str) -> None:
     from .migrate import upgrade
 
-    url = _resolve_url()
-    upgrade(url)
-    _err("database is at the newest migration")
+    done = upgrade(url)
+    if done.before == done.head:
+        _err(f"the database is at the newest migration ({done.head})")
+    else:
+        _err(f"migrated the database from {done.before or 'empty'} to {done.head}")
+
+
+def _ready(url: str, args: argparse.Namespace) -> bool:
+    """Migrate before starting, or with ``--no-migrate`` check that this version can run on the schema."""
+    from .migrate import behind
+
+    if not args.no_migrate:
+        _migrate(url)
+        return True
+    problem = behind(url)
+    if problem:
+        _err(problem)
+    return problem is None
+
+
+def cmd_migrate(_: argparse.Namespace) -> int:
+    _migrate(_resolve_url())
     return 0
 
 
@@ -79,10 +99,9 @@ def cmd_openapi(args: argparse.Namespace) -> int:
 
 def cmd_create_key(args: argparse.Namespace) -> int:
     from .errors import CRMError
-    from .migrate import upgrade
 
     url = _resolve_url()
-    upgrade(url)
+    _migrate(url)
     scopes = [s.strip() for s in args.scopes.replace("|", ",").split(",") if s.strip()]
     try:
         key = asyncio.run(_create_key(url, args.workspace, scopes, args.name))
@@ -96,10 +115,9 @@ def cmd_create_key(args: argparse.Namespace) -> int:
 def cmd_serve(args: argparse.Namespace) -> int:
     import uvicorn
 
-    from .migrate import upgrade
-
     url = _resolve_url()
-    upgrade(url)
+    if not _ready(url, args):
+        return 2
     key = asyncio.run(_bootstrap(url))
     if key:
         _err("first start: created workspace 'default' with this admin API key (shown once, keep it):")
@@ -155,10 +173,9 @@ def _run_worker(url: str, label: str) -> None:
 
 
 def cmd_worker(args: argparse.Namespace) -> int:
-    from .migrate import upgrade
-
     url = _resolve_url()
-    upgrade(url)
+    if not _ready(url, args):
+        return 2
     if args.processes <= 1:
         _run_worker(url, "process")
         return 0
@@ -176,33 +193,105 @@ def cmd_worker(args: argparse.Namespace) -> int:
     return 0
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="crm-api", description=__doc__)
-    sub = parser.add_subparsers(dest="command", required=True)
-    serve = sub.add_parser("serve", help="run the API (embedded PostgreSQL when CRM_DATABASE_URL is unset)")
-    serve.add_argument("--host", default="127.0.0.1")
-    serve.add_argument("--port", type=int, default=8000)
-    serve.add_argument("--workers", type=int, default=1)
-    serve.add_argument("--access-log", action="store_true")
-    serve.add_argument("--no-dispatcher", action="store_true", help="do not send webhooks from this process")
+def _parser() -> argparse.ArgumentParser:
+    settings = get_settings()
+    parser = argparse.ArgumentParser(
+        prog="crm-api",
+        description=__doc__,
+        epilog="`crm-api COMMAND --help` lists a command's options. Settings come from CRM_* environment "
+        "variables (README.md, Settings).",
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    # the options of every command that opens the database
+    database = argparse.ArgumentParser(add_help=False)
+    database.add_argument(
+        "--data-dir",
+        type=Path,
+        default=None,
+        metavar="PATH",
+        help="where the embedded PostgreSQL keeps its data when CRM_DATABASE_URL is unset "
+        f"(default: {settings.data_dir}; CRM_DATA_DIR sets it too)",
+    )
+    starting = argparse.ArgumentParser(add_help=False)
+    starting.add_argument(
+        "--no-migrate",
+        action="store_true",
+        help="do not run the migrations, only refuse to start on a schema older than this version, for a "
+        "database user without DDL rights or when `crm-api migrate` runs as a one-off step before a rolling "
+        "start (default: migrate first, under an advisory lock, so replicas starting together migrate once)",
+    )
+
+    def command(name: str, summary: str, *parents: argparse.ArgumentParser) -> argparse.ArgumentParser:
+        return sub.add_parser(name, help=summary, description=summary, parents=list(parents))
+
+    serve = command(
+        "serve",
+        "migrate, create the 'default' workspace and an admin key on first start, and serve the API "
+        "(on an embedded PostgreSQL when CRM_DATABASE_URL is unset)",
+        database,
+        starting,
+    )
+    serve.add_argument("--host", default="127.0.0.1", help="address to listen on (default: %(default)s)")
+    serve.add_argument("--port", type=int, default=8000, help="port to listen on (default: %(default)s)")
+    serve.add_argument(
+        "--workers", type=int, default=1, help="API processes sharing the port (default: %(default)s)"
+    )
+    serve.add_argument(
+        "--access-log", action="store_true", help="log every request through uvicorn (default: off)"
+    )
+    serve.add_argument(
+        "--no-dispatcher",
+        action="store_true",
+        help="send no webhooks from the API processes, leave it to `crm-api worker` (default: each API "
+        "process runs a dispatcher unless CRM_RUN_DISPATCHER=false)",
+    )
     serve.set_defaults(func=cmd_serve)
-    worker = sub.add_parser("worker", help="run webhook dispatchers only (no API)")
-    worker.add_argument("--processes", type=int, default=1)
+
+    worker = command("worker", "run webhook dispatchers only (no API)", database, starting)
+    worker.add_argument(
+        "--processes", type=int, default=1, help="dispatcher processes to run (default: %(default)s)"
+    )
     worker.set_defaults(func=cmd_worker)
-    sub.add_parser("migrate", help="upgrade the database to the newest migration").set_defaults(
-        func=cmd_migrate
+
+    migrate = command(
+        "migrate", "upgrade the database to the newest migration (under an advisory lock)", database
     )
-    spec = sub.add_parser("openapi", help="write the OpenAPI document")
-    spec.add_argument("--output", default="openapi/openapi.json")
+    migrate.set_defaults(func=cmd_migrate)
+
+    spec = command("openapi", "write the OpenAPI document")
+    spec.add_argument(
+        "--output",
+        default="openapi/openapi.json",
+        metavar="PATH",
+        help="file to write (default: %(default)s)",
+    )
     spec.set_defaults(func=cmd_openapi)
-    key = sub.add_parser("create-key", help="create an API key (and its workspace if needed)")
-    key.add_argument("--workspace", required=True)
+
+    key = command("create-key", "create an API key (and its workspace if needed)", database)
+    key.add_argument("--workspace", required=True, help="workspace name, created if new (required)")
     key.add_argument(
-        "--scopes", required=True, help="comma-separated, e.g. contacts:read,contacts:write or *"
+        "--scopes",
+        required=True,
+        help="comma-separated, e.g. contacts:read,contacts:write; * for every resource, admin for keys "
+        "(required)",
     )
-    key.add_argument("--name", default="created by crm-api create-key")
+    key.add_argument(
+        "--name",
+        default="created by crm-api create-key",
+        help="label shown when listing keys (default: %(default)r)",
+    )
     key.set_defaults(func=cmd_create_key)
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    if getattr(args, "data_dir", None) is not None:
+        # settings are read from the environment, and serve's worker processes read it again
+        os.environ["CRM_DATA_DIR"] = str(args.data_dir.resolve())
+        get_settings.cache_clear()
     from . import embedded
 
     try:

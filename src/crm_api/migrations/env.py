@@ -1,4 +1,8 @@
-"""Alembic environment: async (asyncpg), one metadata from ``crm_api.models``."""
+"""Alembic environment: async (asyncpg), one metadata from ``crm_api.models``.
+
+``crm_api.migrate`` hands over its own connection (it holds the migration lock on it); the ``alembic``
+command opens one from the URL.
+"""
 
 from __future__ import annotations
 

@@ -4,7 +4,8 @@ The record is written in the request's own transaction, so a write and its recor
 at all. An advisory lock on the key, held until that commit, is how a concurrent retry learns that the
 first attempt is still running (a plain unique insert would block it instead of answering 409).
 
-Every write route says so with ``@idempotent`` (under its ``@router`` decorator).
+Every write route says so with ``@idempotent`` (under its ``@router`` decorator); the OpenAPI document
+declares the header on the routes it marks (``is_idempotent``).
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from .locks import key_lock
 MAX_KEY_LENGTH = 255
 P = ParamSpec("P")
 _REPLAYED_HEADERS = ("location", "etag")
+_MARK = "__crm_idempotent__"
 
 
 def _ttl() -> ColumnElement[Any]:
@@ -107,7 +109,13 @@ def idempotent(route: Callable[P, Awaitable[Response]]) -> Callable[P, Awaitable
         request, principal = cast(Request, kwargs["request"]), cast(Principal, kwargs["principal"])
         return await run_once(request, kwargs["conn"], principal, lambda: route(*args, **kwargs))
 
+    setattr(once, _MARK, True)
     return once
+
+
+def is_idempotent(endpoint: Callable[..., Any]) -> bool:
+    """Whether a route's endpoint runs under ``@idempotent`` (takes an ``Idempotency-Key``)."""
+    return bool(getattr(endpoint, _MARK, False))
 
 
 async def run_once(

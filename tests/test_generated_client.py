@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -62,6 +63,18 @@ def generated(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
         sys.path.remove(str(out.parent))
 
 
+def test_enums_and_nullable_fields_share_their_models(generated: Any) -> None:
+    """One model per enum (ContactCreate.lifecycle_stage is a LifecycleStage | None), none per model and
+    nullable field (the generator names those ``..._type_0``)."""
+    models_dir = Path(generated.__file__).parent / "models"
+    per_field = sorted(p.stem for p in models_dir.glob("*.py") if re.search(r"_type_\d+$", p.stem))
+    assert per_field == []
+    models = importlib.import_module("crm_client.models")
+    assert not [name for name in dir(models) if re.search(r"Type\d+$", name)]
+    assert {s.value for s in models.LifecycleStage} >= {"lead", "customer"}
+    assert models.TicketStatus("on_hold").value == "on_hold"
+
+
 async def test_generated_client_creates_fetches_and_lists(
     generated: Any, live_url: str, pool: asyncpg.Pool
 ) -> None:
@@ -71,21 +84,42 @@ async def test_generated_client_creates_fetches_and_lists(
     contacts_create = importlib.import_module("crm_client.api.contacts.contacts_create")
     contacts_get = importlib.import_module("crm_client.api.contacts.contacts_get")
     contacts_list = importlib.import_module("crm_client.api.contacts.contacts_list")
+    contacts_update = importlib.import_module("crm_client.api.contacts.contacts_update")
     models = importlib.import_module("crm_client.models")
 
     client = generated.AuthenticatedClient(base_url=live_url, token=key)
     async with client as c:
-        body = models.ContactCreate(email="Gen@Example.com", first_name="Gen", tags=["sdk"])
-        created = await contacts_create.asyncio_detailed(client=c, body=body)
+        body = models.ContactCreate(
+            email="Gen@Example.com",
+            first_name="Gen",
+            tags=["sdk"],
+            lifecycle_stage=models.LifecycleStage.LEAD,
+        )
+        key = uuid.uuid4().hex
+        created = await contacts_create.asyncio_detailed(client=c, body=body, idempotency_key=key)
         assert created.status_code == 201, created.content
         contact = created.parsed
         assert contact.email == "gen@example.com"
         assert contact.tags == ["sdk"]
+        assert contact.lifecycle_stage == models.LifecycleStage.LEAD
+        assert created.headers["etag"] == '"1"'
+        again = await contacts_create.asyncio_detailed(client=c, body=body, idempotency_key=key)
+        assert again.status_code == 201 and again.parsed.id == contact.id
+        assert again.headers["idempotent-replayed"] == "true"
+
+        change = models.ContactUpdate(lifecycle_stage=models.LifecycleStage.CUSTOMER)
+        updated = await contacts_update.asyncio_detailed(contact.id, client=c, body=change, if_match='"1"')
+        assert updated.status_code == 200, updated.content
+        assert updated.parsed.lifecycle_stage == models.LifecycleStage.CUSTOMER
+        stale = await contacts_update.asyncio_detailed(contact.id, client=c, body=change, if_match='"1"')
+        assert stale.status_code == 412
+        assert isinstance(stale.parsed, models.Problem)
+        assert stale.parsed.code == "precondition_failed"
 
         fetched = await contacts_get.asyncio(client=c, id=contact.id)
         assert fetched is not None
         assert fetched.id == contact.id
-        assert fetched.version == 1
+        assert fetched.version == 2
 
         page = await contacts_list.asyncio(client=c)
         assert page is not None

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import Any
 
 import httpx
 
 from crm_api.app import create_app
+from crm_api.events.types import CATALOGUE
 
 SPEC = Path(__file__).resolve().parents[1] / "openapi" / "openapi.json"
 RESOURCE_ACTIONS = (
@@ -101,21 +103,160 @@ def test_operation_ids_are_the_stable_set() -> None:
     assert set(ids) == EXPECTED
 
 
+def _resolve(spec: dict[str, Any], node: dict[str, Any]) -> dict[str, Any]:
+    ref = node.get("$ref")
+    if ref is None:
+        return node
+    found: Any = spec
+    for part in ref.removeprefix("#/").split("/"):
+        found = found[part]
+    return _resolve(spec, found)
+
+
+def _with_paths(spec: dict[str, Any]) -> list[tuple[str, str, dict[str, Any]]]:
+    return [(path, method, op) for path, ops in spec["paths"].items() for method, op in ops.items()]
+
+
+def _header_params(spec: dict[str, Any], op: dict[str, Any]) -> set[str]:
+    params = [_resolve(spec, p) for p in op.get("parameters", [])]
+    return {p["name"] for p in params if p["in"] == "header"}
+
+
 def test_every_operation_lists_its_problem_responses() -> None:
     spec = json.loads(SPEC.read_text())
     assert "Problem" in spec["components"]["schemas"]
     for op in _operations(spec):
-        for status in ("400", "401", "403", "422"):
+        for status in ("400", "401", "403", "422", "429", "503"):
             response = op["responses"].get(status)
             assert response is not None, f"{op['operationId']} does not list {status}"
+            response = _resolve(spec, response)
             schema = response["content"]["application/problem+json"]["schema"]
             assert schema == {"$ref": "#/components/schemas/Problem"}, op["operationId"]
+            if status in ("429", "503"):
+                assert "Retry-After" in response["headers"], (op["operationId"], status)
+
+
+def test_every_operation_is_described_for_a_reader() -> None:
+    """A summary in words (not FastAPI's title-cased function name, not "Create a activity") and a
+    description, on every operation."""
+    spec = json.loads(SPEC.read_text())
+    for op in _operations(spec):
+        summary, description = op.get("summary", ""), op.get("description", "")
+        words = summary.split()
+        assert len(words) >= 2 and summary == summary.strip(), (op["operationId"], summary)
+        assert not all(w[0].isupper() for w in words), (op["operationId"], summary)  # "List Keys"
+        assert not re.search(r"\ba [aeio]|_", summary), (op["operationId"], summary)
+        assert len(description) >= 60, (op["operationId"], description)
+
+
+def test_writes_declare_their_headers_and_what_can_go_wrong() -> None:
+    """Idempotency-Key on every write, If-Match where it is read (with 412 beside it), 404 wherever an id
+    is in the path, and the headers of the answers: X-Request-ID and RateLimit on all, ETag where a
+    versioned object comes back, Location on a create, Idempotent-Replayed where a replay can come."""
+    spec = json.loads(SPEC.read_text())
+    if_match = set()
+    for path, method, op in _with_paths(spec):
+        name, headers = op["operationId"], _header_params(spec, op)
+        assert "X-Request-ID" in headers, name
+        write = method != "get" and not name.endswith(("_search", "_duplicates"))
+        assert ("Idempotency-Key" in headers) == write, name
+        if write:
+            assert "409" in op["responses"], name
+        if "If-Match" in headers:
+            if_match.add(name)
+            assert "412" in op["responses"], name
+        if "{id}" in path:
+            assert "404" in op["responses"], name
+        for status, response in op["responses"].items():
+            sent = set(_resolve(spec, response)["headers"])
+            assert {"X-Request-ID", "RateLimit", "RateLimit-Policy"} <= sent, (name, status)
+            assert ("Idempotent-Replayed" in sent) == (write and status.startswith("2")), (name, status)
+    resources = ("contacts", "companies", "deals", "activities", "tickets", "sla_policies", "custom_fields")
+    assert if_match == {
+        *(f"{r}_{a}" for r in resources for a in ("update", "archive", "restore")),
+        *(f"pipelines_{a}" for a in ("update", "archive", "restore")),
+        *(f"pipelines_{a}" for a in ("add_stage", "update_stage", "remove_stage", "reorder_stages")),
+    }
+    versioned = {
+        *(f"{r}_{a}" for r in resources for a in ("get", "create", "update", "archive", "restore")),
+        *(f"{r}_upsert_by_external_id" for r in resources),
+        "contacts_upsert_by_email",
+        "companies_upsert_by_domain",
+        *(f"{r}_upsert_by_custom_field" for r in ("contacts", "companies", "deals", "tickets")),
+        *(op for op in EXPECTED if op.startswith("pipelines_") and op != "pipelines_list"),
+        "webhooks_get",
+    }
+    for _, _, op in _with_paths(spec):
+        for status, response in op["responses"].items():
+            if status.startswith("2") and op["operationId"] in versioned:
+                assert "ETag" in response["headers"], (op["operationId"], status)
+            if status == "201" and op["operationId"] not in (
+                "api_keys_create",
+                "tickets_create_comment",
+                "orders_upsert",
+            ):
+                assert "Location" in response["headers"], op["operationId"]
+
+
+def test_servers_and_auth_are_declared() -> None:
+    spec = json.loads(SPEC.read_text())
+    assert spec["servers"][0]["url"] == "/"
+    assert spec["security"] == [{"bearer": []}]
+    assert spec["components"]["securitySchemes"]["bearer"] == {"type": "http", "scheme": "bearer"}
+
+
+def test_enums_are_shared_components() -> None:
+    """An enum is a component of its own that models refer to (nullable ones as anyOf [$ref, null]):
+    generated clients get one type per enum, not one per model and field."""
+    spec = json.loads(SPEC.read_text())
+    schemas = spec["components"]["schemas"]
+    inline: list[str] = []
+
+    def walk(node: Any, pointer: str, top: bool) -> None:
+        if isinstance(node, dict):
+            if not top and len(node.get("enum", ())) > 1:
+                inline.append(pointer)
+            for key, value in node.items():
+                walk(value, f"{pointer}/{key}", False)
+        elif isinstance(node, list):
+            for i, value in enumerate(node):
+                walk(value, f"{pointer}/{i}", False)
+
+    for name, schema in schemas.items():
+        walk(schema, name, True)
+    assert inline == []
+    assert schemas["LifecycleStage"]["enum"][:2] == ["subscriber", "lead"]
+    stage = schemas["ContactUpdate"]["properties"]["lifecycle_stage"]
+    assert stage["anyOf"] == [{"$ref": "#/components/schemas/LifecycleStage"}, {"type": "null"}]
+
+
+def test_request_bodies_carry_no_defaults() -> None:
+    """A TypeScript client (openapi-typescript, default flags) makes a property with a default required:
+    request bodies say their defaults in words instead."""
+    spec = json.loads(SPEC.read_text())
+    schemas = spec["components"]["schemas"]
+    for name in ("ContactCreate", "TicketCreate", "SearchRequest", "ContactBatchRequest", "Schedule"):
+        for field, prop in schemas[name]["properties"].items():
+            assert "default" not in prop, (name, field)
+    tags = schemas["ContactCreate"]["properties"]["tags"]
+    assert "Default: `[]`" in tags["description"]
+    assert schemas["ContactCreate"].get("required", []) == []
 
 
 def test_webhook_payloads_are_declared() -> None:
+    """Every catalogued event type, with the Standard Webhooks headers, and no bearer key: the service
+    signs what it sends."""
     spec = json.loads(SPEC.read_text())
-    assert {"contact.created", "contact.updated", "company.archived"} <= set(spec["webhooks"])
-    assert {"deal.stage_changed", "deal.won", "deal.lost", "pipeline.updated"} <= set(spec["webhooks"])
+    assert set(spec["webhooks"]) == {e.type for e in CATALOGUE}
+    assert {"webhook.test", "deal.won", "ticket.sla_breached", "contact.erased"} <= set(spec["webhooks"])
+    for event_type, entry in spec["webhooks"].items():
+        post = entry["post"]
+        assert post["security"] == [], event_type
+        headers = {p["name"]: p for p in post["parameters"] if p["in"] == "header"}
+        assert set(headers) == {"webhook-id", "webhook-timestamp", "webhook-signature"}, event_type
+        assert all(h["required"] for h in headers.values())
+        body = post["requestBody"]["content"]["application/json"]["schema"]
+        assert body["properties"]["type"] == {"const": event_type}
 
 
 def test_no_schema_pins_a_type_beside_its_alternatives() -> None:

@@ -1,4 +1,5 @@
-"""create_app(): lifespan (pool, key cache), middleware, error handlers, routers, the OpenAPI document."""
+"""create_app(): lifespan (pool, key cache), middleware, error handlers, routers, the OpenAPI document
+(built in apidocs)."""
 
 from __future__ import annotations
 
@@ -12,17 +13,15 @@ from typing import Any
 import asyncpg
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.openapi.utils import get_openapi
 from fastapi.responses import Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from . import __version__, jsonutil, maintenance, registry
+from . import __version__, apidocs, jsonutil, maintenance, registry
 from .admin.router import router as keys_router
 from .auth import KeyCache
 from .config import Settings, get_settings
 from .db import Database, create_pool, database_url
-from .errors import PROBLEM_JSON, BadRequest, CRMError, FieldError, NotFound, Unprocessable, problem_schema
-from .events.describe import webhooks_section
+from .errors import PROBLEM_JSON, BadRequest, CRMError, FieldError, NotFound, Unprocessable
 from .middleware import RequestContext
 from .webhooks.dispatcher import Dispatcher
 
@@ -103,23 +102,6 @@ async def _crash(request: Request, exc: Exception) -> Response:
     return _problem(request, CRMError("An unexpected error occurred; it has been logged"))
 
 
-def _openapi(app: FastAPI) -> dict[str, Any]:
-    if app.openapi_schema:
-        return app.openapi_schema
-    schema = get_openapi(
-        title="crm-api",
-        version=__version__,
-        description="An API-first, headless CRM. Every error is application/problem+json.",
-        routes=app.routes,
-    )
-    schema.setdefault("components", {}).setdefault("schemas", {})["Problem"] = problem_schema()
-    schema["components"]["securitySchemes"] = {"bearer": {"type": "http", "scheme": "bearer"}}
-    schema["webhooks"] = webhooks_section(schema["components"]["schemas"])
-    schema["security"] = [{"bearer": []}]
-    app.openapi_schema = schema
-    return schema
-
-
 _GC_YOUNG = 10_000  # allocations between young collections (CPython's default is 700)
 
 
@@ -150,7 +132,7 @@ def create_app(settings: Settings | None = None, url: str | None = None) -> Fast
             housekeeping.cancel()
             await pool.close()
 
-    app = FastAPI(title="crm-api", version=__version__, lifespan=lifespan)
+    app = FastAPI(title="crm-api", version=__version__, lifespan=lifespan, docs_url=None, redoc_url=None)
     app.state.settings = settings
     app.state.key_cache = KeyCache(settings.auth_cache_seconds)
     app.add_middleware(RequestContext, max_body_bytes=settings.max_body_bytes)
@@ -170,5 +152,6 @@ def create_app(settings: Settings | None = None, url: str | None = None) -> Fast
     async def health() -> dict[str, str]:
         return {"status": "ok"}
 
-    app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
+    apidocs.add_docs(app)
+    app.openapi = lambda: apidocs.document(app)  # type: ignore[method-assign]
     return app

@@ -6,7 +6,7 @@ from collections.abc import AsyncIterator
 from typing import Annotated
 
 import asyncpg
-from fastapi import Depends, Request
+from fastapi import Depends, Header, Request
 
 from .errors import PreconditionFailed, field_error
 
@@ -41,8 +41,18 @@ LockingConn = Annotated[asyncpg.Connection, Depends(_locking_conn, scope="functi
 """For writes that take advisory locks or write several statements (upserts, batches, keys)."""
 
 
-async def if_match(request: Request) -> int | None:
-    raw = request.headers.get("if-match")
+async def if_match(
+    raw: Annotated[
+        str | None,
+        Header(
+            alias="If-Match",
+            description='The version the write applies to, as the ETag showed it ("3"; 3 and W/"3" too): '
+            "if the object has moved on, the answer is 412 and nothing changes. Without it the write "
+            "applies to the current version.",
+            examples=['"3"'],
+        ),
+    ] = None,
+) -> int | None:
     if raw is None:
         return None
     value = raw.strip().removeprefix("W/").strip('"')

@@ -1,5 +1,5 @@
-"""What every router shares about HTTP: the documented problem responses, JSON bodies, the ETag and
-Location headers, and the caller's Context taken from the request."""
+"""What every router shares about HTTP: the documented responses (problems, and the headers a success
+carries), JSON bodies, the ETag and Location headers, and the caller's Context taken from the request."""
 
 from __future__ import annotations
 
@@ -20,15 +20,56 @@ _DESCRIPTIONS = {
     412: "If-Match names a version that is no longer current",
     413: "Request body too large",
     422: "Validation failed; `errors` names each field",
+    429: "Too many requests for this API key: retry after `Retry-After` seconds",
+    503: "The service cannot answer right now (a fault of ours, such as the database being unreachable): "
+    "retry after `Retry-After` seconds",
 }
+PROBLEM_NAMES = {
+    400: "BadRequest",
+    401: "Unauthorized",
+    403: "Forbidden",
+    404: "NotFound",
+    409: "Conflict",
+    412: "PreconditionFailed",
+    413: "PayloadTooLarge",
+    422: "ValidationFailed",
+    429: "TooManyRequests",
+    503: "Unavailable",
+}
+"""The problem responses' names among the OpenAPI document's ``components/responses``."""
+HEADERS = "#/components/headers/"
+"""Where the OpenAPI document keeps the response headers (``apidocs.RESPONSE_HEADERS``)."""
+
+
+def problem_response(status: int) -> dict[str, Any]:
+    """The problem response of a status, as the routes declare it (``problems``)."""
+    response: dict[str, Any] = {
+        "description": _DESCRIPTIONS[status],
+        "content": {PROBLEM_JSON: {"schema": {"$ref": "#/components/schemas/Problem"}}},
+    }
+    if status in (429, 503):
+        response["headers"] = {"Retry-After": {"$ref": HEADERS + "Retry-After"}}
+    return response
 
 
 def problems(*codes: int) -> dict[int | str, dict[str, Any]]:
-    ref = {"schema": {"$ref": "#/components/schemas/Problem"}}
-    return {
-        c: {"description": _DESCRIPTIONS[c], "content": {PROBLEM_JSON: ref}}
-        for c in (400, 401, 403, 413, *codes)
-    }
+    """The problem responses of a route: those every route can give (400, 401, 403, 413, 429, 503) and
+    ``codes``."""
+    return {c: problem_response(c) for c in sorted({400, 401, 403, 413, 429, 503, *codes})}
+
+
+def success(
+    status: int, *headers: str, model: type[Any] | None = None, description: str | None = None
+) -> dict[int | str, dict[str, Any]]:
+    """A success response that sends ``headers`` (``ETag`` from ``versioned_response``, ``Location`` on a
+    create), for a route's ``responses``; ``model`` and ``description`` for a status beside the route's
+    own (an upsert's 201)."""
+    response: dict[str, Any] = {"headers": {h: {"$ref": HEADERS + h} for h in headers}}
+    if model is not None:
+        response["model"] = model
+    if description is not None:
+        response["description"] = description
+    return {status: response}
 
 
 def context(request: Request, principal: Principal) -> Context:

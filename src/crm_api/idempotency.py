@@ -13,7 +13,8 @@ Two ways to keep a write and its record together, by the route's connection:
   record goes in only if the update did, and the lock is released after the commit. A create with a key is
   then two statements (lock and lookup; the write), where the transaction took six round trips.
 
-Every write route says so with ``@idempotent`` (under its ``@router`` decorator).
+Every write route says so with ``@idempotent`` (under its ``@router`` decorator); the OpenAPI document
+declares the header on the routes it marks (``is_idempotent``).
 """
 
 from __future__ import annotations
@@ -41,6 +42,7 @@ from .locks import key_lock
 MAX_KEY_LENGTH = 255
 P = ParamSpec("P")
 _REPLAYED_HEADERS = ("location", "etag")
+_MARK = "__crm_idempotent__"
 
 
 def _ttl() -> ColumnElement[Any]:
@@ -209,7 +211,13 @@ def idempotent(route: Callable[P, Awaitable[Response]]) -> Callable[P, Awaitable
         request, principal = cast(Request, kwargs["request"]), cast(Principal, kwargs["principal"])
         return await run_once(request, kwargs["conn"], principal, lambda: route(*args, **kwargs))
 
+    setattr(once, _MARK, True)
     return once
+
+
+def is_idempotent(endpoint: Callable[..., Any]) -> bool:
+    """Whether a route's endpoint runs under ``@idempotent`` (takes an ``Idempotency-Key``)."""
+    return bool(getattr(endpoint, _MARK, False))
 
 
 async def run_once(

@@ -4,15 +4,16 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
-from typing import Annotated, Any, Literal
+from typing import Annotated, Literal
 
 from pydantic import AfterValidator, Field, StringConstraints
+from typing_extensions import TypeAliasType
 
 from ..resources.schemas import CustomFields, ExternalIds, ReadModel, Text, UtcDatetime, WriteModel, _no_nul
 
-ActivityType = Literal["note", "call", "email", "meeting", "task"]
-Direction = Literal["inbound", "outbound"]
-Priority = Literal["low", "normal", "high"]
+ActivityType = TypeAliasType("ActivityType", Literal["note", "call", "email", "meeting", "task"])
+ActivityDirection = TypeAliasType("ActivityDirection", Literal["inbound", "outbound"])
+ActivityPriority = TypeAliasType("ActivityPriority", Literal["low", "normal", "high"])
 
 
 def _unique(ids: list[uuid.UUID]) -> list[uuid.UUID]:
@@ -35,11 +36,11 @@ class ActivityCreate(WriteModel):
     subject: Text | None = None
     body: Body | None = None
     occurred_at: UtcDatetime | None = Field(None, description=_OCCURRED)
-    direction: Direction | None = None
+    direction: ActivityDirection | None = None
     duration_seconds: Duration | None = None
     due_at: UtcDatetime | None = None
     completed_at: UtcDatetime | None = Field(None, description="Setting it completes a task")
-    priority: Priority | None = None
+    priority: ActivityPriority | None = None
     owner_id: uuid.UUID | None = None
     contact_ids: LinkIds = []
     company_ids: LinkIds = []
@@ -57,11 +58,11 @@ class ActivityUpdate(WriteModel):
     subject: Text | None = None
     body: Body | None = None
     occurred_at: UtcDatetime | None = None
-    direction: Direction | None = None
+    direction: ActivityDirection | None = None
     duration_seconds: Duration | None = None
     due_at: UtcDatetime | None = None
     completed_at: UtcDatetime | None = Field(None, description="Set to complete a task, null to reopen it")
-    priority: Priority | None = None
+    priority: ActivityPriority | None = None
     owner_id: uuid.UUID | None = None
     contact_ids: LinkIds | None = None
     company_ids: LinkIds | None = None
@@ -77,15 +78,15 @@ class Activity(ReadModel):
     subject: str | None
     body: str | None
     occurred_at: dt.datetime | None
-    direction: Direction | None
+    direction: ActivityDirection | None
     duration_seconds: int | None
     due_at: dt.datetime | None
     completed_at: dt.datetime | None
-    priority: Priority | None
+    priority: ActivityPriority | None
     owner_id: uuid.UUID | None
     contact_ids: list[uuid.UUID]
     company_ids: list[uuid.UUID]
     deal_ids: list[uuid.UUID]
     ticket_ids: list[uuid.UUID]
-    custom_fields: dict[str, Any]
-    external_ids: dict[str, str]
+    custom_fields: CustomFields
+    external_ids: ExternalIds

@@ -85,6 +85,8 @@ ACTIVITIES = register(
     ResourceSpec(
         name="activities",
         object="activity",
+        called=("an activity", "activities"),
+        searched="subject",
         fields=fields_of(
             models.Activity, unfilterable=("subject", "body", "direction", "duration_seconds", "priority")
         ),

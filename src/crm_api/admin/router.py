@@ -46,7 +46,15 @@ class ApiKeyList(BaseModel):
     next_cursor: str | None
 
 
-@router.get("", operation_id="api_keys_list", response_model=ApiKeyList, responses=problems(422))
+@router.get(
+    "",
+    operation_id="api_keys_list",
+    response_model=ApiKeyList,
+    responses=problems(422),
+    summary="List the workspace's API keys",
+    description="Every key of the workspace, revoked ones too, without the keys themselves (their `prefix` "
+    "identifies them). One page: `has_more` is always false. Needs the `admin` scope.",
+)
 async def list_keys(principal: Admin, conn: ReadConn) -> Response:
     data = await keys.list_keys(conn, principal.workspace_id)
     return json_response({"object": "list", "data": data, "has_more": False, "next_cursor": None})
@@ -58,6 +66,10 @@ async def list_keys(principal: Admin, conn: ReadConn) -> Response:
     operation_id="api_keys_create",
     response_model=ApiKeyWithSecret,
     responses=problems(409, 422),
+    summary="Create an API key",
+    description="A key for this workspace with 1 to 50 `scopes`: `<resource>:read` or `<resource>:write`, "
+    "`*` (every resource, not admin) or `admin` (an unknown scope is a 422 at `/scopes/<i>`). Answers 201 "
+    "with the key in `key`: it is shown this once, only its SHA-256 is stored. Needs the `admin` scope.",
 )
 @idempotent
 async def create_key(request: Request, body: ApiKeyCreate, principal: Admin, conn: LockingConn) -> Response:
@@ -66,7 +78,13 @@ async def create_key(request: Request, body: ApiKeyCreate, principal: Admin, con
 
 
 @router.delete(
-    "/{id}", operation_id="api_keys_revoke", response_model=ApiKey, responses=problems(404, 409, 422)
+    "/{id}",
+    operation_id="api_keys_revoke",
+    response_model=ApiKey,
+    responses=problems(404, 409, 422),
+    summary="Revoke an API key",
+    description="Sets `revoked_at`: the key is refused (401) at once by this process, and by the others "
+    "within `CRM_AUTH_CACHE_SECONDS` (5 s). Needs the `admin` scope.",
 )
 @idempotent
 async def revoke_key(

@@ -11,6 +11,7 @@ from ..contacts.spec import CONTACTS
 from ..deps import ReadConn
 from ..http import context, json_response, problems
 from ..resources import query, service
+from ..resources.router import list_parameters
 from ..resources.schemas import list_model
 from .spec import COMPANIES
 
@@ -23,7 +24,10 @@ Reader = Annotated[Principal, require("contacts:read")]
     operation_id="companies_list_contacts",
     response_model=list_model(Contact),
     responses=problems(404, 422),
+    openapi_extra=list_parameters(CONTACTS),
     summary="List a company's contacts",
+    description="The contacts whose `company_id` is this company, with the filters, sorts and pages of "
+    "the contact list. Needs `contacts:read`.",
 )
 async def list_contacts(
     request: Request, oid: Annotated[uuid.UUID, Path(alias="id")], principal: Reader, conn: ReadConn

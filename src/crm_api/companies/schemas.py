@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from typing import Any, Literal
+from typing import Literal
 
 from pydantic import Field
 
@@ -61,8 +61,8 @@ class Company(ReadModel):
     currency: str | None
     owner_id: uuid.UUID | None
     tags: list[str]
-    custom_fields: dict[str, Any]
-    external_ids: dict[str, str]
+    custom_fields: CustomFields
+    external_ids: ExternalIds
     merged_into: uuid.UUID | None = Field(
         description="Set when this record was merged into another (then archived); GET answers 301 there"
     )

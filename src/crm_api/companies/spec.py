@@ -49,7 +49,13 @@ COMPANIES = register(
         read_schema=Company,
         normalise=_normalise,
         search_text=_search_text,
-        natural_key=NaturalKey("domain", "by-domain", normalise_domain),
+        natural_key=NaturalKey(
+            "domain",
+            "by-domain",
+            normalise_domain,
+            "normalised: scheme, www., path and trailing dot removed, lower-cased, IDNA",
+        ),
+        searched="name and domain",
         sorts=("created_at", "updated_at", "name"),
         query_params=(
             QueryParam("domain", "domain", "eq", "text"),

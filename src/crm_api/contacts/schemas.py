@@ -4,22 +4,26 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
-from typing import Any, Literal
+from typing import Literal
 
 from pydantic import EmailStr, Field
+from typing_extensions import TypeAliasType
 
 from ..resources.schemas import CustomFields, ExternalIds, ReadModel, ShortText, Tags, UtcDatetime, WriteModel
 
-LifecycleStage = Literal[
-    "subscriber",
-    "lead",
-    "marketing_qualified",
-    "sales_qualified",
-    "opportunity",
-    "customer",
-    "evangelist",
-    "other",
-]
+LifecycleStage = TypeAliasType(
+    "LifecycleStage",
+    Literal[
+        "subscriber",
+        "lead",
+        "marketing_qualified",
+        "sales_qualified",
+        "opportunity",
+        "customer",
+        "evangelist",
+        "other",
+    ],
+)
 Phone = Field(None, max_length=50, pattern=r"^\+?[0-9 ().\-]{3,50}$")
 
 
@@ -74,8 +78,8 @@ class Contact(ReadModel):
     company_id: uuid.UUID | None
     owner_id: uuid.UUID | None
     tags: list[str]
-    custom_fields: dict[str, Any]
-    external_ids: dict[str, str]
+    custom_fields: CustomFields
+    external_ids: ExternalIds
     marketing_consent: bool
     marketing_consent_at: dt.datetime | None
     marketing_consent_source: str | None

@@ -9,8 +9,9 @@ from fastapi import APIRouter, Body, Path, Request, Response
 
 from ..auth import Principal, require
 from ..deps import LockingConn
-from ..http import context, problems
+from ..http import context, problems, success
 from ..idempotency import idempotent
+from ..resources import docs
 from ..resources.router import object_response
 from ..resources.spec import ResourceSpec
 from . import upsert
@@ -27,8 +28,12 @@ def upsert_router(spec: ResourceSpec) -> APIRouter:
         "/by-custom-field/{name}/{value}",
         operation_id=f"{spec.name}_upsert_by_custom_field",
         response_model=Read,
-        responses={**problems(409, 422), 201: {"description": "Created", "model": Read}},
-        summary=f"Create or update the {spec.object} holding this value of a unique custom field",
+        responses={
+            **problems(409, 422),
+            **success(200, "ETag"),
+            **success(201, "ETag", "Location", model=Read, description="Created"),
+        },
+        **docs.upsert_by_custom_field_doc(spec).route(),
     )
     @idempotent
     async def upsert_by_custom_field(

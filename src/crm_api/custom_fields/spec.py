@@ -14,6 +14,7 @@ import asyncpg
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 from sqlalchemy import Select, func, select, tuple_, types
 from sqlalchemy.dialects.postgresql import ARRAY, JSONB
+from typing_extensions import TypeAliasType
 
 from .. import models, sql
 from ..errors import Conflict, CRMError, FieldError, Unprocessable
@@ -22,11 +23,15 @@ from ..resources.schemas import ExternalIds, ReadModel, ShortText, Text, WriteMo
 from ..resources.spec import Pair, QueryParam, ResourceSpec, fields_of, register
 
 NAME = r"^[a-z][a-z0-9_]{0,62}$"
-ObjectType = Literal["contact", "company", "deal", "ticket"]
-FieldType = Literal[
-    "text", "number", "decimal", "boolean", "date", "datetime", "enum", "multi_enum", "url", "email"
-]
-assert set(get_args(ObjectType)) == set(OBJECT_TYPES) and set(get_args(FieldType)) == set(FIELD_TYPES)
+CustomFieldObjectType = TypeAliasType(
+    "CustomFieldObjectType", Literal["contact", "company", "deal", "ticket"]
+)
+CustomFieldType = TypeAliasType(
+    "CustomFieldType",
+    Literal["text", "number", "decimal", "boolean", "date", "datetime", "enum", "multi_enum", "url", "email"],
+)
+assert set(get_args(CustomFieldObjectType.__value__)) == set(OBJECT_TYPES)
+assert set(get_args(CustomFieldType.__value__)) == set(FIELD_TYPES)
 ENUMS = ("enum", "multi_enum")
 NOT_UNIQUE = ("boolean", "multi_enum")  # two values (or sets of them) cannot be per-record keys
 TABLE_OF = {"contact": "contacts", "company": "companies", "deal": "deals", "ticket": "tickets"}
@@ -45,10 +50,10 @@ Options = Annotated[list[CustomFieldOption], Field(max_length=500)]
 
 
 class CustomFieldCreate(WriteModel):
-    object_type: ObjectType
+    object_type: CustomFieldObjectType
     name: str = Field(pattern=NAME, description="The key in the records' custom_fields")
     label: ShortText = Field(min_length=1)
-    type: FieldType
+    type: CustomFieldType
     required: bool = False
     unique: bool = False
     options: Options = Field([], description="Required for enum and multi_enum; not allowed otherwise")
@@ -77,15 +82,15 @@ class CustomField(ReadModel):
     Archived fields' values stay on the records and are returned, but are read-only until restored."""
 
     object: Literal["custom_field"]
-    object_type: ObjectType
+    object_type: CustomFieldObjectType
     name: str
     label: str
-    type: FieldType
+    type: CustomFieldType
     required: bool
     unique: bool
     options: list[CustomFieldOption]
     description: str | None
-    external_ids: dict[str, str]
+    external_ids: ExternalIds
 
 
 def _normalise(payload: dict[str, Any]) -> dict[str, Any]:
@@ -196,6 +201,7 @@ CUSTOM_FIELDS = register(
     ResourceSpec(
         name="custom_fields",
         object="custom_field",
+        searched="name and label",
         path="custom-fields",
         fields=fields_of(models.CustomFieldDefinition, unfilterable=("description",)),
         create_schema=CustomFieldCreate,

@@ -35,7 +35,10 @@ def _entry(row: dict[str, Any], now: dt.datetime) -> dict[str, Any]:
     operation_id="deals_stage_history",
     response_model=StageChangeList,
     responses=problems(404, 422),
-    summary="A deal's stage moves, oldest first, with the time spent in each stage",
+    summary="List a deal's stage moves",
+    description="Oldest first: each move's `from_stage_id` (null for the stage it was created in), "
+    "`to_stage_id`, when it came (`changed_at`) and left (`left_at`, null for the current stage), the "
+    "`seconds_in_stage` and the `actor`. Pass `next_cursor` back as `cursor` until `has_more` is false.",
 )
 async def stage_history(
     request: Request,

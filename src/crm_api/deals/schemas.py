@@ -5,9 +5,10 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
-from typing import Any, Literal
+from typing import Literal
 
 from pydantic import BaseModel, Field
+from typing_extensions import TypeAliasType
 
 from ..resources.schemas import (
     Currency,
@@ -22,6 +23,7 @@ from ..resources.schemas import (
     WriteModel,
 )
 
+DealStatus = TypeAliasType("DealStatus", Literal["open", "won", "lost"])
 _CONTACT_IDS = "Associated contacts; the primary contact_id is always one of them"
 
 
@@ -71,7 +73,7 @@ class Deal(ReadModel):
     currency: str | None
     pipeline_id: uuid.UUID
     stage_id: uuid.UUID
-    status: Literal["open", "won", "lost"] = Field(description="The kind of the deal's stage")
+    status: DealStatus = Field(description="The kind of the deal's stage")
     expected_close_date: dt.date | None
     owner_id: uuid.UUID | None
     contact_id: uuid.UUID | None
@@ -81,8 +83,8 @@ class Deal(ReadModel):
     lost_reason: str | None
     closed_at: dt.datetime | None = Field(description="When the deal was won or lost; null while open")
     tags: list[str]
-    custom_fields: dict[str, Any]
-    external_ids: dict[str, str]
+    custom_fields: CustomFields
+    external_ids: ExternalIds
 
 
 class StageChange(BaseModel):

@@ -133,6 +133,7 @@ DEALS = register(
     ResourceSpec(
         name="deals",
         object="deal",
+        searched="name",
         fields=fields_of(models.Deal, unfilterable=("currency", "lost_reason")),
         create_schema=DealCreate,
         update_schema=DealUpdate,

@@ -47,8 +47,39 @@ def _envelope(event: EventType, data_object: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+_SIGNATURE_HEADERS: tuple[dict[str, Any], ...] = (
+    {
+        "name": "webhook-id",
+        "in": "header",
+        "required": True,
+        "description": "The event's id (the body's `id`), the same on every retry of it: delivery is at "
+        "least once, so store it and skip an id already handled",
+        "schema": {"type": "string", "format": "uuid"},
+    },
+    {
+        "name": "webhook-timestamp",
+        "in": "header",
+        "required": True,
+        "description": "When this attempt was signed, in Unix seconds; Standard Webhooks libraries refuse "
+        "a timestamp more than five minutes from their clock (a replayed request)",
+        "schema": {"type": "string", "pattern": "^[0-9]+$", "examples": ["1736933400"]},
+    },
+    {
+        "name": "webhook-signature",
+        "in": "header",
+        "required": True,
+        "description": '`v1,<base64 HMAC-SHA256 of "<webhook-id>.<webhook-timestamp>.<body>">` keyed '
+        "with the endpoint's `whsec_` secret; for 24 hours after a rotation two such signatures, "
+        "space-separated (one per secret): accept the request when one verifies",
+        "schema": {"type": "string", "examples": ["v1,K5oZfzN95Z9UVu1EsfQmfVNQhnkZ2pj9o9NDN/H/pI4="]},
+    },
+)
+
+
 def webhooks_section(components: Mapping[str, Any]) -> dict[str, Any]:
-    """The OpenAPI ``webhooks``: one entry per catalogued type, for generated receivers."""
+    """The OpenAPI ``webhooks``: one entry per catalogued type, for generated receivers. They are requests
+    this service makes, signed per Standard Webhooks: they carry the signature headers, not the API's bearer
+    key (``security: []`` overrides the document's)."""
     missing = sorted({e.schema for e in CATALOGUE} - set(components))
     if missing:
         raise LookupError(f"event payload schemas missing from the OpenAPI components: {missing}")
@@ -61,8 +92,17 @@ def webhooks_section(components: Mapping[str, Any]) -> dict[str, Any]:
                 + (f"; {event.note}" if event.note else ""),
                 "description": event.description,
                 "operationId": f"webhook_{event.prefix}_{event.action}",
-                "requestBody": {"content": {"application/json": {"schema": body}}},
-                "responses": {"200": {"description": "any 2xx acknowledges the delivery"}},
+                "parameters": copy.deepcopy(list(_SIGNATURE_HEADERS)),
+                "security": [],
+                "requestBody": {"required": True, "content": {"application/json": {"schema": body}}},
+                "responses": {
+                    "200": {"description": "any 2xx acknowledges the delivery"},
+                    "410": {"description": "Gone: the endpoint is disabled and receives nothing more"},
+                    "default": {
+                        "description": "Any other answer, or none in time, is retried for about three days "
+                        "(a `Retry-After` lengthens the wait)"
+                    },
+                },
             }
         }
     return out

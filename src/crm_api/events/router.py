@@ -94,7 +94,18 @@ def _api(row: Any) -> dict[str, Any]:
     return {"object": "event", **dict(row)}
 
 
-@router.get("", operation_id="events_list", response_model=EventList, responses=problems(422))
+@router.get(
+    "",
+    operation_id="events_list",
+    response_model=EventList,
+    responses=problems(422),
+    summary="List events, the feed of every change",
+    description="Each committed change's events: the object after the change in `data.object`, the old "
+    "values of what changed in `data.previous`. Newest first, or oldest first with `sort=sequence`. "
+    "Only settled events are shown (none can appear later behind a reader's position), so "
+    "`sort=sequence&after=<last sequence seen>` follows the feed safely. Filters: `type` (exact, "
+    "`<object>.*` or `*`), `object_id`, `after`. Kept `CRM_EVENT_RETENTION_DAYS` (30 days).",
+)
 async def list_events(
     principal: Reader,
     conn: ReadConn,
@@ -130,7 +141,14 @@ async def list_events(
     return json_response(keyset_page(rows, limit, cursor_by(order), _api))
 
 
-@router.get("/{id}", operation_id="events_get", response_model=Event, responses=problems(404, 422))
+@router.get(
+    "/{id}",
+    operation_id="events_get",
+    response_model=Event,
+    responses=problems(404, 422),
+    summary="Get an event",
+    description="One event of the workspace, as the feed lists it and a webhook delivers it.",
+)
 async def get_event(
     eid: Annotated[uuid.UUID, Path(alias="id")], principal: Reader, conn: ReadConn
 ) -> Response:

@@ -75,11 +75,12 @@ def history_router(spec: ResourceSpec) -> APIRouter:
         operation_id=f"{spec.name}_history",
         response_model=FieldChangeList,
         responses=problems(404, 422),
-        summary=f"Every change to every field of a {spec.object}, newest first",
+        summary=f"List the changes to {spec.one}'s fields",
         description=(
-            "Built from the event log (kept CRM_EVENT_RETENTION_DAYS). One entry per field per change: "
-            "old and new value, when, the API key and request, and the event. The create lists the "
-            "fields it set, with old_value null."
+            "Newest first, one entry per field per change: old and new value, when, the API key and "
+            "request, and the event. The create lists the fields it set, with old_value null. `field` "
+            "selects one field. Built from the event log, so it reaches back CRM_EVENT_RETENTION_DAYS "
+            "(30 days). Pass `next_cursor` back as `cursor` until `has_more` is false."
         ),
     )
     async def history(

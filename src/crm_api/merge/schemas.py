@@ -6,6 +6,7 @@ import uuid
 from typing import Any, Literal
 
 from pydantic import BaseModel, Field
+from typing_extensions import TypeAliasType
 
 from ..resources.schemas import ShortText, WriteModel
 
@@ -49,7 +50,9 @@ class CompanyDuplicatesRequest(WriteModel):
     limit: int = _LIMIT
 
 
-Reason = Literal["email", "phone", "name_at_company", "domain", "fuzzy_name"]
+DuplicateReason = TypeAliasType(
+    "DuplicateReason", Literal["email", "phone", "name_at_company", "domain", "fuzzy_name"]
+)
 
 
 class DuplicateMatch(BaseModel):
@@ -58,7 +61,7 @@ class DuplicateMatch(BaseModel):
         description="The strongest reason's weight: email/domain 1, phone 0.9, "
         "name_at_company 0.85, fuzzy_name 0.8 x similarity"
     )
-    reasons: list[Reason]
+    reasons: list[DuplicateReason]
     similarity: float | None = Field(None, description="Name similarity (0..1) when fuzzy_name matched")
     object: dict[str, Any] = Field(description="The matching record, as GET returns it")
 

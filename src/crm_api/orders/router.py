@@ -33,7 +33,11 @@ DealReader = Annotated[Principal, require("deals:read")]
     operation_id="orders_batch",
     response_model=OrderBatchResponse,
     responses=problems(409, 422),
-    summary="Create or update up to 500 orders, one result per item",
+    summary="Create or update up to 500 orders",
+    description="Each item (`source`, `external_id`, `order`) is applied as `PUT /v1/orders/{source}/"
+    "{external_id}` would, on its own: a failed item rolls back alone. The answer is 200 with one result "
+    'per item, in order: `{"status": 201 or 200, "object": <order>}` or `{"status": 4xx, "error": '
+    "<problem>}`. Needs `orders:write` only.",
 )
 @idempotent
 async def batch(request: Request, body: OrderBatchRequest, principal: Writer, conn: LockingConn) -> Response:
@@ -47,7 +51,14 @@ async def batch(request: Request, body: OrderBatchRequest, principal: Writer, co
     operation_id="orders_upsert",
     response_model=Order,
     responses={**problems(409, 422), 201: {"description": "Created", "model": Order}},
-    summary="Create or update an order from an ecommerce platform, with its contact, company and deal",
+    summary="Create or update an order from a shop",
+    description="In one transaction: upserts the contact by `customer.email` (linking the company only if "
+    "the contact has none), the company by `company.domain` (an existing one keeps its name) and a deal "
+    "keyed by the external id `{source}: {external_id}`, moved to a won stage for paid or fulfilled, a "
+    "lost stage for refunded or cancelled, open otherwise; replaces the deal's line items; recomputes "
+    "the contact's `lifetime_value` and `order_count`. 201 for a new order, 200 otherwise. An order equal "
+    "to the stored one, or with an older `updated_at`, changes nothing. Needs `orders:write` only, "
+    "though it writes contacts, companies and deals (with their events).",
 )
 @idempotent
 async def upsert(
@@ -71,7 +82,9 @@ _LINE_SORT = Sort("position", False)
     operation_id="deals_list_line_items",
     response_model=LineItemList,
     responses=problems(404, 422),
-    summary="A deal's line items (products of its order), in order",
+    summary="List a deal's line items",
+    description="The products of the deal's order, in the order's own order, as the last order upsert "
+    "left them. Pass `next_cursor` back as `cursor` until `has_more` is false.",
 )
 async def line_items(
     request: Request,

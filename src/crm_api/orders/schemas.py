@@ -8,11 +8,12 @@ import uuid
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, EmailStr, Field, StringConstraints, WithJsonSchema
+from typing_extensions import TypeAliasType
 
 from ..contacts.schemas import Phone
-from ..resources.schemas import Currency, Money, ShortText, UtcDatetime, WriteModel
+from ..resources.schemas import Currency, Money, Problem, ShortText, UtcDatetime, WriteModel
 
-OrderStatus = Literal["pending", "paid", "fulfilled", "refunded", "cancelled"]
+OrderStatus = TypeAliasType("OrderStatus", Literal["pending", "paid", "fulfilled", "refunded", "cancelled"])
 MAX_LINE_ITEMS = 1000
 MAX_BATCH = 500
 ZERO = decimal.Decimal("0.00")
@@ -142,7 +143,7 @@ class Order(BaseModel):
 class OrderBatchResult(BaseModel):
     status: int
     object: Order | None = None
-    error: dict[str, Any] | None = None
+    error: Problem | None = None
 
 
 class OrderBatchResponse(BaseModel):

@@ -7,7 +7,7 @@ from fastapi import APIRouter, Path, Query, Request, Response
 
 from ..auth import Principal, require
 from ..deps import IfMatch, LockingConn, ReadConn
-from ..http import context, json_response, problems, versioned_response
+from ..http import context, json_response, problems, success, versioned_response
 from ..idempotency import idempotent
 from ..pagination import Sort, cursor_by, decode_cursor, keyset_page
 from . import repository as repo
@@ -28,7 +28,12 @@ Writer = Annotated[Principal, require("pipelines:write")]
 PipelineId = Annotated[uuid.UUID, Path(alias="id")]
 StageId = Annotated[uuid.UUID, Path(alias="stage_id")]
 _SORT = Sort("created_at", False)
-_WRITE_PROBLEMS = problems(404, 409, 412, 422)
+_WRITTEN = {**problems(404, 409, 412, 422), **success(200, "ETag")}
+_IF_MATCH = (
+    "With `If-Match` (the pipeline's `ETag`) it applies only if the pipeline is still at that version: "
+    "otherwise 412 and nothing changes."
+)
+_ANSWER = "Answers with the whole pipeline and its new version as `ETag`. " + _IF_MATCH
 
 
 def _response(row: dict[str, Any], status: int = 200) -> Response:
@@ -41,8 +46,12 @@ def _response(row: dict[str, Any], status: int = 200) -> Response:
     status_code=201,
     operation_id="pipelines_create",
     response_model=Pipeline,
-    responses=problems(409, 422),
+    responses={**problems(409, 422), **success(201, "ETag", "Location")},
     summary="Create a pipeline with its stages",
+    description="1 to 50 stages with unique names, at least one of them open (`kind` open, won or lost); "
+    "`probability` defaults to 1 for won stages and 0 otherwise, `position` to the order given. "
+    "`is_default: true` makes it the workspace's default pipeline (where deals without a `pipeline_id` "
+    "go). Answers 201 with `Location` and `ETag`. Emits `pipeline.created`.",
 )
 @idempotent
 async def create(request: Request, body: PipelineCreate, principal: Writer, conn: LockingConn) -> Response:
@@ -56,6 +65,9 @@ async def create(request: Request, body: PipelineCreate, principal: Writer, conn
     response_model=PipelineList,
     responses=problems(422),
     summary="List pipelines, oldest first",
+    description="Live pipelines with their stages inline (archived ones too with "
+    "`include_archived=true`), oldest first. Pass `next_cursor` back as `cursor` until `has_more` is "
+    "false.",
 )
 async def list_(
     principal: Reader,
@@ -73,8 +85,9 @@ async def list_(
     "/{id}",
     operation_id="pipelines_get",
     response_model=Pipeline,
-    responses=problems(404, 422),
+    responses={**problems(404, 422), **success(200, "ETag")},
     summary="Get a pipeline",
+    description="The pipeline with its stages in order, archived or not, and its version as `ETag`.",
 )
 async def get(request: Request, pid: PipelineId, principal: Reader, conn: ReadConn) -> Response:
     return _response(await service.get(conn, context(request, principal), pid))
@@ -84,8 +97,12 @@ async def get(request: Request, pid: PipelineId, principal: Reader, conn: ReadCo
     "/{id}",
     operation_id="pipelines_update",
     response_model=Pipeline,
-    responses=_WRITE_PROBLEMS,
+    responses=_WRITTEN,
     summary="Rename a pipeline or make it the default",
+    description="`is_default: true` takes the default over from the current one (`false` is refused: make "
+    "another pipeline the default instead); an archived pipeline cannot be the default. "
+    + _ANSWER
+    + " Emits `pipeline.updated`.",
 )
 @idempotent
 async def update(
@@ -104,8 +121,10 @@ async def update(
     "/{id}",
     operation_id="pipelines_archive",
     response_model=Pipeline,
-    responses=_WRITE_PROBLEMS,
+    responses=_WRITTEN,
     summary="Archive a pipeline (not the default one)",
+    description="A soft delete: sets `archived_at`; its deals stay where they are. The default pipeline "
+    "cannot be archived (409). " + _ANSWER + " Emits `pipeline.archived`.",
 )
 @idempotent
 async def archive(
@@ -118,8 +137,9 @@ async def archive(
     "/{id}/restore",
     operation_id="pipelines_restore",
     response_model=Pipeline,
-    responses=_WRITE_PROBLEMS,
+    responses=_WRITTEN,
     summary="Restore an archived pipeline",
+    description="Clears `archived_at`. " + _ANSWER + " Emits `pipeline.restored`.",
 )
 @idempotent
 async def restore(
@@ -132,8 +152,12 @@ async def restore(
     "/{id}/stages",
     operation_id="pipelines_add_stage",
     response_model=Pipeline,
-    responses=_WRITE_PROBLEMS,
-    summary="Add a stage; answers with the pipeline",
+    responses=_WRITTEN,
+    summary="Add a stage to a pipeline",
+    description="Inserts the stage at `position` (0 first; last by default) and renumbers the others. "
+    "Stage names are unique within the pipeline; at most 50 stages. "
+    + _ANSWER
+    + " Emits `pipeline.updated`.",
 )
 @idempotent
 async def add_stage(
@@ -152,8 +176,12 @@ async def add_stage(
     "/{id}/stages/{stage_id}",
     operation_id="pipelines_update_stage",
     response_model=Pipeline,
-    responses=_WRITE_PROBLEMS,
-    summary="Rename a stage, or change its probability or kind; answers with the pipeline",
+    responses=_WRITTEN,
+    summary="Rename a stage, or change its probability or kind",
+    description="`kind` changes only while the stage holds no deals (409 otherwise, also when a deal "
+    "enters it meanwhile); the pipeline keeps at least one open stage. "
+    + _ANSWER
+    + " Emits `pipeline.updated`.",
 )
 @idempotent
 async def update_stage(
@@ -174,8 +202,11 @@ async def update_stage(
     "/{id}/stages/{stage_id}",
     operation_id="pipelines_remove_stage",
     response_model=Pipeline,
-    responses=_WRITE_PROBLEMS,
-    summary="Remove a stage; a stage holding deals needs move_to_stage_id (409 otherwise)",
+    responses=_WRITTEN,
+    summary="Remove a stage from a pipeline",
+    description="A stage holding deals needs `move_to_stage_id`, another stage of the pipeline: its deals "
+    "move there, each move a stage change with its events and history (without it, 409; a deal entering "
+    "the stage meanwhile is a 409 too: retry). " + _ANSWER + " Emits `pipeline.updated`.",
 )
 @idempotent
 async def remove_stage(
@@ -198,8 +229,10 @@ async def remove_stage(
     "/{id}/stages/order",
     operation_id="pipelines_reorder_stages",
     response_model=Pipeline,
-    responses=_WRITE_PROBLEMS,
-    summary="Reorder the stages: every stage id, in the new order",
+    responses=_WRITTEN,
+    summary="Reorder a pipeline's stages",
+    description="`stage_ids` lists every stage of the pipeline exactly once, in the new order (a partial "
+    "list is a 422). " + _ANSWER + " Emits `pipeline.updated`.",
 )
 @idempotent
 async def reorder_stages(

@@ -6,17 +6,18 @@ import uuid
 from typing import Literal
 
 from pydantic import BaseModel, Field
+from typing_extensions import TypeAliasType
 
 from ..resources.schemas import ReadModel, ShortText, WriteModel
 
-Kind = Literal["open", "won", "lost"]
+StageKind = TypeAliasType("StageKind", Literal["open", "won", "lost"])
 Probability = Field(None, ge=0, le=1, description="Win probability 0..1; default 1 for won, 0 otherwise")
 MAX_STAGES = 50
 
 
 class StageIn(WriteModel):
     name: ShortText = Field(min_length=1)
-    kind: Kind = "open"
+    kind: StageKind = "open"
     probability: float | None = Probability
     position: int | None = Field(
         None, ge=0, le=1000, description="Order among the stages; given for all stages or for none"
@@ -38,14 +39,14 @@ class PipelineUpdate(WriteModel):
 
 class StageAdd(WriteModel):
     name: ShortText = Field(min_length=1)
-    kind: Kind = "open"
+    kind: StageKind = "open"
     probability: float | None = Probability
     position: int | None = Field(None, ge=0, description="Where to insert (0 = first); default last")
 
 
 class StageUpdate(WriteModel):
     name: ShortText | None = Field(None, min_length=1)
-    kind: Kind | None = Field(None, description="Only while the stage holds no deals")
+    kind: StageKind | None = Field(None, description="Only while the stage holds no deals")
     probability: float | None = Field(None, ge=0, le=1)
 
 
@@ -60,7 +61,7 @@ class Stage(BaseModel):
     name: str
     position: int
     probability: float
-    kind: Kind
+    kind: StageKind
 
 
 class Pipeline(ReadModel):

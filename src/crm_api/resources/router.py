@@ -11,9 +11,9 @@ from fastapi import APIRouter, Body, Path, Request, Response
 from ..auth import Principal, require
 from ..deps import IfMatch, LockingConn, ReadConn, WriteConn
 from ..errors import PROBLEM_JSON
-from ..http import context, json_response, problems, versioned_response
+from ..http import context, json_response, problems, success, versioned_response
 from ..idempotency import folding, idempotent
-from . import batch, query, service
+from . import batch, docs, query, service
 from .custom_fields import enforce as custom_fields
 from .schemas import SearchRequest, batch_models, list_model
 from .spec import ResourceSpec
@@ -44,7 +44,8 @@ def _sort_doc(spec: ResourceSpec) -> dict[str, Any]:
     return doc
 
 
-def _query_docs(spec: ResourceSpec) -> dict[str, Any]:
+def list_parameters(spec: ResourceSpec) -> dict[str, Any]:
+    """The query parameters of a list of ``spec``'s objects (``query.list_page``), as ``openapi_extra``."""
     schema_of = {
         "text": {"type": "string"},
         "text[]": {"type": "string"},
@@ -65,13 +66,16 @@ def _query_docs(spec: ResourceSpec) -> dict[str, Any]:
         {"name": "cursor", "in": "query", "schema": {"type": "string"}},
         _sort_doc(spec),
         {"name": "include_archived", "in": "query", "schema": {"type": "boolean", "default": False}},
-        {
-            "name": "q",
-            "in": "query",
-            "description": "Search names, emails and domains",
-            "schema": {"type": "string"},
-        },
     ]
+    if spec.searched:
+        params.append(
+            {
+                "name": "q",
+                "in": "query",
+                "description": f"A case-insensitive part of the {spec.searched}",
+                "schema": {"type": "string"},
+            }
+        )
     for qp in spec.query_params:
         doc = {"name": qp.name, "in": "query", "schema": schema_of[qp.type]}
         if qp.description:
@@ -94,8 +98,8 @@ def build_router(spec: ResourceSpec) -> APIRouter:
         operation_id=f"{name}_list",
         response_model=List,
         responses=problems(422),
-        openapi_extra=_query_docs(spec),
-        summary=f"List {name}",
+        openapi_extra=list_parameters(spec),
+        **docs.list_doc(spec).route(),
     )
     async def list_(request: Request, principal: Reader, conn: ReadConn) -> Response:
         page = await query.list_page(conn, spec, context(request, principal), request.query_params)
@@ -106,8 +110,8 @@ def build_router(spec: ResourceSpec) -> APIRouter:
         status_code=201,
         operation_id=f"{name}_create",
         response_model=Read,
-        responses=problems(409, 422),
-        summary=f"Create a {spec.object}",
+        responses={**problems(409, 422), **success(201, "ETag", "Location")},
+        **docs.create_doc(spec).route(),
     )
     @idempotent
     async def create(request: Request, body: Create, principal: Writer, conn: WriteConn) -> Response:
@@ -122,7 +126,7 @@ def build_router(spec: ResourceSpec) -> APIRouter:
         operation_id=f"{name}_search",
         response_model=List,
         responses=problems(422),
-        summary=f"Search {name} with the filter grammar",
+        **docs.search_doc(spec).route(),
     )
     async def search(request: Request, body: SearchRequest, principal: Reader, conn: ReadConn) -> Response:
         page = await query.search(conn, spec, context(request, principal), body.model_dump())
@@ -133,14 +137,14 @@ def build_router(spec: ResourceSpec) -> APIRouter:
         operation_id=f"{name}_batch",
         response_model=BatchResponse,
         responses=problems(409, 422),
-        summary=f"Create or upsert up to 500 {name}",
+        **docs.batch_doc(spec).route(),
     )
     @idempotent
     async def batch_(request: Request, body: BatchRequest, principal: Writer, conn: LockingConn) -> Response:
         results = await batch.run(conn, spec, context(request, principal), body.items, body.mode)
         return json_response({"object": "batch", "results": results})
 
-    get_responses = problems(404, 422)
+    get_responses = {**problems(404, 422), **success(200, "ETag")}
     if spec.field_type("merged_into") is not None:
         get_responses[301] = {
             "description": "The object was merged into another: `Location` and `merged_into` name the "
@@ -149,12 +153,19 @@ def build_router(spec: ResourceSpec) -> APIRouter:
             "content": {PROBLEM_JSON: {"schema": {"$ref": "#/components/schemas/Problem"}}},
         }
 
+    _written = {**problems(404, 409, 412, 422), **success(200, "ETag")}
+    _upserted = {
+        **problems(409, 422),
+        **success(200, "ETag"),
+        **success(201, "ETag", "Location", model=Read, description="Created"),
+    }
+
     @router.get(
         "/{id}",
         operation_id=f"{name}_get",
         response_model=Read,
         responses=get_responses,
-        summary=f"Get a {spec.object}",
+        **docs.get_doc(spec).route(),
     )
     async def get(request: Request, oid: ObjectId, principal: Reader, conn: ReadConn) -> Response:
         row = await service.get(conn, spec, context(request, principal), oid)
@@ -164,8 +175,8 @@ def build_router(spec: ResourceSpec) -> APIRouter:
         "/{id}",
         operation_id=f"{name}_update",
         response_model=Read,
-        responses=problems(404, 409, 412, 422),
-        summary=f"Update a {spec.object}",
+        responses=_written,
+        **docs.update_doc(spec).route(),
     )
     @idempotent
     async def update(
@@ -185,8 +196,8 @@ def build_router(spec: ResourceSpec) -> APIRouter:
         "/{id}",
         operation_id=f"{name}_archive",
         response_model=Read,
-        responses=problems(404, 409, 412, 422),
-        summary=f"Archive a {spec.object}",
+        responses=_written,
+        **docs.archive_doc(spec).route(),
     )
     @idempotent
     async def archive(
@@ -201,8 +212,8 @@ def build_router(spec: ResourceSpec) -> APIRouter:
         "/{id}/restore",
         operation_id=f"{name}_restore",
         response_model=Read,
-        responses=problems(404, 409, 412, 422),
-        summary=f"Restore an archived {spec.object}",
+        responses=_written,
+        **docs.restore_doc(spec).route(),
     )
     @idempotent
     async def restore(
@@ -220,8 +231,8 @@ def build_router(spec: ResourceSpec) -> APIRouter:
             f"/{key.path}/{{value}}",
             operation_id=f"{name}_upsert_by_{key.field}",
             response_model=Read,
-            responses={**problems(409, 422), 201: {"description": "Created", "model": Read}},
-            summary=f"Create or update the {spec.object} with this {key.field}",
+            responses=_upserted,
+            **docs.upsert_by_key_doc(spec).route(),
         )
         @idempotent
         async def upsert_by_key(
@@ -244,8 +255,8 @@ def build_router(spec: ResourceSpec) -> APIRouter:
         "/by-external-id/{source}/{external_id}",
         operation_id=f"{name}_upsert_by_external_id",
         response_model=Read,
-        responses={**problems(409, 422), 201: {"description": "Created", "model": Read}},
-        summary=f"Create or update the {spec.object} with this external id",
+        responses=_upserted,
+        **docs.upsert_by_external_id_doc(spec).route(),
     )
     @idempotent
     async def upsert_by_external_id(

@@ -1,4 +1,9 @@
-"""Pydantic building blocks shared by every resource's schemas."""
+"""Pydantic building blocks shared by every resource's schemas.
+
+Named types (``TypeAliasType``) are one OpenAPI component each, referred to from every model that uses
+them: generated clients get one ``CustomFields`` or ``LifecycleStage`` type, not a copy per model (and per
+nullable field, which openapi-python-client names ``..._type_0``).
+"""
 
 from __future__ import annotations
 
@@ -16,6 +21,7 @@ from pydantic import (
     WithJsonSchema,
     create_model,
 )
+from typing_extensions import TypeAliasType
 
 from ..timeutil import to_utc
 
@@ -73,18 +79,28 @@ Text = Annotated[str, StringConstraints(max_length=1000), AfterValidator(_no_nul
 ShortText = Annotated[str, StringConstraints(max_length=255), AfterValidator(_no_nul)]
 Tag = Annotated[str, StringConstraints(min_length=1, max_length=100), AfterValidator(_no_nul)]
 Tags = Annotated[list[Tag], Field(max_length=100), AfterValidator(_clean_tags)]
-CustomFields = Annotated[
-    dict[Annotated[str, StringConstraints(min_length=1, max_length=100)], Any],
-    Field(max_length=200),
-    AfterValidator(_clean_json),
-]
-ExternalIds = Annotated[
-    dict[
-        Annotated[str, StringConstraints(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.:-]+$")],
-        Annotated[str, StringConstraints(min_length=1, max_length=255), AfterValidator(_no_nul)],
+CustomFields = TypeAliasType(
+    "CustomFields",
+    Annotated[
+        dict[Annotated[str, StringConstraints(min_length=1, max_length=100)], Any],
+        Field(
+            max_length=200,
+            description="Values by field name; checked against the object type's custom field definitions "
+            "once it has one (free-form before)",
+        ),
+        AfterValidator(_clean_json),
     ],
-    Field(max_length=20),
-]
+)
+ExternalIds = TypeAliasType(
+    "ExternalIds",
+    Annotated[
+        dict[
+            Annotated[str, StringConstraints(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.:-]+$")],
+            Annotated[str, StringConstraints(min_length=1, max_length=255), AfterValidator(_no_nul)],
+        ],
+        Field(max_length=20, description='The object\'s ids in other systems: {"<source>": "<id>"}'),
+    ],
+)
 Money = Annotated[
     decimal.Decimal,
     Field(max_digits=20, decimal_places=2, ge=0, allow_inf_nan=False),
@@ -111,10 +127,25 @@ class ReadModel(BaseModel):
     archived_at: dt.datetime | None
 
 
+Filter = TypeAliasType(
+    "Filter",
+    Annotated[
+        dict[str, Any],
+        Field(
+            description='A condition of the filter grammar: {"field", "op", "value"}, or {"and": [...]}, '
+            '{"or": [...]} or {"not": ...} of conditions',
+            examples=[{"and": [{"field": "email", "op": "eq", "value": "ann@example.com"}]}],
+        ),
+    ],
+)
+BatchMode = TypeAliasType("BatchMode", Literal["create", "upsert"])
+PROBLEM_REF = {"$ref": "#/components/schemas/Problem"}
+Problem = Annotated[dict[str, Any], WithJsonSchema(PROBLEM_REF)]
+"""A problem document (``errors.problem_schema``) inside a response body, such as a batch item's error."""
+
+
 class SearchRequest(WriteModel):
-    filter: dict[str, Any] | None = Field(
-        None, description='{"and": [...]}, {"or": [...]}, {"not": ...} or {"field", "op", "value"}'
-    )
+    filter: Filter | None = None
     sort: list[str] | None = Field(
         None,
         max_length=1,
@@ -143,7 +174,7 @@ def batch_models(create: type[BaseModel], read: type[BaseModel]) -> tuple[type[B
     item = Annotated[dict[str, Any], WithJsonSchema({"$ref": f"#/components/schemas/{create.__name__}"})]
     request_fields: dict[str, Any] = {
         "items": (Annotated[list[item], Field(min_length=1, max_length=500)], ...),
-        "mode": (Literal["create", "upsert"], "create"),
+        "mode": (BatchMode, "create"),
     }
     request: type[BaseModel] = create_model(
         read.__name__ + "BatchRequest", __config__=ConfigDict(extra="forbid"), **request_fields
@@ -151,7 +182,7 @@ def batch_models(create: type[BaseModel], read: type[BaseModel]) -> tuple[type[B
     result_fields: dict[str, Any] = {
         "status": (int, ...),
         "object": (read | None, None),
-        "error": (dict[str, Any] | None, None),
+        "error": (Problem | None, None),
     }
     result: type[BaseModel] = create_model(read.__name__ + "BatchResult", **result_fields)
     response_fields: dict[str, Any] = {

@@ -112,6 +112,8 @@ class NaturalKey:
     field: str
     path: str  # "by-email"
     normalise: Callable[[str], str]
+    compared: str = ""
+    """How values are compared, for the docs ("lower-cased and trimmed")."""
 
 
 @dataclass(frozen=True)
@@ -166,6 +168,11 @@ class ResourceSpec:
     """The URL segment when it differs from ``name`` (``sla-policies`` for the table ``sla_policies``)."""
     api_names: dict[str, str] = field(default_factory=dict)
     """Columns the API names otherwise (``is_unique`` -> ``unique``, a reserved word in SQL)."""
+    called: tuple[str, str] = ("", "")
+    """What the docs call one object, with its article, and several: ("an SLA policy", "SLA policies").
+    Unset: "a" and ``object``, and ``name``, with spaces for underscores."""
+    searched: str = ""
+    """What ``q=`` searches, for the docs ("names and email")."""
 
     @property
     def table(self) -> str:
@@ -182,6 +189,21 @@ class ResourceSpec:
     @property
     def columns(self) -> tuple[str, ...]:
         return (*SYSTEM_COLUMNS, *self.field_names, "search_text")
+
+    @property
+    def one(self) -> str:
+        """One object as the docs call it, with its article: "a contact", "an SLA policy"."""
+        return self.called[0] or "a " + self.object.replace("_", " ")
+
+    @property
+    def noun(self) -> str:
+        """One object as the docs call it, without its article: "contact", "SLA policy"."""
+        return self.one.split(" ", 1)[1]
+
+    @property
+    def many(self) -> str:
+        """Several objects as the docs call them: "contacts", "SLA policies"."""
+        return self.called[1] or self.name.replace("_", " ")
 
     def field_type(self, name: str) -> FieldType | None:
         for f in self.fields:

@@ -10,6 +10,7 @@ from typing import Annotated, Any, Literal
 import asyncpg
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 from sqlalchemy import Select, select
+from typing_extensions import TypeAliasType
 
 from .. import models, sql
 from ..errors import Conflict, CRMError, FieldError, Unprocessable
@@ -88,14 +89,14 @@ class Targets(BaseModel):
     urgent: Target | None = None
 
 
-Hours = Literal["calendar", "business"]
+SlaHours = TypeAliasType("SlaHours", Literal["calendar", "business"])
 
 
 class SlaPolicyCreate(WriteModel):
     name: ShortText = Field(min_length=1)
     description: Text | None = None
     is_default: bool = False
-    hours: Hours = "calendar"
+    hours: SlaHours = "calendar"
     time_zone: TimeZone = "UTC"
     schedule: Schedule = Schedule()
     targets: Targets = Targets()
@@ -108,7 +109,7 @@ class SlaPolicyUpdate(WriteModel):
     name: ShortText | None = Field(None, min_length=1)
     description: Text | None = None
     is_default: bool | None = None
-    hours: Hours | None = None
+    hours: SlaHours | None = None
     time_zone: TimeZone | None = None
     schedule: Schedule | None = None
     targets: Targets | None = None
@@ -120,11 +121,11 @@ class SlaPolicy(ReadModel):
     name: str
     description: str | None
     is_default: bool
-    hours: Hours
+    hours: SlaHours
     time_zone: str
     schedule: Schedule
     targets: Targets
-    external_ids: dict[str, str]
+    external_ids: ExternalIds
 
 
 def _normalise(payload: dict[str, Any]) -> dict[str, Any]:
@@ -209,6 +210,8 @@ SLA_POLICIES = register(
     ResourceSpec(
         name="sla_policies",
         object="sla_policy",
+        called=("an SLA policy", "SLA policies"),
+        searched="name",
         path="sla-policies",
         fields=fields_of(models.SlaPolicy, unfilterable=("description",)),
         create_schema=SlaPolicyCreate,

@@ -11,6 +11,7 @@ from ..http import context, json_response, problems
 from ..idempotency import idempotent
 from ..resources import query
 from ..resources import service as resources
+from ..resources.router import list_parameters
 from ..resources.schemas import list_model
 from . import service
 from .schemas import TicketComment, TicketCommentCreate
@@ -27,7 +28,10 @@ TicketId = Annotated[uuid.UUID, Path(alias="id")]
     operation_id="tickets_list_comments",
     response_model=list_model(TicketComment),
     responses=problems(404, 422),
-    summary="List a ticket's comments (filters: public, author_type; sort=created_at for oldest first)",
+    openapi_extra=list_parameters(COMMENTS),
+    summary="List a ticket's comments",
+    description="Newest first (`sort=created_at` for oldest first); `public` and `author_type` filter. "
+    "Pass `next_cursor` back as `cursor` until `has_more` is false.",
 )
 async def list_comments(request: Request, oid: TicketId, principal: Reader, conn: ReadConn) -> Response:
     ctx = context(request, principal)
@@ -42,7 +46,10 @@ async def list_comments(request: Request, oid: TicketId, principal: Reader, conn
     operation_id="tickets_create_comment",
     response_model=TicketComment,
     responses=problems(404, 409, 422),
-    summary="Comment on a ticket; the first public agent comment sets first_responded_at",
+    summary="Comment on a ticket",
+    description="Adds a comment by an `agent` (a user of the CRM, or the API key) or by the `requester`. "
+    "The first public agent comment sets the ticket's `first_responded_at`, meeting its first response "
+    "target. An archived or closed ticket takes no comments (409). Emits `ticket.comment_created`.",
 )
 @idempotent
 async def create_comment(

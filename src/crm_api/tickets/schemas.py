@@ -4,15 +4,16 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
-from typing import Annotated, Any, Literal
+from typing import Annotated, Literal
 
 from pydantic import AfterValidator, Field, StringConstraints
+from typing_extensions import TypeAliasType
 
 from ..resources.schemas import CustomFields, ExternalIds, ReadModel, Tags, WriteModel, _no_nul
 
-Status = Literal["new", "open", "pending", "on_hold", "solved", "closed"]
-Priority = Literal["low", "normal", "high", "urgent"]
-Channel = Literal["email", "phone", "chat", "web", "api"]
+TicketStatus = TypeAliasType("TicketStatus", Literal["new", "open", "pending", "on_hold", "solved", "closed"])
+TicketPriority = TypeAliasType("TicketPriority", Literal["low", "normal", "high", "urgent"])
+TicketChannel = TypeAliasType("TicketChannel", Literal["email", "phone", "chat", "web", "api"])
 Subject = Annotated[str, StringConstraints(min_length=1, max_length=500), AfterValidator(_no_nul)]
 LongText = Annotated[str, StringConstraints(max_length=65536), AfterValidator(_no_nul)]
 
@@ -20,9 +21,9 @@ LongText = Annotated[str, StringConstraints(max_length=65536), AfterValidator(_n
 class TicketCreate(WriteModel):
     subject: Subject
     description: LongText | None = None
-    status: Status = "new"
-    priority: Priority = "normal"
-    channel: Channel = "api"
+    status: TicketStatus = "new"
+    priority: TicketPriority = "normal"
+    channel: TicketChannel = "api"
     requester_id: uuid.UUID | None = None
     company_id: uuid.UUID | None = None
     assignee_id: uuid.UUID | None = None
@@ -39,9 +40,9 @@ class TicketUpdate(WriteModel):
 
     subject: Subject | None = None
     description: LongText | None = None
-    status: Status | None = None
-    priority: Priority | None = None
-    channel: Channel | None = None
+    status: TicketStatus | None = None
+    priority: TicketPriority | None = None
+    channel: TicketChannel | None = None
     requester_id: uuid.UUID | None = None
     company_id: uuid.UUID | None = None
     assignee_id: uuid.UUID | None = None
@@ -55,15 +56,15 @@ class Ticket(ReadModel):
     object: Literal["ticket"]
     subject: str
     description: str | None
-    status: Status
-    priority: Priority
-    channel: Channel
+    status: TicketStatus
+    priority: TicketPriority
+    channel: TicketChannel
     requester_id: uuid.UUID | None
     company_id: uuid.UUID | None
     assignee_id: uuid.UUID | None
     tags: list[str]
-    custom_fields: dict[str, Any]
-    external_ids: dict[str, str]
+    custom_fields: CustomFields
+    external_ids: ExternalIds
     sla_policy_id: uuid.UUID | None
     first_responded_at: dt.datetime | None
     solved_at: dt.datetime | None
@@ -78,13 +79,13 @@ class Ticket(ReadModel):
     sla_paused_seconds: int = Field(description="Paused time already added to resolution_due_at")
 
 
-AuthorType = Literal["agent", "requester"]
+CommentAuthorType = TypeAliasType("CommentAuthorType", Literal["agent", "requester"])
 
 
 class TicketCommentCreate(WriteModel):
     body: LongText = Field(min_length=1)
     public: bool = True
-    author_type: AuthorType = Field(
+    author_type: CommentAuthorType = Field(
         "agent", description="agent (a user of the CRM, or the API key) or requester (the ticket's contact)"
     )
     author_id: uuid.UUID | None = Field(
@@ -97,6 +98,6 @@ class TicketComment(ReadModel):
     ticket_id: uuid.UUID
     body: str
     public: bool
-    author_type: AuthorType
+    author_type: CommentAuthorType
     author_id: uuid.UUID | None
     api_key_id: uuid.UUID | None

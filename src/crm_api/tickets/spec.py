@@ -112,6 +112,7 @@ TICKETS = register(
     ResourceSpec(
         name="tickets",
         object="ticket",
+        searched="subject",
         fields=fields_of(
             models.Ticket, unfilterable=("description", "closed_at", "sla_paused_at", "sla_paused_seconds")
         ),

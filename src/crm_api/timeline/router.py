@@ -6,6 +6,7 @@ from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Path, Query, Request, Response
 from pydantic import BaseModel
+from typing_extensions import TypeAliasType
 
 from ..auth import Principal, require
 from ..deps import ReadConn
@@ -16,13 +17,15 @@ from ..resources import service
 from ..resources.spec import ResourceSpec
 from . import repository as repo
 
-Kind = Literal["activity", "stage_change", "ticket", "comment", "field_change"]
+TimelineKind = TypeAliasType(
+    "TimelineKind", Literal["activity", "stage_change", "ticket", "comment", "field_change"]
+)
 _ORDER = Sort("at", True)
 
 
 class TimelineEntry(BaseModel):
     object: Literal["timeline_entry"]
-    kind: Kind
+    kind: TimelineKind
     id: uuid.UUID
     at: dt.datetime
     data: dict[str, Any]
@@ -57,7 +60,11 @@ def timeline_router(spec: ResourceSpec) -> APIRouter:
         operation_id=f"{spec.name}_timeline",
         response_model=TimelineList,
         responses=problems(404, 422),
-        summary=f"The {spec.object}'s timeline, newest first",
+        summary=f"List {spec.one}'s timeline",
+        description=f"What happened to the {spec.object}, newest first, one `timeline_entry` each: "
+        + ", ".join(f"`{k}`" for k in repo.BRANCHES[spec.object])
+        + ". `kind` selects some (repeat it or comma-separate; an unknown kind is a 422). Pass "
+        "`next_cursor` back as `cursor` until `has_more` is false.",
     )
     async def timeline(
         request: Request,

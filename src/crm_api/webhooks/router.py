@@ -1,13 +1,13 @@
 """``/v1/webhooks`` and ``/v1/webhook-deliveries``."""
 
 import uuid
-from typing import Annotated, Literal
+from typing import Annotated
 
 from fastapi import APIRouter, Path, Query, Request, Response
 
 from ..auth import Principal, require
 from ..deps import LockingConn, ReadConn
-from ..http import context, json_response, problems, versioned_response
+from ..http import context, json_response, problems, success, versioned_response
 from ..idempotency import idempotent
 from ..pagination import Sort, cursor_by, decode_cursor, keyset_page
 from . import netguard, service
@@ -15,6 +15,7 @@ from . import repository as repo
 from .schemas import (
     Delivery,
     DeliveryList,
+    DeliveryStatus,
     Endpoint,
     EndpointCreate,
     EndpointList,
@@ -42,7 +43,13 @@ def _allow(request: Request) -> list[netguard.Network]:
     status_code=201,
     operation_id="webhooks_create",
     response_model=EndpointWithSecret,
-    responses=problems(409, 422),
+    responses={**problems(409, 422), **success(201, "Location")},
+    summary="Subscribe an endpoint to event types",
+    description="`url` (http or https) must resolve to public addresses only (422 at `/url` otherwise; "
+    "`CRM_WEBHOOK_ALLOW_CIDRS` opens chosen private networks); `event_types` takes exact types, "
+    "`<object>.*` and `*` (a type that does not exist is a 422). `ordering: per_object` sends an object's "
+    "events one at a time, in order. Answers 201 with `Location` and the signing `secret` (`whsec_...`), "
+    "shown now and on rotation only. Deliveries are signed per Standard Webhooks.",
 )
 @idempotent
 async def create(request: Request, body: EndpointCreate, principal: Writer, conn: LockingConn) -> Response:
@@ -53,7 +60,13 @@ async def create(request: Request, body: EndpointCreate, principal: Writer, conn
 
 
 @router.get(
-    "/v1/webhooks", operation_id="webhooks_list", response_model=EndpointList, responses=problems(422)
+    "/v1/webhooks",
+    operation_id="webhooks_list",
+    response_model=EndpointList,
+    responses=problems(422),
+    summary="List webhook endpoints",
+    description="The workspace's endpoints, oldest first, without their secrets. Pass `next_cursor` back "
+    "as `cursor` until `has_more` is false.",
 )
 async def list_(principal: Reader, conn: ReadConn, limit: Limit = 50, cursor: str | None = None) -> Response:
     after = decode_cursor(cursor, _ENDPOINT_SORT) if cursor else None
@@ -62,7 +75,12 @@ async def list_(principal: Reader, conn: ReadConn, limit: Limit = 50, cursor: st
 
 
 @router.get(
-    "/v1/webhooks/{id}", operation_id="webhooks_get", response_model=Endpoint, responses=problems(404, 422)
+    "/v1/webhooks/{id}",
+    operation_id="webhooks_get",
+    response_model=Endpoint,
+    responses={**problems(404, 422), **success(200, "ETag")},
+    summary="Get a webhook endpoint",
+    description="The endpoint without its secret, with `status` and, when disabled, `disabled_reason`.",
 )
 async def get(request: Request, eid: EndpointId, principal: Reader, conn: ReadConn) -> Response:
     row = await service.get(conn, context(request, principal), eid)
@@ -74,6 +92,11 @@ async def get(request: Request, eid: EndpointId, principal: Reader, conn: ReadCo
     operation_id="webhooks_update",
     response_model=Endpoint,
     responses=problems(404, 409, 422),
+    summary="Change a webhook endpoint, or disable or re-enable it",
+    description="Changes `url`, `event_types`, `description`, `ordering` or `status`. `status: disabled` "
+    "stops deliveries (new events are not queued for it); `status: enabled` clears `disabled_reason` and "
+    "sends every delivery held while it was disabled for failing. A new `url` is checked like on create. "
+    "Does not read `If-Match`.",
 )
 @idempotent
 async def update(
@@ -89,6 +112,9 @@ async def update(
     operation_id="webhooks_delete",
     response_model=Endpoint,
     responses=problems(404, 409, 422),
+    summary="Delete a webhook endpoint",
+    description="Deletes the endpoint and its deliveries for good, and answers with the endpoint as it "
+    "was. Events stay in the feed (`GET /v1/events`).",
 )
 @idempotent
 async def delete(request: Request, eid: EndpointId, principal: Writer, conn: LockingConn) -> Response:
@@ -100,6 +126,9 @@ async def delete(request: Request, eid: EndpointId, principal: Writer, conn: Loc
     operation_id="webhooks_rotate_secret",
     response_model=EndpointWithSecret,
     responses=problems(404, 409, 422),
+    summary="Rotate a webhook endpoint's signing secret",
+    description="Answers with the new `secret`. For 24 hours the old secret signs too: `webhook-signature` "
+    "then holds two signatures, so a receiver holding either secret verifies while it switches.",
 )
 @idempotent
 async def rotate_secret(request: Request, eid: EndpointId, principal: Writer, conn: LockingConn) -> Response:
@@ -113,6 +142,9 @@ async def rotate_secret(request: Request, eid: EndpointId, principal: Writer, co
     operation_id="webhooks_test",
     response_model=Delivery,
     responses=problems(404, 409, 422),
+    summary="Send a test event to a webhook endpoint",
+    description="Writes a `webhook.test` event delivered to this endpoint only, and answers 202 with its "
+    "delivery; follow it with `GET /v1/webhook-deliveries/{id}`.",
 )
 @idempotent
 async def test(request: Request, eid: EndpointId, principal: Writer, conn: LockingConn) -> Response:
@@ -126,6 +158,9 @@ async def test(request: Request, eid: EndpointId, principal: Writer, conn: Locki
     operation_id="webhooks_recover",
     response_model=RecoverResult,
     responses=problems(404, 409, 422),
+    summary="Retry a webhook endpoint's failed deliveries since a time",
+    description="Every failed delivery to this endpoint created since `since` is due again now; answers "
+    "202 with how many were requeued. For an endpoint back up after an outage.",
 )
 @idempotent
 async def recover(
@@ -140,6 +175,10 @@ async def recover(
     operation_id="webhooks_list_deliveries",
     response_model=DeliveryList,
     responses=problems(404, 422),
+    summary="List a webhook endpoint's deliveries",
+    description="Newest first, optionally only those with a `status` (pending, succeeded, failed): the "
+    "event, attempts made, the last status code and error, and when the next attempt is due. Pass "
+    "`next_cursor` back as `cursor` until `has_more` is false.",
 )
 async def list_deliveries(
     request: Request,
@@ -148,7 +187,7 @@ async def list_deliveries(
     conn: ReadConn,
     limit: Limit = 50,
     cursor: str | None = None,
-    status: Literal["pending", "succeeded", "failed"] | None = None,
+    status: DeliveryStatus | None = None,
 ) -> Response:
     await service.get(conn, context(request, principal), eid)
     after = decode_cursor(cursor, _DELIVERY_SORT) if cursor else None
@@ -161,6 +200,9 @@ async def list_deliveries(
     operation_id="webhook_deliveries_get",
     response_model=Delivery,
     responses=problems(404, 422),
+    summary="Get a webhook delivery with its attempt log",
+    description="The delivery and `attempt_log`: each attempt's time, status code, latency, error and the "
+    "first 4096 bytes of the answer.",
 )
 async def get_delivery(request: Request, did: EndpointId, principal: Reader, conn: ReadConn) -> Response:
     row = await service.get_delivery(conn, context(request, principal), did)
@@ -173,6 +215,9 @@ async def get_delivery(request: Request, did: EndpointId, principal: Reader, con
     operation_id="webhook_deliveries_retry",
     response_model=Delivery,
     responses=problems(404, 409, 422),
+    summary="Retry a webhook delivery now",
+    description="Makes the delivery due now, whatever its status, and answers 202 with it. The attempt "
+    "count carries on, so a delivery whose retries were used up gets one more attempt.",
 )
 @idempotent
 async def retry(request: Request, did: EndpointId, principal: Writer, conn: LockingConn) -> Response:

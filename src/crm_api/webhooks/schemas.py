@@ -7,6 +7,7 @@ import uuid
 from typing import Annotated, Literal
 
 from pydantic import AfterValidator, BaseModel, Field
+from typing_extensions import TypeAliasType
 
 from ..events.types import pattern_problem
 from ..resources.schemas import ShortText, UtcDatetime, WriteModel
@@ -26,7 +27,9 @@ EventPattern = Annotated[
     AfterValidator(_known),
 ]
 Url = Annotated[str, Field(min_length=8, max_length=2000, pattern=r"^https?://")]
-Ordering = Literal["none", "per_object"]
+EndpointOrdering = TypeAliasType("EndpointOrdering", Literal["none", "per_object"])
+EndpointStatus = TypeAliasType("EndpointStatus", Literal["enabled", "disabled"])
+DeliveryStatus = TypeAliasType("DeliveryStatus", Literal["pending", "succeeded", "failed"])
 
 
 class EndpointCreate(WriteModel):
@@ -35,17 +38,15 @@ class EndpointCreate(WriteModel):
         min_length=1, max_length=100, examples=[["contact.*", "deal.won"]]
     )
     description: ShortText | None = None
-    ordering: Ordering = "none"
+    ordering: EndpointOrdering = "none"
 
 
 class EndpointUpdate(WriteModel):
     url: Url | None = None
     event_types: list[EventPattern] | None = Field(None, min_length=1, max_length=100)
     description: ShortText | None = None
-    ordering: Ordering | None = None
-    status: Literal["enabled", "disabled"] | None = Field(
-        None, description="enabled re-enables a disabled endpoint"
-    )
+    ordering: EndpointOrdering | None = None
+    status: EndpointStatus | None = Field(None, description="enabled re-enables a disabled endpoint")
 
 
 class Endpoint(BaseModel):
@@ -54,8 +55,8 @@ class Endpoint(BaseModel):
     url: str
     description: str | None
     event_types: list[str]
-    ordering: Ordering
-    status: Literal["enabled", "disabled"]
+    ordering: EndpointOrdering
+    status: EndpointStatus
     disabled_reason: str | None
     created_at: dt.datetime
     updated_at: dt.datetime
@@ -88,7 +89,7 @@ class Delivery(BaseModel):
     event_id: uuid.UUID
     event_type: str
     event_sequence: int
-    status: Literal["pending", "succeeded", "failed"]
+    status: DeliveryStatus
     attempts: int
     next_attempt_at: dt.datetime | None
     last_status_code: int | None

@@ -1,0 +1,76 @@
+"""A real ``crm-api serve`` process on the test database, for the tests whose client is another program (a
+browser, a generated TypeScript client)."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+import asyncpg
+import httpx
+
+from crm_api.admin import keys
+from crm_api.db import asyncpg_dsn
+
+
+@dataclass(frozen=True)
+class Server:
+    url: str
+    key: str
+    """A key with every scope, in a workspace of its own."""
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+async def _new_key(database_url: str) -> str:
+    dsn, kwargs = asyncpg_dsn(database_url)
+    conn = await asyncpg.connect(dsn, **kwargs)
+    try:
+        async with conn.transaction():
+            ws, _ = await keys.ensure_workspace(conn, f"live-{uuid.uuid4().hex}")
+            key, _ = await keys.create_key(conn, ws, "live server", ["*", "admin"])
+    finally:
+        await conn.close()
+    return key
+
+
+@contextmanager
+def serve(database_url: str) -> Iterator[Server]:
+    """``crm-api serve`` on a free loopback port (no dispatcher), until the block ends."""
+    port = _free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CRM_")}
+    env.update(CRM_DATABASE_URL=database_url, CRM_RUN_DISPATCHER="false")
+    cmd = [sys.executable, "-m", "crm_api", "serve", "--host", "127.0.0.1", "--port", str(port)]
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 90
+        while True:
+            assert proc.poll() is None, f"crm-api serve exited: {proc.communicate()[1]}"
+            try:
+                if httpx.get(f"{url}/health", timeout=2).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            assert time.monotonic() < deadline, "crm-api serve did not come up"
+            time.sleep(0.2)
+        yield Server(url, asyncio.run(_new_key(database_url)))
+    finally:
+        proc.terminate()
+        try:
+            proc.communicate(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.communicate()

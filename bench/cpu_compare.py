@@ -1,0 +1,133 @@
+"""Two versions of the code side by side by the API process's CPU per request, which a busy machine
+disturbs far less than requests per second.
+
+    python bench/cpu_compare.py OLD_TREE NEW_TREE [--rounds 3] [--seconds 6] [--clients 8]
+
+One database (``crm_bench_cpu`` on the local PostgreSQL, 100,000 contacts seeded once); each round starts
+``crm-api serve --workers 1`` from each tree's ``src/`` in turn (alternating which goes first), drives
+each operation of bench/load.py for a few seconds, and reads the server process's CPU time (user + system)
+before and after. Prints the median CPU microseconds per request for each operation, old and new, and
+their ratio; requests per second are printed too, for what they are worth on a shared machine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import statistics
+import subprocess
+import sys
+import time
+import urllib.request
+from collections import defaultdict
+from pathlib import Path
+
+import psutil
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+
+import load  # noqa: E402  (bench/ is not a package)
+
+PG = os.environ.get("BENCH_PG", "postgresql://postgres@127.0.0.1:5432")
+DB = "crm_bench_cpu"
+PORT = 8079
+OPS = ("create", "get", "list", "filtered_list", "update")
+
+
+def _run(*cmd: str, env: dict[str, str] | None = None) -> str:
+    return subprocess.run(cmd, check=True, capture_output=True, text=True, env=env).stdout
+
+
+def _env(tree: str, db: str) -> dict[str, str]:
+    return {
+        **os.environ,
+        "PYTHONPATH": f"{tree}/src",
+        "CRM_DATABASE_URL": f"postgresql+asyncpg://{PG.removeprefix('postgresql://')}/{db}",
+        "CRM_RUN_DISPATCHER": "false",
+    }
+
+
+def prepare(tree: str, db: str) -> str:
+    """A database of its own for each tree (each migrates to its own head), seeded alike."""
+    _run("psql", f"{PG}/postgres", "-qc", f"DROP DATABASE IF EXISTS {db}", "-c", f"CREATE DATABASE {db}")
+    key = _run("crm-api", "create-key", "--workspace", "bench", "--scopes", "*", env=_env(tree, db))
+    key = key.strip().splitlines()[-1]
+    seed = str(HERE / "seed.py")
+    _run(sys.executable, seed, "--direct", f"{PG}/{db}", "--workspace", "bench", "--count", "100000")
+    _run("psql", f"{PG}/{db}", "-qc", "ANALYZE")
+    return key
+
+
+def _wait(port: int) -> None:
+    for _ in range(300):
+        try:
+            urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=1)
+            return
+        except OSError:
+            time.sleep(0.2)
+    raise RuntimeError("server did not start")
+
+
+def measure(tree: str, db: str, key: str, seconds: float, clients: int) -> dict[str, tuple[float, float]]:
+    """{op: (CPU microseconds per request, requests/s)} for one server started from ``tree``."""
+    server = subprocess.Popen(
+        ["crm-api", "serve", "--port", str(PORT), "--workers", "1", "--no-dispatcher"],
+        env=_env(tree, db),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        _wait(PORT)
+        proc = psutil.Process(server.pid)
+        ids = asyncio.run(load.sample_ids("127.0.0.1", PORT, key))
+        ops = load.operations(ids)
+        out: dict[str, tuple[float, float]] = {}
+        for name in OPS:
+            asyncio.run(load.run("127.0.0.1", PORT, key, ops[name], clients, 1.0))  # warm
+            before = sum(proc.cpu_times()[:2])
+            began = time.perf_counter()
+            result = asyncio.run(load.run("127.0.0.1", PORT, key, ops[name], clients, seconds))
+            took = time.perf_counter() - began
+            cpu = sum(proc.cpu_times()[:2]) - before
+            requests = result["rps"] * took
+            out[name] = (cpu / requests * 1e6, result["rps"])
+        return out
+    finally:
+        server.terminate()
+        server.wait(30)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("old")
+    parser.add_argument("new")
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--seconds", type=float, default=6.0)
+    parser.add_argument("--clients", type=int, default=8)
+    args = parser.parse_args()
+    trees = {"old": (args.old, f"{DB}_old"), "new": (args.new, f"{DB}_new")}
+    keys = {label: prepare(tree, db) for label, (tree, db) in trees.items()}
+    cpu: dict[tuple[str, str], list[float]] = defaultdict(list)
+    rps: dict[tuple[str, str], list[float]] = defaultdict(list)
+    for i in range(args.rounds):
+        order = ["old", "new"] if i % 2 == 0 else ["new", "old"]
+        for label in order:
+            tree, db = trees[label]
+            for op, (us, r) in measure(tree, db, keys[label], args.seconds, args.clients).items():
+                cpu[(label, op)].append(us)
+                rps[(label, op)].append(r)
+            print(f"round {i + 1}: {label} done", file=sys.stderr, flush=True)
+    print("| operation | old CPU us/req | new CPU us/req | new/old | old req/s | new req/s |")
+    print("|---|---:|---:|---:|---:|---:|")
+    for op in OPS:
+        old, new = statistics.median(cpu[("old", op)]), statistics.median(cpu[("new", op)])
+        print(
+            f"| {op} | {old:,.0f} | {new:,.0f} | {new / old:.2f} | "
+            f"{statistics.median(rps[('old', op)]):,.0f} | {statistics.median(rps[('new', op)]):,.0f} |"
+        )
+
+
+if __name__ == "__main__":
+    main()

@@ -147,7 +147,7 @@ async def list_(
         where += f" AND lifecycle_stage = ${len(args)}"
     if cursor:
         at, _, cid = cursor.partition("_")
-        args += [dt.datetime.fromisoformat(at), uuid.UUID(cid)]
+        args += [dt.datetime.fromtimestamp(int(at) / 1e6, dt.UTC), uuid.UUID(cid)]
         where += f" AND (created_at, id) < (${len(args) - 1}, ${len(args)})"
     rows = await request.app.state.pool.fetch(
         f"SELECT {COLUMNS} FROM floor_contacts WHERE {where} "
@@ -156,7 +156,8 @@ async def list_(
     )
     more = len(rows) > limit
     rows = rows[:limit]
-    nxt = f"{rows[-1]['created_at'].isoformat()}_{rows[-1]['id']}" if more else None
+    last = rows[-1]["created_at"] if rows else None
+    nxt = f"{int(last.timestamp() * 1e6)}_{rows[-1]['id']}" if more and last else None
     return _json({"object": "list", "data": [_api(r) for r in rows], "has_more": more, "next_cursor": nxt})
 
 

@@ -11,6 +11,7 @@ import signal
 import sys
 from pathlib import Path
 
+from . import keytool, masterkey, private_files
 from .config import get_settings
 
 
@@ -21,7 +22,13 @@ def _err(message: str) -> None:
 def _resolve_url() -> str:
     from .db import database_url
 
-    return database_url()
+    url = database_url()
+    # processes started from this one are handed the URL, so they cannot tell the database is embedded:
+    # hand them its master key file too
+    key_file = masterkey.embedded_key_file(get_settings())
+    if key_file is not None:
+        os.environ["CRM_SECRET_KEY_FILE"] = str(key_file)
+    return url
 
 
 async def _bootstrap(url: str) -> str | None:
@@ -99,11 +106,16 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from .migrate import upgrade
 
     url = _resolve_url()
+    masterkey.load(get_settings())  # a missing or malformed key stops here, before any worker starts
     upgrade(url)
     key = asyncio.run(_bootstrap(url))
     if key:
-        _err("first start: created workspace 'default' with this admin API key (shown once, keep it):")
-        print(key, flush=True)
+        # stdout is the service log under Docker or systemd: the key goes to a file only its owner reads
+        path = get_settings().data_dir / "admin-key"
+        private_files.replace(path, key + "\n")
+        _err(f"first start: created workspace 'default'; its admin API key is in {path} (mode 0600)")
+        if sys.stdout.isatty():
+            print(key, flush=True)
     # Worker processes import the app afresh; hand them the URL resolved here (embedded or configured).
     os.environ["CRM_DATABASE_URL"] = url
     if args.no_dispatcher:
@@ -158,6 +170,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
     from .migrate import upgrade
 
     url = _resolve_url()
+    masterkey.load(get_settings())
     upgrade(url)
     if args.processes <= 1:
         _run_worker(url, "process")
@@ -202,11 +215,15 @@ def main(argv: list[str] | None = None) -> int:
     )
     key.add_argument("--name", default="created by crm-api create-key")
     key.set_defaults(func=cmd_create_key)
+    keytool.add_parser(sub)
     args = parser.parse_args(argv)
     from . import embedded
 
     try:
         result: int = args.func(args)
+    except masterkey.MasterKeyError as exc:
+        _err(str(exc))
+        result = 2
     finally:
         embedded.stop()  # only acts when this process started (or joined) an embedded server
     return result

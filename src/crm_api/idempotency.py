@@ -4,7 +4,8 @@ The record is written in the request's own transaction, so a write and its recor
 at all. An advisory lock on the key, held until that commit, is how a concurrent retry learns that the
 first attempt is still running (a plain unique insert would block it instead of answering 409).
 
-Every write route says so with ``@idempotent`` (under its ``@router`` decorator).
+Every write route says so with ``@idempotent`` (under its ``@router`` decorator). A response that carries a
+secret (``http.SecretResponse``) is stored sealed under the master key, and opened to replay it.
 """
 
 from __future__ import annotations
@@ -23,7 +24,9 @@ from sqlalchemy.dialects.postgresql import JSONB, insert
 from . import jsonutil, sql
 from .auth import Principal
 from .errors import BadRequest, IdempotencyInFlight, IdempotencyMismatch
+from .http import SecretResponse
 from .locks import key_lock
+from .masterkey import Keyring, is_sealed
 
 MAX_KEY_LENGTH = 255
 P = ParamSpec("P")
@@ -139,11 +142,18 @@ async def run_once(
             raise IdempotencyMismatch("This Idempotency-Key was first used with a different request")
         headers: dict[str, str] = dict(state["headers"])
         headers["idempotent-replayed"] = "true"
+        stored_body: str = state["body"]
+        if is_sealed(stored_body):
+            keyring: Keyring = request.app.state.keyring
+            stored_body = keyring.open(stored_body)
         return Response(
-            state["body"], status_code=state["status"], headers=headers, media_type="application/json"
+            stored_body, status_code=state["status"], headers=headers, media_type="application/json"
         )
     response = await handler()
     stored: dict[str, Any] = {h: response.headers[h] for h in _REPLAYED_HEADERS if h in response.headers}
+    body = bytes(response.body).decode()
+    if isinstance(response, SecretResponse):
+        body = request.app.state.keyring.seal(body)
     saved = await _SAVE.fetchval(
         conn,
         ws=principal.workspace_id,
@@ -151,7 +161,7 @@ async def run_once(
         request_hash=fingerprint,
         status=response.status_code,
         headers=jsonutil.dumps_str(stored),
-        body=bytes(response.body).decode(),
+        body=body,
         ttl=ttl,
     )
     if not saved:

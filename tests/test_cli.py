@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
+import pty
 import shutil
 import socket
 import subprocess
@@ -12,8 +14,11 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import asyncpg
 import httpx
 import pytest
+
+from crm_api.db import asyncpg_dsn
 
 
 def _env(**extra: str) -> dict[str, str]:
@@ -170,3 +175,51 @@ def test_serve_on_a_bare_machine_starts_embedded_postgres_and_keeps_its_keys_in_
     while pidfile.exists():
         assert time.monotonic() < deadline, "embedded PostgreSQL left running"
         time.sleep(0.2)
+
+
+@pytest.fixture
+def fresh_database(database_url: str) -> Iterator[str]:
+    """A database of its own, where no ``default`` workspace exists yet."""
+    dsn, kwargs = asyncpg_dsn(database_url)
+    name = f"crm_test_first_{os.getpid()}_{int(time.time() * 1000) % 100000}"
+
+    async def admin(statement: str) -> None:
+        conn = await asyncpg.connect(dsn, **kwargs)
+        try:
+            await conn.execute(statement)
+        finally:
+            await conn.close()
+
+    asyncio.run(admin(f'CREATE DATABASE "{name}"'))
+    base, _, query = database_url.partition("?")
+    yield f"{base.rsplit('/', 1)[0]}/{name}" + (f"?{query}" if query else "")
+    asyncio.run(admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+
+def test_serve_prints_the_first_admin_key_when_stdout_is_a_terminal(
+    fresh_database: str, tmp_path: Path
+) -> None:
+    """At a terminal (someone trying it out) the key is printed too, as well as written to the file."""
+    leader, follower = pty.openpty()
+    env = _env(
+        CRM_DATABASE_URL=fresh_database,
+        CRM_SECRET_KEY=os.environ["CRM_SECRET_KEY"],
+        CRM_DATA_DIR=str(tmp_path),
+        CRM_RUN_DISPATCHER="false",
+    )
+    cmd = [sys.executable, "-m", "crm_api", "serve", "--port", str(_free_port())]
+    proc = subprocess.Popen(cmd, env=env, stdout=follower, stderr=subprocess.PIPE, text=True)
+    os.close(follower)
+    try:
+        seen = b""
+        deadline = time.monotonic() + 60
+        while b"\n" not in seen:
+            assert proc.poll() is None and time.monotonic() < deadline, seen
+            seen += os.read(leader, 1024)
+        printed = seen.decode().strip()
+        assert printed.startswith("crm_") and printed == (tmp_path / "admin-key").read_text().strip()
+        assert (tmp_path / "admin-key").stat().st_mode & 0o777 == 0o600
+    finally:
+        proc.terminate()
+        proc.communicate(timeout=30)
+        os.close(leader)

@@ -31,8 +31,9 @@ def _resolve_url() -> str:
     return url
 
 
-async def _bootstrap(url: str) -> str | None:
-    """On first start: a ``default`` workspace and one admin key, returned once."""
+async def _bootstrap(url: str, key_file: Path) -> str | None:
+    """On first start: a ``default`` workspace and one admin key, returned once. The key is written to
+    ``key_file`` (mode 0600) before they commit: a key nobody can read is never made."""
     from .admin import keys
     from .db import create_pool
 
@@ -43,6 +44,7 @@ async def _bootstrap(url: str) -> str | None:
             if not created:
                 return None
             key, _ = await keys.create_key(conn, workspace_id, "admin (first start)", ["*", "admin"])
+            private_files.replace(key_file, key + "\n")
             return key
     finally:
         await pool.close()
@@ -108,11 +110,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
     url = _resolve_url()
     masterkey.load(get_settings())  # a missing or malformed key stops here, before any worker starts
     upgrade(url)
-    key = asyncio.run(_bootstrap(url))
+    path = get_settings().data_dir / "admin-key"
+    key = asyncio.run(_bootstrap(url, path))
     if key:
-        # stdout is the service log under Docker or systemd: the key goes to a file only its owner reads
-        path = get_settings().data_dir / "admin-key"
-        private_files.replace(path, key + "\n")
+        # stdout is the service log under Docker or systemd: the key is in a file only its owner reads
         _err(f"first start: created workspace 'default'; its admin API key is in {path} (mode 0600)")
         if sys.stdout.isatty():
             print(key, flush=True)

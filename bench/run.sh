@@ -8,6 +8,7 @@ WORKERS=${1:-2}; CLIENTS=${2:-16}; SECONDS_PER_OP=${3:-10}; PORT=8077; FLOOR_POR
 PG=${BENCH_PG:-postgresql://postgres@127.0.0.1:5432}
 psql "$PG/postgres" -qc "DROP DATABASE IF EXISTS crm_bench" -c "CREATE DATABASE crm_bench"
 export CRM_DATABASE_URL="postgresql+asyncpg://${PG#postgresql://}/crm_bench" CRM_RUN_DISPATCHER=false
+CRM_SECRET_KEY=$(crm-api secrets new-key); export CRM_SECRET_KEY   # a fresh database: any key will do
 KEY=$(crm-api create-key --workspace bench --scopes '*' 2>/dev/null | tail -1)
 crm-api serve --port $PORT --workers "$WORKERS" >/tmp/crm-bench-serve.log 2>&1 &
 SERVER=$!

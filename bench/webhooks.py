@@ -24,6 +24,7 @@ import uuid
 
 import asyncpg
 import psutil
+from cryptography.fernet import Fernet
 from httpclient import Connection
 from load import operations, run
 
@@ -35,6 +36,8 @@ ENV = {
     "CRM_DATABASE_URL": URL.replace("postgresql://", "postgresql+asyncpg://", 1),
     "CRM_WEBHOOK_ALLOW_CIDRS": "127.0.0.0/8",
     "CRM_RUN_DISPATCHER": "false",
+    # the API seals endpoints' secrets, the workers open them: one key for all, fresh with the database
+    "CRM_SECRET_KEY": Fernet.generate_key().decode(),
 }
 
 

@@ -24,7 +24,12 @@ from crm_api.app import create_app
 from crm_api.config import Settings
 from crm_api.db import asyncpg_dsn, create_pool
 from crm_api.events.types import BY_TYPE
+from crm_api.masterkey import new_key
 from crm_api.migrate import upgrade
+
+# One master key for the run (it seals webhook secrets): the in-process app reads it from here, and a test
+# that starts crm-api with a cleaned environment must pass it on (CRM_SECRET_KEY).
+os.environ.setdefault("CRM_SECRET_KEY", new_key())
 
 MakeClient = Callable[..., Awaitable[httpx.AsyncClient]]
 

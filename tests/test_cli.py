@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import pty
 import re
 import shutil
 import socket
@@ -56,6 +57,28 @@ def test_create_key_prints_the_key_alone_on_the_last_line(database_url: str) -> 
     assert "cli-ws" in done.stderr  # progress goes to stderr
 
 
+def test_a_configured_database_without_a_master_key_is_refused(database_url: str) -> None:
+    """Processes on several hosts cannot each make a key of their own: CRM_SECRET_KEY is required."""
+    for command in ("serve", "worker"):
+        done = subprocess.run(
+            [sys.executable, "-m", "crm_api", command],
+            env=_env(CRM_DATABASE_URL=database_url),
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert done.returncode == 2, done.stderr
+        assert "CRM_SECRET_KEY is required" in done.stderr
+    done = subprocess.run(
+        [sys.executable, "-m", "crm_api", "worker"],
+        env=_env(CRM_DATABASE_URL=database_url, CRM_SECRET_KEY="not-a-key"),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 2 and "not a master key" in done.stderr, done.stderr
+
+
 def test_create_key_refuses_an_unknown_scope(database_url: str) -> None:
     env = _env(CRM_DATABASE_URL=database_url)
     cmd = [sys.executable, "-m", "crm_api", "create-key", "--workspace", "cli-ws", "--scopes", "contacts:fly"]
@@ -75,17 +98,27 @@ def data_home() -> Iterator[Path]:
     shutil.rmtree(path, ignore_errors=True)
 
 
-def test_serve_on_a_bare_machine_starts_embedded_postgres_and_prints_a_key(data_home: Path) -> None:
-    """No CRM_DATABASE_URL: the server starts its own PostgreSQL, migrates, and prints one admin key once."""
+def test_serve_on_a_bare_machine_starts_embedded_postgres_and_keeps_its_keys_in_private_files(
+    data_home: Path,
+) -> None:
+    """No CRM_DATABASE_URL: the server starts its own PostgreSQL, migrates, and writes the first start's admin
+    key to a file only its owner reads. Its stdout is a pipe (as under Docker or systemd, where stdout is the
+    log): the key is not printed. The master key is made in the data dir too, and rotates in place."""
     tmp_path = data_home
+    data = tmp_path / "data"
     port = _free_port()
-    env = _env(CRM_DATA_DIR=str(tmp_path / "data"), CRM_RUN_DISPATCHER="false")
+    env = _env(CRM_DATA_DIR=str(data), CRM_RUN_DISPATCHER="false", CRM_WEBHOOK_ALLOW_CIDRS="127.0.0.0/8")
     cmd = [sys.executable, "-m", "crm_api", "serve", "--port", str(port)]
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
-        assert proc.stdout is not None
-        key = proc.stdout.readline().strip()
+        deadline = time.monotonic() + 60
+        while not (data / "admin-key").exists():
+            assert proc.poll() is None and time.monotonic() < deadline, "no admin key file"
+            time.sleep(0.2)
+        key = (data / "admin-key").read_text().strip()
         assert key.startswith("crm_"), key
+        for private in ("admin-key", "secret.key"):
+            assert (data / private).stat().st_mode & 0o777 == 0o600, private
         deadline = time.monotonic() + 60
         while True:
             try:
@@ -100,10 +133,28 @@ def test_serve_on_a_bare_machine_starts_embedded_postgres_and_prints_a_key(data_
         assert r.json()["data"] == []
         docs = httpx.get(f"http://127.0.0.1:{port}/docs")
         assert docs.status_code == 200
+        hook = httpx.post(
+            f"http://127.0.0.1:{port}/v1/webhooks",
+            headers={"Authorization": f"Bearer {key}"},
+            json={"url": "http://127.0.0.1:9/hook", "event_types": ["*"]},
+        )
+        assert hook.status_code == 201, hook.text
     finally:
         proc.terminate()
-        proc.wait(timeout=30)
-    # A second start reuses the data and prints no new key.
+        out, err = proc.communicate(timeout=30)
+    assert key not in out + err
+    assert str(data / "admin-key") in err
+    # The master key rotates in place: the file holds the new key alone, and the next start opens with it.
+    master = (data / "secret.key").read_text()
+    rotate = [sys.executable, "-m", "crm_api", "secrets", "rotate"]
+    done = subprocess.run(rotate, env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert "sealed 1 webhook endpoints' secrets" in done.stderr
+    rotated = (data / "secret.key").read_text()
+    assert rotated != master and len(rotated.split()) == 1
+    assert (data / "secret.key").stat().st_mode & 0o777 == 0o600
+    # A second start reuses the data, opens the secrets with the rotated key, and makes no new admin key.
+    (data / "admin-key").unlink()
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         deadline = time.monotonic() + 60
@@ -114,13 +165,15 @@ def test_serve_on_a_bare_machine_starts_embedded_postgres_and_prints_a_key(data_
                 )
                 break
             except httpx.TransportError:
+                assert proc.poll() is None, "the second start failed"
                 assert time.monotonic() < deadline, "server did not come up again"
                 time.sleep(0.2)
         assert r.status_code == 200
     finally:
         proc.terminate()
-        out, _ = proc.communicate(timeout=30)
-    assert "crm_" not in out
+        out, err = proc.communicate(timeout=30)
+    assert proc.returncode == 0, err
+    assert "crm_" not in out and not (data / "admin-key").exists()
     # and the embedded PostgreSQL it started is stopped with it
     pidfile = tmp_path / "data" / "pgdata" / "postmaster.pid"
     deadline = time.monotonic() + 30
@@ -292,3 +345,51 @@ def _wait_for(url: str) -> None:
         except httpx.TransportError:
             assert time.monotonic() < deadline, f"{url} did not come up"
             time.sleep(0.2)
+
+
+@pytest.fixture
+def fresh_database(database_url: str) -> Iterator[str]:
+    """A database of its own, where no ``default`` workspace exists yet."""
+    dsn, kwargs = asyncpg_dsn(database_url)
+    name = f"crm_test_first_{os.getpid()}_{int(time.time() * 1000) % 100000}"
+
+    async def admin(statement: str) -> None:
+        conn = await asyncpg.connect(dsn, **kwargs)
+        try:
+            await conn.execute(statement)
+        finally:
+            await conn.close()
+
+    asyncio.run(admin(f'CREATE DATABASE "{name}"'))
+    base, _, query = database_url.partition("?")
+    yield f"{base.rsplit('/', 1)[0]}/{name}" + (f"?{query}" if query else "")
+    asyncio.run(admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+
+def test_serve_prints_the_first_admin_key_when_stdout_is_a_terminal(
+    fresh_database: str, tmp_path: Path
+) -> None:
+    """At a terminal (someone trying it out) the key is printed too, as well as written to the file."""
+    leader, follower = pty.openpty()
+    env = _env(
+        CRM_DATABASE_URL=fresh_database,
+        CRM_SECRET_KEY=os.environ["CRM_SECRET_KEY"],
+        CRM_DATA_DIR=str(tmp_path),
+        CRM_RUN_DISPATCHER="false",
+    )
+    cmd = [sys.executable, "-m", "crm_api", "serve", "--port", str(_free_port())]
+    proc = subprocess.Popen(cmd, env=env, stdout=follower, stderr=subprocess.PIPE, text=True)
+    os.close(follower)
+    try:
+        seen = b""
+        deadline = time.monotonic() + 60
+        while b"\n" not in seen:
+            assert proc.poll() is None and time.monotonic() < deadline, seen
+            seen += os.read(leader, 1024)
+        printed = seen.decode().strip()
+        assert printed.startswith("crm_") and printed == (tmp_path / "admin-key").read_text().strip()
+        assert (tmp_path / "admin-key").stat().st_mode & 0o777 == 0o600
+    finally:
+        proc.terminate()
+        proc.communicate(timeout=30)
+        os.close(leader)

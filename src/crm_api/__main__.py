@@ -11,7 +11,7 @@ import signal
 import sys
 from pathlib import Path
 
-from . import __version__
+from . import __version__, keytool, masterkey, private_files
 from .config import get_settings
 
 
@@ -22,11 +22,18 @@ def _err(message: str) -> None:
 def _resolve_url() -> str:
     from .db import database_url
 
-    return database_url()
+    url = database_url()
+    # processes started from this one are handed the URL, so they cannot tell the database is embedded:
+    # hand them its master key file too
+    key_file = masterkey.embedded_key_file(get_settings())
+    if key_file is not None:
+        os.environ["CRM_SECRET_KEY_FILE"] = str(key_file)
+    return url
 
 
-async def _bootstrap(url: str) -> str | None:
-    """On first start: a ``default`` workspace and one admin key, returned once."""
+async def _bootstrap(url: str, key_file: Path) -> str | None:
+    """On first start: a ``default`` workspace and one admin key, returned once. The key is written to
+    ``key_file`` (mode 0600) before they commit: a key nobody can read is never made."""
     from .admin import keys
     from .db import create_pool
 
@@ -37,6 +44,7 @@ async def _bootstrap(url: str) -> str | None:
             if not created:
                 return None
             key, _ = await keys.create_key(conn, workspace_id, "admin (first start)", ["*", "admin"])
+            private_files.replace(key_file, key + "\n")
             return key
     finally:
         await pool.close()
@@ -116,12 +124,16 @@ def cmd_serve(args: argparse.Namespace) -> int:
     import uvicorn
 
     url = _resolve_url()
+    masterkey.load(get_settings())  # a missing or malformed key stops here, before any worker starts
     if not _ready(url, args):
         return 2
-    key = asyncio.run(_bootstrap(url))
+    path = get_settings().data_dir / "admin-key"
+    key = asyncio.run(_bootstrap(url, path))
     if key:
-        _err("first start: created workspace 'default' with this admin API key (shown once, keep it):")
-        print(key, flush=True)
+        # stdout is the service log under Docker or systemd: the key is in a file only its owner reads
+        _err(f"first start: created workspace 'default'; its admin API key is in {path} (mode 0600)")
+        if sys.stdout.isatty():
+            print(key, flush=True)
     # Worker processes import the app afresh; hand them the URL resolved here (embedded or configured).
     os.environ["CRM_DATABASE_URL"] = url
     if args.no_dispatcher:
@@ -174,6 +186,7 @@ def _run_worker(url: str, label: str) -> None:
 
 def cmd_worker(args: argparse.Namespace) -> int:
     url = _resolve_url()
+    masterkey.load(get_settings())
     if not _ready(url, args):
         return 2
     if args.processes <= 1:
@@ -283,6 +296,7 @@ def _parser() -> argparse.ArgumentParser:
         help="label shown when listing keys (default: %(default)r)",
     )
     key.set_defaults(func=cmd_create_key)
+    keytool.add_parser(sub)
     return parser
 
 
@@ -296,6 +310,9 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         result: int = args.func(args)
+    except masterkey.MasterKeyError as exc:
+        _err(str(exc))
+        result = 2
     finally:
         embedded.stop()  # only acts when this process started (or joined) an embedded server
     return result

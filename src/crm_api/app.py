@@ -16,12 +16,13 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from . import __version__, apidocs, jsonutil, maintenance, registry
+from . import __version__, apidocs, jsonutil, maintenance, masterkey, registry, vault
 from .admin.router import router as keys_router
 from .auth import KeyCache
 from .config import Settings, get_settings
 from .db import Database, create_pool, database_url
 from .errors import PROBLEM_JSON, BadRequest, CRMError, FieldError, NotFound, Unprocessable
+from .key_use import KeyUse
 from .middleware import RequestContext
 from .webhooks.dispatcher import Dispatcher
 
@@ -110,13 +111,21 @@ def create_app(settings: Settings | None = None, url: str | None = None) -> Fast
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        keyring = masterkey.load(settings)
         pool = await create_pool(url or database_url(), settings.pool_size)
+        try:
+            await vault.prepare(pool, keyring)
+        except BaseException:
+            await pool.close()
+            raise
         app.state.db = Database(pool)
+        app.state.keyring = keyring
         housekeeping = asyncio.create_task(maintenance.run_forever(pool, settings))
         stop = asyncio.Event()
+        key_use = asyncio.create_task(app.state.key_use.run(pool, settings.key_use_flush_seconds, stop))
         dispatcher = None
         if settings.run_dispatcher:
-            dispatcher = asyncio.create_task(Dispatcher(pool, settings).run(stop))
+            dispatcher = asyncio.create_task(Dispatcher(pool, settings, keyring=keyring).run(stop))
         # The start-up heap (modules, routes, schemas, compiled statements: ~140k objects) lives as long as
         # the process: frozen, a full collection no longer walks it (61-71 ms a pass here, the list's p99
         # tail), and a larger young generation makes passes rarer for a request's short-lived objects.
@@ -129,12 +138,14 @@ def create_app(settings: Settings | None = None, url: str | None = None) -> Fast
             stop.set()
             if dispatcher is not None:
                 await dispatcher
+            await key_use
             housekeeping.cancel()
             await pool.close()
 
     app = FastAPI(title="crm-api", version=__version__, lifespan=lifespan, docs_url=None, redoc_url=None)
     app.state.settings = settings
     app.state.key_cache = KeyCache(settings.auth_cache_seconds)
+    app.state.key_use = KeyUse(settings.key_use_seconds)
     app.add_middleware(RequestContext, max_body_bytes=settings.max_body_bytes)
     app.add_exception_handler(CRMError, _crm_problem)  # type: ignore[arg-type]
     app.add_exception_handler(RequestValidationError, _validation_problem)  # type: ignore[arg-type]

@@ -30,6 +30,8 @@ class Principal:
     workspace_id: uuid.UUID
     key_id: uuid.UUID
     scopes: frozenset[str]
+    expires: float | None = None
+    """The key's ``expires_at`` as a Unix time, checked on every request (a cached key expires on time)."""
 
     @property
     def actor(self) -> str:
@@ -97,7 +99,7 @@ class KeyCache:
 
 def _lookup() -> Select[Any]:
     k = sql.table("api_keys")
-    return select(k.c.workspace_id, k.c.id, k.c.scopes).where(
+    return select(k.c.workspace_id, k.c.id, k.c.scopes, k.c.expires_at).where(
         k.c.key_hash == sql.param("key_hash"), k.c.revoked_at.is_(None)
     )
 
@@ -118,9 +120,13 @@ async def authenticate(request: Request) -> Principal:
         row = await _LOOKUP.fetchrow(pool, key_hash=key_hash)
         if row is None:
             raise Unauthorized("Unknown or revoked API key")
-        principal = Principal(row["workspace_id"], row["id"], frozenset(row["scopes"]))
+        expires = row["expires_at"].timestamp() if row["expires_at"] is not None else None
+        principal = Principal(row["workspace_id"], row["id"], frozenset(row["scopes"]), expires)
         cache.put(key_hash, principal)
+    if principal.expires is not None and principal.expires <= time.time():
+        raise Unauthorized("This API key has expired")
     request.state.principal = principal
+    request.app.state.key_use.note(principal)
     return principal
 
 

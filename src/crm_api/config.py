@@ -6,6 +6,7 @@ from functools import lru_cache
 from pathlib import Path
 
 import platformdirs
+from pydantic import SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -20,11 +21,21 @@ class Settings(BaseSettings):
     """``postgresql+asyncpg://...``; unset means an embedded PostgreSQL in ``data_dir``."""
     data_dir: Path = _default_data_dir()
     test_database_url: str | None = None
+    secret_key: SecretStr | None = None
+    """The master key sealing stored secrets (``crm-api secrets new-key`` makes one); during a rotation,
+    several comma-separated: the first seals, each opens. Required with ``database_url``; with the embedded
+    database ``data_dir/secret.key`` is made on first start and used (see masterkey.py)."""
+    secret_key_file: Path | None = None
+    """A file holding the master key(s), one a line, instead of ``secret_key`` (a Docker/systemd secret)."""
     pool_size: int = 10
     max_body_bytes: int = 2 * 1024 * 1024
     auth_cache_seconds: float = 5.0
     """How long a verified API key is trusted without asking the database again (revocation delay
     for other processes; the process that revokes forgets the key at once)."""
+    key_use_seconds: float = 60.0
+    """``last_used_at`` of an API key is written at most once per this many seconds (key_use.py)."""
+    key_use_flush_seconds: float = 10.0
+    """How often a process writes the ``last_used_at`` of the keys it saw used, in one statement."""
     idempotency_ttl_hours: int = 48
     log_level: str = "info"
     event_retention_days: int = 30

@@ -82,6 +82,17 @@ def json_response(payload: Any, status: int = 200, headers: dict[str, str] | Non
     )
 
 
+class SecretResponse(Response):
+    """An answer that carries a secret the API shows once (a new API key, a webhook signing secret): its
+    Idempotency-Key record is stored sealed under the master key (idempotency.py)."""
+
+
+def secret_response(payload: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
+    return SecretResponse(
+        jsonutil.dumps(payload), status_code=status, headers=headers, media_type="application/json"
+    )
+
+
 def versioned_response(obj: Any, version: int, status: int = 200, location: str | None = None) -> Response:
     """An object with its version as the ETag (which If-Match sends back), and a created one's Location."""
     headers = {"ETag": f'"{version}"'}

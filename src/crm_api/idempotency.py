@@ -14,7 +14,8 @@ Two ways to keep a write and its record together, by the route's connection:
   then two statements (lock and lookup; the write), where the transaction took six round trips.
 
 Every write route says so with ``@idempotent`` (under its ``@router`` decorator); the OpenAPI document
-declares the header on the routes it marks (``is_idempotent``).
+declares the header on the routes it marks (``is_idempotent``). A response that carries a
+secret (``http.SecretResponse``) is stored sealed under the master key, and opened to replay it.
 """
 
 from __future__ import annotations
@@ -37,7 +38,9 @@ from sqlalchemy.sql.dml import ReturningInsert
 from . import jsonutil, sql
 from .auth import Principal
 from .errors import BadRequest, IdempotencyInFlight, IdempotencyMismatch
+from .http import SecretResponse
 from .locks import key_lock
+from .masterkey import Keyring, is_sealed
 
 MAX_KEY_LENGTH = 255
 P = ParamSpec("P")
@@ -247,9 +250,12 @@ async def run_once(
     if not state["got"]:
         raise IdempotencyInFlight("A request with this Idempotency-Key is still running; retry shortly")
     if state["request_hash"] is not None:
-        return _replay(state, fingerprint)
+        return _replay(state, fingerprint, request)
     response = await handler()
     stored: dict[str, Any] = {h: response.headers[h] for h in _REPLAYED_HEADERS if h in response.headers}
+    body = bytes(response.body).decode()
+    if isinstance(response, SecretResponse):
+        body = request.app.state.keyring.seal(body)
     saved = await _SAVE.fetchval(
         conn,
         ws=principal.workspace_id,
@@ -257,7 +263,7 @@ async def run_once(
         request_hash=fingerprint,
         status=response.status_code,
         headers=jsonutil.dumps_str(stored),
-        body=bytes(response.body).decode(),
+        body=body,
         ttl=ttl,
     )
     if not saved:
@@ -267,14 +273,16 @@ async def run_once(
     return response
 
 
-def _replay(state: Any, fingerprint: str) -> Response:
+def _replay(state: Any, fingerprint: str, request: Request) -> Response:
     if state["request_hash"] != fingerprint:
         raise IdempotencyMismatch("This Idempotency-Key was first used with a different request")
     headers: dict[str, str] = dict(state["headers"])
     headers["idempotent-replayed"] = "true"
-    return Response(
-        state["body"], status_code=state["status"], headers=headers, media_type="application/json"
-    )
+    body: str = state["body"]
+    if is_sealed(body):
+        keyring: Keyring = request.app.state.keyring
+        body = keyring.open(body)
+    return Response(body, status_code=state["status"], headers=headers, media_type="application/json")
 
 
 async def _folded(
@@ -296,7 +304,7 @@ async def _folded(
     token = _PENDING.set(record)
     try:
         if state["request_hash"] is not None:
-            return _replay(state, fingerprint)
+            return _replay(state, fingerprint, request)
         try:
             response = await handler()
         except Taken:
@@ -304,7 +312,7 @@ async def _folded(
             state = await _LOCK_AND_LOOKUP.fetchrow(conn, **lookup)
             if state["request_hash"] is None:
                 raise IdempotencyInFlight("A request with this Idempotency-Key is still running") from None
-            return _replay(state, fingerprint)
+            return _replay(state, fingerprint, request)
         if record.saved:
             return response
         # the route wrote nothing (an update that changed nothing) or wrote it another way: record it now

@@ -21,6 +21,7 @@ async def _worker(database_url: str) -> asyncio.subprocess.Process:
     env = {k: v for k, v in os.environ.items() if not k.startswith("CRM_")}
     env.update(
         CRM_DATABASE_URL=database_url,
+        CRM_SECRET_KEY=os.environ["CRM_SECRET_KEY"],  # the run's: it opens the secrets the app sealed
         CRM_WEBHOOK_ALLOW_CIDRS="127.0.0.0/8",
         CRM_WEBHOOK_RETRY_SCALE="0.001",  # 5 ms, 300 ms, 1.8 s, ...
         CRM_DISPATCHER_LEASE_SECONDS="2",  # a killed worker's claims return after 2 s

@@ -20,7 +20,8 @@ from ..registry import SCOPE_RESOURCES
 
 def _shown() -> list[ColumnElement[Any]]:
     """What the API shows of a key (never its hash)."""
-    return sql.columns(("id", "name", "prefix", "scopes", "created_at", "revoked_at"), sql.table("api_keys"))
+    shown = ("id", "name", "prefix", "scopes", "created_at", "revoked_at", "expires_at", "last_used_at")
+    return sql.columns(shown, sql.table("api_keys"))
 
 
 def _new_workspace() -> Insert:
@@ -40,7 +41,8 @@ def _workspace_by_name() -> Select[Any]:
 
 def _new_key() -> Insert:
     k = sql.table("api_keys")
-    values = {c: sql.param(c) for c in ("workspace_id", "id", "name", "prefix", "key_hash", "scopes")}
+    given = ("workspace_id", "id", "name", "prefix", "key_hash", "scopes", "expires_at")
+    values = {c: sql.param(c) for c in given}
     return insert(k).values(values).returning(*_shown())
 
 
@@ -84,8 +86,14 @@ async def ensure_workspace(conn: asyncpg.Connection, name: str) -> tuple[uuid.UU
 
 
 async def create_key(
-    conn: asyncpg.Connection, workspace_id: uuid.UUID, name: str, scopes: list[str]
+    conn: asyncpg.Connection,
+    workspace_id: uuid.UUID,
+    name: str,
+    scopes: list[str],
+    expires_at: dt.datetime | None = None,
 ) -> tuple[str, dict[str, Any]]:
+    if expires_at is not None and expires_at <= dt.datetime.now(dt.UTC):
+        raise field_error("/expires_at", "must be in the future")
     key, prefix = new_key()
     row = await _NEW_KEY.fetchrow(
         conn,
@@ -95,6 +103,7 @@ async def create_key(
         prefix=prefix,
         key_hash=hash_key(key),
         scopes=check_scopes(scopes),
+        expires_at=expires_at,
     )
     return key, _api(row)
 

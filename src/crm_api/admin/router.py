@@ -9,9 +9,9 @@ from pydantic import BaseModel, Field
 
 from ..auth import Principal, require
 from ..deps import LockingConn, ReadConn
-from ..http import json_response, problems
+from ..http import json_response, problems, secret_response
 from ..idempotency import idempotent
-from ..resources.schemas import ShortText, WriteModel
+from ..resources.schemas import ShortText, UtcDatetime, WriteModel
 from . import keys
 
 router = APIRouter(prefix="/v1/api-keys", tags=["api-keys"])
@@ -23,6 +23,9 @@ class ApiKeyCreate(WriteModel):
     scopes: list[Annotated[str, Field(max_length=64)]] = Field(
         min_length=1, max_length=50, examples=[["contacts:read", "contacts:write"]]
     )
+    expires_at: UtcDatetime | None = Field(
+        default=None, description="When the key stops working (must be in the future); never when absent"
+    )
 
 
 class ApiKey(BaseModel):
@@ -33,6 +36,10 @@ class ApiKey(BaseModel):
     scopes: list[str]
     created_at: dt.datetime
     revoked_at: dt.datetime | None
+    expires_at: dt.datetime | None = Field(description="From then on the key is refused (401); null: never")
+    last_used_at: dt.datetime | None = Field(
+        description="When the key last authenticated a request, to within a minute; null: never used"
+    )
 
 
 class ApiKeyWithSecret(ApiKey):
@@ -73,8 +80,8 @@ async def list_keys(principal: Admin, conn: ReadConn) -> Response:
 )
 @idempotent
 async def create_key(request: Request, body: ApiKeyCreate, principal: Admin, conn: LockingConn) -> Response:
-    key, row = await keys.create_key(conn, principal.workspace_id, body.name, body.scopes)
-    return json_response({**row, "key": key}, 201)
+    key, row = await keys.create_key(conn, principal.workspace_id, body.name, body.scopes, body.expires_at)
+    return secret_response({**row, "key": key}, 201)
 
 
 @router.delete(

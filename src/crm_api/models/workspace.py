@@ -39,3 +39,6 @@ class ApiKey(Base):
         DateTime(timezone=True), nullable=False, server_default=text("now()")
     )
     revoked_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    expires_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    # written at most once a minute per key, from the processes' in-memory record of use (key_use.py)
+    last_used_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)

@@ -52,7 +52,7 @@ from sqlalchemy.dialects.postgresql import ARRAY, JSONB, UUID, insert
 from sqlalchemy.sql.dml import ReturningUpdate
 from sqlalchemy.sql.selectable import Alias
 
-from .. import jsonutil, sql
+from .. import jsonutil, masterkey, sql, vault
 from ..config import Settings
 from ..db import EnginePool
 from ..models.webhooks import DISABLED_FAILING, DISABLED_GONE
@@ -412,10 +412,15 @@ def next_attempt(
 
 class Dispatcher:
     def __init__(
-        self, pool: EnginePool, settings: Settings, transport: httpx.AsyncBaseTransport | None = None
+        self,
+        pool: EnginePool,
+        settings: Settings,
+        transport: httpx.AsyncBaseTransport | None = None,
+        keyring: masterkey.Keyring | None = None,
     ) -> None:
         self.pool = pool
         self.settings = settings
+        self.keyring = keyring or masterkey.load(settings)  # opens the signing secrets
         self.allow = netguard.parse_allow(settings.webhook_allow_cidrs)
         # httpx's transport, without the client around it: the client's cookie jar, auth and redirect
         # layers did nothing for us (redirects are never followed) and cost ~20% of a delivery's CPU.
@@ -432,6 +437,7 @@ class Dispatcher:
         self.wake.set()
 
     async def run(self, stop: asyncio.Event) -> None:
+        await vault.prepare(self.pool, self.keyring)  # a key that opens nothing stops here, not per attempt
         listener: asyncpg.Connection = await self.pool.take()
         await listener.add_listener(CHANNEL, self._notified)
         recorder = asyncio.create_task(self._record_loop(stop))
@@ -514,10 +520,10 @@ class Dispatcher:
 
     async def _send(self, job: dict[str, Any]) -> Outcome:
         body = body_of(job)
-        secrets = [job["secret"]]
+        secrets = [self.keyring.open_stored(job["secret"])]
         expires = job["previous_secret_expires_at"]
         if job["previous_secret"] and expires and expires > dt.datetime.now(dt.UTC):
-            secrets.append(job["previous_secret"])
+            secrets.append(self.keyring.open_stored(job["previous_secret"]))
         headers = signing.headers(secrets, str(job["event_id"]), int(time.time()), body)
         started = time.monotonic()
         try:

@@ -7,7 +7,7 @@ from fastapi import APIRouter, Path, Query, Request, Response
 
 from ..auth import Principal, require
 from ..deps import LockingConn, ReadConn
-from ..http import context, json_response, problems, success, versioned_response
+from ..http import context, json_response, problems, secret_response, success, versioned_response
 from ..idempotency import idempotent
 from ..pagination import Sort, cursor_by, decode_cursor, keyset_page
 from . import netguard, service
@@ -53,8 +53,10 @@ def _allow(request: Request) -> list[netguard.Network]:
 )
 @idempotent
 async def create(request: Request, body: EndpointCreate, principal: Writer, conn: LockingConn) -> Response:
-    row = await service.create(conn, context(request, principal), body.model_dump(), _allow(request))
-    return json_response(
+    row = await service.create(
+        conn, context(request, principal), body.model_dump(), _allow(request), request.app.state.keyring
+    )
+    return secret_response(
         repo.endpoint_api(row, with_secret=True), 201, {"Location": f"/v1/webhooks/{row['id']}"}
     )
 
@@ -132,8 +134,8 @@ async def delete(request: Request, eid: EndpointId, principal: Writer, conn: Loc
 )
 @idempotent
 async def rotate_secret(request: Request, eid: EndpointId, principal: Writer, conn: LockingConn) -> Response:
-    row = await service.rotate_secret(conn, context(request, principal), eid)
-    return json_response(repo.endpoint_api(row, with_secret=True))
+    row = await service.rotate_secret(conn, context(request, principal), eid, request.app.state.keyring)
+    return secret_response(repo.endpoint_api(row, with_secret=True))
 
 
 @router.post(

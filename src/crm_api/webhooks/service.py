@@ -13,6 +13,7 @@ from ..errors import NotFound
 from ..events.emit import emit
 from ..events.store import insert_test_event
 from ..ids import uuid7
+from ..masterkey import Keyring, is_sealed
 from ..models.webhooks import DISABLED_REQUESTED
 from . import netguard
 from . import repository as repo
@@ -23,11 +24,18 @@ ROTATION_OVERLAP = dt.timedelta(hours=24)
 
 
 async def create(
-    conn: asyncpg.Connection, ctx: Context, body: dict[str, Any], allow: list[netguard.Network]
+    conn: asyncpg.Connection,
+    ctx: Context,
+    body: dict[str, Any],
+    allow: list[netguard.Network],
+    keyring: Keyring,
 ) -> dict[str, Any]:
+    """The new endpoint, with its secret in the clear: the one time the API shows it (the row holds it
+    sealed)."""
     await netguard.validate_for_save(body["url"], allow)
     now = dt.datetime.now(dt.UTC)
-    return await repo.insert_endpoint(
+    secret = new_secret()
+    row = await repo.insert_endpoint(
         conn,
         {
             "workspace_id": ctx.workspace_id,
@@ -36,11 +44,12 @@ async def create(
             "description": body.get("description"),
             "event_types": sorted(set(body["event_types"])),
             "ordering": body.get("ordering", "none"),
-            "secret": new_secret(),
+            "secret": keyring.seal(secret),
             "created_at": now,
             "updated_at": now,
         },
     )
+    return {**row, "secret": secret}
 
 
 async def get(conn: asyncpg.Connection | asyncpg.Pool, ctx: Context, eid: uuid.UUID) -> dict[str, Any]:
@@ -85,17 +94,21 @@ async def delete(conn: asyncpg.Connection, ctx: Context, eid: uuid.UUID) -> dict
     return row
 
 
-async def rotate_secret(conn: asyncpg.Connection, ctx: Context, eid: uuid.UUID) -> dict[str, Any]:
-    """A new secret; the old one keeps signing beside it for 24 hours."""
+async def rotate_secret(
+    conn: asyncpg.Connection, ctx: Context, eid: uuid.UUID, keyring: Keyring
+) -> dict[str, Any]:
+    """A new secret (returned in the clear, stored sealed); the old one signs beside it for 24 hours."""
     current = await get(conn, ctx, eid)
+    secret = new_secret()
+    previous = current["secret"]
     changes = {
-        "secret": new_secret(),
-        "previous_secret": current["secret"],
+        "secret": keyring.seal(secret),
+        "previous_secret": previous if is_sealed(previous) else keyring.seal(previous),
         "previous_secret_expires_at": dt.datetime.now(dt.UTC) + ROTATION_OVERLAP,
     }
     row = await repo.update_endpoint(conn, ctx.workspace_id, eid, changes)
     assert row is not None
-    return row
+    return {**row, "secret": secret}
 
 
 async def send_test(conn: asyncpg.Connection, ctx: Context, eid: uuid.UUID) -> dict[str, Any]:

@@ -96,7 +96,11 @@ def cmd_create_key(args: argparse.Namespace) -> int:
 def cmd_serve(args: argparse.Namespace) -> int:
     import uvicorn
 
+    from . import logs, multiproc
     from .migrate import upgrade
+
+    # first: its worker processes inherit it, and each must find it when it first imports prometheus_client
+    multiproc.prepare(get_settings().metrics_dir)
 
     url = _resolve_url()
     upgrade(url)
@@ -120,17 +124,21 @@ def cmd_serve(args: argparse.Namespace) -> int:
         port=args.port,
         workers=args.workers,
         log_level=get_settings().log_level,
+        log_config=logs.uvicorn_config(get_settings()),
         access_log=args.access_log,
     )
     return 0
 
 
 async def _work(url: str, processes_label: str) -> None:
+    from . import logs, metrics
     from .db import create_pool
     from .webhooks.dispatcher import Dispatcher
 
     settings = get_settings()
+    logs.configure(settings)
     pool = await create_pool(url, 4)
+    sampler = asyncio.create_task(metrics.sample_pool_forever(pool))
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -139,7 +147,9 @@ async def _work(url: str, processes_label: str) -> None:
     try:
         await Dispatcher(pool, settings).run(stop)
     finally:
+        sampler.cancel()
         await pool.close()
+        metrics.process_exit()
 
 
 def _run_worker(url: str, label: str) -> None:
@@ -155,10 +165,17 @@ def _run_worker(url: str, label: str) -> None:
 
 
 def cmd_worker(args: argparse.Namespace) -> int:
+    from . import multiproc
     from .migrate import upgrade
 
+    multiproc.prepare(get_settings().metrics_dir)
     url = _resolve_url()
     upgrade(url)
+    if args.metrics_port:
+        from . import metrics
+
+        metrics.serve_http(args.metrics_host, args.metrics_port)
+        _err(f"metrics on http://{args.metrics_host}:{args.metrics_port}/metrics")
     if args.processes <= 1:
         _run_worker(url, "process")
         return 0
@@ -183,11 +200,17 @@ def main(argv: list[str] | None = None) -> int:
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=8000)
     serve.add_argument("--workers", type=int, default=1)
-    serve.add_argument("--access-log", action="store_true")
+    serve.add_argument(
+        "--access-log",
+        action="store_true",
+        help="also uvicorn's access lines (full URLs with query strings); each request is logged anyway",
+    )
     serve.add_argument("--no-dispatcher", action="store_true", help="do not send webhooks from this process")
     serve.set_defaults(func=cmd_serve)
     worker = sub.add_parser("worker", help="run webhook dispatchers only (no API)")
     worker.add_argument("--processes", type=int, default=1)
+    worker.add_argument("--metrics-port", type=int, default=0, help="serve /metrics on this port (0: none)")
+    worker.add_argument("--metrics-host", default="127.0.0.1")
     worker.set_defaults(func=cmd_worker)
     sub.add_parser("migrate", help="upgrade the database to the newest migration").set_defaults(
         func=cmd_migrate

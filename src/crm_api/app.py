@@ -15,14 +15,17 @@ from fastapi.openapi.utils import get_openapi
 from fastapi.responses import Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from . import __version__, jsonutil, maintenance, registry
+from . import __version__, jsonutil, logs, maintenance, metrics, probes, registry
 from .admin.router import router as keys_router
 from .auth import KeyCache
 from .config import Settings, get_settings
+from .cors import Cors
 from .db import Database, create_pool, database_url
 from .errors import PROBLEM_JSON, BadRequest, CRMError, FieldError, NotFound, Unprocessable, problem_schema
 from .events.describe import webhooks_section
 from .middleware import RequestContext
+from .observe import Observe, route_template
+from .webhooks import backlog
 from .webhooks.dispatcher import Dispatcher
 
 log = logging.getLogger("crm_api")
@@ -89,8 +92,18 @@ async def _data_problem(request: Request, exc: asyncpg.PostgresError) -> Respons
 
     Schemas and the filter compiler should refuse such values first, naming the field; this is the net
     for what they miss, so the client still gets a 4xx (the transaction has rolled back). Logged, so the
-    gap gets closed where it belongs."""
-    log.warning("database refused a value on %s %s: %s", request.method, request.url.path, exc, exc_info=exc)
+    gap gets closed where it belongs. The log names the column and the error, not its message: that quotes
+    the value, which may be personal data."""
+    log.warning(
+        "database refused a value on %s %s: %s (SQLSTATE %s, table %s, column %s, constraint %s)",
+        request.method,
+        route_template(request.scope),
+        type(exc).__name__,
+        exc.sqlstate,
+        getattr(exc, "table_name", None),
+        getattr(exc, "column_name", None),
+        getattr(exc, "constraint_name", None),
+    )
     message = "a value is outside what can be stored (too large, too long or not valid text)"
     return _problem(
         request, Unprocessable(f"The request could not be stored: {message}", [FieldError("/", message)])
@@ -98,7 +111,7 @@ async def _data_problem(request: Request, exc: asyncpg.PostgresError) -> Respons
 
 
 async def _crash(request: Request, exc: Exception) -> Response:
-    log.exception("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
+    log.exception("unhandled error on %s %s", request.method, route_template(request.scope), exc_info=exc)
     return _problem(request, CRMError("An unexpected error occurred; it has been logged"))
 
 
@@ -127,6 +140,7 @@ def create_app(settings: Settings | None = None, url: str | None = None) -> Fast
         pool = await create_pool(url or database_url(), settings.pool_size)
         app.state.db = Database(pool)
         housekeeping = asyncio.create_task(maintenance.run_forever(pool, settings))
+        sampler = asyncio.create_task(metrics.sample_pool_forever(pool))
         stop = asyncio.Event()
         dispatcher = None
         if settings.run_dispatcher:
@@ -138,12 +152,19 @@ def create_app(settings: Settings | None = None, url: str | None = None) -> Fast
             if dispatcher is not None:
                 await dispatcher
             housekeeping.cancel()
+            sampler.cancel()
             await pool.close()
+            metrics.process_exit()
 
+    logs.configure(settings)
     app = FastAPI(title="crm-api", version=__version__, lifespan=lifespan)
     app.state.settings = settings
     app.state.key_cache = KeyCache(settings.auth_cache_seconds)
+    # the last added runs first: Observe times and logs everything, CORS answers preflights before the rest
     app.add_middleware(RequestContext, max_body_bytes=settings.max_body_bytes)
+    if settings.cors_origin_list():
+        app.add_middleware(Cors, origins=settings.cors_origin_list())
+    app.add_middleware(Observe)
     app.add_exception_handler(CRMError, _crm_problem)  # type: ignore[arg-type]
     app.add_exception_handler(RequestValidationError, _validation_problem)  # type: ignore[arg-type]
     app.add_exception_handler(StarletteHTTPException, _http_problem)  # type: ignore[arg-type]
@@ -155,6 +176,7 @@ def create_app(settings: Settings | None = None, url: str | None = None) -> Fast
     for router in registry.routers():
         app.include_router(router)
     app.include_router(keys_router)
+    app.include_router(probes.router(measures=[backlog.measure]))
 
     @app.get("/health", include_in_schema=False)
     async def health() -> dict[str, str]:

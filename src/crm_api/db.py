@@ -91,18 +91,42 @@ class EnginePool:
     ``AsyncConnection`` and yields its driver connection, and the one-statement helpers (``fetch``,
     ``fetchrow``, ``fetchval``, ``execute``) check out, run and check in, as reads do."""
 
-    def __init__(self, engine: AsyncEngine) -> None:
+    def __init__(self, engine: AsyncEngine, size: int) -> None:
         self.engine = engine
+        self.size = size
+        self.waiting = 0
+        """Checkouts waiting for a connection now (the metrics sample it)."""
         self._held: dict[int, AsyncConnection] = {}
+
+    def in_use(self) -> int:
+        return self.engine.pool.checkedout()  # type: ignore[attr-defined, no-any-return]
 
     @asynccontextmanager
     async def acquire(self) -> AsyncIterator[asyncpg.Connection]:
-        async with self.engine.connect() as conn:
-            yield await driver_connection(conn)
+        self.waiting += 1
+        waiting = True
+        try:
+            async with self.engine.connect() as conn:
+                self.waiting -= 1
+                waiting = False
+                driver = await driver_connection(conn)
+                try:
+                    yield driver
+                finally:
+                    if driver.is_closed():
+                        # the server dropped it (restart, failover): out of the pool, not handed out again
+                        await conn.invalidate()
+        finally:
+            if waiting:
+                self.waiting -= 1
 
     async def take(self) -> asyncpg.Connection:
         """A connection held until ``release`` (a LISTEN connection lives as long as its dispatcher)."""
-        conn = await self.engine.connect()
+        self.waiting += 1
+        try:
+            conn = await self.engine.connect()
+        finally:
+            self.waiting -= 1
         driver = await driver_connection(conn)
         self._held[id(driver)] = conn
         return driver
@@ -140,7 +164,7 @@ async def driver_connection(conn: AsyncConnection) -> asyncpg.Connection:
 
 async def create_pool(url: str, size: int) -> EnginePool:
     engine = create_engine(url, size)
-    pool = EnginePool(engine)
+    pool = EnginePool(engine, size)
     async with pool.acquire():  # connect once now, so a bad URL fails at start, not on the first request
         pass
     return pool

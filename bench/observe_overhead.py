@@ -21,9 +21,9 @@ from typing import Any
 
 os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="crm-bench-metrics-")
 
-from crm_api import logs  # noqa: E402
-from crm_api.config import Settings  # noqa: E402
-from crm_api.observe import Observe  # noqa: E402
+from crm_api import logs
+from crm_api.config import Settings
+from crm_api.observe import Observe
 
 
 class _Route:

@@ -98,7 +98,8 @@ async def test_not_ready_while_the_database_refuses_connections_and_ready_again_
         await _run(server_url, f'ALTER DATABASE "{name}" WITH ALLOW_CONNECTIONS false')
         await _run(
             server_url,
-            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1 AND pid <> pg_backend_pid()",
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+            " WHERE datname = $1 AND pid <> pg_backend_pid()",
             name,
         )
         for _ in range(3):  # the pooled connections the server dropped, then new ones it refuses

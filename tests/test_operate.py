@@ -379,6 +379,44 @@ def test_a_page_from_a_listed_origin_writes_through_cors_and_an_unlisted_one_is_
     assert [c for c in found.json()["data"] if c["first_name"] == other] == []
 
 
+def test_a_worker_serves_its_dispatchers_metrics_on_a_port_of_its_own(served: Served) -> None:
+    port = _free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("CRM_", "PROMETHEUS_"))}
+    env.update(CRM_DATABASE_URL=served.database, CRM_SLA_CHECK_SECONDS="1", CRM_DISPATCHER_POLL_SECONDS="0.2")
+    cmd = [sys.executable, "-m", "crm_api", "worker", "--processes", "2", "--metrics-port", str(port)]
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+
+        def scraped() -> dict[str, Any] | None:
+            assert proc.poll() is None, proc.stderr.read() if proc.stderr else ""
+            try:
+                text = httpx.get(f"http://127.0.0.1:{port}/metrics").text
+            except httpx.TransportError:
+                return None
+            return {f.name: f for f in text_string_to_metric_families(text)}
+
+        def both_dispatching() -> bool:
+            families = scraped()
+            if families is None:
+                return False
+            runs = _value(families, "crm_sla_job_runs", "crm_sla_job_runs_total", outcome="ok") or 0
+            # each of the two processes adds its pool of 4 once it runs
+            return _value(families, "crm_db_pool_size", "crm_db_pool_size") == 8 and runs >= 2
+
+        _wait("the worker's two dispatchers in one scrape", both_dispatching, 120)
+        families = scraped()
+        assert families is not None
+        claims = _value(
+            families, "crm_webhook_claim_duration_seconds", "crm_webhook_claim_duration_seconds_count"
+        )
+        assert claims is not None and claims >= 2
+    finally:
+        proc.terminate()
+        proc.wait(timeout=60)
+        if proc.stderr is not None:
+            proc.stderr.close()
+
+
 def test_the_log_is_json_a_line_per_request_without_keys_or_personal_data(served: Served) -> None:
     """Last: stops the server and reads all it logged, after requests that carried the key, an email and a
     name in bodies, paths and query strings, and failed ones too."""

@@ -29,7 +29,14 @@ from .errors import PROBLEM_JSON, Unavailable
 log = logging.getLogger("crm_api.probes")
 
 READY_TIMEOUT_SECONDS = 5.0
-_DATABASE_ERRORS = (SQLAlchemyError, asyncpg.PostgresError, asyncpg.InterfaceError, OSError, TimeoutError)
+_DATABASE_ERRORS = (
+    SQLAlchemyError,
+    asyncpg.PostgresError,
+    asyncpg.InterfaceError,
+    asyncpg.InternalClientError,
+    OSError,
+    TimeoutError,
+)
 
 
 class Liveness(BaseModel):

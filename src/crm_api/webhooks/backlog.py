@@ -16,8 +16,9 @@ from ..metrics import ScrapeGauge
 
 _DELIVERIES = sql.table("webhook_deliveries")
 _PENDING = sql.const("pending")
-PER_ENDPOINT_CAP = 10_000
-"""Due deliveries counted per endpoint at most: a scrape reads no more index entries than this per queue."""
+PER_ENDPOINT_CAP = 1_000
+"""Due deliveries counted per endpoint at most, so a scrape reads at most this many entries per queue (and
+their heap pages, where the visibility map is behind); the age gauge says how far behind a queue is."""
 
 
 def _backlog() -> Select[Any]:

@@ -55,7 +55,8 @@ def _admin(url: str, statement: str, *args: object) -> list[tuple[Any, ...]]:
 
 
 class Site(ThreadingHTTPServer):
-    """A web server on 127.0.0.1: ``page`` on GET /, and a webhook receiver on POST (/ok: 200, else 503)."""
+    """A web server on 127.0.0.1: ``page`` on GET /, and a webhook receiver on POST (/ok: 200, else 503
+    with Retry-After: an hour)."""
 
     daemon_threads = True
 
@@ -83,6 +84,8 @@ class _SiteHandler(BaseHTTPRequestHandler):
         self.rfile.read(int(self.headers.get("Content-Length", "0")))
         self.server.hooks.append(self.path)
         self.send_response(200 if self.path == "/ok" else 503)
+        if self.path != "/ok":
+            self.send_header("Retry-After", "3600")  # nothing more until the test is over
         self.send_header("Content-Length", "0")
         self.end_headers()
 
@@ -248,12 +251,12 @@ def test_deliveries_claims_outbox_and_sla_runs_are_measured(served: Served) -> N
     _wait("a delivery that succeeded and one to retry", delivered)
     assert {"/ok", "/busy"} <= set(hooks.hooks)
 
-    # the delivery to retry: its endpoint disabled (parked, out of every claim), then made due 100 s ago
-    assert api.patch(f"/v1/webhooks/{busy}", json={"status": "disabled"}).status_code == 200
+    # the delivery to retry (in an hour, as the receiver asked), made due 100 s ago but leased, as if a
+    # dispatcher that died held it: due and unsent
     _admin(
         served.database,
-        "UPDATE webhook_deliveries SET next_attempt_at = now() - interval '100 seconds'"
-        " WHERE endpoint_id = %s AND status = 'pending'",
+        "UPDATE webhook_deliveries SET next_attempt_at = now() - interval '100 seconds',"
+        " leased_until = now() + interval '1 hour' WHERE endpoint_id = %s AND status = 'pending'",
         busy,
     )
     families = served.scrape()

@@ -99,7 +99,7 @@ async def _data_problem(request: Request, exc: asyncpg.PostgresError) -> Respons
         request.method,
         route_template(request.scope),
         type(exc).__name__,
-        exc.sqlstate,
+        getattr(exc, "sqlstate", None),
         getattr(exc, "table_name", None),
         getattr(exc, "column_name", None),
         getattr(exc, "constraint_name", None),

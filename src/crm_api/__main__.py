@@ -188,6 +188,14 @@ def cmd_worker(args: argparse.Namespace) -> int:
     ]
     for p in procs:
         p.start()
+
+    # SIGTERM to this process stops its dispatchers gracefully, then it exits through Python (so its
+    # temporary metrics directory is removed) rather than dying by the signal and leaving them running
+    def stop(*_: object) -> None:
+        for p in procs:
+            p.terminate()
+
+    signal.signal(signal.SIGTERM, stop)
     for p in procs:
         p.join()
     return 0

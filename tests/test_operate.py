@@ -134,6 +134,21 @@ def _wait(what: str, check: Callable[[], bool], seconds: float = 60.0) -> None:
         time.sleep(0.2)
 
 
+def test_a_run_removes_its_metrics_directory_and_those_of_killed_runs() -> None:
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    abandoned = Path(tempfile.mkdtemp(prefix=f"crm-api-metrics-{dead.pid}-"))
+    (abandoned / "counter_1.db").write_bytes(b"")
+    script = "from crm_api import multiproc; print(multiproc.prepare(None))"
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("CRM_", "PROMETHEUS_"))}
+    done = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    own = Path(done.stdout.strip())
+    assert own.name.startswith("crm-api-metrics-")
+    assert not own.exists()  # removed as that process exited
+    assert not abandoned.exists()  # its maker is dead
+
+
 @pytest.fixture(scope="module")
 def served(database_url: str) -> Iterator[Served]:
     name = f"crm_test_ops_{uuid.uuid4().hex[:8]}"

@@ -17,6 +17,7 @@ from pathlib import Path
 VARIABLE = "PROMETHEUS_MULTIPROC_DIR"
 # prometheus_client's file names: <kind>[_<gauge mode>]_<pid>.db
 _METRIC_FILES = ("counter_", "gauge_", "histogram_", "summary_")
+_PREFIX = "crm-api-metrics-"
 
 
 def prepare(configured: Path | None) -> Path:
@@ -24,7 +25,8 @@ def prepare(configured: Path | None) -> Path:
     an earlier run's metric files; else a fresh temporary directory, removed when this process exits."""
     given = configured or (Path(os.environ[VARIABLE]) if os.environ.get(VARIABLE) else None)
     if given is None:
-        path = Path(tempfile.mkdtemp(prefix="crm-api-metrics-"))
+        _sweep_abandoned()
+        path = Path(tempfile.mkdtemp(prefix=f"{_PREFIX}{os.getpid()}-"))
         atexit.register(shutil.rmtree, path, True)
     else:
         path = given
@@ -37,3 +39,18 @@ def prepare(configured: Path | None) -> Path:
         raise RuntimeError("prometheus_client was imported before the metrics directory was set")
     os.environ[VARIABLE] = str(path)
     return path
+
+
+def _sweep_abandoned() -> None:
+    """Remove the temporary directories of runs killed without their exit (SIGKILL, the OOM killer), which
+    name the process that made them."""
+    for old in Path(tempfile.gettempdir()).glob(f"{_PREFIX}*-*"):
+        pid = old.name.removeprefix(_PREFIX).split("-", 1)[0]
+        if not pid.isdigit():
+            continue
+        try:
+            os.kill(int(pid), 0)
+        except ProcessLookupError:
+            shutil.rmtree(old, ignore_errors=True)
+        except PermissionError:  # alive, another user's
+            pass

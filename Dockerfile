@@ -47,8 +47,8 @@ WORKDIR /home/crm
 ENV CRM_DATA_DIR=/home/crm/data
 EXPOSE 8000
 
-# The API answers on /health once it serves; the slim image has no curl, so Python asks.
+# The API answers on /livez once it serves; the slim image has no curl, so Python asks.
 HEALTHCHECK --interval=15s --timeout=5s --start-period=60s --retries=3 \
-    CMD ["python", "-c", "import urllib.request; urllib.request.urlopen('http://127.0.0.1:8000/health', timeout=4)"]
+    CMD ["python", "-c", "import urllib.request; urllib.request.urlopen('http://127.0.0.1:8000/livez', timeout=4)"]
 
 CMD ["crm-api", "serve", "--host", "0.0.0.0", "--port", "8000"]

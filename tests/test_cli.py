@@ -222,7 +222,7 @@ def test_four_concurrent_migrates_migrate_once_and_all_succeed(empty_database: s
 def test_no_migrate_refuses_a_schema_older_than_this_version_and_starts_on_a_migrated_one(
     empty_database: str,
 ) -> None:
-    env = _env(CRM_DATABASE_URL=empty_database)
+    env = _env(CRM_DATABASE_URL=empty_database, CRM_SECRET_KEY=os.environ["CRM_SECRET_KEY"])
     worker = _crm("worker", "--no-migrate")
 
     def refused() -> str:

@@ -123,6 +123,11 @@ def cmd_create_key(args: argparse.Namespace) -> int:
 def cmd_serve(args: argparse.Namespace) -> int:
     import uvicorn
 
+    from . import logs, multiproc
+
+    # first: its worker processes inherit it, and each must find it when it first imports prometheus_client
+    multiproc.prepare(get_settings().metrics_dir)
+
     url = _resolve_url()
     masterkey.load(get_settings())  # a missing or malformed key stops here, before any worker starts
     if not _ready(url, args):
@@ -150,17 +155,21 @@ def cmd_serve(args: argparse.Namespace) -> int:
         port=args.port,
         workers=args.workers,
         log_level=get_settings().log_level,
+        log_config=logs.uvicorn_config(get_settings()),
         access_log=args.access_log,
     )
     return 0
 
 
 async def _work(url: str, processes_label: str) -> None:
+    from . import logs, metrics
     from .db import create_pool
     from .webhooks.dispatcher import Dispatcher
 
     settings = get_settings()
+    logs.configure(settings)
     pool = await create_pool(url, 4)
+    sampler = asyncio.create_task(metrics.sample_pool_forever(pool))
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -169,7 +178,9 @@ async def _work(url: str, processes_label: str) -> None:
     try:
         await Dispatcher(pool, settings).run(stop)
     finally:
+        sampler.cancel()
         await pool.close()
+        metrics.process_exit()
 
 
 def _run_worker(url: str, label: str) -> None:
@@ -185,10 +196,18 @@ def _run_worker(url: str, label: str) -> None:
 
 
 def cmd_worker(args: argparse.Namespace) -> int:
+    from . import multiproc
+
+    multiproc.prepare(get_settings().metrics_dir)
     url = _resolve_url()
     masterkey.load(get_settings())
     if not _ready(url, args):
         return 2
+    if args.metrics_port:
+        from . import metrics
+
+        metrics.serve_http(args.metrics_host, args.metrics_port)
+        _err(f"metrics on http://{args.metrics_host}:{args.metrics_port}/metrics")
     if args.processes <= 1:
         _run_worker(url, "process")
         return 0
@@ -201,6 +220,14 @@ def cmd_worker(args: argparse.Namespace) -> int:
     ]
     for p in procs:
         p.start()
+
+    # SIGTERM to this process stops its dispatchers gracefully, then it exits through Python (so its
+    # temporary metrics directory is removed) rather than dying by the signal and leaving them running
+    def stop(*_: object) -> None:
+        for p in procs:
+            p.terminate()
+
+    signal.signal(signal.SIGTERM, stop)
     for p in procs:
         p.join()
     return 0
@@ -265,6 +292,12 @@ def _parser() -> argparse.ArgumentParser:
     worker = command("worker", "run webhook dispatchers only (no API)", database, starting)
     worker.add_argument(
         "--processes", type=int, default=1, help="dispatcher processes to run (default: %(default)s)"
+    )
+    worker.add_argument(
+        "--metrics-port", type=int, default=0, help="serve /metrics on this port (default: 0, none)"
+    )
+    worker.add_argument(
+        "--metrics-host", default="127.0.0.1", help="address for /metrics (default: %(default)s)"
     )
     worker.set_defaults(func=cmd_worker)
 

@@ -16,14 +16,17 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from . import __version__, apidocs, jsonutil, maintenance, masterkey, registry, vault
+from . import __version__, apidocs, jsonutil, logs, maintenance, masterkey, metrics, probes, registry, vault
 from .admin.router import router as keys_router
 from .auth import KeyCache
 from .config import Settings, get_settings
+from .cors import Cors
 from .db import Database, create_pool, database_url
 from .errors import PROBLEM_JSON, BadRequest, CRMError, FieldError, NotFound, Unprocessable
 from .key_use import KeyUse
 from .middleware import RequestContext
+from .observe import Observe, route_template
+from .webhooks import backlog
 from .webhooks.dispatcher import Dispatcher
 
 log = logging.getLogger("crm_api")
@@ -90,8 +93,18 @@ async def _data_problem(request: Request, exc: asyncpg.PostgresError) -> Respons
 
     Schemas and the filter compiler should refuse such values first, naming the field; this is the net
     for what they miss, so the client still gets a 4xx (the transaction has rolled back). Logged, so the
-    gap gets closed where it belongs."""
-    log.warning("database refused a value on %s %s: %s", request.method, request.url.path, exc, exc_info=exc)
+    gap gets closed where it belongs. The log names the column and the error, not its message: that quotes
+    the value, which may be personal data."""
+    log.warning(
+        "database refused a value on %s %s: %s (SQLSTATE %s, table %s, column %s, constraint %s)",
+        request.method,
+        route_template(request.scope),
+        type(exc).__name__,
+        getattr(exc, "sqlstate", None),
+        getattr(exc, "table_name", None),
+        getattr(exc, "column_name", None),
+        getattr(exc, "constraint_name", None),
+    )
     message = "a value is outside what can be stored (too large, too long or not valid text)"
     return _problem(
         request, Unprocessable(f"The request could not be stored: {message}", [FieldError("/", message)])
@@ -99,7 +112,7 @@ async def _data_problem(request: Request, exc: asyncpg.PostgresError) -> Respons
 
 
 async def _crash(request: Request, exc: Exception) -> Response:
-    log.exception("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
+    log.exception("unhandled error on %s %s", request.method, route_template(request.scope), exc_info=exc)
     return _problem(request, CRMError("An unexpected error occurred; it has been logged"))
 
 
@@ -121,6 +134,7 @@ def create_app(settings: Settings | None = None, url: str | None = None) -> Fast
         app.state.db = Database(pool)
         app.state.keyring = keyring
         housekeeping = asyncio.create_task(maintenance.run_forever(pool, settings))
+        sampler = asyncio.create_task(metrics.sample_pool_forever(pool))
         stop = asyncio.Event()
         key_use = asyncio.create_task(app.state.key_use.run(pool, settings.key_use_flush_seconds, stop))
         dispatcher = None
@@ -140,13 +154,20 @@ def create_app(settings: Settings | None = None, url: str | None = None) -> Fast
                 await dispatcher
             await key_use
             housekeeping.cancel()
+            sampler.cancel()
             await pool.close()
+            metrics.process_exit()
 
+    logs.configure(settings)
     app = FastAPI(title="crm-api", version=__version__, lifespan=lifespan, docs_url=None, redoc_url=None)
     app.state.settings = settings
     app.state.key_cache = KeyCache(settings.auth_cache_seconds)
     app.state.key_use = KeyUse(settings.key_use_seconds)
+    # the last added runs first: Observe times and logs everything, CORS answers preflights before the rest
     app.add_middleware(RequestContext, max_body_bytes=settings.max_body_bytes)
+    if settings.cors_origin_list():
+        app.add_middleware(Cors, origins=settings.cors_origin_list())
+    app.add_middleware(Observe)
     app.add_exception_handler(CRMError, _crm_problem)  # type: ignore[arg-type]
     app.add_exception_handler(RequestValidationError, _validation_problem)  # type: ignore[arg-type]
     app.add_exception_handler(StarletteHTTPException, _http_problem)  # type: ignore[arg-type]
@@ -158,6 +179,7 @@ def create_app(settings: Settings | None = None, url: str | None = None) -> Fast
     for router in registry.routers():
         app.include_router(router)
     app.include_router(keys_router)
+    app.include_router(probes.router(measures=[backlog.measure]))
 
     @app.get("/health", include_in_schema=False)
     async def health() -> dict[str, str]:

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
+from typing import Literal
+from urllib.parse import urlsplit
 
 import platformdirs
-from pydantic import SecretStr
+from pydantic import SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -38,6 +40,15 @@ class Settings(BaseSettings):
     """How often a process writes the ``last_used_at`` of the keys it saw used, in one statement."""
     idempotency_ttl_hours: int = 48
     log_level: str = "info"
+    log_format: Literal["auto", "json", "text"] = "auto"
+    """``json``: one JSON object a line (for a log collector); ``text``: aligned lines for a person at a
+    terminal; ``auto``: text when stderr is a terminal, JSON otherwise."""
+    cors_origins: str = ""
+    """Comma-separated origins (``https://app.example.com``) whose pages may call the API from a browser;
+    exact origins only (no ``*``: keys are credentials). Empty: no CORS headers at all."""
+    metrics_dir: Path | None = None
+    """Where ``serve`` and ``worker`` keep the per-process metric files that ``/metrics`` adds up (the
+    PROMETHEUS_MULTIPROC_DIR); unset: a fresh temporary directory per run."""
     event_retention_days: int = 30
     webhook_allow_cidrs: str = ""
     """Comma-separated networks webhooks may reach although they are not public (``127.0.0.0/8`` in tests)."""
@@ -53,6 +64,21 @@ class Settings(BaseSettings):
     """How often each dispatcher process looks for tickets past an SLA due time (0: never)."""
     webhook_retry_scale: float = 1.0
     """Multiplies the retry ladder (5 s, 5 min, ... 24 h); tests shrink it to fit in seconds."""
+
+    @field_validator("cors_origins")
+    @classmethod
+    def _exact_origins(cls, value: str) -> str:
+        for origin in (o.strip() for o in value.split(",") if o.strip()):
+            parts = urlsplit(origin)
+            exact = (
+                parts.scheme in ("http", "https") and parts.netloc and not parts.path and "*" not in origin
+            )
+            if not exact or parts.query or parts.fragment or parts.username:
+                raise ValueError(f"{origin!r} is not an exact origin such as https://app.example.com")
+        return value
+
+    def cors_origin_list(self) -> list[str]:
+        return [o.strip() for o in self.cors_origins.split(",") if o.strip()]
 
 
 @lru_cache(maxsize=1)

@@ -12,8 +12,9 @@
     │   └── MergedConflict (409 merged)
     ├── PreconditionFailed (412 precondition_failed)
     ├── PayloadTooLarge (413 payload_too_large)
-    └── Unprocessable (422 validation_error)
-        └── IdempotencyMismatch (422 idempotency_key_reused)
+    ├── Unprocessable (422 validation_error)
+    │   └── IdempotencyMismatch (422 idempotency_key_reused)
+    └── Unavailable (503 unavailable, with Retry-After)
 
 Raise them anywhere below the router; one handler renders them.
 """
@@ -159,6 +160,21 @@ class Unprocessable(CRMError):
 class IdempotencyMismatch(Unprocessable):
     code = "idempotency_key_reused"
     title = "This Idempotency-Key was used with a different request"
+
+
+class Unavailable(CRMError):
+    """A fault of ours or of what we depend on (the database): try again after ``retry_after`` seconds."""
+
+    status = 503
+    code = "unavailable"
+    title = "Service unavailable"
+
+    def __init__(self, detail: str, retry_after: int = 5) -> None:
+        super().__init__(detail)
+        self.retry_after = retry_after
+
+    def headers(self) -> dict[str, str] | None:
+        return {"Retry-After": str(self.retry_after)}
 
 
 def field_error(path: str, message: str, detail: str | None = None) -> Unprocessable:

@@ -8,6 +8,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from . import jsonutil
 from .errors import PROBLEM_JSON, CRMError, PayloadTooLarge
+from .logs import REQUEST_ID
 
 
 def _sane_request_id(raw: bytes) -> str | None:
@@ -19,8 +20,9 @@ def _sane_request_id(raw: bytes) -> str | None:
 
 
 class RequestContext:
-    """Gives every request an id (the client's ``X-Request-ID`` or a new one), echoes it on the response,
-    and answers 413 to bodies over the limit, whether declared by Content-Length or streamed."""
+    """Gives every request an id (the client's ``X-Request-ID`` or a new one), echoes it on the response and
+    puts it on every log record written meanwhile, and answers 413 to bodies over the limit, whether
+    declared by Content-Length or streamed."""
 
     def __init__(self, app: ASGIApp, max_body_bytes: int) -> None:
         self.app = app
@@ -69,7 +71,11 @@ class RequestContext:
                 message["headers"] = [*message.get("headers", []), header]
             await send(message)
 
-        await self.app(scope, limited_receive, send_with_id)
+        token = REQUEST_ID.set(request_id)
+        try:
+            await self.app(scope, limited_receive, send_with_id)
+        finally:
+            REQUEST_ID.reset(token)
 
 
 async def _send_problem(send: Send, error: CRMError, request_id: str, header: tuple[bytes, bytes]) -> None:

@@ -8,6 +8,7 @@ from typing import Any
 
 import asyncpg
 import httpx
+from prometheus_client import REGISTRY
 from ticket_helpers import events_of, make_policy, make_ticket
 
 from crm_api.config import Settings
@@ -47,6 +48,22 @@ async def test_each_target_breaches_once(api: httpx.AsyncClient, pool: asyncpg.P
     # a breach bumps the version, so a client holding the old one gets 412
     stale = await api.patch(f"/v1/tickets/{ticket['id']}", json={"subject": "x"}, headers={"If-Match": '"2"'})
     assert stale.status_code == 412
+
+
+def _breaches_counted(target: str) -> float:
+    return REGISTRY.get_sample_value("crm_sla_breaches_emitted_total", {"target": target}) or 0.0
+
+
+async def test_breaches_emitted_are_counted_by_target(api: httpx.AsyncClient, pool: asyncpg.Pool) -> None:
+    await make_policy(api, is_default=True)
+    ticket = await make_ticket(api)
+    before = {t: _breaches_counted(t) for t in ("first_response", "resolution")}
+    emitted = 0  # a run takes every workspace's overdue tickets, this test's two breaches among them
+    while n := await breach.run_once(pool, now=ts(ticket["created_at"]) + dt.timedelta(hours=10)):
+        emitted += n
+    counted = {t: _breaches_counted(t) - before[t] for t in before}
+    assert counted["first_response"] >= 1 and counted["resolution"] >= 1
+    assert sum(counted.values()) == emitted
 
 
 async def test_met_paused_and_solved_tickets_do_not_breach(

@@ -20,7 +20,7 @@ from typing import Any
 import asyncpg
 from sqlalchemy import DateTime, Integer, Select, select, tuple_, union
 
-from .. import sql
+from .. import metrics, sql
 from ..config import Settings
 from ..events.emit import emit
 from ..models.service_desk import FIRST_RESPONSE_RUNNING, RESOLUTION_RUNNING
@@ -119,12 +119,13 @@ async def run_once(pool: asyncpg.Pool, batch: int = 500, now: dt.datetime | None
     async with pool.acquire() as conn, conn.transaction():
         rows = [dict(r) for r in await _CLAIM.fetch(conn, now=at, batch=batch)]
         per_workspace: dict[uuid.UUID, list[tuple[dict[str, Any], dict[str, Any]]]] = defaultdict(list)
-        count = 0
+        per_target: dict[str, int] = defaultdict(int)
         for row in rows:
             targets = breached_targets(row, at)
             if targets:
                 per_workspace[row["workspace_id"]].append((row, {f"{t}_breached_at": at for t in targets}))
-                count += len(targets)
+                for target in targets:
+                    per_target[target] += 1
         for workspace_id, changes in per_workspace.items():
             # upkeep of the SLA markers, not a client's change: the ticket rules are not run, and the one
             # event per target is ``ticket.sla_breached`` rather than ``ticket.updated``
@@ -132,7 +133,9 @@ async def run_once(pool: asyncpg.Pool, batch: int = 500, now: dt.datetime | None
             await writes.apply(
                 conn, TICKETS, actor, changes, None, at=at, rules=False, events=_breach_events(actor, at)
             )
-    return count
+    for target, n in per_target.items():  # committed
+        metrics.SLA_BREACHES.labels(target).inc(n)
+    return sum(per_target.values())
 
 
 def _breach_events(actor: _System, at: dt.datetime) -> writes.Events:
@@ -161,7 +164,9 @@ async def run_forever(pool: asyncpg.Pool, settings: Settings, stop: asyncio.Even
         try:
             while await run_once(pool) >= 500:
                 pass  # a full batch: more may be waiting
+            metrics.SLA_RUNS.labels("ok").inc()
         except (asyncpg.PostgresError, OSError) as exc:
+            metrics.SLA_RUNS.labels("error").inc()
             log.warning("SLA breach check failed, retrying: %s", exc)
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(stop.wait(), every)

@@ -20,7 +20,7 @@ import random
 import time
 import typing
 import uuid
-from collections import defaultdict
+from collections import Counter, defaultdict
 from dataclasses import dataclass
 from typing import Any
 
@@ -52,7 +52,7 @@ from sqlalchemy.dialects.postgresql import ARRAY, JSONB, UUID, insert
 from sqlalchemy.sql.dml import ReturningUpdate
 from sqlalchemy.sql.selectable import Alias
 
-from .. import jsonutil, masterkey, sql, vault
+from .. import jsonutil, masterkey, metrics, sql, vault
 from ..config import Settings
 from ..db import EnginePool
 from ..models.webhooks import DISABLED_FAILING, DISABLED_GONE
@@ -487,6 +487,7 @@ class Dispatcher:
         if room <= 0:
             return 0
         busy = {eid: n for eid, n in self.inflight.items() if n > 0}
+        started = time.perf_counter()
         rows = await _CLAIM.fetch(
             self.pool,
             limit=min(room, self.settings.dispatcher_batch),
@@ -495,6 +496,7 @@ class Dispatcher:
             per_endpoint=self.settings.dispatcher_per_endpoint,
             lease_seconds=self.settings.dispatcher_lease_seconds,
         )
+        metrics.CLAIM_SECONDS.observe(time.perf_counter() - started)
         for row in rows:
             job = dict(row)
             self.inflight[job["endpoint_id"]] += 1
@@ -618,6 +620,8 @@ class Dispatcher:
             for o in batch
         ]
         changed = await _RECORD.fetch(self.pool, outcomes=jsonutil.dumps_str(rows))
+        for outcome, n in Counter(o.outcome for o in batch).items():
+            metrics.DELIVERIES.labels(outcome).inc(n)
         for row in changed:
             if row["status"] == "disabled":
                 await PARK.execute(self.pool, ws=row["workspace_id"], endpoint_ids=[row["id"]])

@@ -121,6 +121,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         workers=args.workers,
         log_level=get_settings().log_level,
         access_log=args.access_log,
+        server_header=False,  # no banner naming the server software (Date stays: RFC 9110 wants it)
     )
     return 0
 

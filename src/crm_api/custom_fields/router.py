@@ -13,6 +13,7 @@ from ..http import context, problems
 from ..idempotency import idempotent
 from ..resources.router import object_response
 from ..resources.spec import ResourceSpec
+from ..routing import Route
 from . import upsert
 from .spec import NAME
 
@@ -21,7 +22,7 @@ def upsert_router(spec: ResourceSpec) -> APIRouter:
     """``PUT /v1/<resource>/by-custom-field/{name}/{value}``"""
     Update, Read = spec.update_schema, spec.read_schema
     Writer = Annotated[Principal, require(f"{spec.name}:write")]
-    router = APIRouter(prefix=f"/v1/{spec.url_segment}", tags=[spec.name])
+    router = APIRouter(prefix=f"/v1/{spec.url_segment}", tags=[spec.name], route_class=Route)
 
     @router.put(
         "/by-custom-field/{name}/{value}",

@@ -8,7 +8,16 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, Field, StringConstraints
 
-from ..resources.schemas import CustomFields, ExternalIds, ReadModel, Text, UtcDatetime, WriteModel, _no_nul
+from ..resources.schemas import (
+    CustomFields,
+    ExternalIds,
+    ReadModel,
+    Text,
+    UtcDatetime,
+    WriteModel,
+    _no_nul,
+    not_clearable,
+)
 
 ActivityType = Literal["note", "call", "email", "meeting", "task"]
 Direction = Literal["inbound", "outbound"]
@@ -53,7 +62,7 @@ class ActivityUpdate(WriteModel):
     """Absent fields stay as they are; ``null`` clears. The type may change when the fields the new type
     does not have are cleared in the same request."""
 
-    type: ActivityType | None = None
+    type: ActivityType | None = not_clearable()
     subject: Text | None = None
     body: Body | None = None
     occurred_at: UtcDatetime | None = None

@@ -8,7 +8,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, Field, StringConstraints
 
-from ..resources.schemas import CustomFields, ExternalIds, ReadModel, Tags, WriteModel, _no_nul
+from ..resources.schemas import CustomFields, ExternalIds, ReadModel, Tags, WriteModel, _no_nul, not_clearable
 
 Status = Literal["new", "open", "pending", "on_hold", "solved", "closed"]
 Priority = Literal["low", "normal", "high", "urgent"]
@@ -37,11 +37,11 @@ class TicketCreate(WriteModel):
 class TicketUpdate(WriteModel):
     """Absent fields stay as they are; ``null`` clears (``sla_policy_id: null`` removes the SLA)."""
 
-    subject: Subject | None = None
+    subject: Subject | None = not_clearable()
     description: LongText | None = None
-    status: Status | None = None
-    priority: Priority | None = None
-    channel: Channel | None = None
+    status: Status | None = not_clearable()
+    priority: Priority | None = not_clearable()
+    channel: Channel | None = not_clearable()
     requester_id: uuid.UUID | None = None
     company_id: uuid.UUID | None = None
     assignee_id: uuid.UUID | None = None

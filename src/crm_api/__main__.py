@@ -157,6 +157,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         log_level=get_settings().log_level,
         log_config=logs.uvicorn_config(get_settings()),
         access_log=args.access_log,
+        server_header=False,  # no banner naming the server software (Date stays: RFC 9110 wants it)
     )
     return 0
 

@@ -101,6 +101,10 @@ class Unauthorized(CRMError):
     code = "unauthorized"
     title = "Missing or invalid API key"
 
+    def headers(self) -> dict[str, str] | None:
+        """RFC 9110 asks a 401 to name the scheme the client should use (RFC 6750: Bearer)."""
+        return {"WWW-Authenticate": "Bearer"}
+
 
 class Forbidden(CRMError):
     status = 403

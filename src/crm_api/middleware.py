@@ -1,4 +1,5 @@
-"""Pure ASGI middleware (cheaper than BaseHTTPMiddleware): request ids and the body size limit."""
+"""Pure ASGI middleware (cheaper than BaseHTTPMiddleware): request ids, the headers every response carries,
+and the body size limit."""
 
 from __future__ import annotations
 
@@ -10,6 +11,11 @@ from . import jsonutil
 from .errors import PROBLEM_JSON, CRMError, PayloadTooLarge
 from .logs import REQUEST_ID
 
+# Responses carry personal data and secrets: no cache may keep them (a response that sets its own
+# Cache-Control keeps it), and no browser may guess a type other than the one declared.
+_NO_STORE = (b"cache-control", b"no-store")
+_NOSNIFF = (b"x-content-type-options", b"nosniff")
+
 
 def _sane_request_id(raw: bytes) -> str | None:
     try:
@@ -20,9 +26,10 @@ def _sane_request_id(raw: bytes) -> str | None:
 
 
 class RequestContext:
-    """Gives every request an id (the client's ``X-Request-ID`` or a new one), echoes it on the response and
-    puts it on every log record written meanwhile, and answers 413 to bodies over the limit, whether
-    declared by Content-Length or streamed."""
+    """Gives every request an id (the client's ``X-Request-ID`` or a new one), echoes it on the response
+    with ``Cache-Control: no-store`` and ``X-Content-Type-Options: nosniff``, puts it on every log record
+    written meanwhile, and answers 413 to bodies over the limit, whether declared by Content-Length or
+    streamed."""
 
     def __init__(self, app: ASGIApp, max_body_bytes: int) -> None:
         self.app = app
@@ -68,7 +75,9 @@ class RequestContext:
                     await _send_problem(send, too_large, request_id, header)
                 return
             if message["type"] == "http.response.start":
-                message["headers"] = [*message.get("headers", []), header]
+                headers = message.get("headers", [])
+                cached = any(name.lower() == b"cache-control" for name, _ in headers)
+                message["headers"] = [*headers, header, _NOSNIFF, *(() if cached else (_NO_STORE,))]
             await send(message)
 
         token = REQUEST_ID.set(request_id)
@@ -80,6 +89,12 @@ class RequestContext:
 
 async def _send_problem(send: Send, error: CRMError, request_id: str, header: tuple[bytes, bytes]) -> None:
     body = jsonutil.dumps(error.body(request_id))
-    headers = [(b"content-type", PROBLEM_JSON.encode()), (b"content-length", str(len(body)).encode()), header]
+    headers = [
+        (b"content-type", PROBLEM_JSON.encode()),
+        (b"content-length", str(len(body)).encode()),
+        header,
+        _NOSNIFF,
+        _NO_STORE,
+    ]
     await send({"type": "http.response.start", "status": error.status, "headers": headers})
     await send({"type": "http.response.body", "body": body})

@@ -1,7 +1,8 @@
-"""``GET /v1/events``: order, filters, paging, workspace scope, and the guard against late commits.
+"""``GET /v1/events``: order, filters, paging, workspace scope, and the horizon (``events/horizon.py``).
 
-The feed shows only events whose transaction is older than every transaction still running, and any open
-transaction on the server holds it back for a moment, so expectations are polled with a deadline.
+The feed shows only events whose transaction is older than every running transaction that may still
+commit an event, and a writer in flight holds it back for a moment, so expectations are polled with a
+deadline.
 """
 
 from __future__ import annotations
@@ -14,6 +15,11 @@ from typing import Any
 
 import asyncpg
 import httpx
+
+from crm_api.auth import Context, Principal
+from crm_api.contacts.spec import CONTACTS
+from crm_api.db import asyncpg_dsn
+from crm_api.resources import service
 
 MakeClient = Callable[..., Awaitable[httpx.AsyncClient]]
 
@@ -115,24 +121,69 @@ async def test_feed_order_filters_and_paging(api: httpx.AsyncClient, make_client
     assert (await _feed(stranger, object_id=first["id"]))["data"] == []
 
 
-async def test_late_commit_guard(api: httpx.AsyncClient, pool: asyncpg.Pool) -> None:
-    """An event committed after an older transaction that is still open stays out of the feed until that
-    transaction ends, so a reader whose cursor passed it cannot skip an event the older one commits."""
+async def test_a_late_committing_writer_is_never_skipped(api: httpx.AsyncClient, pool: asyncpg.Pool) -> None:
+    """A writer holds an event in an open transaction (its sequence drawn); a later write commits an event
+    with a higher sequence. A reader following the feed sees neither until the first writer commits, then
+    both, in sequence order: its cursor never passed the late one."""
+    await _contact(api)
+    seen = await _settled(api, 1, sort="sequence")
+    cursor = seen[-1]["sequence"]
+    ctx = Context(Principal(api.workspace_id, uuid.uuid4(), frozenset({"*"})), None)  # type: ignore[attr-defined]
     async with pool.acquire() as conn:
         tx = conn.transaction()
         await tx.start()
         try:
-            await conn.execute("SELECT pg_current_xact_id()")  # takes a transaction id: holds back xmin
-            contact = await _contact(api)
-            assert await _feed_all(api, contact["id"]) == []
-            await asyncio.sleep(0.3)
-            assert await _feed_all(api, contact["id"]) == []
-            # the event is committed: it can be fetched by id, only the feed waits
-            assert (await api.get("/v1/contacts/" + contact["id"])).status_code == 200
+            late = await service.create(
+                conn, CONTACTS, ctx, {"email": f"{uuid.uuid4().hex[:10]}@late.example"}
+            )
+            later = await _contact(api)
+            # committed, and readable by id; the feed waits for the writer still in flight
+            assert (await api.get("/v1/contacts/" + later["id"])).status_code == 200
+            for _ in range(6):
+                assert (await _feed(api, sort="sequence", after=cursor))["data"] == []
+                await asyncio.sleep(0.05)
         finally:
-            await tx.rollback()
-    got = await _settled(api, 1, object_id=contact["id"])
-    assert [e["type"] for e in got] == ["contact.created"]
+            await tx.commit()
+    got = await _settled(api, 2, sort="sequence", after=cursor)
+    assert [(e["type"], e["object_id"]) for e in got] == [
+        ("contact.created", str(late["id"])),
+        ("contact.created", later["id"]),
+    ]
+    assert got[0]["sequence"] < got[1]["sequence"]
+
+
+def _other_database(url: str) -> tuple[str, dict[str, Any]]:
+    dsn, kwargs = asyncpg_dsn(url)
+    head, _, query = dsn.partition("?")
+    return head.rsplit("/", 1)[0] + "/postgres" + (f"?{query}" if query else ""), kwargs
+
+
+async def test_transactions_that_write_no_events_do_not_hold_the_feed(
+    api: httpx.AsyncClient, pool: asyncpg.Pool, database_url: str
+) -> None:
+    """Sessions left in a transaction with a transaction id (another database on the server, and this
+    database reading events and writing elsewhere) do not stop new events from showing."""
+    dsn, kwargs = _other_database(database_url)
+    elsewhere = await asyncpg.connect(dsn, **kwargs)
+    try:
+        async with pool.acquire() as here:
+            held = [elsewhere.transaction(), here.transaction()]
+            for tx in held:
+                await tx.start()
+            try:
+                for conn in (elsewhere, here):
+                    await conn.execute("SELECT pg_current_xact_id()")  # a transaction id: in every snapshot
+                await here.fetchval("SELECT count(*) FROM events")  # a report over events: a read lock only
+                contact = await _contact(api)
+                got = await _settled(api, 1, object_id=contact["id"])
+                assert [e["type"] for e in got] == ["contact.created"]
+                running = await pool.fetchval("SELECT count(*) FROM pg_snapshot_xip(pg_current_snapshot())")
+                assert running >= 2  # both still open while the event showed
+            finally:
+                for tx in held:
+                    await tx.rollback()
+    finally:
+        await elsewhere.close()
 
 
 async def _feed_all(api: httpx.AsyncClient, object_id: str) -> list[dict[str, Any]]:

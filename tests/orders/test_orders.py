@@ -35,8 +35,7 @@ def _order(status: str, clock: str, **extra: Any) -> dict[str, Any]:
 
 
 async def _events(api: httpx.AsyncClient, object_id: str, at_least: int) -> list[str]:
-    """The event feed shows an event once every older transaction on the server has ended (other test runs
-    share the server): poll for a while."""
+    """The event feed shows an event once every older event writer has ended: poll for a while."""
     types: list[str] = []
     for _ in range(300):
         r = await api.get("/v1/events", params={"object_id": object_id, "limit": 200})

@@ -9,7 +9,16 @@ from typing import Annotated, Literal
 from pydantic import AfterValidator, Field, StringConstraints
 from typing_extensions import TypeAliasType
 
-from ..resources.schemas import CustomFields, ExternalIds, ReadModel, Text, UtcDatetime, WriteModel, _no_nul
+from ..resources.schemas import (
+    CustomFields,
+    ExternalIds,
+    ReadModel,
+    Text,
+    UtcDatetime,
+    WriteModel,
+    _no_nul,
+    not_clearable,
+)
 
 ActivityType = TypeAliasType("ActivityType", Literal["note", "call", "email", "meeting", "task"])
 ActivityDirection = TypeAliasType("ActivityDirection", Literal["inbound", "outbound"])
@@ -54,7 +63,7 @@ class ActivityUpdate(WriteModel):
     """Absent fields stay as they are; ``null`` clears. The type may change when the fields the new type
     does not have are cleared in the same request."""
 
-    type: ActivityType | None = None
+    type: ActivityType | None = not_clearable()
     subject: Text | None = None
     body: Body | None = None
     occurred_at: UtcDatetime | None = None

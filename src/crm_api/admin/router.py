@@ -12,9 +12,10 @@ from ..deps import LockingConn, ReadConn
 from ..http import json_response, problems, secret_response
 from ..idempotency import idempotent
 from ..resources.schemas import ShortText, UtcDatetime, WriteModel
+from ..routing import Route
 from . import keys
 
-router = APIRouter(prefix="/v1/api-keys", tags=["api-keys"])
+router = APIRouter(prefix="/v1/api-keys", tags=["api-keys"], route_class=Route)
 Admin = Annotated[Principal, require("admin")]
 
 

@@ -13,9 +13,10 @@ from ..http import context, json_response, problems
 from ..resources import query, service
 from ..resources.router import list_parameters
 from ..resources.schemas import list_model
+from ..routing import Route
 from .spec import COMPANIES
 
-router = APIRouter(prefix="/v1/companies", tags=["companies"])
+router = APIRouter(prefix="/v1/companies", tags=["companies"], route_class=Route)
 Reader = Annotated[Principal, require("contacts:read")]
 
 

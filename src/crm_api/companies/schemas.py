@@ -18,6 +18,7 @@ from ..resources.schemas import (
     ShortText,
     Tags,
     WriteModel,
+    not_clearable,
 )
 
 Domain = Field(None, min_length=1, max_length=253)
@@ -39,7 +40,7 @@ class CompanyCreate(WriteModel):
 class CompanyUpdate(WriteModel):
     """Absent fields stay as they are; ``null`` clears."""
 
-    name: ShortText | None = Field(None, min_length=1)
+    name: ShortText | None = not_clearable(min_length=1)
     domain: str | None = Domain
     industry: ShortText | None = None
     employee_count: Count | None = None

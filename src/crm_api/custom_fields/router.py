@@ -14,6 +14,7 @@ from ..idempotency import idempotent
 from ..resources import docs
 from ..resources.router import object_response
 from ..resources.spec import ResourceSpec
+from ..routing import Route
 from . import upsert
 from .spec import NAME
 
@@ -22,7 +23,7 @@ def upsert_router(spec: ResourceSpec) -> APIRouter:
     """``PUT /v1/<resource>/by-custom-field/{name}/{value}``"""
     Update, Read = spec.update_schema, spec.read_schema
     Writer = Annotated[Principal, require(f"{spec.name}:write")]
-    router = APIRouter(prefix=f"/v1/{spec.url_segment}", tags=[spec.name])
+    router = APIRouter(prefix=f"/v1/{spec.url_segment}", tags=[spec.name], route_class=Route)
 
     @router.put(
         "/by-custom-field/{name}/{value}",

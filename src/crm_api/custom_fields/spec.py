@@ -19,7 +19,7 @@ from typing_extensions import TypeAliasType
 from .. import models, sql
 from ..errors import Conflict, CRMError, FieldError, Unprocessable
 from ..models.custom_fields import FIELD_TYPES, OBJECT_TYPES
-from ..resources.schemas import ExternalIds, ReadModel, ShortText, Text, WriteModel
+from ..resources.schemas import ExternalIds, ReadModel, ShortText, Text, WriteModel, not_clearable
 from ..resources.spec import Pair, QueryParam, ResourceSpec, fields_of, register
 
 NAME = r"^[a-z][a-z0-9_]{0,62}$"
@@ -65,8 +65,8 @@ class CustomFieldUpdate(WriteModel):
     """Absent fields stay as they are. ``options`` is replaced whole; removed values stay readable on
     records that hold them, but cannot be written again."""
 
-    label: ShortText | None = Field(None, min_length=1)
-    required: bool | None = None
+    label: ShortText | None = not_clearable(min_length=1)
+    required: bool | None = not_clearable()
     options: Options | None = None
     description: Text | None = None
     external_ids: ExternalIds | None = None

@@ -12,11 +12,12 @@ from ..deps import ReadConn
 from ..http import context, json_response, problems
 from ..pagination import Sort, cursor_by, decode_cursor, keyset_page
 from ..resources import service
+from ..routing import Route
 from . import repository as repo
 from .schemas import StageChangeList
 from .spec import DEALS
 
-router = APIRouter(prefix="/v1/deals", tags=["deals"])
+router = APIRouter(prefix="/v1/deals", tags=["deals"], route_class=Route)
 Reader = Annotated[Principal, require("deals:read")]
 _SORT = Sort("changed_at", False)
 

@@ -21,6 +21,7 @@ from ..resources.schemas import (
     Tags,
     Text,
     WriteModel,
+    not_clearable,
 )
 
 DealStatus = TypeAliasType("DealStatus", Literal["open", "won", "lost"])
@@ -49,11 +50,11 @@ class DealUpdate(WriteModel):
     """Absent fields stay as they are; ``null`` clears. A new ``stage_id`` moves the deal (and is recorded in
     its stage history); a new ``pipeline_id`` without a stage lands on that pipeline's first open stage."""
 
-    name: ShortText | None = Field(None, min_length=1)
+    name: ShortText | None = not_clearable(min_length=1)
     amount: Money | None = None
     currency: Currency | None = None
-    pipeline_id: uuid.UUID | None = None
-    stage_id: uuid.UUID | None = None
+    pipeline_id: uuid.UUID | None = not_clearable()
+    stage_id: uuid.UUID | None = not_clearable()
     expected_close_date: dt.date | None = None
     owner_id: uuid.UUID | None = None
     contact_id: uuid.UUID | None = None

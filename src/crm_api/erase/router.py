@@ -12,10 +12,11 @@ from ..auth import Principal, require
 from ..deps import LockingConn
 from ..http import context, json_response, problems
 from ..idempotency import idempotent
+from ..routing import Route
 from . import service
 from .schemas import Erasure
 
-router = APIRouter(prefix="/v1/contacts", tags=["contacts"])
+router = APIRouter(prefix="/v1/contacts", tags=["contacts"], route_class=Route)
 Writer = Annotated[Principal, require("contacts:write")]
 
 

@@ -1,7 +1,7 @@
 """``GET /v1/events``: the pull side of the outbox, newest first or (``sort=sequence``) oldest first.
 
-Only events whose transaction is older than every transaction still running are shown
-(``txid < pg_snapshot_xmin``), so an event that commits late cannot appear behind a reader's cursor.
+Only events whose transaction is older than every transaction that may still commit an event are shown
+(``horizon.py``), so an event that commits late cannot appear behind a reader's cursor.
 
 ``GET /v1/event-types``: the catalogue (``events/types.py``) with each type's schema and a sample.
 """
@@ -13,7 +13,7 @@ from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Path, Query, Request, Response
 from pydantic import BaseModel, Field
-from sqlalchemy import BigInteger, ColumnElement, Select, Table, func, select
+from sqlalchemy import BigInteger, Select, select
 
 from .. import jsonutil, sql
 from ..auth import Principal, require
@@ -21,18 +21,16 @@ from ..deps import ReadConn
 from ..errors import NotFound, field_error
 from ..http import json_response, problems
 from ..pagination import Sort, cursor_by, decode_cursor, envelope, keyset_page
+from ..routing import Route
 from .describe import describe
+from .horizon import settled
 
-router = APIRouter(prefix="/v1/events", tags=["events"])
-types_router = APIRouter(prefix="/v1/event-types", tags=["events"])
+router = APIRouter(prefix="/v1/events", tags=["events"], route_class=Route)
+types_router = APIRouter(prefix="/v1/event-types", tags=["events"], route_class=Route)
 Reader = Annotated[Principal, require("events:read")]
 _TYPE = re.compile(r"^(\*|[a-z_]+\.(\*|[a-z_]+))$")
 _COLUMNS = ("id", "type", "object_type", "object_id", "sequence", "created_at", "actor", "request_id", "data")
 _PAGES = sql.Shapes(256)
-
-
-def _settled(events: Table) -> ColumnElement[bool]:
-    return events.c.txid < func.pg_snapshot_xmin(func.pg_current_snapshot())
 
 
 def _page(
@@ -40,7 +38,7 @@ def _page(
 ) -> Select[Any]:
     """A page of the feed; which conditions it has is its shape, their values are parameters."""
     e = sql.table("events")
-    where = [e.c.workspace_id == sql.param("ws"), _settled(e)]
+    where = [e.c.workspace_id == sql.param("ws"), settled(e.c.txid)]
     if type_op == "prefix":
         where.append(e.c.type.like(sql.param("type")))
     elif type_op == "eq":

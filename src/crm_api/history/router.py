@@ -21,6 +21,7 @@ from ..pagination import keyset_page
 from ..resources import service
 from ..resources.schemas import text_problem
 from ..resources.spec import ResourceSpec
+from ..routing import Route
 from . import repository as repo
 
 
@@ -66,7 +67,7 @@ def _decode(cursor: str) -> tuple[int, str]:
 
 
 def history_router(spec: ResourceSpec) -> APIRouter:
-    router = APIRouter(prefix=f"/v1/{spec.url_segment}", tags=[spec.name])
+    router = APIRouter(prefix=f"/v1/{spec.url_segment}", tags=[spec.name], route_class=Route)
     Reader = Annotated[Principal, require(f"{spec.name}:read")]
     known = (*spec.field_names, "archived_at")
 

@@ -15,6 +15,7 @@ from ..errors import Forbidden
 from ..http import context, json_response, problems
 from ..idempotency import idempotent
 from ..resources.spec import ResourceSpec
+from ..routing import Route
 from . import duplicates, service
 from .schemas import (
     CompanyDuplicatesRequest,
@@ -50,7 +51,7 @@ def merge_router(spec: ResourceSpec) -> APIRouter:
     Result: Any = create_model(
         f"{spec.read_schema.__name__}MergeResult", __base__=MergeResultBase, survivor=(spec.read_schema, ...)
     )
-    router = APIRouter(prefix=f"/v1/{spec.url_segment}", tags=[name])
+    router = APIRouter(prefix=f"/v1/{spec.url_segment}", tags=[name], route_class=Route)
 
     @router.post(
         "/duplicates",

@@ -17,12 +17,13 @@ from ..http import context, json_response, problems
 from ..idempotency import idempotent
 from ..pagination import Sort, cursor_by, decode_cursor, keyset_page
 from ..resources import service as resources
+from ..routing import Route
 from . import repository as repo
 from . import service
 from .schemas import LineItemList, Order, OrderBatchRequest, OrderBatchResponse, OrderIn
 
 # No prefix or tags on the router: a deal's line items are served here too, under /v1/deals.
-router = APIRouter()
+router = APIRouter(route_class=Route)
 Writer = Annotated[Principal, require("orders:write")]
 DealReader = Annotated[Principal, require("deals:read")]
 

@@ -10,6 +10,7 @@ from ..deps import IfMatch, LockingConn, ReadConn
 from ..http import context, json_response, problems, success, versioned_response
 from ..idempotency import idempotent
 from ..pagination import Sort, cursor_by, decode_cursor, keyset_page
+from ..routing import Route
 from . import repository as repo
 from . import service
 from .schemas import (
@@ -22,7 +23,7 @@ from .schemas import (
     StageUpdate,
 )
 
-router = APIRouter(prefix="/v1/pipelines", tags=["pipelines"])
+router = APIRouter(prefix="/v1/pipelines", tags=["pipelines"], route_class=Route)
 Reader = Annotated[Principal, require("pipelines:read")]
 Writer = Annotated[Principal, require("pipelines:write")]
 PipelineId = Annotated[uuid.UUID, Path(alias="id")]

@@ -8,7 +8,7 @@ from typing import Literal
 from pydantic import BaseModel, Field
 from typing_extensions import TypeAliasType
 
-from ..resources.schemas import ReadModel, ShortText, WriteModel
+from ..resources.schemas import ReadModel, ShortText, WriteModel, not_clearable
 
 StageKind = TypeAliasType("StageKind", Literal["open", "won", "lost"])
 Probability = Field(None, ge=0, le=1, description="Win probability 0..1; default 1 for won, 0 otherwise")
@@ -31,9 +31,9 @@ class PipelineCreate(WriteModel):
 
 
 class PipelineUpdate(WriteModel):
-    name: ShortText | None = Field(None, min_length=1)
-    is_default: Literal[True] | None = Field(
-        None, description="true makes this the default (the previous default stops being one)"
+    name: ShortText | None = not_clearable(min_length=1)
+    is_default: Literal[True] | None = not_clearable(
+        description="true makes this the default (the previous default stops being one)"
     )
 
 
@@ -45,9 +45,9 @@ class StageAdd(WriteModel):
 
 
 class StageUpdate(WriteModel):
-    name: ShortText | None = Field(None, min_length=1)
-    kind: StageKind | None = Field(None, description="Only while the stage holds no deals")
-    probability: float | None = Field(None, ge=0, le=1)
+    name: ShortText | None = not_clearable(min_length=1)
+    kind: StageKind | None = not_clearable(description="Only while the stage holds no deals")
+    probability: float | None = not_clearable(ge=0, le=1)
 
 
 class StageOrder(WriteModel):

@@ -13,6 +13,7 @@ from ..deps import IfMatch, LockingConn, ReadConn, WriteConn
 from ..errors import PROBLEM_JSON
 from ..http import context, json_response, problems, success, versioned_response
 from ..idempotency import folding, idempotent
+from ..routing import Route
 from . import batch, docs, query, service
 from .custom_fields import enforce as custom_fields
 from .schemas import SearchRequest, batch_models, list_model
@@ -91,7 +92,7 @@ def build_router(spec: ResourceSpec) -> APIRouter:
     Reader = Annotated[Principal, require(f"{name}:read")]
     Writer = Annotated[Principal, require(f"{name}:write")]
     ObjectId = Annotated[uuid.UUID, Path(alias="id")]
-    router = APIRouter(prefix=f"/v1/{spec.url_segment}", tags=[name])
+    router = APIRouter(prefix=f"/v1/{spec.url_segment}", tags=[name], route_class=Route)
 
     @router.get(
         "",

@@ -15,12 +15,14 @@ from typing import Annotated, Any, Literal
 from pydantic import (
     AfterValidator,
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     StringConstraints,
     WithJsonSchema,
     create_model,
 )
+from pydantic_core import PydanticCustomError
 from typing_extensions import TypeAliasType
 
 from ..timeutil import to_utc
@@ -101,8 +103,21 @@ ExternalIds = TypeAliasType(
         Field(max_length=20, description='The object\'s ids in other systems: {"<source>": "<id>"}'),
     ],
 )
+
+
+def _decimal_string(value: Any) -> Any:
+    """Money comes as a decimal string: a JSON number is read as a binary float (12.3 is not 12.30
+    exactly, and large amounts lose cents), so one is refused rather than rounded."""
+    if isinstance(value, str | decimal.Decimal):
+        return value
+    if isinstance(value, int | float):  # bool too
+        raise PydanticCustomError("decimal_string", 'must be a decimal string such as "12.50", not a number')
+    return value
+
+
 Money = Annotated[
     decimal.Decimal,
+    BeforeValidator(_decimal_string),
     Field(max_digits=20, decimal_places=2, ge=0, allow_inf_nan=False),
     AfterValidator(lambda v: v.quantize(decimal.Decimal("0.01"))),  # "12.5" is stored and shown as "12.50"
     WithJsonSchema({"type": "string", "pattern": r"^\d{1,18}(\.\d{1,2})?$", "examples": ["1250.00"]}),
@@ -111,6 +126,20 @@ MoneyOut = Annotated[decimal.Decimal, WithJsonSchema({"type": "string", "example
 """An amount as responses show it: a string ("1250.00"); ``MoneyOut | None`` keeps null allowed."""
 Currency = Annotated[str, StringConstraints(pattern=r"^[A-Z]{3}$")]
 Count = Annotated[int, Field(ge=0, le=2**53)]
+
+
+def _without_null(schema: dict[str, Any]) -> None:
+    options = [o for o in schema.pop("anyOf", []) if o.get("type") != "null"]
+    if len(options) == 1:
+        schema.update(options[0])
+    elif options:
+        schema["anyOf"] = options
+
+
+def not_clearable(**constraints: Any) -> Any:
+    """An update field that may be left out but not cleared: the service refuses null ("name cannot be
+    cleared"), so the spec shows no null. ``name: ShortText | None = not_clearable(min_length=1)``."""
+    return Field(None, json_schema_extra=_without_null, **constraints)
 
 
 class WriteModel(BaseModel):

@@ -14,7 +14,7 @@ from typing_extensions import TypeAliasType
 
 from .. import models, sql
 from ..errors import Conflict, CRMError, FieldError, Unprocessable
-from ..resources.schemas import ExternalIds, ReadModel, ShortText, Text, WriteModel
+from ..resources.schemas import ExternalIds, ReadModel, ShortText, Text, WriteModel, not_clearable
 from ..resources.spec import Pair, QueryParam, ResourceSpec, fields_of, register
 from . import sla
 
@@ -106,11 +106,11 @@ class SlaPolicyCreate(WriteModel):
 class SlaPolicyUpdate(WriteModel):
     """Absent fields stay as they are; ``null`` clears. ``schedule`` and ``targets`` are replaced whole."""
 
-    name: ShortText | None = Field(None, min_length=1)
+    name: ShortText | None = not_clearable(min_length=1)
     description: Text | None = None
     is_default: bool | None = None
-    hours: SlaHours | None = None
-    time_zone: TimeZone | None = None
+    hours: SlaHours | None = not_clearable()
+    time_zone: TimeZone | None = not_clearable()
     schedule: Schedule | None = None
     targets: Targets | None = None
     external_ids: ExternalIds | None = None

@@ -13,11 +13,12 @@ from ..resources import query
 from ..resources import service as resources
 from ..resources.router import list_parameters
 from ..resources.schemas import list_model
+from ..routing import Route
 from . import service
 from .schemas import TicketComment, TicketCommentCreate
 from .spec import COMMENTS, TICKETS
 
-router = APIRouter(prefix="/v1/tickets", tags=["tickets"])
+router = APIRouter(prefix="/v1/tickets", tags=["tickets"], route_class=Route)
 Reader = Annotated[Principal, require("tickets:read")]
 Writer = Annotated[Principal, require("tickets:write")]
 TicketId = Annotated[uuid.UUID, Path(alias="id")]

@@ -9,7 +9,7 @@ from typing import Annotated, Literal
 from pydantic import AfterValidator, Field, StringConstraints
 from typing_extensions import TypeAliasType
 
-from ..resources.schemas import CustomFields, ExternalIds, ReadModel, Tags, WriteModel, _no_nul
+from ..resources.schemas import CustomFields, ExternalIds, ReadModel, Tags, WriteModel, _no_nul, not_clearable
 
 TicketStatus = TypeAliasType("TicketStatus", Literal["new", "open", "pending", "on_hold", "solved", "closed"])
 TicketPriority = TypeAliasType("TicketPriority", Literal["low", "normal", "high", "urgent"])
@@ -38,11 +38,11 @@ class TicketCreate(WriteModel):
 class TicketUpdate(WriteModel):
     """Absent fields stay as they are; ``null`` clears (``sla_policy_id: null`` removes the SLA)."""
 
-    subject: Subject | None = None
+    subject: Subject | None = not_clearable()
     description: LongText | None = None
-    status: TicketStatus | None = None
-    priority: TicketPriority | None = None
-    channel: TicketChannel | None = None
+    status: TicketStatus | None = not_clearable()
+    priority: TicketPriority | None = not_clearable()
+    channel: TicketChannel | None = not_clearable()
     requester_id: uuid.UUID | None = None
     company_id: uuid.UUID | None = None
     assignee_id: uuid.UUID | None = None

@@ -15,6 +15,7 @@ from ..http import context, json_response, problems
 from ..pagination import Sort, cursor_by, decode_cursor, keyset_page
 from ..resources import service
 from ..resources.spec import ResourceSpec
+from ..routing import Route
 from . import repository as repo
 
 TimelineKind = TypeAliasType(
@@ -52,7 +53,7 @@ def _kinds(parent: str, raw: list[str] | None) -> list[str]:
 
 
 def timeline_router(spec: ResourceSpec) -> APIRouter:
-    router = APIRouter(prefix=f"/v1/{spec.name}", tags=[spec.name])
+    router = APIRouter(prefix=f"/v1/{spec.name}", tags=[spec.name], route_class=Route)
     Reader = Annotated[Principal, require(f"{spec.name}:read")]
 
     @router.get(

@@ -10,6 +10,7 @@ from ..deps import LockingConn, ReadConn
 from ..http import context, json_response, problems, secret_response, success, versioned_response
 from ..idempotency import idempotent
 from ..pagination import Sort, cursor_by, decode_cursor, keyset_page
+from ..routing import Route
 from . import netguard, service
 from . import repository as repo
 from .schemas import (
@@ -25,7 +26,7 @@ from .schemas import (
     RecoverResult,
 )
 
-router = APIRouter(tags=["webhooks"])
+router = APIRouter(tags=["webhooks"], route_class=Route)
 Reader = Annotated[Principal, require("webhooks:read")]
 Writer = Annotated[Principal, require("webhooks:write")]
 EndpointId = Annotated[uuid.UUID, Path(alias="id")]

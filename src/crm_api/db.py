@@ -14,7 +14,9 @@ from typing import Any
 
 import asyncpg
 from sqlalchemy import event
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+from sqlalchemy.util import greenlet_spawn
 
 from . import jsonutil
 from .config import get_settings
@@ -106,6 +108,8 @@ class EnginePool:
 
     def __init__(self, engine: AsyncEngine, size: int) -> None:
         self.engine = engine
+        self._dialect = engine.sync_engine.dialect
+        self._dbapi_error: type[Exception] = self._dialect.loaded_dbapi.Error
         self.size = size
         self.waiting = 0
         """Checkouts waiting for a connection now (the metrics sample it)."""
@@ -116,26 +120,32 @@ class EnginePool:
 
     @asynccontextmanager
     async def acquire(self) -> AsyncIterator[asyncpg.Connection]:
+        # The pool's own checkout (``AsyncEngine.raw_connection``), not an ``AsyncConnection`` around it:
+        # the same pool and connection, without the Connection object and the greenlet switches to open and
+        # close it (24 us of CPU per checkout against 108 us, measured; every request checks out).
         self.waiting += 1
-        waiting = True
         try:
-            async with self.engine.connect() as conn:
-                self.waiting -= 1
-                waiting = False
-                driver = await driver_connection(conn)
-                lost = False
-                try:
-                    yield driver
-                except _LOST:
-                    lost = True
-                    raise
-                finally:
-                    if lost or driver.is_closed():
-                        # the server dropped it (restart, failover): out of the pool, not handed out again
-                        await conn.invalidate()
+            raw = await self.engine.raw_connection()
+        except self._dbapi_error as exc:
+            # as ``engine.connect()`` raises it: SQLAlchemy's OperationalError (and kin) around the driver's
+            raise DBAPIError.instance(None, None, exc, self._dbapi_error, dialect=self._dialect) from exc
         finally:
-            if waiting:
-                self.waiting -= 1
+            self.waiting -= 1
+        driver: asyncpg.Connection = raw.driver_connection
+        lost = False
+        try:
+            yield driver
+        except _LOST:
+            lost = True
+            raise
+        finally:
+            if lost or driver.is_closed():
+                # the server dropped it (restart, failover): out of the pool, not handed out again; closing
+                # it may talk to the driver, which SQLAlchemy's adapter does inside a greenlet
+                await greenlet_spawn(raw.invalidate)
+                await greenlet_spawn(raw.close)
+            else:
+                raw.close()  # a checkin: no reset query (pool_reset_on_return=None), nothing awaited
 
     async def take(self) -> asyncpg.Connection:
         """A connection held until ``release`` (a LISTEN connection lives as long as its dispatcher)."""

@@ -93,6 +93,15 @@ def cmd_create_key(args: argparse.Namespace) -> int:
     return 0
 
 
+_SERVE_LIMITS = {
+    "header_timeout": "CRM_HEADER_TIMEOUT_S",
+    "max_header_bytes": "CRM_MAX_HEADER_BYTES",
+    "max_connections": "CRM_MAX_CONNECTIONS",
+    "keep_alive": "CRM_KEEP_ALIVE_S",
+    "request_timeout": "CRM_REQUEST_TIMEOUT_S",
+}
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
     import uvicorn
 
@@ -104,11 +113,16 @@ def cmd_serve(args: argparse.Namespace) -> int:
     if key:
         _err("first start: created workspace 'default' with this admin API key (shown once, keep it):")
         print(key, flush=True)
-    # Worker processes import the app afresh; hand them the URL resolved here (embedded or configured).
+    # Worker processes import the app afresh; hand them the URL resolved here (embedded or configured), and
+    # the limits given as options (the HTTP protocol and the app read them from the settings).
     os.environ["CRM_DATABASE_URL"] = url
     if args.no_dispatcher:
         os.environ["CRM_RUN_DISPATCHER"] = "false"
+    for option, variable in _SERVE_LIMITS.items():
+        if getattr(args, option) is not None:
+            os.environ[variable] = str(getattr(args, option))
     get_settings.cache_clear()
+    settings = get_settings()
     # uvicorn re-raises SIGTERM after its graceful shutdown; exit through Python instead of dying by the
     # signal, so the embedded PostgreSQL this process started is stopped on the way out.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
@@ -119,18 +133,21 @@ def cmd_serve(args: argparse.Namespace) -> int:
         host=args.host,
         port=args.port,
         workers=args.workers,
-        log_level=get_settings().log_level,
+        log_level=settings.log_level,
         access_log=args.access_log,
+        # uvicorn's httptools protocol plus a header deadline, a header size cap and a connection cap
+        http="crm_api.httpserver:GuardedHttpTools",
+        timeout_keep_alive=settings.keep_alive_s,
     )
     return 0
 
 
 async def _work(url: str, processes_label: str) -> None:
-    from .db import create_pool
+    from .db import Timeouts, create_pool
     from .webhooks.dispatcher import Dispatcher
 
     settings = get_settings()
-    pool = await create_pool(url, 4)
+    pool = await create_pool(url, 4, Timeouts.of(settings))
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -185,6 +202,16 @@ def main(argv: list[str] | None = None) -> int:
     serve.add_argument("--workers", type=int, default=1)
     serve.add_argument("--access-log", action="store_true")
     serve.add_argument("--no-dispatcher", action="store_true", help="do not send webhooks from this process")
+    limits = serve.add_argument_group("limits (each overrides its CRM_ setting)")
+    limits.add_argument(
+        "--header-timeout", type=float, metavar="S", help="seconds to send a request's headers (10)"
+    )
+    limits.add_argument("--max-header-bytes", type=int, metavar="N", help="request line and headers (32768)")
+    limits.add_argument("--max-connections", type=int, metavar="N", help="connections per process (1000)")
+    limits.add_argument("--keep-alive", type=int, metavar="S", help="idle seconds before closing (5)")
+    limits.add_argument(
+        "--request-timeout", type=float, metavar="S", help="deadline of a request, headers to response (30)"
+    )
     serve.set_defaults(func=cmd_serve)
     worker = sub.add_parser("worker", help="run webhook dispatchers only (no API)")
     worker.add_argument("--processes", type=int, default=1)

@@ -15,11 +15,11 @@ from fastapi.openapi.utils import get_openapi
 from fastapi.responses import Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from . import __version__, jsonutil, maintenance, registry
+from . import __version__, db, faults, jsonutil, maintenance, registry
 from .admin.router import router as keys_router
 from .auth import KeyCache
 from .config import Settings, get_settings
-from .db import Database, create_pool, database_url
+from .db import Database, Timeouts, create_pool, database_url
 from .errors import PROBLEM_JSON, BadRequest, CRMError, FieldError, NotFound, Unprocessable, problem_schema
 from .events.describe import webhooks_section
 from .middleware import RequestContext
@@ -97,9 +97,16 @@ async def _data_problem(request: Request, exc: asyncpg.PostgresError) -> Respons
     )
 
 
-async def _crash(request: Request, exc: Exception) -> Response:
-    log.exception("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
-    return _problem(request, CRMError("An unexpected error occurred; it has been logged"))
+async def _fault_problem(request: Request, exc: Exception) -> Response:
+    """A database, network or pool failure: a 503 when it is a fault that passes (down, out of time, out of
+    resources), else a bug (500). Answered here, so the response is an ordinary one (``faults.py``)."""
+    error = faults.classify(exc)
+    if error is None:
+        log.error("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
+        error = CRMError("An unexpected error occurred; it has been logged")
+    else:
+        log.warning("%s %s: %s (%s)", request.method, request.url.path, error.code, exc)
+    return _problem(request, error)
 
 
 def _openapi(app: FastAPI) -> dict[str, Any]:
@@ -124,7 +131,7 @@ def create_app(settings: Settings | None = None, url: str | None = None) -> Fast
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        pool = await create_pool(url or database_url(), settings.pool_size)
+        pool = await create_pool(url or database_url(), settings.pool_size, Timeouts.of(settings))
         app.state.db = Database(pool)
         housekeeping = asyncio.create_task(maintenance.run_forever(pool, settings))
         stop = asyncio.Event()
@@ -143,6 +150,8 @@ def create_app(settings: Settings | None = None, url: str | None = None) -> Fast
     app = FastAPI(title="crm-api", version=__version__, lifespan=lifespan)
     app.state.settings = settings
     app.state.key_cache = KeyCache(settings.auth_cache_seconds)
+    # the guard inside the request context: its answers carry the request id
+    app.add_middleware(faults.Guard, request_timeout_s=settings.request_timeout_s)
     app.add_middleware(RequestContext, max_body_bytes=settings.max_body_bytes)
     app.add_exception_handler(CRMError, _crm_problem)  # type: ignore[arg-type]
     app.add_exception_handler(RequestValidationError, _validation_problem)  # type: ignore[arg-type]
@@ -151,7 +160,10 @@ def create_app(settings: Settings | None = None, url: str | None = None) -> Fast
     # "invalid input for query argument") and 54 (program limit: an index row too large)
     app.add_exception_handler(asyncpg.DataError, _data_problem)
     app.add_exception_handler(asyncpg.ProgramLimitExceededError, _data_problem)
-    app.add_exception_handler(Exception, _crash)
+    for family in db.ERRORS:
+        app.add_exception_handler(family, _fault_problem)
+    # No handler for Exception: Starlette would answer it in ServerErrorMiddleware and re-raise it to the
+    # server, which then drops the connection. faults.Guard answers the rest.
     for router in registry.routers():
         app.include_router(router)
     app.include_router(keys_router)

@@ -10,14 +10,26 @@ from __future__ import annotations
 import urllib.parse
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from typing import Any
 
 import asyncpg
+import sqlalchemy.exc
 from sqlalchemy import event
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 from . import jsonutil
-from .config import get_settings
+from .config import Settings, get_settings
+
+ERRORS: tuple[type[Exception], ...] = (
+    asyncpg.PostgresError,
+    asyncpg.InterfaceError,
+    OSError,
+    sqlalchemy.exc.SQLAlchemyError,
+)
+"""What a database call can raise when the database, the network or the pool fails (``OSError`` includes
+a refused connection and a client-side timeout; ``SQLAlchemyError`` a pool timeout). Background loops catch
+these and retry; a request turns them into a 503 (``faults.py``)."""
 
 _resolved_url: str | None = None
 
@@ -68,21 +80,72 @@ def _install_codecs(dbapi_connection: Any, _record: Any) -> None:
     )
 
 
-def create_engine(url: str, size: int) -> AsyncEngine:
+def _discard_closed(dbapi_connection: Any, _record: Any, _proxy: Any) -> None:
+    # A connection the server closed (a restart, a terminated backend) is replaced at checkout instead of
+    # failing the request that drew it: the driver notices a closed socket by itself, so this costs no round
+    # trip (a pre-ping would cost one per checkout).
+    if dbapi_connection.driver_connection.is_closed():
+        raise sqlalchemy.exc.DisconnectionError("the server closed this connection")
+
+
+@dataclass(frozen=True)
+class Timeouts:
+    """Bounds on every wait for the database; 0 turns a server-side one off. The defaults suit a command
+    (a migration-sized bootstrap, a key creation); the API and the dispatchers take theirs from settings."""
+
+    statement_ms: int = 0
+    """``statement_timeout`` of every statement on the pool's connections."""
+    lock_ms: int = 0
+    """``lock_timeout``: how long a statement may wait for a lock."""
+    pool_s: float = 30.0
+    """How long a checkout waits for a free connection."""
+    connect_s: float = 60.0
+    """How long opening a connection may take."""
+
+    @classmethod
+    def of(cls, settings: Settings) -> Timeouts:
+        return cls(
+            settings.statement_timeout_ms,
+            settings.lock_timeout_ms,
+            settings.pool_timeout_s,
+            settings.connect_timeout_s,
+        )
+
+    def server_settings(self) -> dict[str, str]:
+        """Sent in the connection's startup packet: set once per connection, no round trip per request.
+        (A pooler that refuses these parameters needs them at 0 and the timeouts set on the role.)"""
+        values = {"statement_timeout": self.statement_ms, "lock_timeout": self.lock_ms}
+        return {name: str(ms) for name, ms in values.items() if ms > 0}
+
+    def command_timeout(self) -> float | None:
+        """The driver's own bound on a statement: the server's, plus a margin for the server to say so. It
+        only fires when the server does not answer at all (a dead host, a partition), so that a cleanup
+        ROLLBACK cannot hang either."""
+        return self.statement_ms / 1000 + 5.0 if self.statement_ms > 0 else None
+
+
+def create_engine(url: str, size: int, timeouts: Timeouts = Timeouts()) -> AsyncEngine:
     """The async engine that owns the connection pool.
 
     No reset on return: every checkout ends its own transaction, and the default ROLLBACK per checkin is a
     round trip for nothing. No overflow: ``size`` is the ceiling the operator set."""
     if url.startswith("postgresql://"):
         url = url.replace("postgresql://", "postgresql+asyncpg://", 1)
+    server_settings = {"timezone": "UTC", "application_name": "crm-api"} | timeouts.server_settings()
     engine = create_async_engine(
         url,
         pool_size=size,
         max_overflow=0,
         pool_reset_on_return=None,
-        connect_args={"server_settings": {"timezone": "UTC", "application_name": "crm-api"}},
+        pool_timeout=timeouts.pool_s,
+        connect_args={
+            "server_settings": server_settings,
+            "timeout": timeouts.connect_s,
+            "command_timeout": timeouts.command_timeout(),
+        },
     )
     event.listen(engine.sync_engine, "connect", _install_codecs)
+    event.listen(engine.sync_engine.pool, "checkout", _discard_closed)
     return engine
 
 
@@ -98,7 +161,17 @@ class EnginePool:
     @asynccontextmanager
     async def acquire(self) -> AsyncIterator[asyncpg.Connection]:
         async with self.engine.connect() as conn:
-            yield await driver_connection(conn)
+            driver = await driver_connection(conn)
+            try:
+                yield driver
+            except BaseException:
+                # Still in a transaction after the failure (its ROLLBACK failed too, or the request was
+                # cancelled past it) or closed: never hand it to the next request. Closing the socket makes
+                # the server roll back whatever is left.
+                if driver.is_closed() or driver.is_in_transaction():
+                    driver.terminate()
+                    await conn.invalidate()
+                raise
 
     async def take(self) -> asyncpg.Connection:
         """A connection held until ``release`` (a LISTEN connection lives as long as its dispatcher)."""
@@ -138,8 +211,8 @@ async def driver_connection(conn: AsyncConnection) -> asyncpg.Connection:
     return raw.driver_connection
 
 
-async def create_pool(url: str, size: int) -> EnginePool:
-    engine = create_engine(url, size)
+async def create_pool(url: str, size: int, timeouts: Timeouts = Timeouts()) -> EnginePool:
+    engine = create_engine(url, size, timeouts)
     pool = EnginePool(engine)
     async with pool.acquire():  # connect once now, so a bad URL fails at start, not on the first request
         pass

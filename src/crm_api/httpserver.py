@@ -1,0 +1,122 @@
+"""The HTTP/1.1 protocol ``crm-api serve`` runs: uvicorn's httptools protocol with the limits it lacks.
+
+uvicorn bounds the idle time between requests (``timeout_keep_alive``) but not the time a client takes to
+send a request's headers, nor their size (httptools reads a header of any length): a client that opens
+connections and sends a few bytes now and then holds them forever. This protocol closes a connection whose
+headers do not arrive within ``CRM_HEADER_TIMEOUT_S`` (408), refuses headers over ``CRM_MAX_HEADER_BYTES``
+(431), and answers a connection over ``CRM_MAX_CONNECTIONS`` with a 503 before reading anything. Each answer
+is a problem document with ``Connection: close``. The body's time is bounded by the request deadline
+(``faults.Guard``).
+
+uvicorn takes it by name (``http="crm_api.httpserver:GuardedHttpTools"``), so worker processes load it too.
+It extends uvicorn's own class at its parser callbacks, which uvicorn has kept since 0.13;
+tests/faults/test_slow_clients.py drives each limit over real sockets.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+
+from . import jsonutil
+from .config import get_settings
+from .errors import PROBLEM_JSON, CRMError, HeadersTooLarge, Overloaded, RequestTimeout
+
+log = logging.getLogger("crm_api.httpserver")
+
+_REASONS = {408: b"Request Timeout", 431: b"Request Header Fields Too Large", 503: b"Service Unavailable"}
+
+
+class _Refused(Exception):
+    """Stops the parser after a refusal (uvicorn catches it as a parser error; ``send_400_response`` is
+    silenced for it)."""
+
+
+class GuardedHttpTools(HttpToolsProtocol):
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        settings = get_settings()
+        self.head_timeout = settings.header_timeout_s
+        self.max_head = settings.max_header_bytes
+        self.max_connections = settings.max_connections
+        self._head_timer: asyncio.TimerHandle | None = None
+        self._in_head = True  # between a message's start (or the connection's) and the end of its headers
+        self._head_bytes = 0
+        self._refused = False
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        if len(self.connections) > self.max_connections:
+            log.warning("refused a connection: %d are open already", len(self.connections) - 1)
+            self._refuse(Overloaded(f"This process serves at most {self.max_connections} connections"))
+            return
+        self._arm()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._disarm()
+        super().connection_lost(exc)
+
+    def data_received(self, data: bytes) -> None:
+        if self._refused:
+            return
+        in_head = self._in_head
+        super().data_received(data)
+        # all of this chunk belonged to headers still incomplete: count it (headers completed by the chunk
+        # are measured exactly in on_headers_complete)
+        if in_head and self._in_head and not self._refused:
+            self._head_bytes += len(data)
+            if self._head_bytes > self.max_head:
+                self._refuse(HeadersTooLarge(f"The request's headers exceed {self.max_head} bytes"))
+
+    def on_message_begin(self) -> None:
+        super().on_message_begin()
+        self._in_head = True
+        self._head_bytes = 0
+        self._arm()  # a no-op when the connection's own timer still runs
+
+    def on_headers_complete(self) -> None:
+        self._disarm()
+        self._in_head = False
+        size = len(self.url) + sum(len(name) + len(value) + 4 for name, value in self.headers)
+        if size > self.max_head:
+            self._refuse(HeadersTooLarge(f"The request's headers exceed {self.max_head} bytes"))
+            raise _Refused
+        super().on_headers_complete()
+
+    def send_400_response(self, msg: str) -> None:
+        if not self._refused:
+            super().send_400_response(msg)
+
+    def _arm(self) -> None:
+        if self._head_timer is None:
+            self._head_timer = self.loop.call_later(self.head_timeout, self._head_timed_out)
+
+    def _disarm(self) -> None:
+        if self._head_timer is not None:
+            self._head_timer.cancel()
+            self._head_timer = None
+
+    def _head_timed_out(self) -> None:
+        self._head_timer = None
+        if not self.transport.is_closing():
+            late = f"The request's headers did not arrive within {self.head_timeout:g} s"
+            self._refuse(RequestTimeout(late))
+
+    def _refuse(self, error: CRMError) -> None:
+        """Answer ``error`` (unless a response is under way on this connection) and close."""
+        self._refused = True
+        self._disarm()
+        if self.cycle is None or self.cycle.response_complete:
+            body = jsonutil.dumps(error.body(""))
+            head = [
+                b"HTTP/1.1 %d %s" % (error.status, _REASONS[error.status]),
+                b"content-type: " + PROBLEM_JSON.encode(),
+                b"content-length: %d" % len(body),
+                b"connection: close",
+            ]
+            head += [f"{k}: {v}".encode() for k, v in (error.headers() or {}).items() if k != "Connection"]
+            self.transport.write(b"\r\n".join(head) + b"\r\n\r\n" + body)
+        self.transport.close()

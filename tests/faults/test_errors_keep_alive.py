@@ -1,0 +1,143 @@
+"""Every error is an ordinary response on a connection that stays usable, against a real ``crm-api serve``:
+a bug (500), a full disk (503), a statement past its timeout (503), a request past its deadline (503, its
+write cancelled), a body that stops arriving (408). Each is followed by a request on the same socket.
+
+Faults are raised inside PostgreSQL by a trigger on ``companies`` that acts on chosen names only."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import pytest
+from faultkit import Cluster, Connection, Response, Serve, new_key
+
+FAULTS = """
+CREATE OR REPLACE FUNCTION fault_suite() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+  IF NEW.name = 'fault:bug' THEN
+    RAISE EXCEPTION 'fault suite: a bug';
+  ELSIF NEW.name = 'fault:disk' THEN
+    RAISE EXCEPTION 'could not extend file: No space left on device' USING ERRCODE = 'disk_full';
+  ELSIF NEW.name LIKE 'fault:slow%' THEN
+    PERFORM pg_sleep(3);
+  END IF;
+  RETURN NEW;
+END $$;
+CREATE OR REPLACE TRIGGER fault_suite BEFORE INSERT ON companies FOR EACH ROW EXECUTE FUNCTION fault_suite();
+"""
+
+
+@pytest.fixture(scope="module")
+def serve(cluster: Cluster, crm_url: str, workdir: Path) -> Iterator[Serve]:
+    server = Serve(crm_url, workdir / "keep-alive.log", {"CRM_STATEMENT_TIMEOUT_MS": "1000"})
+    asyncio.run(cluster.execute("crm", FAULTS))
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="module")
+def hasty(crm_url: str, workdir: Path, serve: Serve) -> Iterator[Serve]:
+    """A server whose requests have one second (and statements ten)."""
+    settings = {"CRM_STATEMENT_TIMEOUT_MS": "10000", "CRM_POOL_SIZE": "2"}
+    server = Serve(crm_url, workdir / "deadline.log", settings, "--request-timeout", "1")
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+async def conn(serve: Serve, crm_url: str) -> AsyncIterator[Connection]:
+    c = Connection(serve.port, await new_key(crm_url))
+    yield c
+    await c.close()
+
+
+def _problem(r: Response, status: int, code: str) -> dict[str, object]:
+    assert r.status == status, r.body
+    assert r.headers["content-type"] == "application/problem+json"
+    assert r.headers.get("connection", "keep-alive") != "close"
+    body: dict[str, object] = r.json()
+    assert body["code"] == code, body
+    assert body["request_id"] == r.headers["x-request-id"]
+    return body
+
+
+async def _still_serves(c: Connection) -> None:
+    r = await c.request("GET", "/v1/companies?limit=1")
+    assert r.status == 200, r.body
+    assert c.opened == 1, "the server closed the connection after the error"
+
+
+async def _companies_named(cluster: Cluster, name: str) -> int:
+    conn = await cluster.connect("crm")
+    try:
+        return int(await conn.fetchval("SELECT count(*) FROM companies WHERE name = $1", name))
+    finally:
+        await conn.close()
+
+
+async def test_a_bug_is_a_500_on_a_connection_that_keeps_serving(conn: Connection) -> None:
+    _problem(await conn.request("POST", "/v1/companies", {"name": "fault:bug"}), 500, "internal_error")
+    await _still_serves(conn)
+    _problem(await conn.request("POST", "/v1/companies", {"name": "fault:bug"}), 500, "internal_error")
+    await _still_serves(conn)
+
+
+async def test_client_errors_keep_the_connection(conn: Connection) -> None:
+    _problem(await conn.request("GET", "/v1/nowhere"), 404, "not_found")
+    _problem(await conn.request("DELETE", "/v1/companies"), 405, "method_not_allowed")
+    _problem(await conn.request("POST", "/v1/companies", {"name": 5}), 422, "validation_error")
+    unauthorized = await conn.request("GET", "/v1/companies", headers={"Authorization": "Bearer nope"})
+    _problem(unauthorized, 401, "unauthorized")
+    await _still_serves(conn)
+
+
+async def test_a_full_disk_is_a_503_with_retry_after(conn: Connection) -> None:
+    r = await conn.request("POST", "/v1/companies", {"name": "fault:disk"})
+    _problem(r, 503, "database_unavailable")
+    assert int(r.headers["retry-after"]) > 0
+    await _still_serves(conn)
+
+
+async def test_a_statement_past_its_timeout_is_a_503_and_writes_nothing(
+    conn: Connection, cluster: Cluster
+) -> None:
+    name = f"fault:slow:{uuid.uuid4().hex[:8]}"
+    r = await conn.request("POST", "/v1/companies", {"name": name})
+    _problem(r, 503, "timeout")
+    assert int(r.headers["retry-after"]) > 0
+    assert r.elapsed < 2.5  # the statement timeout (1 s) cut the 3 s trigger
+    await _still_serves(conn)
+    await asyncio.sleep(2.5)  # the trigger's sleep would have ended by now
+    assert await _companies_named(cluster, name) == 0
+
+
+@pytest.mark.parametrize("idempotent", [False, True], ids=["one statement", "in a transaction"])
+async def test_a_request_past_its_deadline_is_a_503_and_its_write_is_cancelled(
+    hasty: Serve, crm_url: str, cluster: Cluster, idempotent: bool
+) -> None:
+    conn = Connection(hasty.port, await new_key(crm_url))
+    name = f"fault:slow:{uuid.uuid4().hex[:8]}"
+    headers = {"Idempotency-Key": uuid.uuid4().hex} if idempotent else {}
+    r = await conn.request("POST", "/v1/companies", {"name": name}, headers)
+    _problem(r, 503, "timeout")
+    assert r.elapsed < 2.5
+    # the pool (2 connections) is whole: more requests than connections, each answered, on this connection
+    for _ in range(4):
+        await _still_serves(conn)
+    await asyncio.sleep(2.5)
+    assert await _companies_named(cluster, name) == 0
+    await conn.close()
+
+
+async def test_a_body_that_stops_arriving_is_a_408(hasty: Serve) -> None:
+    reader, writer = await asyncio.open_connection("127.0.0.1", hasty.port)
+    head = b"POST /v1/companies HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+    writer.write(head + b"Content-Length: 100\r\nAuthorization: Bearer nope\r\n\r\n" + b'{"name": ')
+    await writer.drain()
+    answer = await asyncio.wait_for(reader.read(), 5)  # read() returns at EOF: the server closed
+    assert answer.startswith(b"HTTP/1.1 408 "), answer
+    assert b"request_timeout" in answer
+    writer.close()

@@ -105,7 +105,7 @@ async def _fault_problem(request: Request, exc: Exception) -> Response:
         log.error("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
         error = CRMError("An unexpected error occurred; it has been logged")
     else:
-        log.warning("%s %s: %s (%s)", request.method, request.url.path, error.code, exc)
+        log.warning("%s %s: %s (%s)", request.method, request.url.path, error.code, faults.first_line(exc))
     return _problem(request, error)
 
 

@@ -24,7 +24,7 @@ class Settings(BaseSettings):
     statement_timeout_ms: int = 15_000
     """PostgreSQL's ``statement_timeout`` on the API's connections: a statement running longer is cancelled
     (503 ``timeout``). Set in the connection's startup packet, so it costs no round trip."""
-    lock_timeout_ms: int = 5_000
+    lock_timeout_ms: int = 3_000
     """PostgreSQL's ``lock_timeout``: a statement waiting longer for a lock gives up (503 ``timeout``), so a
     lock held elsewhere cannot make requests pile up until the pool is exhausted."""
     pool_timeout_s: float = 10.0

@@ -20,6 +20,15 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_en
 
 from . import jsonutil
 from .config import Settings, get_settings
+from .errors import CRMError
+
+
+class ConnectionLost(ConnectionError):
+    """The database connection broke during a request (the server stopped, restarted or ended the session)."""
+
+
+# exceptions that already say what went wrong, kept as they are when the connection is found closed
+_SAYS_WHAT_HAPPENED = (asyncpg.PostgresError, OSError, CRMError)
 
 ERRORS: tuple[type[Exception], ...] = (
     asyncpg.PostgresError,
@@ -164,13 +173,18 @@ class EnginePool:
             driver = await driver_connection(conn)
             try:
                 yield driver
-            except BaseException:
+            except BaseException as exc:
                 # Still in a transaction after the failure (its ROLLBACK failed too, or the request was
                 # cancelled past it) or closed: never hand it to the next request. Closing the socket makes
                 # the server roll back whatever is left.
-                if driver.is_closed() or driver.is_in_transaction():
+                # the driver reports a connection lost mid-operation in several ways: "connection is
+                # closed", or a protocol state error when the server's goodbye raced a new statement
+                lost = driver.is_closed() or isinstance(exc, asyncpg.InternalClientError)
+                if lost or driver.is_in_transaction():
                     driver.terminate()
                     await conn.invalidate()
+                if lost and isinstance(exc, Exception) and not isinstance(exc, _SAYS_WHAT_HAPPENED):
+                    raise ConnectionLost("the database connection was lost") from exc
                 raise
 
     async def take(self) -> asyncpg.Connection:

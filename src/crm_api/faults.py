@@ -12,12 +12,12 @@ from __future__ import annotations
 import asyncio
 import logging
 
-import asyncpg
 import sqlalchemy.exc
 from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from . import jsonutil
+from .db import ConnectionLost
 from .errors import PROBLEM_JSON, CRMError, DatabaseUnavailable, RequestTimeout, Timeout
 
 log = logging.getLogger("crm_api.faults")
@@ -60,13 +60,18 @@ def classify(exc: BaseException) -> CRMError | None:
         if state.startswith(_UNAVAILABLE_CLASSES):
             return DatabaseUnavailable(f"The database cannot serve requests now ({state})")
         return None
+    if isinstance(exc, ConnectionLost):
+        return DatabaseUnavailable("The database connection was lost")
     if isinstance(exc, OSError):  # refused, reset, unreachable, a client-side timeout
         return DatabaseUnavailable("The database cannot be reached")
-    if isinstance(exc, asyncpg.InterfaceError) and "connection is closed" in str(exc):
-        return DatabaseUnavailable("The database connection was lost")
     if isinstance(exc, sqlalchemy.exc.DBAPIError) and exc.connection_invalidated:
         return DatabaseUnavailable("The database connection was lost")
     return None
+
+
+def first_line(exc: BaseException) -> str:
+    """What a log line says of a fault (SQLAlchemy's messages run over several lines)."""
+    return (str(exc).strip().splitlines() or [type(exc).__name__])[0]
 
 
 def problem_body(error: CRMError, request_id: str) -> tuple[bytes, list[tuple[bytes, bytes]]]:
@@ -124,7 +129,7 @@ class Guard:
             else:
                 error = classify(exc) or _crash(scope, exc)
                 if isinstance(error, Timeout | DatabaseUnavailable):
-                    log.warning("%s %s: %s (%s)", scope["method"], scope["path"], error.code, exc)
+                    log.warning("%s %s: %s (%s)", scope["method"], scope["path"], error.code, first_line(exc))
             if started:  # too late for an answer; the server closes the connection
                 log.warning("%s %s failed after its response started", scope["method"], scope["path"])
                 return

@@ -27,6 +27,7 @@ from .errors import PROBLEM_JSON, CRMError, HeadersTooLarge, Overloaded, Request
 
 log = logging.getLogger("crm_api.httpserver")
 
+_LINGER_S = 1.0
 _REASONS = {408: b"Request Timeout", 431: b"Request Header Fields Too Large", 503: b"Service Unavailable"}
 
 
@@ -109,7 +110,7 @@ class GuardedHttpTools(HttpToolsProtocol):
         """Answer ``error`` (unless a response is under way on this connection) and close."""
         self._refused = True
         self._disarm()
-        if self.cycle is None or self.cycle.response_complete:
+        if (self.cycle is None or self.cycle.response_complete) and self.transport.can_write_eof():
             body = jsonutil.dumps(error.body(""))
             head = [
                 b"HTTP/1.1 %d %s" % (error.status, _REASONS[error.status]),
@@ -119,4 +120,10 @@ class GuardedHttpTools(HttpToolsProtocol):
             ]
             head += [f"{k}: {v}".encode() for k, v in (error.headers() or {}).items() if k != "Connection"]
             self.transport.write(b"\r\n".join(head) + b"\r\n\r\n" + body)
+            # Closing with the client's bytes unread would reset the connection, and a reset can destroy the
+            # answer before the client reads it: end our side, drop what still arrives for a moment, then
+            # close (a lingering close).
+            self.transport.write_eof()
+            self.loop.call_later(_LINGER_S, self.transport.close)
+            return
         self.transport.close()

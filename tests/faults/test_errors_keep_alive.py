@@ -148,6 +148,29 @@ async def test_a_request_past_its_deadline_is_a_503_and_its_write_is_cancelled(
     await conn.close()
 
 
+async def test_a_database_that_stops_answering_is_a_503_within_the_deadline(
+    hasty: Serve, crm_url: str, cluster: Cluster
+) -> None:
+    """PostgreSQL frozen (SIGSTOP) under a write in a transaction: the request is cancelled at its deadline,
+    its ROLLBACK (which the server cannot answer) is cancelled after the grace, and the answer comes."""
+    conn = Connection(hasty.port, await new_key(crm_url))
+    await _still_serves(conn)  # the key is now cached: the write is the first to need the database
+    frozen = cluster.processes()
+    for p in frozen:
+        p.suspend()
+    try:
+        key = {"Idempotency-Key": uuid.uuid4().hex}
+        r = await asyncio.wait_for(conn.request("POST", "/v1/companies", {"name": "frozen"}, key), 20)
+    finally:
+        for p in frozen:
+            p.resume()
+    _problem(r, 503, "timeout")
+    print(f"\nfrozen database: a write in a transaction answered 503 after {r.elapsed:.2f} s")
+    assert r.elapsed < 1 + 5 + 3  # the deadline, the grace, the sweeps
+    await _still_serves(conn)
+    await conn.close()
+
+
 async def test_a_body_that_stops_arriving_is_a_408(hasty: Serve) -> None:
     reader, writer = await asyncio.open_connection("127.0.0.1", hasty.port)
     head = b"POST /v1/companies HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"

@@ -151,24 +151,50 @@ async def test_a_request_past_its_deadline_is_a_503_and_its_write_is_cancelled(
 async def test_a_database_that_stops_answering_is_a_503_within_the_deadline(
     hasty: Serve, crm_url: str, cluster: Cluster
 ) -> None:
-    """PostgreSQL frozen (SIGSTOP) under a write in a transaction: the request is cancelled at its deadline,
-    its ROLLBACK (which the server cannot answer) is cancelled after the grace, and the answer comes."""
+    """PostgreSQL frozen (SIGSTOP) while a write in a transaction runs: the request is cancelled at its
+    deadline (1 s), the ROLLBACK that follows waits on a server that cannot answer until the grace (5 s)
+    has passed and it is cancelled too, the connection is dropped, and the answer comes."""
     conn = Connection(hasty.port, await new_key(crm_url))
     await _still_serves(conn)  # the key is now cached: the write is the first to need the database
+    key = {"Idempotency-Key": uuid.uuid4().hex}
+    write = asyncio.create_task(conn.request("POST", "/v1/companies", {"name": "fault:slow:frozen"}, key))
+    await asyncio.sleep(0.4)  # the insert sleeps in its trigger
     frozen = cluster.processes()
     for p in frozen:
         p.suspend()
     try:
-        key = {"Idempotency-Key": uuid.uuid4().hex}
-        r = await asyncio.wait_for(conn.request("POST", "/v1/companies", {"name": "frozen"}, key), 20)
+        r = await asyncio.wait_for(write, 20)
     finally:
         for p in frozen:
             p.resume()
     _problem(r, 503, "timeout")
     print(f"\nfrozen database: a write in a transaction answered 503 after {r.elapsed:.2f} s")
-    assert r.elapsed < 1 + 5 + 3  # the deadline, the grace, the sweeps
+    assert 1 + 5 - 0.5 < r.elapsed < 1 + 5 + 3  # the deadline, the grace, the sweeps
     await _still_serves(conn)
     await conn.close()
+    await asyncio.sleep(3.5)  # the trigger's sleep has ended: the transaction was rolled back all the same
+    assert await _companies_named(cluster, "fault:slow:frozen") == 0
+
+
+async def test_pooled_connections_the_server_ended_are_replaced_unseen(
+    conn: Connection, serve: Serve, cluster: Cluster
+) -> None:
+    """Backends terminated while their connections sit in the pool (as a restart or an operator does):
+    every later request is answered as if nothing happened."""
+    for _ in range(5):
+        await _still_serves(conn)
+    admin = await cluster.connect("crm")
+    try:
+        ended = await admin.fetchval(
+            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity"
+            " WHERE application_name = 'crm-api' AND datname = 'crm'"
+        )
+    finally:
+        await admin.close()
+    assert ended >= 1
+    await asyncio.sleep(0.5)  # the server's goodbye reaches the pooled connections
+    for _ in range(20):
+        await _still_serves(conn)
 
 
 async def test_a_body_that_stops_arriving_is_a_408(hasty: Serve) -> None:

@@ -120,6 +120,15 @@ def cmd_create_key(args: argparse.Namespace) -> int:
     return 0
 
 
+_SERVE_LIMITS = {
+    "header_timeout": "CRM_HEADER_TIMEOUT_S",
+    "max_header_bytes": "CRM_MAX_HEADER_BYTES",
+    "max_connections": "CRM_MAX_CONNECTIONS",
+    "keep_alive": "CRM_KEEP_ALIVE_S",
+    "request_timeout": "CRM_REQUEST_TIMEOUT_S",
+}
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
     import uvicorn
 
@@ -139,11 +148,16 @@ def cmd_serve(args: argparse.Namespace) -> int:
         _err(f"first start: created workspace 'default'; its admin API key is in {path} (mode 0600)")
         if sys.stdout.isatty():
             print(key, flush=True)
-    # Worker processes import the app afresh; hand them the URL resolved here (embedded or configured).
+    # Worker processes import the app afresh; hand them the URL resolved here (embedded or configured), and
+    # the limits given as options (the HTTP protocol and the app read them from the settings).
     os.environ["CRM_DATABASE_URL"] = url
     if args.no_dispatcher:
         os.environ["CRM_RUN_DISPATCHER"] = "false"
+    for option, variable in _SERVE_LIMITS.items():
+        if getattr(args, option) is not None:
+            os.environ[variable] = str(getattr(args, option))
     get_settings.cache_clear()
+    settings = get_settings()
     # uvicorn re-raises SIGTERM after its graceful shutdown; exit through Python instead of dying by the
     # signal, so the embedded PostgreSQL this process started is stopped on the way out.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
@@ -154,22 +168,25 @@ def cmd_serve(args: argparse.Namespace) -> int:
         host=args.host,
         port=args.port,
         workers=args.workers,
-        log_level=get_settings().log_level,
-        log_config=logs.uvicorn_config(get_settings()),
+        log_level=settings.log_level,
+        log_config=logs.uvicorn_config(settings),
         access_log=args.access_log,
         server_header=False,  # no banner naming the server software (Date stays: RFC 9110 wants it)
+        # uvicorn's httptools protocol plus a header deadline, a header size cap and a connection cap
+        http="crm_api.httpserver:GuardedHttpTools",
+        timeout_keep_alive=settings.keep_alive_s,
     )
     return 0
 
 
 async def _work(url: str, processes_label: str) -> None:
     from . import logs, metrics
-    from .db import create_pool
+    from .db import Timeouts, create_pool
     from .webhooks.dispatcher import Dispatcher
 
     settings = get_settings()
     logs.configure(settings)
-    pool = await create_pool(url, 4)
+    pool = await create_pool(url, 4, Timeouts.of(settings))
     sampler = asyncio.create_task(metrics.sample_pool_forever(pool))
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -287,6 +304,25 @@ def _parser() -> argparse.ArgumentParser:
         action="store_true",
         help="send no webhooks from the API processes, leave it to `crm-api worker` (default: each API "
         "process runs a dispatcher unless CRM_RUN_DISPATCHER=false)",
+    )
+    limits = serve.add_argument_group("limits (each overrides its CRM_ setting)")
+    limits.add_argument(
+        "--header-timeout", type=float, metavar="S", help="seconds to send a request's headers (default: 10)"
+    )
+    limits.add_argument(
+        "--max-header-bytes", type=int, metavar="N", help="request line and headers (default: 32768)"
+    )
+    limits.add_argument(
+        "--max-connections", type=int, metavar="N", help="connections per process (default: 1000)"
+    )
+    limits.add_argument(
+        "--keep-alive", type=int, metavar="S", help="idle seconds before closing (default: 5)"
+    )
+    limits.add_argument(
+        "--request-timeout",
+        type=float,
+        metavar="S",
+        help="deadline of a request, headers to response (default: 30)",
     )
     serve.set_defaults(func=cmd_serve)
 

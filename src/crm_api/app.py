@@ -16,12 +16,25 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from . import __version__, apidocs, jsonutil, logs, maintenance, masterkey, metrics, probes, registry, vault
+from . import (
+    __version__,
+    apidocs,
+    db,
+    faults,
+    jsonutil,
+    logs,
+    maintenance,
+    masterkey,
+    metrics,
+    probes,
+    registry,
+    vault,
+)
 from .admin.router import router as keys_router
 from .auth import KeyCache
 from .config import Settings, get_settings
 from .cors import Cors
-from .db import Database, create_pool, database_url
+from .db import Database, Timeouts, create_pool, database_url
 from .errors import PROBLEM_JSON, BadRequest, CRMError, FieldError, NotFound, Unprocessable
 from .key_use import KeyUse
 from .middleware import RequestContext
@@ -111,9 +124,22 @@ async def _data_problem(request: Request, exc: asyncpg.PostgresError) -> Respons
     )
 
 
-async def _crash(request: Request, exc: Exception) -> Response:
-    log.exception("unhandled error on %s %s", request.method, route_template(request.scope), exc_info=exc)
-    return _problem(request, CRMError("An unexpected error occurred; it has been logged"))
+async def _fault_problem(request: Request, exc: Exception) -> Response:
+    """A database, network or pool failure: a 503 when it is a fault that passes (down, out of time, out of
+    resources), else a bug (500). Answered here, so the response is an ordinary one (``faults.py``)."""
+    error = faults.classify(exc)
+    if error is None:
+        log.exception("unhandled error on %s %s", request.method, route_template(request.scope), exc_info=exc)
+        error = CRMError("An unexpected error occurred; it has been logged")
+    else:
+        log.warning(
+            "%s %s: %s (%s)",
+            request.method,
+            route_template(request.scope),
+            error.code,
+            faults.first_line(exc),
+        )
+    return _problem(request, error)
 
 
 _GC_YOUNG = 10_000  # allocations between young collections (CPython's default is 700)
@@ -125,7 +151,7 @@ def create_app(settings: Settings | None = None, url: str | None = None) -> Fast
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         keyring = masterkey.load(settings)
-        pool = await create_pool(url or database_url(), settings.pool_size)
+        pool = await create_pool(url or database_url(), settings.pool_size, Timeouts.of(settings))
         try:
             await vault.prepare(pool, keyring)
         except BaseException:
@@ -163,7 +189,9 @@ def create_app(settings: Settings | None = None, url: str | None = None) -> Fast
     app.state.settings = settings
     app.state.key_cache = KeyCache(settings.auth_cache_seconds)
     app.state.key_use = KeyUse(settings.key_use_seconds)
-    # the last added runs first: Observe times and logs everything, CORS answers preflights before the rest
+    # the last added runs first: Observe times and logs everything, CORS answers preflights before the
+    # rest; the fault guard sits inside the request context, so its answers carry the request id
+    app.add_middleware(faults.Guard, request_timeout_s=settings.request_timeout_s)
     app.add_middleware(RequestContext, max_body_bytes=settings.max_body_bytes)
     if settings.cors_origin_list():
         app.add_middleware(Cors, origins=settings.cors_origin_list())
@@ -175,7 +203,10 @@ def create_app(settings: Settings | None = None, url: str | None = None) -> Fast
     # "invalid input for query argument") and 54 (program limit: an index row too large)
     app.add_exception_handler(asyncpg.DataError, _data_problem)
     app.add_exception_handler(asyncpg.ProgramLimitExceededError, _data_problem)
-    app.add_exception_handler(Exception, _crash)
+    for family in db.ERRORS:
+        app.add_exception_handler(family, _fault_problem)
+    # No handler for Exception: Starlette would answer it in ServerErrorMiddleware and re-raise it to the
+    # server, which then drops the connection. faults.Guard answers the rest.
     for router in registry.routers():
         app.include_router(router)
     app.include_router(keys_router)

@@ -30,6 +30,27 @@ class Settings(BaseSettings):
     secret_key_file: Path | None = None
     """A file holding the master key(s), one a line, instead of ``secret_key`` (a Docker/systemd secret)."""
     pool_size: int = 10
+    statement_timeout_ms: int = 15_000
+    """PostgreSQL's ``statement_timeout`` on the API's connections: a statement running longer is cancelled
+    (503 ``timeout``). Set in the connection's startup packet, so it costs no round trip."""
+    lock_timeout_ms: int = 3_000
+    """PostgreSQL's ``lock_timeout``: a statement waiting longer for a lock gives up (503 ``timeout``), so a
+    lock held elsewhere cannot make requests pile up until the pool is exhausted."""
+    pool_timeout_s: float = 10.0
+    """How long a request waits for a free pooled connection before it is a 503 ``timeout``."""
+    connect_timeout_s: float = 5.0
+    """How long opening a database connection may take (an unreachable host is a 503, not a minute's hang)."""
+    request_timeout_s: float = 30.0
+    """The deadline of a request, from its headers to its response: past it the request is cancelled, its
+    transaction rolled back, and the answer is a 503 ``timeout`` (408 while the body was still arriving)."""
+    header_timeout_s: float = 10.0
+    """``serve``: a connection must deliver a request's headers within this long, else it is closed."""
+    max_header_bytes: int = 32 * 1024
+    """``serve``: a request line plus headers larger than this is refused (431) and the connection closed."""
+    max_connections: int = 1000
+    """``serve``: open connections per process; one more is answered 503 and closed."""
+    keep_alive_s: int = 5
+    """``serve``: an idle keep-alive connection is closed after this long."""
     max_body_bytes: int = 2 * 1024 * 1024
     auth_cache_seconds: float = 5.0
     """How long a verified API key is trusted without asking the database again (revocation delay

@@ -10,16 +10,35 @@ from __future__ import annotations
 import urllib.parse
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from typing import Any
 
 import asyncpg
+import sqlalchemy.exc
 from sqlalchemy import event
-from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
-from sqlalchemy.util import greenlet_spawn
 
 from . import jsonutil
-from .config import get_settings
+from .config import Settings, get_settings
+from .errors import CRMError
+
+
+class ConnectionLost(ConnectionError):
+    """The database connection broke during a request (the server stopped, restarted or ended the session)."""
+
+
+# exceptions that already say what went wrong, kept as they are when the connection is found closed
+_SAYS_WHAT_HAPPENED = (asyncpg.PostgresError, OSError, CRMError)
+
+ERRORS: tuple[type[Exception], ...] = (
+    asyncpg.PostgresError,
+    asyncpg.InterfaceError,
+    OSError,
+    sqlalchemy.exc.SQLAlchemyError,
+)
+"""What a database call can raise when the database, the network or the pool fails (``OSError`` includes
+a refused connection and a client-side timeout; ``SQLAlchemyError`` a pool timeout). Background loops catch
+these and retry; a request turns them into a 503 (``faults.py``)."""
 
 _resolved_url: str | None = None
 
@@ -70,35 +89,61 @@ def _install_codecs(dbapi_connection: Any, _record: Any) -> None:
     )
 
 
-def create_engine(url: str, size: int) -> AsyncEngine:
+@dataclass(frozen=True)
+class Timeouts:
+    """Bounds on every wait for the database; 0 turns a server-side one off. The defaults suit a command
+    (a migration-sized bootstrap, a key creation); the API and the dispatchers take theirs from settings."""
+
+    statement_ms: int = 0
+    """``statement_timeout`` of every statement on the pool's connections."""
+    lock_ms: int = 0
+    """``lock_timeout``: how long a statement may wait for a lock."""
+    pool_s: float = 30.0
+    """How long a checkout waits for a free connection."""
+    connect_s: float = 60.0
+    """How long opening a connection may take."""
+
+    @classmethod
+    def of(cls, settings: Settings) -> Timeouts:
+        return cls(
+            settings.statement_timeout_ms,
+            settings.lock_timeout_ms,
+            settings.pool_timeout_s,
+            settings.connect_timeout_s,
+        )
+
+    def server_settings(self) -> dict[str, str]:
+        """Sent in the connection's startup packet: set once per connection, no round trip per request.
+        (A pooler that refuses these parameters needs them at 0 and the timeouts set on the role.)"""
+        values = {"statement_timeout": self.statement_ms, "lock_timeout": self.lock_ms}
+        return {name: str(ms) for name, ms in values.items() if ms > 0}
+
+
+def create_engine(url: str, size: int, timeouts: Timeouts = Timeouts()) -> AsyncEngine:
     """The async engine that owns the connection pool.
 
     No reset on return: every checkout ends its own transaction, and the default ROLLBACK per checkin is a
     round trip for nothing. No overflow: ``size`` is the ceiling the operator set."""
     if url.startswith("postgresql://"):
         url = url.replace("postgresql://", "postgresql+asyncpg://", 1)
+    server_settings = {"timezone": "UTC", "application_name": "crm-api"} | timeouts.server_settings()
     engine = create_async_engine(
         url,
         pool_size=size,
         max_overflow=0,
         pool_reset_on_return=None,
-        # no JIT: it pays off for long analytic queries; here it only added its compile time (15-100 ms seen)
-        # to statements whose estimated cost crossed jit_above_cost, such as the outbox measure at a scrape
-        connect_args={"server_settings": {"timezone": "UTC", "application_name": "crm-api", "jit": "off"}},
+        pool_timeout=timeouts.pool_s,
+        connect_args={
+            # no JIT: it pays off for long analytic queries; here it only added its compile time (15-100 ms
+            # seen) to statements whose estimated cost crossed jit_above_cost, such as the outbox measure
+            "server_settings": server_settings | {"jit": "off"},
+            "timeout": timeouts.connect_s,
+            # no command_timeout: the driver arms a timer per statement for it (9 us of CPU each, measured);
+            # a server that does not answer at all is left to the request deadline (faults.Guard)
+        },
     )
     event.listen(engine.sync_engine, "connect", _install_codecs)
     return engine
-
-
-_LOST = (
-    asyncpg.PostgresConnectionError,
-    # 57P01 and kin: the server terminated the session (shutdown, pg_terminate_backend)
-    asyncpg.OperatorInterventionError,
-    # a session the server ended while it sat idle in the pool can fail this way before it reads as closed
-    asyncpg.InternalClientError,
-    OSError,
-)
-"""Errors that mean the connection is gone (a bad value or a failed statement keep it)."""
 
 
 class EnginePool:
@@ -108,8 +153,6 @@ class EnginePool:
 
     def __init__(self, engine: AsyncEngine, size: int) -> None:
         self.engine = engine
-        self._dialect = engine.sync_engine.dialect
-        self._dbapi_error: type[Exception] = self._dialect.loaded_dbapi.Error
         self.size = size
         self.waiting = 0
         """Checkouts waiting for a connection now (the metrics sample it)."""
@@ -118,43 +161,52 @@ class EnginePool:
     def in_use(self) -> int:
         return self.engine.pool.checkedout()  # type: ignore[attr-defined, no-any-return]
 
-    @asynccontextmanager
-    async def acquire(self) -> AsyncIterator[asyncpg.Connection]:
-        # The pool's own checkout (``AsyncEngine.raw_connection``), not an ``AsyncConnection`` around it:
-        # the same pool and connection, without the Connection object and the greenlet switches to open and
-        # close it (24 us of CPU per checkout against 108 us, measured; every request checks out).
+    async def _connect(self) -> AsyncConnection:
         self.waiting += 1
         try:
-            raw = await self.engine.raw_connection()
-        except self._dbapi_error as exc:
-            # as ``engine.connect()`` raises it: SQLAlchemy's OperationalError (and kin) around the driver's
-            raise DBAPIError.instance(None, None, exc, self._dbapi_error, dialect=self._dialect) from exc
+            return await self.engine.connect()
         finally:
             self.waiting -= 1
-        driver: asyncpg.Connection = raw.driver_connection
-        lost = False
-        try:
-            yield driver
-        except _LOST:
-            lost = True
-            raise
-        finally:
-            if lost or driver.is_closed():
-                # the server dropped it (restart, failover): out of the pool, not handed out again; closing
-                # it may talk to the driver, which SQLAlchemy's adapter does inside a greenlet
-                await greenlet_spawn(raw.invalidate)
-                await greenlet_spawn(raw.close)
-            else:
-                raw.close()  # a checkin: no reset query (pool_reset_on_return=None), nothing awaited
+
+    async def _live(self, conn: AsyncConnection) -> asyncpg.Connection:
+        """The driver connection of a checkout, replacing those the server closed while they sat in the pool
+        (a restart, a terminated backend), so that no request draws a dead one. The driver notices a closed
+        socket by itself: no round trip (a pre-ping would cost one per checkout), and no pool event (whose
+        dispatch cost 3-4 us per checkout, measured)."""
+        driver = await driver_connection(conn)
+        for _ in range(self.size):  # after a restart every pooled connection is closed
+            if not driver.is_closed():
+                break
+            await conn.invalidate()  # back to the pool without its connection; the next use reconnects
+            driver = await driver_connection(conn)
+        return driver
+
+    @asynccontextmanager
+    async def acquire(self) -> AsyncIterator[asyncpg.Connection]:
+        async with await self._connect() as conn:
+            driver = await self._live(conn)
+            try:
+                yield driver
+            except BaseException as exc:
+                # Closed, or still in a transaction after the failure (its ROLLBACK failed or was cancelled:
+                # a request past its deadline on a server that does not answer): never hand it to the next
+                # request. Closing the socket makes the server roll back whatever is left. A statement
+                # cancelled outside a transaction keeps its connection: the driver is sending the server a
+                # cancel request, which closing would abort, letting the statement run on and commit.
+                # The driver reports a connection lost mid-operation in several ways: "connection is
+                # closed", or a protocol state error when the server's goodbye raced a new statement.
+                lost = driver.is_closed() or isinstance(exc, asyncpg.InternalClientError)
+                if lost or driver.is_in_transaction():
+                    driver.terminate()
+                    await conn.invalidate()
+                if lost and isinstance(exc, Exception) and not isinstance(exc, _SAYS_WHAT_HAPPENED):
+                    raise ConnectionLost("the database connection was lost") from exc
+                raise
 
     async def take(self) -> asyncpg.Connection:
         """A connection held until ``release`` (a LISTEN connection lives as long as its dispatcher)."""
-        self.waiting += 1
-        try:
-            conn = await self.engine.connect()
-        finally:
-            self.waiting -= 1
-        driver = await driver_connection(conn)
+        conn = await self._connect()
+        driver = await self._live(conn)
         self._held[id(driver)] = conn
         return driver
 
@@ -189,8 +241,8 @@ async def driver_connection(conn: AsyncConnection) -> asyncpg.Connection:
     return raw.driver_connection
 
 
-async def create_pool(url: str, size: int) -> EnginePool:
-    engine = create_engine(url, size)
+async def create_pool(url: str, size: int, timeouts: Timeouts = Timeouts()) -> EnginePool:
+    engine = create_engine(url, size, timeouts)
     pool = EnginePool(engine, size)
     async with pool.acquire():  # connect once now, so a bad URL fails at start, not on the first request
         pass

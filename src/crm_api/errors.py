@@ -11,10 +11,15 @@
     │   ├── IdempotencyInFlight (409 idempotency_in_flight)
     │   └── MergedConflict (409 merged)
     ├── PreconditionFailed (412 precondition_failed)
+    ├── RequestTimeout (408 request_timeout)
     ├── PayloadTooLarge (413 payload_too_large)
     ├── Unprocessable (422 validation_error)
     │   └── IdempotencyMismatch (422 idempotency_key_reused)
+    ├── HeadersTooLarge (431 headers_too_large)
     └── Unavailable (503 unavailable, with Retry-After)
+        ├── DatabaseUnavailable (503 database_unavailable)
+        ├── Timeout (503 timeout)
+        └── Overloaded (503 overloaded)
 
 Raise them anywhere below the router; one handler renders them.
 """
@@ -166,19 +171,64 @@ class IdempotencyMismatch(Unprocessable):
     title = "This Idempotency-Key was used with a different request"
 
 
+class RequestTimeout(CRMError):
+    """The request's body did not arrive before its deadline; the connection is closed."""
+
+    status = 408
+    code = "request_timeout"
+    title = "The request was not received in time"
+
+    def headers(self) -> dict[str, str] | None:
+        return {"Connection": "close"}
+
+
+class HeadersTooLarge(CRMError):
+    status = 431
+    code = "headers_too_large"
+    title = "Request headers too large"
+
+
 class Unavailable(CRMError):
-    """A fault of ours or of what we depend on (the database): try again after ``retry_after`` seconds."""
+    """A fault of ours, not of the request, that passes: the client should retry after ``Retry-After``
+    seconds (safely, with an Idempotency-Key, for a write whose outcome it did not learn)."""
 
     status = 503
     code = "unavailable"
     title = "Service unavailable"
+    retry_after: int = 5
+    """Seconds; a subclass sets its own, and a raise may give one."""
 
-    def __init__(self, detail: str, retry_after: int = 5) -> None:
+    def __init__(self, detail: str | None = None, retry_after: int | None = None) -> None:
         super().__init__(detail)
-        self.retry_after = retry_after
+        if retry_after is not None:
+            self.retry_after = retry_after
 
     def headers(self) -> dict[str, str] | None:
         return {"Retry-After": str(self.retry_after)}
+
+
+class DatabaseUnavailable(Unavailable):
+    """The database is unreachable, shutting down or starting, out of disk, memory or connections."""
+
+    code = "database_unavailable"
+    title = "The database is unavailable"
+
+
+class Timeout(Unavailable):
+    """A statement, a lock wait, a wait for a pooled connection or the request as a whole ran out of time;
+    the request's transaction was rolled back."""
+
+    code = "timeout"
+    title = "The request ran out of time"
+    retry_after = 2
+
+
+class Overloaded(Unavailable):
+    """The process holds as many connections as it may."""
+
+    code = "overloaded"
+    title = "The server is at its connection limit"
+    retry_after = 1
 
 
 def field_error(path: str, message: str, detail: str | None = None) -> Unprocessable:

@@ -19,7 +19,7 @@ from sqlalchemy import (
     tuple_,
 )
 
-from . import sql
+from . import db, sql
 from .config import Settings
 
 log = logging.getLogger("crm_api.maintenance")
@@ -101,6 +101,6 @@ async def run_forever(pool: asyncpg.Pool, settings: Settings, every_seconds: flo
             deleted = await purge_events(pool, settings.event_retention_days)
             if deleted:
                 log.info("deleted %d events past retention", deleted)
-        except (asyncpg.PostgresError, OSError) as exc:  # the next round retries; never kill the server
+        except db.ERRORS as exc:  # the next round retries; never kill the server
             log.warning("idempotency key cleanup failed: %s", exc)
         await asyncio.sleep(every_seconds)

@@ -20,7 +20,7 @@ from typing import Any
 import asyncpg
 from sqlalchemy import DateTime, Integer, Select, select, tuple_, union
 
-from .. import metrics, sql
+from .. import db, metrics, sql
 from ..config import Settings
 from ..events.emit import emit
 from ..models.service_desk import FIRST_RESPONSE_RUNNING, RESOLUTION_RUNNING
@@ -165,7 +165,7 @@ async def run_forever(pool: asyncpg.Pool, settings: Settings, stop: asyncio.Even
             while await run_once(pool) >= 500:
                 pass  # a full batch: more may be waiting
             metrics.SLA_RUNS.labels("ok").inc()
-        except (asyncpg.PostgresError, OSError) as exc:
+        except db.ERRORS as exc:
             metrics.SLA_RUNS.labels("error").inc()
             log.warning("SLA breach check failed, retrying: %s", exc)
         with contextlib.suppress(TimeoutError):

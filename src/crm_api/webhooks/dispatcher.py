@@ -52,7 +52,7 @@ from sqlalchemy.dialects.postgresql import ARRAY, JSONB, UUID, insert
 from sqlalchemy.sql.dml import ReturningUpdate
 from sqlalchemy.sql.selectable import Alias
 
-from .. import jsonutil, masterkey, metrics, sql, vault
+from .. import db, jsonutil, masterkey, metrics, sql, vault
 from ..config import Settings
 from ..db import EnginePool
 from ..models.webhooks import DISABLED_FAILING, DISABLED_GONE
@@ -450,7 +450,7 @@ class Dispatcher:
                 self.wake.clear()
                 try:
                     claimed = await self.claim_and_start()
-                except (asyncpg.PostgresError, OSError) as exc:
+                except db.ERRORS as exc:
                     log.warning("claim failed, retrying: %s", exc)
                     claimed = 0
                     await asyncio.sleep(1.0)
@@ -597,7 +597,7 @@ class Dispatcher:
             batch, self.outcomes = self.outcomes, []
             try:
                 await self.record(batch)
-            except (asyncpg.PostgresError, OSError) as exc:
+            except db.ERRORS as exc:
                 # keep them and retry; if this process dies first, the leases lapse and they are re-sent
                 log.warning("recording %d outcomes failed, retrying: %s", len(batch), exc)
                 self.outcomes = batch + self.outcomes

@@ -23,6 +23,7 @@ from .db import Database, create_pool, database_url
 from .errors import PROBLEM_JSON, BadRequest, CRMError, FieldError, NotFound, Unprocessable, problem_schema
 from .events.describe import webhooks_section
 from .middleware import RequestContext
+from .ratelimit import RateLimits
 from .webhooks.dispatcher import Dispatcher
 
 log = logging.getLogger("crm_api")
@@ -128,6 +129,7 @@ def create_app(settings: Settings | None = None, url: str | None = None) -> Fast
         app.state.db = Database(pool)
         housekeeping = asyncio.create_task(maintenance.run_forever(pool, settings))
         stop = asyncio.Event()
+        quotas = asyncio.create_task(app.state.rate_limits.run(stop))
         dispatcher = None
         if settings.run_dispatcher:
             dispatcher = asyncio.create_task(Dispatcher(pool, settings).run(stop))
@@ -138,11 +140,14 @@ def create_app(settings: Settings | None = None, url: str | None = None) -> Fast
             if dispatcher is not None:
                 await dispatcher
             housekeeping.cancel()
+            await quotas
+            await app.state.rate_limits.close()
             await pool.close()
 
     app = FastAPI(title="crm-api", version=__version__, lifespan=lifespan)
     app.state.settings = settings
     app.state.key_cache = KeyCache(settings.auth_cache_seconds)
+    app.state.rate_limits = RateLimits(settings)
     app.add_middleware(RequestContext, max_body_bytes=settings.max_body_bytes)
     app.add_exception_handler(CRMError, _crm_problem)  # type: ignore[arg-type]
     app.add_exception_handler(RequestValidationError, _validation_problem)  # type: ignore[arg-type]

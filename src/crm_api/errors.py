@@ -12,8 +12,9 @@
     │   └── MergedConflict (409 merged)
     ├── PreconditionFailed (412 precondition_failed)
     ├── PayloadTooLarge (413 payload_too_large)
-    └── Unprocessable (422 validation_error)
-        └── IdempotencyMismatch (422 idempotency_key_reused)
+    ├── Unprocessable (422 validation_error)
+    │   └── IdempotencyMismatch (422 idempotency_key_reused)
+    └── RateLimited (429 rate_limited)
 
 Raise them anywhere below the router; one handler renders them.
 """
@@ -159,6 +160,22 @@ class Unprocessable(CRMError):
 class IdempotencyMismatch(Unprocessable):
     code = "idempotency_key_reused"
     title = "This Idempotency-Key was used with a different request"
+
+
+class RateLimited(CRMError):
+    """Over a quota (ratelimit.py): the API key's, the workspace's, or the client address's failed
+    authentications. ``Retry-After`` says when to try again."""
+
+    status = 429
+    code = "rate_limited"
+    title = "Too many requests"
+
+    def __init__(self, detail: str, retry_after: int) -> None:
+        super().__init__(detail)
+        self.retry_after = retry_after
+
+    def headers(self) -> dict[str, str] | None:
+        return {"Retry-After": str(self.retry_after)}
 
 
 def field_error(path: str, message: str, detail: str | None = None) -> Unprocessable:

@@ -1,4 +1,5 @@
-"""Pure ASGI middleware (cheaper than BaseHTTPMiddleware): request ids and the body size limit."""
+"""Pure ASGI middleware (cheaper than BaseHTTPMiddleware): request ids, the body size limit, and the
+RateLimit fields on the response."""
 
 from __future__ import annotations
 
@@ -66,7 +67,9 @@ class RequestContext:
                     await _send_problem(send, too_large, request_id, header)
                 return
             if message["type"] == "http.response.start":
-                message["headers"] = [*message.get("headers", []), header]
+                # and the RateLimit fields, once auth has counted the request (ratelimit.py)
+                quota = scope["state"].get("ratelimit", ())
+                message["headers"] = [*message.get("headers", []), header, *quota]
             await send(message)
 
         await self.app(scope, limited_receive, send_with_id)

@@ -135,9 +135,9 @@ async def authenticate(request: Request) -> Principal:
     if principal is None:
         # a key not known to be good: its client address must have failures left to spend
         address = request.client.host if request.client else ""
+        await limits.before_lookup(state, address)
         row = None
         if not cache.is_unknown(key_hash):
-            await limits.before_lookup(state, address)
             row = await _LOOKUP.fetchrow(request.app.state.db.pool, key_hash=key_hash)
         if row is None:
             cache.put_unknown(key_hash)

@@ -9,15 +9,16 @@ is also exactly what the IETF RateLimit fields describe (``q`` requests per ``w`
 The request path never waits for the store. Each process keeps a view of each bucket it serves (what the
 store said was left, minus what this process admitted since) and decides from it; a background task
 (``run``) writes the admitted requests to the store in batches and reads back what is left: as soon as
-``burst / 50`` requests are pending, after ``MAX_AGE`` seconds at most, and every ``TICK`` while a bucket
-is nearly empty. Only a bucket's first request in a process (and a refused one whose bucket may have
-refilled) waits for the store. So a key can overshoot its quota by what the processes admitted between two
-writes (a few percent of the burst), and a request costs a few dictionary look-ups, not a Redis round trip.
+``burst / 50`` requests are pending (at the next ``TICK``), after ``MAX_AGE`` seconds at most, and every
+``TICK`` while a bucket in use is nearly empty. Only a bucket's first request in a process (and a refused
+one whose bucket may have refilled) waits for the store. So a key can overshoot its quota by what the
+processes admitted between two writes (a few percent of the burst, or what a slow process admitted within
+``MAX_AGE``), and a request costs a few dictionary look-ups, not a Redis round trip (bench/ratelimit.py).
 
 Failed authentication is rarer and must not be cheap to repeat: each refused key counts against the client
 address at once, in the store (``AUTH_POLICY``), and an address over its budget gets 429 before any key
-lookup. When Redis does not answer, the quotas fail open (this process's own count carries on) and a
-warning is logged: a limiter outage must not become an API outage.
+lookup. When Redis does not answer (within ``STORE_TIMEOUT``), the quotas fail open: each write-back starts
+the bucket full again, and a warning is logged. A limiter outage must not become an API outage.
 
 Headers follow draft-ietf-httpapi-ratelimit-headers-11 (May 2026): ``RateLimit-Policy`` lists each quota
 (``"key";q=2000;w=2``) and ``RateLimit`` what is left of it (``"key";r=1999;t=1``; ``t`` is the seconds
@@ -47,8 +48,8 @@ from .errors import RateLimited
 log = logging.getLogger("crm_api.ratelimit")
 
 TICK = 0.05
-"""How often the background task looks for buckets to write back (seconds)."""
-MAX_AGE = 1.0
+"""How often the background task writes back the buckets the request path marked due (seconds)."""
+MAX_AGE = 5.0
 """Admitted requests wait at most this long before the store hears of them."""
 STORE_TIMEOUT = 0.5
 """A Redis command that takes longer has failed (and the quotas fail open)."""
@@ -76,6 +77,16 @@ class Quota:
     @property
     def policy(self) -> str:
         return f'"{self.name}";q={self.burst};w={self.window}'
+
+    @property
+    def flush_at(self) -> int:
+        """Pending requests that make a bucket due for writing back."""
+        return max(1, self.burst // 50)
+
+    @property
+    def low(self) -> int:
+        """Below this many left, a bucket in use is read back every ``TICK``."""
+        return self.burst // 10
 
 
 class _Bucket:
@@ -126,6 +137,7 @@ class RateLimits:
             )
         self._limiter = SlidingWindowCounterRateLimiter(self.storage)
         self._buckets: dict[tuple[str, uuid.UUID], _Bucket] = {}
+        self._due: set[_Bucket] = set()  # buckets to write back or read again at the next tick
         self._policy = ", ".join(q.policy for q in self.quotas).encode()
         self._auth_policy = self.auth.policy.encode()
         self._blocked: dict[str, float] = {}  # address -> monotonic time its failure budget frees up
@@ -154,6 +166,10 @@ class RateLimits:
             for bucket in buckets:
                 bucket.left -= 1
                 bucket.pending += 1
+                if bucket.pending >= bucket.quota.flush_at or bucket.left <= bucket.quota.low:
+                    self._due.add(bucket)
+        else:
+            self._due.add(refused)
         fields = ", ".join(
             f'"{b.quota.name}";r={max(0, b.left)};t={max(0, math.ceil(b.reset_at - now))}' for b in buckets
         )
@@ -250,26 +266,28 @@ class RateLimits:
     # -- writing back to the store -----------------------------------------------------------------
 
     async def run(self, stop: asyncio.Event) -> None:
-        """Writes admitted requests back to the store and refreshes busy buckets until ``stop`` is set;
-        forgets buckets idle for two windows."""
+        """Until ``stop`` is set: every ``TICK`` writes back the buckets the request path marked due; every
+        ``MAX_AGE`` also the rest that have pending requests, and forgets buckets idle for two windows."""
+        swept = time.monotonic()
         while not stop.is_set():
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), TICK)
-            await self._sync_due(time.monotonic())
+            now = time.monotonic()
+            due, self._due = self._due, set()
+            for bucket in due:
+                if not bucket.syncing and bucket.ready is None and now - bucket.synced_at >= TICK:
+                    await self._sync(bucket)
+            if now - swept >= MAX_AGE:
+                swept = now
+                await self._sweep(now)
 
-    async def _sync_due(self, now: float, final: bool = False) -> None:
+    async def _sweep(self, now: float, final: bool = False) -> None:
         for key, bucket in list(self._buckets.items()):
             if bucket.syncing or bucket.ready is not None:
                 continue
-            quota = bucket.quota
-            age = now - bucket.synced_at
-            if (
-                bucket.pending >= max(1, quota.burst // 50)
-                or (bucket.pending and (age >= MAX_AGE or final))
-                or (now - bucket.used_at < MAX_AGE and bucket.left <= quota.burst // 10 and age >= TICK)
-            ):
+            if bucket.pending and (final or now - bucket.synced_at >= MAX_AGE):
                 await self._sync(bucket)
-            elif not bucket.pending and now - bucket.used_at > 2 * quota.window + MAX_AGE:
+            elif not bucket.pending and now - bucket.used_at > 2 * bucket.quota.window + MAX_AGE:
                 del self._buckets[key]
 
     async def _sync(self, bucket: _Bucket) -> None:
@@ -305,6 +323,6 @@ class RateLimits:
             log.warning("rate-limit store did not answer (quotas not enforced meanwhile): %s", exc)
 
     async def close(self) -> None:
-        await self._sync_due(time.monotonic(), final=True)
+        await self._sweep(time.monotonic(), final=True)
         if self._pool is not None:
             await self._pool.disconnect()

@@ -2,9 +2,11 @@
 
 The counting is the ``limits`` library's sliding-window counter, kept in Redis when ``CRM_REDIS_URL`` is set
 (every API process shares it) and in this process otherwise. A quota of ``burst`` requests per window of
-``burst / rate`` seconds behaves as a token bucket of that size refilled at ``rate``: a quiet client may send
-``burst`` at once, and as the previous window's weight decays the quota comes back at ``rate`` a second. It
-is also exactly what the IETF RateLimit fields describe (``q`` requests per ``w`` seconds).
+``burst / rate`` seconds keeps a token bucket's two numbers: a quiet client may send ``burst`` at once, and
+over time no more than ``rate`` a second. Not its refill curve: after a full burst the quota comes back
+only as the window turns (within ``w`` seconds), then at ``rate`` a second as the previous window's count
+decays (6 s at twice the rate admit about 600 of a 100/s, 200-burst quota where a bucket would admit 800).
+It is also exactly what the IETF RateLimit fields describe (``q`` requests per ``w`` seconds).
 
 The request path never waits for the store. Each process keeps a view of each bucket it serves (what the
 store said was left, minus what this process admitted since) and decides from it; a background task

@@ -288,18 +288,23 @@ class RateLimits:
             if bucket.syncing or bucket.ready is not None:
                 continue
             if bucket.pending and (final or now - bucket.synced_at >= MAX_AGE):
-                await self._sync(bucket)
+                await self._sync(bucket, read=bucket.left <= bucket.quota.burst // 2)
             elif not bucket.pending and now - bucket.used_at > 2 * bucket.quota.window + MAX_AGE:
                 del self._buckets[key]
 
-    async def _sync(self, bucket: _Bucket) -> None:
-        """Writes the bucket's pending requests to the store and reads back what is left."""
+    async def _sync(self, bucket: _Bucket, read: bool = True) -> None:
+        """Writes the bucket's pending requests to the store and reads back what is left (unless ``read``
+        is false and the store took them all: a sweep of a bucket that is far from empty writes only)."""
         quota, ident, limiter = bucket.quota, bucket.ident, self._limiter
         bucket.syncing = True
         pending, bucket.pending = bucket.pending, 0
         try:
             try:
-                if pending and not await limiter.hit(quota.item, quota.name, ident, cost=pending):
+                took = not pending or await limiter.hit(quota.item, quota.name, ident, cost=pending)
+                if took and not read:
+                    bucket.synced_at = time.monotonic()
+                    return
+                if not took:
                     # more was admitted than the store had left (other processes took it meanwhile):
                     # spend what is left, so that they see the bucket empty too
                     left = (await limiter.get_window_stats(quota.item, quota.name, ident)).remaining

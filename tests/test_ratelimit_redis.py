@@ -77,7 +77,8 @@ def redis_url() -> Iterator[str]:
 
 
 def _serve(database_url: str, port: int, **env: str) -> subprocess.Popen[str]:
-    environ = {k: v for k, v in os.environ.items() if not k.startswith("CRM_")}
+    # a clean environment but for the master key the suite may have made (secrets sealed at rest)
+    environ = {k: v for k, v in os.environ.items() if not k.startswith("CRM_") or k == "CRM_SECRET_KEY"}
     environ |= {"CRM_DATABASE_URL": database_url, "CRM_RUN_DISPATCHER": "false", **env}
     cmd = [sys.executable, "-m", "crm_api", "serve", "--port", str(port)]
     return subprocess.Popen(cmd, env=environ, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)

@@ -9,6 +9,11 @@ PG=${BENCH_PG:-postgresql://postgres@127.0.0.1:5432}
 psql "$PG/postgres" -qc "DROP DATABASE IF EXISTS crm_bench" -c "CREATE DATABASE crm_bench"
 export CRM_DATABASE_URL="postgresql+asyncpg://${PG#postgresql://}/crm_bench" CRM_RUN_DISPATCHER=false
 CRM_SECRET_KEY=$(crm-api secrets new-key); export CRM_SECRET_KEY   # a fresh database: any key will do
+# the quotas stay on (their cost is part of what is measured) but far above what one key sends here;
+# BENCH_REDIS=redis://127.0.0.1:6379/0 keeps them in Redis, as several API hosts would
+export CRM_RATE_LIMIT_KEY_PER_SECOND=1000000 CRM_RATE_LIMIT_KEY_BURST=2000000 \
+  CRM_RATE_LIMIT_WORKSPACE_PER_SECOND=1000000 CRM_RATE_LIMIT_WORKSPACE_BURST=2000000
+if [ -n "${BENCH_REDIS:-}" ]; then export CRM_REDIS_URL="$BENCH_REDIS" CRM_REDIS_KEY_PREFIX="crm-bench-$$"; fi
 KEY=$(crm-api create-key --workspace bench --scopes '*' 2>/dev/null | tail -1)
 crm-api serve --port $PORT --workers "$WORKERS" >/tmp/crm-bench-serve.log 2>&1 &
 SERVER=$!

@@ -38,6 +38,11 @@ ENV = {
     "CRM_RUN_DISPATCHER": "false",
     # the API seals endpoints' secrets, the workers open them: one key for all, fresh with the database
     "CRM_SECRET_KEY": Fernet.generate_key().decode(),
+    # one key writes as fast as it can: quotas far above that (bench/run.sh does the same)
+    "CRM_RATE_LIMIT_KEY_PER_SECOND": "1000000",
+    "CRM_RATE_LIMIT_KEY_BURST": "2000000",
+    "CRM_RATE_LIMIT_WORKSPACE_PER_SECOND": "1000000",
+    "CRM_RATE_LIMIT_WORKSPACE_BURST": "2000000",
 }
 
 

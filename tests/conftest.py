@@ -110,12 +110,14 @@ def empty_database(database_url: str) -> Iterator[str]:
 
 @pytest.fixture(scope="session")
 def settings() -> Settings:
-    # Webhook tests run their own dispatchers (in-process or as killable worker processes).
+    # Webhook tests run their own dispatchers (in-process or as killable worker processes). Every test's
+    # client shares one address: the throttle on failed authentication is tested on apps of its own.
     return Settings(
         max_body_bytes=256 * 1024,
         auth_cache_seconds=5.0,
         run_dispatcher=False,
         webhook_allow_cidrs="127.0.0.0/8",
+        auth_failures_per_minute=10_000,
     )
 
 

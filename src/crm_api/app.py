@@ -39,6 +39,7 @@ from .errors import PROBLEM_JSON, BadRequest, CRMError, FieldError, NotFound, Un
 from .key_use import KeyUse
 from .middleware import RequestContext
 from .observe import Observe, route_template
+from .ratelimit import RateLimits
 from .webhooks import backlog
 from .webhooks.dispatcher import Dispatcher
 
@@ -163,6 +164,7 @@ def create_app(settings: Settings | None = None, url: str | None = None) -> Fast
         sampler = asyncio.create_task(metrics.sample_pool_forever(pool))
         stop = asyncio.Event()
         key_use = asyncio.create_task(app.state.key_use.run(pool, settings.key_use_flush_seconds, stop))
+        quotas = asyncio.create_task(app.state.rate_limits.run(stop))
         dispatcher = None
         if settings.run_dispatcher:
             dispatcher = asyncio.create_task(Dispatcher(pool, settings, keyring=keyring).run(stop))
@@ -181,6 +183,8 @@ def create_app(settings: Settings | None = None, url: str | None = None) -> Fast
             await key_use
             housekeeping.cancel()
             sampler.cancel()
+            await quotas
+            await app.state.rate_limits.close()
             await pool.close()
             metrics.process_exit()
 
@@ -192,6 +196,7 @@ def create_app(settings: Settings | None = None, url: str | None = None) -> Fast
     # the last added runs first: Observe times and logs everything, CORS answers preflights before the
     # rest; the fault guard sits inside the request context, so its answers carry the request id
     app.add_middleware(faults.Guard, request_timeout_s=settings.request_timeout_s)
+    app.state.rate_limits = RateLimits(settings)
     app.add_middleware(RequestContext, max_body_bytes=settings.max_body_bytes)
     if settings.cors_origin_list():
         app.add_middleware(Cors, origins=settings.cors_origin_list())

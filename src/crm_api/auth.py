@@ -2,7 +2,9 @@
 principal with the request it acts in, which every service takes.
 
 Keys look like ``crm_<prefix>_<secret>``; only a SHA-256 of the whole key is stored (keys are 32 random
-bytes, so a slow hash buys nothing). The cache is what keeps the key lookup off every request's path.
+bytes, so a slow hash buys nothing). The cache is what keeps the key lookup off every request's path. A
+refused key counts against its client address, and an address over its budget of failures gets 429 without
+a lookup (ratelimit.py); every accepted request counts against its key's and its workspace's quotas.
 """
 
 from __future__ import annotations
@@ -15,12 +17,12 @@ from collections.abc import Collection
 from dataclasses import dataclass
 from typing import Annotated, Any
 
-import asyncpg
 from fastapi import Depends, Request
 from sqlalchemy import Select, select
 
 from . import sql
 from .errors import Forbidden, Unauthorized
+from .ratelimit import RateLimits
 
 ACTIONS = ("read", "write")
 
@@ -76,9 +78,15 @@ def valid_scope(scope: str, resources: Collection[str]) -> bool:
 
 
 class KeyCache:
+    """Verified keys for ``ttl`` seconds, and refused ones for ``UNKNOWN_TTL``: a refused key never becomes
+    valid (keys are random, and revocation is final), so repeating one costs no database lookup."""
+
+    UNKNOWN_TTL = 60.0
+
     def __init__(self, ttl: float) -> None:
         self.ttl = ttl
         self._entries: dict[str, tuple[float, Principal]] = {}
+        self._unknown: dict[str, float] = {}
 
     def get(self, key_hash: str) -> Principal | None:
         hit = self._entries.get(key_hash)
@@ -90,6 +98,15 @@ class KeyCache:
         if len(self._entries) > 10_000:
             self._entries.clear()
         self._entries[key_hash] = (time.monotonic() + self.ttl, principal)
+
+    def is_unknown(self, key_hash: str) -> bool:
+        until = self._unknown.get(key_hash)
+        return until is not None and until >= time.monotonic()
+
+    def put_unknown(self, key_hash: str) -> None:
+        if len(self._unknown) > 10_000:  # apart from the verified keys, so a flood of guesses spares those
+            self._unknown.clear()
+        self._unknown[key_hash] = time.monotonic() + self.UNKNOWN_TTL
 
     def forget_key(self, key_id: uuid.UUID) -> None:
         for h, (_, p) in list(self._entries.items()):
@@ -114,11 +131,19 @@ async def authenticate(request: Request) -> Principal:
         raise Unauthorized("Send the API key as 'Authorization: Bearer <key>'")
     key_hash = hash_key(token.strip())
     cache: KeyCache = request.app.state.key_cache
+    limits: RateLimits = request.app.state.rate_limits
+    state = request.scope.setdefault("state", {})
     principal = cache.get(key_hash)
     if principal is None:
-        pool: asyncpg.Pool = request.app.state.db.pool
-        row = await _LOOKUP.fetchrow(pool, key_hash=key_hash)
+        # a key not known to be good: its client address must have failures left to spend
+        address = request.client.host if request.client else ""
+        await limits.before_lookup(state, address)
+        row = None
+        if not cache.is_unknown(key_hash):
+            row = await _LOOKUP.fetchrow(request.app.state.db.pool, key_hash=key_hash)
         if row is None:
+            cache.put_unknown(key_hash)
+            await limits.failed(state, address)
             raise Unauthorized("Unknown or revoked API key")
         expires = row["expires_at"].timestamp() if row["expires_at"] is not None else None
         principal = Principal(row["workspace_id"], row["id"], frozenset(row["scopes"]), expires)
@@ -127,6 +152,7 @@ async def authenticate(request: Request) -> Principal:
         raise Unauthorized("This API key has expired")
     request.state.principal = principal
     request.app.state.key_use.note(principal)
+    await limits.admit(state, principal.key_id, principal.workspace_id)
     return principal
 
 

@@ -59,6 +59,20 @@ class Settings(BaseSettings):
     """``last_used_at`` of an API key is written at most once per this many seconds (key_use.py)."""
     key_use_flush_seconds: float = 10.0
     """How often a process writes the ``last_used_at`` of the keys it saw used, in one statement."""
+    redis_url: str | None = None
+    """``redis://host:6379/0``: the rate-limit buckets live there, shared by every API process; unset: each
+    process keeps its own (with ``--workers N`` a client then gets up to N times the quota)."""
+    redis_key_prefix: str = "crm-api"
+    """Prefixes every key this service writes to Redis (several deployments can share one server)."""
+    rate_limit_key_per_second: float = 1000.0
+    """Each API key's sustained rate; 0 turns the per-key limit off."""
+    rate_limit_key_burst: int = 2000
+    """Requests an API key may send at once after a quiet spell (the bucket's size)."""
+    rate_limit_workspace_per_second: float = 5000.0
+    """The sustained rate of all of a workspace's keys together; 0 turns the per-workspace limit off."""
+    rate_limit_workspace_burst: int = 10000
+    auth_failures_per_minute: int = 20
+    """Refused API keys (unknown, revoked) accepted per client address per minute before 429; 0: unlimited."""
     idempotency_ttl_hours: int = 48
     log_level: str = "info"
     log_format: Literal["auto", "json", "text"] = "auto"

@@ -16,6 +16,7 @@
     ├── Unprocessable (422 validation_error)
     │   └── IdempotencyMismatch (422 idempotency_key_reused)
     ├── HeadersTooLarge (431 headers_too_large)
+    ├── RateLimited (429 rate_limited)
     └── Unavailable (503 unavailable, with Retry-After)
         ├── DatabaseUnavailable (503 database_unavailable)
         ├── Timeout (503 timeout)
@@ -229,6 +230,22 @@ class Overloaded(Unavailable):
     code = "overloaded"
     title = "The server is at its connection limit"
     retry_after = 1
+
+
+class RateLimited(CRMError):
+    """Over a quota (ratelimit.py): the API key's, the workspace's, or the client address's failed
+    authentications. ``Retry-After`` says when to try again."""
+
+    status = 429
+    code = "rate_limited"
+    title = "Too many requests"
+
+    def __init__(self, detail: str, retry_after: int) -> None:
+        super().__init__(detail)
+        self.retry_after = retry_after
+
+    def headers(self) -> dict[str, str] | None:
+        return {"Retry-After": str(self.retry_after)}
 
 
 def field_error(path: str, message: str, detail: str | None = None) -> Unprocessable:

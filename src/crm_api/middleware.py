@@ -1,5 +1,5 @@
-"""Pure ASGI middleware (cheaper than BaseHTTPMiddleware): request ids, the headers every response carries,
-and the body size limit."""
+"""Pure ASGI middleware (cheaper than BaseHTTPMiddleware): request ids, the headers every response carries
+(with the RateLimit fields), and the body size limit."""
 
 from __future__ import annotations
 
@@ -77,7 +77,9 @@ class RequestContext:
             if message["type"] == "http.response.start":
                 headers = message.get("headers", [])
                 cached = any(name.lower() == b"cache-control" for name, _ in headers)
-                message["headers"] = [*headers, header, _NOSNIFF, *(() if cached else (_NO_STORE,))]
+                # and the RateLimit fields, once auth has counted the request (ratelimit.py)
+                quota = scope["state"].get("ratelimit", ())
+                message["headers"] = [*headers, header, _NOSNIFF, *(() if cached else (_NO_STORE,)), *quota]
             await send(message)
 
         token = REQUEST_ID.set(request_id)

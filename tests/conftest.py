@@ -11,12 +11,13 @@ import os
 import shutil
 import tempfile
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import asyncpg
 import httpx
 import pytest
+from clients import MakeClient
 
 from crm_api import sql
 from crm_api.admin import keys
@@ -30,8 +31,6 @@ from crm_api.migrate import upgrade
 # One master key for the run (it seals webhook secrets): the in-process app reads it from here, and a test
 # that starts crm-api with a cleaned environment must pass it on (CRM_SECRET_KEY).
 os.environ.setdefault("CRM_SECRET_KEY", new_key())
-
-MakeClient = Callable[..., Awaitable[httpx.AsyncClient]]
 
 
 def _server_url(tmp: Path) -> tuple[str, object | None]:

@@ -50,7 +50,7 @@ async def _new_key(database_url: str) -> str:
 def serve(database_url: str) -> Iterator[Server]:
     """``crm-api serve`` on a free loopback port (no dispatcher), until the block ends."""
     port = _free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("CRM_")}
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CRM_") or k == "CRM_SECRET_KEY"}
     env.update(CRM_DATABASE_URL=database_url, CRM_RUN_DISPATCHER="false")
     cmd = [sys.executable, "-m", "crm_api", "serve", "--host", "127.0.0.1", "--port", str(port)]
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)

@@ -7,7 +7,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import httpx
-from conftest import MakeClient
+from clients import MakeClient
 from fastapi.dependencies.models import Dependant
 from fastapi.routing import APIRoute, iter_route_contexts
 

@@ -154,7 +154,7 @@ def _free_port() -> int:
 def served(database_url: str) -> Iterator[str]:
     """``crm-api serve`` on the test database, as a process of its own."""
     port = _free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("CRM_")}
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CRM_") or k == "CRM_SECRET_KEY"}
     env.update(CRM_DATABASE_URL=database_url, CRM_RUN_DISPATCHER="false")
     cmd = [sys.executable, "-m", "crm_api", "serve", "--port", str(port), "--no-dispatcher"]
     with tempfile.TemporaryFile() as log:

@@ -115,14 +115,16 @@ RESPONSE_HEADERS: dict[str, dict[str, Any]] = {
         "schema": {"type": "integer", "minimum": 0},
     },
     "RateLimit": {
-        "description": "The API key's quota left in the current window, per the IETF RateLimit header "
-        'fields (`"default";r=97;t=41`: 97 requests left, the window resets in 41 seconds); sent once '
-        "rate limiting is on",
+        "description": "What is left of each quota, per draft-ietf-httpapi-ratelimit-headers-11: "
+        '`"key";r=1953;t=1, "workspace";r=9871;t=1` (`r` requests left as the answering process sees it, '
+        "`t` seconds until the next is freed). Sent on every answer to a request with a known key; a 401 "
+        'for a refused key and a 429 for too many of them carry `"auth-failures";r=...;t=...` instead',
         "schema": {"type": "string"},
     },
     "RateLimit-Policy": {
-        "description": 'The quota policy that applies, per the IETF RateLimit header fields (`"default";'
-        "q=100;w=60`: 100 requests per 60 seconds); sent once rate limiting is on",
+        "description": 'The quotas that apply: `"key";q=2000;w=2, "workspace";q=10000;w=2` (`q` requests per '
+        "`w` seconds: each API key's, and its workspace's), or `\"auth-failures\";q=20;w=60` (refused keys "
+        "per client address per minute) beside the `auth-failures` RateLimit",
         "schema": {"type": "string"},
     },
 }

@@ -162,11 +162,13 @@ class EnginePool:
         return self.engine.pool.checkedout()  # type: ignore[attr-defined, no-any-return]
 
     async def _connect(self) -> AsyncConnection:
+        conn = self.engine.connect()
         self.waiting += 1
         try:
-            return await self.engine.connect()
+            await conn.start()
         finally:
             self.waiting -= 1
+        return conn
 
     async def _live(self, conn: AsyncConnection) -> asyncpg.Connection:
         """The driver connection of a checkout, replacing those the server closed while they sat in the pool
@@ -183,7 +185,8 @@ class EnginePool:
 
     @asynccontextmanager
     async def acquire(self) -> AsyncIterator[asyncpg.Connection]:
-        async with await self._connect() as conn:
+        conn = await self._connect()
+        try:
             driver = await self._live(conn)
             try:
                 yield driver
@@ -202,6 +205,8 @@ class EnginePool:
                 if lost and isinstance(exc, Exception) and not isinstance(exc, _SAYS_WHAT_HAPPENED):
                     raise ConnectionLost("the database connection was lost") from exc
                 raise
+        finally:
+            await conn.close()  # the checkin
 
     async def take(self) -> asyncpg.Connection:
         """A connection held until ``release`` (a LISTEN connection lives as long as its dispatcher)."""

@@ -20,7 +20,8 @@ _DESCRIPTIONS = {
     412: "If-Match names a version that is no longer current",
     413: "Request body too large",
     422: "Validation failed; `errors` names each field",
-    429: "Too many requests for this API key: retry after `Retry-After` seconds",
+    429: "Over this API key's or this workspace's quota, or too many refused keys from this address "
+    "(`code: rate_limited`): retry after `Retry-After` seconds",
     503: "The service cannot answer right now (a fault of ours, such as the database being unreachable): "
     "retry after `Retry-After` seconds",
 }

@@ -6,7 +6,7 @@ from typing import Any
 
 import asyncpg
 import httpx
-from conftest import MakeClient
+from clients import MakeClient
 
 from crm_api.deals.spec import DEALS
 

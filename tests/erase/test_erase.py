@@ -11,7 +11,7 @@ from typing import Any
 import asyncpg
 import httpx
 import jsonschema
-from conftest import MakeClient
+from clients import MakeClient
 
 from crm_api.webhooks.dispatcher import body_of
 

@@ -91,7 +91,7 @@ class Serve:
 
     def __init__(self, url: str, log: Path, settings: dict[str, str], *options: str) -> None:
         self.port = free_port()
-        env = {k: v for k, v in os.environ.items() if not k.startswith("CRM_")}
+        env = {k: v for k, v in os.environ.items() if not k.startswith("CRM_") or k == "CRM_SECRET_KEY"}
         env |= {"CRM_DATABASE_URL": url, "CRM_RUN_DISPATCHER": "false", **settings}
         self.log = log
         with log.open("ab") as err:

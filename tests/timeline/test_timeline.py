@@ -6,7 +6,7 @@ import datetime as dt
 from typing import Any
 
 import httpx
-from conftest import MakeClient
+from clients import MakeClient
 
 
 async def _ok(response: httpx.Response) -> dict[str, Any]:

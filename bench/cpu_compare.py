@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import base64
 import os
 import statistics
 import subprocess
@@ -40,12 +41,22 @@ def _run(*cmd: str, env: dict[str, str] | None = None) -> str:
     return subprocess.run(cmd, check=True, capture_output=True, text=True, env=env).stdout
 
 
+_SECRET = base64.urlsafe_b64encode(os.urandom(32)).decode()  # a master key (Fernet's form) for this run
+
+
 def _env(tree: str, db: str) -> dict[str, str]:
     return {
         **os.environ,
         "PYTHONPATH": f"{tree}/src",
         "CRM_DATABASE_URL": f"postgresql+asyncpg://{PG.removeprefix('postgresql://')}/{db}",
         "CRM_RUN_DISPATCHER": "false",
+        "CRM_SECRET_KEY": _SECRET,
+        # quotas stay on (their cost is measured) but far above what the load sends, as bench/run.sh does
+        "CRM_RATE_LIMIT_KEY_PER_SECOND": "1000000",
+        "CRM_RATE_LIMIT_KEY_BURST": "2000000",
+        "CRM_RATE_LIMIT_WORKSPACE_PER_SECOND": "1000000",
+        "CRM_RATE_LIMIT_WORKSPACE_BURST": "2000000",
+        "CRM_LOG_LEVEL": "warning",
     }
 
 

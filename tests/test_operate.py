@@ -140,7 +140,11 @@ def test_a_run_removes_its_metrics_directory_and_those_of_killed_runs() -> None:
     abandoned = Path(tempfile.mkdtemp(prefix=f"crm-api-metrics-{dead.pid}-"))
     (abandoned / "counter_1.db").write_bytes(b"")
     script = "from crm_api import multiproc; print(multiproc.prepare(None))"
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("CRM_", "PROMETHEUS_"))}
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("CRM_", "PROMETHEUS_")) or k == "CRM_SECRET_KEY"
+    }
     done = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr
     own = Path(done.stdout.strip())
@@ -170,7 +174,11 @@ def served(database_url: str) -> Iterator[Served]:
             " FROM workspaces WHERE name = 'seed'",
         )
         port = _free_port()
-        env = {k: v for k, v in os.environ.items() if not k.startswith(("CRM_", "PROMETHEUS_"))}
+        env = {
+            k: v
+            for k, v in os.environ.items()
+            if not k.startswith(("CRM_", "PROMETHEUS_")) or k == "CRM_SECRET_KEY"
+        }
         env.update(
             CRM_DATABASE_URL=url,
             CRM_CORS_ORIGINS=allowed.origin,
@@ -399,7 +407,11 @@ def test_a_page_from_a_listed_origin_writes_through_cors_and_an_unlisted_one_is_
 
 def test_a_worker_serves_its_dispatchers_metrics_on_a_port_of_its_own(served: Served) -> None:
     port = _free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("CRM_", "PROMETHEUS_"))}
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("CRM_", "PROMETHEUS_")) or k == "CRM_SECRET_KEY"
+    }
     env.update(CRM_DATABASE_URL=served.database, CRM_SLA_CHECK_SECONDS="1", CRM_DISPATCHER_POLL_SECONDS="0.2")
     cmd = [sys.executable, "-m", "crm_api", "worker", "--processes", "2", "--metrics-port", str(port)]
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)

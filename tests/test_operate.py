@@ -37,6 +37,12 @@ OTHER_EMAIL = f"grace.{uuid.uuid4().hex[:8]}@example.com"
 NAME = f"Adelind{uuid.uuid4().hex[:6]}"  # a person's name: personal data too
 
 
+def _clean_env() -> dict[str, str]:
+    """The environment without CRM_ and PROMETHEUS_ settings, but with the run's master key."""
+    keep = ("CRM_SECRET_KEY",)
+    return {k: v for k, v in os.environ.items() if not k.startswith(("CRM_", "PROMETHEUS_")) or k in keep}
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

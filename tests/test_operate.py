@@ -187,6 +187,7 @@ def served(database_url: str) -> Iterator[Served]:
         }
         env.update(
             CRM_DATABASE_URL=url,
+            CRM_DATA_DIR=str(workdir / "data"),
             CRM_CORS_ORIGINS=allowed.origin,
             CRM_POOL_SIZE=str(POOL_SIZE),
             CRM_WEBHOOK_ALLOW_CIDRS="127.0.0.0/8",
@@ -208,8 +209,8 @@ def served(database_url: str) -> Iterator[Served]:
                 return False
 
         _wait("the server to be ready", up, 120)
-        # a fresh database: the first start printed an admin key, alone on stdout's first line
-        served.key = (workdir / "stdout").read_text().splitlines()[0].strip()
+        # a fresh database: the first start wrote an admin key to its file (stdout is not a terminal)
+        served.key = (workdir / "data" / "admin-key").read_text().strip()
         assert served.key.startswith("crm_")
         served.keys_seen.append(served.key)
         # both workers have started (each adds its pool to the gauge)

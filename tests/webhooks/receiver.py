@@ -54,8 +54,8 @@ class Receiver:
         self._handlers: set[asyncio.Task[Any]] = set()
         self.port = 0
 
-    async def start(self) -> Receiver:
-        self._server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
+    async def start(self, host: str = "127.0.0.1", port: int = 0) -> Receiver:
+        self._server = await asyncio.start_server(self._serve, host, port)
         self.port = self._server.sockets[0].getsockname()[1]
         return self
 

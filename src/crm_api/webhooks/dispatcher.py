@@ -58,7 +58,7 @@ from ..db import EnginePool
 from ..models.webhooks import DISABLED_FAILING, DISABLED_GONE
 from ..tickets import breach
 from . import netguard, signing
-from .transport import make_transport
+from .transport import connecting_to, make_transport
 
 log = logging.getLogger("crm_api.dispatcher")
 
@@ -521,10 +521,12 @@ class Dispatcher:
         headers = signing.headers(secrets, str(job["event_id"]), int(time.time()), body)
         started = time.monotonic()
         try:
-            await netguard.check_url(job["url"], self.allow)
+            # one lookup per attempt, every address checked, and the connection made to one of those
+            target = await netguard.check_url(job["url"], self.allow)
             request = httpx.Request("POST", job["url"], content=body, headers=headers, extensions=_TIMEOUTS)
             async with asyncio.timeout(15.0):
-                response = await self.transport.handle_async_request(request)
+                with connecting_to(target.host, target.addresses):
+                    response = await self.transport.handle_async_request(request)
                 try:
                     kept = b""
                     async for chunk in response.aiter_bytes():

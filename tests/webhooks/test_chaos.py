@@ -157,18 +157,24 @@ async def test_no_event_is_lost_when_workers_holding_deliveries_die_and_the_rece
                 await w.wait()
     took = time.monotonic() - began
 
-    # every kill hit a worker mid-request, and what it had in flight was sent again afterwards
+    # every kill hit a worker mid-request, and each delivery it cut was tried again by another (after the
+    # kill, once the lease ran out), unless another had already delivered it (a worker stalled past its
+    # lease before it sent: the delivery was taken and delivered meanwhile, and this attempt was a repeat)
     assert len(kills) == KILLS
+    tried_again = 0
     for at, requests in kills:
         for killed in requests:
-            again = [
+            others = [
                 r
                 for r in receiver.at(killed.path)
-                if r.headers["webhook-id"] == killed.headers["webhook-id"] and r.received_at > at
+                if r.headers["webhook-id"] == killed.headers["webhook-id"] and r.peer_port != killed.peer_port
             ]
-            assert again, (
-                f"{killed.path} {killed.headers['webhook-id']} was in flight at a kill, never re-sent"
-            )
+            if any(r.received_at > at for r in others):
+                tried_again += 1
+            else:
+                assert any(r.status == 200 for r in others), (
+                    f"{killed.path} {killed.headers['webhook-id']} was cut by a kill and never delivered"
+                )
 
     # nothing lost: each event reached each endpoint
     attempts = await pool.fetchval("SELECT sum(attempts) FROM webhook_deliveries WHERE workspace_id = $1", ws)
@@ -202,7 +208,8 @@ async def test_no_event_is_lost_when_workers_holding_deliveries_die_and_the_rece
     statuses = Counter(r.status for r in receiver.requests)
     print(
         f"\nchaos: {WRITES} writes, {len(events) * 2} deliveries, {len(kills)} kills (each mid-request, "
-        f"{sum(len(r) for _, r in kills)} requests cut), {len(receiver.requests)} requests "
+        f"{sum(len(r) for _, r in kills)} requests cut, {tried_again} of them tried again after the kill), "
+        f"{len(receiver.requests)} requests "
         f"({statuses[200]} answered 200, {statuses[500]} answered 500), {attempts} attempts recorded, "
         f"{duplicates} duplicates accepted (same webhook-id), deliveries whose kills and failures used up "
         f"their tries and were recovered: {dict(exhausted)}; "

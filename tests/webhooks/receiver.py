@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import json
 import time
+from collections import Counter
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -34,6 +35,8 @@ class Request:
     body: bytes
     received_at: float
     status: int | None = None  # what the receiver answered (None until it has)
+    peer_port: int = 0  # the sender's side of the connection
+    answer_at: float = 0.0  # when the receiver means to answer (received_at + the reply's delay)
 
     def json(self) -> Any:
         return json.loads(self.body)
@@ -49,13 +52,14 @@ class Receiver:
     def __init__(self) -> None:
         self.requests: list[Request] = []
         self.behaviours: dict[str, Behaviour] = {}
+        self._counts: Counter[str] = Counter()
         self._released = asyncio.Event()
         self._server: asyncio.Server | None = None
         self._handlers: set[asyncio.Task[Any]] = set()
         self.port = 0
 
-    async def start(self) -> Receiver:
-        self._server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
+    async def start(self, host: str = "127.0.0.1", port: int = 0) -> Receiver:
+        self._server = await asyncio.start_server(self._serve, host, port)
         self.port = self._server.sockets[0].getsockname()[1]
         return self
 
@@ -88,6 +92,7 @@ class Receiver:
         task = asyncio.current_task()
         assert task is not None
         self._handlers.add(task)
+        peer = writer.get_extra_info("peername")
         try:
             while True:
                 head = await reader.readuntil(b"\r\n\r\n")
@@ -99,11 +104,13 @@ class Receiver:
                         name, _, value = line.partition(":")
                         headers[name.strip().lower()] = value.strip()
                 body = await reader.readexactly(int(headers.get("content-length", "0")))
-                request = Request(method, path, headers, body, time.monotonic())
-                index = len(self.at(path))
+                request = Request(method, path, headers, body, time.monotonic(), peer_port=peer[1])
+                index = self._counts[path]  # the request's index for its path
+                self._counts[path] += 1
                 self.requests.append(request)
                 behaviour = self.behaviours.get(path)
                 reply = behaviour(request, index) if behaviour else Reply()
+                request.answer_at = request.received_at + reply.delay
                 if reply.delay:
                     with contextlib.suppress(TimeoutError):
                         await asyncio.wait_for(self._released.wait(), reply.delay)

@@ -12,7 +12,7 @@ import asyncpg
 import httpx
 import standardwebhooks
 import svix.webhooks
-from receiver import Receiver, StartDispatcher, wait_for
+from receiver import Receiver, Reply, StartDispatcher, wait_for
 
 
 async def _endpoint(api: httpx.AsyncClient, url: str, types: list[str], **extra: object) -> dict[str, object]:
@@ -180,6 +180,76 @@ async def test_delete_stops_deliveries(
     await wait_for(lambda: receiver.accepted("/kept"))
     await asyncio.sleep(0.5)
     assert receiver.at("/gone") == []
+
+
+async def test_subscribing_a_url_again_for_overlapping_types_is_allowed_with_a_warning(
+    api: httpx.AsyncClient,
+) -> None:
+    url = "http://127.0.0.1:9/twice"
+    first = await _endpoint(api, url, ["contact.*", "deal.won"])
+    assert first["warnings"] == []
+    # the same URL for other types only, and another URL for the same types: nothing to say
+    other_types = await _endpoint(api, url, ["ticket.created"])
+    assert other_types["warnings"] == []
+    assert (await _endpoint(api, "http://127.0.0.1:9/other", ["contact.*"]))["warnings"] == []
+
+    second = await _endpoint(api, url, ["contact.created", "deal.*"])
+    assert second["id"] != first["id"]
+    [warning] = second["warnings"]
+    assert warning["code"] == "overlapping_subscription"
+    assert warning["endpoint_id"] == first["id"]
+    assert warning["event_types"] == ["contact.created", "deal.won"]
+    assert first["id"] in warning["message"]
+
+    # a PATCH that makes an overlap says so too; one that changes nothing of the subscription does not
+    r = await api.patch(f"/v1/webhooks/{other_types['id']}", json={"event_types": ["*"]})
+    assert r.status_code == 200, r.text
+    warned = {w["endpoint_id"]: w["event_types"] for w in r.json()["warnings"]}
+    assert set(warned) == {first["id"], second["id"]}
+    assert "webhook.test" not in warned[first["id"]]  # sent to the endpoint under test only
+    r = await api.patch(f"/v1/webhooks/{other_types['id']}", json={"description": "x"})
+    assert r.status_code == 200 and r.json()["warnings"] == []
+    # reads carry no warnings
+    got = (await api.get(f"/v1/webhooks/{second['id']}")).json()
+    assert "warnings" not in got
+
+
+async def test_delete_answers_the_endpoints_final_state(api: httpx.AsyncClient) -> None:
+    ep = await _endpoint(api, "http://127.0.0.1:9/final", ["contact.*"])
+    r = await api.delete(f"/v1/webhooks/{ep['id']}")
+    assert r.status_code == 200, r.text
+    final = r.json()
+    assert final["status"] == "disabled" and final["disabled_reason"] == "deleted"
+    assert final["version"] == ep["version"] + 1 and final["updated_at"] >= ep["updated_at"]
+    assert {k: final[k] for k in ("id", "url", "event_types", "ordering", "created_at")} == {
+        k: ep[k] for k in ("id", "url", "event_types", "ordering", "created_at")
+    }
+    assert "secret" not in final
+    assert (await api.get(f"/v1/webhooks/{ep['id']}")).status_code == 404
+    assert (await api.delete(f"/v1/webhooks/{ep['id']}")).status_code == 404
+
+
+async def test_deleting_an_endpoint_while_its_delivery_is_in_flight_holds_up_nothing(
+    api: httpx.AsyncClient, receiver: Receiver, start_dispatcher: StartDispatcher
+) -> None:
+    """The attempt's outcome has no delivery left to be recorded on; the other outcomes are recorded as
+    ever (an outcome batch naming a deleted delivery once failed whole and was retried for good)."""
+    receiver.on("/slow", lambda _r, _i: Reply(200, delay=1.0))
+    slow = await _endpoint(api, receiver.url("/slow"), ["contact.created"])
+    await start_dispatcher(dispatcher_poll_seconds=0.2)
+    await _contact(api)
+    await wait_for(lambda: receiver.at("/slow"))
+    assert (await api.delete(f"/v1/webhooks/{slow['id']}")).status_code == 200
+    await wait_for(lambda: receiver.accepted("/slow"), within=10)
+    kept = await _endpoint(api, receiver.url("/kept"), ["contact.created"])
+    await _contact(api)
+    await wait_for(lambda: receiver.accepted("/kept"), within=10)
+
+    async def recorded() -> bool:
+        listed = (await api.get(f"/v1/webhooks/{kept['id']}/deliveries")).json()["data"]
+        return bool(listed) and listed[0]["status"] == "succeeded"
+
+    await wait_for(recorded, within=10)
 
 
 async def test_rotate_secret_signs_with_both(

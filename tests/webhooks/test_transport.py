@@ -6,7 +6,7 @@ import asyncio
 
 import httpx
 
-from crm_api.webhooks.transport import _Backend, make_transport
+from crm_api.webhooks.transport import _Backend, connecting_to, make_transport
 
 
 async def test_a_hung_up_connection_reads_as_readable() -> None:
@@ -19,7 +19,8 @@ async def test_a_hung_up_connection_reads_as_readable() -> None:
     server = await asyncio.start_server(serve, "127.0.0.1", 0)
     port = server.sockets[0].getsockname()[1]
     async with server:
-        stream = await _Backend().connect_tcp("127.0.0.1", port)
+        with connecting_to("127.0.0.1", ["127.0.0.1"]):
+            stream = await _Backend().connect_tcp("127.0.0.1", port)
         assert stream.get_extra_info("is_readable") is False  # open and quiet: fit for reuse
         hang_up.set()
         for _ in range(100):
@@ -55,7 +56,8 @@ async def test_keep_alive_survives_a_receiver_that_closes_after_each_answer() ->
     async with server:
         for _ in range(3):
             request = httpx.Request("POST", f"http://127.0.0.1:{port}/", content=b"{}")
-            response = await transport.handle_async_request(request)
+            with connecting_to("127.0.0.1", ["127.0.0.1"]):
+                response = await transport.handle_async_request(request)
             await response.aread()
             assert response.status_code == 200
             await asyncio.sleep(0.05)  # the hang-up reaches us before the next request

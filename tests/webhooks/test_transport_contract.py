@@ -2,9 +2,15 @@
 
 The dispatcher's transport swaps httpx's private connection pool (``AsyncHTTPTransport._pool``) for one on
 its own network backend, which wraps httpcore's ``AnyIOBackend`` and answers httpcore's ``is_readable``
-question from a socket it looks up once. An httpcore or httpx upgrade can change any of that without a
-deprecation, so each test here names what changed and what to do: re-read transport.py against the new
-version, fix it, then move the pins in pyproject.toml and requirements*.lock (README: "Dependencies").
+question from a socket it looks up once. The backend also connects only to addresses the SSRF guard checked
+(``connecting_to``), which relies on httpcore: calling ``connect_tcp`` with the URL's host as
+``httpx.URL.raw_host`` spells it, in the task that sends the request (the addresses ride in a context
+variable); pooling connections per host name, so one opened for a name serves that name only; and taking the
+TLS server name (SNI and certificate check) from the URL's host, not from what ``connect_tcp`` got (the TLS
+tests in test_rebinding.py hold that one, against a real TLS server). An httpcore or httpx upgrade can
+change any of that without a deprecation, so each test here names what changed and what to do: re-read
+transport.py against the new version, fix it, then move the pins in pyproject.toml and requirements*.lock
+(README: "Dependencies").
 """
 
 from __future__ import annotations
@@ -19,7 +25,7 @@ import httpcore
 import httpx
 import pytest
 
-from crm_api.webhooks.transport import _Backend, _Stream, make_transport
+from crm_api.webhooks.transport import _Backend, _Stream, connecting_to, make_transport
 
 VERSIONS = f"httpcore {httpcore.__version__}, httpx {httpx.__version__}"
 
@@ -104,8 +110,11 @@ class _Counting(_Stream):
 
 
 class _CountingBackend(_Backend):
-    async def connect_tcp(self, *args: Any, **kwargs: Any) -> httpcore.AsyncNetworkStream:
-        stream = await super().connect_tcp(*args, **kwargs)
+    hosts: list[str] = []  # the host each connect_tcp was given
+
+    async def connect_tcp(self, host: str, *args: Any, **kwargs: Any) -> httpcore.AsyncNetworkStream:
+        self.hosts.append(host)
+        stream = await super().connect_tcp(host, *args, **kwargs)
         assert isinstance(stream, _Stream)
         return _Counting(stream._inner)
 
@@ -146,7 +155,8 @@ async def test_a_real_request_goes_through_our_backend_and_reuses_its_connection
     try:
         for n in range(3):
             request = httpx.Request("POST", f"http://127.0.0.1:{port}/hook", content=b'{"n": %d}' % n)
-            response = await transport.handle_async_request(request)
+            with connecting_to("127.0.0.1", ["127.0.0.1"]):
+                response = await transport.handle_async_request(request)
             assert response.status_code == 201 and await response.aread() == b"made"
             assert response.headers["retry-after"] == "7"
         assert bodies == [b'{"n": 0}', b'{"n": 1}', b'{"n": 2}']
@@ -162,7 +172,8 @@ async def test_a_real_request_goes_through_our_backend_and_reuses_its_connection
 
 async def test_the_stream_finds_its_socket(server: tuple[int, list[bytes]]) -> None:
     """_Stream polls the descriptor of what AnyIO gives for get_extra_info('socket')."""
-    stream = await _Backend().connect_tcp("127.0.0.1", server[0])
+    with connecting_to("127.0.0.1", ["127.0.0.1"]):
+        stream = await _Backend().connect_tcp("127.0.0.1", server[0])
     try:
         assert isinstance(stream, _Stream)
         fileno = getattr(stream._sock, "fileno", None)
@@ -181,13 +192,45 @@ async def test_httpcore_errors_still_arrive_as_httpx_errors(server: tuple[int, l
         closed.bind(("127.0.0.1", 0))
         free_port = closed.getsockname()[1]
     try:
-        with pytest.raises(httpx.ConnectError):
-            await transport.handle_async_request(
-                httpx.Request("POST", f"http://127.0.0.1:{free_port}/", content=b"")
+        with connecting_to("127.0.0.1", ["127.0.0.1"]):
+            with pytest.raises(httpx.ConnectError):
+                await transport.handle_async_request(
+                    httpx.Request("POST", f"http://127.0.0.1:{free_port}/", content=b"")
+                )
+            timeouts = {"timeout": {"connect": 1.0, "read": 0.2, "write": 1.0, "pool": 1.0}}
+            slow = httpx.Request(
+                "POST", f"http://127.0.0.1:{server[0]}/slow", content=b"{}", extensions=timeouts
             )
-        timeouts = {"timeout": {"connect": 1.0, "read": 0.2, "write": 1.0, "pool": 1.0}}
-        slow = httpx.Request("POST", f"http://127.0.0.1:{server[0]}/slow", content=b"{}", extensions=timeouts)
-        with pytest.raises(httpx.ReadTimeout):
-            await transport.handle_async_request(slow)
+            with pytest.raises(httpx.ReadTimeout):
+                await transport.handle_async_request(slow)
+    finally:
+        await transport.aclose()
+
+
+async def test_connect_gets_the_url_host_in_the_sending_task_and_connections_are_pooled_per_name(
+    server: tuple[int, list[bytes]],
+) -> None:
+    """Two names checked to one address: each request's connect_tcp gets its URL's host (IDNA-encoded as
+    httpx.URL.raw_host spells it) while connecting_to is set in the sending task, and the second name
+    gets a connection of its own rather than the first name's kept-alive one."""
+    port = server[0]
+    transport = make_transport(4, 4, _CountingBackend())
+    _CountingBackend.hosts = []
+    try:
+        for name in ("a.test", "bücher.test", "a.test"):
+            request = httpx.Request("POST", f"http://{name}:{port}/hook", content=b"{}")
+            host = request.url.raw_host.decode("ascii")
+            with connecting_to(host, ["127.0.0.1"]):
+                try:
+                    response = await transport.handle_async_request(request)
+                except httpx.ConnectError as exc:
+                    raise AssertionError(
+                        _contract(f"httpcore calling connect_tcp(host={host!r}) in the sending task ({exc})")
+                    ) from exc
+            assert response.status_code == 201
+            await response.aread()
+        assert _CountingBackend.hosts == ["a.test", "xn--bcher-kva.test"], _contract(
+            "httpcore passing connect_tcp the URL's raw host and pooling connections per host name"
+        )
     finally:
         await transport.aclose()

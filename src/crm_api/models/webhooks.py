@@ -16,6 +16,8 @@ from .base import Base, RecordMixin
 DISABLED_FAILING = "no successful delivery for 5 days"
 DISABLED_GONE = "the endpoint answered 410 Gone"
 DISABLED_REQUESTED = "disabled by request"
+# only ever seen in the answer to DELETE: the endpoint's final state
+DISABLED_DELETED = "deleted"
 
 
 class WebhookEndpoint(RecordMixin, Base):

@@ -5,7 +5,10 @@
 - Wakes on ``LISTEN crm_webhook_deliveries`` (a trigger notifies at commit), polls as a fallback.
 - Caps requests in flight per endpoint, and leaves endpoints at their cap out of the claim, so a slow
   endpoint never holds the slots a healthy one needs.
-- ``per_object`` endpoints get an object's next event only after the earlier one is settled.
+- ``per_object`` endpoints get an object's next event only after the earlier one is settled. The
+  dispatcher sending an object's delivery leases the ones queued behind it meanwhile and sends each as
+  soon as the one before succeeded (``_object_run``): a chain of events waits neither for outcomes to be
+  written nor for a claim. When a run ends, the claim is woken as soon as its last outcome is written.
 - Outcomes are written in batches: one statement records many attempts, their deliveries and endpoints.
 """
 
@@ -18,7 +21,6 @@ import email.utils
 import logging
 import random
 import time
-import typing
 import uuid
 from collections import Counter, defaultdict
 from dataclasses import dataclass
@@ -26,39 +28,14 @@ from typing import Any
 
 import asyncpg
 import httpx
-from sqlalchemy import (
-    Boolean,
-    DateTime,
-    Float,
-    Integer,
-    Interval,
-    Table,
-    Text,
-    Update,
-    and_,
-    any_,
-    case,
-    cast,
-    column,
-    false,
-    func,
-    null,
-    or_,
-    select,
-    true,
-    update,
-)
-from sqlalchemy.dialects.postgresql import ARRAY, JSONB, UUID, insert
-from sqlalchemy.sql.dml import ReturningUpdate
-from sqlalchemy.sql.selectable import Alias
 
-from .. import db, jsonutil, masterkey, metrics, sql, vault
+from .. import db, jsonutil, masterkey, metrics, vault
 from ..config import Settings
 from ..db import EnginePool
-from ..models.webhooks import DISABLED_FAILING, DISABLED_GONE
 from ..tickets import breach
 from . import netguard, signing
-from .transport import make_transport
+from .outbox import CLAIM, LEASE_RUN, PARK, RECORD, RELEASE
+from .transport import connecting_to, make_transport
 
 log = logging.getLogger("crm_api.dispatcher")
 
@@ -66,294 +43,10 @@ CHANNEL = "crm_webhook_deliveries"
 # Seconds to wait after the 1st, 2nd, ... failed attempt; after the last, the delivery is failed (~3 days).
 LADDER = (5, 300, 1800, 7200, 18000, 36000, 50400, 72000, 86400)
 RESPONSE_KEEP = 4096
+# per_object: how many deliveries queued behind the one being sent are leased at a time
+_RUN = 16
 # connect 5 s; each read or write 15 s (and asyncio.timeout caps the whole attempt at 15 s)
 _TIMEOUTS = {"timeout": {"connect": 5.0, "read": 15.0, "write": 15.0, "pool": 15.0}}
-
-_DELIVERIES = sql.table("webhook_deliveries")
-_ENDPOINTS = sql.table("webhook_endpoints")
-_ATTEMPTS = sql.table("webhook_attempts")
-_EVENTS = sql.table("events")
-
-# Constants written into the statements' text rather than sent as parameters: the partial indexes the claim
-# walks hold ``status = 'pending'`` rows, and a cached generic plan can use them only when the query's own
-# text implies that predicate.
-_PENDING = sql.const("pending")
-_ENABLED = sql.const("enabled")
-_DISABLED = sql.const("disabled")
-_SUCCEEDED = sql.const("succeeded")
-_INFINITY = sql.const("infinity", DateTime(timezone=True))
-# an endpoint failing this long is disabled
-_FAILING_TOO_LONG = cast(sql.const("5 days"), Interval)
-# ``n * interval '1 second'``: make_interval(secs => n) as Core can say it (no named-argument calls)
-_SECOND = cast(sql.const("1 second"), Interval)
-
-
-def _target(table: Table, name: str) -> Alias:
-    """``UPDATE table AS name``: ``Table.alias`` is typed as a named FROM clause, which ``update`` refuses."""
-    return typing.cast(Alias, table.alias(name))
-
-
-def _claim() -> ReturningUpdate[Any]:
-    """Walks the queues, not the whole backlog: a loose index scan over ix_webhook_deliveries_queue finds each
-    endpoint with pending deliveries (one probe per endpoint), then takes each one's oldest due deliveries up
-    to the room this dispatcher has for it. A big backlog for an endpoint at its cap is never scanned, so it
-    costs a healthy endpoint nothing; the oldest due deliveries across endpoints go first. Deliveries of a
-    disabled endpoint are parked at next_attempt_at = 'infinity' and cost one probe.
-
-    Parameters: ``limit`` (deliveries to claim), ``busy_ids``/``busy_counts`` (requests in flight per
-    endpoint), ``per_endpoint`` (the cap), ``lease_seconds``."""
-    d = _DELIVERIES.alias("d")
-    ep = _ENDPOINTS.alias("ep")
-    # the first endpoint with pending deliveries, then each next one: one index probe per endpoint
-    first = (
-        select(d.c.workspace_id, d.c.endpoint_id)
-        .where(d.c.status == _PENDING)
-        .order_by(d.c.endpoint_id)
-        .limit(sql.const(1))
-    )
-    queues = first.cte("queues", recursive=True)
-    q = queues.alias("q")
-    nxt = (
-        select(d.c.workspace_id, d.c.endpoint_id)
-        .where(d.c.status == _PENDING, d.c.endpoint_id > q.c.endpoint_id)
-        .order_by(d.c.endpoint_id)
-        .limit(sql.const(1))
-        .lateral("nxt")
-    )
-    q = queues.union_all(select(nxt.c.workspace_id, nxt.c.endpoint_id).select_from(q.join(nxt, true())))
-
-    busy = (
-        func.unnest(sql.param("busy_ids", ARRAY(UUID)), sql.param("busy_counts", ARRAY(Integer)))
-        .table_valued(column("endpoint_id"), column("n", Integer))
-        .render_derived(name="busy")
-    )
-    free = sql.param("per_endpoint", Integer) - func.coalesce(busy.c.n, sql.const(0))
-    room = (
-        select(q.c.workspace_id, q.c.endpoint_id, ep.c.ordering, free.label("n"))
-        .select_from(
-            q.join(ep, and_(ep.c.workspace_id == q.c.workspace_id, ep.c.id == q.c.endpoint_id)).outerjoin(
-                busy, busy.c.endpoint_id == q.c.endpoint_id
-            )
-        )
-        .where(ep.c.status == _ENABLED, free > sql.const(0))
-        .cte("room")
-    )
-
-    p = _DELIVERIES.alias("p")
-    earlier_pending = (
-        select(sql.const(1))
-        .where(
-            p.c.endpoint_id == d.c.endpoint_id,
-            p.c.object_id == d.c.object_id,
-            p.c.status == _PENDING,
-            p.c.event_sequence < d.c.event_sequence,
-        )
-        .exists()
-    )
-    per_room = (
-        select(d.c.workspace_id, d.c.id, d.c.next_attempt_at)
-        .where(
-            d.c.endpoint_id == room.c.endpoint_id,
-            d.c.status == _PENDING,
-            d.c.next_attempt_at <= func.now(),
-            or_(d.c.leased_until.is_(None), d.c.leased_until < func.now()),
-            or_(room.c.ordering == sql.const("none"), ~earlier_pending),
-        )
-        .order_by(d.c.next_attempt_at)
-        .limit(room.c.n)
-        .with_for_update(of=d, skip_locked=True)
-        .lateral("d")
-    )
-    due = (
-        select(per_room.c.workspace_id, per_room.c.id)
-        .select_from(room.join(per_room, true()))
-        .order_by(per_room.c.next_attempt_at)
-        .limit(sql.param("limit", Integer))
-        .cte("due")
-    )
-
-    w = _target(_DELIVERIES, "w")
-    e = _EVENTS.alias("e")
-    return (
-        update(w)
-        .values(
-            leased_until=func.now() + sql.param("lease_seconds", Float) * _SECOND,
-            attempts=w.c.attempts + sql.const(1),
-        )
-        .where(
-            w.c.workspace_id == due.c.workspace_id,
-            w.c.id == due.c.id,
-            e.c.workspace_id == w.c.workspace_id,
-            e.c.id == w.c.event_id,
-            ep.c.workspace_id == w.c.workspace_id,
-            ep.c.id == w.c.endpoint_id,
-        )
-        .returning(
-            w.c.workspace_id,
-            w.c.id,
-            w.c.endpoint_id,
-            w.c.attempts,
-            e.c.id.label("event_id"),
-            e.c.type,
-            e.c.created_at,
-            e.c.sequence,
-            cast(e.c.data, Text).label("data"),  # spliced into the body as stored (see body_of)
-            ep.c.url,
-            ep.c.secret,
-            ep.c.previous_secret,
-            ep.c.previous_secret_expires_at,
-        )
-    )
-
-
-_CLAIM = sql.Query(_claim)
-
-
-def _record() -> ReturningUpdate[Any]:
-    """Records a batch of outcomes in one statement: the attempts, their deliveries, and the endpoints whose
-    health changed (failing since, disabled after 5 days failing or on 410 Gone). Returns those endpoints.
-
-    Parameter: ``outcomes``, a JSON array of ``Outcome`` rows."""
-    given = (
-        func.jsonb_to_recordset(sql.param("outcomes", JSONB))
-        .table_valued(
-            column("workspace_id", UUID),
-            column("id", UUID),
-            column("endpoint_id", UUID),
-            column("attempted_at", DateTime(timezone=True)),
-            column("status_code", Integer),
-            column("latency_ms", Integer),
-            column("error", Text),
-            column("response_body", Text),
-            column("outcome", Text),
-            column("next_attempt_at", DateTime(timezone=True)),
-        )
-        .render_derived(name="r", with_types=True)
-    )
-    r = select(given).cte("r")  # parsed once, read by the three statements below
-
-    a = _ATTEMPTS
-    attempts = (
-        insert(a)
-        .from_select(
-            [
-                "workspace_id",
-                "id",
-                "delivery_id",
-                "attempted_at",
-                "status_code",
-                "latency_ms",
-                "error",
-                "response_body",
-            ],
-            select(
-                r.c.workspace_id,
-                func.gen_random_uuid(),
-                r.c.id,
-                r.c.attempted_at,
-                r.c.status_code,
-                r.c.latency_ms,
-                r.c.error,
-                r.c.response_body,
-            ),
-        )
-        .cte("a")
-    )
-
-    w = _target(_DELIVERIES, "w")
-    deliveries = (
-        update(w)
-        .values(
-            status=case((r.c.outcome == sql.const("retry"), _PENDING), else_=r.c.outcome),
-            next_attempt_at=func.coalesce(r.c.next_attempt_at, w.c.next_attempt_at),
-            leased_until=null(),
-            last_status_code=r.c.status_code,
-            last_error=r.c.error,
-            delivered_at=case((r.c.outcome == _SUCCEEDED, r.c.attempted_at), else_=w.c.delivered_at),
-        )
-        .where(w.c.workspace_id == r.c.workspace_id, w.c.id == r.c.id)
-        .cte("d")
-    )
-
-    s = (
-        select(
-            r.c.workspace_id,
-            r.c.endpoint_id,
-            func.bool_or(r.c.outcome == _SUCCEEDED, type_=Boolean).label("ok"),
-            func.coalesce(func.bool_or(r.c.status_code == sql.const(410), type_=Boolean), false()).label(
-                "gone"
-            ),
-            func.min(r.c.attempted_at).label("first_failure"),
-            # the cutoff is a column here so that no clock function sits inside CASE below (Citus
-            # refuses that)
-            (func.now() - _FAILING_TOO_LONG).label("failing_too_long"),
-        )
-        .group_by(r.c.workspace_id, r.c.endpoint_id)
-        .cte("s")
-    )
-
-    e = _target(_ENDPOINTS, "e")
-    failed_too_long = and_(~s.c.ok, e.c.failing_since < s.c.failing_too_long)
-    return (
-        update(e)
-        .values(
-            failing_since=case((s.c.ok, null()), else_=func.coalesce(e.c.failing_since, s.c.first_failure)),
-            status=case((or_(s.c.gone, failed_too_long), _DISABLED), else_=e.c.status),
-            disabled_reason=case(
-                (s.c.gone, sql.const(DISABLED_GONE)),
-                (failed_too_long, sql.const(DISABLED_FAILING)),
-                else_=e.c.disabled_reason,
-            ),
-        )
-        .where(
-            e.c.workspace_id == s.c.workspace_id,
-            e.c.id == s.c.endpoint_id,
-            or_(
-                s.c.gone,
-                and_(s.c.ok, e.c.failing_since.is_not(None)),
-                and_(~s.c.ok, e.c.failing_since.is_(None)),
-                failed_too_long,
-            ),
-        )
-        .returning(e.c.workspace_id, e.c.id, e.c.status)
-        .add_cte(attempts, deliveries)
-    )
-
-
-_RECORD = sql.Query(_record)
-
-
-def _park() -> Update:
-    """Parks the pending deliveries of disabled endpoints (``ws``, ``endpoint_ids``) out of the claim."""
-    d = _DELIVERIES
-    return (
-        update(d)
-        .values(next_attempt_at=_INFINITY)
-        .where(
-            d.c.workspace_id == sql.param("ws"),
-            d.c.endpoint_id == any_(sql.param("endpoint_ids", ARRAY(UUID))),
-            d.c.status == _PENDING,
-        )
-    )
-
-
-def _unpark() -> Update:
-    """Lets a re-enabled endpoint's (``ws``, ``endpoint_id``) parked backlog flow again."""
-    d = _DELIVERIES
-    return (
-        update(d)
-        .values(next_attempt_at=func.now())
-        .where(
-            d.c.workspace_id == sql.param("ws"),
-            d.c.endpoint_id == sql.param("endpoint_id"),
-            d.c.status == _PENDING,
-            d.c.next_attempt_at == _INFINITY,
-        )
-    )
-
-
-PARK = sql.Query(_park)
-UNPARK = sql.Query(_unpark)
 
 
 @dataclass(slots=True)
@@ -368,6 +61,8 @@ class Outcome:
     response_body: str | None
     outcome: str  # succeeded | retry | failed
     next_attempt_at: dt.datetime | None
+    # the last of a per_object run that settled: once written, the object's next delivery can be claimed
+    wakes: bool = False
 
 
 def body_of(job: dict[str, Any]) -> bytes:
@@ -431,6 +126,7 @@ class Dispatcher:
         self.tasks: set[asyncio.Task[None]] = set()
         self.outcomes: list[Outcome] = []
         self.outcomes_ready = asyncio.Event()
+        self._stop = asyncio.Event()  # run()'s, once it runs
         self.sent = 0
 
     def _notified(self, *_: object) -> None:
@@ -438,6 +134,7 @@ class Dispatcher:
 
     async def run(self, stop: asyncio.Event) -> None:
         await vault.prepare(self.pool, self.keyring)  # a key that opens nothing stops here, not per attempt
+        self._stop = stop
         listener: asyncpg.Connection = await self.pool.take()
         await listener.add_listener(CHANNEL, self._notified)
         recorder = asyncio.create_task(self._record_loop(stop))
@@ -488,7 +185,7 @@ class Dispatcher:
             return 0
         busy = {eid: n for eid, n in self.inflight.items() if n > 0}
         started = time.perf_counter()
-        rows = await _CLAIM.fetch(
+        rows = await CLAIM.fetch(
             self.pool,
             limit=min(room, self.settings.dispatcher_batch),
             busy_ids=list(busy),
@@ -510,15 +207,80 @@ class Dispatcher:
         self.wake.set()  # a slot is free
 
     async def _attempt(self, job: dict[str, Any]) -> None:
+        if job["ordering"] == "per_object":
+            await self._object_run(job)
+        else:
+            self._keep(await self._try(job))
+
+    async def _try(self, job: dict[str, Any]) -> Outcome:
         try:
-            outcome = await self._send(job)
+            return await self._send(job)
         except Exception as exc:  # never lose the outcome of an attempt to a bug in one send
             log.exception("attempt crashed")
-            outcome = self._outcome(job, None, 0, f"internal: {type(exc).__name__}", None, None)
+            return self._outcome(job, None, 0, f"internal: {type(exc).__name__}", None, None)
         finally:
             self.inflight[job["endpoint_id"]] -= 1
+
+    def _keep(self, outcome: Outcome) -> None:
         self.outcomes.append(outcome)
         self.outcomes_ready.set()
+
+    async def _object_run(self, job: dict[str, Any]) -> None:
+        """Sends an object's deliveries at a per_object endpoint in event order, one at a time: while one
+        is sent, up to ``_RUN`` queued behind it are leased, and each goes out as soon as the one before it
+        succeeded. A failure to retry later (the rest must wait for it), a 410, a stop, or a lease past half
+        its time ends the run, and what was leased but not sent is released."""
+        run: list[dict[str, Any]] = []
+        deadline = 0.0  # after it, a leased delivery of the run is no longer sent (its lease may run out)
+        ahead: asyncio.Task[tuple[float, list[dict[str, Any]]]] | None = None
+        while True:
+            if not run:
+                ahead = asyncio.create_task(self._lease_run(job))
+            outcome = await self._try(job)
+            self._keep(outcome)
+            if ahead is not None:
+                (deadline, run), ahead = await ahead, None
+            if outcome.outcome == "retry" or outcome.status_code == 410 or self._stop.is_set():
+                await self._release(run)
+                return
+            if not run or time.monotonic() > deadline:
+                await self._release(run)
+                outcome.wakes = True  # the object's next delivery (if any) is claimable once this is written
+                return
+            job = run.pop(0)
+            self.inflight[job["endpoint_id"]] += 1
+
+    async def _lease_run(self, job: dict[str, Any]) -> tuple[float, list[dict[str, Any]]]:
+        """The deliveries queued behind ``job`` now leased, in event order, and the time until which they
+        may be sent: half their lease, so an attempt begun by then ends (15 s at most) well within it."""
+        deadline = time.monotonic() + self.settings.dispatcher_lease_seconds / 2
+        try:
+            rows = await LEASE_RUN.fetch(
+                self.pool,
+                ws=job["workspace_id"],
+                endpoint_id=job["endpoint_id"],
+                object_id=job["object_id"],
+                after_sequence=job["sequence"],
+                run=_RUN,
+                lease_seconds=self.settings.dispatcher_lease_seconds,
+            )
+        except (asyncpg.PostgresError, OSError) as exc:  # the claim finds them later
+            log.warning("leasing deliveries queued behind one failed: %s", exc)
+            return deadline, []
+        return deadline, sorted((dict(r) for r in rows), key=lambda r: int(r["sequence"]))
+
+    async def _release(self, run: list[dict[str, Any]]) -> None:
+        if not run:
+            return
+        try:
+            await RELEASE.execute(
+                self.pool,
+                ws_ids=[r["workspace_id"] for r in run],
+                ids=[r["id"] for r in run],
+                leases=[r["leased_until"] for r in run],
+            )
+        except (asyncpg.PostgresError, OSError) as exc:  # their leases run out instead
+            log.warning("releasing %d leased deliveries failed: %s", len(run), exc)
 
     async def _send(self, job: dict[str, Any]) -> Outcome:
         body = body_of(job)
@@ -529,10 +291,12 @@ class Dispatcher:
         headers = signing.headers(secrets, str(job["event_id"]), int(time.time()), body)
         started = time.monotonic()
         try:
-            await netguard.check_url(job["url"], self.allow)
+            # one lookup per attempt, every address checked, and the connection made to one of those
+            target = await netguard.check_url(job["url"], self.allow)
             request = httpx.Request("POST", job["url"], content=body, headers=headers, extensions=_TIMEOUTS)
             async with asyncio.timeout(15.0):
-                response = await self.transport.handle_async_request(request)
+                with connecting_to(target.host, target.addresses):
+                    response = await self.transport.handle_async_request(request)
                 try:
                     kept = b""
                     async for chunk in response.aiter_bytes():
@@ -602,6 +366,9 @@ class Dispatcher:
                 log.warning("recording %d outcomes failed, retrying: %s", len(batch), exc)
                 self.outcomes = batch + self.outcomes
                 await asyncio.sleep(1.0)
+                continue
+            if any(o.wakes for o in batch):
+                self.wake.set()
 
     async def record(self, batch: list[Outcome]) -> None:
         rows = [
@@ -619,7 +386,7 @@ class Dispatcher:
             }
             for o in batch
         ]
-        changed = await _RECORD.fetch(self.pool, outcomes=jsonutil.dumps_str(rows))
+        changed = await RECORD.fetch(self.pool, outcomes=jsonutil.dumps_str(rows))
         for outcome, n in Counter(o.outcome for o in batch).items():
             metrics.DELIVERIES.labels(outcome).inc(n)
         for row in changed:

@@ -8,6 +8,7 @@ it is enabled again (one disabled on request receives nothing). The event statem
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
 from sqlalchemy import ColumnElement, FromClause, and_, any_, func, literal, or_
@@ -26,3 +27,9 @@ def endpoint_gets_event(ep: FromClause, ev: FromClause) -> ColumnElement[Any]:
             func.split_part(ev.c.type, ".", 1).concat(".*") == any_(types),
         ),
     )
+
+
+def subscribed(patterns: Iterable[str], event_type: str) -> bool:
+    """The same rule in Python: do an endpoint's ``event_types`` take ``event_type``."""
+    prefix_wildcard = event_type.partition(".")[0] + ".*"
+    return any(p in ("*", event_type, prefix_wildcard) for p in patterns)

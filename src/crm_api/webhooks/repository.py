@@ -23,6 +23,7 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.sql.dml import ReturningDelete, ReturningInsert, ReturningUpdate
 
 from .. import sql
+from ..models.webhooks import DISABLED_DELETED
 
 _ENDPOINTS = sql.table("webhook_endpoints")
 _DELIVERIES = sql.table("webhook_deliveries")
@@ -61,11 +62,16 @@ _DELIVERY = (
 _ATTEMPT = ("attempted_at", "status_code", "latency_ms", "error", "response_body")
 
 
-def endpoint_api(row: dict[str, Any], with_secret: bool = False) -> dict[str, Any]:
-    out = {"object": "webhook_endpoint"}
+def endpoint_api(
+    row: dict[str, Any], with_secret: bool = False, warnings: list[dict[str, Any]] | None = None
+) -> dict[str, Any]:
+    """The API's form; a write's answer carries ``warnings`` (a list, maybe empty), a read's does not."""
+    out: dict[str, Any] = {"object": "webhook_endpoint"}
     out.update({k: row[k] for k in _ENDPOINT if not k.startswith(("secret", "previous_"))})
     if with_secret:
         out["secret"] = row["secret"]
+    if warnings is not None:
+        out["warnings"] = warnings
     return out
 
 
@@ -105,6 +111,19 @@ async def get_endpoint(
     return dict(row) if row else None
 
 
+_SAME_URL = sql.Query(
+    lambda: (
+        select(_ENDPOINTS.c.id, _ENDPOINTS.c.event_types, _ENDPOINTS.c.status)
+        .where(_ENDPOINTS.c.workspace_id == sql.param("ws"), _ENDPOINTS.c.url == sql.param("url"))
+        .order_by(_ENDPOINTS.c.created_at, _ENDPOINTS.c.id)
+    )
+)
+
+
+async def endpoints_with_url(conn: asyncpg.Connection, ws: uuid.UUID, url: str) -> list[dict[str, Any]]:
+    return [dict(r) for r in await _SAME_URL.fetch(conn, ws=ws, url=url)]
+
+
 @sql.shape
 def _update_endpoint(names: tuple[str, ...]) -> ReturningUpdate[Any]:
     # ``set_<column>``: apart from the WHERE clause's ``ws`` and ``id`` whatever the columns are
@@ -123,7 +142,17 @@ async def update_endpoint(
 
 
 def _delete_endpoint() -> ReturningDelete[Any]:
-    return delete(_ENDPOINTS).where(_this_endpoint()).returning(*_endpoint_columns())
+    """Deletes an endpoint and returns its final state: disabled (reason ``deleted``), its version one
+    up and updated now, as a last write would have left it."""
+    t = _ENDPOINTS
+    final = {
+        "status": sql.const("disabled"),
+        "disabled_reason": sql.const(DISABLED_DELETED),
+        "updated_at": func.now(),
+        "version": t.c.version + sql.const(1),
+    }
+    columns = [final[n].label(n) if n in final else t.c[n] for n in _ENDPOINT]
+    return delete(t).where(_this_endpoint()).returning(*columns)
 
 
 _DELETE_ENDPOINT = sql.Query(_delete_endpoint)

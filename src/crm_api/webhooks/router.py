@@ -20,6 +20,7 @@ from .schemas import (
     Endpoint,
     EndpointCreate,
     EndpointList,
+    EndpointSaved,
     EndpointUpdate,
     EndpointWithSecret,
     RecoverRequest,
@@ -54,11 +55,13 @@ def _allow(request: Request) -> list[netguard.Network]:
 )
 @idempotent
 async def create(request: Request, body: EndpointCreate, principal: Writer, conn: LockingConn) -> Response:
-    row = await service.create(
+    row, warnings = await service.create(
         conn, context(request, principal), body.model_dump(), _allow(request), request.app.state.keyring
     )
     return secret_response(
-        repo.endpoint_api(row, with_secret=True), 201, {"Location": f"/v1/webhooks/{row['id']}"}
+        repo.endpoint_api(row, with_secret=True, warnings=warnings),
+        201,
+        {"Location": f"/v1/webhooks/{row['id']}"},
     )
 
 
@@ -93,7 +96,7 @@ async def get(request: Request, eid: EndpointId, principal: Reader, conn: ReadCo
 @router.patch(
     "/v1/webhooks/{id}",
     operation_id="webhooks_update",
-    response_model=Endpoint,
+    response_model=EndpointSaved,
     responses=problems(404, 409, 422),
     summary="Change a webhook endpoint, or disable or re-enable it",
     description="Changes `url`, `event_types`, `description`, `ordering` or `status`. `status: disabled` "
@@ -106,8 +109,8 @@ async def update(
     request: Request, eid: EndpointId, body: EndpointUpdate, principal: Writer, conn: LockingConn
 ) -> Response:
     changes = body.model_dump(exclude_unset=True)
-    row = await service.update(conn, context(request, principal), eid, changes, _allow(request))
-    return json_response(repo.endpoint_api(row))
+    row, warnings = await service.update(conn, context(request, principal), eid, changes, _allow(request))
+    return json_response(repo.endpoint_api(row, warnings=warnings))
 
 
 @router.delete(
@@ -136,7 +139,7 @@ async def delete(request: Request, eid: EndpointId, principal: Writer, conn: Loc
 @idempotent
 async def rotate_secret(request: Request, eid: EndpointId, principal: Writer, conn: LockingConn) -> Response:
     row = await service.rotate_secret(conn, context(request, principal), eid, request.app.state.keyring)
-    return secret_response(repo.endpoint_api(row, with_secret=True))
+    return secret_response(repo.endpoint_api(row, with_secret=True, warnings=[]))
 
 
 @router.post(

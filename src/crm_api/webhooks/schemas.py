@@ -63,7 +63,23 @@ class Endpoint(BaseModel):
     version: int
 
 
-class EndpointWithSecret(Endpoint):
+class EndpointWarning(BaseModel):
+    code: Literal["overlapping_subscription"] = Field(
+        description="overlapping_subscription: another endpoint already sends some of these event types "
+        "to the same URL, so each such event reaches the URL once per endpoint"
+    )
+    message: str
+    endpoint_id: uuid.UUID = Field(description="the other endpoint")
+    event_types: list[str] = Field(description="the event types both endpoints receive")
+
+
+class EndpointSaved(Endpoint):
+    warnings: list[EndpointWarning] = Field(
+        description="what this write allowed but may not have meant (empty when nothing)"
+    )
+
+
+class EndpointWithSecret(EndpointSaved):
     secret: str = Field(description="whsec_ signing secret; shown on create and rotate only")
 
 

@@ -12,15 +12,49 @@ from ..auth import Context
 from ..errors import NotFound
 from ..events.emit import emit
 from ..events.store import insert_test_event
+from ..events.types import BY_TYPE
 from ..ids import uuid7
 from ..masterkey import Keyring, is_sealed
 from ..models.webhooks import DISABLED_REQUESTED
 from . import netguard
 from . import repository as repo
-from .dispatcher import PARK, UNPARK
+from .matching import subscribed
+from .outbox import PARK, UNPARK
 from .signing import new_secret
 
 ROTATION_OVERLAP = dt.timedelta(hours=24)
+
+
+# webhook.test goes to the endpoint under test only, whatever the others subscribe to
+_FANNED_OUT = tuple(t for t in BY_TYPE if t != "webhook.test")
+
+
+async def overlaps(conn: asyncpg.Connection, ctx: Context, endpoint: dict[str, Any]) -> list[dict[str, Any]]:
+    """Other endpoints sending some of the same event types to the same URL: allowed (two consumers
+    behind one URL may both want them) but each such event then arrives there twice, so the answer says so."""
+    out = []
+    for other in await repo.endpoints_with_url(conn, ctx.workspace_id, endpoint["url"]):
+        if other["id"] == endpoint["id"]:
+            continue
+        both = [
+            t
+            for t in _FANNED_OUT
+            if subscribed(endpoint["event_types"], t) and subscribed(other["event_types"], t)
+        ]
+        if both:
+            message = (
+                f"webhook endpoint {other['id']} ({other['status']}) already sends {len(both)} of these "
+                "event types to this URL: each such event reaches it once per endpoint"
+            )
+            out.append(
+                {
+                    "code": "overlapping_subscription",
+                    "message": message,
+                    "endpoint_id": other["id"],
+                    "event_types": both,
+                }
+            )
+    return out
 
 
 async def create(
@@ -29,9 +63,9 @@ async def create(
     body: dict[str, Any],
     allow: list[netguard.Network],
     keyring: Keyring,
-) -> dict[str, Any]:
-    """The new endpoint, with its secret in the clear: the one time the API shows it (the row holds it
-    sealed)."""
+) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """The new endpoint, with its secret in the clear (the one time the API shows it: the row holds it
+    sealed), and warnings about it."""
     await netguard.validate_for_save(body["url"], allow)
     now = dt.datetime.now(dt.UTC)
     secret = new_secret()
@@ -49,7 +83,7 @@ async def create(
             "updated_at": now,
         },
     )
-    return {**row, "secret": secret}
+    return {**row, "secret": secret}, await overlaps(conn, ctx, row)
 
 
 async def get(conn: asyncpg.Connection | asyncpg.Pool, ctx: Context, eid: uuid.UUID) -> dict[str, Any]:
@@ -65,7 +99,8 @@ async def update(
     eid: uuid.UUID,
     changes: dict[str, Any],
     allow: list[netguard.Network],
-) -> dict[str, Any]:
+) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """The endpoint as changed, and warnings about a changed URL or event types."""
     changes = {k: v for k, v in changes.items() if v is not None or k == "description"}
     if "url" in changes:
         await netguard.validate_for_save(changes["url"], allow)
@@ -76,7 +111,7 @@ async def update(
     elif changes.get("status") == "disabled":
         changes["disabled_reason"] = DISABLED_REQUESTED
     if not changes:
-        return await get(conn, ctx, eid)
+        return await get(conn, ctx, eid), []
     row = await repo.update_endpoint(conn, ctx.workspace_id, eid, changes)
     if row is None:
         raise NotFound(f"No webhook endpoint with id {eid}")
@@ -84,7 +119,8 @@ async def update(
         await UNPARK.execute(conn, ws=ctx.workspace_id, endpoint_id=eid)  # its backlog flows again
     elif changes.get("status") == "disabled":
         await PARK.execute(conn, ws=ctx.workspace_id, endpoint_ids=[eid])
-    return row
+    subscription_changed = "url" in changes or "event_types" in changes
+    return row, await overlaps(conn, ctx, row) if subscription_changed else []
 
 
 async def delete(conn: asyncpg.Connection, ctx: Context, eid: uuid.UUID) -> dict[str, Any]:

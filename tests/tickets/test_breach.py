@@ -154,15 +154,23 @@ async def test_the_claim_walks_the_unbreached_indexes_in_a_generic_plan(pool: as
     parameter values, and only a predicate it can read in the text lets it use the partial indexes, so the
     scan reads overdue tickets and nothing else (sent as parameters, both branches would lose them)."""
     claim = breach._CLAIM.compiled
-    async with pool.acquire() as conn, conn.transaction():
-        # seq scans off: on the test database's few rows a full scan would be as cheap as any index
-        await conn.execute("SET LOCAL enable_seqscan = off")
-        await conn.execute("SET LOCAL plan_cache_mode = force_generic_plan")
-        await conn.execute(f"PREPARE breach_claim AS {claim.text}")
+    async with pool.acquire() as conn:
+        tx = conn.transaction()
+        await tx.start()
         try:
-            rows = await conn.fetch("EXPLAIN EXECUTE breach_claim(now(), 500)")
+            # seq scans off: on the test database's few rows a full scan would be as cheap as any index;
+            # the full due-time indexes out of the way (rolled back below): on so few rows a planner may
+            # prefer them (PostgreSQL 18 does), and the question is whether the partial ones are usable
+            await conn.execute("SET LOCAL enable_seqscan = off")
+            await conn.execute("SET LOCAL plan_cache_mode = force_generic_plan")
+            await conn.execute("DROP INDEX ix_tickets_first_response_due, ix_tickets_resolution_due")
+            await conn.execute(f"PREPARE breach_claim AS {claim.text}")
+            try:
+                rows = await conn.fetch("EXPLAIN EXECUTE breach_claim(now(), 500)")
+            finally:
+                await conn.execute("DEALLOCATE breach_claim")
         finally:
-            await conn.execute("DEALLOCATE breach_claim")
+            await tx.rollback()
     plan = "\n".join(r[0] for r in rows)
     assert "ix_tickets_first_response_unbreached" in plan, plan
     assert "ix_tickets_resolution_unbreached" in plan, plan

@@ -150,9 +150,10 @@ def create_engine(url: str, size: int, timeouts: Timeouts = Timeouts()) -> Async
 
 
 class EnginePool:
-    """The engine's pool seen as the driver's pool: ``acquire()`` checks a connection out through an
-    ``AsyncConnection`` and yields its driver connection, and the one-statement helpers (``fetch``,
-    ``fetchrow``, ``fetchval``, ``execute``) check out, run and check in, as reads do."""
+    """The engine's pool seen as the driver's pool: ``acquire()`` checks a connection out with the pool's
+    own checkout and yields its driver connection, ``take()`` holds one through an ``AsyncConnection``, and
+    the one-statement helpers (``fetch``, ``fetchrow``, ``fetchval``, ``execute``) check out, run and check
+    in, as reads do."""
 
     def __init__(self, engine: AsyncEngine, size: int) -> None:
         self.engine = engine

@@ -92,7 +92,15 @@ class Serve:
     def __init__(self, url: str, log: Path, settings: dict[str, str], *options: str) -> None:
         self.port = free_port()
         env = {k: v for k, v in os.environ.items() if not k.startswith("CRM_") or k == "CRM_SECRET_KEY"}
-        env |= {"CRM_DATABASE_URL": url, "CRM_RUN_DISPATCHER": "false", **settings}
+        # quotas far above what these tests send from one key and one address: they measure faults
+        quotas = {
+            "CRM_RATE_LIMIT_KEY_PER_SECOND": "1000000",
+            "CRM_RATE_LIMIT_KEY_BURST": "2000000",
+            "CRM_RATE_LIMIT_WORKSPACE_PER_SECOND": "1000000",
+            "CRM_RATE_LIMIT_WORKSPACE_BURST": "2000000",
+            "CRM_AUTH_FAILURES_PER_MINUTE": "0",
+        }
+        env |= {"CRM_DATABASE_URL": url, "CRM_RUN_DISPATCHER": "false", **quotas, **settings}
         self.log = log
         with log.open("ab") as err:
             self.proc = subprocess.Popen(

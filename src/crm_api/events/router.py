@@ -17,7 +17,7 @@ from sqlalchemy import BigInteger, Select, select
 
 from .. import jsonutil, sql
 from ..auth import Principal, require
-from ..deps import ReadConn
+from ..deps import read_pool
 from ..errors import NotFound, field_error
 from ..http import json_response, problems
 from ..pagination import Sort, cursor_by, decode_cursor, envelope, keyset_page
@@ -106,7 +106,7 @@ def _api(row: Any) -> dict[str, Any]:
 )
 async def list_events(
     principal: Reader,
-    conn: ReadConn,
+    request: Request,
     type: Annotated[str | None, Query(max_length=100, description="contact.created, contact.* or *")] = None,
     object_id: uuid.UUID | None = None,
     after: Annotated[
@@ -116,6 +116,7 @@ async def list_events(
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
     cursor: Annotated[str | None, Query(max_length=2000)] = None,
 ) -> Response:
+    conn = read_pool(request)
     order = Sort("sequence", sort.startswith("-"))
     params: dict[str, Any] = {"ws": principal.workspace_id}
     type_op = None
@@ -148,8 +149,9 @@ async def list_events(
     description="One event of the workspace, as the feed lists it and a webhook delivers it.",
 )
 async def get_event(
-    eid: Annotated[uuid.UUID, Path(alias="id")], principal: Reader, conn: ReadConn
+    eid: Annotated[uuid.UUID, Path(alias="id")], principal: Reader, request: Request
 ) -> Response:
+    conn = read_pool(request)
     row = await _ONE.fetchrow(conn, ws=principal.workspace_id, id=eid)
     if row is None:
         raise NotFound(f"No event with id {eid}")

@@ -9,7 +9,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Body, Path, Request, Response
 
 from ..auth import Principal, require
-from ..deps import IfMatch, LockingConn, ReadConn, WriteConn
+from ..deps import IfMatch, LockingConn, WriteConn, read_pool
 from ..errors import PROBLEM_JSON
 from ..http import context, json_response, problems, success, versioned_response
 from ..idempotency import folding, idempotent
@@ -102,7 +102,8 @@ def build_router(spec: ResourceSpec) -> APIRouter:
         openapi_extra=list_parameters(spec),
         **docs.list_doc(spec).route(),
     )
-    async def list_(request: Request, principal: Reader, conn: ReadConn) -> Response:
+    async def list_(request: Request, principal: Reader) -> Response:
+        conn = read_pool(request)
         page = await query.list_page(conn, spec, context(request, principal), request.query_params)
         return json_response(page)
 
@@ -129,7 +130,8 @@ def build_router(spec: ResourceSpec) -> APIRouter:
         responses=problems(422),
         **docs.search_doc(spec).route(),
     )
-    async def search(request: Request, body: SearchRequest, principal: Reader, conn: ReadConn) -> Response:
+    async def search(request: Request, body: SearchRequest, principal: Reader) -> Response:
+        conn = read_pool(request)
         page = await query.search(conn, spec, context(request, principal), body.model_dump())
         return json_response(page)
 
@@ -168,7 +170,8 @@ def build_router(spec: ResourceSpec) -> APIRouter:
         responses=get_responses,
         **docs.get_doc(spec).route(),
     )
-    async def get(request: Request, oid: ObjectId, principal: Reader, conn: ReadConn) -> Response:
+    async def get(request: Request, oid: ObjectId, principal: Reader) -> Response:
+        conn = read_pool(request)
         row = await service.get(conn, spec, context(request, principal), oid)
         return object_response(spec, row)
 

@@ -13,6 +13,7 @@ from typing import Any
 
 import asyncpg
 import httpx
+import pytest
 
 from crm_api.auth import Principal
 from crm_api.contacts.spec import CONTACTS
@@ -22,7 +23,16 @@ from crm_api.orders import service as orders
 from crm_api.orders.schemas import OrderIn
 from crm_api.pipelines import service as pipelines
 from crm_api.resources import batch, service
+from crm_api.resources.custom_fields.cache import CACHE
 from crm_api.tickets import service as tickets
+
+
+@pytest.fixture(autouse=True)
+def _uncached(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The counts below are those of a process without the definitions cache (a worker, or before its
+    LISTEN is up); test_cached_definitions counts with it."""
+    if request.node.name != "test_cached_definitions":
+        monkeypatch.setattr(CACHE, "live", False)
 
 
 @dataclass
@@ -174,8 +184,30 @@ async def test_other_writers_keep_their_round_trips(api: httpx.AsyncClient, pool
 
     await _count(pool, True, lambda c: orders.upsert(c, ctx, "shop", "1", order("#1")))
     # the second order of a known customer: locks, stored order; the contact's upsert (lock, lookup, read:
-    # nothing to write, no custom fields to judge); the deal's (stages, lock, owners, references, definitions, stages,
-    # write, and its upkeep: aggregates, write, in the request's transaction with no savepoint of its own);
+    # nothing to write, no custom fields to judge); the deal's (stages, lock, owners, references,
+    # definitions, stages, write, and its upkeep: aggregates, write, in the request's transaction with no
+    # savepoint of its own);
     # line items, the order, the order count (aggregates, write)
     n, _ = await _count(pool, True, lambda c: orders.upsert(c, ctx, "shop", "2", order("#2")))
     assert n == 18
+
+
+async def test_cached_definitions(api: httpx.AsyncClient, pool: asyncpg.Pool) -> None:
+    """With this process listening for definition changes (the app's lifespan), a create reads the
+    definitions once per workspace and object type, until they change."""
+    for _ in range(100):  # the listener connects in the background at start-up
+        if CACHE.live:
+            break
+        await asyncio.sleep(0.05)
+    assert CACHE.live
+    ctx = _ctx(api)
+    n, _ = await _count(pool, False, lambda c: service.create(c, CONTACTS, ctx, {"email": "c1@x.io"}))
+    assert n == 2  # the definitions (now cached), the write
+    n, _ = await _count(pool, False, lambda c: service.create(c, CONTACTS, ctx, {"email": "c2@x.io"}))
+    assert n == 1  # the write alone
+    r = await api.post(
+        "/v1/custom-fields", json={"object_type": "contact", "name": "x", "label": "X", "type": "text"}
+    )
+    assert r.status_code == 201, r.text
+    n, _ = await _count(pool, False, lambda c: service.create(c, CONTACTS, ctx, {"email": "c3@x.io"}))
+    assert n == 2  # the definitions changed (in this process: dropped at once), so read again

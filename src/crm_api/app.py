@@ -40,6 +40,7 @@ from .key_use import KeyUse
 from .middleware import RequestContext
 from .observe import Observe, route_template
 from .ratelimit import RateLimits
+from .resources.custom_fields.cache import CACHE as DEFINITIONS_CACHE
 from .webhooks import backlog
 from .webhooks.dispatcher import Dispatcher
 
@@ -165,6 +166,9 @@ def create_app(settings: Settings | None = None, url: str | None = None) -> Fast
         stop = asyncio.Event()
         key_use = asyncio.create_task(app.state.key_use.run(pool, settings.key_use_flush_seconds, stop))
         quotas = asyncio.create_task(app.state.rate_limits.run(stop))
+        definitions = None
+        if settings.definitions_cache:
+            definitions = asyncio.create_task(DEFINITIONS_CACHE.run(pool, stop))
         dispatcher = None
         if settings.run_dispatcher:
             dispatcher = asyncio.create_task(Dispatcher(pool, settings, keyring=keyring).run(stop))
@@ -181,6 +185,8 @@ def create_app(settings: Settings | None = None, url: str | None = None) -> Fast
             if dispatcher is not None:
                 await dispatcher
             await key_use
+            if definitions is not None:
+                await definitions
             housekeeping.cancel()
             sampler.cancel()
             await quotas

@@ -58,6 +58,9 @@ class Settings(BaseSettings):
     key_use_seconds: float = 60.0
     """``last_used_at`` of an API key is written at most once per this many seconds (key_use.py)."""
     key_use_flush_seconds: float = 10.0
+    definitions_cache: bool = True
+    """Keep each workspace's custom field definitions in memory, dropped by the NOTIFY a trigger sends when
+    they change (resources/custom_fields/cache.py). Off on Citus, where that NOTIFY cannot reach us."""
     """How often a process writes the ``last_used_at`` of the keys it saw used, in one statement."""
     redis_url: str | None = None
     """``redis://host:6379/0``: the rate-limit buckets live there, shared by every API process; unset: each

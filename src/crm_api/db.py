@@ -155,7 +155,7 @@ class EnginePool:
     the one-statement helpers (``fetch``, ``fetchrow``, ``fetchval``, ``execute``) check out, run and check
     in, as reads do."""
 
-    def __init__(self, engine: AsyncEngine, size: int) -> None:
+    def __init__(self, engine: AsyncEngine, size: int, connect_s: float = 10.0) -> None:
         self.engine = engine
         self._dialect = engine.sync_engine.dialect
         self._dbapi_error: type[Exception] = self._dialect.loaded_dbapi.Error
@@ -163,6 +163,8 @@ class EnginePool:
         self.waiting = 0
         """Checkouts waiting for a connection now (the metrics sample it)."""
         self._held: dict[int, AsyncConnection] = {}
+        self._connect_s = connect_s
+        self._reconnecting = 0  # checkouts that take the greenlet path after a discard (see _discarded)
         self._pool = cast(QueuePool, engine.sync_engine.pool)  # create_engine makes an AsyncAdaptedQueuePool
 
     def in_use(self) -> int:
@@ -185,6 +187,7 @@ class EnginePool:
             if not driver.is_closed():
                 break
             await conn.invalidate()  # back to the pool without its connection; the next use reconnects
+            self._discarded()
             driver = await driver_connection(conn)
         return driver
 
@@ -196,10 +199,12 @@ class EnginePool:
         # the I/O case costs another 25 us (bench/README.md). A checkout that must connect (the record it
         # drew lost its connection) needs that greenlet: the pool puts the record back and we take the
         # greenlet path.
-        if self._pool.checkedin():
+        if self._reconnecting:
+            self._reconnecting -= 1
+        elif self._pool.checkedin():
             try:
                 return self._pool.connect()
-            except MissingGreenlet:
+            except MissingGreenlet:  # a record without its connection that we did not know of
                 pass
         self.waiting += 1
         try:
@@ -215,6 +220,13 @@ class EnginePool:
         driver connection is I/O, which SQLAlchemy's adapter does inside a greenlet."""
         await greenlet_spawn(raw.invalidate)
         await greenlet_spawn(raw.close)
+        self._discarded()
+
+    def _discarded(self) -> None:
+        # The record went back to the pool without a connection, and its next checkout must connect, which
+        # only the greenlet path can do. The queue is FIFO: within ``size`` checkouts every record queued
+        # now has been drawn once.
+        self._reconnecting = self.size
 
     async def _live_checkout(self) -> PoolProxiedConnection:
         raw = await self._checkout()
@@ -239,6 +251,13 @@ class EnginePool:
         driver = await self._live(conn)
         self._held[id(driver)] = conn
         return driver
+
+    async def connect_apart(self) -> asyncpg.Connection:
+        """A driver connection of its own, outside the pool, for a LISTEN that must not hold one of the
+        requests' connections (close it with ``close()``)."""
+        dsn, kwargs = asyncpg_dsn(self.engine.url.render_as_string(hide_password=False))
+        settings = {"application_name": "crm-api listener"}
+        return await asyncpg.connect(dsn, server_settings=settings, timeout=self._connect_s, **kwargs)
 
     async def release(self, driver: asyncpg.Connection) -> None:
         conn = self._held.pop(id(driver), None)
@@ -314,7 +333,7 @@ async def driver_connection(conn: AsyncConnection) -> asyncpg.Connection:
 
 async def create_pool(url: str, size: int, timeouts: Timeouts = Timeouts()) -> EnginePool:
     engine = create_engine(url, size, timeouts)
-    pool = EnginePool(engine, size)
+    pool = EnginePool(engine, size, timeouts.connect_s)
     async with pool.acquire():  # connect once now, so a bad URL fails at start, not on the first request
         pass
     return pool

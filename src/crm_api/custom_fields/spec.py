@@ -19,6 +19,7 @@ from typing_extensions import TypeAliasType
 from .. import models, sql
 from ..errors import Conflict, CRMError, FieldError, Unprocessable
 from ..models.custom_fields import FIELD_TYPES, OBJECT_TYPES
+from ..resources.custom_fields.cache import CACHE as DEFINITIONS_CACHE
 from ..resources.schemas import ExternalIds, ReadModel, ShortText, Text, WriteModel, not_clearable
 from ..resources.spec import Pair, QueryParam, ResourceSpec, fields_of, register
 
@@ -160,6 +161,10 @@ def _goes_live(old: dict[str, Any] | None, new: dict[str, Any]) -> bool:
 
 async def _prepare(conn: asyncpg.Connection, ctx: Any, pairs: Sequence[Pair]) -> dict[int, CRMError]:
     """Shape rules; one live definition per (object type, name); a unique field only over unique data."""
+    # this process's cached definitions go now, so a client's next request here sees the change even before
+    # the NOTIFY of its commit arrives (only a concurrent write of the workspace could cache the old ones
+    # again before the commit; the NOTIFY drops them: see cache.py)
+    DEFINITIONS_CACHE.invalidate(ctx.workspace_id)
     failures: dict[int, CRMError] = {}
     for i, (_, new) in enumerate(pairs):
         error = _check_shape(new)

@@ -2,7 +2,8 @@
 
 Called by ``resources.writes.apply``, which every write path goes through (create, update, upserts,
 batches, deals moved off a removed stage, a merge's survivor), with all of a write's rows at once: one
-query for the definitions, one for unique values.
+query for the definitions (none when this process's cache holds them, see ``cache.py``, or when no row
+sets a value), one for unique values.
 
 Rules, per key whose value the write changes (unchanged keys are left alone, so data written before a
 definition existed, or under one since archived, never blocks an unrelated update):
@@ -28,13 +29,13 @@ from ...errors import Conflict, CRMError, FieldError, Unprocessable
 from ...models.custom_fields import OBJECT_TYPES
 from ..spec import Pair, ResourceSpec
 from . import values
+from .cache import CACHE, Definitions
 
 STRICT_WITHOUT_DEFINITIONS = False
 """An object type with no definitions at all (live or archived) keeps free-form ``custom_fields``, so
 workspaces (and integrations) that predate definitions keep working; the first definition makes the
 object type strict."""
 
-Definitions = dict[str, dict[str, Any]]
 """name -> definition; a live definition wins over archived ones of the same name."""
 
 
@@ -86,7 +87,34 @@ async def check(
     judged = [i for i, (old, new) in enumerate(pairs) if _touches_custom_fields(old, new)]
     if not judged:  # an update that leaves the values alone on a record that stays live or archived
         return {}
-    defs = await definitions(conn, ctx.workspace_id, spec.object)
+    defs = CACHE.get(ctx.workspace_id, spec.object)
+    if defs is None:
+        return await _judge(conn, spec, ctx, pairs, judged, await _read(conn, ctx.workspace_id, spec.object))
+    values = {i: pairs[i][1].get("custom_fields") for i in judged}  # as sent: judging replaces them
+    failures = await _judge(conn, spec, ctx, pairs, judged, defs)
+    if not failures:
+        return failures
+    # refused by the cached definitions: judged again by the table's, which may be newer (see cache.py)
+    for i, value in values.items():
+        pairs[i][1]["custom_fields"] = value
+    return await _judge(conn, spec, ctx, pairs, judged, await _read(conn, ctx.workspace_id, spec.object))
+
+
+async def _read(conn: asyncpg.Connection, workspace_id: Any, object_type: str) -> Definitions:
+    token = CACHE.token(workspace_id)
+    defs = await definitions(conn, workspace_id, object_type)
+    CACHE.put(workspace_id, object_type, defs, token)
+    return defs
+
+
+async def _judge(
+    conn: asyncpg.Connection,
+    spec: ResourceSpec,
+    ctx: Any,
+    pairs: Sequence[Pair],
+    judged: list[int],
+    defs: Definitions,
+) -> dict[int, CRMError]:
     if not defs and not STRICT_WITHOUT_DEFINITIONS:
         return {}
     failures: dict[int, CRMError] = {}

@@ -152,6 +152,39 @@ async def test_a_late_committing_writer_is_never_skipped(api: httpx.AsyncClient,
     assert got[0]["sequence"] < got[1]["sequence"]
 
 
+async def test_a_writer_that_took_its_transaction_id_early_does_not_pass_an_open_one(
+    api: httpx.AsyncClient, pool: asyncpg.Pool
+) -> None:
+    """The first writer takes its transaction id early (a row lock, a write elsewhere), a second writer
+    (a later id) draws a sequence and stays open, then the first draws a higher sequence and commits. Its
+    event must wait for the second's: a reader that showed it would pass the second's lower sequence."""
+    await _contact(api)
+    cursor = (await _settled(api, 1, sort="sequence"))[-1]["sequence"]
+    ctx = Context(Principal(api.workspace_id, uuid.uuid4(), frozenset({"*"})), None)  # type: ignore[attr-defined]
+    async with pool.acquire() as early, pool.acquire() as open_:
+        first, second = early.transaction(), open_.transaction()
+        await first.start()
+        await second.start()
+        try:
+            await early.execute("SELECT pg_current_xact_id()")  # its id, before the other's
+            held = await service.create(
+                open_, CONTACTS, ctx, {"email": f"{uuid.uuid4().hex[:10]}@held.example"}
+            )
+            done = await service.create(
+                early, CONTACTS, ctx, {"email": f"{uuid.uuid4().hex[:10]}@done.example"}
+            )
+            await first.commit()
+            for _ in range(6):
+                assert (await _feed(api, sort="sequence", after=cursor))["data"] == []
+                await asyncio.sleep(0.05)
+        finally:
+            if early.is_in_transaction():
+                await first.rollback()
+            await second.commit()
+    got = await _settled(api, 2, sort="sequence", after=cursor)
+    assert [e["object_id"] for e in got] == [str(held["id"]), str(done["id"])]
+
+
 def _other_database(url: str) -> tuple[str, dict[str, Any]]:
     dsn, kwargs = asyncpg_dsn(url)
     head, _, query = dsn.partition("?")

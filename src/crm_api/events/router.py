@@ -22,8 +22,8 @@ from ..errors import NotFound, field_error
 from ..http import json_response, problems
 from ..pagination import Sort, cursor_by, decode_cursor, envelope, keyset_page
 from ..routing import Route
+from . import horizon
 from .describe import describe
-from .horizon import settled
 
 router = APIRouter(prefix="/v1/events", tags=["events"], route_class=Route)
 types_router = APIRouter(prefix="/v1/event-types", tags=["events"], route_class=Route)
@@ -38,7 +38,7 @@ def _page(
 ) -> Select[Any]:
     """A page of the feed; which conditions it has is its shape, their values are parameters."""
     e = sql.table("events")
-    where = [e.c.workspace_id == sql.param("ws"), settled(e.c.txid)]
+    where = [e.c.workspace_id == sql.param("ws"), e.c.sequence <= sql.param("bound", BigInteger)]
     if type_op == "prefix":
         where.append(e.c.type.like(sql.param("type")))
     elif type_op == "eq":
@@ -136,6 +136,7 @@ async def list_events(
         params["cursor"] = value
     shape = (type_op, object_id is not None, after is not None, bool(cursor), order.descending, limit)
     statement = _PAGES.get(shape, lambda: _page(*shape))
+    params["bound"] = await horizon.bound(conn)  # first, and in a statement of its own: see horizon.py
     rows = await statement.fetch(conn, **params)
     return json_response(keyset_page(rows, limit, cursor_by(order), _api))
 

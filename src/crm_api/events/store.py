@@ -44,6 +44,13 @@ def recordset(param: str, table: str, alias: str, *, ordinality: bool = False) -
     return fn.table_valued(*cols).alias(alias)
 
 
+def marked() -> ColumnElement[bool]:
+    """A condition every events insert carries: ``crm_mark_event_draw()`` (migration 0018) as an
+    uncorrelated subquery, which PostgreSQL runs once, before the statement's first row and so before its
+    first sequence is drawn. The feed's bound relies on it (``horizon.py``)."""
+    return select(func.crm_mark_event_draw()).scalar_subquery()
+
+
 def events_cte(param: str, only_if: Callable[[TableValuedAlias], ColumnElement[Any]]) -> CTE:
     """The ``ev`` CTE: insert the events of the jsonb array parameter ``param`` for which ``only_if(e)``
     holds, returning (id, sequence, type, object_id) for the fan-out."""
@@ -51,7 +58,7 @@ def events_cte(param: str, only_if: Callable[[TableValuedAlias], ColumnElement[A
     emitted = recordset(param, "events", "emitted", ordinality=True)
     rows = (
         select(*sql.columns(EVENT_FIELDS, emitted))
-        .where(only_if(emitted))
+        .where(only_if(emitted), marked())
         # sequences follow the order the events were emitted in (created before won), whatever join the
         # planner picks for the filter (a hash join reordered them on PostgreSQL 18)
         .order_by(emitted.c.ordinality)
@@ -94,19 +101,20 @@ def _insert_test_event() -> ReturningInsert[Any]:
     """A ``webhook.test`` event and its one delivery, to this endpoint only: one statement."""
     ev_t, d = sql.table("events"), sql.table("webhook_deliveries")
     ws, endpoint_id = sql.param("ws"), sql.param("endpoint_id", d.c.endpoint_id.type)
+    values = {
+        "workspace_id": ws,
+        "id": sql.param("event_id", ev_t.c.id.type),
+        "type": sql.const("webhook.test"),
+        "object_type": sql.const("webhook_endpoint"),
+        "object_id": endpoint_id,
+        "actor": sql.param("actor", ev_t.c.actor.type),
+        "request_id": sql.param("request_id", ev_t.c.request_id.type),
+        "data": sql.param("data", JSONB),
+        "created_at": sql.param("created_at", ev_t.c.created_at.type),
+    }
     ev = (
         insert(ev_t)
-        .values(
-            workspace_id=ws,
-            id=sql.param("event_id", ev_t.c.id.type),
-            type=sql.const("webhook.test"),
-            object_type=sql.const("webhook_endpoint"),
-            object_id=endpoint_id,
-            actor=sql.param("actor", ev_t.c.actor.type),
-            request_id=sql.param("request_id", ev_t.c.request_id.type),
-            data=sql.param("data", JSONB),
-            created_at=sql.param("created_at", ev_t.c.created_at.type),
-        )
+        .from_select(list(values), select(*values.values()).where(marked()))
         .returning(ev_t.c.id, ev_t.c.sequence, ev_t.c.type, ev_t.c.object_id)
         .cte("ev")
     )

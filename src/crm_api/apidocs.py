@@ -88,8 +88,10 @@ PARAMETERS: dict[str, dict[str, Any]] = {
         "in": "header",
         "required": False,
         "description": "Your id for the request (1 to 200 printable ASCII characters), echoed in the "
-        "response, in problem documents and in the events the request writes; one is made up without it",
-        "schema": {"type": "string", "maxLength": 200},
+        "response, in problem documents and in the events the request writes; one is made up without it, "
+        "and in place of one that is longer or not printable (the request is not refused for it)",
+        # no maxLength: the server never refuses a request over this header, it replaces the value
+        "schema": {"type": "string"},
     },
 }
 

@@ -163,7 +163,7 @@ Filter = TypeAliasType(
         Field(
             description='A condition of the filter grammar: {"field", "op", "value"}, or {"and": [...]}, '
             '{"or": [...]} or {"not": ...} of conditions',
-            examples=[{"and": [{"field": "email", "op": "eq", "value": "ann@example.com"}]}],
+            examples=[{"and": [{"field": "created_at", "op": "gte", "value": "2026-01-01T00:00:00Z"}]}],
         ),
     ],
 )

@@ -18,6 +18,7 @@ from pydantic import (
     BeforeValidator,
     ConfigDict,
     Field,
+    StrictBool,
     StringConstraints,
     WithJsonSchema,
     create_model,
@@ -183,7 +184,8 @@ class SearchRequest(WriteModel):
     )
     limit: int = Field(50, ge=1, le=200)
     cursor: str | None = Field(None, max_length=2000)
-    include_archived: bool = False
+    # strict: the spec says boolean, and 0 or "yes" is a mistake to name, not to guess at
+    include_archived: StrictBool = False
 
 
 def list_model(read: type[BaseModel]) -> type[BaseModel]:

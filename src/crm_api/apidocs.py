@@ -202,6 +202,13 @@ def document(app: FastAPI) -> dict[str, Any]:
 
 def _decorate(operation: dict[str, Any], idempotent: bool) -> None:
     parameters = operation.setdefault("parameters", [])
+    for parameter in parameters:
+        # an optional header (If-Match) is left out, never null: a header has no null to send
+        schema = parameter.get("schema", {})
+        kinds = schema.get("anyOf", [])
+        if parameter.get("in") == "header" and {"type": "null"} in kinds:
+            schema.pop("anyOf")
+            schema.update(*(k for k in kinds if k != {"type": "null"}))
     parameters.append({"$ref": "#/components/parameters/RequestId"})
     if idempotent:
         parameters.append({"$ref": "#/components/parameters/IdempotencyKey"})

@@ -101,7 +101,12 @@ ExternalIds = TypeAliasType(
             Annotated[str, StringConstraints(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.:-]+$")],
             Annotated[str, StringConstraints(min_length=1, max_length=255), AfterValidator(_no_nul)],
         ],
-        Field(max_length=20, description='The object\'s ids in other systems: {"<source>": "<id>"}'),
+        Field(
+            max_length=20,
+            description='The object\'s ids in other systems: {"<source>": "<id>"}',
+            # a source that does not match the key pattern is refused, not free-form
+            json_schema_extra={"additionalProperties": False},
+        ),
     ],
 )
 

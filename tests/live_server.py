@@ -8,6 +8,7 @@ import os
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import uuid
 from collections.abc import Iterator
@@ -47,30 +48,35 @@ async def _new_key(database_url: str) -> str:
 
 
 @contextmanager
-def serve(database_url: str) -> Iterator[Server]:
-    """``crm-api serve`` on a free loopback port (no dispatcher), until the block ends."""
+def serve(database_url: str, **settings: str) -> Iterator[Server]:
+    """``crm-api serve`` on a free loopback port (no dispatcher), until the block ends; ``settings`` are
+    further ``CRM_`` variables for it."""
     port = _free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("CRM_") or k == "CRM_SECRET_KEY"}
-    env.update(CRM_DATABASE_URL=database_url, CRM_RUN_DISPATCHER="false")
+    env.update(CRM_DATABASE_URL=database_url, CRM_RUN_DISPATCHER="false", **settings)
     cmd = [sys.executable, "-m", "crm_api", "serve", "--host", "127.0.0.1", "--port", str(port)]
-    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 90
-        while True:
-            assert proc.poll() is None, f"crm-api serve exited: {proc.communicate()[1]}"
-            try:
-                if httpx.get(f"{url}/health", timeout=2).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert time.monotonic() < deadline, "crm-api serve did not come up"
-            time.sleep(0.2)
-        yield Server(url, asyncio.run(_new_key(database_url)))
-    finally:
-        proc.terminate()
+    # its log (a line per request) goes to a file: a pipe nobody reads fills up and stalls the server
+    with tempfile.TemporaryFile("w+") as log:
+        proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=log, text=True)
+        url = f"http://127.0.0.1:{port}"
         try:
-            proc.communicate(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.communicate()
+            deadline = time.monotonic() + 90
+            while True:
+                if proc.poll() is not None:
+                    log.seek(0)
+                    raise AssertionError(f"crm-api serve exited: {log.read()}")
+                try:
+                    if httpx.get(f"{url}/health", timeout=2).status_code == 200:
+                        break
+                except httpx.TransportError:
+                    pass
+                assert time.monotonic() < deadline, "crm-api serve did not come up"
+                time.sleep(0.2)
+            yield Server(url, asyncio.run(_new_key(database_url)))
+        finally:
+            proc.terminate()
+            try:
+                proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()

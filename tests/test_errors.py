@@ -231,3 +231,20 @@ async def test_a_value_the_database_refuses_is_422_not_500(
     assert problem["code"] == "validation_error"
     assert problem["errors"][0]["path"] == "/"  # type: ignore[index]
     assert await _rows(pool, api) == (0, 0)
+
+
+async def test_if_match_takes_exactly_the_forms_the_spec_gives(api: httpx.AsyncClient) -> None:
+    """``"3"``, ``W/"3"`` and ``3``; anything else (an unbalanced or doubled quote) is a 422, as the spec's
+    pattern says."""
+    c = (await api.post("/v1/contacts", json={"email": "im@x.com"})).json()
+    version = c["version"]
+    for value in ('"{v}"', 'W/"{v}"', "{v}"):
+        r = await api.patch(
+            f"/v1/contacts/{c['id']}", json={"title": value}, headers={"If-Match": value.format(v=version)}
+        )
+        assert r.status_code == 200, (value, r.text)
+        version = r.json()["version"]
+    for value in ('"{v}', '""{v}""', "{v}x", 'W/{v}"'):
+        r = await api.patch(f"/v1/contacts/{c['id']}", json={}, headers={"If-Match": value.format(v=version)})
+        _is_problem(r, 422)
+        assert r.json()["errors"][0]["path"] == "/headers/If-Match", (value, r.text)

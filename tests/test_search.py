@@ -102,3 +102,16 @@ async def test_bad_filters_are_422s_that_point_at_the_node(api: httpx.AsyncClien
     assert (await api.post("/v1/contacts/search", json={"filter": deep})).status_code == 422
     r = await api.post("/v1/contacts/search", json={"sort": ["-created_at", "email"]})
     assert r.status_code == 422
+
+
+async def test_sort_and_include_archived_take_only_what_the_spec_says(api: httpx.AsyncClient) -> None:
+    """A sort is exactly ``-?<column>`` and include_archived a JSON boolean: an empty sort, a "+", spaces,
+    a 0 for false are 422s naming the parameter, not guessed at (schemathesis sent each and got a 200)."""
+    for sort in ("", "+created_at", " created_at", "--created_at", "+custom_fields.plan"):
+        r = await api.get("/v1/contacts", params={"sort": sort})
+        assert r.status_code == 422 and r.json()["errors"][0]["path"] == "/sort", (sort, r.text)
+    assert (await api.get("/v1/contacts", params={"sort": "-created_at"})).status_code == 200
+    for value in (0, "true", None):
+        r = await api.post("/v1/contacts/search", json={"include_archived": value})
+        assert r.status_code == 422 and r.json()["errors"][0]["path"] == "/include_archived", (value, r.text)
+    assert (await api.post("/v1/contacts/search", json={"include_archived": True})).status_code == 200

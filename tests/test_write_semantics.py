@@ -245,3 +245,23 @@ async def test_every_patch_field_takes_null_exactly_when_the_spec_says_so(api: h
         if not nullable and (r.status_code != 422 or r.json()["errors"][0]["path"] != f"/{name}"):
             wrong.append(f"{path} {name}: the spec refuses null, the server answers {r.status_code}")
     assert not wrong, "\n".join(wrong)
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/v1/companies/by-external-id/shop/{uuid}",
+        "/v1/companies/by-domain/{uuid}.example.com",
+        "/v1/deals/by-external-id/shop/{uuid}",
+    ],
+)
+async def test_an_upsert_that_creates_reads_null_as_the_default(api: httpx.AsyncClient, path: str) -> None:
+    """An upsert's body is a PATCH's, where null clears a field to its default: when the upsert creates,
+    null is that default too, not a 422 from the create schema (found by schemathesis)."""
+    url = path.format(uuid=uuid.uuid4().hex)
+    r = await api.put(url, json={"name": "N", "tags": None, "custom_fields": None, "owner_id": None})
+    assert r.status_code == 201, r.text
+    assert r.json()["tags"] == [] and r.json()["custom_fields"] == {}
+    # a field that cannot be empty is still refused by name
+    r = await api.put(path.format(uuid=uuid.uuid4().hex), json={"name": None})
+    assert r.status_code == 422 and r.json()["errors"][0]["path"] == "/name", r.text

@@ -88,8 +88,10 @@ PARAMETERS: dict[str, dict[str, Any]] = {
         "in": "header",
         "required": False,
         "description": "Your id for the request (1 to 200 printable ASCII characters), echoed in the "
-        "response, in problem documents and in the events the request writes; one is made up without it",
-        "schema": {"type": "string", "maxLength": 200},
+        "response, in problem documents and in the events the request writes; one is made up without it, "
+        "and in place of one that is longer or not printable (the request is not refused for it)",
+        # no maxLength: the server never refuses a request over this header, it replaces the value
+        "schema": {"type": "string"},
     },
 }
 
@@ -200,6 +202,13 @@ def document(app: FastAPI) -> dict[str, Any]:
 
 def _decorate(operation: dict[str, Any], idempotent: bool) -> None:
     parameters = operation.setdefault("parameters", [])
+    for parameter in parameters:
+        # an optional header (If-Match) is left out, never null: a header has no null to send
+        schema = parameter.get("schema", {})
+        kinds = schema.get("anyOf", [])
+        if parameter.get("in") == "header" and {"type": "null"} in kinds:
+            schema.pop("anyOf")
+            schema.update(*(k for k in kinds if k != {"type": "null"}))
     parameters.append({"$ref": "#/components/parameters/RequestId"})
     if idempotent:
         parameters.append({"$ref": "#/components/parameters/IdempotencyKey"})

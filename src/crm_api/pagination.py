@@ -28,9 +28,10 @@ class Sort:
 
 
 def parse_sort(value: str | None, allowed: tuple[str, ...], default: str = "-created_at") -> Sort:
-    raw = (value or default).strip()
+    # exactly what the spec's enum says: one optional "-", then the column (no "+", spaces or empty value)
+    raw = default if value is None else value
     descending = raw.startswith("-")
-    column = raw.lstrip("-+")
+    column = raw.removeprefix("-")
     if column not in allowed:
         raise field_error("/sort", f"cannot sort by '{column}'; choose one of {', '.join(allowed)}")
     return Sort(column, descending)

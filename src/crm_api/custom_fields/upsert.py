@@ -89,4 +89,4 @@ async def upsert(
         merged = {**row["custom_fields"], **given, name: value}
         return 200, await service.update(conn, spec, ctx, holder, {**payload, "custom_fields": merged}, None)
     body = {**payload, "custom_fields": {**given, name: value}}
-    return 201, await service.create(conn, spec, ctx, service.validate(spec.create_schema, body, ""))
+    return 201, await service.create(conn, spec, ctx, service.validate_upsert_create(spec, body))

@@ -18,6 +18,7 @@ from pydantic import (
     BeforeValidator,
     ConfigDict,
     Field,
+    StrictBool,
     StringConstraints,
     WithJsonSchema,
     create_model,
@@ -100,7 +101,12 @@ ExternalIds = TypeAliasType(
             Annotated[str, StringConstraints(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.:-]+$")],
             Annotated[str, StringConstraints(min_length=1, max_length=255), AfterValidator(_no_nul)],
         ],
-        Field(max_length=20, description='The object\'s ids in other systems: {"<source>": "<id>"}'),
+        Field(
+            max_length=20,
+            description='The object\'s ids in other systems: {"<source>": "<id>"}',
+            # a source that does not match the key pattern is refused, not free-form
+            json_schema_extra={"additionalProperties": False},
+        ),
     ],
 )
 
@@ -163,7 +169,7 @@ Filter = TypeAliasType(
         Field(
             description='A condition of the filter grammar: {"field", "op", "value"}, or {"and": [...]}, '
             '{"or": [...]} or {"not": ...} of conditions',
-            examples=[{"and": [{"field": "email", "op": "eq", "value": "ann@example.com"}]}],
+            examples=[{"and": [{"field": "created_at", "op": "gte", "value": "2026-01-01T00:00:00Z"}]}],
         ),
     ],
 )
@@ -183,7 +189,8 @@ class SearchRequest(WriteModel):
     )
     limit: int = Field(50, ge=1, le=200)
     cursor: str | None = Field(None, max_length=2000)
-    include_archived: bool = False
+    # strict: the spec says boolean, and 0 or "yes" is a mistake to name, not to guess at
+    include_archived: StrictBool = False
 
 
 def list_model(read: type[BaseModel]) -> type[BaseModel]:

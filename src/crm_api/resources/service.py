@@ -51,6 +51,13 @@ def validate(schema: type[BaseModel], data: Any, path: str) -> dict[str, Any]:
     return model.model_dump(exclude_unset=True)
 
 
+def validate_upsert_create(spec: ResourceSpec, payload: dict[str, Any]) -> dict[str, Any]:
+    """An upsert's PATCH body as the create it turns into: a null there means "the default" (on an update
+    it clears the field to its default), so it is left out rather than refused by a create schema that
+    has no null for fields with a default (``tags``); a required field left out is still a 422 naming it."""
+    return validate(spec.create_schema, {k: v for k, v in payload.items() if v is not None}, "")
+
+
 async def check_references(
     conn: asyncpg.Connection, spec: ResourceSpec, ctx: Context, payloads: list[dict[str, Any]]
 ) -> dict[int, CRMError]:
@@ -240,7 +247,7 @@ async def upsert_by_key(
     found = await repo.fetch_live_by_key(conn, spec, ctx.workspace_id, key.field, [value])
     if found:
         return 200, await update(conn, spec, ctx, found[0]["id"], payload, None)
-    return 201, await create(conn, spec, ctx, validate(spec.create_schema, payload, ""))
+    return 201, await create(conn, spec, ctx, validate_upsert_create(spec, payload))
 
 
 async def upsert_by_external_id(
@@ -265,4 +272,4 @@ async def upsert_by_external_id(
         payload = {**payload, "external_ids": {**row["external_ids"], **ids, source: external_id}}
         return 200, await update(conn, spec, ctx, owner, payload, None)
     payload = {**payload, "external_ids": {**ids, source: external_id}}
-    return 201, await create(conn, spec, ctx, validate(spec.create_schema, payload, ""))
+    return 201, await create(conn, spec, ctx, validate_upsert_create(spec, payload))

@@ -44,9 +44,8 @@ async def parse(
     """The custom field sort ``raw`` asks for, or None when it names no custom field."""
     if not isinstance(raw, str) or not enforce.applies(spec):
         return None
-    token = raw.strip()
-    descending = token.startswith("-")
-    name = token.lstrip("-+")
+    descending = raw.startswith("-")
+    name = raw.removeprefix("-")
     if not name.startswith(PREFIX):
         return None
     field = name.removeprefix(PREFIX)

@@ -28,6 +28,7 @@ from .history.router import history_router
 from .merge.router import merge_router
 from .orders.router import router as order_routes
 from .pipelines.router import router as pipeline_routes
+from .reports.router import router as report_routes
 from .resources.router import build_router
 from .resources.spec import ResourceSpec
 from .tickets.policies import SLA_POLICIES
@@ -73,6 +74,7 @@ RESOURCES: tuple[Resource, ...] = (
     served(CUSTOM_FIELDS),
     Resource("events", (event_routes, event_type_routes)),
     Resource("webhooks", (webhook_routes,)),
+    Resource("reports", (report_routes,)),
 )
 
 SCOPE_RESOURCES: tuple[str, ...] = tuple(r.scope for r in RESOURCES)

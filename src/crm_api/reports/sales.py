@@ -1,0 +1,385 @@
+"""The sales reports' SQL: pipeline (now, or at a past moment from the stage history), forecast, win rate
+and sales cycle. Each statement is Core, compiled once per shape (which filters it has); every one is
+scoped by workspace and reads an index range (the indexes are named beside each statement; migration
+0015 adds those the reports need).
+
+Money is summed per currency (``GROUP BY currency``) and never across; Python formats it. Durations stay
+``interval``s to the end (``avg`` and ``percentile_cont`` take them), so days are exact to the microsecond.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import uuid
+from typing import Any
+
+import asyncpg
+from sqlalchemy import (
+    Date,
+    DateTime,
+    Select,
+    Text,
+    and_,
+    case,
+    cast,
+    func,
+    literal,
+    null,
+    or_,
+    select,
+    union_all,
+)
+from sqlalchemy.dialects.postgresql import UUID
+from sqlalchemy.sql.elements import ColumnElement
+
+from .. import sql
+
+
+def _pipeline(by_id: bool) -> Select[Any]:
+    p = sql.table("pipelines")
+    stmt = select(p.c.id, p.c.name).where(p.c.workspace_id == sql.param("ws"))
+    if by_id:
+        return stmt.where(p.c.id == sql.param("pipeline_id", UUID))
+    return stmt.where(p.c.is_default)  # uq_pipelines_default
+
+
+_PIPELINE_BY_ID = sql.Query(lambda: _pipeline(True))
+_DEFAULT_PIPELINE = sql.Query(lambda: _pipeline(False))
+
+
+async def pipeline(
+    conn: asyncpg.Pool | asyncpg.Connection, ws: uuid.UUID, pipeline_id: uuid.UUID | None
+) -> dict[str, Any] | None:
+    """The pipeline named, or the workspace's default; archived ones too (their history is still asked
+    about)."""
+    if pipeline_id is None:
+        row = await _DEFAULT_PIPELINE.fetchrow(conn, ws=ws)
+    else:
+        row = await _PIPELINE_BY_ID.fetchrow(conn, ws=ws, pipeline_id=pipeline_id)
+    return dict(row) if row is not None else None
+
+
+def _stages() -> Select[Any]:
+    s = sql.table("pipeline_stages")
+    return (
+        select(s.c.id, s.c.name, s.c.kind, s.c.probability, s.c.position)
+        .where(s.c.workspace_id == sql.param("ws"), s.c.pipeline_id == sql.param("pipeline_id", UUID))
+        .order_by(s.c.position)
+    )
+
+
+_STAGES = sql.Query(_stages)
+
+
+async def stages(
+    conn: asyncpg.Pool | asyncpg.Connection, ws: uuid.UUID, pipeline_id: uuid.UUID
+) -> list[dict[str, Any]]:
+    return [dict(r) for r in await _STAGES.fetch(conn, ws=ws, pipeline_id=pipeline_id)]
+
+
+def _live(d: Any, include_archived: bool) -> ColumnElement[bool]:
+    return literal(True) if include_archived else d.c.archived_at.is_(None)
+
+
+@sql.shape
+def _pipeline_now(by_owner: bool, include_archived: bool) -> Select[Any]:
+    """Deals per stage and currency today: an index-only range of ix_deals_report_pipeline."""
+    d = sql.table("deals")
+    stmt = (
+        select(d.c.stage_id, d.c.currency, func.count().label("deals"), func.sum(d.c.amount).label("amount"))
+        .where(
+            d.c.workspace_id == sql.param("ws"),
+            d.c.pipeline_id == sql.param("pipeline_id", UUID),
+            _live(d, include_archived),
+        )
+        .group_by(d.c.stage_id, d.c.currency)
+    )
+    if by_owner:
+        stmt = stmt.where(d.c.owner_id == sql.param("owner_id", UUID))
+    return stmt
+
+
+@sql.shape
+def _pipeline_then(by_owner: bool, include_archived: bool) -> Select[Any]:
+    """Deals per stage and currency at ``as_of``: each deal's last stage change by then (one backward walk
+    of ix_deal_stage_changes_deal, which carries the pipeline and stage), kept when that change put it in
+    this pipeline, joined to the deal for its amount, owner and dates."""
+    h = sql.table("deal_stage_changes")
+    d = sql.table("deals")
+    as_of = sql.param("as_of", DateTime(timezone=True))
+    last = (
+        select(h.c.workspace_id, h.c.deal_id, h.c.pipeline_id, h.c.to_stage_id)
+        .distinct(h.c.deal_id)
+        .where(h.c.workspace_id == sql.param("ws"), h.c.changed_at <= as_of)
+        # descending throughout, so the index is walked backwards and no sort is needed
+        .order_by(h.c.deal_id.desc(), h.c.changed_at.desc(), h.c.id.desc())
+        .subquery("last")
+    )
+    archived = literal(True) if include_archived else or_(d.c.archived_at.is_(None), d.c.archived_at > as_of)
+    stmt = (
+        select(
+            last.c.to_stage_id.label("stage_id"),
+            d.c.currency,
+            func.count().label("deals"),
+            func.sum(d.c.amount).label("amount"),
+        )
+        .select_from(last.join(d, and_(d.c.workspace_id == last.c.workspace_id, d.c.id == last.c.deal_id)))
+        .where(
+            last.c.pipeline_id == sql.param("pipeline_id", UUID),
+            d.c.created_at <= as_of,
+            archived,
+        )
+        .group_by(last.c.to_stage_id, d.c.currency)
+    )
+    if by_owner:
+        stmt = stmt.where(d.c.owner_id == sql.param("owner_id", UUID))
+    return stmt
+
+
+async def pipeline_counts(
+    conn: asyncpg.Pool | asyncpg.Connection,
+    ws: uuid.UUID,
+    pipeline_id: uuid.UUID,
+    owner_id: uuid.UUID | None,
+    as_of: dt.datetime | None,
+    include_archived: bool,
+) -> list[dict[str, Any]]:
+    """``(stage_id, currency, deals, amount)`` rows; a stage without deals has none."""
+    params: dict[str, Any] = {"ws": ws, "pipeline_id": pipeline_id}
+    if owner_id is not None:
+        params["owner_id"] = owner_id
+    if as_of is None:
+        stmt = _pipeline_now(owner_id is not None, include_archived)
+    else:
+        stmt = _pipeline_then(owner_id is not None, include_archived)
+        params["as_of"] = as_of
+    return [dict(r) for r in await stmt.fetch(conn, **params)]
+
+
+def _local_bucket(column: Any) -> ColumnElement[Any]:
+    """The first day of the bucket (``unit``) holding a timestamp, in the time zone ``tz``."""
+    local = func.timezone(sql.param("tz", Text), column)
+    return cast(func.date_trunc(sql.param("unit", Text), local), Date)
+
+
+def _date_bucket(column: Any) -> ColumnElement[Any]:
+    """The same for a date (a date has no time zone)."""
+    return cast(func.date_trunc(sql.param("unit", Text), cast(column, DateTime)), Date)
+
+
+def _in_period(column: Any) -> ColumnElement[bool]:
+    """``[lower, upper)``, the period's local midnights in UTC."""
+    return and_(
+        column >= sql.param("lower", DateTime(timezone=True)),
+        column < sql.param("upper", DateTime(timezone=True)),
+    )
+
+
+@sql.shape
+def _forecast(by_pipeline: bool, by_owner: bool, include_archived: bool) -> Select[Any]:
+    """Three parts, one statement: open deals expected in the period (``ix_deals_report_open``, partial on
+    open deals, by expected close date), open deals with no date (the same index's null end), and deals won
+    in the period (``ix_deals_report_closed``, by closed_at). Each part's rows: kind, bucket, owner,
+    currency, deals, amount, and the amount weighted by the probability of the deal's stage."""
+    d = sql.table("deals")
+    s = sql.table("pipeline_stages")
+    with_stage = d.join(s, and_(s.c.workspace_id == d.c.workspace_id, s.c.id == d.c.stage_id))
+    weighted = func.sum(d.c.amount * s.c.probability)
+    expected = d.c.expected_close_date
+
+    def part(kind: str, bucket: ColumnElement[Any] | None, weight: Any, *where: Any) -> Select[Any]:
+        stmt = (
+            select(
+                literal(kind, Text).label("kind"),
+                (bucket if bucket is not None else cast(null(), Date)).label("bucket"),
+                (d.c.owner_id if by_owner else literal(None, UUID)).label("owner_id"),
+                d.c.currency,
+                func.count().label("deals"),
+                func.sum(d.c.amount).label("amount"),
+                weight.label("weighted"),
+            )
+            .select_from(with_stage if kind != "won" else d)
+            .where(d.c.workspace_id == sql.param("ws"), _live(d, include_archived), *where)
+        )
+        if by_pipeline:
+            stmt = stmt.where(d.c.pipeline_id == sql.param("pipeline_id", UUID))
+        keys: list[Any] = [d.c.currency]
+        if bucket is not None:
+            keys.append(bucket)
+        if by_owner:
+            keys.append(d.c.owner_id)
+        return stmt.group_by(*keys)
+
+    first, last = sql.param("first_day", Date), sql.param("last_day", Date)
+    return union_all(  # type: ignore[return-value]
+        part(
+            "open",
+            _date_bucket(expected),
+            weighted,
+            d.c.status == "open",
+            expected >= first,
+            expected <= last,
+        ),
+        part("unscheduled", None, weighted, d.c.status == "open", expected.is_(None)),
+        part(
+            "won",
+            _local_bucket(d.c.closed_at),
+            cast(null(), d.c.amount.type),
+            d.c.status == "won",
+            _in_period(d.c.closed_at),
+        ),
+    )
+
+
+async def forecast(
+    conn: asyncpg.Pool | asyncpg.Connection,
+    ws: uuid.UUID,
+    pipeline_id: uuid.UUID | None,
+    by_owner: bool,
+    include_archived: bool,
+    period: dict[str, Any],
+) -> list[dict[str, Any]]:
+    params: dict[str, Any] = {"ws": ws, **period}
+    if pipeline_id is not None:
+        params["pipeline_id"] = pipeline_id
+    stmt = _forecast(pipeline_id is not None, by_owner, include_archived)
+    return [dict(r) for r in await stmt.fetch(conn, **params)]
+
+
+WIN_RATE_GROUPS = ("owner", "pipeline", "source")
+
+
+@sql.shape
+def _win_rate(group_by: str | None, include_archived: bool) -> Select[Any]:
+    """Deals closed in the period, by group, status, currency and lost reason: a range of
+    ``ix_deals_report_closed`` (closed_at), which carries every column read."""
+    d = sql.table("deals")
+    groups = {"owner": d.c.owner_id, "pipeline": d.c.pipeline_id, "source": d.c.source}
+    group = cast(groups[group_by], Text) if group_by else literal(None, Text)
+    keys = [d.c.status, d.c.currency, d.c.lost_reason]
+    if group_by:
+        keys.insert(0, groups[group_by])
+    return (
+        select(
+            group.label("grp"),
+            d.c.status,
+            d.c.currency,
+            d.c.lost_reason,
+            func.count().label("deals"),
+            func.sum(d.c.amount).label("amount"),
+        )
+        .where(
+            d.c.workspace_id == sql.param("ws"),
+            _in_period(d.c.closed_at),
+            d.c.status != "open",  # a reopened deal has no closed_at; this says why the rows count
+            _live(d, include_archived),
+        )
+        .group_by(*keys)
+    )
+
+
+async def win_rate(
+    conn: asyncpg.Pool | asyncpg.Connection,
+    ws: uuid.UUID,
+    group_by: str | None,
+    include_archived: bool,
+    period: dict[str, Any],
+) -> list[dict[str, Any]]:
+    params = {"ws": ws, "lower": period["lower"], "upper": period["upper"]}
+    return [dict(r) for r in await _win_rate(group_by, include_archived).fetch(conn, **params)]
+
+
+@sql.shape
+def _cycle_won(include_archived: bool) -> Select[Any]:
+    """Deals of the pipeline won in the period: how long from creation to won (``ix_deals_report_closed``)."""
+    d = sql.table("deals")
+    took = d.c.closed_at - d.c.created_at
+    return select(
+        func.count().label("deals"),
+        func.avg(took).label("mean"),
+        func.percentile_cont(0.5).within_group(took).label("median"),
+        func.percentile_cont(0.9).within_group(took).label("p90"),
+    ).where(
+        d.c.workspace_id == sql.param("ws"),
+        _in_period(d.c.closed_at),
+        d.c.status == "won",
+        d.c.pipeline_id == sql.param("pipeline_id", UUID),
+        _live(d, include_archived),
+    )
+
+
+@sql.shape
+def _cycle_stages(include_archived: bool) -> Select[Any]:
+    """Per stage of the pipeline, the deals that entered it in the period and what became of them.
+
+    Every stage change since the period began, in any pipeline (a move to another pipeline also ends a
+    stay), walked per deal in order on ix_deal_stage_changes_deal; for each: when the deal left
+    (``lead``), the furthest open stage of this pipeline it entered later, and whether it was won later.
+    An entry advanced when a later change put it in an open stage further on, or in a won stage."""
+    h = sql.table("deal_stage_changes")
+    s = sql.table("pipeline_stages")
+    d = sql.table("deals")
+    pipeline_id = sql.param("pipeline_id", UUID)
+    order = (h.c.changed_at, h.c.id)
+    stage = and_(
+        s.c.workspace_id == h.c.workspace_id, s.c.pipeline_id == pipeline_id, s.c.id == h.c.to_stage_id
+    )
+    source = h.outerjoin(s, stage)
+    if not include_archived:
+        source = source.join(
+            d, and_(d.c.workspace_id == h.c.workspace_id, d.c.id == h.c.deal_id, d.c.archived_at.is_(None))
+        )
+    moves = (
+        select(
+            h.c.deal_id,
+            h.c.pipeline_id,
+            h.c.to_stage_id,
+            h.c.changed_at,
+            s.c.position,
+            func.lead(h.c.changed_at).over(partition_by=h.c.deal_id, order_by=order).label("left_at"),
+            func.max(case((s.c.kind == "open", s.c.position)))
+            .over(partition_by=h.c.deal_id, order_by=order, rows=(1, None))
+            .label("later_open"),
+            func.bool_or(s.c.kind == "won")
+            .over(partition_by=h.c.deal_id, order_by=order, rows=(1, None))
+            .label("later_won"),
+        )
+        .select_from(source)
+        .where(
+            h.c.workspace_id == sql.param("ws"), h.c.changed_at >= sql.param("lower", DateTime(timezone=True))
+        )
+        .subquery("moves")
+    )
+    # a stay not over yet counts until now (now(): one instant for the whole statement)
+    stayed = func.coalesce(moves.c.left_at, func.now()) - moves.c.changed_at
+    advanced = or_(moves.c.later_won, moves.c.later_open > moves.c.position)
+    return (
+        select(
+            moves.c.to_stage_id.label("stage_id"),
+            func.count(moves.c.deal_id.distinct()).label("entered"),
+            func.count(moves.c.deal_id.distinct()).filter(advanced).label("advanced"),
+            func.avg(stayed).label("mean"),
+            func.percentile_cont(0.5).within_group(stayed).label("median"),
+        )
+        .where(
+            moves.c.pipeline_id == pipeline_id,
+            moves.c.changed_at < sql.param("upper", DateTime(timezone=True)),
+        )
+        .group_by(moves.c.to_stage_id)
+    )
+
+
+async def sales_cycle(
+    conn: asyncpg.Pool | asyncpg.Connection,
+    ws: uuid.UUID,
+    pipeline_id: uuid.UUID,
+    include_archived: bool,
+    period: dict[str, Any],
+) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    params = {"ws": ws, "pipeline_id": pipeline_id, "lower": period["lower"], "upper": period["upper"]}
+    won, per_stage = await asyncio.gather(
+        _cycle_won(include_archived).fetchrow(conn, **params),
+        _cycle_stages(include_archived).fetch(conn, **params),
+    )
+    return dict(won), [dict(r) for r in per_stage]

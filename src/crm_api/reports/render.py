@@ -26,14 +26,31 @@ def wants_csv(request: Request) -> bool:
     return False
 
 
-def _flat(row: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for key, value in row.items():
-        if isinstance(value, dict):
-            out.update(_flat(value, f"{prefix}{key}."))
+def _columns(rows: list[dict[str, Any]]) -> list[str]:
+    """The columns in the rows' key order; a nested object becomes one column per key, sorted (the
+    currencies of a money field, the reasons of ``lost_reasons``), over every row."""
+    nested: dict[str, set[str]] = {}
+    order: dict[str, None] = {}
+    for row in rows:
+        for key, value in row.items():
+            order[key] = None
+            if isinstance(value, dict):
+                nested.setdefault(key, set()).update(value)
+    columns: list[str] = []
+    for key in order:
+        if key in nested:
+            columns += [f"{key}.{sub}" for sub in sorted(nested[key])]
         else:
-            out[f"{prefix}{key}"] = value
-    return out
+            columns.append(key)
+    return columns
+
+
+def _value(row: dict[str, Any], column: str) -> Any:
+    if column in row:
+        return row[column]
+    key, _, sub = column.partition(".")
+    inner = row.get(key)
+    return inner.get(sub) if isinstance(inner, dict) else None
 
 
 def _cell(value: Any) -> str:
@@ -51,17 +68,13 @@ def _cell(value: Any) -> str:
     return text
 
 
-def to_csv(rows: list[dict[str, Any]], leading: dict[str, Any] | None = None) -> str:
-    """``leading``: columns every line repeats (the period of a report without buckets)."""
-    flat = [{**_flat(leading or {}), **_flat(r)} for r in rows]
-    header: dict[str, None] = {}
-    for row in flat:
-        header.update(dict.fromkeys(row))
+def to_csv(rows: list[dict[str, Any]]) -> str:
+    columns = _columns(rows)
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\r\n")
-    writer.writerow(list(header))
-    for row in flat:
-        writer.writerow([_cell(row.get(k)) for k in header])
+    writer.writerow(columns)
+    for row in rows:
+        writer.writerow([_cell(_value(row, c)) for c in columns])
     return buffer.getvalue()
 
 

@@ -30,7 +30,7 @@ from sqlalchemy import (
     select,
     union_all,
 )
-from sqlalchemy.dialects.postgresql import UUID
+from sqlalchemy.dialects.postgresql import UUID, distinct_on
 from sqlalchemy.sql.elements import ColumnElement
 
 from .. import sql
@@ -110,7 +110,7 @@ def _pipeline_then(by_owner: bool, include_archived: bool) -> Select[Any]:
     as_of = sql.param("as_of", DateTime(timezone=True))
     last = (
         select(h.c.workspace_id, h.c.deal_id, h.c.pipeline_id, h.c.to_stage_id)
-        .distinct(h.c.deal_id)
+        .ext(distinct_on(h.c.deal_id))
         .where(h.c.workspace_id == sql.param("ws"), h.c.changed_at <= as_of)
         # descending throughout, so the index is walked backwards and no sort is needed
         .order_by(h.c.deal_id.desc(), h.c.changed_at.desc(), h.c.id.desc())

@@ -80,6 +80,10 @@ EXPECTED = {
     "webhook_deliveries_retry",
     "health_live",
     "health_ready",
+    "reports_pipeline",
+    "reports_forecast",
+    "reports_win_rate",
+    "reports_sales_cycle",
 }
 
 

@@ -84,6 +84,7 @@ EXPECTED = {
     "reports_forecast",
     "reports_win_rate",
     "reports_sales_cycle",
+    "reports_service",
 }
 
 

@@ -18,6 +18,7 @@ from .params import Period
 _CENT = decimal.Decimal("0.01")
 _RATE = decimal.Decimal("0.0001")
 _DAY_US = decimal.Decimal(86_400_000_000)
+_MINUTE_US = decimal.Decimal(60_000_000)
 
 Money = dict[str, decimal.Decimal]
 
@@ -220,4 +221,56 @@ def sales_cycle(
             "p90": days(won["p90"]),
         },
         "stages": rows,
+    }
+
+
+def minutes(span: dt.timedelta | None) -> float | None:
+    if span is None:
+        return None
+    micro = decimal.Decimal(span // dt.timedelta(microseconds=1))
+    return float((micro / _MINUTE_US).quantize(_CENT, decimal.ROUND_HALF_UP))
+
+
+def service(rows: list[dict[str, Any]], period: Period, group_by: str | None) -> dict[str, Any]:
+    empty = {
+        "grp": None,
+        "created": 0,
+        "resolved": 0,
+        **dict.fromkeys(
+            ("first_response_median", "first_response_p90", "resolution_median", "resolution_p90")
+        ),
+        **dict.fromkeys(
+            ("first_response_met", "first_response_known", "resolution_met", "resolution_known"), 0
+        ),
+        "breaches": 0,
+    }
+    found = {r["grp"]: r for r in rows}
+    out = []
+    # without group_by the aggregate has one row even over no tickets; grouped, a group exists by its tickets
+    for key in _groups(found) if group_by else [None]:
+        row = found.get(key, empty)
+        entry: dict[str, Any] = {"group": key} if group_by else {}
+        entry.update(
+            created=row["created"],
+            resolved=row["resolved"],
+            first_response_minutes={
+                "median": minutes(row["first_response_median"]),
+                "p90": minutes(row["first_response_p90"]),
+            },
+            resolution_minutes={
+                "median": minutes(row["resolution_median"]),
+                "p90": minutes(row["resolution_p90"]),
+            },
+            first_response_sla_met=rate(row["first_response_met"], row["first_response_known"]),
+            resolution_sla_met=rate(row["resolution_met"], row["resolution_known"]),
+            breaches=row["breaches"],
+        )
+        out.append(entry)
+    return {
+        "object": "service_report",
+        "from": period.start,
+        "to": period.end,
+        "tz": period.tz_name,
+        "group_by": group_by,
+        "groups": out,
     }

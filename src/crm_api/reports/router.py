@@ -19,9 +19,9 @@ from ..deps import ReadConn
 from ..errors import field_error
 from ..http import context, problems
 from ..routing import Route
-from . import build, params, sales
+from . import build, params, sales, service
 from .render import csv_content, respond
-from .schemas import ForecastReport, PipelineReport, SalesCycleReport, WinRateReport
+from .schemas import ForecastReport, PipelineReport, SalesCycleReport, ServiceReport, WinRateReport
 
 router = APIRouter(prefix="/v1/reports", tags=["reports"], route_class=Route)
 Reader = Annotated[Principal, require("reports:read")]
@@ -219,3 +219,37 @@ async def sales_cycle_report(
         sales.stages(conn, ws, found["id"]), sales.sales_cycle(conn, ws, found["id"], archived, bounds)
     )
     return respond(request, build.sales_cycle(found, stages, won, per_stage, period), "stages")
+
+
+@router.get(
+    "/service",
+    operation_id="reports_service",
+    response_model=ServiceReport,
+    responses={**problems(422), **csv_content("group,created,resolved,first_response_minutes.median,...")},
+    summary="Report how support keeps its promises",
+    description=(
+        "For tickets created in the period (days in `tz`): `created`, `resolved` (solved since), minutes to "
+        "the first response and to resolution (`median`, `p90`), the share of SLA targets met among tickets "
+        "with a target whose outcome is known (`first_response_sla_met`, `resolution_sla_met`) and "
+        "`breaches`. `group_by` splits by `priority`, `assignee` or `channel`. `Accept: text/csv` answers "
+        "one line per group."
+    ),
+)
+async def service_report(
+    request: Request,
+    principal: Reader,
+    conn: ReadConn,
+    from_: From = None,
+    to: To = None,
+    tz: Tz = None,
+    group_by: Annotated[str | None, Query(max_length=20, description="priority, assignee or channel")] = None,
+    include_archived: Archived = None,
+) -> Response:
+    query = dict(request.query_params)
+    params.check_known(query, ("group_by", *_PERIOD))
+    period = params.period(query, "month")
+    group = params.choice(query, "group_by", service.SERVICE_GROUPS, None)
+    archived = params.flag(query, "include_archived")
+    ws = context(request, principal).workspace_id
+    rows = await service.service(conn, ws, group, archived, _bounds(period))
+    return respond(request, build.service(rows, period, group), "groups")

@@ -130,3 +130,39 @@ class SalesCycleReport(BaseModel):
     tz: str
     days_to_won: DaysToWon = Field(description="Deals of the pipeline won in the period, creation to won")
     stages: list[SalesCycleStage]
+
+
+ServiceGroup = TypeAliasType("ServiceGroup", Literal["priority", "assignee", "channel"])
+Minutes = Field(description="Minutes, rounded to 2 places; null when nothing was counted")
+
+
+class MinutesSummary(BaseModel):
+    median: float | None = Minutes
+    p90: float | None = Minutes
+
+
+class ServiceGroupRow(BaseModel):
+    group: str | None = Field(
+        None,
+        description="With group_by: the priority, assignee id or channel (null: tickets without assignee)",
+    )
+    created: int = Field(description="Tickets created in the period")
+    resolved: int = Field(description="Of those, tickets solved since")
+    first_response_minutes: MinutesSummary = Field(description="Creation to first public agent comment")
+    resolution_minutes: MinutesSummary = Field(description="Creation to solved, in calendar minutes")
+    first_response_sla_met: float | None = Field(
+        description="Among tickets with a first response target whose outcome is known, the share met; 0..1"
+    )
+    resolution_sla_met: float | None = Field(
+        description="Among tickets with a resolution target whose outcome is known, the share met; 0..1"
+    )
+    breaches: int = Field(description="Targets breached: first response and resolution, counted apart")
+
+
+class ServiceReport(BaseModel):
+    object: Literal["service_report"]
+    from_: dt.date = Field(alias="from")
+    to: dt.date
+    tz: str
+    group_by: ServiceGroup | None
+    groups: list[ServiceGroupRow]

@@ -1,6 +1,6 @@
 """Indexes for the reports: deals by pipeline and stage, open deals by expected close date, closed deals by
-closed_at, each covering what its report reads; the stage history's per-deal index carries the pipeline
-and stage.
+closed_at, tickets by created_at, each covering what its report reads; the stage history's per-deal index
+carries the pipeline and stage.
 
 Revision ID: 0015
 Revises: 0013
@@ -56,9 +56,27 @@ def upgrade() -> None:
         ["workspace_id", "deal_id", "changed_at", "id"],
         postgresql_include=["pipeline_id", "to_stage_id"],
     )
+    op.create_index(
+        "ix_tickets_report_created",
+        "tickets",
+        ["workspace_id", "created_at"],
+        postgresql_include=[
+            "priority",
+            "assignee_id",
+            "channel",
+            "first_responded_at",
+            "solved_at",
+            "first_response_due_at",
+            "resolution_due_at",
+            "first_response_breached_at",
+            "resolution_breached_at",
+            "archived_at",
+        ],
+    )
 
 
 def downgrade() -> None:
+    op.drop_index("ix_tickets_report_created", table_name="tickets")
     op.drop_index("ix_deal_stage_changes_deal", table_name="deal_stage_changes")
     op.create_index(
         "ix_deal_stage_changes_deal", "deal_stage_changes", ["workspace_id", "deal_id", "changed_at", "id"]

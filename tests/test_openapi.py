@@ -85,6 +85,7 @@ EXPECTED = {
     "reports_win_rate",
     "reports_sales_cycle",
     "reports_service",
+    "reports_customers",
 }
 
 

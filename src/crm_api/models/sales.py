@@ -124,7 +124,7 @@ class Deal(RecordMixin, Base):
             "closed_at",
             postgresql_include=[
                 *("status", "pipeline_id", "owner_id", "source", "currency", "amount", "lost_reason"),
-                *("archived_at", "created_at"),
+                *("archived_at", "created_at", "contact_id"),
             ],
             postgresql_where=text("closed_at IS NOT NULL"),
         ),

@@ -274,3 +274,50 @@ def service(rows: list[dict[str, Any]], period: Period, group_by: str | None) ->
         "group_by": group_by,
         "groups": out,
     }
+
+
+def _cents(value: decimal.Decimal | float | None) -> str | None:
+    """One amount; a float (a percentile) read from its shortest repr, which is what the database sent."""
+    if value is None:
+        return None
+    exact = value if isinstance(value, decimal.Decimal) else decimal.Decimal(repr(value))
+    return str(exact.quantize(_CENT, decimal.ROUND_HALF_UP))
+
+
+def customers(
+    summary: dict[str, Any],
+    cohort_rows: list[dict[str, Any]],
+    asked: dict[str, Any],
+    months: list[dt.date],
+) -> dict[str, Any]:
+    """``months``: the cohorts' months, oldest first, the last being ``as_of``'s."""
+    active = {(r["cohort"], r["month"]): r["active"] for r in cohort_rows}
+    cohorts = []
+    for i, month in enumerate(months):
+        later = months[i : i + 12]
+        cohorts.append(
+            {
+                "month": month,
+                "size": active.get((month, month), 0),
+                "active": [active.get((month, m), 0) for m in later],
+            }
+        )
+    count = summary["customers"]
+    return {
+        "object": "customers_report",
+        "as_of": asked["as_of"],
+        "currency": asked["currency"],
+        "churn_days": asked["churn_days"],
+        "tz": asked["tz"],
+        "customers": count,
+        "lifetime_value": {
+            "customers": summary["valued"],
+            "mean": _cents(summary["mean"]),
+            "median": _cents(summary["median"]),
+            "p90": _cents(summary["p90"]),
+        },
+        "repeat_rate": rate(summary["repeat"], count),
+        "churned": summary["churned"],
+        "churn_rate": rate(summary["churned"], count),
+        "cohorts": cohorts,
+    }

@@ -170,3 +170,29 @@ def _count(start: dt.date, end: dt.date, interval: str) -> int:
         return (last - first).days // (7 if interval == "week" else 1) + 1
     months = (last.year - first.year) * 12 + last.month - first.month
     return months // {"month": 1, "quarter": 3, "year": 12}[interval] + 1
+
+
+def integer(query: Mapping[str, str], name: str, default: int, low: int, high: int) -> int:
+    value = query.get(name)
+    if value is None or value == "":
+        return default
+    try:
+        number = int(value)
+    except ValueError:
+        number = low - 1
+    if not low <= number <= high:
+        raise field_error(f"/{name}", f"must be an integer from {low} to {high}")
+    return number
+
+
+def currency(query: Mapping[str, str], default: str) -> str:
+    value = query.get("currency") or default
+    if len(value) != 3 or not value.isascii() or not value.isalpha() or not value.isupper():
+        raise field_error("/currency", "must be an ISO 4217 code, such as USD")
+    return value
+
+
+def months_back(day: dt.date, count: int) -> list[dt.date]:
+    """The first days of the ``count`` months ending with ``day``'s, oldest first."""
+    index = day.year * 12 + day.month - 1
+    return [dt.date(i // 12, i % 12 + 1, 1) for i in range(index - count + 1, index + 1)]

@@ -36,13 +36,20 @@ def _columns(rows: list[dict[str, Any]]) -> list[str]:
             order[key] = None
             if isinstance(value, dict):
                 nested.setdefault(key, set()).update(value)
+            elif isinstance(value, list):  # a series (a cohort's months): one column per place
+                nested.setdefault(key, set()).update(str(i) for i in range(len(value)))
     columns: list[str] = []
     for key in order:
         if key in nested:
-            columns += [f"{key}.{sub}" for sub in sorted(nested[key])]
+            columns += [f"{key}.{sub}" for sub in sorted(nested[key], key=_natural)]
         else:
             columns.append(key)
     return columns
+
+
+def _natural(key: str) -> tuple[int, str]:
+    """Places in number order (2 before 10), names in text order."""
+    return (int(key), "") if key.isdigit() else (-1, key)
 
 
 def _value(row: dict[str, Any], column: str) -> Any:
@@ -50,7 +57,11 @@ def _value(row: dict[str, Any], column: str) -> Any:
         return row[column]
     key, _, sub = column.partition(".")
     inner = row.get(key)
-    return inner.get(sub) if isinstance(inner, dict) else None
+    if isinstance(inner, dict):
+        return inner.get(sub)
+    if isinstance(inner, list) and sub.isdigit() and int(sub) < len(inner):
+        return inner[int(sub)]
+    return None
 
 
 def _cell(value: Any) -> str:

@@ -8,6 +8,7 @@ an unknown parameter is refused rather than ignored.
 """
 
 import asyncio
+import datetime as dt
 import uuid
 from typing import Annotated, Any
 
@@ -19,9 +20,16 @@ from ..deps import ReadConn
 from ..errors import field_error
 from ..http import context, problems
 from ..routing import Route
-from . import build, params, sales, service
+from . import build, customers, params, sales, service
 from .render import csv_content, respond
-from .schemas import ForecastReport, PipelineReport, SalesCycleReport, ServiceReport, WinRateReport
+from .schemas import (
+    CustomersReport,
+    ForecastReport,
+    PipelineReport,
+    SalesCycleReport,
+    ServiceReport,
+    WinRateReport,
+)
 
 router = APIRouter(prefix="/v1/reports", tags=["reports"], route_class=Route)
 Reader = Annotated[Principal, require("reports:read")]
@@ -253,3 +261,56 @@ async def service_report(
     ws = context(request, principal).workspace_id
     rows = await service.service(conn, ws, group, archived, _bounds(period))
     return respond(request, build.service(rows, period, group), "groups")
+
+
+@router.get(
+    "/customers",
+    operation_id="reports_customers",
+    response_model=CustomersReport,
+    responses={**problems(422), **csv_content("month,size,active.0,active.1,...")},
+    summary="Report what customers are worth and who stays",
+    description=(
+        "Customers are live contacts with a paid or fulfilled order or a won deal by `as_of` (default "
+        "now). Lifetime value in `currency` (default USD: `mean`, `median`, `p90`, over the customers "
+        "who bought in it), `repeat_rate` (two purchases or more), `churned` (last purchase older than "
+        "`churn_days`, default 180, before `as_of`) and `churn_rate`, and monthly `cohorts` by first "
+        "purchase for the 12 months up to `as_of` (months in `tz`): `size` and `active` per month since. "
+        "`Accept: text/csv` "
+        "answers one line per cohort."
+    ),
+)
+async def customers_report(
+    request: Request,
+    principal: Reader,
+    conn: ReadConn,
+    currency: Annotated[str | None, Query(max_length=10, description="ISO 4217; default USD")] = None,
+    churn_days: Annotated[str | None, Query(max_length=10, description="1 to 3650; default 180")] = None,
+    as_of: Annotated[
+        str | None, Query(max_length=100, description="An RFC 3339 timestamp; default now")
+    ] = None,
+    tz: Tz = None,
+    include_archived: Archived = None,
+) -> Response:
+    query = dict(request.query_params)
+    params.check_known(query, ("currency", "churn_days", "as_of", "tz", "include_archived"))
+    zone = params.zone(query)
+    moment = params.timestamp(query, "as_of") or dt.datetime.now(dt.UTC)
+    days = params.integer(query, "churn_days", 180, 1, 3650)
+    asked = {
+        "as_of": moment,
+        "currency": params.currency(query, "USD"),
+        "churn_days": days,
+        "tz": zone.key,
+    }
+    try:
+        months = params.months_back(moment.astimezone(zone).date(), 12)
+        first = dt.datetime.combine(months[0], dt.time(), zone).astimezone(dt.UTC)
+        churn_before = moment - dt.timedelta(days=days)
+    except (ValueError, OverflowError):
+        raise field_error("/as_of", "too close to the ends of the calendar") from None
+    values = {**asked, "churn_before": churn_before, "cohorts_from": first}
+    archived = params.flag(query, "include_archived")
+    ws = context(request, principal).workspace_id
+    summary, cohort_rows = await customers.customers(conn, ws, archived, values)
+    report = build.customers(summary, cohort_rows, asked, months)
+    return respond(request, report, "cohorts")

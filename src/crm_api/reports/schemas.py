@@ -166,3 +166,32 @@ class ServiceReport(BaseModel):
     tz: str
     group_by: ServiceGroup | None
     groups: list[ServiceGroupRow]
+
+
+class LifetimeValue(BaseModel):
+    customers: int = Field(description="Customers with purchases in the currency: those the figures are over")
+    mean: str | None = Field(description="A decimal string with two places, in the report's currency")
+    median: str | None
+    p90: str | None
+
+
+class Cohort(BaseModel):
+    month: dt.date = Field(description="The month of the cohort's first purchase (its first day, in tz)")
+    size: int
+    active: list[int] = Field(
+        description="Customers of the cohort who bought in each month from the first on, up to 12 and as_of"
+    )
+
+
+class CustomersReport(BaseModel):
+    object: Literal["customers_report"]
+    as_of: dt.datetime
+    currency: str
+    churn_days: int
+    tz: str
+    customers: int = Field(description="Live contacts with a paid order or a won deal by as_of")
+    lifetime_value: LifetimeValue
+    repeat_rate: float | None = Field(description="Share of customers with two purchases or more; 0..1")
+    churned: int = Field(description="Customers whose last purchase is older than churn_days before as_of")
+    churn_rate: float | None = Rate
+    cohorts: list[Cohort] = Field(description="The 12 months up to as_of's, oldest first")

@@ -1,5 +1,5 @@
 """Indexes for the reports: deals by pipeline and stage, open deals by expected close date, closed deals by
-closed_at, tickets by created_at, each covering what its report reads; the stage history's per-deal index
+closed_at, paid orders, tickets by created_at, each covering what its report reads; the stage history's per-deal index
 carries the pipeline and stage.
 
 Revision ID: 0015
@@ -46,8 +46,16 @@ def upgrade() -> None:
             "lost_reason",
             "archived_at",
             "created_at",
+            "contact_id",
         ],
         postgresql_where=sa.text("closed_at IS NOT NULL"),
+    )
+    op.create_index(
+        "ix_orders_report_paid",
+        "orders",
+        ["workspace_id", "placed_at"],
+        postgresql_include=["contact_id", "created_at", "currency", "total"],
+        postgresql_where=sa.text("status IN ('paid', 'fulfilled')"),
     )
     op.drop_index("ix_deal_stage_changes_deal", table_name="deal_stage_changes")
     op.create_index(
@@ -76,6 +84,7 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
+    op.drop_index("ix_orders_report_paid", table_name="orders")
     op.drop_index("ix_tickets_report_created", table_name="tickets")
     op.drop_index("ix_deal_stage_changes_deal", table_name="deal_stage_changes")
     op.create_index(

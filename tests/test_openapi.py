@@ -86,6 +86,8 @@ EXPECTED = {
     "reports_sales_cycle",
     "reports_service",
     "reports_customers",
+    "reports_lead_conversion",
+    "reports_attribution",
 }
 
 

@@ -189,5 +189,14 @@ async def test_reports_need_the_reports_scope(make_client: MakeClient) -> None:
     deals_only = await make_client(scopes=["deals:read"])
     assert (await deals_only.get("/v1/reports/pipeline")).status_code == 403
     reader = await make_client(scopes=["reports:read"])
-    for path in ("pipeline", "forecast", "win-rate", "sales-cycle", "service", "customers"):
+    for path in (
+        "pipeline",
+        "forecast",
+        "win-rate",
+        "sales-cycle",
+        "service",
+        "customers",
+        "lead-conversion",
+        "attribution",
+    ):
         assert (await reader.get(f"/v1/reports/{path}")).status_code == 200, path

@@ -321,3 +321,55 @@ def customers(
         "churn_rate": rate(summary["churned"], count),
         "cohorts": cohorts,
     }
+
+
+def lead_conversion(rows: list[dict[str, Any]], period: Period, by_source: bool) -> dict[str, Any]:
+    sources = _groups(r["grp"] for r in rows) if by_source else [None]
+    found = {(r["bucket"], r["grp"]): r for r in rows}
+    periods = []
+    for bucket in period.buckets():
+        for source in sources:
+            row = found.get((bucket, source))
+            leads, converted = (row["leads"], row["converted"]) if row else (0, 0)
+            entry: dict[str, Any] = {"period_start": bucket}
+            if by_source:
+                entry["source"] = source
+            entry.update(
+                leads=leads,
+                converted=converted,
+                conversion_rate=rate(converted, leads),
+                median_days_to_customer=days(row["median"]) if row else None,
+            )
+            periods.append(entry)
+    return {
+        "object": "lead_conversion_report",
+        **_period_fields(period),
+        "group_by": "source" if by_source else None,
+        "periods": periods,
+    }
+
+
+def attribution(counts: list[dict[str, Any]], won: list[dict[str, Any]], period: Period) -> dict[str, Any]:
+    amounts: dict[Any, Money] = defaultdict(Money)
+    for row in won:
+        _add(amounts[row["grp"]], row["currency"], row["amount"])
+    found = {r["grp"]: r for r in counts}
+    sources = []
+    for source in _groups(found):
+        row = found[source]
+        sources.append(
+            {
+                "source": source,
+                "contacts": row["contacts"],
+                "leads": row["leads"],
+                "customers": row["customers"],
+                "won_amount": money(amounts.get(source, Money())),
+            }
+        )
+    return {
+        "object": "attribution_report",
+        "from": period.start,
+        "to": period.end,
+        "tz": period.tz_name,
+        "sources": sources,
+    }

@@ -20,11 +20,13 @@ from ..deps import ReadConn
 from ..errors import field_error
 from ..http import context, problems
 from ..routing import Route
-from . import build, customers, params, sales, service
+from . import acquisition, build, customers, params, sales, service
 from .render import csv_content, respond
 from .schemas import (
+    AttributionReport,
     CustomersReport,
     ForecastReport,
+    LeadConversionReport,
     PipelineReport,
     SalesCycleReport,
     ServiceReport,
@@ -314,3 +316,71 @@ async def customers_report(
     summary, cohort_rows = await customers.customers(conn, ws, archived, values)
     report = build.customers(summary, cohort_rows, asked, months)
     return respond(request, report, "cohorts")
+
+
+@router.get(
+    "/lead-conversion",
+    operation_id="reports_lead_conversion",
+    response_model=LeadConversionReport,
+    responses={**problems(422), **csv_content("period_start,leads,converted,conversion_rate,...")},
+    summary="Report how many leads become customers",
+    description=(
+        "Per bucket of the period (`interval`, in `tz`): `leads`, contacts that entered the lead lifecycle "
+        "stage in it (the first time in the period); `converted`, those of them that entered the customer "
+        "stage since; `conversion_rate` and `median_days_to_customer`. Read from the contacts' lifecycle "
+        "history, kept for good. `group_by=source` splits by the contacts' acquisition source. "
+        "`Accept: text/csv` answers one line per bucket (and source)."
+    ),
+)
+async def lead_conversion_report(
+    request: Request,
+    principal: Reader,
+    conn: ReadConn,
+    from_: From = None,
+    to: To = None,
+    interval: Annotated[
+        str | None, Query(max_length=20, description="day, week, month (default), quarter or year")
+    ] = None,
+    tz: Tz = None,
+    group_by: Annotated[str | None, Query(max_length=20, description="source")] = None,
+    include_archived: Archived = None,
+) -> Response:
+    query = dict(request.query_params)
+    params.check_known(query, ("interval", "group_by", *_PERIOD))
+    period = params.period(query, "month")
+    by_source = params.choice(query, "group_by", ("source",), None) == "source"
+    archived = params.flag(query, "include_archived")
+    ws = context(request, principal).workspace_id
+    rows = await acquisition.lead_conversion(conn, ws, by_source, archived, _bounds(period))
+    return respond(request, build.lead_conversion(rows, period, by_source), "periods")
+
+
+@router.get(
+    "/attribution",
+    operation_id="reports_attribution",
+    response_model=AttributionReport,
+    responses={**problems(422), **csv_content("source,contacts,leads,customers,won_amount.USD,...")},
+    summary="Report which sources bring customers",
+    description=(
+        "Per acquisition `source` of the contacts created in the period (days in `tz`): `contacts`, "
+        "`leads` (those that were leads at some point), `customers` (those with a won deal or a paid "
+        "order) and `won_amount`, their won deals per currency. Contacts without a source are the null "
+        "source. `Accept: text/csv` answers one line per source."
+    ),
+)
+async def attribution_report(
+    request: Request,
+    principal: Reader,
+    conn: ReadConn,
+    from_: From = None,
+    to: To = None,
+    tz: Tz = None,
+    include_archived: Archived = None,
+) -> Response:
+    query = dict(request.query_params)
+    params.check_known(query, _PERIOD)
+    period = params.period(query, "month")
+    archived = params.flag(query, "include_archived")
+    ws = context(request, principal).workspace_id
+    counts, won = await acquisition.attribution(conn, ws, archived, _bounds(period))
+    return respond(request, build.attribution(counts, won, period), "sources")

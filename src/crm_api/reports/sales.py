@@ -34,6 +34,7 @@ from sqlalchemy.dialects.postgresql import UUID, distinct_on
 from sqlalchemy.sql.elements import ColumnElement
 
 from .. import sql
+from .buckets import date_bucket, in_period, local_bucket
 
 
 def _pipeline(by_id: bool) -> Select[Any]:
@@ -157,25 +158,6 @@ async def pipeline_counts(
     return [dict(r) for r in await stmt.fetch(conn, **params)]
 
 
-def _local_bucket(column: Any) -> ColumnElement[Any]:
-    """The first day of the bucket (``unit``) holding a timestamp, in the time zone ``tz``."""
-    local = func.timezone(sql.param("tz", Text), column)
-    return cast(func.date_trunc(sql.param("unit", Text), local), Date)
-
-
-def _date_bucket(column: Any) -> ColumnElement[Any]:
-    """The same for a date (a date has no time zone)."""
-    return cast(func.date_trunc(sql.param("unit", Text), cast(column, DateTime)), Date)
-
-
-def _in_period(column: Any) -> ColumnElement[bool]:
-    """``[lower, upper)``, the period's local midnights in UTC."""
-    return and_(
-        column >= sql.param("lower", DateTime(timezone=True)),
-        column < sql.param("upper", DateTime(timezone=True)),
-    )
-
-
 @sql.shape
 def _forecast(by_pipeline: bool, by_owner: bool, include_archived: bool) -> Select[Any]:
     """Three parts, one statement: open deals expected in the period (``ix_deals_report_open``, partial on
@@ -215,7 +197,7 @@ def _forecast(by_pipeline: bool, by_owner: bool, include_archived: bool) -> Sele
     return union_all(  # type: ignore[return-value]
         part(
             "open",
-            _date_bucket(expected),
+            date_bucket(expected),
             weighted,
             d.c.status == "open",
             expected >= first,
@@ -224,10 +206,10 @@ def _forecast(by_pipeline: bool, by_owner: bool, include_archived: bool) -> Sele
         part("unscheduled", None, weighted, d.c.status == "open", expected.is_(None)),
         part(
             "won",
-            _local_bucket(d.c.closed_at),
+            local_bucket(d.c.closed_at),
             cast(null(), d.c.amount.type),
             d.c.status == "won",
-            _in_period(d.c.closed_at),
+            in_period(d.c.closed_at),
         ),
     )
 
@@ -271,7 +253,7 @@ def _win_rate(group_by: str | None, include_archived: bool) -> Select[Any]:
         )
         .where(
             d.c.workspace_id == sql.param("ws"),
-            _in_period(d.c.closed_at),
+            in_period(d.c.closed_at),
             d.c.status != "open",  # a reopened deal has no closed_at; this says why the rows count
             _live(d, include_archived),
         )
@@ -302,7 +284,7 @@ def _cycle_won(include_archived: bool) -> Select[Any]:
         func.percentile_cont(0.9).within_group(took).label("p90"),
     ).where(
         d.c.workspace_id == sql.param("ws"),
-        _in_period(d.c.closed_at),
+        in_period(d.c.closed_at),
         d.c.status == "won",
         d.c.pipeline_id == sql.param("pipeline_id", UUID),
         _live(d, include_archived),

@@ -195,3 +195,44 @@ class CustomersReport(BaseModel):
     churned: int = Field(description="Customers whose last purchase is older than churn_days before as_of")
     churn_rate: float | None = Rate
     cohorts: list[Cohort] = Field(description="The 12 months up to as_of's, oldest first")
+
+
+class LeadConversionPeriod(BaseModel):
+    period_start: dt.date = Field(description="The first day of the bucket, in tz")
+    source: str | None = Field(None, description="With group_by=source: the contacts' source (null: none)")
+    leads: int = Field(
+        description="Contacts whose first entry into the lead stage in the period is in the bucket"
+    )
+    converted: int = Field(description="Of those, contacts that became customers since")
+    conversion_rate: float | None = Rate
+    median_days_to_customer: float | None = Days
+
+
+class LeadConversionReport(BaseModel):
+    object: Literal["lead_conversion_report"]
+    from_: dt.date = Field(alias="from")
+    to: dt.date
+    interval: Interval
+    tz: str
+    group_by: Literal["source"] | None
+    periods: list[LeadConversionPeriod] = Field(
+        description="Every bucket of the period (and every source found)"
+    )
+
+
+class AttributionSource(BaseModel):
+    source: str | None = Field(description="The contacts' acquisition source; null for contacts without one")
+    contacts: int = Field(description="Contacts created in the period")
+    leads: int = Field(description="Of those, contacts that were leads at some point")
+    customers: int = Field(description="Of those, contacts with a won deal or a paid order")
+    won_amount: dict[str, str] = Field(
+        description="Their won deals' amounts (as primary contact), per currency"
+    )
+
+
+class AttributionReport(BaseModel):
+    object: Literal["attribution_report"]
+    from_: dt.date = Field(alias="from")
+    to: dt.date
+    tz: str
+    sources: list[AttributionSource]

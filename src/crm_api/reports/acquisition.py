@@ -1,0 +1,141 @@
+"""The acquisition reports' SQL: lead conversion (from the contacts' lifecycle history, which a trigger keeps
+for good) and attribution (contacts by acquisition ``source``).
+
+Lead conversion walks the entries into ``lead`` in the period on ``ix_contact_lifecycle_changes_stage``,
+then each contact's later entry into ``customer`` on ``ix_contact_lifecycle_changes_contact``. Attribution
+reads the contacts created in the period on ``ix_contacts_created``, and for each probes its history, won
+deals (``ix_deals_contact``) and paid orders (``ix_orders_contact``).
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+import asyncpg
+from sqlalchemy import Select, Text, and_, exists, func, literal, or_, select, true
+
+from .. import sql
+from .buckets import in_period, local_bucket
+
+
+def _live(c: Any, include_archived: bool) -> Any:
+    return true() if include_archived else c.c.archived_at.is_(None)  # merged contacts are archived too
+
+
+@sql.shape
+def _lead_conversion(by_source: bool, include_archived: bool) -> Select[Any]:
+    """Per bucket (and source): contacts whose first entry into ``lead`` in the period falls in it, how
+    many entered ``customer`` after that, and the median time it took."""
+    h = sql.table("contact_lifecycle_changes")
+    c = sql.table("contacts")
+    later = h.alias("later")
+    first = (
+        select(h.c.workspace_id, h.c.contact_id, func.min(h.c.changed_at).label("lead_at"))
+        .where(h.c.workspace_id == sql.param("ws"), h.c.to_stage == "lead", in_period(h.c.changed_at))
+        .group_by(h.c.workspace_id, h.c.contact_id)
+        .subquery("first")
+    )
+    became = (
+        select(func.min(later.c.changed_at).label("customer_at"))
+        .where(
+            later.c.workspace_id == first.c.workspace_id,
+            later.c.contact_id == first.c.contact_id,
+            later.c.changed_at > first.c.lead_at,
+            later.c.to_stage == "customer",
+        )
+        .lateral("became")
+    )
+    bucket = local_bucket(first.c.lead_at)
+    group = c.c.source if by_source else literal(None, Text)
+    took = became.c.customer_at - first.c.lead_at
+    stmt = (
+        select(
+            bucket.label("bucket"),
+            group.label("grp"),
+            func.count().label("leads"),
+            func.count(became.c.customer_at).label("converted"),
+            func.percentile_cont(0.5).within_group(took).label("median"),
+        )
+        .select_from(
+            first.join(became, true()).join(
+                c, and_(c.c.workspace_id == first.c.workspace_id, c.c.id == first.c.contact_id)
+            )
+        )
+        .where(_live(c, include_archived))
+    )
+    return stmt.group_by(bucket, c.c.source) if by_source else stmt.group_by(bucket)
+
+
+async def lead_conversion(
+    conn: asyncpg.Pool | asyncpg.Connection,
+    ws: uuid.UUID,
+    by_source: bool,
+    include_archived: bool,
+    period: dict[str, Any],
+) -> list[dict[str, Any]]:
+    params = {k: period[k] for k in ("lower", "upper", "unit", "tz")}
+    return [dict(r) for r in await _lead_conversion(by_source, include_archived).fetch(conn, ws=ws, **params)]
+
+
+def _created_in_period(c: Any, include_archived: bool) -> list[Any]:
+    return [c.c.workspace_id == sql.param("ws"), in_period(c.c.created_at), _live(c, include_archived)]
+
+
+@sql.shape
+def _attribution(include_archived: bool) -> Select[Any]:
+    """Per source, the contacts created in the period, those that were ever leads (in the lifecycle history,
+    or a lead now) and those that bought (a won deal, or a paid or fulfilled order)."""
+    c = sql.table("contacts")
+    h = sql.table("contact_lifecycle_changes")
+    d = sql.table("deals")
+    o = sql.table("orders")
+    was_lead = or_(
+        c.c.lifecycle_stage == "lead",
+        exists().where(
+            h.c.workspace_id == c.c.workspace_id, h.c.contact_id == c.c.id, h.c.to_stage == "lead"
+        ),
+    )
+    won = exists().where(
+        d.c.workspace_id == c.c.workspace_id,
+        d.c.contact_id == c.c.id,
+        d.c.status == "won",
+        d.c.archived_at.is_(None),
+    )
+    paid = exists().where(
+        o.c.workspace_id == c.c.workspace_id,
+        o.c.contact_id == c.c.id,
+        or_(o.c.status == "paid", o.c.status == "fulfilled"),
+    )
+    return (
+        select(
+            c.c.source.label("grp"),
+            func.count().label("contacts"),
+            func.count().filter(was_lead).label("leads"),
+            func.count().filter(or_(won, paid)).label("customers"),
+        )
+        .where(*_created_in_period(c, include_archived))
+        .group_by(c.c.source)
+    )
+
+
+@sql.shape
+def _attribution_won(include_archived: bool) -> Select[Any]:
+    """Per source and currency, the won deals of the contacts created in the period (primary contact)."""
+    c = sql.table("contacts")
+    d = sql.table("deals")
+    return (
+        select(c.c.source.label("grp"), d.c.currency, func.sum(d.c.amount).label("amount"))
+        .select_from(c.join(d, and_(d.c.workspace_id == c.c.workspace_id, d.c.contact_id == c.c.id)))
+        .where(*_created_in_period(c, include_archived), d.c.status == "won", d.c.archived_at.is_(None))
+        .group_by(c.c.source, d.c.currency)
+    )
+
+
+async def attribution(
+    conn: asyncpg.Pool | asyncpg.Connection, ws: uuid.UUID, include_archived: bool, period: dict[str, Any]
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    params = {"ws": ws, "lower": period["lower"], "upper": period["upper"]}
+    counts = await _attribution(include_archived).fetch(conn, **params)
+    won = await _attribution_won(include_archived).fetch(conn, **params)
+    return [dict(r) for r in counts], [dict(r) for r in won]

@@ -109,7 +109,7 @@ class Deal(RecordMixin, Base):
             "workspace_id",
             "pipeline_id",
             "stage_id",
-            postgresql_include=["currency", "amount", "owner_id", "archived_at"],
+            postgresql_include=["currency", "amount", "owner_id", "archived_at", "created_at"],
         ),
         Index(
             "ix_deals_report_open",
@@ -179,6 +179,13 @@ class DealStageChange(Base):
             "changed_at",
             "id",
             postgresql_include=["pipeline_id", "to_stage_id"],
+        ),
+        # the moves since a moment: the pipeline as it stood then is today's rolled back by them
+        Index(
+            "ix_deal_stage_changes_changed",
+            "workspace_id",
+            "changed_at",
+            postgresql_include=["deal_id", "id", "from_stage_id"],
         ),
     )
 

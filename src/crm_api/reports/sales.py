@@ -23,6 +23,7 @@ from sqlalchemy import (
     and_,
     case,
     cast,
+    exists,
     func,
     literal,
     null,
@@ -103,39 +104,51 @@ def _pipeline_now(by_owner: bool, include_archived: bool) -> Select[Any]:
 
 @sql.shape
 def _pipeline_then(by_owner: bool, include_archived: bool) -> Select[Any]:
-    """Deals per stage and currency at ``as_of``: each deal's last stage change by then (one backward walk
-    of ix_deal_stage_changes_deal, which carries the pipeline and stage), kept when that change put it in
-    this pipeline, joined to the deal for its amount, owner and dates."""
+    """Deals per stage and currency at ``as_of``, as today's state rolled back by the moves since: a deal that
+    has not moved since ``as_of`` was where it is now; one that has was where its first move since took it
+    from (a first move that is its creation: it did not exist yet). So the work grows with the moves since
+    ``as_of``, read on ix_deal_stage_changes_changed, and the rest is today's index-only range of
+    ix_deals_report_pipeline. The stage moved from is matched against this pipeline's stages, which also
+    places a deal moved between pipelines since."""
     h = sql.table("deal_stage_changes")
     d = sql.table("deals")
-    as_of = sql.param("as_of", DateTime(timezone=True))
-    last = (
-        select(h.c.workspace_id, h.c.deal_id, h.c.pipeline_id, h.c.to_stage_id)
+    s = sql.table("pipeline_stages")
+    ws, as_of = sql.param("ws"), sql.param("as_of", DateTime(timezone=True))
+    pipeline_id = sql.param("pipeline_id", UUID)
+    since = (
+        select(h.c.workspace_id, h.c.deal_id, h.c.from_stage_id)
         .ext(distinct_on(h.c.deal_id))
-        .where(h.c.workspace_id == sql.param("ws"), h.c.changed_at <= as_of)
-        # descending throughout, so the index is walked backwards and no sort is needed
-        .order_by(h.c.deal_id.desc(), h.c.changed_at.desc(), h.c.id.desc())
-        .subquery("last")
+        .where(h.c.workspace_id == ws, h.c.changed_at > as_of)
+        .order_by(h.c.deal_id, h.c.changed_at, h.c.id)
+        .cte("since")
     )
-    archived = literal(True) if include_archived else or_(d.c.archived_at.is_(None), d.c.archived_at > as_of)
-    stmt = (
-        select(
-            last.c.to_stage_id.label("stage_id"),
-            d.c.currency,
-            func.count().label("deals"),
-            func.sum(d.c.amount).label("amount"),
-        )
-        .select_from(last.join(d, and_(d.c.workspace_id == last.c.workspace_id, d.c.id == last.c.deal_id)))
-        .where(
-            last.c.pipeline_id == sql.param("pipeline_id", UUID),
-            d.c.created_at <= as_of,
-            archived,
-        )
-        .group_by(last.c.to_stage_id, d.c.currency)
-    )
+    live_then = literal(True) if include_archived else or_(d.c.archived_at.is_(None), d.c.archived_at > as_of)
+    existed = [d.c.workspace_id == ws, d.c.created_at <= as_of, live_then]
     if by_owner:
-        stmt = stmt.where(d.c.owner_id == sql.param("owner_id", UUID))
-    return stmt
+        existed.append(d.c.owner_id == sql.param("owner_id", UUID))
+    unmoved = select(d.c.stage_id, d.c.currency, d.c.amount).where(
+        *existed,
+        d.c.pipeline_id == pipeline_id,
+        ~exists().where(since.c.workspace_id == d.c.workspace_id, since.c.deal_id == d.c.id),
+    )
+    moved = (
+        select(since.c.from_stage_id.label("stage_id"), d.c.currency, d.c.amount)
+        .select_from(
+            since.join(d, and_(d.c.workspace_id == since.c.workspace_id, d.c.id == since.c.deal_id)).join(
+                s,
+                and_(
+                    s.c.workspace_id == since.c.workspace_id,
+                    s.c.pipeline_id == pipeline_id,
+                    s.c.id == since.c.from_stage_id,
+                ),
+            )
+        )
+        .where(*existed)
+    )
+    then = union_all(unmoved, moved).subquery("then")
+    return select(
+        then.c.stage_id, then.c.currency, func.count().label("deals"), func.sum(then.c.amount).label("amount")
+    ).group_by(then.c.stage_id, then.c.currency)
 
 
 async def pipeline_counts(

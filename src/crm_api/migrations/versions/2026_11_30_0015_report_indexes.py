@@ -68,7 +68,7 @@ def upgrade() -> None:
         "ix_deals_report_pipeline",
         "deals",
         ["workspace_id", "pipeline_id", "stage_id"],
-        postgresql_include=["currency", "amount", "owner_id", "archived_at"],
+        postgresql_include=["currency", "amount", "owner_id", "archived_at", "created_at"],
     )
     op.create_index(
         "ix_deals_report_open",
@@ -108,6 +108,12 @@ def upgrade() -> None:
         "deal_stage_changes",
         ["workspace_id", "deal_id", "changed_at", "id"],
         postgresql_include=["pipeline_id", "to_stage_id"],
+    )
+    op.create_index(
+        "ix_deal_stage_changes_changed",
+        "deal_stage_changes",
+        ["workspace_id", "changed_at"],
+        postgresql_include=["deal_id", "id", "from_stage_id"],
     )
     op.create_index(
         "ix_tickets_report_created",
@@ -161,6 +167,7 @@ WHERE (e.type = 'contact.created' AND e.data -> 'object' ->> 'lifecycle_stage' I
 
 
 def downgrade() -> None:
+    op.drop_index("ix_deal_stage_changes_changed", table_name="deal_stage_changes")
     op.execute("DROP TRIGGER events_contact_lifecycle_history ON events")
     op.execute("DROP FUNCTION record_contact_lifecycle_change()")
     op.drop_table("contact_lifecycle_changes")

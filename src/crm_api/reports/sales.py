@@ -321,11 +321,7 @@ def _cycle_stages(include_archived: bool) -> Select[Any]:
         s.c.workspace_id == h.c.workspace_id, s.c.pipeline_id == pipeline_id, s.c.id == h.c.to_stage_id
     )
     source = h.outerjoin(s, stage)
-    if not include_archived:
-        source = source.join(
-            d, and_(d.c.workspace_id == h.c.workspace_id, d.c.id == h.c.deal_id, d.c.archived_at.is_(None))
-        )
-    moves = (
+    moves: Any = (
         select(
             h.c.deal_id,
             h.c.pipeline_id,
@@ -344,8 +340,12 @@ def _cycle_stages(include_archived: bool) -> Select[Any]:
         .where(
             h.c.workspace_id == sql.param("ws"), h.c.changed_at >= sql.param("lower", DateTime(timezone=True))
         )
-        .subquery("moves")
     )
+    if not include_archived:
+        # archived deals are few: an anti-join on their partial index, not a join with every deal
+        gone = and_(d.c.workspace_id == h.c.workspace_id, d.c.id == h.c.deal_id, d.c.archived_at.is_not(None))
+        moves = moves.where(~exists().where(gone))
+    moves = moves.subquery("moves")
     # a stay not over yet counts until now (now(): one instant for the whole statement)
     stayed = func.coalesce(moves.c.left_at, func.now()) - moves.c.changed_at
     advanced = or_(moves.c.later_won, moves.c.later_open > moves.c.position)

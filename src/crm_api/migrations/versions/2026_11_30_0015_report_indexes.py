@@ -65,6 +65,12 @@ def upgrade() -> None:
     # what the event log still holds (it keeps CRM_EVENT_RETENTION_DAYS): older changes are gone for good
     op.execute(_LIFECYCLE_BACKFILL)
     op.create_index(
+        "ix_deals_archived",
+        "deals",
+        ["workspace_id", "id"],
+        postgresql_where=sa.text("archived_at IS NOT NULL"),
+    )
+    op.create_index(
         "ix_deals_report_pipeline",
         "deals",
         ["workspace_id", "pipeline_id", "stage_id"],
@@ -184,3 +190,4 @@ def downgrade() -> None:
     op.drop_index("ix_deals_report_closed", table_name="deals")
     op.drop_index("ix_deals_report_open", table_name="deals")
     op.drop_index("ix_deals_report_pipeline", table_name="deals")
+    op.drop_index("ix_deals_archived", table_name="deals")

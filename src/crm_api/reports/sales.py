@@ -322,13 +322,17 @@ def _cycle_won(include_archived: bool) -> Select[Any]:
     )
 
 
+_WON = 1_000_000
+"""Further than any stage's position (at most 1000)."""
+
+
 @sql.shape
 def _cycle_stages(include_archived: bool) -> Select[Any]:
     """Per stage of the pipeline, the deals that entered it in the period and what became of them.
 
     Every stage change since the period began, in any pipeline (a move to another pipeline also ends a
-    stay), walked per deal in order on ix_deal_stage_changes_deal; for each: when the deal left
-    (``lead``), the furthest open stage of this pipeline it entered later, and whether it was won later.
+    stay), walked per deal in order; for each: when the deal left (the next change), and the furthest
+    open stage of this pipeline it entered later, or whether it was won later.
     An entry advanced when a later change put it in an open stage further on, or in a won stage."""
     h = sql.table("deal_stage_changes")
     s = sql.table("pipeline_stages")
@@ -339,6 +343,11 @@ def _cycle_stages(include_archived: bool) -> Select[Any]:
         s.c.workspace_id == h.c.workspace_id, s.c.pipeline_id == pipeline_id, s.c.id == h.c.to_stage_id
     )
     source = h.outerjoin(s, stage)
+    # one window for everything said of the changes after each (PostgreSQL computes one window
+    # definition in one pass): when the next came, and how far the later ones went. A won stage counts as
+    # further than any position; a lost one, or another pipeline's stage, as nowhere.
+    later: dict[str, Any] = {"partition_by": h.c.deal_id, "order_by": order, "rows": (1, None)}
+    reach = case((s.c.kind == "won", _WON), (s.c.kind == "open", s.c.position))
     moves: Any = (
         select(
             h.c.deal_id,
@@ -346,13 +355,8 @@ def _cycle_stages(include_archived: bool) -> Select[Any]:
             h.c.to_stage_id,
             h.c.changed_at,
             s.c.position,
-            func.lead(h.c.changed_at).over(partition_by=h.c.deal_id, order_by=order).label("left_at"),
-            func.max(case((s.c.kind == "open", s.c.position)))
-            .over(partition_by=h.c.deal_id, order_by=order, rows=(1, None))
-            .label("later_open"),
-            func.bool_or(s.c.kind == "won")
-            .over(partition_by=h.c.deal_id, order_by=order, rows=(1, None))
-            .label("later_won"),
+            func.first_value(h.c.changed_at).over(**later).label("left_at"),
+            func.max(reach).over(**later).label("reach"),
         )
         .select_from(source)
         .where(
@@ -366,7 +370,7 @@ def _cycle_stages(include_archived: bool) -> Select[Any]:
     moves = moves.subquery("moves")
     # a stay not over yet counts until now (now(): one instant for the whole statement)
     stayed = func.coalesce(moves.c.left_at, func.now()) - moves.c.changed_at
-    advanced = or_(moves.c.later_won, moves.c.later_open > moves.c.position)
+    advanced = moves.c.reach > moves.c.position
     return (
         select(
             moves.c.to_stage_id.label("stage_id"),

@@ -11,7 +11,6 @@ once per shape. It asks for one group more than the cap, so "too many groups" co
 
 import datetime as dt
 import decimal
-import zoneinfo
 from collections.abc import Hashable
 from typing import Annotated, Any, Literal
 
@@ -33,6 +32,7 @@ from ..resources.query import in_workspace, live
 from ..resources.schemas import WriteModel
 from ..resources.spec import ResourceSpec
 from ..routing import Route
+from .params import zone as zone_of
 
 MAX_GROUPS = 10_000
 MetricOp = TypeAliasType("MetricOp", Literal["count", "sum", "avg", "min", "max", "median", "p90"])
@@ -106,10 +106,7 @@ def _pieces(spec: ResourceSpec, body: AggregateRequest, params: Params) -> tuple
         kind = _groupable(spec, item.field, f"/group_by/{i}/field")
         if kind not in _TIMES:
             raise field_error(f"/group_by/{i}/field", f"'{item.field}' is not a timestamp or a date")
-        try:
-            zone = zoneinfo.ZoneInfo(item.tz or "UTC")
-        except (zoneinfo.ZoneInfoNotFoundError, ValueError):
-            raise field_error(f"/group_by/{i}/tz", "must be an IANA time zone name") from None
+        zone = zone_of({"tz": item.tz or "UTC"}, "tz", f"/group_by/{i}/tz")
         groups.append(_bucket(spec, item.field, kind, item.interval, params.add(zone.key, "text")))
     metrics: list[Expr] = []
     for i, metric in enumerate(body.metrics):

@@ -10,6 +10,7 @@ timestamp column answers it, and bucket timestamps by ``date_trunc`` of the loca
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import uuid
 import zoneinfo
 from collections.abc import Iterable, Mapping
@@ -72,12 +73,18 @@ def choice(query: Mapping[str, str], name: str, options: tuple[str, ...], defaul
     return value
 
 
-def zone(query: Mapping[str, str]) -> zoneinfo.ZoneInfo:
-    name = query.get("tz") or "UTC"
-    try:
-        return zoneinfo.ZoneInfo(name)
-    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
-        raise field_error("/tz", "must be an IANA time zone name, such as Europe/Paris") from None
+@functools.cache
+def _zones() -> frozenset[str]:
+    """The IANA names (not whatever file ``ZoneInfo`` would open: ``posixrules`` is one, PostgreSQL does not
+    know it)."""
+    return frozenset(zoneinfo.available_timezones())
+
+
+def zone(query: Mapping[str, str], name: str = "tz", pointer: str = "/tz") -> zoneinfo.ZoneInfo:
+    value = query.get(name) or "UTC"
+    if value not in _zones():
+        raise field_error(pointer, "must be an IANA time zone name, such as Europe/Paris")
+    return zoneinfo.ZoneInfo(value)
 
 
 def trunc(day: dt.date, interval: str) -> dt.date:

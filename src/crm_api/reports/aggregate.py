@@ -29,7 +29,7 @@ from ..resources.custom_fields import enforce as custom_fields
 from ..resources.exprs import Expr, Params
 from ..resources.filters import Compiler
 from ..resources.query import in_workspace, live
-from ..resources.schemas import WriteModel
+from ..resources.schemas import Filter, WriteModel
 from ..resources.spec import ResourceSpec
 from ..routing import Route
 from .params import zone as zone_of
@@ -56,7 +56,7 @@ class Metric(WriteModel):
 
 
 class AggregateRequest(WriteModel):
-    filter: dict[str, Any] | None = Field(None, description="The /search filter grammar")
+    filter: Filter | None = None
     group_by: list[str | TimeGroup] = Field([], max_length=5, description="Fields, or time buckets of one")
     metrics: list[Metric] = Field(min_length=1, max_length=20)
     include_archived: bool = Field(False, description="Count archived records too; default false")

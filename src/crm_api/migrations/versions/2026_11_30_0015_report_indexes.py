@@ -27,6 +27,12 @@ def upgrade() -> None:
     op.add_column("contacts", sa.Column("source_detail", sa.Text(), nullable=True))
     op.create_index("ix_contacts_source", "contacts", ["workspace_id", "source", "created_at", "id"])
     op.create_index("ix_contacts_source_detail", "contacts", ["workspace_id", "source_detail"])
+    op.create_index(
+        "ix_contacts_archived",
+        "contacts",
+        ["workspace_id", "id"],
+        postgresql_where=sa.text("archived_at IS NOT NULL"),
+    )
     op.create_table(
         "contact_lifecycle_changes",
         sa.Column("workspace_id", sa.UUID(), nullable=False),
@@ -177,6 +183,7 @@ def downgrade() -> None:
     op.execute("DROP TRIGGER events_contact_lifecycle_history ON events")
     op.execute("DROP FUNCTION record_contact_lifecycle_change()")
     op.drop_table("contact_lifecycle_changes")
+    op.drop_index("ix_contacts_archived", table_name="contacts")
     op.drop_index("ix_contacts_source_detail", table_name="contacts")
     op.drop_index("ix_contacts_source", table_name="contacts")
     op.drop_column("contacts", "source_detail")

@@ -13,7 +13,7 @@ import uuid
 from typing import Any
 
 import asyncpg
-from sqlalchemy import Select, Text, and_, exists, func, literal, or_, select, true
+from sqlalchemy import DateTime, Select, Text, and_, exists, func, literal, or_, select, true
 
 from .. import sql
 from .buckets import in_period, local_bucket
@@ -26,45 +26,56 @@ def _live(c: Any, include_archived: bool) -> Any:
 @sql.shape
 def _lead_conversion(by_source: bool, include_archived: bool) -> Select[Any]:
     """Per bucket (and source): contacts whose first entry into ``lead`` in the period falls in it, how
-    many entered ``customer`` after that, and the median time it took."""
+    many entered ``customer`` after that, and the median time it took.
+
+    Both sides are ranges of ix_contact_lifecycle_changes_stage (entries into ``lead`` in the period,
+    entries into ``customer`` since it began), matched by a hash join rather than a probe per lead.
+    Archived contacts are few: an anti-join on their partial index; the contacts' rows are read only
+    for their source."""
     h = sql.table("contact_lifecycle_changes")
     c = sql.table("contacts")
-    later = h.alias("later")
+    ws = sql.param("ws")
+    became = h.alias("became")
     first = (
-        select(h.c.workspace_id, h.c.contact_id, func.min(h.c.changed_at).label("lead_at"))
-        .where(h.c.workspace_id == sql.param("ws"), h.c.to_stage == "lead", in_period(h.c.changed_at))
-        .group_by(h.c.workspace_id, h.c.contact_id)
+        select(h.c.contact_id, func.min(h.c.changed_at).label("lead_at"))
+        .where(h.c.workspace_id == ws, h.c.to_stage == "lead", in_period(h.c.changed_at))
+        .group_by(h.c.contact_id)
         .subquery("first")
     )
-    became = (
-        select(func.min(later.c.changed_at).label("customer_at"))
+    customer = (
+        select(first.c.contact_id, func.min(became.c.changed_at).label("customer_at"))
+        .select_from(first.join(became, became.c.contact_id == first.c.contact_id))
         .where(
-            later.c.workspace_id == first.c.workspace_id,
-            later.c.contact_id == first.c.contact_id,
-            later.c.changed_at > first.c.lead_at,
-            later.c.to_stage == "customer",
+            became.c.workspace_id == ws,
+            became.c.to_stage == "customer",
+            became.c.changed_at >= sql.param("lower", DateTime(timezone=True)),
+            became.c.changed_at > first.c.lead_at,
         )
-        .lateral("became")
+        .group_by(first.c.contact_id)
+        .subquery("customer")
     )
     bucket = local_bucket(first.c.lead_at)
-    group = c.c.source if by_source else literal(None, Text)
-    took = became.c.customer_at - first.c.lead_at
-    stmt = (
-        select(
-            bucket.label("bucket"),
-            group.label("grp"),
-            func.count().label("leads"),
-            func.count(became.c.customer_at).label("converted"),
-            func.percentile_cont(0.5).within_group(took).label("median"),
-        )
-        .select_from(
-            first.join(became, true()).join(
-                c, and_(c.c.workspace_id == first.c.workspace_id, c.c.id == first.c.contact_id)
-            )
-        )
-        .where(_live(c, include_archived))
-    )
+    took = customer.c.customer_at - first.c.lead_at
+    joined = first.outerjoin(customer, customer.c.contact_id == first.c.contact_id)
+    if by_source:
+        joined = joined.join(c, and_(c.c.workspace_id == ws, c.c.id == first.c.contact_id))
+    stmt = select(
+        bucket.label("bucket"),
+        (c.c.source if by_source else literal(None, Text)).label("grp"),
+        func.count().label("leads"),
+        func.count(customer.c.customer_at).label("converted"),
+        func.percentile_cont(0.5).within_group(took).label("median"),
+    ).select_from(joined)
+    if not include_archived:
+        gone = contacts_archived(first.c.contact_id)
+        stmt = stmt.where(~exists().where(gone))
     return stmt.group_by(bucket, c.c.source) if by_source else stmt.group_by(bucket)
+
+
+def contacts_archived(contact_id: Any) -> Any:
+    """The contact is archived (or merged): for an anti-join on ``ix_contacts_archived``."""
+    c = sql.table("contacts").alias("archived")
+    return and_(c.c.workspace_id == sql.param("ws"), c.c.id == contact_id, c.c.archived_at.is_not(None))
 
 
 async def lead_conversion(

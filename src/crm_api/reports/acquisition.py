@@ -40,7 +40,7 @@ def _lead_conversion(by_source: bool, include_archived: bool) -> Select[Any]:
         select(h.c.contact_id, func.min(h.c.changed_at).label("lead_at"))
         .where(h.c.workspace_id == ws, h.c.to_stage == "lead", in_period(h.c.changed_at))
         .group_by(h.c.contact_id)
-        .subquery("first")
+        .cte("first")  # read twice below: a CTE is computed once
     )
     customer = (
         select(first.c.contact_id, func.min(became.c.changed_at).label("customer_at"))

@@ -208,21 +208,27 @@ AGGREGATES = {
 }
 
 
-async def measure(host: str, port: int, key: str, runs: int) -> dict[str, dict[str, float]]:
+async def measure(host: str, port: int, key: str, runs: int, only: str = "") -> dict[str, dict[str, float]]:
     conn = Connection(host, port, key)
     results: dict[str, dict[str, float]] = {}
     calls = [(name, "GET", path, None) for name, path in QUERIES.items()]
     calls += [(name, "POST", path, body) for name, (path, body) in AGGREGATES.items()]
     for name, method, path, payload in calls:
+        if only and only not in name:
+            continue
         headers = {"Accept": "text/csv"} if "CSV" in name else None
         times = []
         for i in range(runs + 2):
             began = time.perf_counter()
             status, body = await conn.request(method, path, payload, headers=headers)
             took = (time.perf_counter() - began) * 1000
-            assert status == 200, (name, body[:300])
+            if status != 200:  # say so and go on: one report past the statement timeout stops nothing else
+                print(f"{name:45s} {status}: {body[:160]!r}")
+                break
             if i >= 2:  # the first two prepare the statements
                 times.append(took)
+        if not times:
+            continue
         times.sort()
         results[name] = {"p50_ms": round(statistics.median(times), 1), "max_ms": round(times[-1], 1)}
         print(f"{name:45s} p50 {results[name]['p50_ms']:8.1f} ms   max {results[name]['max_ms']:8.1f} ms")
@@ -242,11 +248,12 @@ def main() -> None:
     parser.add_argument("--key", default="")
     parser.add_argument("--runs", type=int, default=20)
     parser.add_argument("--json", default="")
+    parser.add_argument("--only", default="", help="only the queries whose name holds this")
     args = parser.parse_args()
     if args.what == "seed":
         asyncio.run(seed(args.db, args.workspace, args.deals, args.tickets))
     else:
-        results = asyncio.run(measure(args.host, args.port, args.key, args.runs))
+        results = asyncio.run(measure(args.host, args.port, args.key, args.runs, args.only))
         if args.json:
             with open(args.json, "w") as f:
                 json.dump(results, f, indent=2)

@@ -35,6 +35,7 @@ ISSUED_SCOPES = {
             "sla_policies",
             "orders",
             "custom_fields",
+            "reports",
         )
         for action in ("read", "write")
     ),

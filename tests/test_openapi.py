@@ -80,6 +80,16 @@ EXPECTED = {
     "webhook_deliveries_retry",
     "health_live",
     "health_ready",
+    "reports_pipeline",
+    "reports_forecast",
+    "reports_win_rate",
+    "reports_sales_cycle",
+    "reports_service",
+    "reports_customers",
+    "reports_lead_conversion",
+    "reports_attribution",
+    *(f"{r}_aggregate" for r in ("contacts", "companies", "deals", "activities", "tickets", "sla_policies")),
+    "custom_fields_aggregate",
 }
 
 
@@ -162,7 +172,7 @@ def test_writes_declare_their_headers_and_what_can_go_wrong() -> None:
     for path, method, op in _with_paths(spec):
         name, headers = op["operationId"], _header_params(spec, op)
         assert "X-Request-ID" in headers, name
-        write = method != "get" and not name.endswith(("_search", "_duplicates"))
+        write = method != "get" and not name.endswith(("_search", "_duplicates", "_aggregate"))
         assert ("Idempotency-Key" in headers) == write, name
         if write:
             assert "409" in op["responses"], name

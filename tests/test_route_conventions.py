@@ -15,7 +15,7 @@ from crm_api.app import create_app
 from crm_api.idempotency import idempotent
 
 # POSTs that only read: they take no Idempotency-Key
-READS = ("/search", "/duplicates")
+READS = ("/search", "/duplicates", "/aggregate")
 
 
 def _routes(routes: Iterable[BaseRoute]) -> Iterator[APIRoute]:

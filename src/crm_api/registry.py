@@ -2,8 +2,9 @@
 scopes are checked against their names, so a new resource cannot be served without its scopes (or the
 reverse).
 
-A resource with a spec (``resources/spec.py``) gets the generic routes built from it; its own routes come
-first (they must be matched before the generic ``/{id}`` ones), then the features it has.
+A resource with a spec (``resources/spec.py``) gets the generic routes built from it and
+``POST .../aggregate``; its own routes come first (they must be matched before the generic ``/{id}`` ones),
+then the features it has.
 """
 
 from __future__ import annotations
@@ -28,6 +29,8 @@ from .history.router import history_router
 from .merge.router import merge_router
 from .orders.router import router as order_routes
 from .pipelines.router import router as pipeline_routes
+from .reports.aggregate import aggregate_router
+from .reports.router import router as report_routes
 from .resources.router import build_router
 from .resources.spec import ResourceSpec
 from .tickets.policies import SLA_POLICIES
@@ -46,7 +49,7 @@ class Resource:
 
 
 def served(spec: ResourceSpec, before: Sequence[APIRouter] = (), after: Sequence[APIRouter] = ()) -> Resource:
-    return Resource(spec.name, (*before, build_router(spec), *after), spec)
+    return Resource(spec.name, (*before, aggregate_router(spec), build_router(spec), *after), spec)
 
 
 RESOURCES: tuple[Resource, ...] = (
@@ -73,6 +76,7 @@ RESOURCES: tuple[Resource, ...] = (
     served(CUSTOM_FIELDS),
     Resource("events", (event_routes, event_type_routes)),
     Resource("webhooks", (webhook_routes,)),
+    Resource("reports", (report_routes,)),
 )
 
 SCOPE_RESOURCES: tuple[str, ...] = tuple(r.scope for r in RESOURCES)

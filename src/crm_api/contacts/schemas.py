@@ -9,7 +9,16 @@ from typing import Literal
 from pydantic import EmailStr, Field
 from typing_extensions import TypeAliasType
 
-from ..resources.schemas import CustomFields, ExternalIds, ReadModel, ShortText, Tags, UtcDatetime, WriteModel
+from ..resources.schemas import (
+    CustomFields,
+    ExternalIds,
+    ReadModel,
+    ShortText,
+    Tags,
+    Text,
+    UtcDatetime,
+    WriteModel,
+)
 
 LifecycleStage = TypeAliasType(
     "LifecycleStage",
@@ -42,6 +51,8 @@ class ContactCreate(WriteModel):
     marketing_consent: bool = False
     marketing_consent_at: UtcDatetime | None = None
     marketing_consent_source: ShortText | None = None
+    source: ShortText | None = Field(None, description="Where the contact was acquired, such as newsletter")
+    source_detail: Text | None = Field(None, description="More about the source, such as a UTM campaign")
 
 
 class ContactUpdate(WriteModel):
@@ -61,6 +72,8 @@ class ContactUpdate(WriteModel):
     marketing_consent: bool | None = None
     marketing_consent_at: UtcDatetime | None = None
     marketing_consent_source: ShortText | None = None
+    source: ShortText | None = Field(None, description="Where the contact was acquired, such as newsletter")
+    source_detail: Text | None = Field(None, description="More about the source, such as a UTM campaign")
 
 
 class Contact(ReadModel):
@@ -93,3 +106,5 @@ class Contact(ReadModel):
     merged_into: uuid.UUID | None = Field(
         description="Set when this record was merged into another (then archived); GET answers 301 there"
     )
+    source: str | None = Field(description="Where the contact was acquired (the attribution report's groups)")
+    source_detail: str | None = Field(description="More about the source, such as a UTM campaign")

@@ -2,7 +2,7 @@
 
 from .activities import Activity
 from .base import Base
-from .crm import LIFECYCLE_STAGES, Company, Contact, ExternalId
+from .crm import LIFECYCLE_STAGES, Company, Contact, ContactLifecycleChange, ExternalId
 from .custom_fields import CustomFieldDefinition, CustomFieldValue
 from .events import Event, IdempotencyRecord
 from .orders import ORDER_STATUSES, DealLineItem, Order
@@ -20,6 +20,7 @@ __all__ = [
     "Base",
     "Company",
     "Contact",
+    "ContactLifecycleChange",
     "CustomFieldDefinition",
     "CustomFieldValue",
     "Deal",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import decimal
 import uuid
 from typing import Any
@@ -124,6 +125,10 @@ class Contact(RecordMixin, Base):
         Index("ix_contacts_last_name", "workspace_id", "last_name", "id"),
         Index("ix_contacts_company", "workspace_id", "company_id", "created_at", "id"),
         Index("ix_contacts_lifecycle", "workspace_id", "lifecycle_stage", "created_at", "id"),
+        Index("ix_contacts_source", "workspace_id", "source", "created_at", "id"),
+        # the few archived (and merged) contacts, which reports leave out by an anti-join
+        Index("ix_contacts_archived", "workspace_id", "id", postgresql_where=text("archived_at IS NOT NULL")),
+        Index("ix_contacts_source_detail", "workspace_id", "source_detail"),
         Index("ix_contacts_phone", "workspace_id", "phone"),
         Index("ix_contacts_first_name", "workspace_id", "first_name"),
         Index("ix_contacts_title", "workspace_id", "title"),
@@ -160,6 +165,10 @@ class Contact(RecordMixin, Base):
     """Lower-cased names and email, what ``q=`` matches (trigram index)."""
     merged_into: Mapped[uuid.UUID | None] = mapped_column(UUID(as_uuid=True))
     """The contact this one was merged into (it is archived then); GET on it answers 301 there."""
+    source: Mapped[str | None] = mapped_column(Text)
+    """Where the contact was acquired (``newsletter``, ``google_ads``): the attribution report's groups."""
+    source_detail: Mapped[str | None] = mapped_column(Text)
+    """More about the source, such as a UTM campaign."""
 
 
 # The duplicate finder's criteria (``merge.duplicates``) query exactly these expressions, so a fuzzy-name
@@ -228,3 +237,42 @@ __all__ = [
     "contact_name_key",
     "phone_digits",
 ]
+
+
+class ContactLifecycleChange(Base):
+    """One row per lifecycle stage a contact entered (its creation with a stage included), written by a
+    trigger on ``events`` from ``contact.created`` and ``contact.updated`` (migration 0015), so no write path
+    can skip it; kept for good, where the events themselves expire. ``to_stage`` is null when the stage was
+    cleared."""
+
+    __tablename__ = "contact_lifecycle_changes"
+    __table_args__ = (
+        ForeignKeyConstraint(
+            ["workspace_id", "contact_id"], ["contacts.workspace_id", "contacts.id"], ondelete="CASCADE"
+        ),
+        Index(
+            "ix_contact_lifecycle_changes_contact",
+            "workspace_id",
+            "contact_id",
+            "changed_at",
+            "id",
+            postgresql_include=["to_stage"],
+        ),
+        # the lead conversion report: entries into a stage in a period
+        Index(
+            "ix_contact_lifecycle_changes_stage",
+            "workspace_id",
+            "to_stage",
+            "changed_at",
+            postgresql_include=["contact_id"],
+        ),
+    )
+
+    workspace_id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), primary_key=True)
+    id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), primary_key=True)
+    """The id of the event that recorded the change."""
+    contact_id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), nullable=False)
+    from_stage: Mapped[str | None] = mapped_column(Text)
+    to_stage: Mapped[str | None] = mapped_column(Text)
+    changed_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), nullable=False)
+    actor: Mapped[str] = mapped_column(Text, nullable=False)

@@ -101,6 +101,35 @@ class Deal(RecordMixin, Base):
         Index("ix_deals_closed", "workspace_id", "closed_at"),
         Index("ix_deals_name", "workspace_id", "name", "id"),
         Index("ix_deals_source", "workspace_id", "source"),
+        # The reports' ranges (reports/sales.py), each carrying every column its report reads, so that a
+        # report over 200,000 deals is an index-only scan: the pipeline by stage, open deals by expected
+        # close date (the forecast), closed deals by closed_at (forecast, win rate, sales cycle).
+        # the few archived deals, which reports leave out by an anti-join
+        Index("ix_deals_archived", "workspace_id", "id", postgresql_where=text("archived_at IS NOT NULL")),
+        Index(
+            "ix_deals_report_pipeline",
+            "workspace_id",
+            "pipeline_id",
+            "stage_id",
+            postgresql_include=["currency", "amount", "owner_id", "archived_at", "created_at"],
+        ),
+        Index(
+            "ix_deals_report_open",
+            "workspace_id",
+            "expected_close_date",
+            postgresql_include=["pipeline_id", "stage_id", "owner_id", "currency", "amount", "archived_at"],
+            postgresql_where=text("status = 'open'"),
+        ),
+        Index(
+            "ix_deals_report_closed",
+            "workspace_id",
+            "closed_at",
+            postgresql_include=[
+                *("status", "pipeline_id", "owner_id", "source", "currency", "amount", "lost_reason"),
+                *("archived_at", "created_at", "contact_id"),
+            ],
+            postgresql_where=text("closed_at IS NOT NULL"),
+        ),
         Index(
             "ix_deals_search",
             "search_text",
@@ -143,7 +172,23 @@ class DealStageChange(Base):
         ForeignKeyConstraint(
             ["workspace_id", "deal_id"], ["deals.workspace_id", "deals.id"], ondelete="CASCADE"
         ),
-        Index("ix_deal_stage_changes_deal", "workspace_id", "deal_id", "changed_at", "id"),
+        # carries the pipeline and stage, so the reports walk the history per deal from the index alone
+        # (the pipeline as it stood at a moment, the sales cycle)
+        Index(
+            "ix_deal_stage_changes_deal",
+            "workspace_id",
+            "deal_id",
+            "changed_at",
+            "id",
+            postgresql_include=["pipeline_id", "to_stage_id"],
+        ),
+        # the moves since a moment: the pipeline as it stood then is today's rolled back by them
+        Index(
+            "ix_deal_stage_changes_changed",
+            "workspace_id",
+            "changed_at",
+            postgresql_include=["deal_id", "id", "from_stage_id"],
+        ),
     )
 
     workspace_id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), primary_key=True)

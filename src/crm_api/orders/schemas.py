@@ -11,7 +11,7 @@ from pydantic import BaseModel, EmailStr, Field, StringConstraints, WithJsonSche
 from typing_extensions import TypeAliasType
 
 from ..contacts.schemas import Phone
-from ..resources.schemas import Currency, Money, Problem, ShortText, UtcDatetime, WriteModel
+from ..resources.schemas import Currency, Money, Problem, ShortText, Text, UtcDatetime, WriteModel
 
 OrderStatus = TypeAliasType("OrderStatus", Literal["pending", "paid", "fulfilled", "refunded", "cancelled"])
 MAX_LINE_ITEMS = 1000
@@ -26,6 +26,10 @@ class Customer(WriteModel):
     first_name: ShortText | None = None
     last_name: ShortText | None = None
     phone: str | None = Phone
+    source: ShortText | None = Field(
+        None, description="Where the customer was acquired; set on a contact that has no source yet"
+    )
+    source_detail: Text | None = Field(None, description="More about the source, such as a UTM campaign")
 
 
 class OrderCompany(WriteModel):

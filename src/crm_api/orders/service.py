@@ -175,12 +175,16 @@ async def _contact(
     payload: dict[str, Any] = {
         k: v for k, v in customer.model_dump(exclude={"email"}).items() if v is not None
     }
-    if company is not None:
+    if company is not None or "source" in payload or "source_detail" in payload:
+        found = await res_repo.fetch_live_by_key(conn, CONTACTS, ctx.workspace_id, "email", [email])
         # link to the company only a contact without one (a contact is not moved between companies by
         # what a shop says); looked up first so a new contact is created linked, with one event
-        found = await res_repo.fetch_live_by_key(conn, CONTACTS, ctx.workspace_id, "email", [email])
-        if not found or found[0]["company_id"] is None:
+        if company is not None and (not found or found[0]["company_id"] is None):
             payload["company_id"] = company["id"]
+        # the acquisition source is the first one known: a later order does not re-attribute the contact
+        if found and found[0]["source"] is not None:
+            payload.pop("source", None)
+            payload.pop("source_detail", None)
     _, row = await service.upsert_by_key(conn, CONTACTS, ctx, email, payload)
     return row
 

@@ -1,0 +1,115 @@
+"""The customers report's SQL: who bought, for how much, whether they came back, who stopped.
+
+A purchase is a paid or fulfilled order (at ``placed_at``, else when it was first pushed), or a won deal
+that no order stands behind (at ``closed_at``): an order is also a won deal, and counting both would count
+it twice. A customer is a live contact with at least one purchase by ``as_of``. Two statements share the
+purchases: the summary (lifetime value in one currency, repeat and churn) and the monthly cohorts.
+
+Purchases are read per workspace from ``ix_orders_report_paid`` (partial on paid and fulfilled orders) and
+``ix_deals_report_closed``, both carrying what is read; archived contacts on their partial index.
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+import asyncpg
+from sqlalchemy import Date, DateTime, Float, Select, Text, and_, cast, exists, func, or_, select, union_all
+from sqlalchemy.sql.selectable import Subquery
+
+from .. import sql
+
+
+def _purchases(include_archived: bool) -> Subquery:
+    o = sql.table("orders")
+    d = sql.table("deals")
+    ws, as_of = sql.param("ws"), sql.param("as_of", DateTime(timezone=True))
+    at = func.coalesce(o.c.placed_at, o.c.created_at)
+    paid = select(o.c.contact_id, at.label("at"), o.c.currency, o.c.total.label("amount")).where(
+        o.c.workspace_id == ws, or_(o.c.status == "paid", o.c.status == "fulfilled"), at <= as_of
+    )
+    ordered = sql.table("orders").alias("ordered")
+    won = select(d.c.contact_id, d.c.closed_at.label("at"), d.c.currency, d.c.amount).where(
+        d.c.workspace_id == ws,
+        d.c.closed_at <= as_of,
+        d.c.status == "won",
+        d.c.contact_id.is_not(None),
+        ~exists().where(ordered.c.workspace_id == d.c.workspace_id, ordered.c.deal_id == d.c.id),
+    )
+    if not include_archived:
+        won = won.where(d.c.archived_at.is_(None))
+    return union_all(paid, won).subquery("purchases")
+
+
+def _customers(purchases: Subquery, include_archived: bool) -> Subquery:
+    """One row per customer: purchases, the first and the last, and the value in the currency asked."""
+    c = sql.table("contacts")
+    p = purchases
+    stmt = select(
+        p.c.contact_id,
+        func.count().label("purchases"),
+        func.min(p.c.at).label("first_at"),
+        func.max(p.c.at).label("last_at"),
+        func.sum(p.c.amount).filter(p.c.currency == sql.param("currency", Text)).label("value"),
+    ).group_by(p.c.contact_id)
+    if not include_archived:
+        # archived contacts (merged ones too) are few: an anti-join on their partial index, where a join
+        # would probe every customer's row
+        gone = and_(
+            c.c.workspace_id == sql.param("ws"), c.c.id == p.c.contact_id, c.c.archived_at.is_not(None)
+        )
+        stmt = stmt.where(~exists().where(gone))
+    return stmt.subquery("customers")
+
+
+@sql.shape
+def _summary(include_archived: bool) -> Select[Any]:
+    k = _customers(_purchases(include_archived), include_archived)
+    value = cast(k.c.value, Float)  # percentile_cont takes floats; rounded to cents after
+    return select(
+        func.count().label("customers"),
+        func.count(k.c.value).label("valued"),
+        func.avg(k.c.value).label("mean"),
+        func.percentile_cont(0.5).within_group(value).label("median"),
+        func.percentile_cont(0.9).within_group(value).label("p90"),
+        func.count().filter(k.c.purchases >= 2).label("repeat"),
+        func.count()
+        .filter(k.c.last_at < sql.param("churn_before", DateTime(timezone=True)))
+        .label("churned"),
+    )
+
+
+def _month(column: Any) -> Any:
+    return cast(func.date_trunc("month", func.timezone(sql.param("tz", Text), column)), Date)
+
+
+@sql.shape
+def _cohorts(include_archived: bool) -> Select[Any]:
+    """Customers per month of first purchase (from ``first_month``) and month in which they bought."""
+    p = _purchases(include_archived)
+    k = _customers(p, include_archived)
+    cohort, bought = _month(k.c.first_at), _month(p.c.at)
+    return (
+        select(
+            cohort.label("cohort"),
+            bought.label("month"),
+            func.count(p.c.contact_id.distinct()).label("active"),
+        )
+        .select_from(p.join(k, k.c.contact_id == p.c.contact_id))
+        .where(k.c.first_at >= sql.param("cohorts_from", DateTime(timezone=True)))
+        .group_by(cohort, bought)
+    )
+
+
+async def customers(
+    conn: asyncpg.Pool | asyncpg.Connection,
+    ws: uuid.UUID,
+    include_archived: bool,
+    values: dict[str, Any],
+) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    summary_params = {k: values[k] for k in ("as_of", "currency", "churn_before")}
+    cohort_params = {k: values[k] for k in ("as_of", "currency", "tz", "cohorts_from")}
+    summary = await _summary(include_archived).fetchrow(conn, ws=ws, **summary_params)
+    cohorts = await _cohorts(include_archived).fetch(conn, ws=ws, **cohort_params)
+    return dict(summary), [dict(r) for r in cohorts]

@@ -1,0 +1,402 @@
+"""The sales reports' SQL: pipeline (now, or at a past moment from the stage history), forecast, win rate
+and sales cycle. Each statement is Core, compiled once per shape (which filters it has); every one is
+scoped by workspace and reads an index range (the indexes are named beside each statement; migration
+0015 adds those the reports need).
+
+Money is summed per currency (``GROUP BY currency``) and never across; Python formats it. Durations stay
+``interval``s to the end (``avg`` and ``percentile_cont`` take them), so days are exact to the microsecond.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import uuid
+from typing import Any
+
+import asyncpg
+from sqlalchemy import (
+    BigInteger,
+    Date,
+    DateTime,
+    Select,
+    Text,
+    and_,
+    case,
+    cast,
+    exists,
+    func,
+    literal,
+    null,
+    or_,
+    select,
+    union_all,
+)
+from sqlalchemy.dialects.postgresql import UUID, distinct_on
+from sqlalchemy.sql.elements import ColumnElement
+
+from .. import sql
+from .buckets import date_bucket, in_period, local_bucket
+
+
+def _pipeline(by_id: bool) -> Select[Any]:
+    p = sql.table("pipelines")
+    stmt = select(p.c.id, p.c.name).where(p.c.workspace_id == sql.param("ws"))
+    if by_id:
+        return stmt.where(p.c.id == sql.param("pipeline_id", UUID))
+    return stmt.where(p.c.is_default)  # uq_pipelines_default
+
+
+_PIPELINE_BY_ID = sql.Query(lambda: _pipeline(True))
+_DEFAULT_PIPELINE = sql.Query(lambda: _pipeline(False))
+
+
+async def pipeline(
+    conn: asyncpg.Pool | asyncpg.Connection, ws: uuid.UUID, pipeline_id: uuid.UUID | None
+) -> dict[str, Any] | None:
+    """The pipeline named, or the workspace's default; archived ones too (their history is still asked
+    about)."""
+    if pipeline_id is None:
+        row = await _DEFAULT_PIPELINE.fetchrow(conn, ws=ws)
+    else:
+        row = await _PIPELINE_BY_ID.fetchrow(conn, ws=ws, pipeline_id=pipeline_id)
+    return dict(row) if row is not None else None
+
+
+def _stages() -> Select[Any]:
+    s = sql.table("pipeline_stages")
+    return (
+        select(s.c.id, s.c.name, s.c.kind, s.c.probability, s.c.position)
+        .where(s.c.workspace_id == sql.param("ws"), s.c.pipeline_id == sql.param("pipeline_id", UUID))
+        .order_by(s.c.position)
+    )
+
+
+_STAGES = sql.Query(_stages)
+
+
+async def stages(
+    conn: asyncpg.Pool | asyncpg.Connection, ws: uuid.UUID, pipeline_id: uuid.UUID
+) -> list[dict[str, Any]]:
+    return [dict(r) for r in await _STAGES.fetch(conn, ws=ws, pipeline_id=pipeline_id)]
+
+
+def _live(d: Any, include_archived: bool) -> ColumnElement[bool]:
+    return literal(True) if include_archived else d.c.archived_at.is_(None)
+
+
+@sql.shape
+def _pipeline_now(by_owner: bool, include_archived: bool) -> Select[Any]:
+    """Deals per stage and currency today: an index-only range of ix_deals_report_pipeline."""
+    d = sql.table("deals")
+    stmt = (
+        select(d.c.stage_id, d.c.currency, func.count().label("deals"), func.sum(d.c.amount).label("amount"))
+        .where(
+            d.c.workspace_id == sql.param("ws"),
+            d.c.pipeline_id == sql.param("pipeline_id", UUID),
+            _live(d, include_archived),
+        )
+        .group_by(d.c.stage_id, d.c.currency)
+    )
+    if by_owner:
+        stmt = stmt.where(d.c.owner_id == sql.param("owner_id", UUID))
+    return stmt
+
+
+@sql.shape
+def _pipeline_then(by_owner: bool, include_archived: bool) -> Select[Any]:
+    """Deals per stage and currency at ``as_of``, as today's state rolled back by the moves since: a deal that
+    has not moved since ``as_of`` was where it is now; one that has was where its first move since took it
+    from (a first move that is its creation: it did not exist yet). So the work grows with the moves since
+    ``as_of``, read on ix_deal_stage_changes_changed, and the rest is today's index-only range of
+    ix_deals_report_pipeline. The stage moved from is matched against this pipeline's stages, which also
+    places a deal moved between pipelines since."""
+    h = sql.table("deal_stage_changes")
+    d = sql.table("deals")
+    s = sql.table("pipeline_stages")
+    ws, as_of = sql.param("ws"), sql.param("as_of", DateTime(timezone=True))
+    pipeline_id = sql.param("pipeline_id", UUID)
+    since = (
+        select(h.c.workspace_id, h.c.deal_id, h.c.from_stage_id)
+        .ext(distinct_on(h.c.deal_id))
+        .where(h.c.workspace_id == ws, h.c.changed_at > as_of)
+        .order_by(h.c.deal_id, h.c.changed_at, h.c.id)
+        .cte("since")
+    )
+    live_then = literal(True) if include_archived else or_(d.c.archived_at.is_(None), d.c.archived_at > as_of)
+    existed = [d.c.workspace_id == ws, d.c.created_at <= as_of, live_then]
+    if by_owner:
+        existed.append(d.c.owner_id == sql.param("owner_id", UUID))
+    unmoved = select(d.c.stage_id, d.c.currency, d.c.amount).where(
+        *existed,
+        d.c.pipeline_id == pipeline_id,
+        ~exists().where(since.c.workspace_id == d.c.workspace_id, since.c.deal_id == d.c.id),
+    )
+    moved = (
+        select(since.c.from_stage_id.label("stage_id"), d.c.currency, d.c.amount)
+        .select_from(
+            since.join(d, and_(d.c.workspace_id == since.c.workspace_id, d.c.id == since.c.deal_id)).join(
+                s,
+                and_(
+                    s.c.workspace_id == since.c.workspace_id,
+                    s.c.pipeline_id == pipeline_id,
+                    s.c.id == since.c.from_stage_id,
+                ),
+            )
+        )
+        .where(*existed)
+    )
+    then = union_all(unmoved, moved).subquery("then")
+    return select(
+        then.c.stage_id, then.c.currency, func.count().label("deals"), func.sum(then.c.amount).label("amount")
+    ).group_by(then.c.stage_id, then.c.currency)
+
+
+async def pipeline_counts(
+    conn: asyncpg.Pool | asyncpg.Connection,
+    ws: uuid.UUID,
+    pipeline_id: uuid.UUID,
+    owner_id: uuid.UUID | None,
+    as_of: dt.datetime | None,
+    include_archived: bool,
+) -> list[dict[str, Any]]:
+    """``(stage_id, currency, deals, amount)`` rows; a stage without deals has none."""
+    params: dict[str, Any] = {"ws": ws, "pipeline_id": pipeline_id}
+    if owner_id is not None:
+        params["owner_id"] = owner_id
+    if as_of is None:
+        stmt = _pipeline_now(owner_id is not None, include_archived)
+    else:
+        stmt = _pipeline_then(owner_id is not None, include_archived)
+        params["as_of"] = as_of
+    return [dict(r) for r in await stmt.fetch(conn, **params)]
+
+
+@sql.shape
+def _forecast(by_pipeline: bool, by_owner: bool, include_archived: bool) -> Select[Any]:
+    """Three parts, one statement: open deals expected in the period (``ix_deals_report_open``, partial on
+    open deals, by expected close date), open deals with no date (the same index's null end), and deals won
+    in the period (``ix_deals_report_closed``, by closed_at). Each part's rows: kind, bucket, owner,
+    currency, deals, amount, and the amount weighted by the probability of the deal's stage.
+
+    Open deals are summed per stage first and weighted after, by the stage's probability: sum(amount) *
+    probability per stage is the sum of the deals' weighted amounts, and the join then meets a few dozen
+    rows instead of every deal (which also keeps the planner's estimate, and its choice of a hash
+    aggregate, right)."""
+    d = sql.table("deals")
+    s = sql.table("pipeline_stages")
+    expected = d.c.expected_close_date
+
+    def summed(bucket: ColumnElement[Any] | None, per_stage: bool, *where: Any) -> Select[Any]:
+        stmt = select(
+            (bucket if bucket is not None else cast(null(), Date)).label("bucket"),
+            (d.c.owner_id if by_owner else literal(None, UUID)).label("owner_id"),
+            d.c.currency,
+            *([d.c.stage_id] if per_stage else []),
+            func.count().label("deals"),
+            func.sum(d.c.amount).label("amount"),
+        ).where(d.c.workspace_id == sql.param("ws"), _live(d, include_archived), *where)
+        if by_pipeline:
+            stmt = stmt.where(d.c.pipeline_id == sql.param("pipeline_id", UUID))
+        keys: list[Any] = [d.c.currency]
+        if bucket is not None:
+            keys.append(bucket)
+        if by_owner:
+            keys.append(d.c.owner_id)
+        if per_stage:
+            keys.append(d.c.stage_id)
+        return stmt.group_by(*keys)
+
+    def weighted(kind: str, per_stage: Select[Any]) -> Select[Any]:
+        t = per_stage.subquery(kind)
+        stage = and_(s.c.workspace_id == sql.param("ws"), s.c.id == t.c.stage_id)
+        return (
+            select(
+                literal(kind, Text).label("kind"),
+                t.c.bucket,
+                t.c.owner_id,
+                t.c.currency,
+                cast(func.sum(t.c.deals), BigInteger).label("deals"),
+                func.sum(t.c.amount).label("amount"),
+                func.sum(t.c.amount * s.c.probability).label("weighted"),
+            )
+            .select_from(t.join(s, stage))
+            .group_by(t.c.bucket, t.c.owner_id, t.c.currency)
+        )
+
+    first, last = sql.param("first_day", Date), sql.param("last_day", Date)
+    scheduled = summed(date_bucket(expected), True, d.c.status == "open", expected >= first, expected <= last)
+    unscheduled = summed(None, True, d.c.status == "open", expected.is_(None))
+    won = summed(local_bucket(d.c.closed_at), False, d.c.status == "won", in_period(d.c.closed_at)).subquery(
+        "won"
+    )
+    return union_all(  # type: ignore[return-value]
+        weighted("open", scheduled),
+        weighted("unscheduled", unscheduled),
+        select(
+            literal("won", Text).label("kind"),
+            won.c.bucket,
+            won.c.owner_id,
+            won.c.currency,
+            won.c.deals,
+            won.c.amount,
+            cast(null(), d.c.amount.type).label("weighted"),
+        ),
+    )
+
+
+async def forecast(
+    conn: asyncpg.Pool | asyncpg.Connection,
+    ws: uuid.UUID,
+    pipeline_id: uuid.UUID | None,
+    by_owner: bool,
+    include_archived: bool,
+    period: dict[str, Any],
+) -> list[dict[str, Any]]:
+    params: dict[str, Any] = {"ws": ws, **period}
+    if pipeline_id is not None:
+        params["pipeline_id"] = pipeline_id
+    stmt = _forecast(pipeline_id is not None, by_owner, include_archived)
+    return [dict(r) for r in await stmt.fetch(conn, **params)]
+
+
+WIN_RATE_GROUPS = ("owner", "pipeline", "source")
+
+
+@sql.shape
+def _win_rate(group_by: str | None, include_archived: bool) -> Select[Any]:
+    """Deals closed in the period, by group, status, currency and lost reason: a range of
+    ``ix_deals_report_closed`` (closed_at), which carries every column read."""
+    d = sql.table("deals")
+    groups = {"owner": d.c.owner_id, "pipeline": d.c.pipeline_id, "source": d.c.source}
+    group = cast(groups[group_by], Text) if group_by else literal(None, Text)
+    keys = [d.c.status, d.c.currency, d.c.lost_reason]
+    if group_by:
+        keys.insert(0, groups[group_by])
+    return (
+        select(
+            group.label("grp"),
+            d.c.status,
+            d.c.currency,
+            d.c.lost_reason,
+            func.count().label("deals"),
+            func.sum(d.c.amount).label("amount"),
+        )
+        .where(
+            d.c.workspace_id == sql.param("ws"),
+            in_period(d.c.closed_at),
+            d.c.status != "open",  # a reopened deal has no closed_at; this says why the rows count
+            _live(d, include_archived),
+        )
+        .group_by(*keys)
+    )
+
+
+async def win_rate(
+    conn: asyncpg.Pool | asyncpg.Connection,
+    ws: uuid.UUID,
+    group_by: str | None,
+    include_archived: bool,
+    period: dict[str, Any],
+) -> list[dict[str, Any]]:
+    params = {"ws": ws, "lower": period["lower"], "upper": period["upper"]}
+    return [dict(r) for r in await _win_rate(group_by, include_archived).fetch(conn, **params)]
+
+
+@sql.shape
+def _cycle_won(include_archived: bool) -> Select[Any]:
+    """Deals of the pipeline won in the period: how long from creation to won (``ix_deals_report_closed``)."""
+    d = sql.table("deals")
+    took = d.c.closed_at - d.c.created_at
+    return select(
+        func.count().label("deals"),
+        func.avg(took).label("mean"),
+        func.percentile_cont(0.5).within_group(took).label("median"),
+        func.percentile_cont(0.9).within_group(took).label("p90"),
+    ).where(
+        d.c.workspace_id == sql.param("ws"),
+        in_period(d.c.closed_at),
+        d.c.status == "won",
+        d.c.pipeline_id == sql.param("pipeline_id", UUID),
+        _live(d, include_archived),
+    )
+
+
+_WON = 1_000_000
+"""Further than any stage's position (at most 1000)."""
+
+
+@sql.shape
+def _cycle_stages(include_archived: bool) -> Select[Any]:
+    """Per stage of the pipeline, the deals that entered it in the period and what became of them.
+
+    Every stage change since the period began, in any pipeline (a move to another pipeline also ends a
+    stay), walked per deal in order; for each: when the deal left (the next change), and the furthest
+    open stage of this pipeline it entered later, or whether it was won later.
+    An entry advanced when a later change put it in an open stage further on, or in a won stage."""
+    h = sql.table("deal_stage_changes")
+    s = sql.table("pipeline_stages")
+    d = sql.table("deals")
+    pipeline_id = sql.param("pipeline_id", UUID)
+    order = (h.c.changed_at, h.c.id)
+    stage = and_(
+        s.c.workspace_id == h.c.workspace_id, s.c.pipeline_id == pipeline_id, s.c.id == h.c.to_stage_id
+    )
+    source = h.outerjoin(s, stage)
+    # one window for everything said of the changes after each (PostgreSQL computes one window
+    # definition in one pass): when the next came, and how far the later ones went. A won stage counts as
+    # further than any position; a lost one, or another pipeline's stage, as nowhere.
+    later: dict[str, Any] = {"partition_by": h.c.deal_id, "order_by": order, "rows": (1, None)}
+    reach = case((s.c.kind == "won", _WON), (s.c.kind == "open", s.c.position))
+    moves: Any = (
+        select(
+            h.c.deal_id,
+            h.c.pipeline_id,
+            h.c.to_stage_id,
+            h.c.changed_at,
+            s.c.position,
+            func.first_value(h.c.changed_at).over(**later).label("left_at"),
+            func.max(reach).over(**later).label("reach"),
+        )
+        .select_from(source)
+        .where(
+            h.c.workspace_id == sql.param("ws"), h.c.changed_at >= sql.param("lower", DateTime(timezone=True))
+        )
+    )
+    if not include_archived:
+        # archived deals are few: an anti-join on their partial index, not a join with every deal
+        gone = and_(d.c.workspace_id == h.c.workspace_id, d.c.id == h.c.deal_id, d.c.archived_at.is_not(None))
+        moves = moves.where(~exists().where(gone))
+    moves = moves.subquery("moves")
+    # a stay not over yet counts until now (now(): one instant for the whole statement)
+    stayed = func.coalesce(moves.c.left_at, func.now()) - moves.c.changed_at
+    advanced = moves.c.reach > moves.c.position
+    return (
+        select(
+            moves.c.to_stage_id.label("stage_id"),
+            func.count(moves.c.deal_id.distinct()).label("entered"),
+            func.count(moves.c.deal_id.distinct()).filter(advanced).label("advanced"),
+            func.avg(stayed).label("mean"),
+            func.percentile_cont(0.5).within_group(stayed).label("median"),
+        )
+        .where(
+            moves.c.pipeline_id == pipeline_id,
+            moves.c.changed_at < sql.param("upper", DateTime(timezone=True)),
+        )
+        .group_by(moves.c.to_stage_id)
+    )
+
+
+async def sales_cycle(
+    conn: asyncpg.Pool | asyncpg.Connection,
+    ws: uuid.UUID,
+    pipeline_id: uuid.UUID,
+    include_archived: bool,
+    period: dict[str, Any],
+) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    params = {"ws": ws, "pipeline_id": pipeline_id, "lower": period["lower"], "upper": period["upper"]}
+    won, per_stage = await asyncio.gather(
+        _cycle_won(include_archived).fetchrow(conn, **params),
+        _cycle_stages(include_archived).fetch(conn, **params),
+    )
+    return dict(won), [dict(r) for r in per_stage]

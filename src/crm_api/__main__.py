@@ -181,6 +181,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 async def _work(url: str, processes_label: str) -> None:
     from . import logs, metrics
+    from .bulk import worker as bulk_worker
     from .db import Timeouts, create_pool
     from .webhooks.dispatcher import Dispatcher
 
@@ -193,9 +194,13 @@ async def _work(url: str, processes_label: str) -> None:
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     _err(f"dispatcher {processes_label} running; SIGTERM or Ctrl-C stops it gracefully")
+    # imports and exports run in the workers only, beside their dispatcher: never in an API process
+    bulk = asyncio.create_task(bulk_worker.run_forever(pool, settings, stop))
     try:
         await Dispatcher(pool, settings).run(stop)
     finally:
+        stop.set()
+        await bulk
         sampler.cancel()
         await pool.close()
         metrics.process_exit()

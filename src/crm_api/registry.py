@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from fastapi import APIRouter
 
 from .activities.spec import ACTIVITIES
+from .bulk.import_routes import router as import_routes
 from .companies.router import router as company_routes
 from .companies.spec import COMPANIES
 from .contacts.spec import CONTACTS
@@ -73,6 +74,7 @@ RESOURCES: tuple[Resource, ...] = (
     served(CUSTOM_FIELDS),
     Resource("events", (event_routes, event_type_routes)),
     Resource("webhooks", (webhook_routes,)),
+    Resource("imports", (import_routes,)),
 )
 
 SCOPE_RESOURCES: tuple[str, ...] = tuple(r.scope for r in RESOURCES)

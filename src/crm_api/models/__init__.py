@@ -2,6 +2,7 @@
 
 from .activities import Activity
 from .base import Base
+from .bulk import ExportJob, ExportPart, ImportJob, ImportPart, ImportRowError
 from .crm import LIFECYCLE_STAGES, Company, Contact, ExternalId
 from .custom_fields import CustomFieldDefinition, CustomFieldValue
 from .events import Event, IdempotencyRecord
@@ -26,8 +27,13 @@ __all__ = [
     "DealLineItem",
     "DealStageChange",
     "Event",
+    "ExportJob",
+    "ExportPart",
     "ExternalId",
     "IdempotencyRecord",
+    "ImportJob",
+    "ImportPart",
+    "ImportRowError",
     "Order",
     "Pipeline",
     "PipelineStage",

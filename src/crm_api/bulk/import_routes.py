@@ -82,7 +82,7 @@ async def create(request: Request, body: ImportCreate, principal: Writer, conn: 
         id=uuid7(),
         object_type=body.object_type,
         format=body.format,
-        status="uploading" if body.file is None else "queued",
+        status="uploading",  # queued by the start below when the file came with it
         actor=principal.actor,
         request_id=getattr(request.state, "request_id", None),
         mapping=body.mapping,

@@ -26,10 +26,9 @@ from ..errors import (
 from ..http import json_response, problems
 from ..idempotency import idempotent
 from ..ids import uuid7
-from ..resources.spec import REGISTRY
 from ..routing import Route
 from . import repository as repo
-from .mapping import target_problem, upsert_problem
+from .mapping import OBJECTS, target_problem, upsert_problem
 from .schemas import MAX_PARTS, Import, ImportCreate, ImportPart, RowErrorList, import_api
 
 router = APIRouter(tags=["imports"], route_class=Route)
@@ -49,7 +48,7 @@ def _check(body: ImportCreate, principal: Principal) -> None:
     """The key must also be allowed to write the objects the import writes."""
     if not principal.allows(f"{body.object_type}:write"):
         raise Forbidden(f"An import of {body.object_type} needs the scope {body.object_type}:write")
-    spec = REGISTRY[body.object_type]
+    spec = OBJECTS[body.object_type]
     errors = [
         FieldError(f"/mapping/{column}", problem)
         for column, target in body.mapping.items()

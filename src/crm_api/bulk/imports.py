@@ -23,9 +23,9 @@ from ..auth import Context, Principal
 from ..errors import CRMError
 from ..resources import batch
 from ..resources.custom_fields import enforce
-from ..resources.spec import REGISTRY, ResourceSpec
+from ..resources.spec import ResourceSpec
 from . import repository as repo
-from .mapping import Mapper, effective
+from .mapping import OBJECTS, Mapper, effective
 from .rows import FileError, Problem, Reader, Record, reader
 
 log = logging.getLogger("crm_api.imports")
@@ -69,7 +69,7 @@ class ImportRun:
         self.lease = lease
         self.ws: uuid.UUID = job["workspace_id"]
         self.id: uuid.UUID = job["id"]
-        self.spec: ResourceSpec = REGISTRY[job["object_type"]]
+        self.spec: ResourceSpec = OBJECTS[job["object_type"]]
         self.ctx = actor_context(self.ws, job["actor"], job["request_id"])
         self.text = job["format"] == "csv"
 

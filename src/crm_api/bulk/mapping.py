@@ -14,10 +14,19 @@ from typing import Any
 
 import asyncpg
 
+from ..activities.spec import ACTIVITIES
+from ..companies.spec import COMPANIES
+from ..contacts.spec import CONTACTS
+from ..deals.spec import DEALS
 from ..errors import CRMError
 from ..resources import repository as repo
 from ..resources.spec import REGISTRY, ResourceSpec
+from ..tickets.spec import TICKETS
 from .rows import Problem, Record
+
+OBJECTS: dict[str, ResourceSpec] = {s.name: s for s in (CONTACTS, COMPANIES, DEALS, ACTIVITIES, TICKETS)}
+"""What an import or export may name as its ``object_type`` (imported here, so a worker that serves no
+routes has them registered too)."""
 
 _NAME = re.compile(r"^[A-Za-z0-9_.:-]{1,100}$")
 WHOLE = ("custom_fields", "external_ids")

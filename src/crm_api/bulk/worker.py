@@ -83,6 +83,10 @@ async def run_forever(pool: Any, settings: Settings, stop: asyncio.Event) -> Non
             busy = await run_once(pool, settings, stop)
         except db.ERRORS as exc:
             log.warning("bulk job failed, retrying: %s", exc)
+        except Exception:
+            # a bug in one job must not stop the loop for every other job; the job is retried when its
+            # lease lapses
+            log.exception("bulk job failed")
         if not busy:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), every)

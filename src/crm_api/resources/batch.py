@@ -179,7 +179,7 @@ class _Batch:
                 changes.append((None, payload))
         order = list(payloads)
         done = await writes.apply(
-                        conn,
+            conn,
             spec,
             ctx,
             changes,

@@ -3,22 +3,12 @@ job loop (run here in-process, one job at a time), with per-row errors, dry runs
 
 from __future__ import annotations
 
-import asyncio
 from typing import Any
 
 import asyncpg
 import httpx
 import pytest
-
-from crm_api.bulk import worker
-from crm_api.config import Settings
-
-
-async def drain(pool: asyncpg.Pool) -> None:
-    """Run every waiting job to its end, as a worker would."""
-    settings = Settings(bulk_lease_seconds=30)
-    while await worker.run_once(pool, settings, asyncio.Event()):
-        pass
+from jobs import drain
 
 
 async def run_import(api: httpx.AsyncClient, pool: asyncpg.Pool, **body: Any) -> dict[str, Any]:

@@ -1,4 +1,4 @@
-"""The SQL of import jobs: the job row, its file's parts, its row errors, and the workers' lease on it.
+"""The SQL of bulk jobs: the job row, its file's parts, an import's row errors, and the workers' lease on it.
 
 A worker holds a job by its ``lease_token`` until ``lease_until``; every chunk locks the job row and
 checks the token before it writes, and writes its progress in the same transaction as its records, so a
@@ -11,7 +11,20 @@ import uuid
 from typing import Any
 
 import asyncpg
-from sqlalchemy import Float, Integer, Select, and_, func, insert, or_, select, tuple_, update
+from sqlalchemy import (
+    BigInteger,
+    Float,
+    Integer,
+    Select,
+    and_,
+    delete,
+    func,
+    insert,
+    or_,
+    select,
+    tuple_,
+    update,
+)
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.sql.dml import ReturningUpdate
 
@@ -251,3 +264,123 @@ async def part(
 async def add_errors(conn: asyncpg.Connection, errors: list[dict[str, Any]]) -> None:
     if errors:
         await ADD_ERRORS.execute(conn, errors=jsonutil.dumps_str(errors))
+
+
+# --- exports ------------------------------------------------------------------------------------------------
+
+
+def _exports() -> Any:
+    return sql.table("exports")
+
+
+def _export_create() -> Any:
+    t = _exports()
+    names = (
+        "workspace_id", "id", "object_type", "format", "status", "actor", "request_id", "filter", "fields",
+        "include_archived", "created_at", "updated_at", "expires_at",
+    )  # fmt: skip
+    return insert(t).values({n: sql.param(n, t.c[n].type) for n in names}).returning(*t.c)
+
+
+def _export_get() -> Select[Any]:
+    t = _exports()
+    return select(*t.c).where(_ids(t), t.c.expires_at > func.now())
+
+
+def _export_claim() -> ReturningUpdate[Any]:
+    """The imports' claim, for exports (across workspaces, ``FOR UPDATE SKIP LOCKED``)."""
+    t = _exports()
+    waiting = (
+        select(t.c.workspace_id, t.c.id)
+        .where(
+            t.c.status.in_([sql.const("queued"), sql.const("running")]),
+            or_(t.c.lease_until.is_(None), t.c.lease_until < func.now()),
+        )
+        .order_by(t.c.created_at)
+        .limit(1)
+        .with_for_update(skip_locked=True)
+    )
+    return (
+        update(t)
+        .where(tuple_(t.c.workspace_id, t.c.id).in_(waiting))
+        .values(
+            status="running",
+            lease_token=sql.param("token"),
+            lease_until=_lease(),
+            started_at=func.coalesce(t.c.started_at, func.now()),
+            updated_at=func.now(),
+        )
+        .returning(*t.c)
+    )
+
+
+def _export_renew() -> ReturningUpdate[Any]:
+    t = _exports()
+    return (
+        update(t)
+        .where(_ids(t), t.c.lease_token == sql.param("token"))
+        .values(lease_until=_lease())
+        .returning(t.c.id)
+    )
+
+
+def _export_clear() -> Any:
+    """A run starts over: the parts an earlier, killed run left go."""
+    p = sql.table("export_parts")
+    return delete(p).where(p.c.workspace_id == sql.param("ws"), p.c.export_id == sql.param("id"))
+
+
+def _export_add_part() -> Any:
+    p = sql.table("export_parts")
+    return insert(p).values(
+        workspace_id=sql.param("ws"),
+        export_id=sql.param("id"),
+        part=sql.param("part", Integer),
+        data=sql.param("data", p.c.data.type),
+    )
+
+
+def _export_part() -> Select[Any]:
+    p = sql.table("export_parts")
+    return select(p.c.data).where(
+        p.c.workspace_id == sql.param("ws"),
+        p.c.export_id == sql.param("id"),
+        p.c.part == sql.param("part", Integer),
+    )
+
+
+def _export_finish() -> ReturningUpdate[Any]:
+    t = _exports()
+    return (
+        update(t)
+        .where(_ids(t), t.c.lease_token == sql.param("token"), t.c.status == sql.const("running"))
+        .values(
+            status=sql.param("status"),
+            error=sql.param("error"),
+            rows=sql.param("rows", BigInteger),
+            bytes=sql.param("bytes", BigInteger),
+            parts=sql.param("parts", Integer),
+            lease_token=None,
+            lease_until=None,
+            finished_at=func.now(),
+            updated_at=func.now(),
+        )
+        .returning(t.c.id)
+    )
+
+
+def _export_purge() -> Any:
+    """Exports past their 7 days, with their files (every workspace's: housekeeping, not a client's read)."""
+    t = _exports()
+    return delete(t).where(t.c.expires_at < func.now())
+
+
+EXPORT_CREATE = sql.Query(_export_create)
+EXPORT_GET = sql.Query(_export_get)
+EXPORT_CLAIM = sql.Query(_export_claim)
+EXPORT_RENEW = sql.Query(_export_renew)
+EXPORT_CLEAR = sql.Query(_export_clear)
+EXPORT_ADD_PART = sql.Query(_export_add_part)
+EXPORT_PART = sql.Query(_export_part)
+EXPORT_FINISH = sql.Query(_export_finish)
+EXPORT_PURGE = sql.Query(_export_purge)

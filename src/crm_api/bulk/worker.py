@@ -8,7 +8,6 @@ import asyncio
 import contextlib
 import logging
 import uuid
-from collections.abc import Awaitable, Callable
 from typing import Any
 
 from .. import db
@@ -16,32 +15,9 @@ from ..config import Settings
 from . import exports
 from . import repository as repo
 from .imports import ImportRun
+from .lease import renewing
 
 log = logging.getLogger("crm_api.bulk")
-
-
-async def _renewing(
-    run: Awaitable[str], renew: Callable[[], Awaitable[Any]], every: float, stop: asyncio.Event
-) -> str:
-    """Run the job while renewing its lease every ``every`` seconds (a long first read of a large file
-    writes no progress for a while). A stop cancels it: the chunk in flight rolls back, and the next
-    worker to claim the job resumes after the last committed one."""
-    task = asyncio.ensure_future(run)
-    stopping = asyncio.ensure_future(stop.wait())
-    try:
-        while True:
-            done, _ = await asyncio.wait({task, stopping}, timeout=every, return_when=asyncio.FIRST_COMPLETED)
-            if task in done:
-                return task.result()
-            if stopping in done:
-                task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
-                return "stopped"
-            with contextlib.suppress(*db.ERRORS):
-                await renew()
-    finally:
-        stopping.cancel()
 
 
 async def run_import_once(pool: Any, lease: float, stop: asyncio.Event) -> bool:
@@ -57,7 +33,7 @@ async def run_import_once(pool: Any, lease: float, stop: asyncio.Event) -> bool:
     async def renew() -> Any:
         return await repo.RENEW.fetchval(pool, ws=job["workspace_id"], id=job["id"], token=token, lease=lease)
 
-    outcome = await _renewing(run.run(), renew, lease / 3, stop)
+    outcome = await renewing(run.run(), renew, lease / 3, stop)
     log.info("import %s %s", job["id"], outcome)
     return True
 

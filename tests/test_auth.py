@@ -35,6 +35,8 @@ ISSUED_SCOPES = {
             "sla_policies",
             "orders",
             "custom_fields",
+            "imports",
+            "exports",
         )
         for action in ("read", "write")
     ),

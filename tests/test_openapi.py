@@ -80,6 +80,15 @@ EXPECTED = {
     "webhook_deliveries_retry",
     "health_live",
     "health_ready",
+    "imports_create",
+    "imports_upload_part",
+    "imports_start",
+    "imports_get",
+    "imports_cancel",
+    "imports_errors",
+    "exports_create",
+    "exports_get",
+    "exports_file",
 }
 
 

@@ -42,7 +42,7 @@ async def _job(conn: Any, principal: Principal, job_id: uuid.UUID) -> dict[str, 
     status_code=202,
     operation_id="exports_create",
     response_model=Export,
-    responses=problems(422),
+    responses=problems(409, 422),
     summary="Export every contact, company, deal, activity or ticket that matches a filter",
     description="Answers 202 with the job; a worker writes the file from one snapshot (writes made "
     "meanwhile are in it wholly or not at all), with no row cap. The key needs `exports:write` and "
@@ -82,8 +82,10 @@ async def create(request: Request, body: ExportCreate, principal: Writer, conn: 
     "/v1/exports/{id}",
     operation_id="exports_get",
     response_model=Export,
-    responses=problems(404),
+    responses=problems(404, 422),
     summary="An export's status and row count",
+    description="`status` (`queued`, `running`, `succeeded`, `failed`), and once it succeeded the `rows` "
+    "written and the file's size in `bytes`. An export is kept until `expires_at` (7 days), then a 404.",
 )
 async def get(job_id: ExportId, principal: Reader, conn: ReadConn) -> Response:
     return json_response(export_api(await _job(conn, principal, job_id)))
@@ -93,14 +95,15 @@ async def get(job_id: ExportId, principal: Reader, conn: ReadConn) -> Response:
     "/v1/exports/{id}/file",
     operation_id="exports_file",
     responses={
-        **problems(404, 409),
+        **problems(404, 409, 422),
         200: {
             "description": "The file, streamed (`Content-Encoding: gzip` when the request accepts it)",
             "content": {m: {"schema": {"type": "string"}} for m in MEDIA.values()},
         },
     },
     summary="Download an export's file",
-    description="409 until the export has succeeded.",
+    description="The file as the worker wrote it, streamed part by part; gzip-compressed on the way when "
+    "`Accept-Encoding` names gzip. 409 until the export has succeeded.",
 )
 async def file(request: Request, job_id: ExportId, principal: Reader, conn: ReadConn) -> Response:
     job = await _job(conn, principal, job_id)

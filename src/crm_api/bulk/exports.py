@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import csv
+import datetime as dt
 import io
 import uuid
 from collections.abc import Iterable
@@ -171,7 +172,7 @@ class ExportRun:
 async def run_once(pool: Any, lease: float, stop: asyncio.Event) -> bool:
     """Claim one export and run it; False when none was waiting (then expired exports are purged)."""
     token = uuid.uuid4()
-    job = await repo.EXPORT_CLAIM.fetchrow(pool, token=token, lease=lease)
+    job = await repo.EXPORT_CLAIM.fetchrow(pool, token=token, lease=lease, now=dt.datetime.now(dt.UTC))
     if job is None:
         await repo.EXPORT_PURGE.execute(pool)
         return False

@@ -65,7 +65,7 @@ def _check(body: ImportCreate, principal: Principal) -> None:
     status_code=202,
     operation_id="imports_create",
     response_model=Import,
-    responses=problems(422),
+    responses=problems(409, 422),
     summary="Import a file of contacts, companies, deals, activities or tickets",
     description="Answers 202 with the job. With `file` the job is queued at once; without it, it waits in "
     "`uploading` for its parts and `POST /v1/imports/{id}/start`. The key needs `imports:write` and "
@@ -140,7 +140,8 @@ async def upload_part(
     response_model=Import,
     responses=problems(404, 409, 422),
     summary="Queue an uploaded import",
-    description="The parts must run from 0 without a gap (422 naming the first missing one).",
+    description="Queues an import whose file was uploaded in parts. The parts must run from 0 without a gap "
+    "(422 naming the first missing one); an import no longer `uploading` is a 409.",
 )
 @idempotent
 async def start(request: Request, job_id: ImportId, principal: Writer, conn: LockingConn) -> Response:
@@ -168,8 +169,11 @@ async def _first_missing(conn: object, ws: uuid.UUID, job_id: uuid.UUID, last: i
     "/v1/imports/{id}",
     operation_id="imports_get",
     response_model=Import,
-    responses=problems(404),
+    responses=problems(404, 422),
     summary="An import's status and progress",
+    description="`status` (`uploading`, `queued`, `running`, `succeeded`, `failed`, `cancelled`), "
+    "`rows_total` once a worker has read the file, `rows_done` and the counts of rows `created`, "
+    "`updated`, `unchanged` and `failed`.",
 )
 async def get(job_id: ImportId, principal: Reader, conn: ReadConn) -> Response:
     return json_response(import_api(await _job(conn, principal, job_id)))
@@ -179,7 +183,7 @@ async def get(job_id: ImportId, principal: Reader, conn: ReadConn) -> Response:
     "/v1/imports/{id}/cancel",
     operation_id="imports_cancel",
     response_model=Import,
-    responses=problems(404, 409),
+    responses=problems(404, 409, 422),
     summary="Cancel an import",
     description="Chunks already written stay written; the one in flight completes, and no other follows. "
     "An import that has ended is a 409.",

@@ -13,6 +13,7 @@ from typing import Any
 import asyncpg
 from sqlalchemy import (
     BigInteger,
+    DateTime,
     Float,
     Integer,
     Select,
@@ -116,7 +117,8 @@ def _cancel() -> ReturningUpdate[Any]:
 
 def _claim() -> ReturningUpdate[Any]:
     """The oldest job waiting for a worker, or whose worker's lease lapsed (a killed worker's job resumes
-    here), across workspaces, ``FOR UPDATE SKIP LOCKED`` so two workers never take the same one."""
+    here), across workspaces, ``FOR UPDATE SKIP LOCKED`` so two workers never take the same one. The
+    start time is the worker's clock (``now``): Citus refuses ``now()`` inside COALESCE in an UPDATE."""
     t = _imports()
     waiting = (
         select(t.c.workspace_id, t.c.id)
@@ -135,7 +137,7 @@ def _claim() -> ReturningUpdate[Any]:
             status="running",
             lease_token=sql.param("token"),
             lease_until=_lease(),
-            started_at=func.coalesce(t.c.started_at, func.now()),
+            started_at=func.coalesce(t.c.started_at, sql.param("now", DateTime(timezone=True))),
             updated_at=func.now(),
         )
         .returning(*t.c)
@@ -307,7 +309,7 @@ def _export_claim() -> ReturningUpdate[Any]:
             status="running",
             lease_token=sql.param("token"),
             lease_until=_lease(),
-            started_at=func.coalesce(t.c.started_at, func.now()),
+            started_at=func.coalesce(t.c.started_at, sql.param("now", DateTime(timezone=True))),
             updated_at=func.now(),
         )
         .returning(*t.c)

@@ -7,21 +7,27 @@ import uuid
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, Field
+from typing_extensions import TypeAliasType
 
 from ..resources.schemas import Filter, WriteModel
 
-ObjectType = Literal["contacts", "companies", "deals", "activities", "tickets"]
-Format = Literal["csv", "ndjson"]
-ImportStatus = Literal["uploading", "queued", "running", "succeeded", "failed", "cancelled"]
-ExportStatus = Literal["queued", "running", "succeeded", "failed"]
+# enums are components of their own (one type each in generated clients)
+BulkObjectType = TypeAliasType(
+    "BulkObjectType", Literal["contacts", "companies", "deals", "activities", "tickets"]
+)
+BulkFormat = TypeAliasType("BulkFormat", Literal["csv", "ndjson"])
+ImportStatus = TypeAliasType(
+    "ImportStatus", Literal["uploading", "queued", "running", "succeeded", "failed", "cancelled"]
+)
+ExportStatus = TypeAliasType("ExportStatus", Literal["queued", "running", "succeeded", "failed"])
 
 MAX_PARTS = 100_000
 """An upload's parts, each up to the body limit (2 MiB by default): files to ~200 GB."""
 
 
 class ImportCreate(WriteModel):
-    object_type: ObjectType
-    format: Format
+    object_type: BulkObjectType
+    format: BulkFormat
     mapping: Annotated[dict[str, str | None], Field(max_length=1000)] = Field(
         default_factory=dict,
         description="Column (a CSV header's name, an NDJSON key) to field: a field of the object, "
@@ -46,8 +52,8 @@ class ImportCreate(WriteModel):
 class Import(BaseModel):
     object: Literal["import"]
     id: uuid.UUID
-    object_type: ObjectType
-    format: Format
+    object_type: BulkObjectType
+    format: BulkFormat
     status: ImportStatus
     dry_run: bool
     upsert_key: str | None
@@ -89,8 +95,8 @@ class RowErrorList(BaseModel):
 
 
 class ExportCreate(WriteModel):
-    object_type: ObjectType
-    format: Format
+    object_type: BulkObjectType
+    format: BulkFormat
     filter: Filter | None = Field(
         None, description="The search grammar (`POST /v1/<r>/search`). Default: all."
     )
@@ -105,8 +111,8 @@ class ExportCreate(WriteModel):
 class Export(BaseModel):
     object: Literal["export"]
     id: uuid.UUID
-    object_type: ObjectType
-    format: Format
+    object_type: BulkObjectType
+    format: BulkFormat
     status: ExportStatus
     filter: dict[str, Any] | None
     fields: list[str]

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import datetime as dt
 import logging
 import uuid
 from typing import Any
@@ -23,7 +24,7 @@ log = logging.getLogger("crm_api.bulk")
 async def run_import_once(pool: Any, lease: float, stop: asyncio.Event) -> bool:
     """Claim one import and run it to its end; False when none was waiting."""
     token = uuid.uuid4()
-    job = await repo.CLAIM.fetchrow(pool, token=token, lease=lease)
+    job = await repo.CLAIM.fetchrow(pool, token=token, lease=lease, now=dt.datetime.now(dt.UTC))
     if job is None:
         return False
     job = dict(job)

@@ -261,3 +261,37 @@ async def test_an_import_needs_the_scope_to_write_its_objects(make_client: Any) 
     assert r.status_code == 202
     other = await make_client()
     assert (await other.get(f"/v1/imports/{r.json()['id']}")).status_code == 404
+
+
+async def test_deals_and_tickets_find_their_contact_and_company_by_natural_key(
+    api: httpx.AsyncClient, pool: asyncpg.Pool
+) -> None:
+    contact = (await api.post("/v1/contacts", json={"email": "buyer@x.com"})).json()["id"]
+    company = (await api.post("/v1/companies", json={"name": "Buyer", "domain": "buyer.com"})).json()["id"]
+    csv = (
+        "order,name,amount,currency,contact.email,company.domain\n"
+        "o1,First deal,1250.50,EUR,BUYER@x.com,buyer.com\n"
+        "o2,Second deal,12.5,,buyer@x.com,\n"
+    )
+    mapping = {"order": "external_ids.shop"}
+    body = {"object_type": "deals", "format": "csv", "mapping": mapping, "upsert_key": "external_ids.shop"}
+    job = await run_import(api, pool, **body, file=csv)
+    assert (job["created"], job["failed"]) == (1, 1)
+    assert await errors_of(api, job) == [(2, "currency", "validation_error")]
+    deal = (await api.get("/v1/deals")).json()["data"][0]
+    assert (deal["contact_id"], deal["company_id"], deal["amount"]) == (contact, company, "1250.50")
+    assert deal["external_ids"] == {"shop": "o1"}
+    assert await events(pool, api, "deal.created") == 1
+
+    again = await run_import(api, pool, **body, file=csv.replace("First deal", "Renamed deal"))
+    assert (again["created"], again["updated"]) == (0, 1)
+
+    tickets = (
+        '{"subject": "Help", "priority": "high", "requester.email": "buyer@x.com"}\n'
+        '{"subject": "Hm", "priority": "whenever"}\n'
+    )
+    job = await run_import(api, pool, object_type="tickets", format="ndjson", file=tickets)
+    assert (job["created"], job["failed"]) == (1, 1)
+    assert await errors_of(api, job) == [(2, "priority", "validation_error")]
+    ticket = (await api.get("/v1/tickets")).json()["data"][0]
+    assert (ticket["requester_id"], ticket["company_id"]) == (contact, None)

@@ -17,6 +17,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import asyncpg
@@ -127,6 +128,33 @@ async def bench_export(client: httpx.AsyncClient, worker: int, url: str, rows: i
     )
 
 
+async def bench_reader(mib: int) -> None:
+    """The file reader alone (no database): a CSV of ``mib`` MiB in 1 MiB parts, read to its end, with this
+    process's RSS before and after: flat memory means the file never sits in memory whole."""
+    from crm_api.bulk.rows import CsvReader
+
+    line = b"someone@example.com,First,Last,co1.example,lead,imported\n"
+    part = line * (PART // len(line))
+
+    async def parts() -> AsyncIterator[bytes]:
+        yield b"email,first_name,last_name,company.domain,lifecycle_stage,tags\n"
+        for _ in range(mib):
+            yield part
+
+    me = psutil.Process()
+    before = me.memory_info().rss
+    rows = 0
+    began = time.perf_counter()
+    async for batch in CsvReader().records(parts()):
+        rows += len(batch)
+    took = time.perf_counter() - began
+    after = me.memory_info().rss
+    print(
+        f"reader: {mib:,} MiB of CSV ({rows:,} rows) in {took:.1f} s; RSS {before / 2**20:.0f} MiB before, "
+        f"{after / 2**20:.0f} MiB after"
+    )
+
+
 async def _fresh_database(pg: str) -> None:
     admin = await asyncpg.connect(f"{pg}/postgres")
     await admin.execute(f"DROP DATABASE IF EXISTS {DB} WITH (FORCE)")
@@ -156,7 +184,13 @@ def main() -> None:
     parser.add_argument("--pg", default="postgresql://postgres@127.0.0.1:5432")
     parser.add_argument("--rows", type=int, default=100_000)
     parser.add_argument("--export-rows", type=int, default=1_000_000)
+    parser.add_argument(
+        "--reader-mib", type=int, default=0, help="only time the file reader on this many MiB"
+    )
     args = parser.parse_args()
+    if args.reader_mib:
+        asyncio.run(bench_reader(args.reader_mib))
+        return
     asyncio.run(_fresh_database(args.pg))
     url = f"{args.pg}/{DB}"
     crm = [sys.executable, "-m", "crm_api"]

@@ -26,7 +26,7 @@ from ..resources.custom_fields import enforce
 from ..resources.spec import ResourceSpec
 from . import repository as repo
 from .mapping import OBJECTS, Mapper, effective
-from .rows import FileError, Problem, Reader, Record, reader
+from .rows import CsvReader, FileError, Problem, Record, reader
 
 log = logging.getLogger("crm_api.imports")
 
@@ -73,8 +73,8 @@ class ImportRun:
         self.ctx = actor_context(self.ws, job["actor"], job["request_id"])
         self.text = job["format"] == "csv"
 
-    def _records(self, reader_: Reader) -> AsyncIterator[list[Record]]:
-        return reader_.records(parts(self.pool, self.ws, self.id, self.job["parts"]))
+    def _parts(self) -> AsyncIterator[bytes]:
+        return parts(self.pool, self.ws, self.id, self.job["parts"])
 
     async def run(self) -> str:
         """Returns how the run ended: ``succeeded``, ``failed``, or ``lost`` (cancelled, or the lease
@@ -96,7 +96,7 @@ class ImportRun:
         mapper = Mapper(self.spec, effective(self.spec, self.job["mapping"], columns), definitions)
         done = self.job["rows_done"]
         chunk: list[Record] = []
-        async for records in self._records(reader(self.job["format"])):
+        async for records in reader(self.job["format"]).records(self._parts()):
             for record in records:
                 if record.number <= done:
                     continue  # settled by a committed chunk, before a restart
@@ -119,11 +119,14 @@ class ImportRun:
         read = reader(self.job["format"])
         total = 0
         keys: dict[str, None] = {}
-        async for records in self._records(read):
-            total += len(records)
-            if read.header is None and len(keys) < MAX_COLUMNS:
-                for record in records:
-                    keys.update(dict.fromkeys(record.values))
+        if isinstance(read, CsvReader):
+            total = await read.count(self._parts())
+        else:  # NDJSON's columns are the keys its rows use: parsed to be seen
+            async for records in read.records(self._parts()):
+                total += len(records)
+                if len(keys) < MAX_COLUMNS:
+                    for record in records:
+                        keys.update(dict.fromkeys(record.values))
         columns = read.header if read.header is not None else list(keys)[:MAX_COLUMNS]
         mapped = effective(self.spec, self.job["mapping"], columns)
         unmapped = [c for c in columns if c not in mapped and c not in self.job["mapping"]]

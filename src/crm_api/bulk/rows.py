@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import codecs
 import csv
+import re
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -45,9 +46,16 @@ def _lines(text: str, tail: str) -> tuple[list[str], str]:
     return text[:cut].splitlines(keepends=True), text[cut:]
 
 
-async def _text_lines(parts: AsyncIterator[bytes]) -> AsyncIterator[list[str]]:
-    """Lines of the file, a part's worth at a time. Bytes that are not UTF-8 survive as lone surrogates
-    (``surrogateescape``), so a bad byte spoils its record, not the file."""
+_ESCAPED = re.compile("[\udc80-\udcff]")
+"""What ``surrogateescape`` makes of a byte that is not UTF-8."""
+BLANK = " \t\r\n,"
+"""A record of nothing but these is a blank line (CSV), not a row."""
+
+
+async def _text_lines(parts: AsyncIterator[bytes]) -> AsyncIterator[tuple[list[str], bool]]:
+    """Lines of the file, a part's worth at a time, and whether they may hold bytes that are not UTF-8.
+    Such bytes survive as lone surrogates (``surrogateescape``), so a bad byte spoils its record, not the
+    file; a clean part (one search of its text) spares its records the check."""
     decoder = codecs.getincrementaldecoder("utf-8")("surrogateescape")
     tail = ""
     first = True
@@ -57,31 +65,44 @@ async def _text_lines(parts: AsyncIterator[bytes]) -> AsyncIterator[list[str]]:
             text, first = text.removeprefix(BOM), False
         lines, tail = _lines(text, tail)
         if lines:
-            yield lines
+            yield lines, _ESCAPED.search(text) is not None or _ESCAPED.search(lines[0]) is not None
     tail += decoder.decode(b"", final=True)
     if tail:
-        yield [tail]
+        yield [tail], _ESCAPED.search(tail) is not None
 
 
 def _bad_text(value: str) -> bool:
-    try:
-        value.encode("utf-8")
-    except UnicodeEncodeError:
-        return True
-    return False
+    return _ESCAPED.search(value) is not None
 
 
-def _csv_records(lines: list[str], pending: list[str]) -> tuple[list[str], list[str]]:
-    """Group lines into whole CSV records: a line break inside quotes continues the record (an odd count of
-    quote characters so far), so a record may span lines and parts. Returns the records' texts and the
-    lines of a record still open."""
-    records: list[str] = []
-    for line in lines:
-        pending.append(line)
-        if sum(part.count('"') for part in pending) % 2 == 0:
-            records.append("".join(pending))
-            pending = []
-    return records, pending
+class _Records:
+    """Lines grouped into whole CSV records: a line break inside quotes continues the record (an odd count
+    of quote characters so far), so a record may span lines and parts."""
+
+    def __init__(self) -> None:
+        self.pending: list[str] = []
+        self.quotes = 0
+        self.dirty = False
+
+    def feed(self, lines: list[str], dirty: bool) -> tuple[list[str], bool]:
+        """The records these lines complete, and whether any of them may hold bad bytes."""
+        records: list[str] = []
+        dirty = dirty or self.dirty
+        for line in lines:
+            if not self.pending and '"' not in line:
+                records.append(line)  # the common case: a record on one line, no quotes
+                continue
+            self.pending.append(line)
+            self.quotes += line.count('"')
+            if self.quotes % 2 == 0:
+                records.append("".join(self.pending))
+                self.pending, self.quotes = [], 0
+        self.dirty = dirty and bool(self.pending)
+        return records, dirty
+
+    def rest(self) -> str:
+        """A record left open by an unclosed quote at the end of the file: read what there is."""
+        return "".join(self.pending)
 
 
 class CsvReader:
@@ -90,47 +111,55 @@ class CsvReader:
     def __init__(self) -> None:
         self.header: list[str] | None = None
 
-    async def records(self, parts: AsyncIterator[bytes]) -> AsyncIterator[list[Record]]:
-        number = 0
-        pending: list[str] = []
-        async for lines in _text_lines(parts):
-            texts, pending = _csv_records(lines, pending)
-            batch, number = self._parse(texts, number)
-            if batch:
-                yield batch
-        if pending:  # an unclosed quote at the end: read what there is
-            batch, number = self._parse(["".join(pending)], number)
-            if batch:
-                yield batch
+    async def _texts(self, parts: AsyncIterator[bytes]) -> AsyncIterator[tuple[list[str], bool]]:
+        """Each part's whole records, blank lines left out, the header line read and taken off."""
+        grouper = _Records()
+        async for lines, dirty in _text_lines(parts):
+            texts, dirty = grouper.feed(lines, dirty)
+            texts = self._header([t for t in texts if t.strip(BLANK)])
+            if texts:
+                yield texts, dirty
+        rest = self._header([grouper.rest()] if grouper.rest().strip(BLANK) else [])
+        if rest:
+            yield rest, True
         if self.header is None:
             raise FileError("The file has no header line")
 
-    def _parse(self, texts: list[str], number: int) -> tuple[list[Record], int]:
-        out: list[Record] = []
-        for text, cells in zip(texts, csv.reader(texts), strict=True):
-            if not any(c.strip() for c in cells):
-                continue  # a blank line
-            if self.header is None:
-                self.header = [c.strip() for c in cells]
-                if len(set(self.header)) != len(self.header) or not all(self.header):
-                    raise FileError("The header line repeats a column name or has an empty one")
-                continue
-            number += 1
-            out.append(self._record(number, text, cells))
-        return out, number
+    def _header(self, texts: list[str]) -> list[str]:
+        if self.header is not None or not texts:
+            return texts
+        self.header = [c.strip() for c in next(csv.reader(texts[:1]))]
+        if len(set(self.header)) != len(self.header) or not all(self.header):
+            raise FileError("The header line repeats a column name or has an empty one")
+        return texts[1:]
 
-    def _record(self, number: int, text: str, cells: list[str]) -> Record:
+    async def count(self, parts: AsyncIterator[bytes]) -> int:
+        """The number of rows, without parsing them (the first read of a file, for ``rows_total``)."""
+        return sum([len(texts) async for texts, _ in self._texts(parts)])
+
+    async def records(self, parts: AsyncIterator[bytes]) -> AsyncIterator[list[Record]]:
+        number = 0
+        async for texts, dirty in self._texts(parts):
+            batch = [
+                self._record(number + i, text, cells, dirty)
+                for i, (text, cells) in enumerate(zip(texts, csv.reader(texts), strict=True), 1)
+            ]
+            number += len(batch)
+            yield batch
+
+    def _record(self, number: int, text: str, cells: list[str], dirty: bool) -> Record:
         header = self.header
         assert header is not None
-        record = Record(number, {})
         if len(cells) != len(header):
-            record.problems.append(
-                Problem(None, "column_count", f"The row has {len(cells)} columns, the header {len(header)}")
+            problem = Problem(
+                None, "column_count", f"The row has {len(cells)} columns, the header {len(header)}"
             )
-            return record
-        bad = _bad_text(text)
+            return Record(number, {}, [problem])
+        if not (dirty and _bad_text(text)):
+            return Record(number, {c: v for c, v in zip(header, cells, strict=True) if v != ""})
+        record = Record(number, {})
         for column, cell in zip(header, cells, strict=True):
-            if bad and _bad_text(cell):
+            if _bad_text(cell):
                 record.problems.append(Problem(column, "encoding", "The value is not valid UTF-8"))
             elif cell != "":
                 record.values[column] = cell
@@ -144,7 +173,7 @@ class NdjsonReader:
 
     async def records(self, parts: AsyncIterator[bytes]) -> AsyncIterator[list[Record]]:
         number = 0
-        async for lines in _text_lines(parts):
+        async for lines, _ in _text_lines(parts):
             batch: list[Record] = []
             for line in lines:
                 if not line.strip():

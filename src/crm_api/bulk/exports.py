@@ -13,7 +13,7 @@ import csv
 import datetime as dt
 import io
 import uuid
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from sqlalchemy import Select, select
@@ -76,6 +76,7 @@ def _statement(spec: ResourceSpec, where: list[Expr]) -> sql.Compiled:
 
 
 def _cell(value: Any) -> str:
+    """A custom field's value (any JSON) as a CSV cell."""
     if value is None:
         return ""
     if isinstance(value, str):
@@ -85,42 +86,72 @@ def _cell(value: Any) -> str:
     if isinstance(value, int | float):
         return str(value)
     if isinstance(value, list) and all(isinstance(v, str) for v in value):
-        return ";".join(value)  # as an import reads a list field back
+        return ";".join(value)
     return jsonutil.dumps_str(value)
 
 
-class Formatter:
-    """Objects to the file's bytes, with the export's fields picked out."""
+def _timestamp(value: dt.datetime) -> str:
+    return value.isoformat().replace("+00:00", "Z")  # as the API writes it (UTC, with a Z)
 
-    def __init__(self, format: str, fields: list[str]) -> None:
+
+_CELLS: dict[str, Callable[[Any], str]] = {
+    "text": lambda v: "" if v is None else v,
+    "boolean": lambda v: "" if v is None else "true" if v else "false",
+    "timestamptz": lambda v: "" if v is None else _timestamp(v),
+    "date": lambda v: "" if v is None else v.isoformat(),
+    # lists joined as an import reads them back
+    "text[]": lambda v: ";".join(v) if v else "",
+    "uuid[]": lambda v: ";".join(map(str, v)) if v else "",
+    "jsonb": lambda v: "" if v is None else jsonutil.dumps_str(v),
+}
+"""A column's value as a CSV cell, by its field type (uuid, numbers: ``str``); written out per type
+because a million rows of two dozen cells make every call count."""
+
+
+def _plain(value: Any) -> str:
+    return "" if value is None else str(value)
+
+
+class Formatter:
+    """Rows to the file's bytes, with the export's fields picked out. Reads the row itself, as
+    ``spec.to_api`` would present it (a key is a column, renamed by ``api_names``), without building the
+    object: the conversion was a third of an export's time."""
+
+    def __init__(self, spec: ResourceSpec, format: str, fields: list[str]) -> None:
         self.format = format
         self.fields = fields
-        self.custom = [f.partition(".")[2] if f.startswith("custom_fields.") else None for f in fields]
+        column_of = {key: column for column, key in spec.api_names.items()}
+        self.plan: list[tuple[str, str | None, Callable[[Any], str]]] = []
+        for f in fields:
+            _, dot, name = f.partition(".")
+            if dot:
+                self.plan.append(("custom_fields", name, _cell))
+            else:
+                column = column_of.get(f, f)
+                kind = spec.field_type(column) or ("uuid" if column == "id" else "text")
+                self.plan.append((column, None, _CELLS.get(kind, _plain)))
 
     def header(self) -> bytes:
         return self._csv([self.fields]) if self.format == "csv" else b""
 
-    def rows(self, objects: list[dict[str, Any]]) -> bytes:
-        # one encoding pass for the batch turns datetimes, decimals and ids into their API text
-        plain = jsonutil.loads(jsonutil.dumps(objects))
+    def rows(self, rows: list[Any]) -> bytes:
+        plan = self.plan
         if self.format == "ndjson":
-            picked = [{f: o.get(f) for f in self.fields if "." not in f} | self._custom(o) for o in plain]
-            return b"".join(jsonutil.dumps(o) + b"\n" for o in picked)
+            return b"".join(jsonutil.dumps(self._object(r)) + b"\n" for r in rows)
         lines = [
-            [
-                _cell((o.get("custom_fields") or {}).get(c) if c else o.get(f))
-                for f, c in zip(self.fields, self.custom, strict=True)
-            ]
-            for o in plain
+            [cell((r[column] or {}).get(key)) if key else cell(r[column]) for column, key, cell in plan]
+            for r in rows
         ]
         return self._csv(lines)
 
-    def _custom(self, obj: dict[str, Any]) -> dict[str, Any]:
-        names = [c for c in self.custom if c]
-        if not names:
-            return {}
-        values = obj.get("custom_fields") or {}
-        return {"custom_fields": {n: values.get(n) for n in names}}
+    def _object(self, row: Any) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for f, (column, key, _) in zip(self.fields, self.plan, strict=True):
+            if key:
+                out.setdefault("custom_fields", {})[key] = (row[column] or {}).get(key)
+            else:
+                out[f] = row[column]
+        return out
 
     @staticmethod
     def _csv(lines: Iterable[list[str]]) -> bytes:
@@ -140,7 +171,7 @@ class ExportRun:
 
     async def run(self) -> str:
         await repo.EXPORT_CLEAR.execute(self.pool, ws=self.ws, id=self.id)
-        formatter = Formatter(self.job["format"], self.job["fields"])
+        formatter = Formatter(self.spec, self.job["format"], self.job["fields"])
         buffer = bytearray(formatter.header())
         parts = rows = size = 0
         snapshot = {"isolation": "repeatable_read", "readonly": True}
@@ -152,7 +183,7 @@ class ExportRun:
             cursor = await conn.cursor(stmt.text, *stmt.args(params.values))
             while batch := await cursor.fetch(FETCH):
                 rows += len(batch)
-                buffer += formatter.rows([self.spec.to_api(dict(r)) for r in batch])
+                buffer += formatter.rows(batch)
                 if len(buffer) >= PART_BYTES:
                     await self._part(parts, bytes(buffer))
                     parts, size, buffer = parts + 1, size + len(buffer), bytearray()

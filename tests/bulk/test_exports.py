@@ -163,3 +163,21 @@ async def test_a_file_is_served_once_ready_to_its_workspace_only(
     await drain(pool)
     f = await api.get(f"/v1/exports/{r.json()['id']}/file")
     assert f.status_code == 200 and f.text.startswith("id,")
+
+
+async def test_an_export_past_its_seven_days_is_gone_with_its_file(
+    api: httpx.AsyncClient, pool: asyncpg.Pool
+) -> None:
+    job, _ = await export(api, pool, object_type="companies", format="csv")
+    assert job["expires_at"] > job["created_at"]
+    ws = api.workspace_id  # type: ignore[attr-defined]
+    await pool.execute(
+        "UPDATE exports SET expires_at = now() - interval '1 second' WHERE workspace_id = $1 AND id = $2",
+        ws,
+        job["id"],
+    )
+    assert (await api.get(f"/v1/exports/{job['id']}")).status_code == 404  # expired: not served
+    await drain(pool)  # an idle worker purges it
+    parts = await pool.fetchval("SELECT count(*) FROM export_parts WHERE workspace_id = $1", ws)
+    assert parts == 0
+    assert await pool.fetchval("SELECT count(*) FROM exports WHERE workspace_id = $1", ws) == 0

@@ -114,7 +114,7 @@ class Export(BaseModel):
     object_type: BulkObjectType
     format: BulkFormat
     status: ExportStatus
-    filter: dict[str, Any] | None
+    filter: Filter | None
     fields: list[str]
     include_archived: bool
     rows: int

@@ -36,6 +36,8 @@ ISSUED_SCOPES = {
             "orders",
             "custom_fields",
             "reports",
+            "imports",
+            "exports",
         )
         for action in ("read", "write")
     ),

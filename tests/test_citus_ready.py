@@ -75,6 +75,16 @@ ALLOWED = [
         "The SLA breach job's claim: overdue tickets of every workspace, FOR UPDATE SKIP LOCKED, the "
         "dispatcher claim's twin (it runs beside the dispatcher). Same treatment on Citus: per shard group.",
     ),
+    *(
+        Allowed(
+            UNSCOPED_LOCK,
+            f"UPDATE {table} SET status='running'",
+            f"The bulk workers' claim of the oldest waiting {table[:-1]} of any workspace (FOR UPDATE "
+            "SKIP LOCKED, one row): the dispatcher claim's twin, for jobs. Same treatment on Citus: per "
+            "shard group.",
+        )
+        for table in ("imports", "exports")
+    ),
 ]
 
 

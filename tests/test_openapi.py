@@ -90,6 +90,15 @@ EXPECTED = {
     "reports_attribution",
     *(f"{r}_aggregate" for r in ("contacts", "companies", "deals", "activities", "tickets", "sla_policies")),
     "custom_fields_aggregate",
+    "imports_create",
+    "imports_upload_part",
+    "imports_start",
+    "imports_get",
+    "imports_cancel",
+    "imports_errors",
+    "exports_create",
+    "exports_get",
+    "exports_file",
 }
 
 

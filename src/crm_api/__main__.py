@@ -1,5 +1,5 @@
-"""The crm-api command: serve, worker, migrate, openapi, create-key. Progress goes to stderr; a
-created key is printed alone on the last line of stdout."""
+"""The crm-api command: serve, worker, migrate, openapi, create-key, import, export. Progress goes to
+stderr; a created key is printed alone on the last line of stdout."""
 
 from __future__ import annotations
 
@@ -181,6 +181,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 async def _work(url: str, processes_label: str) -> None:
     from . import logs, metrics
+    from .bulk import worker as bulk_worker
     from .db import Timeouts, create_pool
     from .webhooks.dispatcher import Dispatcher
 
@@ -193,9 +194,13 @@ async def _work(url: str, processes_label: str) -> None:
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     _err(f"dispatcher {processes_label} running; SIGTERM or Ctrl-C stops it gracefully")
+    # imports and exports run in the workers only, beside their dispatcher: never in an API process
+    bulk = asyncio.create_task(bulk_worker.run_forever(pool, settings, stop))
     try:
         await Dispatcher(pool, settings).run(stop)
     finally:
+        stop.set()
+        await bulk
         sampler.cancel()
         await pool.close()
         metrics.process_exit()
@@ -249,6 +254,45 @@ def cmd_worker(args: argparse.Namespace) -> int:
     for p in procs:
         p.join()
     return 0
+
+
+async def _bulk(args: argparse.Namespace) -> int:
+    from . import bulkcli
+
+    async with bulkcli.client(args.url, args.key) as client:
+        try:
+            if args.func is cmd_import:
+                job = await bulkcli.run_import(
+                    client,
+                    args.file,
+                    args.object,
+                    mapping=bulkcli.load_json(args.mapping),
+                    upsert_key=args.upsert_key,
+                    dry_run=args.dry_run,
+                )
+                return 0 if job["status"] == "succeeded" else 1
+            fields = [f.strip() for f in args.fields.split(",")] if args.fields else None
+            await bulkcli.run_export(
+                client,
+                args.object,
+                args.output,
+                format=args.format,
+                filter=bulkcli.load_json(args.filter),
+                fields=fields,
+                include_archived=args.include_archived,
+            )
+            return 0
+        except bulkcli.Failed as exc:
+            _err(str(exc))
+            return 2
+
+
+def cmd_import(args: argparse.Namespace) -> int:
+    return asyncio.run(_bulk(args))
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    return asyncio.run(_bulk(args))
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -367,6 +411,36 @@ def _parser() -> argparse.ArgumentParser:
     )
     key.set_defaults(func=cmd_create_key)
     keytool.add_parser(sub)
+
+    # the bulk commands are clients of a running API: they open no database
+    client = argparse.ArgumentParser(add_help=False)
+    client.add_argument("--url", default="http://127.0.0.1:8000", help="the API (default: %(default)s)")
+    client.add_argument("--key", required=True, help="an API key (required)")
+    client.add_argument(
+        "--object",
+        required=True,
+        choices=("contacts", "companies", "deals", "activities", "tickets"),
+        help="what the file holds (required)",
+    )
+    imp = command(
+        "import", "import a CSV (or .ndjson) file through the API, with a progress bar and a summary", client
+    )
+    imp.add_argument("file", type=Path, help="the file: CSV with a header line, or .ndjson/.jsonl")
+    imp.add_argument("--mapping", metavar="JSON_FILE", help="column to field, as POST /v1/imports takes it")
+    imp.add_argument(
+        "--upsert-key", help="email, domain or external_ids.<source> (default: create every row)"
+    )
+    imp.add_argument("--dry-run", action="store_true", help="judge every row, write nothing")
+    imp.set_defaults(func=cmd_import)
+    exp = command("export", "export every object (or a filter's) to a file through the API", client)
+    exp.add_argument(
+        "--output", type=Path, required=True, metavar="PATH", help="the file to write (required)"
+    )
+    exp.add_argument("--format", choices=("csv", "ndjson"), default="csv", help="(default: %(default)s)")
+    exp.add_argument("--filter", metavar="JSON_FILE", help="a filter in the search grammar")
+    exp.add_argument("--fields", help="comma-separated columns (default: every field)")
+    exp.add_argument("--include-archived", action="store_true", help="archived objects too")
+    exp.set_defaults(func=cmd_export)
     return parser
 
 

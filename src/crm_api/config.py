@@ -100,6 +100,11 @@ class Settings(BaseSettings):
     dispatcher_concurrency: int = 128
     sla_check_seconds: float = 30.0
     """How often each dispatcher process looks for tickets past an SLA due time (0: never)."""
+    bulk_lease_seconds: float = 60.0
+    """How long an import or export stays with a worker that stopped renewing its lease (a killed one)
+    before another worker takes it over; a live worker renews it every third of this."""
+    bulk_poll_seconds: float = 2.0
+    """How often each ``crm-api worker`` process looks for queued imports and exports (0: never)."""
     webhook_retry_scale: float = 1.0
     """Multiplies the retry ladder (5 s, 5 min, ... 24 h); tests shrink it to fit in seconds."""
 

@@ -15,6 +15,8 @@ from dataclasses import dataclass
 from fastapi import APIRouter
 
 from .activities.spec import ACTIVITIES
+from .bulk.export_routes import router as export_routes
+from .bulk.import_routes import router as import_routes
 from .companies.router import router as company_routes
 from .companies.spec import COMPANIES
 from .contacts.spec import CONTACTS
@@ -77,6 +79,8 @@ RESOURCES: tuple[Resource, ...] = (
     Resource("events", (event_routes, event_type_routes)),
     Resource("webhooks", (webhook_routes,)),
     Resource("reports", (report_routes,)),
+    Resource("imports", (import_routes,)),
+    Resource("exports", (export_routes,)),
 )
 
 SCOPE_RESOURCES: tuple[str, ...] = tuple(r.scope for r in RESOURCES)

@@ -2,6 +2,7 @@
 
 from .activities import Activity
 from .base import Base
+from .bulk import ExportJob, ExportPart, ImportJob, ImportPart, ImportRowError
 from .crm import LIFECYCLE_STAGES, Company, Contact, ContactLifecycleChange, ExternalId
 from .custom_fields import CustomFieldDefinition, CustomFieldValue
 from .events import Event, IdempotencyRecord
@@ -27,8 +28,13 @@ __all__ = [
     "DealLineItem",
     "DealStageChange",
     "Event",
+    "ExportJob",
+    "ExportPart",
     "ExternalId",
     "IdempotencyRecord",
+    "ImportJob",
+    "ImportPart",
+    "ImportRowError",
     "Order",
     "Pipeline",
     "PipelineStage",

@@ -13,7 +13,7 @@ items from there on (a second round, only for a batch that repeats itself).
 from __future__ import annotations
 
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Literal, TypeVar
 
 import asyncpg
@@ -34,9 +34,31 @@ def _error(exc: CRMError, request_id: str | None) -> dict[str, Any]:
     return {"status": exc.status, "error": exc.body(request_id or "")}
 
 
+@dataclass
+class Outcome:
+    results: list[dict[str, Any]]
+    """One per item, in order: ``{"status", "object"}`` or ``{"status", "error"}``."""
+    unchanged: set[int]
+    """Items that matched an object and changed nothing (a 200 with no new version and no event)."""
+
+
 async def run(
     conn: asyncpg.Connection, spec: ResourceSpec, ctx: Context, items: list[Any], mode: Mode
 ) -> list[dict[str, Any]]:
+    return (await run_items(conn, spec, ctx, items, mode)).results
+
+
+async def run_items(
+    conn: asyncpg.Connection,
+    spec: ResourceSpec,
+    ctx: Context,
+    items: list[Any],
+    mode: Mode,
+    *,
+    dry_run: bool = False,
+) -> Outcome:
+    """``run``, telling the unchanged items apart; ``dry_run`` judges every item and writes nothing (an
+    item repeating an earlier item's new key is judged as a create again: nothing was written to update)."""
     results: list[dict[str, Any] | None] = [None] * len(items)
     payloads: dict[int, dict[str, Any]] = {}
     for i, item in enumerate(items):
@@ -62,16 +84,17 @@ async def run(
             for i, p in payloads.items()
         },
         results,
+        dry_run,
     )
 
     if mode == "upsert":
         for i in list(payloads):
             if not batch.key_of.get(i) and not batch.ext_of[i]:
-                field = key.field if key else "external_ids"
+                name = key.field if key else "external_ids"
                 results[i] = _error(
                     Unprocessable(
-                        f"Upsert needs {field} or external_ids to match on",
-                        [FieldError(f"/items/{i}/{field}", "required in upsert mode")],
+                        f"Upsert needs {name} or external_ids to match on",
+                        [FieldError(f"/items/{i}/{name}", "required in upsert mode")],
                     ),
                     ctx.request_id,
                 )
@@ -85,7 +108,7 @@ async def run(
     pending = list(payloads)
     while pending:
         pending = await batch.write(conn, {i: payloads[i] for i in pending})
-    return [r for r in results if r is not None]
+    return Outcome([r for r in results if r is not None], batch.unchanged)
 
 
 @dataclass
@@ -98,6 +121,8 @@ class _Batch:
     ext_of: dict[int, list[tuple[str, str]]]
     """Each item's external id pairs, sorted: an upsert matches on the first one"""
     results: list[dict[str, Any] | None]
+    dry_run: bool = False
+    unchanged: set[int] = field(default_factory=set)
 
     async def write(self, conn: asyncpg.Connection, payloads: dict[int, dict[str, Any]]) -> list[int]:
         """Write the items up to the first that names an object an earlier one names (upserts); return
@@ -154,7 +179,13 @@ class _Batch:
                 changes.append((None, payload))
         order = list(payloads)
         done = await writes.apply(
-            conn, spec, ctx, changes, lambda old, new: "created" if old is None else "updated", admit=admit
+            conn,
+            spec,
+            ctx,
+            changes,
+            lambda old, new: "created" if old is None else "updated",
+            admit=admit,
+            dry_run=self.dry_run,
         )
         for pos, failure in done.failures.items():
             self.results[order[pos]] = _error(_at_item(failure, order[pos]), ctx.request_id)
@@ -164,6 +195,8 @@ class _Batch:
                 lost = Conflict(f"The {spec.object} was changed or created concurrently; retry this item")
                 self.results[i] = _error(lost, ctx.request_id)
             else:
+                if pos not in done.changed:
+                    self.unchanged.add(i)
                 self.results[i] = {
                     "status": 201 if targets.get(i) is None else 200,
                     "object": spec.to_api(row),

@@ -1,0 +1,234 @@
+"""Running an import: its file read in chunks, each chunk written through the batch upsert
+(``resources.batch.run_items``, and so ``writes.apply``: rules, events and webhook deliveries included) in
+one transaction with the job's progress and the chunk's row errors.
+
+Exactly once: a chunk commits its records, its errors and ``rows_done`` together, and only while the
+worker still holds the job's lease (the job row is locked and its token checked first). A worker killed
+mid-chunk leaves nothing of that chunk; whichever worker claims the job next reads the file again and
+starts after ``rows_done``. A cancel waits for the chunk in flight, and the next chunk sees it.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Any
+
+import asyncpg
+
+from ..auth import Context, Principal
+from ..errors import CRMError
+from ..resources import batch
+from ..resources.custom_fields import enforce
+from ..resources.spec import ResourceSpec
+from . import repository as repo
+from .mapping import OBJECTS, Mapper, effective
+from .rows import CsvReader, FileError, Problem, Record, reader
+
+log = logging.getLogger("crm_api.imports")
+
+CHUNK = 500
+"""Rows per chunk: a batch's size, written in a fixed handful of statements."""
+MAX_COLUMNS = 1000
+"""NDJSON keys remembered for ``columns`` and ``unmapped`` (the mapping itself applies to every key)."""
+
+
+def actor_context(workspace_id: uuid.UUID, actor: str, request_id: str | None) -> Context:
+    """The context of the request that made the job, so its events name the key that asked."""
+    key_id = uuid.UUID(actor.removeprefix("api_key:"))
+    return Context(Principal(workspace_id, key_id, frozenset()), request_id)
+
+
+async def parts(pool: Any, ws: uuid.UUID, job: uuid.UUID, count: int) -> AsyncIterator[bytes]:
+    """The file, one stored part at a time (each part is one short read)."""
+    for n in range(count):
+        data = await repo.part(pool, ws, job, n)
+        if data is None:
+            raise FileError(f"Part {n} of the file is missing")
+        yield data
+
+
+@dataclass
+class Tally:
+    created: int = 0
+    updated: int = 0
+    unchanged: int = 0
+    failed: int = 0
+
+
+class ImportRun:
+    """One worker's run of one claimed job, from ``rows_done`` to the end or until it loses the job."""
+
+    def __init__(self, pool: Any, job: dict[str, Any], token: uuid.UUID, lease: float) -> None:
+        self.pool = pool
+        self.job = job
+        self.token = token
+        self.lease = lease
+        self.ws: uuid.UUID = job["workspace_id"]
+        self.id: uuid.UUID = job["id"]
+        self.spec: ResourceSpec = OBJECTS[job["object_type"]]
+        self.ctx = actor_context(self.ws, job["actor"], job["request_id"])
+        self.text = job["format"] == "csv"
+
+    def _parts(self) -> AsyncIterator[bytes]:
+        return parts(self.pool, self.ws, self.id, self.job["parts"])
+
+    async def run(self) -> str:
+        """Returns how the run ended: ``succeeded``, ``failed``, or ``lost`` (cancelled, or the lease
+        passed to another worker: nothing more is written)."""
+        try:
+            columns = await self._count()
+        except FileError as exc:
+            await repo.FINISH.fetchval(
+                self.pool, ws=self.ws, id=self.id, token=self.token, status="failed", error=str(exc)
+            )
+            return "failed"
+        if columns is None:
+            return "lost"
+        definitions = (
+            await enforce.definitions(self.pool, self.ws, self.spec.object)
+            if enforce.applies(self.spec)
+            else {}
+        )
+        mapper = Mapper(self.spec, effective(self.spec, self.job["mapping"], columns), definitions)
+        done = self.job["rows_done"]
+        chunk: list[Record] = []
+        async for records in reader(self.job["format"]).records(self._parts()):
+            for record in records:
+                if record.number <= done:
+                    continue  # settled by a committed chunk, before a restart
+                chunk.append(record)
+                if len(chunk) == CHUNK:
+                    if not await self._chunk(mapper, chunk):
+                        return "lost"
+                    chunk = []
+        if chunk and not await self._chunk(mapper, chunk):
+            return "lost"
+        finished = await repo.FINISH.fetchval(
+            self.pool, ws=self.ws, id=self.id, token=self.token, status="succeeded", error=None
+        )
+        return "succeeded" if finished is not None else "lost"
+
+    async def _count(self) -> list[str] | None:
+        """Read the file once for its row count and columns (first run only); None if the job was lost."""
+        if self.job["rows_total"] is not None:
+            return list(self.job["columns"] or [])
+        read = reader(self.job["format"])
+        total = 0
+        keys: dict[str, None] = {}
+        if isinstance(read, CsvReader):
+            total = await read.count(self._parts())
+        else:  # NDJSON's columns are the keys its rows use: parsed to be seen
+            async for records in read.records(self._parts()):
+                total += len(records)
+                if len(keys) < MAX_COLUMNS:
+                    for record in records:
+                        keys.update(dict.fromkeys(record.values))
+        columns = read.header if read.header is not None else list(keys)[:MAX_COLUMNS]
+        mapped = effective(self.spec, self.job["mapping"], columns)
+        unmapped = [c for c in columns if c not in mapped and c not in self.job["mapping"]]
+        kept = await repo.COUNTED.fetchval(
+            self.pool, ws=self.ws, id=self.id, token=self.token, rows_total=total, columns=columns,
+            unmapped=unmapped, lease=self.lease,
+        )  # fmt: skip
+        self.job.update(rows_total=total, columns=columns, unmapped=unmapped)
+        return columns if kept is not None else None
+
+    async def _chunk(self, mapper: Mapper, records: list[Record]) -> bool:
+        """Write one chunk with its progress; False if the job is no longer this worker's to write."""
+        async with self.pool.acquire() as conn, conn.transaction():
+            held = await repo.HOLD.fetchrow(conn, ws=self.ws, id=self.id)
+            if held is None or held["status"] != "running" or held["lease_token"] != self.token:
+                return False
+            tally, errors = await self._write(conn, mapper, records)
+            await repo.add_errors(conn, errors)
+            await repo.PROGRESS.execute(
+                conn, ws=self.ws, id=self.id, rows_done=records[-1].number, lease=self.lease,
+                created=tally.created, updated=tally.updated, unchanged=tally.unchanged, failed=tally.failed,
+            )  # fmt: skip
+        return True
+
+    async def _write(
+        self, conn: asyncpg.Connection, mapper: Mapper, records: list[Record]
+    ) -> tuple[Tally, list[dict[str, Any]]]:
+        problems: dict[int, list[Problem]] = {i: r.problems for i, r in enumerate(records) if r.problems}
+        bodies: list[dict[str, Any] | None] = [
+            None if i in problems else mapper.payload(r, self.text) for i, r in enumerate(records)
+        ]
+        for i, problem in (await mapper.resolve(conn, self.ws, bodies)).items():
+            problems[i] = [problem]
+            bodies[i] = None
+        items = [i for i, body in enumerate(bodies) if body is not None]
+        mode: batch.Mode = "upsert" if self.job["upsert_key"] else "create"
+        try:
+            async with conn.transaction():  # a savepoint: a chunk that fails whole is retried row by row
+                outcomes = await self._batch(conn, [bodies[i] for i in items], mode)
+        except CRMError:
+            outcomes = []
+            for i in items:
+                try:
+                    async with conn.transaction():
+                        outcomes += await self._batch(conn, [bodies[i]], mode)
+                except CRMError as exc:
+                    outcomes.append(
+                        ("failed", {"status": exc.status, "error": exc.body(self.ctx.request_id or "")})
+                    )
+        tally = Tally()
+        for i, (outcome, result) in zip(items, outcomes, strict=True):
+            if outcome == "failed":
+                problems[i] = _problems(mapper, result["error"])
+            else:
+                setattr(tally, outcome, getattr(tally, outcome) + 1)
+        tally.failed = len(problems)
+        errors = [
+            {
+                "workspace_id": self.ws,
+                "import_id": self.id,
+                "row": records[i].number,
+                "n": n,
+                "column": p.column,
+                "code": p.code,
+                "message": p.message,
+            }
+            for i in sorted(problems)
+            for n, p in enumerate(problems[i])
+        ]
+        return tally, errors
+
+    async def _batch(
+        self, conn: asyncpg.Connection, bodies: list[dict[str, Any] | None], mode: batch.Mode
+    ) -> list[tuple[str, dict[str, Any]]]:
+        done = await batch.run_items(
+            conn, self.spec, self.ctx, list(bodies), mode, dry_run=self.job["dry_run"]
+        )
+        out: list[tuple[str, dict[str, Any]]] = []
+        for i, result in enumerate(done.results):
+            if "error" in result:
+                out.append(("failed", result))
+            elif result["status"] == 201:
+                out.append(("created", result))
+            else:
+                out.append(("unchanged" if i in done.unchanged else "updated", result))
+        return out
+
+
+def _problems(mapper: Mapper, error: dict[str, Any]) -> list[Problem]:
+    """A batch item's problem as row errors, one per field it names, each at the file's column."""
+    code = error.get("code", "invalid")
+    fields = error.get("errors") or []
+    if not fields:
+        return [Problem(None, code, error.get("detail", ""))]
+    out = []
+    for f in fields:
+        path = f["path"]
+        if path.startswith("/items/"):
+            path = "/" + path.split("/", 3)[3] if path.count("/") >= 3 else "/"
+        out.append(Problem(mapper.column_of(path), code, f"{path.lstrip('/') or 'row'}: {f['message']}"))
+    return out
+
+
+def now() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)

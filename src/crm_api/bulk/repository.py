@@ -1,0 +1,388 @@
+"""The SQL of bulk jobs: the job row, its file's parts, an import's row errors, and the workers' lease on it.
+
+A worker holds a job by its ``lease_token`` until ``lease_until``; every chunk locks the job row and
+checks the token before it writes, and writes its progress in the same transaction as its records, so a
+chunk counts exactly once: committed with its progress, or not at all.
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+import asyncpg
+from sqlalchemy import (
+    BigInteger,
+    DateTime,
+    Float,
+    Integer,
+    Select,
+    and_,
+    delete,
+    func,
+    insert,
+    or_,
+    select,
+    tuple_,
+    update,
+)
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.sql.dml import ReturningUpdate
+
+from .. import jsonutil, sql
+from ..events.store import recordset
+
+ACTIVE = ("uploading", "queued", "running")
+"""Statuses a job can still leave: cancel applies to these."""
+
+
+def _imports() -> Any:
+    return sql.table("imports")
+
+
+def _ids(t: Any) -> Any:
+    return and_(t.c.workspace_id == sql.param("ws"), t.c.id == sql.param("id"))
+
+
+def _lease() -> Any:
+    """now() plus the lease in seconds (``make_interval``'s arguments by position: Core has no named ones)."""
+    return func.now() + func.make_interval(0, 0, 0, 0, 0, 0, sql.param("lease", Float))
+
+
+def _create() -> Any:
+    t = _imports()
+    names = (
+        "workspace_id", "id", "object_type", "format", "status", "actor", "request_id", "mapping",
+        "upsert_key", "dry_run", "created_at", "updated_at",
+    )  # fmt: skip
+    return insert(t).values({n: sql.param(n, t.c[n].type) for n in names}).returning(*t.c)
+
+
+def _get() -> Select[Any]:
+    t = _imports()
+    return select(*t.c).where(_ids(t))
+
+
+def _add_part() -> Any:
+    """Store part ``part``; a repeated upload of a part replaces it (the caller checks the job uploads)."""
+    p = sql.table("import_parts")
+    stmt = pg_insert(p).values(
+        workspace_id=sql.param("ws"),
+        import_id=sql.param("id"),
+        part=sql.param("part", Integer),
+        data=sql.param("data", p.c.data.type),
+    )
+    return stmt.on_conflict_do_update(
+        index_elements=[p.c.workspace_id, p.c.import_id, p.c.part], set_={"data": stmt.excluded.data}
+    )
+
+
+def _parts_summary() -> Select[Any]:
+    p = sql.table("import_parts")
+    return select(
+        func.count(), func.coalesce(func.max(p.c.part), -1), func.coalesce(func.sum(func.length(p.c.data)), 0)
+    ).where(p.c.workspace_id == sql.param("ws"), p.c.import_id == sql.param("id"))
+
+
+def _start() -> ReturningUpdate[Any]:
+    t = _imports()
+    return (
+        update(t)
+        .where(_ids(t), t.c.status == sql.const("uploading"))
+        .values(
+            status="queued",
+            parts=sql.param("parts", Integer),
+            bytes=sql.param("bytes"),
+            updated_at=func.now(),
+        )
+        .returning(*t.c)
+    )
+
+
+def _cancel() -> ReturningUpdate[Any]:
+    t = _imports()
+    return (
+        update(t)
+        .where(_ids(t), t.c.status.in_([sql.const(s) for s in ACTIVE]))
+        .values(
+            status="cancelled",
+            lease_token=None,
+            lease_until=None,
+            finished_at=func.now(),
+            updated_at=func.now(),
+        )
+        .returning(*t.c)
+    )
+
+
+def _claim() -> ReturningUpdate[Any]:
+    """The oldest job waiting for a worker, or whose worker's lease lapsed (a killed worker's job resumes
+    here), across workspaces, ``FOR UPDATE SKIP LOCKED`` so two workers never take the same one. The
+    start time is the worker's clock (``now``): Citus refuses ``now()`` inside COALESCE in an UPDATE."""
+    t = _imports()
+    waiting = (
+        select(t.c.workspace_id, t.c.id)
+        .where(
+            t.c.status.in_([sql.const("queued"), sql.const("running")]),
+            or_(t.c.lease_until.is_(None), t.c.lease_until < func.now()),
+        )
+        .order_by(t.c.created_at)
+        .limit(1)
+        .with_for_update(skip_locked=True)
+    )
+    return (
+        update(t)
+        .where(tuple_(t.c.workspace_id, t.c.id).in_(waiting))
+        .values(
+            status="running",
+            lease_token=sql.param("token"),
+            lease_until=_lease(),
+            started_at=func.coalesce(t.c.started_at, sql.param("now", DateTime(timezone=True))),
+            updated_at=func.now(),
+        )
+        .returning(*t.c)
+    )
+
+
+def _part() -> Select[Any]:
+    p = sql.table("import_parts")
+    return select(p.c.data).where(
+        p.c.workspace_id == sql.param("ws"),
+        p.c.import_id == sql.param("id"),
+        p.c.part == sql.param("part", Integer),
+    )
+
+
+def _hold() -> Select[Any]:
+    """The job row, locked for the chunk's transaction: a cancel waits for the chunk, and the chunk sees
+    a cancel or a lost lease before it writes."""
+    t = _imports()
+    return select(t.c.status, t.c.lease_token).where(_ids(t)).with_for_update()
+
+
+def _counted() -> ReturningUpdate[Any]:
+    t = _imports()
+    return (
+        update(t)
+        .where(_ids(t), t.c.lease_token == sql.param("token"))
+        .values(
+            rows_total=sql.param("rows_total", Integer),
+            columns=sql.param("columns", t.c.columns.type),
+            unmapped=sql.param("unmapped", t.c.unmapped.type),
+            lease_until=_lease(),
+            updated_at=func.now(),
+        )
+        .returning(t.c.id)
+    )
+
+
+def _renew() -> ReturningUpdate[Any]:
+    t = _imports()
+    return (
+        update(t)
+        .where(_ids(t), t.c.lease_token == sql.param("token"))
+        .values(lease_until=_lease())
+        .returning(t.c.id)
+    )
+
+
+def _progress() -> Any:
+    t = _imports()
+    counters = ("created", "updated", "unchanged", "failed")
+    return (
+        update(t)
+        .where(_ids(t))
+        .values(
+            rows_done=sql.param("rows_done", Integer),
+            lease_until=_lease(),
+            updated_at=func.now(),
+            **{c: t.c[c] + sql.param(c, Integer) for c in counters},
+        )
+    )
+
+
+def _add_errors() -> Any:
+    e = sql.table("import_errors")
+    rows = recordset("errors", "import_errors", "r")
+    names = [c.name for c in e.columns]
+    return insert(e).from_select(names, select(*(rows.c[n] for n in names)))
+
+
+def _finish() -> ReturningUpdate[Any]:
+    t = _imports()
+    return (
+        update(t)
+        .where(_ids(t), t.c.lease_token == sql.param("token"), t.c.status == sql.const("running"))
+        .values(
+            status=sql.param("status"),
+            error=sql.param("error"),
+            lease_token=None,
+            lease_until=None,
+            finished_at=func.now(),
+            updated_at=func.now(),
+        )
+        .returning(t.c.id)
+    )
+
+
+def _errors_page() -> Select[Any]:
+    e = sql.table("import_errors")
+    return (
+        select(e.c.row, e.c.n, e.c.column, e.c.code, e.c.message)
+        .where(
+            e.c.workspace_id == sql.param("ws"),
+            e.c.import_id == sql.param("id"),
+            tuple_(e.c.row, e.c.n) > tuple_(sql.param("row", Integer), sql.param("n", Integer)),
+        )
+        .order_by(e.c.row, e.c.n)
+        .limit(sql.param("limit", Integer))
+    )
+
+
+CREATE = sql.Query(_create)
+GET = sql.Query(_get)
+ADD_PART = sql.Query(_add_part)
+PARTS_SUMMARY = sql.Query(_parts_summary)
+START = sql.Query(_start)
+CANCEL = sql.Query(_cancel)
+CLAIM = sql.Query(_claim)
+PART = sql.Query(_part)
+HOLD = sql.Query(_hold)
+COUNTED = sql.Query(_counted)
+RENEW = sql.Query(_renew)
+PROGRESS = sql.Query(_progress)
+ADD_ERRORS = sql.Query(_add_errors)
+FINISH = sql.Query(_finish)
+ERRORS_PAGE = sql.Query(_errors_page)
+
+
+async def part(
+    conn: asyncpg.Connection | asyncpg.Pool, ws: uuid.UUID, job: uuid.UUID, n: int
+) -> bytes | None:
+    data = await PART.fetchval(conn, ws=ws, id=job, part=n)
+    return bytes(data) if data is not None else None
+
+
+async def add_errors(conn: asyncpg.Connection, errors: list[dict[str, Any]]) -> None:
+    if errors:
+        await ADD_ERRORS.execute(conn, errors=jsonutil.dumps_str(errors))
+
+
+# --- exports ------------------------------------------------------------------------------------------------
+
+
+def _exports() -> Any:
+    return sql.table("exports")
+
+
+def _export_create() -> Any:
+    t = _exports()
+    names = (
+        "workspace_id", "id", "object_type", "format", "status", "actor", "request_id", "filter", "fields",
+        "include_archived", "created_at", "updated_at", "expires_at",
+    )  # fmt: skip
+    return insert(t).values({n: sql.param(n, t.c[n].type) for n in names}).returning(*t.c)
+
+
+def _export_get() -> Select[Any]:
+    t = _exports()
+    return select(*t.c).where(_ids(t), t.c.expires_at > func.now())
+
+
+def _export_claim() -> ReturningUpdate[Any]:
+    """The imports' claim, for exports (across workspaces, ``FOR UPDATE SKIP LOCKED``)."""
+    t = _exports()
+    waiting = (
+        select(t.c.workspace_id, t.c.id)
+        .where(
+            t.c.status.in_([sql.const("queued"), sql.const("running")]),
+            or_(t.c.lease_until.is_(None), t.c.lease_until < func.now()),
+        )
+        .order_by(t.c.created_at)
+        .limit(1)
+        .with_for_update(skip_locked=True)
+    )
+    return (
+        update(t)
+        .where(tuple_(t.c.workspace_id, t.c.id).in_(waiting))
+        .values(
+            status="running",
+            lease_token=sql.param("token"),
+            lease_until=_lease(),
+            started_at=func.coalesce(t.c.started_at, sql.param("now", DateTime(timezone=True))),
+            updated_at=func.now(),
+        )
+        .returning(*t.c)
+    )
+
+
+def _export_renew() -> ReturningUpdate[Any]:
+    t = _exports()
+    return (
+        update(t)
+        .where(_ids(t), t.c.lease_token == sql.param("token"))
+        .values(lease_until=_lease())
+        .returning(t.c.id)
+    )
+
+
+def _export_clear() -> Any:
+    """A run starts over: the parts an earlier, killed run left go."""
+    p = sql.table("export_parts")
+    return delete(p).where(p.c.workspace_id == sql.param("ws"), p.c.export_id == sql.param("id"))
+
+
+def _export_add_part() -> Any:
+    p = sql.table("export_parts")
+    return insert(p).values(
+        workspace_id=sql.param("ws"),
+        export_id=sql.param("id"),
+        part=sql.param("part", Integer),
+        data=sql.param("data", p.c.data.type),
+    )
+
+
+def _export_part() -> Select[Any]:
+    p = sql.table("export_parts")
+    return select(p.c.data).where(
+        p.c.workspace_id == sql.param("ws"),
+        p.c.export_id == sql.param("id"),
+        p.c.part == sql.param("part", Integer),
+    )
+
+
+def _export_finish() -> ReturningUpdate[Any]:
+    t = _exports()
+    return (
+        update(t)
+        .where(_ids(t), t.c.lease_token == sql.param("token"), t.c.status == sql.const("running"))
+        .values(
+            status=sql.param("status"),
+            error=sql.param("error"),
+            rows=sql.param("rows", BigInteger),
+            bytes=sql.param("bytes", BigInteger),
+            parts=sql.param("parts", Integer),
+            lease_token=None,
+            lease_until=None,
+            finished_at=func.now(),
+            updated_at=func.now(),
+        )
+        .returning(t.c.id)
+    )
+
+
+def _export_purge() -> Any:
+    """Exports past their 7 days, with their files (every workspace's: housekeeping, not a client's read)."""
+    t = _exports()
+    return delete(t).where(t.c.expires_at < func.now())
+
+
+EXPORT_CREATE = sql.Query(_export_create)
+EXPORT_GET = sql.Query(_export_get)
+EXPORT_CLAIM = sql.Query(_export_claim)
+EXPORT_RENEW = sql.Query(_export_renew)
+EXPORT_CLEAR = sql.Query(_export_clear)
+EXPORT_ADD_PART = sql.Query(_export_add_part)
+EXPORT_PART = sql.Query(_export_part)
+EXPORT_FINISH = sql.Query(_export_finish)
+EXPORT_PURGE = sql.Query(_export_purge)

@@ -47,11 +47,18 @@ async def _new_key(database_url: str) -> str:
 
 
 @contextmanager
-def serve(database_url: str) -> Iterator[Server]:
-    """``crm-api serve`` on a free loopback port (no dispatcher), until the block ends."""
-    port = _free_port()
+def serve(
+    database_url: str,
+    *,
+    port: int | None = None,
+    key: str | None = None,
+    settings: dict[str, str] | None = None,
+) -> Iterator[Server]:
+    """``crm-api serve`` on a loopback port (a free one unless given; no dispatcher), until the block ends;
+    ``key`` to keep a key across a restart, ``settings`` for ``CRM_*`` variables."""
+    port = port or _free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("CRM_") or k == "CRM_SECRET_KEY"}
-    env.update(CRM_DATABASE_URL=database_url, CRM_RUN_DISPATCHER="false")
+    env.update(CRM_DATABASE_URL=database_url, CRM_RUN_DISPATCHER="false", **(settings or {}))
     cmd = [sys.executable, "-m", "crm_api", "serve", "--host", "127.0.0.1", "--port", str(port)]
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     url = f"http://127.0.0.1:{port}"
@@ -66,7 +73,7 @@ def serve(database_url: str) -> Iterator[Server]:
                 pass
             assert time.monotonic() < deadline, "crm-api serve did not come up"
             time.sleep(0.2)
-        yield Server(url, asyncio.run(_new_key(database_url)))
+        yield Server(url, key or asyncio.run(_new_key(database_url)))
     finally:
         proc.terminate()
         try:

@@ -65,6 +65,7 @@ EXPECTED = {
     "api_keys_create",
     "api_keys_revoke",
     "events_list",
+    "events_stream",
     "events_get",
     "event_types_list",
     "webhooks_create",

@@ -185,6 +185,9 @@ def create_app(settings: Settings | None = None, url: str | None = None) -> Fast
             sampler.cancel()
             await quotas
             await app.state.rate_limits.close()
+            streams = getattr(app.state, "event_streams", None)
+            if streams is not None:  # the LISTEN connection of the event streams, if one was opened
+                await streams.aclose()
             await pool.close()
             metrics.process_exit()
 

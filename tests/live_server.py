@@ -46,6 +46,11 @@ async def _new_key(database_url: str) -> str:
     return key
 
 
+def new_key(database_url: str) -> str:
+    """A key with every scope in a new workspace (made before a server runs, or outside any event loop)."""
+    return asyncio.run(_new_key(database_url))
+
+
 @contextmanager
 def serve(
     database_url: str,

@@ -22,7 +22,7 @@ from ..http import json_response, problems
 from ..pagination import Sort, cursor_by, decode_cursor, envelope, keyset_page
 from ..routing import Route
 from .describe import describe
-from .feed import COLUMNS, PAGES, page_statement, to_api, type_filter
+from .feed import COLUMNS, LAST_SETTLED, PAGES, page_statement, to_api, type_filter
 from .stream import EventStream, frames, hub_of
 
 router = APIRouter(prefix="/v1/events", tags=["events"], route_class=Route)
@@ -160,6 +160,15 @@ async def stream_events(
         after = int(value)
     hub = hub_of(request.app)
     sub = hub.open(principal)
+    try:
+        # listening before the start is read, and both before the answer: what commits once the client
+        # sees the stream open is sent
+        await hub.listening()
+        if after is None:
+            after = await LAST_SETTLED.fetchval(conn, ws=principal.workspace_id) or 0
+    except BaseException:
+        hub.close(sub)
+        raise
     settings = request.app.state.settings
     body = frames(hub, sub, after, type_op, params, settings.stream_heartbeat_s)
     return EventStream(body, lambda: hub.close(sub))

@@ -160,17 +160,15 @@ HEARTBEAT = b": keep-alive\n\n"
 async def frames(
     hub: Hub,
     sub: Subscription,
-    after: int | None,
+    after: int,
     type_op: str | None,
     params: dict[str, Any],
     heartbeat_s: float,
 ) -> AsyncIterator[bytes]:
-    """The stream's bytes: a first comment at once (so the client sees it open), then events as they
-    settle, heartbeats while idle; until the server drains or the database fails."""
+    """The stream's bytes after ``after``: a first comment at once, then events as they settle, heartbeats
+    while idle; until the server drains or the database fails. The hub listens already (``Hub.listening``),
+    so nothing committed after ``after`` was read is missed."""
     pool = hub.pool
-    await hub.listening()  # before the first read: a commit after it wakes us
-    if after is None:
-        after = await feed.LAST_SETTLED.fetchval(pool, ws=sub.workspace_id) or 0
     yield b"retry: 2000\n: connected\n\n"
     loop = asyncio.get_running_loop()
     last_sent = loop.time()

@@ -12,10 +12,13 @@ Neither parameter costs anything when absent: ``requested`` answers None and the
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
+
+import asyncpg
 
 from ..errors import field_error
 from ..events.describe import INCLUDES_KEY
@@ -93,9 +96,14 @@ def requested(spec: ResourceSpec, query: MultiQuery) -> Shaping | None:
 async def shape(
     conn: Any, spec: ResourceSpec, workspace_id: uuid.UUID, objects: list[dict[str, Any]], shaping: Shaping
 ) -> list[dict[str, Any]]:
-    """The objects with their relations added (one statement per relation), then trimmed to ``fields``."""
-    for include in shaping.includes:
-        await _add(conn, spec, workspace_id, objects, include)
+    """The objects with their relations added (one statement per relation), then trimmed to ``fields``.
+    On the pool the relations' statements run side by side, each on a connection of its own; on one
+    connection (a transaction's), one after another."""
+    if len(shaping.includes) > 1 and not isinstance(conn, asyncpg.Connection):
+        await asyncio.gather(*(_add(conn, spec, workspace_id, objects, i) for i in shaping.includes))
+    else:
+        for include in shaping.includes:
+            await _add(conn, spec, workspace_id, objects, include)
     if shaping.fields is None:
         return objects
     keep = shaping.fields | {i.name for i in shaping.includes}

@@ -68,6 +68,7 @@ EXPECTED = {
     "events_stream",
     "events_get",
     "event_types_list",
+    "schemas_get",
     "webhooks_create",
     "webhooks_list",
     "webhooks_get",

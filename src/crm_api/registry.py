@@ -17,6 +17,7 @@ from .activities.spec import ACTIVITIES
 from .companies.router import router as company_routes
 from .companies.spec import COMPANIES
 from .contacts.spec import CONTACTS
+from .custom_fields.object_schema import router as schema_routes
 from .custom_fields.router import upsert_router
 from .custom_fields.spec import CUSTOM_FIELDS
 from .deals.router import router as deal_routes
@@ -70,7 +71,7 @@ RESOURCES: tuple[Resource, ...] = (
     served(ACTIVITIES, after=[history_router(ACTIVITIES)]),
     served(TICKETS, before=[ticket_routes], after=[upsert_router(TICKETS), history_router(TICKETS)]),
     served(SLA_POLICIES),
-    served(CUSTOM_FIELDS),
+    served(CUSTOM_FIELDS, after=[schema_routes]),
     Resource("events", (event_routes, event_type_routes)),
     Resource("webhooks", (webhook_routes,)),
 )

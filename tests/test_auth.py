@@ -35,6 +35,7 @@ ISSUED_SCOPES = {
             "sla_policies",
             "orders",
             "custom_fields",
+            "browser_tokens",
         )
         for action in ("read", "write")
     ),

@@ -64,6 +64,7 @@ EXPECTED = {
     "api_keys_list",
     "api_keys_create",
     "api_keys_revoke",
+    "browser_tokens_create",
     "events_list",
     "events_stream",
     "events_get",

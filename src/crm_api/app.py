@@ -30,6 +30,7 @@ from . import (
     registry,
     vault,
 )
+from .admin.browser_tokens import router as browser_token_routes
 from .admin.router import router as keys_router
 from .auth import KeyCache
 from .config import Settings, get_settings
@@ -218,6 +219,7 @@ def create_app(settings: Settings | None = None, url: str | None = None) -> Fast
     for router in registry.routers():
         app.include_router(router)
     app.include_router(keys_router)
+    app.include_router(browser_token_routes)
     app.include_router(probes.router(measures=[backlog.measure]))
 
     @app.get("/health", include_in_schema=False)

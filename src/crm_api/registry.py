@@ -74,6 +74,8 @@ RESOURCES: tuple[Resource, ...] = (
     served(CUSTOM_FIELDS, after=[schema_routes]),
     Resource("events", (event_routes, event_type_routes)),
     Resource("webhooks", (webhook_routes,)),
+    # its route (POST /v1/browser-tokens) is in admin/, above this list: it checks scopes against it
+    Resource("browser_tokens", ()),
 )
 
 SCOPE_RESOURCES: tuple[str, ...] = tuple(r.scope for r in RESOURCES)

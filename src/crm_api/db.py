@@ -11,14 +11,14 @@ import urllib.parse
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import asyncpg
 import sqlalchemy.exc
 from sqlalchemy import event
-from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import DBAPIError, MissingGreenlet
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
-from sqlalchemy.pool import PoolProxiedConnection
+from sqlalchemy.pool import PoolProxiedConnection, QueuePool
 from sqlalchemy.util import greenlet_spawn
 
 from . import jsonutil
@@ -163,6 +163,7 @@ class EnginePool:
         self.waiting = 0
         """Checkouts waiting for a connection now (the metrics sample it)."""
         self._held: dict[int, AsyncConnection] = {}
+        self._pool = cast(QueuePool, engine.sync_engine.pool)  # create_engine makes an AsyncAdaptedQueuePool
 
     def in_use(self) -> int:
         return self.engine.pool.checkedout()  # type: ignore[attr-defined, no-any-return]
@@ -188,10 +189,18 @@ class EnginePool:
         return driver
 
     async def _checkout(self) -> PoolProxiedConnection:
-        # The pool's own checkout (``AsyncEngine.raw_connection``) rather than an ``AsyncConnection``
-        # around it: the same pool and connection without the Connection object and its greenlet switches
-        # to open, unwrap and close it (24 us of CPU per checkout against 108 us, measured; every request
-        # checks out at least once).
+        # The pool's own checkout rather than an ``AsyncConnection`` around it: the same pool and connection
+        # without the Connection object and its greenlet switches (24 us of CPU per checkout against 108,
+        # measured; every request checks out at least once). With a connection idle in the pool the checkout
+        # does no I/O, so it runs here directly: the greenlet that ``AsyncEngine.raw_connection`` spawns for
+        # the I/O case costs another 25 us (bench/README.md). A checkout that must connect (the record it
+        # drew lost its connection) needs that greenlet: the pool puts the record back and we take the
+        # greenlet path.
+        if self._pool.checkedin():
+            try:
+                return self._pool.connect()
+            except MissingGreenlet:
+                pass
         self.waiting += 1
         try:
             return await self.engine.raw_connection()
@@ -207,38 +216,22 @@ class EnginePool:
         await greenlet_spawn(raw.invalidate)
         await greenlet_spawn(raw.close)
 
-    @asynccontextmanager
-    async def acquire(self) -> AsyncIterator[asyncpg.Connection]:
+    async def _live_checkout(self) -> PoolProxiedConnection:
         raw = await self._checkout()
         # Replace connections the server closed while they sat in the pool (a restart, a terminated
         # backend), so that no request draws a dead one. The driver notices a closed socket by itself: no
         # round trip (a pre-ping would cost one per checkout), and no pool event (3-4 us per checkout).
         for _ in range(self.size):  # after a restart every pooled connection is closed
-            if raw.driver_connection is not None and not raw.driver_connection.is_closed():
+            driver = raw.driver_connection
+            if driver is not None and not driver.is_closed():
                 break
             await self._discard(raw)
             raw = await self._checkout()
-        driver: asyncpg.Connection = raw.driver_connection
-        try:
-            yield driver
-        except BaseException as exc:
-            # Closed, or still in a transaction after the failure (its ROLLBACK failed or was cancelled: a
-            # request past its deadline on a server that does not answer): never hand it to the next
-            # request. Closing the socket makes the server roll back whatever is left. A statement cancelled
-            # outside a transaction keeps its connection: the driver is sending the server a cancel
-            # request, which closing would abort, letting the statement run on and commit. The driver
-            # reports a connection lost mid-operation in several ways: "connection is closed", or a
-            # protocol state error when the server's goodbye raced a new statement.
-            lost = driver.is_closed() or isinstance(exc, asyncpg.InternalClientError)
-            if lost or driver.is_in_transaction():
-                driver.terminate()
-                await self._discard(raw)
-            if lost and isinstance(exc, Exception) and not isinstance(exc, _SAYS_WHAT_HAPPENED):
-                raise ConnectionLost("the database connection was lost") from exc
-            raise
-        finally:
-            if raw.is_valid:
-                raw.close()  # the checkin: no reset query (pool_reset_on_return=None), nothing awaited
+        return raw
+
+    def acquire(self) -> _Checkout:
+        """``async with pool.acquire() as conn``: a driver connection checked out for the block."""
+        return _Checkout(self)
 
     async def take(self) -> asyncpg.Connection:
         """A connection held until ``release`` (a LISTEN connection lives as long as its dispatcher)."""
@@ -270,6 +263,47 @@ class EnginePool:
 
     async def close(self) -> None:
         await self.engine.dispose()
+
+
+class _Checkout:
+    """One checkout of ``EnginePool.acquire``: a class rather than an ``asynccontextmanager`` generator,
+    which costs a generator and its frames per request for nothing."""
+
+    __slots__ = ("_pool", "_raw")
+
+    def __init__(self, pool: EnginePool) -> None:
+        self._pool = pool
+        self._raw: PoolProxiedConnection | None = None
+
+    async def __aenter__(self) -> asyncpg.Connection:
+        self._raw = await self._pool._live_checkout()
+        return self._raw.driver_connection
+
+    async def __aexit__(self, kind: type[BaseException] | None, exc: BaseException | None, tb: Any) -> None:
+        raw = self._raw
+        assert raw is not None
+        try:
+            if exc is not None:
+                await self._failed(raw, exc)
+        finally:
+            if raw.is_valid:
+                raw.close()  # the checkin: no reset query (pool_reset_on_return=None), nothing awaited
+
+    async def _failed(self, raw: PoolProxiedConnection, exc: BaseException) -> None:
+        # Closed, or still in a transaction after the failure (its ROLLBACK failed or was cancelled: a
+        # request past its deadline on a server that does not answer): never hand it to the next request.
+        # Closing the socket makes the server roll back whatever is left. A statement cancelled outside a
+        # transaction keeps its connection: the driver is sending the server a cancel request, which closing
+        # would abort, letting the statement run on and commit. The driver reports a connection lost
+        # mid-operation in several ways: "connection is closed", or a protocol state error when the server's
+        # goodbye raced a new statement.
+        driver: asyncpg.Connection = raw.driver_connection
+        lost = driver.is_closed() or isinstance(exc, asyncpg.InternalClientError)
+        if lost or driver.is_in_transaction():
+            driver.terminate()
+            await self._pool._discard(raw)
+        if lost and isinstance(exc, Exception) and not isinstance(exc, _SAYS_WHAT_HAPPENED):
+            raise ConnectionLost("the database connection was lost") from exc
 
 
 async def driver_connection(conn: AsyncConnection) -> asyncpg.Connection:

@@ -8,6 +8,7 @@ from typing import Annotated
 import asyncpg
 from fastapi import Depends, Header, Request
 
+from .db import EnginePool
 from .errors import PreconditionFailed, field_error
 
 
@@ -29,13 +30,13 @@ async def _write_conn(request: Request) -> AsyncIterator[asyncpg.Connection]:
         yield conn
 
 
-async def _read_conn(request: Request) -> asyncpg.Pool:
-    return request.app.state.db.pool
+def read_pool(request: Request) -> EnginePool:
+    """For reads: the pool, so each statement runs on whichever connection is free, outside a transaction (a
+    read that needs one snapshot across statements takes a connection of its own). A plain function rather
+    than a dependency: each dependency FastAPI solves costs ~30 us of CPU per request (measured)."""
+    return request.app.state.db.pool  # type: ignore[no-any-return]
 
 
-ReadConn = Annotated[asyncpg.Pool, Depends(_read_conn)]
-"""For reads: the pool, so each statement runs on whichever connection is free, outside a transaction (a
-read that needs one snapshot across statements takes a connection of its own)."""
 WriteConn = Annotated[asyncpg.Connection, Depends(_write_conn, scope="function")]
 LockingConn = Annotated[asyncpg.Connection, Depends(_locking_conn, scope="function")]
 """For writes that take advisory locks or write several statements (upserts, batches, keys)."""
@@ -63,4 +64,4 @@ async def if_match(
 
 IfMatch = Annotated[int | None, Depends(if_match)]
 
-__all__ = ["IfMatch", "LockingConn", "PreconditionFailed", "ReadConn", "WriteConn"]
+__all__ = ["IfMatch", "LockingConn", "PreconditionFailed", "WriteConn", "read_pool"]

@@ -53,6 +53,23 @@ async def test_each_type(api: httpx.AsyncClient, kind: str, good: Any, stored: A
     assert r.json()["errors"][0]["message"].startswith(kind)
 
 
+async def test_an_update_that_changes_a_value_only_in_type_is_judged(api: httpx.AsyncClient) -> None:
+    """An update that leaves custom_fields alone skips the definitions; 1 -> true is not leaving it alone,
+    though ``1 == True`` in Python."""
+    await define(api, name="seats", type="number")
+    ann = (await api.post("/v1/contacts", json={"custom_fields": {"seats": 1}})).json()
+    r = await api.patch(
+        f"/v1/contacts/{ann['id']}", json={"first_name": "A", "custom_fields": {"seats": True}}
+    )
+    assert r.status_code == 422, r.text
+    assert paths(r) == ["/custom_fields/seats"]
+    r = await api.patch(
+        f"/v1/contacts/{ann['id']}", json={"first_name": "A", "custom_fields": {"seats": 1.0}}
+    )
+    assert r.status_code == 200, r.text
+    assert r.json()["custom_fields"] == {"seats": 1} and r.json()["first_name"] == "A"
+
+
 async def test_unknown_key_required_and_clearing(api: httpx.AsyncClient) -> None:
     await define(api, name="plan", type="enum", required=True, options=[{"value": "pro", "label": "Pro"}])
     r = await api.post("/v1/contacts", json={"custom_fields": {"plan": "pro", "shoe_size": 44}})

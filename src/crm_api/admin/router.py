@@ -8,7 +8,7 @@ from fastapi import APIRouter, Path, Request, Response
 from pydantic import BaseModel, Field
 
 from ..auth import Principal, require
-from ..deps import LockingConn, ReadConn
+from ..deps import LockingConn, read_pool
 from ..http import json_response, problems, secret_response
 from ..idempotency import idempotent
 from ..resources.schemas import ShortText, UtcDatetime, WriteModel
@@ -63,7 +63,8 @@ class ApiKeyList(BaseModel):
     description="Every key of the workspace, revoked ones too, without the keys themselves (their `prefix` "
     "identifies them). One page: `has_more` is always false. Needs the `admin` scope.",
 )
-async def list_keys(principal: Admin, conn: ReadConn) -> Response:
+async def list_keys(principal: Admin, request: Request) -> Response:
+    conn = read_pool(request)
     data = await keys.list_keys(conn, principal.workspace_id)
     return json_response({"object": "list", "data": data, "has_more": False, "next_cursor": None})
 

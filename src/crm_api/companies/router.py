@@ -8,7 +8,7 @@ from fastapi import APIRouter, Path, Request, Response
 from ..auth import Principal, require
 from ..contacts.schemas import Contact
 from ..contacts.spec import CONTACTS
-from ..deps import ReadConn
+from ..deps import read_pool
 from ..http import context, json_response, problems
 from ..resources import query, service
 from ..resources.router import list_parameters
@@ -31,8 +31,9 @@ Reader = Annotated[Principal, require("contacts:read")]
     "the contact list. Needs `contacts:read`.",
 )
 async def list_contacts(
-    request: Request, oid: Annotated[uuid.UUID, Path(alias="id")], principal: Reader, conn: ReadConn
+    request: Request, oid: Annotated[uuid.UUID, Path(alias="id")], principal: Reader
 ) -> Response:
+    conn = read_pool(request)
     ctx = context(request, principal)
     await service.get(conn, COMPANIES, ctx, oid)
     page = await query.list_page(conn, CONTACTS, ctx, request.query_params, extra={"company_id": oid})

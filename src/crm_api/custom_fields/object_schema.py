@@ -15,7 +15,7 @@ from sqlalchemy import Select, select
 
 from .. import sql
 from ..auth import Principal, require
-from ..deps import ReadConn
+from ..deps import read_pool
 from ..errors import NotFound
 from ..events.describe import object_schema
 from ..http import json_response, problems
@@ -98,8 +98,8 @@ async def get_schema(
     request: Request,
     object_type: Annotated[str, Path(max_length=64, pattern=r"^[a-z_]+$")],
     principal: Reader,
-    conn: ReadConn,
 ) -> Response:
+    conn = read_pool(request)
     spec = _objects().get(object_type)
     components = request.app.openapi()["components"]["schemas"]
     if spec is None or spec.read_schema.__name__ not in components:

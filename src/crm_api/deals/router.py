@@ -8,7 +8,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Path, Query, Request, Response
 
 from ..auth import Principal, require
-from ..deps import ReadConn
+from ..deps import read_pool
 from ..http import context, json_response, problems
 from ..pagination import Sort, cursor_by, decode_cursor, keyset_page
 from ..resources import service
@@ -45,10 +45,10 @@ async def stage_history(
     request: Request,
     oid: Annotated[uuid.UUID, Path(alias="id")],
     principal: Reader,
-    conn: ReadConn,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
     cursor: Annotated[str | None, Query(max_length=2000)] = None,
 ) -> Response:
+    conn = read_pool(request)
     ctx = context(request, principal)
     await service.get(conn, DEALS, ctx, oid)
     after = decode_cursor(cursor, _SORT) if cursor else None

@@ -16,7 +16,7 @@ from sqlalchemy import Select, select
 
 from .. import jsonutil, sql
 from ..auth import Principal, require
-from ..deps import ReadConn
+from ..deps import read_pool
 from ..errors import NotFound, field_error
 from ..http import json_response, problems
 from ..pagination import Sort, cursor_by, decode_cursor, envelope, keyset_page
@@ -79,7 +79,7 @@ class EventList(BaseModel):
 )
 async def list_events(
     principal: Reader,
-    conn: ReadConn,
+    request: Request,
     type: Annotated[str | None, Query(max_length=100, description="contact.created, contact.* or *")] = None,
     object_id: uuid.UUID | None = None,
     after: Annotated[
@@ -89,6 +89,7 @@ async def list_events(
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
     cursor: Annotated[str | None, Query(max_length=2000)] = None,
 ) -> Response:
+    conn = read_pool(request)
     order = Sort("sequence", sort.startswith("-"))
     params: dict[str, Any] = {"ws": principal.workspace_id}
     type_op = type_filter(type, params)
@@ -134,7 +135,6 @@ _STREAM_OK: dict[int | str, dict[str, Any]] = {
 async def stream_events(
     request: Request,
     principal: Reader,
-    conn: ReadConn,
     type: Annotated[str | None, Query(max_length=100, description="contact.created, contact.* or *")] = None,
     object_id: uuid.UUID | None = None,
     after: Annotated[
@@ -149,6 +149,7 @@ async def stream_events(
         ),
     ] = None,
 ) -> Response:
+    conn = read_pool(request)
     params: dict[str, Any] = {}
     type_op = type_filter(type, params)
     if object_id is not None:
@@ -183,8 +184,9 @@ async def stream_events(
     description="One event of the workspace, as the feed lists it and a webhook delivers it.",
 )
 async def get_event(
-    eid: Annotated[uuid.UUID, Path(alias="id")], principal: Reader, conn: ReadConn
+    eid: Annotated[uuid.UUID, Path(alias="id")], principal: Reader, request: Request
 ) -> Response:
+    conn = read_pool(request)
     row = await _ONE.fetchrow(conn, ws=principal.workspace_id, id=eid)
     if row is None:
         raise NotFound(f"No event with id {eid}")

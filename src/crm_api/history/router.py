@@ -14,7 +14,7 @@ from pydantic import BaseModel, Field
 
 from .. import jsonutil
 from ..auth import Principal, require
-from ..deps import ReadConn
+from ..deps import read_pool
 from ..errors import InvalidCursor, field_error
 from ..http import context, json_response, problems
 from ..pagination import keyset_page
@@ -88,11 +88,11 @@ def history_router(spec: ResourceSpec) -> APIRouter:
         request: Request,
         oid: Annotated[uuid.UUID, Path(alias="id")],
         principal: Reader,
-        conn: ReadConn,
         field: Annotated[str | None, Query(max_length=100, description="only changes to this field")] = None,
         limit: Annotated[int, Query(ge=1, le=200)] = 50,
         cursor: Annotated[str | None, Query(max_length=2000)] = None,
     ) -> Response:
+        conn = read_pool(request)
         if field is not None and field not in known:
             raise field_error("/query/field", f"a {spec.object} has no field '{field}'")
         after = _decode(cursor) if cursor else None

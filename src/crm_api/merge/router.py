@@ -10,7 +10,7 @@ from fastapi import APIRouter, Depends, Path, Request, Response
 from pydantic import create_model
 
 from ..auth import Principal, require
-from ..deps import LockingConn, ReadConn
+from ..deps import LockingConn, read_pool
 from ..errors import Forbidden
 from ..http import context, json_response, problems
 from ..idempotency import idempotent
@@ -67,7 +67,8 @@ def merge_router(spec: ResourceSpec) -> APIRouter:
             else "same normalised domain, fuzzy name (pg_trgm)."
         ),
     )
-    async def find_duplicates(request: Request, body: Find, principal: Reader, conn: ReadConn) -> Response:
+    async def find_duplicates(request: Request, body: Find, principal: Reader) -> Response:
+        conn = read_pool(request)
         data = await duplicates.find(
             conn,
             spec,

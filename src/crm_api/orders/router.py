@@ -11,7 +11,7 @@ from fastapi import APIRouter, Body, Path, Query, Request, Response
 
 from ..auth import Principal, require
 from ..deals.spec import DEALS
-from ..deps import LockingConn, ReadConn
+from ..deps import LockingConn, read_pool
 from ..errors import InvalidCursor
 from ..http import context, json_response, problems
 from ..idempotency import idempotent
@@ -91,10 +91,10 @@ async def line_items(
     request: Request,
     oid: Annotated[uuid.UUID, Path(alias="id")],
     principal: DealReader,
-    conn: ReadConn,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
     cursor: Annotated[str | None, Query(max_length=2000)] = None,
 ) -> Response:
+    conn = read_pool(request)
     ctx = context(request, principal)
     await resources.get(conn, DEALS, ctx, oid)  # 404 for another workspace's deal
     after = decode_cursor(cursor, _LINE_SORT) if cursor else None

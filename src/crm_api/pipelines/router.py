@@ -6,7 +6,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Path, Query, Request, Response
 
 from ..auth import Principal, require
-from ..deps import IfMatch, LockingConn, ReadConn
+from ..deps import IfMatch, LockingConn, read_pool
 from ..http import context, json_response, problems, success, versioned_response
 from ..idempotency import idempotent
 from ..pagination import Sort, cursor_by, decode_cursor, keyset_page
@@ -72,11 +72,12 @@ async def create(request: Request, body: PipelineCreate, principal: Writer, conn
 )
 async def list_(
     principal: Reader,
-    conn: ReadConn,
+    request: Request,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
     cursor: Annotated[str | None, Query(max_length=2000)] = None,
     include_archived: bool = False,
 ) -> Response:
+    conn = read_pool(request)
     after = decode_cursor(cursor, _SORT) if cursor else None
     rows = await repo.list_page(conn, principal.workspace_id, after, limit, include_archived)
     return json_response(keyset_page(rows, limit, cursor_by(_SORT), service.to_api))
@@ -90,7 +91,8 @@ async def list_(
     summary="Get a pipeline",
     description="The pipeline with its stages in order, archived or not, and its version as `ETag`.",
 )
-async def get(request: Request, pid: PipelineId, principal: Reader, conn: ReadConn) -> Response:
+async def get(request: Request, pid: PipelineId, principal: Reader) -> Response:
+    conn = read_pool(request)
     return _response(await service.get(conn, context(request, principal), pid))
 
 

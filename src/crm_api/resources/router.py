@@ -9,7 +9,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Body, Path, Request, Response
 
 from ..auth import Principal, require
-from ..deps import IfMatch, LockingConn, ReadConn, WriteConn
+from ..deps import IfMatch, LockingConn, WriteConn, read_pool
 from ..errors import PROBLEM_JSON
 from ..http import context, json_response, not_modified, problems, success, versioned_response
 from ..idempotency import folding, idempotent
@@ -118,7 +118,8 @@ def build_router(spec: ResourceSpec) -> APIRouter:
         openapi_extra=list_parameters(spec),
         **docs.list_doc(spec).route(),
     )
-    async def list_(request: Request, principal: Reader, conn: ReadConn) -> Response:
+    async def list_(request: Request, principal: Reader) -> Response:
+        conn = read_pool(request)
         page = await query.list_page(conn, spec, context(request, principal), request.query_params)
         return json_response(page)
 
@@ -146,7 +147,8 @@ def build_router(spec: ResourceSpec) -> APIRouter:
         openapi_extra={"parameters": includes.parameters(spec)},
         **docs.search_doc(spec).route(),
     )
-    async def search(request: Request, body: SearchRequest, principal: Reader, conn: ReadConn) -> Response:
+    async def search(request: Request, body: SearchRequest, principal: Reader) -> Response:
+        conn = read_pool(request)
         shaping = includes.requested(spec, request.query_params)
         page = await query.search(conn, spec, context(request, principal), body.model_dump())
         if shaping is not None:
@@ -189,7 +191,8 @@ def build_router(spec: ResourceSpec) -> APIRouter:
         openapi_extra={"parameters": [IF_NONE_MATCH, *includes.parameters(spec)]},
         **docs.get_doc(spec).route(),
     )
-    async def get(request: Request, oid: ObjectId, principal: Reader, conn: ReadConn) -> Response:
+    async def get(request: Request, oid: ObjectId, principal: Reader) -> Response:
+        conn = read_pool(request)
         # the query string is read only when there is one: a plain GET costs what it always did
         shaping = includes.requested(spec, request.query_params) if request.scope["query_string"] else None
         row = await service.get(conn, spec, context(request, principal), oid)

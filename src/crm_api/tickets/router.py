@@ -6,7 +6,7 @@ from typing import Annotated
 from fastapi import APIRouter, Path, Request, Response
 
 from ..auth import Principal, require
-from ..deps import LockingConn, ReadConn
+from ..deps import LockingConn, read_pool
 from ..http import context, json_response, problems
 from ..idempotency import idempotent
 from ..resources import query
@@ -34,7 +34,8 @@ TicketId = Annotated[uuid.UUID, Path(alias="id")]
     description="Newest first (`sort=created_at` for oldest first); `public` and `author_type` filter. "
     "Pass `next_cursor` back as `cursor` until `has_more` is false.",
 )
-async def list_comments(request: Request, oid: TicketId, principal: Reader, conn: ReadConn) -> Response:
+async def list_comments(request: Request, oid: TicketId, principal: Reader) -> Response:
+    conn = read_pool(request)
     ctx = context(request, principal)
     await resources.get(conn, TICKETS, ctx, oid)
     page = await query.list_page(conn, COMMENTS, ctx, request.query_params, extra={"ticket_id": oid})

@@ -9,7 +9,7 @@ from pydantic import BaseModel
 from typing_extensions import TypeAliasType
 
 from ..auth import Principal, require
-from ..deps import ReadConn
+from ..deps import read_pool
 from ..errors import field_error
 from ..http import context, json_response, problems
 from ..pagination import Sort, cursor_by, decode_cursor, keyset_page
@@ -71,13 +71,13 @@ def timeline_router(spec: ResourceSpec) -> APIRouter:
         request: Request,
         oid: Annotated[uuid.UUID, Path(alias="id")],
         principal: Reader,
-        conn: ReadConn,
         kind: Annotated[
             list[str] | None, Query(description="only these kinds (repeat or comma-separate)")
         ] = None,
         limit: Annotated[int, Query(ge=1, le=200)] = 50,
         cursor: Annotated[str | None, Query(max_length=2000)] = None,
     ) -> Response:
+        conn = read_pool(request)
         ctx = context(request, principal)
         kinds = _kinds(spec.object, kind)
         after = None

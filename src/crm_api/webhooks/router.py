@@ -6,7 +6,7 @@ from typing import Annotated
 from fastapi import APIRouter, Path, Query, Request, Response
 
 from ..auth import Principal, require
-from ..deps import LockingConn, ReadConn
+from ..deps import LockingConn, read_pool
 from ..http import context, json_response, problems, secret_response, success, versioned_response
 from ..idempotency import idempotent
 from ..pagination import Sort, cursor_by, decode_cursor, keyset_page
@@ -74,7 +74,10 @@ async def create(request: Request, body: EndpointCreate, principal: Writer, conn
     description="The workspace's endpoints, oldest first, without their secrets. Pass `next_cursor` back "
     "as `cursor` until `has_more` is false.",
 )
-async def list_(principal: Reader, conn: ReadConn, limit: Limit = 50, cursor: str | None = None) -> Response:
+async def list_(
+    principal: Reader, request: Request, limit: Limit = 50, cursor: str | None = None
+) -> Response:
+    conn = read_pool(request)
     after = decode_cursor(cursor, _ENDPOINT_SORT) if cursor else None
     rows = await repo.list_endpoints(conn, principal.workspace_id, after, limit)
     return json_response(keyset_page(rows, limit, cursor_by(_ENDPOINT_SORT), repo.endpoint_api))
@@ -88,7 +91,8 @@ async def list_(principal: Reader, conn: ReadConn, limit: Limit = 50, cursor: st
     summary="Get a webhook endpoint",
     description="The endpoint without its secret, with `status` and, when disabled, `disabled_reason`.",
 )
-async def get(request: Request, eid: EndpointId, principal: Reader, conn: ReadConn) -> Response:
+async def get(request: Request, eid: EndpointId, principal: Reader) -> Response:
+    conn = read_pool(request)
     row = await service.get(conn, context(request, principal), eid)
     return versioned_response(repo.endpoint_api(row), row["version"])
 
@@ -190,11 +194,11 @@ async def list_deliveries(
     request: Request,
     eid: EndpointId,
     principal: Reader,
-    conn: ReadConn,
     limit: Limit = 50,
     cursor: str | None = None,
     status: DeliveryStatus | None = None,
 ) -> Response:
+    conn = read_pool(request)
     await service.get(conn, context(request, principal), eid)
     after = decode_cursor(cursor, _DELIVERY_SORT) if cursor else None
     rows = await repo.list_deliveries(conn, principal.workspace_id, eid, status, after, limit)
@@ -210,7 +214,8 @@ async def list_deliveries(
     description="The delivery and `attempt_log`: each attempt's time, status code, latency, error and the "
     "first 4096 bytes of the answer.",
 )
-async def get_delivery(request: Request, did: EndpointId, principal: Reader, conn: ReadConn) -> Response:
+async def get_delivery(request: Request, did: EndpointId, principal: Reader) -> Response:
+    conn = read_pool(request)
     row = await service.get_delivery(conn, context(request, principal), did)
     return json_response(repo.delivery_api(row))
 

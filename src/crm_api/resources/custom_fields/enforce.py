@@ -83,20 +83,45 @@ async def check(
 ) -> dict[int, CRMError]:
     if not applies(spec) or not pairs:
         return {}
+    judged = [i for i, (old, new) in enumerate(pairs) if _touches_custom_fields(old, new)]
+    if not judged:  # an update that leaves the values alone on a record that stays live or archived
+        return {}
     defs = await definitions(conn, ctx.workspace_id, spec.object)
     if not defs and not STRICT_WITHOUT_DEFINITIONS:
         return {}
     failures: dict[int, CRMError] = {}
-    for i, (old, new) in enumerate(pairs):
+    for i in judged:
+        old, new = pairs[i]
         errors = _validate(spec, defs, old, new)
         if errors:
             summary = "; ".join(f"{e.path}: {e.message}" for e in errors[:3])
             failures[i] = Unprocessable(f"Invalid custom fields: {summary}", errors)
     unique = {name for name, d in defs.items() if d["is_unique"] and d["archived_at"] is None}
     if unique:
-        ok = [(i, pair) for i, pair in enumerate(pairs) if i not in failures]
+        ok = [(i, pairs[i]) for i in judged if i not in failures]
         failures.update(await _unique_conflicts(conn, spec, ctx, unique, ok))
     return failures
+
+
+def _touches_custom_fields(old: Mapping[str, Any] | None, new: Mapping[str, Any]) -> bool:
+    """Whether the definitions have anything to judge: a new record, changed values, or a record coming back
+    to life (its unique values must be free again). Other updates skip the definitions' read: a round trip
+    on most writes."""
+    if old is None or not _identical(new.get("custom_fields"), old.get("custom_fields")):
+        return True
+    return old.get("archived_at") is not None and new.get("archived_at") is None
+
+
+def _identical(a: Any, b: Any) -> bool:
+    """Equal and of the same types all the way down: ``==`` alone takes ``True`` for ``1`` and ``1.0``, and
+    a number field must not take a boolean unchecked."""
+    if type(a) is not type(b):
+        return False
+    if isinstance(a, dict):
+        return a.keys() == b.keys() and all(_identical(v, b[k]) for k, v in a.items())
+    if isinstance(a, list):
+        return len(a) == len(b) and all(_identical(x, y) for x, y in zip(a, b, strict=True))
+    return bool(a == b)
 
 
 def _validate(

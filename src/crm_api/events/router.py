@@ -162,9 +162,10 @@ async def stream_events(
     hub = hub_of(request.app)
     sub = hub.open(principal)
     try:
-        # listening before the start is read, and both before the answer: what commits once the client
-        # sees the stream open is sent
+        # listening, and the workspace marked as streamed (so its writes notify), before the start is read,
+        # and all before the answer: what commits once the client sees the stream open is sent
         await hub.listening()
+        await hub.register([principal.workspace_id])
         if after is None:
             after = await LAST_SETTLED.fetchval(conn, ws=principal.workspace_id) or 0
     except BaseException:

@@ -7,11 +7,14 @@ by itself) gets every event after that one and no other: the stream reads the fe
 behind a position already sent, across reconnects and restarts alike.
 
 Waking, per process: one ``LISTEN crm_events`` connection (``Hub``) hears the NOTIFY that a trigger sends at
-the commit of every statement writing events, naming their workspaces (migration 0014), and wakes the
-streams of those workspaces; a stream then reads what is new. No stream polls: an idle one only sends a
-heartbeat comment every ``CRM_STREAM_HEARTBEAT_S``. One case is looked at again without a NOTIFY: a wake-up
-that finds nothing, since its event may be held back behind an older transaction that will not notify
-(one that deletes or updates events); the stream looks again after 0.5, 1, 2, 4 and 8 seconds.
+the commit of every statement writing events of a streamed workspace, naming those workspaces (migration
+0014), and wakes their streams; a stream then reads what is new. A workspace is streamed while a hub holds
+its row in ``event_stream_workspaces`` (written when a stream opens, refreshed every minute, deleted when
+the hub's last stream of it closes), so writes nobody streams pay no NOTIFY. No stream polls: an idle one
+only sends a heartbeat comment every ``CRM_STREAM_HEARTBEAT_S``. Two cases are looked at again without a
+NOTIFY, after 0.5, 1, 2, 4 and 8 seconds: a stream's first moments (a writer whose statement began before
+the workspace's row was written does not notify), and a wake-up that finds nothing (its event may be held
+back behind an older transaction that will not notify, one that deletes or updates events).
 
 A key holds at most ``CRM_STREAMS_PER_KEY`` streams per process (429 past it). A stream ends when the
 server shuts down (``httpserver.DRAIN``) or the database fails under it; the client reconnects and resumes.
@@ -23,14 +26,16 @@ import asyncio
 import contextlib
 import logging
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Coroutine
 from typing import Any
 
 import asyncpg
+from sqlalchemy import Delete, Insert, delete, func, select
+from sqlalchemy.dialects.postgresql import ARRAY, UUID, insert
 from starlette.responses import StreamingResponse
 from starlette.types import Receive, Scope, Send
 
-from .. import db, httpserver, jsonutil
+from .. import db, httpserver, jsonutil, sql
 from ..auth import Principal
 from ..errors import RateLimited
 from . import feed
@@ -41,6 +46,26 @@ CHANNEL = "crm_events"
 BATCH = 100
 """Events read per statement while a stream catches up."""
 _RECHECKS = (0.5, 1.0, 2.0, 4.0, 8.0)
+REFRESH_S = 60.0
+"""How often a hub refreshes its workspaces' rows (the trigger ignores rows older than 5 minutes)."""
+
+
+def _register() -> Insert:
+    s = sql.table("event_stream_workspaces")
+    rows = select(func.unnest(sql.param("workspaces", ARRAY(UUID))), sql.param("hub", UUID), func.now())
+    stmt = insert(s).from_select(["workspace_id", "hub_id", "seen_at"], rows)
+    # the excluded row's time, not now() again: Citus takes only immutable functions in DO UPDATE
+    key = [s.c.workspace_id, s.c.hub_id]
+    return stmt.on_conflict_do_update(index_elements=key, set_={"seen_at": stmt.excluded.seen_at})
+
+
+def _unregister() -> Delete:
+    s = sql.table("event_stream_workspaces")
+    return delete(s).where(s.c.workspace_id == sql.param("ws"), s.c.hub_id == sql.param("hub"))
+
+
+_REGISTER = sql.Query(_register)
+_UNREGISTER = sql.Query(_unregister)
 
 
 class Subscription:
@@ -61,11 +86,14 @@ class Hub:
     def __init__(self, pool: Any, per_key: int) -> None:
         self.pool = pool
         self.per_key = per_key
+        self.id = uuid.uuid4()
         self.streams: dict[uuid.UUID, set[Subscription]] = {}
         self.per_key_open: dict[uuid.UUID, int] = {}
         self.draining = False
         self._listener: asyncpg.Connection | None = None
         self._lock = asyncio.Lock()
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._refresher: asyncio.Task[None] | None = None
         httpserver.DRAIN.add(self)
 
     def open(self, principal: Principal) -> Subscription:
@@ -84,6 +112,7 @@ class Hub:
             mine.discard(sub)
             if not mine:
                 del self.streams[sub.workspace_id]
+                self._spawn(self._unregister(sub.workspace_id))
         left = self.per_key_open.get(sub.key_id, 1) - 1
         if left > 0:
             self.per_key_open[sub.key_id] = left
@@ -105,7 +134,40 @@ class Hub:
             listener.add_termination_listener(self._lost)
             await listener.add_listener(CHANNEL, self._notified)
             self._listener = listener
+            # a new listener may follow a crash of the database, which empties the (unlogged) rows
+            await self.register(list(self.streams))
+            if self._refresher is None or self._refresher.done():
+                self._refresher = asyncio.create_task(self._refresh_forever())
             self._wake_all()
+
+    async def register(self, workspaces: list[uuid.UUID]) -> None:
+        """Mark the workspaces as streamed by this hub, so their writes notify (before a stream reads)."""
+        if workspaces:
+            await _REGISTER.execute(self.pool, workspaces=workspaces, hub=self.id)
+
+    async def _unregister(self, workspace_id: uuid.UUID) -> None:
+        await _UNREGISTER.execute(self.pool, ws=workspace_id, hub=self.id)
+        if workspace_id in self.streams:  # a stream of it opened meanwhile: its row must stay
+            await self.register([workspace_id])
+
+    async def _refresh_forever(self) -> None:
+        while not self.draining:
+            await asyncio.sleep(REFRESH_S)
+            try:
+                await self.register(list(self.streams))
+            except db.ERRORS as exc:
+                log.warning("event stream workspaces not refreshed: %s", exc)
+
+    def _spawn(self, work: Coroutine[Any, Any, None]) -> None:
+        async def guarded() -> None:
+            try:
+                await work
+            except db.ERRORS as exc:  # the row ages out of the trigger's view by itself
+                log.warning("event stream workspace not unregistered: %s", exc)
+
+        task = asyncio.get_running_loop().create_task(guarded())
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
 
     def _notified(self, _conn: object, _pid: int, _channel: str, payload: str) -> None:
         if not payload:
@@ -131,6 +193,12 @@ class Hub:
 
     async def aclose(self) -> None:
         self.drain()
+        if self._refresher is not None:
+            self._refresher.cancel()
+        with contextlib.suppress(Exception):
+            await asyncio.gather(*self._tasks)
+            for workspace_id in list(self.streams):
+                await _UNREGISTER.execute(self.pool, ws=workspace_id, hub=self.id)
         if self._listener is not None:
             with contextlib.suppress(Exception):
                 await self.pool.release(self._listener)
@@ -172,7 +240,9 @@ async def frames(
     yield b"retry: 2000\n: connected\n\n"
     loop = asyncio.get_running_loop()
     last_sent = loop.time()
-    recheck = -1  # index into _RECHECKS while a fruitless wake-up is looked at again; -1: not
+    recheck = 0  # index into _RECHECKS of the next look without a NOTIFY; -1: none due
+    starting = True  # the start's looks run to their end; later ones only while wake-ups find nothing
+    woken = False
     read = True
     try:
         while not hub.draining:
@@ -185,23 +255,21 @@ async def frames(
                     after = row["sequence"]
                 if rows:
                     last_sent = loop.time()
-                    recheck = -1
-                    if len(rows) > BATCH:
-                        continue  # more to catch up on
+                if woken and not starting:
+                    recheck = -1 if rows else 0  # a fruitless wake-up: its event may be held back
+                if len(rows) > BATCH:
+                    continue  # more to catch up on
             waited = _RECHECKS[recheck] if recheck >= 0 else heartbeat_s
-            woken = True
             try:
                 await asyncio.wait_for(sub.wake.wait(), min(waited, heartbeat_s))
+                woken = True
             except TimeoutError:
                 woken = False
-            if woken:
-                read = True
-                recheck = 0 if recheck < 0 else recheck
-            elif recheck >= 0:
-                read = True
-                recheck = recheck + 1 if recheck + 1 < len(_RECHECKS) else -1
-            else:
-                read = False
+            read = woken or recheck >= 0
+            if not woken and recheck >= 0:
+                recheck += 1
+                if recheck == len(_RECHECKS):
+                    recheck, starting = -1, False
             if not woken and loop.time() - last_sent >= heartbeat_s:
                 yield HEARTBEAT
                 last_sent = loop.time()

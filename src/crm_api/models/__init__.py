@@ -4,7 +4,7 @@ from .activities import Activity
 from .base import Base
 from .crm import LIFECYCLE_STAGES, Company, Contact, ExternalId
 from .custom_fields import CustomFieldDefinition, CustomFieldValue
-from .events import Event, IdempotencyRecord
+from .events import Event, EventStreamWorkspace, IdempotencyRecord
 from .orders import ORDER_STATUSES, DealLineItem, Order
 from .sales import STAGE_KINDS, Deal, DealStageChange, Pipeline, PipelineStage
 from .service_desk import SlaPolicy, Ticket, TicketComment
@@ -26,6 +26,7 @@ __all__ = [
     "DealLineItem",
     "DealStageChange",
     "Event",
+    "EventStreamWorkspace",
     "ExternalId",
     "IdempotencyRecord",
     "Order",

@@ -174,8 +174,9 @@ async def test_other_writers_keep_their_round_trips(api: httpx.AsyncClient, pool
 
     await _count(pool, True, lambda c: orders.upsert(c, ctx, "shop", "1", order("#1")))
     # the second order of a known customer: locks, stored order; the contact's upsert (lock, lookup, read:
-    # nothing to write, no custom fields to judge); the deal's (stages, lock, owners, references, definitions, stages,
-    # write, and its upkeep: aggregates, write, in the request's transaction with no savepoint of its own);
+    # nothing to write, no custom fields to judge); the deal's (stages, lock, owners, references, definitions,
+    # stages, write, and its upkeep: aggregates, write, in the request's transaction with no savepoint of its
+    # own);
     # line items, the order, the order count (aggregates, write)
     n, _ = await _count(pool, True, lambda c: orders.upsert(c, ctx, "shop", "2", order("#2")))
     assert n == 18

@@ -47,13 +47,25 @@ async def _new_key(database_url: str) -> str:
     return key
 
 
+def new_key(database_url: str) -> str:
+    """A key with every scope in a new workspace (made before a server runs, or outside any event loop)."""
+    return asyncio.run(_new_key(database_url))
+
+
 @contextmanager
-def serve(database_url: str, **settings: str) -> Iterator[Server]:
-    """``crm-api serve`` on a free loopback port (no dispatcher), until the block ends; ``settings`` are
-    further ``CRM_`` variables for it."""
-    port = _free_port()
+def serve(
+    database_url: str,
+    *,
+    port: int | None = None,
+    key: str | None = None,
+    settings: dict[str, str] | None = None,
+    **more: str,
+) -> Iterator[Server]:
+    """``crm-api serve`` on a loopback port (a free one unless given; no dispatcher), until the block ends;
+    ``key`` to keep a key across a restart, ``settings`` and ``more`` for further ``CRM_*`` variables."""
+    port = port or _free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("CRM_") or k == "CRM_SECRET_KEY"}
-    env.update(CRM_DATABASE_URL=database_url, CRM_RUN_DISPATCHER="false", **settings)
+    env.update(CRM_DATABASE_URL=database_url, CRM_RUN_DISPATCHER="false", **(settings or {}), **more)
     cmd = [sys.executable, "-m", "crm_api", "serve", "--host", "127.0.0.1", "--port", str(port)]
     # its log (a line per request) goes to a file: a pipe nobody reads fills up and stalls the server
     with tempfile.TemporaryFile("w+") as log:
@@ -72,7 +84,7 @@ def serve(database_url: str, **settings: str) -> Iterator[Server]:
                     pass
                 assert time.monotonic() < deadline, "crm-api serve did not come up"
                 time.sleep(0.2)
-            yield Server(url, asyncio.run(_new_key(database_url)))
+            yield Server(url, key or asyncio.run(_new_key(database_url)))
         finally:
             proc.terminate()
             try:

@@ -38,6 +38,7 @@ ISSUED_SCOPES = {
             "reports",
             "imports",
             "exports",
+            "browser_tokens",
         )
         for action in ("read", "write")
     ),

@@ -28,6 +28,7 @@ from .errors import problem_schema
 from .events.describe import webhooks_section
 from .http import HEADERS, PROBLEM_NAMES, problem_response
 from .idempotency import MAX_KEY_LENGTH, is_idempotent
+from .resources import includes
 
 DOCS_ASSETS = "/docs/assets"
 """Where the Swagger UI and ReDoc files are served from (``/docs/assets/swagger-ui-bundle.js``, ...)."""
@@ -179,6 +180,7 @@ def document(app: FastAPI) -> dict[str, Any]:
     )
     components = schema.setdefault("components", {})
     components["schemas"]["Problem"] = problem_schema()
+    includes.components(components["schemas"])
     components["securitySchemes"] = {"bearer": {"type": "http", "scheme": "bearer"}}
     components["parameters"] = PARAMETERS
     components["headers"] = RESPONSE_HEADERS

@@ -30,6 +30,7 @@ from . import (
     registry,
     vault,
 )
+from .admin.browser_tokens import router as browser_token_routes
 from .admin.router import router as keys_router
 from .auth import KeyCache
 from .config import Settings, get_settings
@@ -191,6 +192,9 @@ def create_app(settings: Settings | None = None, url: str | None = None) -> Fast
             sampler.cancel()
             await quotas
             await app.state.rate_limits.close()
+            streams = getattr(app.state, "event_streams", None)
+            if streams is not None:  # the LISTEN connection of the event streams, if one was opened
+                await streams.aclose()
             await pool.close()
             metrics.process_exit()
 
@@ -221,6 +225,7 @@ def create_app(settings: Settings | None = None, url: str | None = None) -> Fast
     for router in registry.routers():
         app.include_router(router)
     app.include_router(keys_router)
+    app.include_router(browser_token_routes)
     app.include_router(probes.router(measures=[backlog.measure]))
 
     @app.get("/health", include_in_schema=False)

@@ -1,6 +1,7 @@
 """API keys -> Principal(workspace_id, key_id, scopes), with a short in-process cache; and Context, the
 principal with the request it acts in, which every service takes.
 
+A browser token (``browser_tokens.py``) stands for its parent key, with fewer scopes, from its origins only.
 Keys look like ``crm_<prefix>_<secret>``; only a SHA-256 of the whole key is stored (keys are 32 random
 bytes, so a slow hash buys nothing). The cache is what keeps the key lookup off every request's path. A
 refused key counts against its client address, and an address over its budget of failures gets 429 without
@@ -20,7 +21,7 @@ from typing import Any
 from fastapi import Depends, Request
 from sqlalchemy import Select, select
 
-from . import sql
+from . import browser_tokens, sql
 from .errors import Forbidden, Unauthorized
 from .ratelimit import RateLimits
 
@@ -34,6 +35,8 @@ class Principal:
     scopes: frozenset[str]
     expires: float | None = None
     """The key's ``expires_at`` as a Unix time, checked on every request (a cached key expires on time)."""
+    origins: frozenset[str] | None = None
+    """A browser token's origins (``browser_tokens.py``): only requests from one of them; None for a key."""
 
     @property
     def actor(self) -> str:
@@ -124,9 +127,19 @@ def _lookup() -> Select[Any]:
 _LOOKUP = sql.Query(_lookup)
 
 
+def _principal(row: Any) -> Principal:
+    expires = row["expires_at"].timestamp() if row["expires_at"] is not None else None
+    return Principal(row["workspace_id"], row["id"], frozenset(row["scopes"]), expires)
+
+
 async def authenticate(request: Request) -> Principal:
     header = request.headers.get("authorization", "")
     scheme, _, token = header.partition(" ")
+    if not header and request.url.path in browser_tokens.IN_QUERY:
+        # EventSource sends no headers: the stream takes a browser token (never an API key) in the query
+        scheme, token = "bearer", request.query_params.get("access_token", "")
+        if not token.startswith(browser_tokens.PREFIX):
+            raise Unauthorized("Send a browser token as 'access_token', or a key in the Authorization header")
     if scheme.lower() != "bearer" or not token.strip():
         raise Unauthorized("Send the API key as 'Authorization: Bearer <key>'")
     key_hash = hash_key(token.strip())
@@ -138,18 +151,29 @@ async def authenticate(request: Request) -> Principal:
         # a key not known to be good: its client address must have failures left to spend
         address = request.client.host if request.client else ""
         await limits.before_lookup(state, address)
-        row = None
-        if not cache.is_unknown(key_hash):
-            row = await _LOOKUP.fetchrow(request.app.state.db.pool, key_hash=key_hash)
-        if row is None:
+        found: Principal | None = None
+        if token.strip().startswith(browser_tokens.PREFIX):
+            if not cache.is_unknown(key_hash):
+                claims = await browser_tokens.verify(request.app, token.strip())
+                if claims is not None:
+                    found = Principal(
+                        claims.workspace_id, claims.key_id, claims.scopes, claims.expires, claims.origins
+                    )
+        else:
+            row = None
+            if not cache.is_unknown(key_hash):
+                row = await _LOOKUP.fetchrow(request.app.state.db.pool, key_hash=key_hash)
+            found = _principal(row) if row is not None else None
+        if found is None:
             cache.put_unknown(key_hash)
             await limits.failed(state, address)
             raise Unauthorized("Unknown or revoked API key")
-        expires = row["expires_at"].timestamp() if row["expires_at"] is not None else None
-        principal = Principal(row["workspace_id"], row["id"], frozenset(row["scopes"]), expires)
+        principal = found
         cache.put(key_hash, principal)
     if principal.expires is not None and principal.expires <= time.time():
         raise Unauthorized("This API key has expired")
+    if principal.origins is not None and request.headers.get("origin") not in principal.origins:
+        raise Unauthorized("This browser token is not valid from this origin")
     request.state.principal = principal
     request.app.state.key_use.note(principal)
     await limits.admit(state, principal.key_id, principal.workspace_id)

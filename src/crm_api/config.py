@@ -92,6 +92,10 @@ class Settings(BaseSettings):
     """Comma-separated networks webhooks may reach although they are not public (``127.0.0.0/8`` in tests)."""
     run_dispatcher: bool = True
     """``crm-api serve`` runs a dispatcher in each API process unless this is off (``--no-dispatcher``)."""
+    stream_heartbeat_s: float = 15.0
+    """Idle seconds after which ``GET /v1/events/stream`` sends a comment, so proxies keep it open."""
+    streams_per_key: int = 5
+    """Event streams one API key may hold open at once, per API process (429 past it)."""
     dispatcher_batch: int = 100
     dispatcher_lease_seconds: float = 60.0
     dispatcher_poll_seconds: float = 2.0

@@ -18,6 +18,7 @@ REQUEST_HEADERS = (
     "Idempotency-Key",
     "If-Match",
     "If-None-Match",
+    "Last-Event-ID",
     "X-Request-ID",
 )
 EXPOSED_HEADERS = (

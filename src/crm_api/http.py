@@ -100,3 +100,17 @@ def versioned_response(obj: Any, version: int, status: int = 200, location: str 
     if location is not None:
         headers["Location"] = location
     return json_response(obj, status, headers)
+
+
+def not_modified(request: Request, version: int) -> Response | None:
+    """A 304 with the ETag when ``If-None-Match`` names the object's version (or is ``*``), else None.
+    Compared weakly, as RFC 9110 has it for this header: ``W/"3"`` matches ``"3"``."""
+    header = request.headers.get("if-none-match")
+    if header is None:
+        return None
+    etag = f'"{version}"'
+    for tag in header.split(","):
+        tag = tag.strip()
+        if tag == "*" or tag.removeprefix("W/") == etag:
+            return Response(status_code=304, headers={"ETag": etag})
+    return None

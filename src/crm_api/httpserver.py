@@ -18,7 +18,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import weakref
-from typing import Any
+from typing import Any, Protocol
 
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 from uvicorn.server import ServerState
@@ -36,6 +36,15 @@ _REASONS = {408: b"Request Timeout", 431: b"Request Header Fields Too Large", 50
 class _Refused(Exception):
     """Stops the parser after a refusal (uvicorn catches it as a parser error; ``send_400_response`` is
     silenced for it)."""
+
+
+class Draining(Protocol):
+    def drain(self) -> None: ...
+
+
+DRAIN: weakref.WeakSet[Draining] = weakref.WeakSet()
+"""What must end when the server shuts down (the event streams of ``events/stream.py``): uvicorn waits for
+every response in progress to finish before it stops, and a stream never finishes by itself."""
 
 
 # One sweep per server looks for heads past their deadline, instead of a timer per request: a timer armed
@@ -99,6 +108,11 @@ class GuardedHttpTools(HttpToolsProtocol):
             self._refuse(HeadersTooLarge(f"The request's headers exceed {self.max_head} bytes"))
             raise _Refused
         super().on_headers_complete()
+
+    def shutdown(self) -> None:
+        for draining in list(DRAIN):
+            draining.drain()
+        super().shutdown()
 
     def send_400_response(self, msg: str) -> None:
         if not self._refused:

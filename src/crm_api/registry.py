@@ -20,6 +20,7 @@ from .bulk.import_routes import router as import_routes
 from .companies.router import router as company_routes
 from .companies.spec import COMPANIES
 from .contacts.spec import CONTACTS
+from .custom_fields.object_schema import router as schema_routes
 from .custom_fields.router import upsert_router
 from .custom_fields.spec import CUSTOM_FIELDS
 from .deals.router import router as deal_routes
@@ -75,12 +76,14 @@ RESOURCES: tuple[Resource, ...] = (
     served(ACTIVITIES, after=[history_router(ACTIVITIES)]),
     served(TICKETS, before=[ticket_routes], after=[upsert_router(TICKETS), history_router(TICKETS)]),
     served(SLA_POLICIES),
-    served(CUSTOM_FIELDS),
+    served(CUSTOM_FIELDS, after=[schema_routes]),
     Resource("events", (event_routes, event_type_routes)),
     Resource("webhooks", (webhook_routes,)),
     Resource("reports", (report_routes,)),
     Resource("imports", (import_routes,)),
     Resource("exports", (export_routes,)),
+    # its route (POST /v1/browser-tokens) is in admin/, above this list: it checks scopes against it
+    Resource("browser_tokens", ()),
 )
 
 SCOPE_RESOURCES: tuple[str, ...] = tuple(r.scope for r in RESOURCES)

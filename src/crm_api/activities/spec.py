@@ -9,7 +9,7 @@ from typing import Any
 from .. import models
 from ..errors import CRMError, FieldError, Unprocessable
 from ..models.activities import OPEN_TASK
-from ..resources.spec import Pair, QueryParam, Reference, ResourceSpec, fields_of, register
+from ..resources.spec import Include, Pair, QueryParam, Reference, ResourceSpec, fields_of, register
 from .schemas import Activity, ActivityCreate, ActivityUpdate
 
 ONLY_FOR: dict[str, tuple[str, ...]] = {
@@ -101,6 +101,12 @@ ACTIVITIES = register(
         references=CHECKED_LINKS,
         sorts=("created_at", "updated_at", "occurred_at", "due_at"),
         nullable_sorts=("occurred_at", "due_at"),
+        includes=(
+            Include("contacts", "contact_ids", "contacts", "array"),
+            Include("companies", "company_ids", "companies", "array"),
+            Include("deals", "deal_ids", "deals", "array"),
+            Include("tickets", "ticket_ids", "tickets", "array"),
+        ),
         query_params=(
             QueryParam("type", "type", "eq", "text"),
             QueryParam("contact_id", "contact_ids", "contains", "uuid[]"),

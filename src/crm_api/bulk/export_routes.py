@@ -11,7 +11,7 @@ from fastapi import APIRouter, Path, Request, Response
 from fastapi.responses import StreamingResponse
 
 from ..auth import Principal, require
-from ..deps import LockingConn, ReadConn
+from ..deps import LockingConn, read_pool
 from ..errors import Conflict, FieldError, Forbidden, NotFound, Unprocessable
 from ..http import json_response, problems
 from ..idempotency import idempotent
@@ -87,7 +87,8 @@ async def create(request: Request, body: ExportCreate, principal: Writer, conn: 
     description="`status` (`queued`, `running`, `succeeded`, `failed`), and once it succeeded the `rows` "
     "written and the file's size in `bytes`. An export is kept until `expires_at` (7 days), then a 404.",
 )
-async def get(job_id: ExportId, principal: Reader, conn: ReadConn) -> Response:
+async def get(job_id: ExportId, principal: Reader, request: Request) -> Response:
+    conn = read_pool(request)
     return json_response(export_api(await _job(conn, principal, job_id)))
 
 
@@ -105,7 +106,8 @@ async def get(job_id: ExportId, principal: Reader, conn: ReadConn) -> Response:
     description="The file as the worker wrote it, streamed part by part; gzip-compressed on the way when "
     "`Accept-Encoding` names gzip. 409 until the export has succeeded.",
 )
-async def file(request: Request, job_id: ExportId, principal: Reader, conn: ReadConn) -> Response:
+async def file(request: Request, job_id: ExportId, principal: Reader) -> Response:
+    conn = read_pool(request)
     job = await _job(conn, principal, job_id)
     if job["status"] != "succeeded":
         raise Conflict(f"The export is {job['status']}: its file is not ready")

@@ -12,7 +12,7 @@ from fastapi import APIRouter, Path, Query, Request, Response
 from fastapi.responses import StreamingResponse
 
 from ..auth import Principal, require
-from ..deps import LockingConn, ReadConn
+from ..deps import LockingConn, read_pool
 from ..errors import (
     Conflict,
     CRMError,
@@ -175,7 +175,8 @@ async def _first_missing(conn: object, ws: uuid.UUID, job_id: uuid.UUID, last: i
     "`rows_total` once a worker has read the file, `rows_done` and the counts of rows `created`, "
     "`updated`, `unchanged` and `failed`.",
 )
-async def get(job_id: ImportId, principal: Reader, conn: ReadConn) -> Response:
+async def get(job_id: ImportId, principal: Reader, request: Request) -> Response:
+    conn = read_pool(request)
     return json_response(import_api(await _job(conn, principal, job_id)))
 
 
@@ -222,11 +223,12 @@ def _cursor(value: str | None) -> tuple[int, int]:
 async def errors(
     job_id: ImportId,
     principal: Reader,
-    conn: ReadConn,
+    request: Request,
     format: Literal["json", "csv"] = "json",
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
     cursor: str | None = None,
 ) -> Response:
+    conn = read_pool(request)
     await _job(conn, principal, job_id)
     ws = principal.workspace_id
     if format == "csv":

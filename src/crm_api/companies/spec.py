@@ -7,7 +7,7 @@ from typing import Any
 
 from .. import models
 from ..errors import field_error
-from ..resources.spec import NaturalKey, QueryParam, ResourceSpec, fields_of, register
+from ..resources.spec import Include, NaturalKey, QueryParam, ResourceSpec, fields_of, register
 from .schemas import Company, CompanyCreate, CompanyUpdate
 
 _LABEL = re.compile(r"^(?!-)[a-z0-9-]{1,63}(?<!-)$")
@@ -67,6 +67,7 @@ COMPANIES = register(
             QueryParam("created_before", "created_at", "lt", "timestamptz"),
         ),
         defaults={"tags": [], "custom_fields": {}, "external_ids": {}},
+        includes=(Include("contacts", "company_id", "contacts", "reverse"),),
         required=("name",),
     )
 )

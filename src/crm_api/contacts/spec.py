@@ -8,7 +8,16 @@ from typing import Any
 
 from .. import models
 from ..errors import Conflict, CRMError
-from ..resources.spec import NaturalKey, Pair, QueryParam, Reference, ResourceSpec, fields_of, register
+from ..resources.spec import (
+    Include,
+    NaturalKey,
+    Pair,
+    QueryParam,
+    Reference,
+    ResourceSpec,
+    fields_of,
+    register,
+)
 from .schemas import Contact, ContactCreate, ContactUpdate
 
 
@@ -73,6 +82,7 @@ CONTACTS = register(
             QueryParam("created_before", "created_at", "lt", "timestamptz"),
         ),
         relations={"company": ("company_id", "companies")},
+        includes=(Include("company", "company_id", "companies"),),
         defaults={
             "tags": [],
             "custom_fields": {},

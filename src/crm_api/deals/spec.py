@@ -17,7 +17,7 @@ from typing import Any
 from .. import models
 from ..contacts.totals import refresh_contacts
 from ..errors import CRMError, FieldError, Unprocessable, field_error
-from ..resources.spec import Pair, QueryParam, Reference, ResourceSpec, fields_of, register
+from ..resources.spec import Include, Pair, QueryParam, Reference, ResourceSpec, fields_of, register
 from . import repository as repo
 from .schemas import Deal, DealCreate, DealUpdate
 
@@ -177,6 +177,13 @@ DEALS = register(
             QueryParam("created_before", "created_at", "lt", "timestamptz"),
         ),
         relations={"company": ("company_id", "companies"), "contact": ("contact_id", "contacts")},
+        # pipelines and stages are no resources: their package registers their loaders
+        includes=(
+            Include("contact", "contact_id", "contacts"),
+            Include("company", "company_id", "companies"),
+            Include("pipeline", "pipeline_id", "pipelines", component="Pipeline"),
+            Include("stage", "stage_id", "pipeline_stages", component="Stage"),
+        ),
         defaults={"tags": [], "custom_fields": {}, "external_ids": {}, "contact_ids": []},
         required=("name", "pipeline_id", "stage_id"),
     )

@@ -14,6 +14,8 @@ from typing import Any
 from .types import CATALOGUE, EventType
 
 _REF = "#/components/schemas/"
+INCLUDES_KEY = "x-includes"
+"""A read component's list of the properties only `include=` adds (`resources/includes.py`)."""
 _SAMPLE_UUID = "0190f1c2-5a3b-7c4d-8e5f-6a7b8c9d0e1f"
 _SAMPLE_WORKSPACE = "0190f1c2-0000-7000-8000-000000000001"
 _SAMPLE_TIME = "2025-01-15T09:30:00Z"
@@ -129,19 +131,30 @@ def _relink(node: Any) -> Any:
     return node
 
 
+def _as_stored(component: Mapping[str, Any]) -> dict[str, Any]:
+    """A component without the properties only ``include=`` adds (``INCLUDES_KEY``): an event holds the
+    object as it was written."""
+    added = component.get(INCLUDES_KEY)
+    if not added:
+        return dict(component)
+    kept = {k: v for k, v in component.items() if k != INCLUDES_KEY}
+    kept["properties"] = {k: v for k, v in component["properties"].items() if k not in added}
+    return kept
+
+
 def object_schema(components: Mapping[str, Any], name: str) -> dict[str, Any]:
     """A component as a self-contained JSON Schema: the components it refers to, transitively, under
     ``$defs``."""
     needed: set[str] = set()
-    todo = _refs(components[name])
+    todo = _refs(_as_stored(components[name]))
     while todo:
         ref = todo.pop()
         if ref not in needed:
             needed.add(ref)
-            todo |= _refs(components[ref])
-    schema: dict[str, Any] = _relink(components[name])
+            todo |= _refs(_as_stored(components[ref]))
+    schema: dict[str, Any] = _relink(_as_stored(components[name]))
     if needed:
-        schema["$defs"] = {ref: _relink(components[ref]) for ref in sorted(needed)}
+        schema["$defs"] = {ref: _relink(_as_stored(components[ref])) for ref in sorted(needed)}
     return schema
 
 
@@ -174,7 +187,8 @@ def sample_value(schema: Mapping[str, Any], components: Mapping[str, Any], depth
         items = schema.get("items")
         return [sample_value(items, components, depth + 1)] if items else []
     if kind == "object" or "properties" in schema:
-        return {k: sample_value(v, components, depth + 1) for k, v in schema.get("properties", {}).items()}
+        properties = _as_stored(schema).get("properties", {})
+        return {k: sample_value(v, components, depth + 1) for k, v in properties.items()}
     return None
 
 

@@ -7,13 +7,12 @@ Only events whose transaction is older than every transaction that may still com
 """
 
 import datetime as dt
-import re
 import uuid
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Path, Query, Request, Response
+from fastapi import APIRouter, Header, Path, Query, Request, Response
 from pydantic import BaseModel, Field
-from sqlalchemy import BigInteger, Select, select
+from sqlalchemy import Select, select
 
 from .. import jsonutil, sql
 from ..auth import Principal, require
@@ -24,38 +23,17 @@ from ..pagination import Sort, cursor_by, decode_cursor, envelope, keyset_page
 from ..routing import Route
 from . import horizon
 from .describe import describe
+from .feed import COLUMNS, PAGES, page_statement, to_api, type_filter
+from .stream import EventStream, frames, hub_of
 
 router = APIRouter(prefix="/v1/events", tags=["events"], route_class=Route)
 types_router = APIRouter(prefix="/v1/event-types", tags=["events"], route_class=Route)
 Reader = Annotated[Principal, require("events:read")]
-_TYPE = re.compile(r"^(\*|[a-z_]+\.(\*|[a-z_]+))$")
-_COLUMNS = ("id", "type", "object_type", "object_id", "sequence", "created_at", "actor", "request_id", "data")
-_PAGES = sql.Shapes(256)
-
-
-def _page(
-    type_op: str | None, by_object: bool, after: bool, cursor: bool, desc: bool, limit: int
-) -> Select[Any]:
-    """A page of the feed; which conditions it has is its shape, their values are parameters."""
-    e = sql.table("events")
-    where = [e.c.workspace_id == sql.param("ws"), e.c.sequence <= sql.param("bound", BigInteger)]
-    if type_op == "prefix":
-        where.append(e.c.type.like(sql.param("type")))
-    elif type_op == "eq":
-        where.append(e.c.type == sql.param("type"))
-    if by_object:
-        where.append(e.c.object_id == sql.param("object_id"))
-    if after:
-        where.append(e.c.sequence > sql.param("after"))
-    if cursor:
-        where.append(e.c.sequence.op("<" if desc else ">")(sql.param("cursor", BigInteger)))
-    order = e.c.sequence.desc() if desc else e.c.sequence.asc()
-    return select(*sql.columns(_COLUMNS, e)).where(*where).order_by(order).limit(limit + 1)
 
 
 def _one() -> Select[Any]:
     e = sql.table("events")
-    return select(*sql.columns(_COLUMNS, e)).where(
+    return select(*sql.columns(COLUMNS, e)).where(
         e.c.workspace_id == sql.param("ws"), e.c.id == sql.param("id")
     )
 
@@ -88,10 +66,6 @@ class EventList(BaseModel):
     next_cursor: str | None
 
 
-def _api(row: Any) -> dict[str, Any]:
-    return {"object": "event", **dict(row)}
-
-
 @router.get(
     "",
     operation_id="events_list",
@@ -119,12 +93,7 @@ async def list_events(
     conn = read_pool(request)
     order = Sort("sequence", sort.startswith("-"))
     params: dict[str, Any] = {"ws": principal.workspace_id}
-    type_op = None
-    if type is not None and type != "*":
-        if not _TYPE.match(type):
-            raise field_error("/type", "expected an event type such as contact.created or contact.*")
-        type_op = "prefix" if type.endswith(".*") else "eq"
-        params["type"] = type[:-1] + "%" if type_op == "prefix" else type
+    type_op = type_filter(type, params)
     if object_id is not None:
         params["object_id"] = object_id
     if after is not None:
@@ -135,10 +104,80 @@ async def list_events(
             raise field_error("/cursor", "not a cursor of this list")
         params["cursor"] = value
     shape = (type_op, object_id is not None, after is not None, bool(cursor), order.descending, limit)
-    statement = _PAGES.get(shape, lambda: _page(*shape))
+    statement = PAGES.get(shape, lambda: page_statement(*shape))
     params["bound"] = await horizon.bound(conn)  # first, and in a statement of its own: see horizon.py
     rows = await statement.fetch(conn, **params)
-    return json_response(keyset_page(rows, limit, cursor_by(order), _api))
+    return json_response(keyset_page(rows, limit, cursor_by(order), to_api))
+
+
+_STREAM_OK: dict[int | str, dict[str, Any]] = {
+    200: {
+        "description": "Server-Sent Events: `id:` the event's sequence, `event:` its type, `data:` the event "
+        "as the feed lists it; comment lines (`: keep-alive`) while idle",
+        "content": {"text/event-stream": {"schema": {"type": "string"}}},
+    }
+}
+
+
+# before /{id}, which would take "stream" for an id
+@router.get(
+    "/stream",
+    operation_id="events_stream",
+    status_code=200,
+    response_class=EventStream,
+    responses={**_STREAM_OK, **problems(422)},
+    summary="Stream events as they commit (Server-Sent Events)",
+    description="The feed, live: each settled event of the workspace as soon as it commits, oldest first, "
+    "filtered by `type` (exact, `<object>.*` or `*`) and `object_id`. `id:` is the event's `sequence`: a "
+    "client reconnecting with `Last-Event-ID` (as `EventSource` does) gets every event after it and no "
+    "duplicate, across server restarts too; without it the stream starts after `after`, else now. "
+    "Comments keep an idle stream open through proxies. At most `CRM_STREAMS_PER_KEY` open streams per "
+    "key and API process (429 past it).",
+)
+async def stream_events(
+    request: Request,
+    principal: Reader,
+    type: Annotated[str | None, Query(max_length=100, description="contact.created, contact.* or *")] = None,
+    object_id: uuid.UUID | None = None,
+    after: Annotated[
+        int | None,
+        Query(ge=0, le=2**63 - 1, description="start after this sequence (Last-Event-ID wins when sent)"),
+    ] = None,
+    last_event_id: Annotated[
+        str | None,
+        Header(
+            alias="Last-Event-ID",
+            description="The `id:` of the last event received: the stream resumes after it",
+        ),
+    ] = None,
+) -> Response:
+    conn = read_pool(request)
+    params: dict[str, Any] = {}
+    type_op = type_filter(type, params)
+    if object_id is not None:
+        params["object_id"] = object_id
+    if last_event_id is not None and last_event_id.strip():
+        value = last_event_id.strip()
+        if not value.isdigit() or len(value) > 18:
+            raise field_error("/headers/Last-Event-ID", "expected the id of an event of this stream")
+        after = int(value)
+    hub = hub_of(request.app)
+    sub = hub.open(principal)
+    try:
+        # listening, and the workspace marked as streamed (so its writes notify), before the start is read,
+        # and all before the answer: what commits once the client sees the stream open is sent
+        await hub.listening()
+        await hub.register([principal.workspace_id])
+        if after is None:
+            # the bound: whatever commits from now on is above it (horizon.py), and everything at or below it
+            # is history the client did not ask for
+            after = await horizon.bound(conn)
+    except BaseException:
+        hub.close(sub)
+        raise
+    settings = request.app.state.settings
+    body = frames(hub, sub, after, type_op, params, settings.stream_heartbeat_s)
+    return EventStream(body, lambda: hub.close(sub))
 
 
 @router.get(
@@ -156,7 +195,7 @@ async def get_event(
     row = await _ONE.fetchrow(conn, ws=principal.workspace_id, id=eid)
     if row is None:
         raise NotFound(f"No event with id {eid}")
-    return json_response(_api(row))
+    return json_response(to_api(row))
 
 
 class EventType(BaseModel):

@@ -5,7 +5,7 @@ from .base import Base
 from .bulk import ExportJob, ExportPart, ImportJob, ImportPart, ImportRowError
 from .crm import LIFECYCLE_STAGES, Company, Contact, ContactLifecycleChange, ExternalId
 from .custom_fields import CustomFieldDefinition, CustomFieldValue
-from .events import Event, IdempotencyRecord
+from .events import Event, EventStreamWorkspace, IdempotencyRecord
 from .orders import ORDER_STATUSES, DealLineItem, Order
 from .sales import STAGE_KINDS, Deal, DealStageChange, Pipeline, PipelineStage
 from .service_desk import SlaPolicy, Ticket, TicketComment
@@ -28,6 +28,7 @@ __all__ = [
     "DealLineItem",
     "DealStageChange",
     "Event",
+    "EventStreamWorkspace",
     "ExportJob",
     "ExportPart",
     "ExternalId",

@@ -54,6 +54,26 @@ class Event(Base):
     late commit cannot slip in behind a reader's cursor."""
 
 
+class EventStreamWorkspace(Base):
+    """A workspace whose events some API process streams (``events/stream.py``): the events trigger
+    notifies for these only, so writes pay no NOTIFY, whose commit takes a lock every notifying commit of
+    the server queues on, while nobody streams. Unlogged: a crash empties it, and hubs fill it again when
+    they listen again."""
+
+    __tablename__ = "event_stream_workspaces"
+    __table_args__ = (
+        ForeignKeyConstraint(["workspace_id"], ["workspaces.id"], ondelete="CASCADE"),
+        {"prefixes": ["UNLOGGED"]},
+    )
+
+    workspace_id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), primary_key=True)
+    hub_id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), primary_key=True)
+    """The process's hub; a row its hub stopped refreshing (a killed process) no longer counts."""
+    seen_at: Mapped[dt.datetime] = mapped_column(
+        DateTime(timezone=True), nullable=False, server_default=text("now()")
+    )
+
+
 class IdempotencyRecord(Base):
     """A finished write's response, replayed for a retry with the same Idempotency-Key."""
 

@@ -56,6 +56,18 @@ def _fetch() -> Select[Any]:
     return stmt.where(p.c.id == sql.param("id"))
 
 
+def _fetch_many() -> Select[Any]:
+    p, stmt = _pipelines()
+    return stmt.where(p.c.id == any_(sql.param("ids", ARRAY(UUID))))
+
+
+def _stages() -> Select[Any]:
+    s = sql.table("pipeline_stages")
+    return select(*sql.columns(_STAGE_FIELDS, s)).where(
+        s.c.workspace_id == sql.param("ws"), s.c.id == any_(sql.param("ids", ARRAY(UUID)))
+    )
+
+
 @sql.shape
 def _page(with_cursor: bool, count: int) -> Select[Any]:
     """``count`` pipelines by (created_at, id), the archived ones too when asked, after the cursor if any.
@@ -141,6 +153,8 @@ def _write() -> Select[Any]:
 
 
 _FETCH = sql.Query(_fetch)
+_FETCH_MANY = sql.Query(_fetch_many)
+_STAGES = sql.Query(_stages)
 _LOCK_BY_ID = sql.Query(lambda: _lock(by_id=True))
 _LOCK_DEFAULT = sql.Query(lambda: _lock(by_id=False))
 _WRITE = sql.Query(_write)
@@ -164,6 +178,21 @@ async def fetch(
         return None
     record = await _FETCH.fetchrow(conn, ws=workspace_id, id=pipeline_id)
     return _row(record) if record is not None else None
+
+
+async def fetch_many(
+    conn: asyncpg.Connection | asyncpg.Pool, workspace_id: uuid.UUID, ids: Sequence[uuid.UUID]
+) -> list[dict[str, Any]]:
+    """The pipelines with these ids (with their stages), in one statement."""
+    return [_row(r) for r in await _FETCH_MANY.fetch(conn, ws=workspace_id, ids=list(ids))]
+
+
+async def fetch_stages(
+    conn: asyncpg.Connection | asyncpg.Pool, workspace_id: uuid.UUID, ids: Sequence[uuid.UUID]
+) -> list[dict[str, Any]]:
+    """The stages with these ids, whatever their pipeline."""
+    rows = await _STAGES.fetch(conn, ws=workspace_id, ids=list(ids))
+    return [dict(r, probability=float(r["probability"])) for r in rows]
 
 
 async def fetch_default(conn: asyncpg.Connection, workspace_id: uuid.UUID) -> dict[str, Any] | None:

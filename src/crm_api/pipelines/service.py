@@ -12,6 +12,7 @@ from __future__ import annotations
 import copy
 import datetime as dt
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -25,6 +26,7 @@ from ..events.emit import emit
 from ..ids import uuid7
 from ..resources import service as resources
 from ..resources import writes
+from ..resources.spec import register_loader
 from . import repository as repo
 from .schemas import MAX_STAGES
 
@@ -50,6 +52,23 @@ def to_api(row: dict[str, Any]) -> dict[str, Any]:
         "version": row["version"],
         "archived_at": row["archived_at"],
     }
+
+
+async def _load_pipelines(
+    conn: Any, workspace_id: uuid.UUID, ids: Sequence[uuid.UUID]
+) -> dict[uuid.UUID, dict[str, Any]]:
+    return {r["id"]: to_api(r) for r in await repo.fetch_many(conn, workspace_id, ids)}
+
+
+async def _load_stages(
+    conn: Any, workspace_id: uuid.UUID, ids: Sequence[uuid.UUID]
+) -> dict[uuid.UUID, dict[str, Any]]:
+    return {r["id"]: r for r in await repo.fetch_stages(conn, workspace_id, ids)}
+
+
+# what a deal's include=pipeline and include=stage read (deals may not import this package)
+register_loader("pipelines", _load_pipelines)
+register_loader("pipeline_stages", _load_stages)
 
 
 def _stage(name: str, kind: str, probability: float | None, position: int) -> dict[str, Any]:

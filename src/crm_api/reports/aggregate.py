@@ -22,7 +22,7 @@ from typing_extensions import TypeAliasType
 
 from .. import jsonutil, sql
 from ..auth import Context, Principal, require
-from ..deps import ReadConn
+from ..deps import read_pool
 from ..errors import field_error
 from ..http import context, json_response, problems
 from ..resources.custom_fields import enforce as custom_fields
@@ -219,9 +219,8 @@ def aggregate_router(spec: ResourceSpec) -> APIRouter:
             "unless `include_archived`."
         ),
     )
-    async def aggregate_route(
-        request: Request, body: AggregateRequest, principal: Reader, conn: ReadConn
-    ) -> Response:
+    async def aggregate_route(request: Request, body: AggregateRequest, principal: Reader) -> Response:
+        conn = read_pool(request)
         return json_response(await aggregate(conn, spec, context(request, principal), body))
 
     return router

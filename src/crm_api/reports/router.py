@@ -16,7 +16,7 @@ import asyncpg
 from fastapi import APIRouter, Query, Request, Response
 
 from ..auth import Principal, require
-from ..deps import ReadConn
+from ..deps import read_pool
 from ..errors import field_error
 from ..http import context, problems
 from ..routing import Route
@@ -94,7 +94,6 @@ def _bounds(period: params.Period) -> dict[str, Any]:
 async def pipeline_report(
     request: Request,
     principal: Reader,
-    conn: ReadConn,
     pipeline_id: PipelineId = None,
     owner_id: Annotated[str | None, Query(max_length=100, description="Only this owner's deals")] = None,
     as_of: Annotated[
@@ -102,6 +101,7 @@ async def pipeline_report(
     ] = None,
     include_archived: Archived = None,
 ) -> Response:
+    conn = read_pool(request)
     query = dict(request.query_params)
     params.check_known(query, ("pipeline_id", "owner_id", "as_of", "include_archived"))
     owner = params.uuid_param(query, "owner_id")
@@ -133,7 +133,6 @@ async def pipeline_report(
 async def forecast_report(
     request: Request,
     principal: Reader,
-    conn: ReadConn,
     pipeline_id: Annotated[
         str | None, Query(max_length=100, description="Only this pipeline's deals")
     ] = None,
@@ -146,6 +145,7 @@ async def forecast_report(
     group_by: Annotated[str | None, Query(max_length=20, description="owner")] = None,
     include_archived: Archived = None,
 ) -> Response:
+    conn = read_pool(request)
     query = dict(request.query_params)
     params.check_known(query, ("pipeline_id", "interval", "group_by", *_PERIOD))
     period = params.period(query, "month")
@@ -177,13 +177,13 @@ async def forecast_report(
 async def win_rate_report(
     request: Request,
     principal: Reader,
-    conn: ReadConn,
     from_: From = None,
     to: To = None,
     tz: Tz = None,
     group_by: Annotated[str | None, Query(max_length=20, description="owner, pipeline or source")] = None,
     include_archived: Archived = None,
 ) -> Response:
+    conn = read_pool(request)
     query = dict(request.query_params)
     params.check_known(query, ("group_by", *_PERIOD))
     period = params.period(query, "month")
@@ -211,13 +211,13 @@ async def win_rate_report(
 async def sales_cycle_report(
     request: Request,
     principal: Reader,
-    conn: ReadConn,
     pipeline_id: PipelineId = None,
     from_: From = None,
     to: To = None,
     tz: Tz = None,
     include_archived: Archived = None,
 ) -> Response:
+    conn = read_pool(request)
     query = dict(request.query_params)
     params.check_known(query, ("pipeline_id", *_PERIOD))
     period = params.period(query, "month")
@@ -248,13 +248,13 @@ async def sales_cycle_report(
 async def service_report(
     request: Request,
     principal: Reader,
-    conn: ReadConn,
     from_: From = None,
     to: To = None,
     tz: Tz = None,
     group_by: Annotated[str | None, Query(max_length=20, description="priority, assignee or channel")] = None,
     include_archived: Archived = None,
 ) -> Response:
+    conn = read_pool(request)
     query = dict(request.query_params)
     params.check_known(query, ("group_by", *_PERIOD))
     period = params.period(query, "month")
@@ -284,7 +284,6 @@ async def service_report(
 async def customers_report(
     request: Request,
     principal: Reader,
-    conn: ReadConn,
     currency: Annotated[str | None, Query(max_length=10, description="ISO 4217; default USD")] = None,
     churn_days: Annotated[str | None, Query(max_length=10, description="1 to 3650; default 180")] = None,
     as_of: Annotated[
@@ -293,6 +292,7 @@ async def customers_report(
     tz: Tz = None,
     include_archived: Archived = None,
 ) -> Response:
+    conn = read_pool(request)
     query = dict(request.query_params)
     params.check_known(query, ("currency", "churn_days", "as_of", "tz", "include_archived"))
     zone = params.zone(query)
@@ -335,7 +335,6 @@ async def customers_report(
 async def lead_conversion_report(
     request: Request,
     principal: Reader,
-    conn: ReadConn,
     from_: From = None,
     to: To = None,
     interval: Annotated[
@@ -345,6 +344,7 @@ async def lead_conversion_report(
     group_by: Annotated[str | None, Query(max_length=20, description="source")] = None,
     include_archived: Archived = None,
 ) -> Response:
+    conn = read_pool(request)
     query = dict(request.query_params)
     params.check_known(query, ("interval", "group_by", *_PERIOD))
     period = params.period(query, "month")
@@ -371,12 +371,12 @@ async def lead_conversion_report(
 async def attribution_report(
     request: Request,
     principal: Reader,
-    conn: ReadConn,
     from_: From = None,
     to: To = None,
     tz: Tz = None,
     include_archived: Archived = None,
 ) -> Response:
+    conn = read_pool(request)
     query = dict(request.query_params)
     params.check_known(query, _PERIOD)
     period = params.period(query, "month")

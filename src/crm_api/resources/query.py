@@ -8,11 +8,13 @@ from typing import Any
 
 import asyncpg
 from sqlalchemy import and_, text
+from starlette.datastructures import QueryParams
 
 from .. import sql
 from ..auth import Context
 from ..errors import InvalidCursor, field_error
 from ..pagination import Sort, cursor_by, decode_cursor, keyset_page, parse_sort
+from . import includes
 from . import repository as repo
 from .custom_fields import enforce as custom_fields
 from .custom_fields import sorting as custom_sorting
@@ -20,7 +22,8 @@ from .exprs import Expr, Params, column_ref, workspace_param
 from .filters import Compiler, _coerce, _like
 from .spec import FieldType, ResourceSpec, element_type
 
-PAGE_PARAMS = ("limit", "cursor", "sort", "include_archived", "q")
+PAGE_PARAMS = ("limit", "cursor", "sort", "include_archived", "q", "include", "fields")
+"""Parameters of every list beside its filters (``include`` and ``fields``: ``includes.py``)."""
 
 
 _OPS = {"eq": "=", "gt": ">", "lt": "<", "gte": ">=", "lte": "<="}
@@ -77,10 +80,25 @@ async def list_page(
     conn: asyncpg.Connection | asyncpg.Pool,
     spec: ResourceSpec,
     ctx: Context,
-    query: Mapping[str, str],
+    query: QueryParams,
     extra: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """``GET /v1/<resource>``: every query parameter is checked; unknown ones are a 422 naming them."""
+    """``GET /v1/<resource>``: every query parameter is checked; unknown ones are a 422 naming them.
+    ``include=`` and ``fields=`` (``includes``) apply to the page."""
+    shaping = includes.requested(spec, query)
+    page = await _list_page(conn, spec, ctx, query, extra)
+    if shaping is not None:
+        page["data"] = await includes.shape(conn, spec, ctx.workspace_id, page["data"], shaping)
+    return page
+
+
+async def _list_page(
+    conn: asyncpg.Connection | asyncpg.Pool,
+    spec: ResourceSpec,
+    ctx: Context,
+    query: Mapping[str, str],
+    extra: Mapping[str, Any] | None,
+) -> dict[str, Any]:
     known = {p.name: p for p in spec.query_params}
     for name in query:
         if name not in known and name not in PAGE_PARAMS:

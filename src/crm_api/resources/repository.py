@@ -99,8 +99,32 @@ def _external_owners() -> Select[Any]:
 _EXTERNAL_OWNERS = sql.Query(_external_owners)
 
 
+@sql.shape
+def _children(spec: ResourceSpec, fk: str, count: int) -> Select[Any]:
+    """Up to ``count`` live rows per parent id whose ``fk`` holds it, newest first, for a whole page of
+    parents in one statement: a lateral subquery per parent, each one range of the
+    ``(workspace_id, <fk>, created_at, id)`` index."""
+    t = _table(spec)
+    parent = (
+        func.unnest(sql.param("ids", ARRAY(UUID)))
+        .table_valued(column("id", UUID))
+        .render_derived(name="parent")
+    )
+    rows = (
+        select(*sql.columns(spec.columns, t))
+        .where(t.c.workspace_id == sql.param("ws"), t.c[fk] == parent.c.id, t.c.archived_at.is_(None))
+        .order_by(t.c.created_at.desc(), t.c.id.desc())
+        .limit(count)
+        .lateral("child")
+    )
+    return select(parent.c.id.label("parent_id"), *rows.c).select_from(parent.join(rows, true()))
+
+
 async def fetch_by_ids(
-    conn: asyncpg.Connection, spec: ResourceSpec, workspace_id: uuid.UUID, ids: Sequence[uuid.UUID]
+    conn: asyncpg.Connection | asyncpg.Pool,
+    spec: ResourceSpec,
+    workspace_id: uuid.UUID,
+    ids: Sequence[uuid.UUID],
 ) -> list[dict[str, Any]]:
     return [dict(r) for r in await _by_ids(spec).fetch(conn, ws=workspace_id, ids=list(ids))]
 
@@ -114,6 +138,19 @@ async def fetch_one(
 ) -> dict[str, Any] | None:
     row = await _one(spec, for_update).fetchrow(conn, ws=workspace_id, id=object_id)
     return dict(row) if row is not None else None
+
+
+async def fetch_children(
+    conn: asyncpg.Connection | asyncpg.Pool,
+    spec: ResourceSpec,
+    workspace_id: uuid.UUID,
+    fk: str,
+    parent_ids: Sequence[uuid.UUID],
+    count: int,
+) -> list[dict[str, Any]]:
+    """``_children``: each row with its ``parent_id``."""
+    rows = await _children(spec, fk, count).fetch(conn, ws=workspace_id, ids=list(parent_ids))
+    return [dict(r) for r in rows]
 
 
 async def fetch_live_by_key(

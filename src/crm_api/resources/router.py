@@ -11,13 +11,29 @@ from fastapi import APIRouter, Body, Path, Request, Response
 from ..auth import Principal, require
 from ..deps import IfMatch, LockingConn, WriteConn, read_pool
 from ..errors import PROBLEM_JSON
-from ..http import context, json_response, problems, success, versioned_response
+from ..http import context, json_response, not_modified, problems, success, versioned_response
 from ..idempotency import folding, idempotent
 from ..routing import Route
-from . import batch, docs, query, service
+from . import batch, docs, includes, query, service
 from .custom_fields import enforce as custom_fields
 from .schemas import SearchRequest, batch_models, list_model
 from .spec import ResourceSpec
+
+IF_NONE_MATCH = {
+    "name": "If-None-Match",
+    "in": "header",
+    "required": False,
+    "description": 'The ETag of a copy held (`"3"`; several comma-separated, or `*`): while the object is '
+    "still at that version the answer is 304 with no body. Not read with `include=`, whose related objects "
+    "change on their own.",
+    "schema": {"type": "string"},
+}
+NOT_MODIFIED: dict[int | str, dict[str, Any]] = {
+    304: {
+        "description": "Not modified: the object is still at the version `If-None-Match` names",
+        "headers": {"ETag": {"$ref": "#/components/headers/ETag"}},
+    }
+}
 
 
 def object_response(spec: ResourceSpec, row: dict[str, Any], status: int = 200) -> Response:
@@ -82,7 +98,7 @@ def list_parameters(spec: ResourceSpec) -> dict[str, Any]:
         if qp.description:
             doc["description"] = qp.description
         params.append(doc)
-    return {"parameters": params}
+    return {"parameters": params + includes.parameters(spec)}
 
 
 def build_router(spec: ResourceSpec) -> APIRouter:
@@ -128,11 +144,15 @@ def build_router(spec: ResourceSpec) -> APIRouter:
         operation_id=f"{name}_search",
         response_model=List,
         responses=problems(422),
+        openapi_extra={"parameters": includes.parameters(spec)},
         **docs.search_doc(spec).route(),
     )
     async def search(request: Request, body: SearchRequest, principal: Reader) -> Response:
         conn = read_pool(request)
+        shaping = includes.requested(spec, request.query_params)
         page = await query.search(conn, spec, context(request, principal), body.model_dump())
+        if shaping is not None:
+            page["data"] = await includes.shape(conn, spec, principal.workspace_id, page["data"], shaping)
         return json_response(page)
 
     @router.post(
@@ -147,7 +167,7 @@ def build_router(spec: ResourceSpec) -> APIRouter:
         results = await batch.run(conn, spec, context(request, principal), body.items, body.mode)
         return json_response({"object": "batch", "results": results})
 
-    get_responses = {**problems(404, 422), **success(200, "ETag")}
+    get_responses = {**problems(404, 422), **success(200, "ETag"), **NOT_MODIFIED}
     if spec.field_type("merged_into") is not None:
         get_responses[301] = {
             "description": "The object was merged into another: `Location` and `merged_into` name the "
@@ -168,12 +188,22 @@ def build_router(spec: ResourceSpec) -> APIRouter:
         operation_id=f"{name}_get",
         response_model=Read,
         responses=get_responses,
+        openapi_extra={"parameters": [IF_NONE_MATCH, *includes.parameters(spec)]},
         **docs.get_doc(spec).route(),
     )
     async def get(request: Request, oid: ObjectId, principal: Reader) -> Response:
         conn = read_pool(request)
+        # the query string is read only when there is one: a plain GET costs what it always did
+        shaping = includes.requested(spec, request.query_params) if request.scope["query_string"] else None
         row = await service.get(conn, spec, context(request, principal), oid)
-        return object_response(spec, row)
+        if shaping is None or not shaping.includes:  # related objects have versions of their own
+            unchanged = not_modified(request, row["version"])
+            if unchanged is not None:
+                return unchanged
+        if shaping is None:
+            return object_response(spec, row)
+        shaped = await includes.shape(conn, spec, principal.workspace_id, [spec.to_api(row)], shaping)
+        return versioned_response(shaped[0], row["version"])
 
     @router.patch(
         "/{id}",

@@ -124,6 +124,30 @@ class Reference:
     table: str
 
 
+IncludeKind = Literal["one", "array", "reverse"]
+"""How a related object is found: ``one``, the id in a column here (``company_id``); ``array``, the ids in a
+``uuid[]`` column here (``contact_ids``); ``reverse``, the rows there whose column holds this id (a
+company's contacts)."""
+
+Loader = Callable[[Any, Any, Sequence[Any]], Awaitable[dict[Any, dict[str, Any]]]]
+"""``async load(conn, workspace_id, ids) -> {id: object as the API shows it}``, in one statement."""
+
+
+@dataclass(frozen=True)
+class Include:
+    """A relation ``include=<name>`` adds to the object: a field named ``name`` holding the related object
+    (``one``) or ``{"data": [...], "has_more"}`` (``array``, ``reverse``). The target is named, and looked
+    up when used (so two resources may name each other): a resource in ``REGISTRY``, or objects that are no
+    resource (pipelines, stages) by their loader in ``LOADERS`` and their OpenAPI ``component``."""
+
+    name: str
+    column: str
+    target: str
+    kind: IncludeKind = "one"
+    component: str = ""
+    """The OpenAPI component of a loader's objects (a resource's is its read schema)."""
+
+
 @dataclass(eq=False)  # compared and hashed by identity: compiled statements are cached per spec
 class ResourceSpec:
     name: str  # "contacts": path segment, table and scope prefix
@@ -160,6 +184,8 @@ class ResourceSpec:
     query_params: tuple[QueryParam, ...] = ()
     relations: dict[str, tuple[str, str]] = field(default_factory=dict)
     """``company`` -> (fk column here, resource name there): one hop allowed in filters."""
+    includes: tuple[Include, ...] = ()
+    """What ``include=`` may add to the objects of a get, list or search (``resources/includes.py``)."""
     defaults: dict[str, Any] = field(default_factory=dict)
     """Values a null or absent field takes (``tags`` -> ``[]``)."""
     required: tuple[str, ...] = ()
@@ -235,8 +261,16 @@ class ResourceSpec:
 
 
 REGISTRY: dict[str, ResourceSpec] = {}
+LOADERS: dict[str, Loader] = {}
+"""Objects that are no resource but may be included (``Include.target``), by name: registered by the
+package that owns them, which the resources naming them may not import."""
 
 
 def register(spec: ResourceSpec) -> ResourceSpec:
     REGISTRY[spec.name] = spec
     return spec
+
+
+def register_loader(name: str, load: Loader) -> Loader:
+    LOADERS[name] = load
+    return load

@@ -18,7 +18,7 @@ from sqlalchemy.dialects.postgresql import ARRAY, UUID
 
 from .. import models, sql
 from ..errors import CRMError
-from ..resources.spec import Pair, QueryParam, Reference, ResourceSpec, fields_of, register
+from ..resources.spec import Include, Pair, QueryParam, Reference, ResourceSpec, fields_of, register
 from . import rules, sla
 from .schemas import Ticket, TicketComment, TicketCommentCreate, TicketCreate, TicketUpdate
 
@@ -146,6 +146,11 @@ TICKETS = register(
             QueryParam("created_before", "created_at", "lt", "timestamptz"),
         ),
         relations={"requester": ("requester_id", "contacts"), "company": ("company_id", "companies")},
+        includes=(
+            Include("requester", "requester_id", "contacts"),
+            Include("company", "company_id", "companies"),
+            Include("sla_policy", "sla_policy_id", "sla_policies"),
+        ),
         defaults={
             "status": "new",
             "priority": "normal",

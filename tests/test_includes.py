@@ -1,0 +1,316 @@
+"""``include=`` (related objects, one statement per relation per page), ``fields=`` (sparse objects) and
+``If-None-Match`` on the GET of one object."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from typing import Any
+
+import asyncpg
+import httpx
+from starlette.datastructures import QueryParams
+
+from crm_api.activities.spec import ACTIVITIES
+from crm_api.auth import Context, Principal
+from crm_api.companies.spec import COMPANIES
+from crm_api.contacts.spec import CONTACTS
+from crm_api.resources import query
+
+TARGETS = {"normal": {"first_response_minutes": 60, "resolution_minutes": 480}}
+
+
+async def _made(response: httpx.Response, status: int = 201) -> dict[str, Any]:
+    assert response.status_code == status, response.text
+    body: dict[str, Any] = response.json()
+    return body
+
+
+async def _contacts(api: httpx.AsyncClient, n: int, **extra: Any) -> list[dict[str, Any]]:
+    items = [{"email": f"p{i}-{uuid.uuid4().hex[:6]}@x.com", **extra} for i in range(n)]
+    r = await _made(await api.post("/v1/contacts/batch", json={"items": items}), 200)
+    return [x["object"] for x in r["results"]]
+
+
+def _problem_path(response: httpx.Response) -> str:
+    assert response.status_code == 422, response.text
+    assert response.headers["content-type"].startswith("application/problem+json")
+    path: str = response.json()["errors"][0]["path"]
+    return path
+
+
+async def test_a_contact_includes_its_company_in_get_list_and_search(api: httpx.AsyncClient) -> None:
+    acme = await _made(await api.post("/v1/companies", json={"name": "Acme", "domain": "acme.com"}))
+    ann = await _made(
+        await api.post("/v1/contacts", json={"email": "ann@acme.com", "company_id": acme["id"]})
+    )
+    bob = await _made(await api.post("/v1/contacts", json={"email": "bob@nowhere.com"}))
+
+    got = await _made(await api.get(f"/v1/contacts/{ann['id']}", params={"include": "company"}), 200)
+    assert got["company"]["id"] == acme["id"] and got["company"]["object"] == "company"
+    assert got["company"]["domain"] == "acme.com" and got["company_id"] == acme["id"]
+    assert got["email"] == "ann@acme.com"
+
+    page = await _made(await api.get("/v1/contacts", params={"include": "company"}), 200)
+    by_id = {c["id"]: c for c in page["data"]}
+    assert by_id[ann["id"]]["company"]["name"] == "Acme"
+    assert by_id[bob["id"]]["company"] is None  # a to-one relation with no id is null, not absent
+
+    plain = await _made(await api.get("/v1/contacts"), 200)
+    assert all("company" not in c for c in plain["data"])
+
+    found = await _made(
+        await api.post(
+            "/v1/contacts/search",
+            params={"include": "company"},
+            json={"filter": {"field": "email", "op": "eq", "value": "ann@acme.com"}},
+        ),
+        200,
+    )
+    assert [c["company"]["id"] for c in found["data"]] == [acme["id"]]
+
+
+async def test_fields_trim_the_object_and_keep_id_object_and_the_relations(api: httpx.AsyncClient) -> None:
+    acme = await _made(await api.post("/v1/companies", json={"name": "Acme"}))
+    ann = await _made(
+        await api.post(
+            "/v1/contacts", json={"email": "a@x.com", "first_name": "Ann", "company_id": acme["id"]}
+        )
+    )
+    got = await _made(await api.get(f"/v1/contacts/{ann['id']}", params={"fields": "email,first_name"}), 200)
+    assert got == {"id": ann["id"], "object": "contact", "email": "a@x.com", "first_name": "Ann"}
+
+    # repeated parameters work as well as commas (generated clients send either), and with include=
+    r = await api.get(
+        "/v1/contacts", params=[("fields", "email"), ("fields", "version"), ("include", "company")]
+    )
+    row = (await _made(r, 200))["data"][0]
+    assert set(row) == {"id", "object", "email", "version", "company"}
+    assert row["company"]["name"] == "Acme"
+
+    found = await _made(await api.post("/v1/contacts/search", params={"fields": "email"}, json={}), 200)
+    assert found["data"] == [{"id": ann["id"], "object": "contact", "email": "a@x.com"}]
+
+    # a renamed column is asked for by its API name
+    definition = await _made(
+        await api.post(
+            "/v1/custom-fields",
+            json={"object_type": "contact", "name": "plan", "label": "Plan", "type": "text", "unique": True},
+        )
+    )
+    shown = await api.get(f"/v1/custom-fields/{definition['id']}", params={"fields": "unique"})
+    assert (await _made(shown, 200))["unique"] is True
+
+
+async def test_unknown_relations_and_fields_are_422s_naming_the_parameter(api: httpx.AsyncClient) -> None:
+    contact = (await _contacts(api, 1))[0]
+    assert _problem_path(await api.get(f"/v1/contacts/{contact['id']}", params={"include": "owner"})) == (
+        "/include"
+    )
+    assert _problem_path(await api.get("/v1/contacts", params={"include": "company,deals"})) == "/include"
+    assert _problem_path(await api.get("/v1/contacts", params={"fields": "email,search_text"})) == "/fields"
+    assert _problem_path(await api.get("/v1/contacts", params={"fields": "workspace_id"})) == "/fields"
+    r = await api.post("/v1/contacts/search", params={"include": "x"}, json={})
+    assert _problem_path(r) == "/include"
+    # a resource without relations refuses any
+    assert _problem_path(await api.get("/v1/sla-policies", params={"include": "tickets"})) == "/include"
+    # the contacts of a company take them too (the contact list's parameters)
+    company = await _made(await api.post("/v1/companies", json={"name": "C"}))
+    r = await api.get(f"/v1/companies/{company['id']}/contacts", params={"fields": "nope"})
+    assert _problem_path(r) == "/fields"
+
+
+async def test_a_deal_includes_its_contact_company_pipeline_and_stage(api: httpx.AsyncClient) -> None:
+    acme = await _made(await api.post("/v1/companies", json={"name": "Acme"}))
+    ann = await _made(await api.post("/v1/contacts", json={"email": "ann@acme.com"}))
+    deal = await _made(
+        await api.post("/v1/deals", json={"name": "Big", "contact_id": ann["id"], "company_id": acme["id"]})
+    )
+    r = await api.get(f"/v1/deals/{deal['id']}", params={"include": "contact,company,pipeline,stage"})
+    got = await _made(r, 200)
+    assert got["contact"]["email"] == "ann@acme.com"
+    assert got["company"]["name"] == "Acme"
+    assert got["pipeline"]["object"] == "pipeline" and got["pipeline"]["id"] == deal["pipeline_id"]
+    assert [s["name"] for s in got["pipeline"]["stages"]][:2] == ["Lead in", "Qualified"]
+    assert got["stage"] == {
+        "id": deal["stage_id"],
+        "name": "Lead in",
+        "position": 0,
+        "probability": 0.1,
+        "kind": "open",
+    }
+
+
+async def test_a_ticket_includes_its_requester_company_and_policy(api: httpx.AsyncClient) -> None:
+    acme = await _made(await api.post("/v1/companies", json={"name": "Acme"}))
+    ann = await _made(
+        await api.post("/v1/contacts", json={"email": "ann@acme.com", "company_id": acme["id"]})
+    )
+    policy = await _made(await api.post("/v1/sla-policies", json={"name": "Std", "targets": TARGETS}))
+    ticket = await _made(
+        await api.post(
+            "/v1/tickets", json={"subject": "Help", "requester_id": ann["id"], "sla_policy_id": policy["id"]}
+        )
+    )
+    r = await api.get("/v1/tickets", params={"include": "requester,company,sla_policy"})
+    got = (await _made(r, 200))["data"][0]
+    assert got["id"] == ticket["id"]
+    assert got["requester"]["id"] == ann["id"]
+    assert got["company"]["id"] == acme["id"]  # a ticket takes its requester's company
+    assert got["sla_policy"]["name"] == "Std"
+
+
+async def test_a_company_includes_its_newest_live_contacts_twenty_at_most(api: httpx.AsyncClient) -> None:
+    big = await _made(await api.post("/v1/companies", json={"name": "Big"}))
+    small = await _made(await api.post("/v1/companies", json={"name": "Small"}))
+    empty = await _made(await api.post("/v1/companies", json={"name": "Empty"}))
+    many = await _contacts(api, 22, company_id=big["id"])
+    few = await _contacts(api, 2, company_id=small["id"])
+    await _made(await api.delete(f"/v1/contacts/{few[0]['id']}"), 200)  # archived: not listed
+
+    page = await _made(await api.get("/v1/companies", params={"include": "contacts"}), 200)
+    by_id = {c["id"]: c for c in page["data"]}
+    listed = by_id[big["id"]]["contacts"]
+    assert listed["has_more"] is True
+    assert [c["id"] for c in listed["data"]] == [c["id"] for c in reversed(many)][:20]
+    assert by_id[small["id"]]["contacts"] == {"data": [few[1]], "has_more": False}
+    assert by_id[empty["id"]]["contacts"] == {"data": [], "has_more": False}
+
+
+async def test_an_activity_includes_its_links_and_never_another_workspaces_objects(
+    api: httpx.AsyncClient, make_client: Any, pool: asyncpg.Pool
+) -> None:
+    people = await _contacts(api, 21)
+    acme = await _made(await api.post("/v1/companies", json={"name": "Acme"}))
+    ids = [p["id"] for p in people]
+    activity = await _made(
+        await api.post(
+            "/v1/activities", json={"type": "note", "contact_ids": ids, "company_ids": [acme["id"]]}
+        )
+    )
+    r = await api.get(f"/v1/activities/{activity['id']}", params={"include": "contacts,companies,deals"})
+    got = await _made(r, 200)
+    assert [c["id"] for c in got["contacts"]["data"]] == ids[:20]  # in the activity's order
+    assert got["contacts"]["has_more"] is True
+    assert got["companies"] == {"data": [acme], "has_more": False}
+    assert got["deals"] == {"data": [], "has_more": False}
+
+    # an id list holds no foreign key: plant another workspace's contact in it, as a bug might
+    other = await make_client()
+    stranger = (await _contacts(other, 1))[0]
+    await pool.execute(
+        "UPDATE activities SET contact_ids = $1 WHERE workspace_id = $2 AND id = $3",
+        [uuid.UUID(stranger["id"]), uuid.UUID(ids[0])],
+        api.workspace_id,  # type: ignore[attr-defined]
+        uuid.UUID(activity["id"]),
+    )
+    r = await api.get(f"/v1/activities/{activity['id']}", params={"include": "contacts"})
+    assert (await _made(r, 200))["contacts"] == {"data": [people[0]], "has_more": False}
+    # and another workspace's key sees nothing of this one through its own includes
+    theirs = await _made(await other.get("/v1/contacts", params={"include": "company"}), 200)
+    assert [c["id"] for c in theirs["data"]] == [stranger["id"]]
+
+
+_INTROSPECTION = ("SELECT current_setting('jit')", "WITH RECURSIVE typeinfo_tree", "SELECT set_config('jit'")
+
+
+async def _statements(pool: asyncpg.Pool, op: Any) -> tuple[int, Any]:
+    """The statements ``op(conn)`` sends on one connection, asyncpg's own type introspection aside."""
+    sent: list[str] = []
+    async with pool.acquire() as conn:
+
+        def log(record: Any) -> None:
+            if not " ".join(record.query.split()).startswith(_INTROSPECTION):
+                sent.append(record.query)
+
+        conn.add_query_logger(log)
+        try:
+            result = await op(conn)
+        finally:
+            await asyncio.sleep(0)  # loggers run soon after the statement, not during it
+            conn.remove_query_logger(log)
+    return len(sent), result
+
+
+async def test_one_statement_per_relation_whatever_the_page_size(
+    api: httpx.AsyncClient, pool: asyncpg.Pool
+) -> None:
+    companies = [await _made(await api.post("/v1/companies", json={"name": f"C{i}"})) for i in range(3)]
+    people = []
+    for i in range(30):
+        people += await _contacts(api, 1, company_id=companies[i % 3]["id"])
+    links = [p["id"] for p in people]
+    for i in range(30):
+        body = {"type": "note", "contact_ids": links[i : i + 3], "company_ids": [companies[i % 3]["id"]]}
+        await _made(await api.post("/v1/activities", json=body))
+    ws: uuid.UUID = api.workspace_id  # type: ignore[attr-defined]
+    ctx = Context(Principal(ws, uuid.uuid4(), frozenset({"*"})), None)
+
+    async def listed(spec: Any, limit: int, include: str) -> tuple[int, Any]:
+        params = QueryParams({"limit": str(limit), "include": include} if include else {"limit": str(limit)})
+        return await _statements(pool, lambda conn: query.list_page(conn, spec, ctx, params))
+
+    plain_one, _ = await listed(CONTACTS, 1, "")
+    plain_all, _ = await listed(CONTACTS, 50, "")
+    one, page_of_one = await listed(CONTACTS, 1, "company")
+    many, page_of_all = await listed(CONTACTS, 50, "company")
+    assert plain_one == plain_all == 1
+    assert one == many == 2
+    assert len(page_of_one["data"]) == 1 and len(page_of_all["data"]) == 30
+    assert all(c["company"]["id"] == c["company_id"] for c in page_of_all["data"])
+
+    one, _ = await listed(ACTIVITIES, 1, "contacts,companies")
+    many, page = await listed(ACTIVITIES, 50, "contacts,companies")
+    assert one == many == 3
+    assert all(len(a["contacts"]["data"]) == len(a["contact_ids"]) for a in page["data"])
+
+    one, _ = await listed(COMPANIES, 1, "contacts")
+    many, page = await listed(COMPANIES, 50, "contacts")
+    assert one == many == 2
+    assert sorted(len(c["contacts"]["data"]) for c in page["data"]) == [10, 10, 10]
+
+
+async def test_if_none_match_answers_304_until_the_object_changes(api: httpx.AsyncClient) -> None:
+    contact = (await _contacts(api, 1))[0]
+    url = f"/v1/contacts/{contact['id']}"
+    first = await api.get(url)
+    etag = first.headers["etag"]
+    assert etag == '"1"'
+    for held in (etag, f"W/{etag}", f'"7", {etag}', "*"):
+        r = await api.get(url, headers={"If-None-Match": held})
+        assert r.status_code == 304 and r.headers["etag"] == etag and r.content == b""
+    # with fields= the version still says it all; with include= the related objects may have moved
+    assert (
+        await api.get(url, params={"fields": "email"}, headers={"If-None-Match": etag})
+    ).status_code == 304
+    r = await api.get(url, params={"include": "company"}, headers={"If-None-Match": etag})
+    assert r.status_code == 200
+    await _made(await api.patch(url, json={"first_name": "New"}), 200)
+    r = await api.get(url, headers={"If-None-Match": etag})
+    assert r.status_code == 200 and r.headers["etag"] == '"2"' and r.json()["first_name"] == "New"
+    # another workspace's object is a 404 whatever is held
+    other = f"/v1/contacts/{uuid.uuid4()}"
+    assert (await api.get(other, headers={"If-None-Match": "*"})).status_code == 404
+
+
+async def test_the_spec_declares_include_fields_and_the_related_objects(api: httpx.AsyncClient) -> None:
+    doc = (await api.get("/openapi.json")).json()
+    schemas = doc["components"]["schemas"]
+    for path, method in (
+        ("/v1/contacts/{id}", "get"),
+        ("/v1/contacts", "get"),
+        ("/v1/contacts/search", "post"),
+    ):
+        params = {p.get("name"): p for p in doc["paths"][path][method]["parameters"]}
+        assert params["include"]["schema"]["items"] == {"$ref": "#/components/schemas/ContactInclude"}
+        assert params["fields"]["schema"]["items"] == {"$ref": "#/components/schemas/ContactField"}
+    assert "If-None-Match" in {p.get("name") for p in doc["paths"]["/v1/contacts/{id}"]["get"]["parameters"]}
+    assert "304" in doc["paths"]["/v1/deals/{id}"]["get"]["responses"]
+    assert schemas["ContactInclude"]["enum"] == ["company"]
+    assert schemas["DealInclude"]["enum"] == ["contact", "company", "pipeline", "stage"]
+    assert {"email", "id", "object", "version"} <= set(schemas["ContactField"]["enum"])
+    assert schemas["Contact"]["properties"]["company"]["anyOf"][0] == {"$ref": "#/components/schemas/Company"}
+    assert "company" not in schemas["Contact"]["required"]
+    assert schemas["Company"]["properties"]["contacts"] == {"$ref": "#/components/schemas/ContactPage"}
+    assert schemas["Deal"]["properties"]["stage"]["anyOf"][0] == {"$ref": "#/components/schemas/Stage"}
+    assert schemas["Activity"]["properties"]["tickets"] == {"$ref": "#/components/schemas/TicketPage"}

@@ -24,6 +24,7 @@ import asyncio
 import contextlib
 import logging
 import uuid
+from collections.abc import Iterator
 from typing import Any
 
 import asyncpg
@@ -46,16 +47,31 @@ class DefinitionsCache:
         self._epoch = 0  # bumped when the cache empties
         self.live = False
         """Whether this process is listening, so that entries can be trusted."""
+        self._suspended = 0
+
+    @property
+    def serving(self) -> bool:
+        return self.live and not self._suspended
+
+    @contextlib.contextmanager
+    def suspended(self) -> Iterator[None]:
+        """Reads the table for the block's duration, as a process without the cache does (for tests that
+        count a writer's statements)."""
+        self._suspended += 1
+        try:
+            yield
+        finally:
+            self._suspended -= 1
 
     def get(self, workspace_id: uuid.UUID, object_type: str) -> Definitions | None:
-        return self._entries.get((workspace_id, object_type)) if self.live else None
+        return self._entries.get((workspace_id, object_type)) if self.serving else None
 
     def token(self, workspace_id: uuid.UUID) -> Token | None:
         """Taken before a read of the table: ``put`` keeps the read only if nothing changed meanwhile."""
-        return (self._epoch, self._generation.get(workspace_id, 0)) if self.live else None
+        return (self._epoch, self._generation.get(workspace_id, 0)) if self.serving else None
 
     def put(self, workspace_id: uuid.UUID, object_type: str, defs: Definitions, token: Token | None) -> None:
-        if token is not None and self.live and token == self.token(workspace_id):
+        if token is not None and self.serving and token == self.token(workspace_id):
             self._entries[(workspace_id, object_type)] = defs
 
     def invalidate(self, workspace_id: uuid.UUID) -> None:

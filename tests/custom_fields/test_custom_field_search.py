@@ -87,5 +87,9 @@ async def test_equality_uses_the_gin_index(api: httpx.AsyncClient, pool: asyncpg
     conditions = [in_workspace(CONTACTS), cond, live(CONTACTS)]
     statement = Compiled(select(table("contacts").c.id).where(*(c.build() for c in conditions)))
     assert "contacts.custom_fields @>" in statement.text
-    plan = await pool.fetch(f"EXPLAIN {statement.text}", *statement.args(params.values))
+    # the index must serve the filter; on a table this small a sequential scan may cost less, and what the
+    # rest of the suite left in the table decides it (PostgreSQL 18 took one): those are set aside
+    async with pool.acquire() as conn, conn.transaction():
+        await conn.execute("SET LOCAL enable_seqscan = off")
+        plan = await conn.fetch(f"EXPLAIN {statement.text}", *statement.args(params.values))
     assert "ix_contacts_custom_fields" in "\n".join(r[0] for r in plan)

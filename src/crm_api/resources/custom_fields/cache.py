@@ -95,7 +95,7 @@ class DefinitionsCache:
         while not stop.is_set():
             try:
                 conn = await pool.connect_apart()
-            except ERRORS as exc:
+            except Exception as exc:
                 log.warning("definitions cache: no LISTEN connection (%s); reading the table", exc)
                 await _sleep_or_stop(stop, retry_s)
                 continue
@@ -106,8 +106,8 @@ class DefinitionsCache:
                 self.clear()  # a change made before the LISTEN sent no NOTIFY here
                 self.live = True
                 await _first(stop.wait(), lost.wait())
-            except ERRORS as exc:
-                log.warning("definitions cache: LISTEN failed (%s); reading the table", exc)
+            except Exception as exc:  # whatever broke it, the loop must live on: the cache is off meanwhile
+                log.warning("definitions cache: LISTEN failed (%r); reading the table", exc)
             finally:
                 self.live = False
                 self.clear()

@@ -112,3 +112,50 @@ async def test_a_merge_checks_the_moved_scopes_before_replaying(make_client: Any
     assert replay.status_code == 200 and replay.headers["idempotent-replayed"] == "true"
     refused = await narrow.post(f"/v1/companies/{a['id']}/merge", json=body, headers=key)
     assert refused.status_code == 403 and "deals:write" in refused.json()["detail"]
+
+
+def _resolve(router: Any, path: str, method: str) -> tuple[str, Any]:
+    """Which of the app's top-level routes takes the request, as Starlette's loop decides it."""
+    from starlette.routing import Match
+
+    scope = {"type": "http", "method": method, "path": path, "root_path": "", "headers": [], "router": router}
+    partial = None
+    for index, route in enumerate(router.routes):
+        match, _ = route.matches(dict(scope))
+        if match is Match.FULL:
+            return "full", index
+        if match is Match.PARTIAL and partial is None:
+            partial = index
+    return ("partial", partial) if partial is not None else ("none", None)
+
+
+def test_the_included_routers_guard_changes_no_routing_decision() -> None:
+    """``routing.guard_included`` lets a router decline a path none of its routes match; every route's own
+    path (and its neighbours: other methods, a trailing slash, a path one segment longer) must still reach
+    the same route, or none, as FastAPI alone decides."""
+    from fastapi.routing import iter_route_contexts
+
+    guarded = create_app(url="postgresql://unused")
+    plain = create_app(url="postgresql://unused")
+    for route in plain.router.routes:  # undo the guard: the instance attribute hides the class's method
+        route.__dict__.pop("matches", None)
+    assert any("matches" in r.__dict__ for r in guarded.router.routes)
+    paths = set()
+    for context in iter_route_contexts(plain.router.routes):
+        fmt = getattr(context, "path_format", None)
+        if fmt:
+            concrete = fmt.replace("{path}", "a/b")
+            for name in ("id", "object_type", "key", "field", "report", "resource", "token"):
+                concrete = concrete.replace("{" + name + "}", str(uuid.uuid4()))
+            while "{" in concrete:
+                start, end = concrete.index("{"), concrete.index("}")
+                concrete = concrete[:start] + "x1" + concrete[end + 1 :]
+            paths |= {concrete, concrete + "/", concrete + "/more", concrete.rstrip("/") or "/"}
+    paths |= {"/", "/v1", "/v1/", "/v1/nothing", "/nothing/at/all"}
+    assert len(paths) > 200
+    for path in sorted(paths):
+        for method in ("GET", "POST", "PATCH", "DELETE", "PUT"):
+            assert _resolve(guarded.router, path, method) == _resolve(plain.router, path, method), (
+                method,
+                path,
+            )

@@ -28,6 +28,7 @@ from . import (
     metrics,
     probes,
     registry,
+    routing,
     vault,
 )
 from .admin.browser_tokens import router as browser_token_routes
@@ -231,6 +232,8 @@ def create_app(settings: Settings | None = None, url: str | None = None) -> Fast
     @app.get("/health", include_in_schema=False)
     async def health() -> dict[str, str]:
         return {"status": "ok"}
+
+    routing.guard_included(app.router)
 
     apidocs.add_docs(app)
     app.openapi = lambda: apidocs.document(app)  # type: ignore[method-assign]

@@ -69,8 +69,9 @@ def guard_included(router: Any) -> None:
     for included in router.routes:
         if not hasattr(included, "original_router"):
             continue  # a route of the app itself
-        patterns = [getattr(c, "path_regex", None) for c in iter_route_contexts([included])]
-        if not patterns or any(p is None for p in patterns):
+        found = [getattr(c, "path_regex", None) for c in iter_route_contexts([included])]
+        patterns = [p for p in found if isinstance(p, re.Pattern)]
+        if not patterns or len(patterns) < len(found):
             continue  # nothing known to guard on: it keeps matching as FastAPI does
         # each pattern is anchored (^...$); their groups are unnamed so that names may repeat
         either = "|".join(f"(?:{_GROUP.sub('(?:', p.pattern)})" for p in patterns)

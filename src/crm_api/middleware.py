@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-import uuid
+import os
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -35,6 +35,9 @@ class RequestContext:
         self.app = app
         self.max_body = max_body_bytes
 
+    def _too_large(self) -> PayloadTooLarge:
+        return PayloadTooLarge(f"The body exceeds {self.max_body} bytes")
+
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
@@ -46,13 +49,12 @@ class RequestContext:
                 request_id = _sane_request_id(value)
             elif name == b"content-length":
                 length = value
-        request_id = request_id or uuid.uuid4().hex
+        request_id = request_id or os.urandom(16).hex()  # 32 hex digits as before, no UUID object built
         scope.setdefault("state", {})["request_id"] = request_id
         header = (b"x-request-id", request_id.encode())
-        too_large = PayloadTooLarge(f"The body exceeds {self.max_body} bytes")
 
         if length is not None and (not length.isdigit() or int(length) > self.max_body):
-            await _send_problem(send, too_large, request_id, header)
+            await _send_problem(send, self._too_large(), request_id, header)
             return
 
         received = 0
@@ -65,14 +67,14 @@ class RequestContext:
                 received += len(message.get("body", b""))
                 if received > self.max_body:
                     overflowed = True
-                    raise too_large
+                    raise self._too_large()
             return message
 
         async def send_with_id(message: Message) -> None:
             # the app turns a failed body read into its own error; an overflow is answered as 413 instead
             if overflowed:
                 if message["type"] == "http.response.start":
-                    await _send_problem(send, too_large, request_id, header)
+                    await _send_problem(send, self._too_large(), request_id, header)
                 return
             if message["type"] == "http.response.start":
                 headers = message.get("headers", [])

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any, Literal
 
 from pydantic import BaseModel
@@ -208,13 +209,19 @@ class ResourceSpec:
     def url_segment(self) -> str:
         return self.path or self.name
 
-    @property
+    # worked out once: a spec's fields never change after it is built, and every response reads them
+    @cached_property
     def field_names(self) -> tuple[str, ...]:
         return tuple(f.name for f in self.fields)
 
-    @property
+    @cached_property
     def columns(self) -> tuple[str, ...]:
         return (*SYSTEM_COLUMNS, *self.field_names, "search_text")
+
+    @cached_property
+    def _plain_names(self) -> tuple[str, ...]:
+        """The fields the API names as their columns (all but ``api_names``), in order."""
+        return tuple(name for name in self.field_names if name not in self.api_names)
 
     @property
     def one(self) -> str:
@@ -247,10 +254,9 @@ class ResourceSpec:
         """The object as the API returns it, from a full row: the one row-to-API conversion of every
         resource (responses, batch results, event payloads, merges)."""
         out: dict[str, Any] = {"id": row["id"], "object": self.object}
+        for name in self._plain_names:
+            out[name] = row[name]
         renamed = self.api_names
-        for name in self.field_names:
-            if name not in renamed:
-                out[name] = row[name]
         out["created_at"] = row["created_at"]
         out["updated_at"] = row["updated_at"]
         out["version"] = row["version"]

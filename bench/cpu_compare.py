@@ -1,13 +1,15 @@
 """Two versions of the code side by side by the API process's CPU per request, which a busy machine
 disturbs far less than requests per second.
 
-    python bench/cpu_compare.py OLD_TREE NEW_TREE [--rounds 3] [--seconds 6] [--clients 8]
+    python bench/cpu_compare.py OLD_TREE NEW_TREE [--rounds 3] [--seconds 6] [--clients 8] [--suite sales]
 
 One database (``crm_bench_cpu`` on the local PostgreSQL, 100,000 contacts seeded once); each round starts
 ``crm-api serve --workers 1`` from each tree's ``src/`` in turn (alternating which goes first), drives
 each operation of bench/load.py for a few seconds, and reads the server process's CPU time (user + system)
-before and after. Prints the median CPU microseconds per request for each operation, old and new, and
-their ratio; requests per second are printed too, for what they are worth on a shared machine.
+before and after (``--suite sales``: the deal operations of bench/sales.py, on 2,000 deals it seeds through
+the batch endpoint each time a server starts). Prints the median CPU microseconds per request for each
+operation, old and new, and their ratio; requests per second are printed too, for what they are worth on a
+shared machine.
 """
 
 from __future__ import annotations
@@ -30,11 +32,20 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
 import load  # noqa: E402  (bench/ is not a package)
+import sales  # noqa: E402
 
 PG = os.environ.get("BENCH_PG", "postgresql://postgres@127.0.0.1:5432")
 DB = "crm_bench_cpu"
 PORT = 8079
 OPS = ("create", "get", "list", "filtered_list", "update")
+SALES_OPS = (
+    "deal_create",
+    "deal_stage_move",
+    "deal_get",
+    "deal_list_by_stage",
+    "deal_stage_history",
+    "deal_timeline",
+)
 
 
 def _run(*cmd: str, env: dict[str, str] | None = None) -> str:
@@ -81,7 +92,9 @@ def _wait(port: int) -> None:
     raise RuntimeError("server did not start")
 
 
-def measure(tree: str, db: str, key: str, seconds: float, clients: int) -> dict[str, tuple[float, float]]:
+def measure(
+    tree: str, db: str, key: str, seconds: float, clients: int, suite: str = "contacts"
+) -> dict[str, tuple[float, float]]:
     """{op: (CPU microseconds per request, requests/s)} for one server started from ``tree``."""
     server = subprocess.Popen(
         ["crm-api", "serve", "--port", str(PORT), "--workers", "1", "--no-dispatcher"],
@@ -92,10 +105,13 @@ def measure(tree: str, db: str, key: str, seconds: float, clients: int) -> dict[
     try:
         _wait(PORT)
         proc = psutil.Process(server.pid)
-        ids = asyncio.run(load.sample_ids("127.0.0.1", PORT, key))
-        ops = load.operations(ids)
+        if suite == "sales":
+            deals, stages = asyncio.run(sales.setup("127.0.0.1", PORT, key, 2000))
+            ops = sales.operations(deals, stages)
+        else:
+            ops = load.operations(asyncio.run(load.sample_ids("127.0.0.1", PORT, key)))
         out: dict[str, tuple[float, float]] = {}
-        for name in OPS:
+        for name in SALES_OPS if suite == "sales" else OPS:
             asyncio.run(load.run("127.0.0.1", PORT, key, ops[name], clients, 1.0))  # warm
             before = sum(proc.cpu_times()[:2])
             began = time.perf_counter()
@@ -117,7 +133,9 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--seconds", type=float, default=6.0)
     parser.add_argument("--clients", type=int, default=8)
+    parser.add_argument("--suite", choices=("contacts", "sales"), default="contacts")
     args = parser.parse_args()
+    ops = SALES_OPS if args.suite == "sales" else OPS
     trees = {"old": (args.old, f"{DB}_old"), "new": (args.new, f"{DB}_new")}
     keys = {label: prepare(tree, db) for label, (tree, db) in trees.items()}
     cpu: dict[tuple[str, str], list[float]] = defaultdict(list)
@@ -126,13 +144,14 @@ def main() -> None:
         order = ["old", "new"] if i % 2 == 0 else ["new", "old"]
         for label in order:
             tree, db = trees[label]
-            for op, (us, r) in measure(tree, db, keys[label], args.seconds, args.clients).items():
+            measured = measure(tree, db, keys[label], args.seconds, args.clients, args.suite)
+            for op, (us, r) in measured.items():
                 cpu[(label, op)].append(us)
                 rps[(label, op)].append(r)
             print(f"round {i + 1}: {label} done", file=sys.stderr, flush=True)
     print("| operation | old CPU us/req | new CPU us/req | new/old | old req/s | new req/s |")
     print("|---|---:|---:|---:|---:|---:|")
-    for op in OPS:
+    for op in ops:
         old, new = statistics.median(cpu[("old", op)]), statistics.median(cpu[("new", op)])
         print(
             f"| {op} | {old:,.0f} | {new:,.0f} | {new / old:.2f} | "

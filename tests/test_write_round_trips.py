@@ -116,15 +116,25 @@ async def test_hot_paths_keep_their_round_trips(api: httpx.AsyncClient, pool: as
     n, _ = await _count(pool, False, lambda c: service.archive(c, CONTACTS, ctx, contact["id"], None))
     assert n == 3  # archive reads once to answer an archived record without a write
 
-    # a deal has upkeep after its write (lifetime value), so its write and upkeep share a transaction
+    # a deal's write has upkeep (its contacts' lifetime value) only when a won deal with contacts appears,
+    # changes or stops counting: then the two share a transaction; else it is one statement like any other
     _, won = await _stage(api, "won")
     payload = {"name": "D", "amount": "5", "currency": "EUR"}
     n, deal = await _count(pool, False, lambda c: service.create(c, DEALS, ctx, payload))
-    assert n == 5  # definitions, stages, BEGIN, write, COMMIT
+    assert n == 3  # definitions, stages, write
     n, _ = await _count(
         pool, False, lambda c: service.update(c, DEALS, ctx, deal["id"], {"stage_id": uuid.UUID(won)}, None)
     )
-    assert n == 5  # read, stages, BEGIN, write, COMMIT (no contact: no refresh)
+    assert n == 3  # read, stages, write (no contact: nothing to refresh)
+    buyer = (await api.post("/v1/contacts", json={"email": "b@x.io"})).json()["id"]
+    async with pool.acquire() as conn:
+        linked = await service.create(conn, DEALS, ctx, {**payload, "contact_id": uuid.UUID(buyer)})
+    async with _counted(pool, False) as (conn, queries):
+        await service.update(conn, DEALS, ctx, linked["id"], {"stage_id": uuid.UUID(won)}, None)
+        await asyncio.sleep(0)
+    assert queries[2].strip() == "BEGIN;" and queries[-1].strip() == "COMMIT;", queries
+    value = (await api.get(f"/v1/contacts/{buyer}")).json()["lifetime_value"]
+    assert {k: float(v) for k, v in value.items()} == {"EUR": 5.0}
 
 
 async def test_other_writers_keep_their_round_trips(api: httpx.AsyncClient, pool: asyncpg.Pool) -> None:

@@ -106,14 +106,25 @@ def _place(
 _VALUE_FIELDS = ("status", "amount", "currency", "contact_id", "archived_at")
 
 
-async def _after_write(conn: Any, ctx: Any, pairs: Sequence[Pair]) -> dict[int, CRMError]:
-    """A contact's lifetime value sums its won deals: when a won deal appears, changes or stops counting,
-    refresh its contacts (before and after) in the same transaction, set-based."""
+def _valued_contacts(pairs: Sequence[Pair]) -> set[Any]:
+    """The contacts whose lifetime value the changes move: a won deal that appears, changes or stops
+    counting, its contacts before and after."""
     touched: set[Any] = set()
     for old, new in pairs:
         won = new["status"] == "won" or (old is not None and old["status"] == "won")
         if won and (old is None or any(old[f] != new[f] for f in _VALUE_FIELDS)):
             touched |= {c for c in (new["contact_id"], old and old["contact_id"]) if c is not None}
+    return touched
+
+
+def _upkeep_needed(pairs: Sequence[Pair]) -> bool:
+    return bool(_valued_contacts(pairs))
+
+
+async def _after_write(conn: Any, ctx: Any, pairs: Sequence[Pair]) -> dict[int, CRMError]:
+    """A contact's lifetime value sums its won deals: refresh the contacts the changes move, in the same
+    transaction, set-based."""
+    touched = _valued_contacts(pairs)
     if touched:
         await refresh_contacts(conn, ctx, touched)
     return {}
@@ -144,6 +155,7 @@ DEALS = register(
         prepare=_prepare,
         derived_events=_derived_events,
         after_write=_after_write,
+        upkeep_needed=_upkeep_needed,
         references=(
             Reference("contact_id", "contacts"),
             Reference("company_id", "companies"),

@@ -178,6 +178,9 @@ class ResourceSpec:
     """Async, after a write and in its transaction, with the (old, new) pairs that were written: upkeep of
     other objects that a change implies (a contact's lifetime value when a deal is won). ``writes.apply``
     calls it for every writer, upkeep included. Its return value is ignored."""
+    upkeep_needed: Callable[[Sequence[Pair]], bool] | None = None
+    """Whether ``after_write`` has anything to do for these (old, new) pairs, judged before the write: when it
+    has not, a one-statement write runs without BEGIN and COMMIT (two round trips). None: it always has."""
     references: tuple[Reference, ...] = ()
     sorts: tuple[str, ...] = ("created_at", "updated_at")
     nullable_sorts: tuple[str, ...] = ()

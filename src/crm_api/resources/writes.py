@@ -173,7 +173,10 @@ async def apply(
     response = None
     if record is not None and record.render is not None:
         response = record.render(pairs[result.changed[0]][1])
-    async with _scope(conn, spec):
+    upkeep = spec.after_write is not None and (
+        spec.upkeep_needed is None or spec.upkeep_needed([pairs[i] for i in result.changed])
+    )
+    async with _scope(conn, upkeep):
         result.written = await repo.write(
             conn,
             spec,
@@ -187,15 +190,15 @@ async def apply(
             response=response,
         )
         done = [pairs[i] for i in result.changed if pairs[i][1]["id"] in result.written]
-        if spec.after_write is not None and done:
+        if upkeep and done and spec.after_write is not None:
             await spec.after_write(conn, ctx, done)
     return result
 
 
-def _scope(conn: asyncpg.Connection, spec: ResourceSpec) -> AbstractAsyncContextManager[Any]:
-    """A transaction when the spec has upkeep after its write and the caller has none open, so the two
-    commit together; a plain write is one statement and needs none."""
-    if spec.after_write is not None and not conn.is_in_transaction():
+def _scope(conn: asyncpg.Connection, upkeep: bool) -> AbstractAsyncContextManager[Any]:
+    """A transaction when upkeep follows the write and the caller has none open, so the two commit
+    together; a plain write is one statement and needs none."""
+    if upkeep and not conn.is_in_transaction():
         scope: AbstractAsyncContextManager[Any] = conn.transaction()
         return scope
     return nullcontext()

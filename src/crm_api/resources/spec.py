@@ -178,6 +178,9 @@ class ResourceSpec:
     other objects that a change implies (a contact's lifetime value when a deal is won). ``writes.apply``
     calls it for every writer, upkeep included. Its return value is ignored."""
     references: tuple[Reference, ...] = ()
+    member_columns: tuple[str, ...] = ()
+    """Columns that hold a member (``owner_id``): every write that sets or changes one must name an active
+    member, and ``"me"`` names the key's member (``resources/owners.py``)."""
     sorts: tuple[str, ...] = ("created_at", "updated_at")
     nullable_sorts: tuple[str, ...] = ()
     """Sorts on columns that may be null: pages walk the nulls too (last ascending, first descending)."""

@@ -199,3 +199,15 @@ async def test_ownership_counts_and_reassign_moves_everything_with_events(
     )
     assert len(moved) == 5
     assert all(m["previous"] in ({"owner_id": old["id"]}, {"assignee_id": old["id"]}) for m in moved)
+
+
+async def test_reassign_walks_more_than_one_chunk(api: httpx.AsyncClient) -> None:
+    old, new = await _member(api, "old@example.com"), await _member(api, "new@example.com")
+    for start, count in ((0, 500), (500, 30)):
+        items = [{"first_name": f"C{n}", "owner_id": old["id"]} for n in range(start, start + count)]
+        r = await api.post("/v1/contacts/batch", json={"items": items})
+        assert {x["status"] for x in r.json()["results"]} == {201}, r.text
+    r = await api.post(f"/v1/members/{old['id']}/reassign", json={"to_member_id": new["id"]})
+    assert r.status_code == 200 and r.json()["moved"]["contacts"] == 530, r.text
+    assert (await api.get(f"/v1/members/{new['id']}/ownership")).json()["counts"]["contacts"] == 530
+    assert (await api.get(f"/v1/members/{old['id']}/ownership")).json()["total"] == 0

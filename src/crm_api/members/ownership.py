@@ -1,18 +1,19 @@
 """What a member owns, counted per object type, and moving all of it to another member.
 
 A move is set-based and batched: the owned records are read a chunk at a time (a range of each table's
-``(workspace_id, owner, created_at, id)`` index, walked by id) and each chunk goes through the one write
+``(workspace_id, owner, created_at, id)`` index) and each chunk goes through the one write
 path, so every record moved gets its ``<object>.updated`` event and the new owner is checked like any other
 write's.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import uuid
 from typing import Any
 
 import asyncpg
-from sqlalchemy import Select, func, select
+from sqlalchemy import DateTime, Select, Uuid, func, select, tuple_
 
 from .. import sql
 from ..activities.spec import ACTIVITIES
@@ -59,6 +60,7 @@ _COUNTS = sql.Query(_counts)
 
 @sql.shape
 def _owned_chunk(spec: ResourceSpec) -> Select[Any]:
+    # walks the (workspace_id, owner, created_at, id) index in its own order: each chunk is an index range
     t = sql.table(spec.table)
     return (
         select(*sql.columns(spec.columns, t))
@@ -66,9 +68,10 @@ def _owned_chunk(spec: ResourceSpec) -> Select[Any]:
             t.c.workspace_id == sql.param("ws"),
             t.c[_column(spec)] == sql.param("member"),
             t.c.archived_at.is_(None),
-            t.c.id > sql.param("after"),
+            tuple_(t.c.created_at, t.c.id)
+            > tuple_(sql.param("after_at", DateTime(timezone=True)), sql.param("after", Uuid)),
         )
-        .order_by(t.c.id)
+        .order_by(t.c.created_at, t.c.id)
         .limit(CHUNK)
         .with_for_update()
     )
@@ -107,12 +110,13 @@ async def reassign(
         raise field_error("/to_member_id", "no active member of the workspace has this id")
     moved: dict[str, int] = {}
     for spec in OWNED:
-        column, after, count = _column(spec), uuid.UUID(int=0), 0
+        column, count = _column(spec), 0
+        after_at, after = dt.datetime.min.replace(tzinfo=dt.UTC), uuid.UUID(int=0)
         while True:
             rows = [
                 dict(r)
                 for r in await _owned_chunk(spec).fetch(
-                    conn, ws=ctx.workspace_id, member=member_id, after=after
+                    conn, ws=ctx.workspace_id, member=member_id, after_at=after_at, after=after
                 )
             ]
             if not rows:
@@ -120,7 +124,7 @@ async def reassign(
             done = await writes.apply(conn, spec, ctx, [(row, {column: to}) for row in rows], "updated")
             done.raise_first()  # all or nothing: a refused record refuses the move
             count += len(done.written)
-            after = rows[-1]["id"]
+            after_at, after = rows[-1]["created_at"], rows[-1]["id"]
         moved[spec.name] = count
     return {
         "object": "member_reassignment",

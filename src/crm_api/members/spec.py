@@ -5,12 +5,9 @@ from __future__ import annotations
 from typing import Any
 
 from .. import models
+from ..contacts.spec import normalise_email
 from ..resources.spec import Include, NaturalKey, QueryParam, Reference, ResourceSpec, fields_of, register
 from .schemas import Member, MemberCreate, MemberUpdate, Team, TeamCreate, TeamUpdate
-
-
-def normalise_email(value: str) -> str:
-    return value.strip().lower()
 
 
 def _normalise_member(payload: dict[str, Any]) -> dict[str, Any]:

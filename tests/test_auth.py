@@ -39,6 +39,8 @@ ISSUED_SCOPES = {
             "imports",
             "exports",
             "browser_tokens",
+            "members",
+            "teams",
         )
         for action in ("read", "write")
     ),

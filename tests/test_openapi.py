@@ -31,6 +31,11 @@ EXPECTED = {
     *(f"tickets_{a}" for a in RESOURCE_ACTIONS),
     *(f"sla_policies_{a}" for a in RESOURCE_ACTIONS),
     *(f"custom_fields_{a}" for a in RESOURCE_ACTIONS),
+    *(f"members_{a}" for a in RESOURCE_ACTIONS),
+    *(f"teams_{a}" for a in RESOURCE_ACTIONS),
+    "members_upsert_by_email",
+    "members_ownership",
+    "members_reassign",
     *(f"{r}_upsert_by_custom_field" for r in ("contacts", "companies", "deals", "tickets")),
     "tickets_list_comments",
     "tickets_create_comment",
@@ -92,6 +97,8 @@ EXPECTED = {
     "reports_lead_conversion",
     "reports_attribution",
     *(f"{r}_aggregate" for r in ("contacts", "companies", "deals", "activities", "tickets", "sla_policies")),
+    "members_aggregate",
+    "teams_aggregate",
     "custom_fields_aggregate",
     "imports_create",
     "imports_upload_part",
@@ -197,7 +204,10 @@ def test_writes_declare_their_headers_and_what_can_go_wrong() -> None:
             sent = set(_resolve(spec, response)["headers"])
             assert {"X-Request-ID", "RateLimit", "RateLimit-Policy"} <= sent, (name, status)
             assert ("Idempotent-Replayed" in sent) == (write and status.startswith("2")), (name, status)
-    resources = ("contacts", "companies", "deals", "activities", "tickets", "sla_policies", "custom_fields")
+    resources = (
+        *("contacts", "companies", "deals", "activities", "tickets", "sla_policies", "custom_fields"),
+        *("members", "teams"),
+    )
     assert if_match == {
         *(f"{r}_{a}" for r in resources for a in ("update", "archive", "restore")),
         *(f"pipelines_{a}" for a in ("update", "archive", "restore")),

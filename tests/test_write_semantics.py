@@ -210,6 +210,8 @@ MAKERS: dict[str, Make] = {
     "/v1/webhooks/{id}": _maker(
         "/v1/webhooks", lambda: {"url": "http://127.0.0.1:9/h", "event_types": ["*"]}
     ),
+    "/v1/members/{id}": _maker("/v1/members", lambda: {"email": _email(), "name": "M"}),
+    "/v1/teams/{id}": _maker("/v1/teams", lambda: {"name": "T"}),
     "/v1/pipelines/{id}": _maker("/v1/pipelines", lambda: {"name": "P", "stages": [{"name": "A"}]}),
     "/v1/pipelines/{id}/stages/{stage_id}": _stage_url,
 }

@@ -37,9 +37,13 @@ class Principal:
     """The key's ``expires_at`` as a Unix time, checked on every request (a cached key expires on time)."""
     origins: frozenset[str] | None = None
     """A browser token's origins (``browser_tokens.py``): only requests from one of them; None for a key."""
+    member_id: uuid.UUID | None = None
+    """The member the key acts for: the actor of its writes, and ``owner_id: "me"``."""
 
     @property
     def actor(self) -> str:
+        if self.member_id is not None:
+            return f"member:{self.member_id}"
         return f"api_key:{self.key_id}"
 
     def allows(self, scope: str) -> bool:
@@ -119,7 +123,7 @@ class KeyCache:
 
 def _lookup() -> Select[Any]:
     k = sql.table("api_keys")
-    return select(k.c.workspace_id, k.c.id, k.c.scopes, k.c.expires_at).where(
+    return select(k.c.workspace_id, k.c.id, k.c.scopes, k.c.expires_at, k.c.member_id).where(
         k.c.key_hash == sql.param("key_hash"), k.c.revoked_at.is_(None)
     )
 
@@ -129,7 +133,9 @@ _LOOKUP = sql.Query(_lookup)
 
 def _principal(row: Any) -> Principal:
     expires = row["expires_at"].timestamp() if row["expires_at"] is not None else None
-    return Principal(row["workspace_id"], row["id"], frozenset(row["scopes"]), expires)
+    return Principal(
+        row["workspace_id"], row["id"], frozenset(row["scopes"]), expires, member_id=row["member_id"]
+    )
 
 
 async def authenticate(request: Request) -> Principal:

@@ -29,6 +29,8 @@ from .erase.router import router as erase_routes
 from .events.router import router as event_routes
 from .events.router import types_router as event_type_routes
 from .history.router import history_router
+from .members.router import router as member_routes
+from .members.spec import MEMBERS, TEAMS
 from .merge.router import merge_router
 from .orders.router import router as order_routes
 from .pipelines.router import router as pipeline_routes
@@ -77,6 +79,8 @@ RESOURCES: tuple[Resource, ...] = (
     served(TICKETS, before=[ticket_routes], after=[upsert_router(TICKETS), history_router(TICKETS)]),
     served(SLA_POLICIES),
     served(CUSTOM_FIELDS, after=[schema_routes]),
+    served(MEMBERS, before=[member_routes]),
+    served(TEAMS),
     Resource("events", (event_routes, event_type_routes)),
     Resource("webhooks", (webhook_routes,)),
     Resource("reports", (report_routes,)),

@@ -41,7 +41,7 @@ async def _setup(api: httpx.AsyncClient) -> dict[str, str]:
     ann = (await api.post("/v1/contacts", json={"first_name": "Ann"})).json()["id"]
     bob = (await api.post("/v1/contacts", json={"first_name": "Bob"})).json()["id"]
     acme = (await api.post("/v1/companies", json={"name": "Acme"})).json()["id"]
-    owner = "0193a0c0-0000-7000-8000-000000000001"
+    owner = (await api.post("/v1/members", json={"email": "o@example.com", "name": "O"})).json()["id"]
     deal = (await api.post("/v1/deals", json={"name": "Big one", "contact_id": bob})).json()["id"]
     ticket = (await api.post("/v1/tickets", json={"subject": "Broken", "requester_id": ann})).json()["id"]
     items = [

@@ -295,3 +295,20 @@ async def test_deals_and_tickets_find_their_contact_and_company_by_natural_key(
     assert await errors_of(api, job) == [(2, "priority", "validation_error")]
     ticket = (await api.get("/v1/tickets")).json()["data"][0]
     assert (ticket["requester_id"], ticket["company_id"]) == (contact, None)
+
+
+async def test_a_row_whose_owner_is_no_active_member_fails_alone(
+    api: httpx.AsyncClient, pool: asyncpg.Pool
+) -> None:
+    owner = (await api.post("/v1/members", json={"email": "o@example.com", "name": "O"})).json()["id"]
+    lines = [
+        f'{{"email": "a@example.com", "owner_id": "{owner}"}}',
+        '{"email": "b@example.com", "owner_id": "0193a0c0-0000-7000-8000-000000000001"}',
+        '{"email": "c@example.com"}',
+    ]
+    body = {"object_type": "contacts", "format": "ndjson", "upsert_key": "email", "file": "\n".join(lines)}
+    job = await run_import(api, pool, **body)
+    assert (job["created"], job["failed"]) == (2, 1)
+    assert await errors_of(api, job) == [(2, "owner_id", "validation_error")]
+    stored = (await api.get("/v1/contacts", params={"owner_id": owner})).json()["data"]
+    assert [c["email"] for c in stored] == ["a@example.com"]

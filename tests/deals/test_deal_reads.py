@@ -17,7 +17,7 @@ async def _setup(api: httpx.AsyncClient) -> dict[str, Any]:
     acme = (await api.post("/v1/companies", json={"name": "Acme", "industry": "tools"})).json()
     ann = (await api.post("/v1/contacts", json={"first_name": "Ann"})).json()
     bob = (await api.post("/v1/contacts", json={"first_name": "Bob"})).json()
-    owner = "01a20d7c-a713-740d-9cf9-412be9a77d65"
+    owner = (await api.post("/v1/members", json={"email": "o@example.com", "name": "O"})).json()["id"]
     bodies = {
         "alpha": {"amount": "100", "currency": "EUR", "expected_close_date": "2026-12-01",
                   "contact_id": ann["id"], "company_id": acme["id"], "tags": ["hot"], "owner_id": owner,

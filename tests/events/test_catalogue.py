@@ -94,6 +94,11 @@ async def _every_writer(api: httpx.AsyncClient, pool: asyncpg.Pool) -> str:
     field = {"object_type": "contact", "name": "plan", "label": "Plan", "type": "text"}
     await _record_cycle(api, "/v1/custom-fields", field, {"label": "Plan name"})
 
+    member = await _record_cycle(
+        api, "/v1/members", {"email": "m@example.com", "name": "M"}, {"role": "admin"}
+    )
+    await _record_cycle(api, "/v1/teams", {"name": "Sales", "member_ids": [member]}, {"name": "Sales EU"})
+
     hook = await _ok(
         await api.post("/v1/webhooks", json={"url": "http://127.0.0.1:9/h", "event_types": ["*"]}), 201
     )

@@ -10,6 +10,7 @@ from typing import Any
 
 import asyncpg
 import httpx
+from people import ensure_members
 
 
 def at(text: str) -> dt.datetime:
@@ -45,6 +46,7 @@ async def deal(
     body["stage_id"] = ids[stages[-1][0]]
     if amount is not None:
         body["amount"], body["currency"] = amount, currency
+    await ensure_members(pool, api, [fields.get("owner_id")])
     made = await api.post("/v1/deals", json=body)
     assert made.status_code == 201, made.text
     d = made.json()

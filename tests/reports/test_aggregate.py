@@ -9,6 +9,7 @@ from typing import Any
 import asyncpg
 import httpx
 from clients import MakeClient
+from people import ensure_members
 from report_data import at
 
 O1, O2 = sorted([str(uuid.uuid4()), str(uuid.uuid4())])
@@ -21,6 +22,7 @@ async def _deals(api: httpx.AsyncClient, pool: asyncpg.Pool) -> None:
         ("c", "50.00", "EUR", O2, "2026-02-15T12:00:00Z"),
         ("d", None, None, O2, "2026-03-01T12:00:00Z"),
     ]
+    await ensure_members(pool, api, [O1, O2])
     for name, amount, currency, owner, created in rows:
         body: dict[str, Any] = {"name": name, "owner_id": owner}
         if amount:
@@ -41,6 +43,7 @@ async def test_aggregate_groups_and_metrics(make_client: MakeClient, pool: async
     api = await make_client()
     await _deals(api, pool)
     other = await make_client()
+    await ensure_members(pool, other, [O1])
     assert (await other.post("/v1/deals", json={"name": "x", "owner_id": O1})).status_code == 201
 
     metrics = [

@@ -13,6 +13,7 @@ from typing import Any
 import asyncpg
 import httpx
 from clients import MakeClient
+from people import ensure_members
 from report_data import at
 
 A1, A2 = sorted([str(uuid.uuid4()), str(uuid.uuid4())])
@@ -30,6 +31,7 @@ async def _ticket(
     **fields: Any,
 ) -> str:
     """A ticket created at ``created``; times in minutes after it (a resolution due time may be a moment)."""
+    await ensure_members(pool, api, [fields.get("assignee_id")])
     made = await api.post("/v1/tickets", json={"subject": "help", **fields})
     assert made.status_code == 201, made.text
     tid = made.json()["id"]

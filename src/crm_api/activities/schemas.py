@@ -12,6 +12,7 @@ from typing_extensions import TypeAliasType
 from ..resources.schemas import (
     CustomFields,
     ExternalIds,
+    MemberRef,
     ReadModel,
     Text,
     UtcDatetime,
@@ -50,7 +51,7 @@ class ActivityCreate(WriteModel):
     due_at: UtcDatetime | None = None
     completed_at: UtcDatetime | None = Field(None, description="Setting it completes a task")
     priority: ActivityPriority | None = None
-    owner_id: uuid.UUID | None = None
+    owner_id: MemberRef | None = None
     contact_ids: LinkIds = []
     company_ids: LinkIds = []
     deal_ids: LinkIds = []
@@ -72,7 +73,7 @@ class ActivityUpdate(WriteModel):
     due_at: UtcDatetime | None = None
     completed_at: UtcDatetime | None = Field(None, description="Set to complete a task, null to reopen it")
     priority: ActivityPriority | None = None
-    owner_id: uuid.UUID | None = None
+    owner_id: MemberRef | None = None
     contact_ids: LinkIds | None = None
     company_ids: LinkIds | None = None
     deal_ids: LinkIds | None = None

@@ -107,6 +107,7 @@ ACTIVITIES = register(
             Include("deals", "deal_ids", "deals", "array"),
             Include("tickets", "ticket_ids", "tickets", "array"),
         ),
+        member_columns=("owner_id",),
         query_params=(
             QueryParam("type", "type", "eq", "text"),
             QueryParam("contact_id", "contact_ids", "contains", "uuid[]"),

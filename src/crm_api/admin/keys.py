@@ -16,11 +16,15 @@ from ..errors import NotFound, field_error
 from ..ids import uuid7
 from ..pipelines.service import create_default as create_default_pipeline
 from ..registry import SCOPE_RESOURCES
+from ..resources import owners
 
 
 def _shown() -> list[ColumnElement[Any]]:
     """What the API shows of a key (never its hash)."""
-    shown = ("id", "name", "prefix", "scopes", "created_at", "revoked_at", "expires_at", "last_used_at")
+    shown = (
+        *("id", "name", "prefix", "scopes", "member_id"),
+        *("created_at", "revoked_at", "expires_at", "last_used_at"),
+    )
     return sql.columns(shown, sql.table("api_keys"))
 
 
@@ -41,7 +45,7 @@ def _workspace_by_name() -> Select[Any]:
 
 def _new_key() -> Insert:
     k = sql.table("api_keys")
-    given = ("workspace_id", "id", "name", "prefix", "key_hash", "scopes", "expires_at")
+    given = ("workspace_id", "id", "name", "prefix", "key_hash", "scopes", "expires_at", "member_id")
     values = {c: sql.param(c) for c in given}
     return insert(k).values(values).returning(*_shown())
 
@@ -91,9 +95,12 @@ async def create_key(
     name: str,
     scopes: list[str],
     expires_at: dt.datetime | None = None,
+    member_id: uuid.UUID | None = None,
 ) -> tuple[str, dict[str, Any]]:
     if expires_at is not None and expires_at <= dt.datetime.now(dt.UTC):
         raise field_error("/expires_at", "must be in the future")
+    if member_id is not None and not await owners.active_members(conn, workspace_id, [member_id]):
+        raise field_error("/member_id", "no active member of the workspace has this id")
     key, prefix = new_key()
     row = await _NEW_KEY.fetchrow(
         conn,
@@ -104,6 +111,7 @@ async def create_key(
         key_hash=hash_key(key),
         scopes=check_scopes(scopes),
         expires_at=expires_at,
+        member_id=member_id,
     )
     return key, _api(row)
 

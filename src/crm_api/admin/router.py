@@ -27,6 +27,11 @@ class ApiKeyCreate(WriteModel):
     expires_at: UtcDatetime | None = Field(
         default=None, description="When the key stops working (must be in the future); never when absent"
     )
+    member_id: uuid.UUID | None = Field(
+        default=None,
+        description="The active member the key acts for: its writes' events name the member as actor "
+        '(`member:<id>`), and `"me"` in `owner_id` or `assignee_id` is this member',
+    )
 
 
 class ApiKey(BaseModel):
@@ -35,6 +40,7 @@ class ApiKey(BaseModel):
     name: str
     prefix: str
     scopes: list[str]
+    member_id: uuid.UUID | None = Field(description="The member the key acts for; null: none")
     created_at: dt.datetime
     revoked_at: dt.datetime | None
     expires_at: dt.datetime | None = Field(description="From then on the key is refused (401); null: never")
@@ -82,7 +88,9 @@ async def list_keys(principal: Admin, request: Request) -> Response:
 )
 @idempotent
 async def create_key(request: Request, body: ApiKeyCreate, principal: Admin, conn: LockingConn) -> Response:
-    key, row = await keys.create_key(conn, principal.workspace_id, body.name, body.scopes, body.expires_at)
+    key, row = await keys.create_key(
+        conn, principal.workspace_id, body.name, body.scopes, body.expires_at, body.member_id
+    )
     return secret_response({**row, "key": key}, 201)
 
 

@@ -37,9 +37,14 @@ MAX_COLUMNS = 1000
 
 
 def actor_context(workspace_id: uuid.UUID, actor: str, request_id: str | None) -> Context:
-    """The context of the request that made the job, so its events name the key that asked."""
-    key_id = uuid.UUID(actor.removeprefix("api_key:"))
-    return Context(Principal(workspace_id, key_id, frozenset()), request_id)
+    """The context of the request that made the job, so its events name the key (or the key's member) that
+    asked, and ``"me"`` in the file names that member."""
+    kind, _, value = actor.partition(":")
+    if kind == "member":
+        return Context(
+            Principal(workspace_id, uuid.UUID(int=0), frozenset(), member_id=uuid.UUID(value)), request_id
+        )
+    return Context(Principal(workspace_id, uuid.UUID(value), frozenset()), request_id)
 
 
 async def parts(pool: Any, ws: uuid.UUID, job: uuid.UUID, count: int) -> AsyncIterator[bytes]:

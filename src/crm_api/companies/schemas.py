@@ -12,6 +12,7 @@ from ..resources.schemas import (
     Currency,
     CustomFields,
     ExternalIds,
+    MemberRef,
     Money,
     MoneyOut,
     ReadModel,
@@ -31,7 +32,7 @@ class CompanyCreate(WriteModel):
     employee_count: Count | None = None
     annual_revenue: Money | None = None
     currency: Currency | None = None
-    owner_id: uuid.UUID | None = None
+    owner_id: MemberRef | None = None
     tags: Tags = []
     custom_fields: CustomFields = {}
     external_ids: ExternalIds = {}
@@ -46,7 +47,7 @@ class CompanyUpdate(WriteModel):
     employee_count: Count | None = None
     annual_revenue: Money | None = None
     currency: Currency | None = None
-    owner_id: uuid.UUID | None = None
+    owner_id: MemberRef | None = None
     tags: Tags | None = None
     custom_fields: CustomFields | None = None
     external_ids: ExternalIds | None = None

@@ -57,6 +57,7 @@ COMPANIES = register(
         ),
         searched="name and domain",
         sorts=("created_at", "updated_at", "name"),
+        member_columns=("owner_id",),
         query_params=(
             QueryParam("domain", "domain", "eq", "text"),
             QueryParam("industry", "industry", "eq", "text"),

@@ -12,6 +12,7 @@ from typing_extensions import TypeAliasType
 from ..resources.schemas import (
     CustomFields,
     ExternalIds,
+    MemberRef,
     ReadModel,
     ShortText,
     Tags,
@@ -44,7 +45,7 @@ class ContactCreate(WriteModel):
     title: ShortText | None = None
     lifecycle_stage: LifecycleStage | None = None
     company_id: uuid.UUID | None = None
-    owner_id: uuid.UUID | None = None
+    owner_id: MemberRef | None = None
     tags: Tags = []
     custom_fields: CustomFields = {}
     external_ids: ExternalIds = {}
@@ -65,7 +66,7 @@ class ContactUpdate(WriteModel):
     title: ShortText | None = None
     lifecycle_stage: LifecycleStage | None = None
     company_id: uuid.UUID | None = None
-    owner_id: uuid.UUID | None = None
+    owner_id: MemberRef | None = None
     tags: Tags | None = None
     custom_fields: CustomFields | None = None
     external_ids: ExternalIds | None = None

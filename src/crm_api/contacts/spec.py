@@ -70,6 +70,7 @@ CONTACTS = register(
         searched="first and last name and email",
         references=(Reference("company_id", "companies"),),
         sorts=("created_at", "updated_at"),
+        member_columns=("owner_id",),
         query_params=(
             QueryParam("email", "email", "eq", "text"),
             QueryParam("company_id", "company_id", "eq", "uuid"),

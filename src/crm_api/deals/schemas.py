@@ -14,6 +14,7 @@ from ..resources.schemas import (
     Currency,
     CustomFields,
     ExternalIds,
+    MemberRef,
     Money,
     MoneyOut,
     ReadModel,
@@ -35,7 +36,7 @@ class DealCreate(WriteModel):
     pipeline_id: uuid.UUID | None = Field(None, description="Omitted: the workspace's default pipeline")
     stage_id: uuid.UUID | None = Field(None, description="Omitted: the pipeline's first open stage")
     expected_close_date: dt.date | None = None
-    owner_id: uuid.UUID | None = None
+    owner_id: MemberRef | None = None
     contact_id: uuid.UUID | None = Field(None, description="The primary contact")
     company_id: uuid.UUID | None = None
     contact_ids: list[uuid.UUID] = Field([], max_length=100, description=_CONTACT_IDS)
@@ -56,7 +57,7 @@ class DealUpdate(WriteModel):
     pipeline_id: uuid.UUID | None = not_clearable()
     stage_id: uuid.UUID | None = not_clearable()
     expected_close_date: dt.date | None = None
-    owner_id: uuid.UUID | None = None
+    owner_id: MemberRef | None = None
     contact_id: uuid.UUID | None = None
     company_id: uuid.UUID | None = None
     contact_ids: list[uuid.UUID] | None = Field(None, max_length=100, description=_CONTACT_IDS)

@@ -162,6 +162,7 @@ DEALS = register(
             Reference("contact_ids", "contacts"),
         ),
         sorts=("created_at", "updated_at", "name"),
+        member_columns=("owner_id",),
         query_params=(
             QueryParam("pipeline_id", "pipeline_id", "eq", "uuid"),
             QueryParam("stage_id", "stage_id", "eq", "uuid"),

@@ -162,6 +162,8 @@ CATALOGUE: tuple[EventType, ...] = (
     ),
     *_record("sla_policy", "SlaPolicy", "An SLA policy"),
     *_record("custom_field", "CustomField", "A custom field definition"),
+    *_record("member", "Member", "A member of the workspace"),
+    *_record("team", "Team", "A team of members"),
     EventType(
         "webhook.test",
         "webhook_endpoint",

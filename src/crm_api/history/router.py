@@ -31,7 +31,10 @@ class FieldChange(BaseModel):
     old_value: Any = Field(description="null on the event that created the object")
     new_value: Any
     at: dt.datetime
-    actor: str = Field(description="api_key:<id>, or system:<job> for the service's own jobs")
+    actor: str = Field(
+        description="api_key:<id>, member:<id> for a key acting for a member, "
+        "or system:<job> for the service's own jobs"
+    )
     request_id: str | None
     event_id: uuid.UUID
     event_type: str

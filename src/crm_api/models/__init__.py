@@ -7,6 +7,7 @@ from .crm import LIFECYCLE_STAGES, Company, Contact, ContactLifecycleChange, Ext
 from .custom_fields import CustomFieldDefinition, CustomFieldValue
 from .events import Event, EventStreamWorkspace, IdempotencyRecord
 from .orders import ORDER_STATUSES, DealLineItem, Order
+from .people import MEMBER_ROLES, Member, Team
 from .sales import STAGE_KINDS, Deal, DealStageChange, Pipeline, PipelineStage
 from .service_desk import SlaPolicy, Ticket, TicketComment
 from .webhooks import WebhookAttempt, WebhookDelivery, WebhookEndpoint
@@ -14,6 +15,7 @@ from .workspace import ApiKey, Workspace
 
 __all__ = [
     "LIFECYCLE_STAGES",
+    "MEMBER_ROLES",
     "ORDER_STATUSES",
     "STAGE_KINDS",
     "Activity",
@@ -36,10 +38,12 @@ __all__ = [
     "ImportJob",
     "ImportPart",
     "ImportRowError",
+    "Member",
     "Order",
     "Pipeline",
     "PipelineStage",
     "SlaPolicy",
+    "Team",
     "Ticket",
     "TicketComment",
     "WebhookAttempt",

@@ -36,7 +36,8 @@ class _Job:
     format: Mapped[str] = mapped_column(Text, nullable=False)
     status: Mapped[str] = mapped_column(Text, nullable=False)
     actor: Mapped[str] = mapped_column(Text, nullable=False)
-    """The events of the job's writes name who asked for it (``api_key:<id>``)."""
+    """The events of the job's writes name who asked for it (``api_key:<id>``, or ``member:<id>`` for a key
+    acting for a member)."""
     request_id: Mapped[str | None] = mapped_column(Text)
     error: Mapped[str | None] = mapped_column(Text)
     """Why the whole job failed (a file with no header), not a row's error."""

@@ -42,3 +42,5 @@ class ApiKey(Base):
     expires_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
     # written at most once a minute per key, from the processes' in-memory record of use (key_use.py)
     last_used_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    member_id: Mapped[uuid.UUID | None] = mapped_column(UUID(as_uuid=True), nullable=True)
+    """The member the key acts for: its writes' actor, and ``owner_id: "me"``."""

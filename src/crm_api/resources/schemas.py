@@ -18,6 +18,7 @@ from pydantic import (
     BeforeValidator,
     ConfigDict,
     Field,
+    PlainValidator,
     StrictBool,
     StringConstraints,
     WithJsonSchema,
@@ -132,6 +133,31 @@ MoneyOut = Annotated[decimal.Decimal, WithJsonSchema({"type": "string", "example
 """An amount as responses show it: a string ("1250.00"); ``MoneyOut | None`` keeps null allowed."""
 Currency = Annotated[str, StringConstraints(pattern=r"^[A-Z]{3}$")]
 Count = Annotated[int, Field(ge=0, le=2**53)]
+
+
+def _member_ref(value: Any) -> uuid.UUID | str:
+    # one error at the field itself, not one per branch of a union
+    if value == "me" or isinstance(value, uuid.UUID):
+        return value  # type: ignore[no-any-return]
+    try:
+        return uuid.UUID(str(value))
+    except ValueError:
+        raise PydanticCustomError("member_ref", 'must be a member id (a UUID) or "me"') from None
+
+
+MemberRef = TypeAliasType(
+    "MemberRef",
+    Annotated[
+        uuid.UUID | str,
+        PlainValidator(_member_ref),
+        WithJsonSchema(
+            {
+                "anyOf": [{"type": "string", "format": "uuid"}, {"type": "string", "const": "me"}],
+                "description": 'An active member\'s id, or "me": the member the API key acts for',
+            }
+        ),
+    ],
+)
 
 
 def _without_null(schema: dict[str, Any]) -> None:

@@ -182,6 +182,9 @@ class ResourceSpec:
     """Whether ``after_write`` has anything to do for these (old, new) pairs, judged before the write: when it
     has not, a one-statement write runs without BEGIN and COMMIT (two round trips). None: it always has."""
     references: tuple[Reference, ...] = ()
+    member_columns: tuple[str, ...] = ()
+    """Columns that hold a member (``owner_id``): every write that sets or changes one must name an active
+    member, and ``"me"`` names the key's member (``resources/owners.py``)."""
     sorts: tuple[str, ...] = ("created_at", "updated_at")
     nullable_sorts: tuple[str, ...] = ()
     """Sorts on columns that may be null: pages walk the nulls too (last ascending, first descending)."""

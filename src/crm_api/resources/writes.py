@@ -8,7 +8,9 @@ breach job), so no writer can skip a rule, an event or the upkeep a change impli
    already run it on their payload).
 2. build: a new row (defaults, system columns, a fresh id) or the current row with the fields merged in (a
    null takes the field's default).
-3. custom fields: the values checked against the workspace's definitions (``custom_fields.enforce``).
+3. custom fields: the values checked against the workspace's definitions (``custom_fields.enforce``);
+   owners: a member column set or changed must name an active member, ``"me"`` the key's
+   (``owners.check``).
 4. prepare: ``spec.prepare``, the spec's database-backed rules (a deal's status from its stage).
 5. finalise: ``spec.finalise`` and ``search_text``, derived from the change alone.
 6. admit: the writer's own check of each row, in order (a batch refuses clashes between its items).
@@ -30,7 +32,8 @@ Schema validation and the reference checks of a client's payload (``service.chec
 before ``apply``: they judge the request, and their errors name its fields.
 
 A write and its upkeep share a transaction: the request's when there is one, else one opened here only for
-specs with an ``after_write``. A plain write is the one statement, with no BEGIN/COMMIT round trips.
+specs with an ``after_write`` that has work for the changes (``upkeep_needed``). A plain write is the one
+statement, with no BEGIN/COMMIT round trips.
 """
 
 from __future__ import annotations
@@ -48,6 +51,7 @@ from .. import idempotency
 from ..errors import CRMError
 from ..events.emit import Actor, emit
 from ..ids import uuid7
+from . import owners
 from . import repository as repo
 from .custom_fields import enforce as custom_fields
 from .spec import ResourceSpec
@@ -122,6 +126,9 @@ async def apply(
     # 3-4: the rules, for every change at once (one query per rule, whatever the number of rows)
     if rules and pairs:
         result.failures = await custom_fields.check(conn, spec, ctx, pairs)
+        if spec.member_columns:
+            for i, error in (await owners.check(conn, spec, ctx, pairs)).items():
+                result.failures.setdefault(i, error)
         if spec.prepare is not None:
             for i, error in (await spec.prepare(conn, ctx, pairs)).items():
                 result.failures.setdefault(i, error)

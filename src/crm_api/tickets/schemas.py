@@ -9,7 +9,16 @@ from typing import Annotated, Literal
 from pydantic import AfterValidator, Field, StringConstraints
 from typing_extensions import TypeAliasType
 
-from ..resources.schemas import CustomFields, ExternalIds, ReadModel, Tags, WriteModel, _no_nul, not_clearable
+from ..resources.schemas import (
+    CustomFields,
+    ExternalIds,
+    MemberRef,
+    ReadModel,
+    Tags,
+    WriteModel,
+    _no_nul,
+    not_clearable,
+)
 
 TicketStatus = TypeAliasType("TicketStatus", Literal["new", "open", "pending", "on_hold", "solved", "closed"])
 TicketPriority = TypeAliasType("TicketPriority", Literal["low", "normal", "high", "urgent"])
@@ -26,7 +35,7 @@ class TicketCreate(WriteModel):
     channel: TicketChannel = "api"
     requester_id: uuid.UUID | None = None
     company_id: uuid.UUID | None = None
-    assignee_id: uuid.UUID | None = None
+    assignee_id: MemberRef | None = None
     sla_policy_id: uuid.UUID | None = Field(
         None, description="Unset: the workspace's default SLA policy, if it has one"
     )
@@ -45,7 +54,7 @@ class TicketUpdate(WriteModel):
     channel: TicketChannel | None = not_clearable()
     requester_id: uuid.UUID | None = None
     company_id: uuid.UUID | None = None
-    assignee_id: uuid.UUID | None = None
+    assignee_id: MemberRef | None = None
     sla_policy_id: uuid.UUID | None = None
     tags: Tags | None = None
     custom_fields: CustomFields | None = None

@@ -129,6 +129,7 @@ TICKETS = register(
             Reference("sla_policy_id", "sla_policies"),
         ),
         sorts=("created_at", "updated_at"),
+        member_columns=("assignee_id",),
         query_params=(
             QueryParam("status", "status", "eq", "text"),
             QueryParam("priority", "priority", "eq", "text"),

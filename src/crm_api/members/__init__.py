@@ -1,0 +1,1 @@
+"""The workspace's people: members, who own records, and teams of them."""

@@ -85,7 +85,8 @@ async def main(url: str, workspace: str, only: str, full: bool) -> None:
                 continue
             plan = await conn.fetch(f"EXPLAIN (ANALYZE, BUFFERS) {stmt.text}", *stmt.args(values))
             lines = [r[0] for r in plan]
-            print(f"== {name}: {lines[-1]}")
+            jit = [line.strip() for line in lines if line.strip().startswith("Timing:")]
+            print(f"== {name}: {lines[-1]} {' '.join(jit)}")
             for line in lines if full else lines[:40]:
                 print("   ", line)
     finally:

@@ -54,14 +54,7 @@ def _statements(ws: Any, pipeline: Any) -> dict[str, tuple[Any, dict[str, Any]]]
         ),
         "sales_cycle_won": (sales._cycle_won(False), cycle),
         "sales_cycle_stages": (sales._cycle_stages(False), cycle),
-        "customers_summary": (
-            customers._summary(False),
-            {"ws": ws, **{k: buyers[k] for k in ("as_of", "currency", "churn_before")}},
-        ),
-        "customers_cohorts": (
-            customers._cohorts(False),
-            {"ws": ws, **{k: buyers[k] for k in ("as_of", "currency", "tz", "cohorts_from")}},
-        ),
+        "customers": (customers._report(False), {"ws": ws, **buyers}),
         "lead_conversion": (
             acquisition._lead_conversion(False, False),
             {"ws": ws, **{k: span[k] for k in ("lower", "upper", "unit", "tz")}},

@@ -68,8 +68,9 @@ def _statements(ws: Any, pipeline: Any) -> dict[str, tuple[Any, dict[str, Any]]]
     }
 
 
-async def main(url: str, workspace: str, only: str, full: bool) -> None:
-    conn = await asyncpg.connect(url)
+async def main(url: str, workspace: str, only: str, full: bool, settings: str) -> None:
+    pairs = dict(p.split("=", 1) for p in settings.split(",") if p)
+    conn = await asyncpg.connect(url, server_settings=pairs)
     try:
         ws = await conn.fetchval("SELECT id FROM workspaces WHERE name = $1", workspace)
         pipeline = await conn.fetchval("SELECT id FROM pipelines WHERE workspace_id = $1 AND is_default", ws)
@@ -92,5 +93,6 @@ if __name__ == "__main__":
     parser.add_argument("--workspace", default="bench")
     parser.add_argument("--only", default="")
     parser.add_argument("--full", action="store_true")
+    parser.add_argument("--settings", default="", help="name=value,... for the session: work_mem=64MB")
     args = parser.parse_args()
-    asyncio.run(main(args.db, args.workspace, args.only, args.full))
+    asyncio.run(main(args.db, args.workspace, args.only, args.full, args.settings))

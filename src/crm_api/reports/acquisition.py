@@ -16,6 +16,7 @@ import asyncpg
 from sqlalchemy import DateTime, Select, Text, and_, exists, func, literal, or_, select, true
 
 from .. import sql
+from . import roomy
 from .buckets import in_period, local_bucket
 
 
@@ -86,7 +87,8 @@ async def lead_conversion(
     period: dict[str, Any],
 ) -> list[dict[str, Any]]:
     params = {k: period[k] for k in ("lower", "upper", "unit", "tz")}
-    return [dict(r) for r in await _lead_conversion(by_source, include_archived).fetch(conn, ws=ws, **params)]
+    rows = await roomy.fetch(conn, _lead_conversion(by_source, include_archived), ws=ws, **params)
+    return [dict(r) for r in rows]
 
 
 def _created_in_period(c: Any, include_archived: bool) -> list[Any]:
@@ -150,6 +152,6 @@ async def attribution(
     conn: asyncpg.Pool | asyncpg.Connection, ws: uuid.UUID, include_archived: bool, period: dict[str, Any]
 ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     params = {"ws": ws, "lower": period["lower"], "upper": period["upper"]}
-    counts = await _attribution(include_archived).fetch(conn, **params)
-    won = await _attribution_won(include_archived).fetch(conn, **params)
+    counts = await roomy.fetch(conn, _attribution(include_archived), **params)
+    won = await roomy.fetch(conn, _attribution_won(include_archived), **params)
     return [dict(r) for r in counts], [dict(r) for r in won]

@@ -33,6 +33,7 @@ from sqlalchemy import (
 from sqlalchemy.sql.selectable import CTE
 
 from .. import sql
+from . import roomy
 
 
 def _purchases(include_archived: bool) -> CTE:
@@ -128,6 +129,6 @@ async def customers(
 ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     """The summary, and the cohorts' rows: ``(cohort, month, active)``."""
     asked = {k: values[k] for k in ("as_of", "currency", "churn_before", "tz", "cohorts_from")}
-    row = dict(await _report(include_archived).fetchrow(conn, ws=ws, **asked))
+    row = dict((await roomy.fetch(conn, _report(include_archived), ws=ws, **asked))[0])
     listed = zip(row.pop("cohorts") or (), row.pop("months") or (), row.pop("active") or (), strict=True)
     return row, [{"cohort": c, "month": m, "active": n} for c, m, n in listed]

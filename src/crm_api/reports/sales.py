@@ -36,6 +36,7 @@ from sqlalchemy.dialects.postgresql import UUID, distinct_on
 from sqlalchemy.sql.elements import ColumnElement
 
 from .. import sql
+from . import roomy
 from .buckets import date_bucket, in_period, local_bucket
 
 
@@ -169,6 +170,7 @@ async def pipeline_counts(
     else:
         stmt = _pipeline_then(owner_id is not None, include_archived)
         params["as_of"] = as_of
+        return [dict(r) for r in await roomy.fetch(conn, stmt, **params)]
     return [dict(r) for r in await stmt.fetch(conn, **params)]
 
 
@@ -397,6 +399,6 @@ async def sales_cycle(
     params = {"ws": ws, "pipeline_id": pipeline_id, "lower": period["lower"], "upper": period["upper"]}
     won, per_stage = await asyncio.gather(
         _cycle_won(include_archived).fetchrow(conn, **params),
-        _cycle_stages(include_archived).fetch(conn, **params),
+        roomy.fetch(conn, _cycle_stages(include_archived), **params),
     )
     return dict(won), [dict(r) for r in per_stage]

@@ -329,5 +329,6 @@ def test_report_parameters_are_typed() -> None:
     assert (customers["churn_days"]["minimum"], customers["churn_days"]["maximum"]) == (1, 3650)
     assert customers["as_of"]["format"] == "date-time"
     deals = spec["components"]["schemas"]["DealsAggregateRequest"]["properties"]
-    number = deals["metrics"]["items"]["anyOf"][1]["properties"]["field"]
+    metric = deals["metrics"]["items"]["anyOf"][1]["$ref"].rsplit("/", 1)[1]
+    number = spec["components"]["schemas"][metric]["properties"]["field"]
     assert spec["components"]["schemas"][number["$ref"].rsplit("/", 1)[1]]["enum"] == ["amount", "version"]

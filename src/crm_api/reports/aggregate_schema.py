@@ -20,19 +20,25 @@ TIMES = ("timestamptz", "date")
 OPS = ("sum", "avg", "min", "max", "median", "p90")
 INTERVALS = ("day", "week", "month", "quarter", "year")
 
-ENUMS: dict[str, list[str]] = {"AggregateOp": list(OPS), "AggregateInterval": list(INTERVALS)}
-"""The enums the request models name, for ``components`` to add to the document (the house keeps each
-enum a component of its own)."""
+COMPONENTS: dict[str, dict[str, Any]] = {
+    "AggregateOp": {"type": "string", "enum": list(OPS)},
+    "AggregateInterval": {"type": "string", "enum": list(INTERVALS)},
+}
+"""The schemas the request models name, for ``components`` to add to the document: each enum and object a
+component of its own, so generated clients get one type each (not one per model and field)."""
 
 
-def _enum(name: str, values: list[str]) -> dict[str, str]:
-    ENUMS[name] = values
+def _component(name: str, schema: dict[str, Any]) -> dict[str, str]:
+    COMPONENTS[name] = schema
     return {"$ref": "#/components/schemas/" + name}
 
 
+def _enum(name: str, values: list[str]) -> dict[str, str]:
+    return _component(name, {"type": "string", "enum": values})
+
+
 def components(schemas: dict[str, Any]) -> None:
-    for name, values in ENUMS.items():
-        schemas[name] = {"type": "string", "enum": values}
+    schemas.update(COMPONENTS)
 
 
 def _fields(spec: ResourceSpec) -> dict[str, str]:
@@ -58,7 +64,7 @@ def _group(prefix: str, fields: dict[str, str]) -> dict[str, Any]:
         "required": ["field", "interval"],
         "additionalProperties": False,
     }
-    return {"anyOf": [_enum(prefix + "GroupField", names), bucket]}
+    return {"anyOf": [_enum(prefix + "GroupField", names), _component(prefix + "TimeGroup", bucket)]}
 
 
 def _metric(prefix: str, fields: dict[str, str]) -> dict[str, Any]:
@@ -73,7 +79,7 @@ def _metric(prefix: str, fields: dict[str, str]) -> dict[str, Any]:
     }
     numbers = [n for n, kind in fields.items() if kind in NUMERIC]
     if not numbers:
-        return count
+        return _component(prefix + "Count", count)
     of_field = {
         "type": "object",
         "properties": {
@@ -83,7 +89,7 @@ def _metric(prefix: str, fields: dict[str, str]) -> dict[str, Any]:
         "required": ["op", "field"],
         "additionalProperties": False,
     }
-    return {"anyOf": [count, of_field]}
+    return {"anyOf": [_component(prefix + "Count", count), _component(prefix + "NumberMetric", of_field)]}
 
 
 def request_model(spec: ResourceSpec, base: type[Any], group: Any, metric: Any) -> type[Any]:

@@ -316,3 +316,29 @@ def test_no_schema_pins_a_type_beside_its_alternatives() -> None:
     for schema, field in (("Deal", "amount"), ("Company", "annual_revenue")):
         types = {b.get("type") for b in spec["components"]["schemas"][schema]["properties"][field]["anyOf"]}
         assert types == {"string", "null"}
+
+
+def test_report_parameters_are_typed() -> None:
+    """The reports' parameters say what the server takes (schemathesis checks the server keeps to it)."""
+    spec = json.loads(SPEC.read_text())
+    forecast = {
+        p["name"]: p["schema"]
+        for p in spec["paths"]["/v1/reports/forecast"]["get"]["parameters"]
+        if "name" in p
+    }
+    assert forecast["from"]["format"] == "date" and forecast["to"]["format"] == "date"
+    assert forecast["pipeline_id"] == {"format": "uuid", "title": "Pipeline Id", "type": "string"}
+    assert forecast["interval"]["enum"] == ["day", "week", "month", "quarter", "year"]
+    assert forecast["group_by"]["enum"] == ["owner"]
+    assert forecast["include_archived"]["type"] == "boolean"
+    customers = {
+        p["name"]: p["schema"]
+        for p in spec["paths"]["/v1/reports/customers"]["get"]["parameters"]
+        if "name" in p
+    }
+    assert (customers["churn_days"]["minimum"], customers["churn_days"]["maximum"]) == (1, 3650)
+    assert customers["as_of"]["format"] == "date-time"
+    deals = spec["components"]["schemas"]["DealsAggregateRequest"]["properties"]
+    metric = deals["metrics"]["items"]["anyOf"][1]["$ref"].rsplit("/", 1)[1]
+    number = spec["components"]["schemas"][metric]["properties"]["field"]
+    assert spec["components"]["schemas"][number["$ref"].rsplit("/", 1)[1]]["enum"] == ["amount", "version"]

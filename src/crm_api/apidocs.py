@@ -28,6 +28,7 @@ from .errors import problem_schema
 from .events.describe import webhooks_section
 from .http import HEADERS, PROBLEM_NAMES, problem_response
 from .idempotency import MAX_KEY_LENGTH, is_idempotent
+from .reports import aggregate_schema
 from .resources import includes
 
 DOCS_ASSETS = "/docs/assets"
@@ -181,6 +182,7 @@ def document(app: FastAPI) -> dict[str, Any]:
     components = schema.setdefault("components", {})
     components["schemas"]["Problem"] = problem_schema()
     includes.components(components["schemas"])
+    aggregate_schema.components(components["schemas"])
     components["securitySchemes"] = {"bearer": {"type": "http", "scheme": "bearer"}}
     components["parameters"] = PARAMETERS
     components["headers"] = RESPONSE_HEADERS

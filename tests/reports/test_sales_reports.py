@@ -440,6 +440,16 @@ async def test_periods_refuse_bad_parameters_naming_them(api: httpx.AsyncClient)
         ("win-rate", {"interval": "month"}, "/interval"),
         ("sales-cycle", {"pipeline_id": "x"}, "/pipeline_id"),
         ("sales-cycle", {"from": "2026-01-01T00:00:00Z"}, "/from"),
+        # what the spec's types forbid, the server refuses: empty values, other date and UUID forms
+        ("sales-cycle", {"from": ""}, "/from"),
+        ("sales-cycle", {"from": "20260101"}, "/from"),
+        ("sales-cycle", {"tz": ""}, "/tz"),
+        ("forecast", {"pipeline_id": uuid.uuid4().hex}, "/pipeline_id"),
+        ("win-rate", {"group_by": ""}, "/group_by"),
+        ("win-rate", {"include_archived": "yes"}, "/include_archived"),
+        ("customers", {"churn_days": "+5"}, "/churn_days"),
+        ("customers", {"as_of": "0999-01-01T00:00:00Z"}, "/as_of"),
+        ("pipeline", {"owner_id": ""}, "/owner_id"),
     ]
     for report, query, pointer in cases:
         answer = await api.get(f"/v1/reports/{report}", params=query)

@@ -126,6 +126,13 @@ class Contact(RecordMixin, Base):
         Index("ix_contacts_company", "workspace_id", "company_id", "created_at", "id"),
         Index("ix_contacts_lifecycle", "workspace_id", "lifecycle_stage", "created_at", "id"),
         Index("ix_contacts_source", "workspace_id", "source", "created_at", "id"),
+        # attribution: the contacts created in a period, with all it reads of them, from the index alone
+        Index(
+            "ix_contacts_report_created",
+            "workspace_id",
+            "created_at",
+            postgresql_include=["id", "source", "lifecycle_stage", "archived_at"],
+        ),
         # the few archived (and merged) contacts, which reports leave out by an anti-join
         Index("ix_contacts_archived", "workspace_id", "id", postgresql_where=text("archived_at IS NOT NULL")),
         Index("ix_contacts_source_detail", "workspace_id", "source_detail"),

@@ -111,7 +111,8 @@ class Deal(RecordMixin, Base):
             "workspace_id",
             "pipeline_id",
             "stage_id",
-            postgresql_include=["currency", "amount", "owner_id", "archived_at", "created_at"],
+            # the id too: the pipeline as it stood is one pass over the deals joined with the moves since
+            postgresql_include=["currency", "amount", "owner_id", "archived_at", "created_at", "id"],
         ),
         Index(
             "ix_deals_report_open",
@@ -182,12 +183,13 @@ class DealStageChange(Base):
             "id",
             postgresql_include=["pipeline_id", "to_stage_id"],
         ),
-        # the moves since a moment: the pipeline as it stood then is today's rolled back by them
+        # the moves since a moment: the pipeline as it stood then is today's rolled back by them; and the
+        # sales cycle's changes of its period, read from the index alone
         Index(
             "ix_deal_stage_changes_changed",
             "workspace_id",
             "changed_at",
-            postgresql_include=["deal_id", "id", "from_stage_id"],
+            postgresql_include=["deal_id", "id", "from_stage_id", "pipeline_id", "to_stage_id"],
         ),
     )
 

@@ -3,8 +3,9 @@ for good) and attribution (contacts by acquisition ``source``).
 
 Lead conversion walks the entries into ``lead`` in the period on ``ix_contact_lifecycle_changes_stage``,
 then each contact's later entry into ``customer`` on ``ix_contact_lifecycle_changes_contact``. Attribution
-reads the contacts created in the period on ``ix_contacts_created``, and for each probes its history, won
-deals (``ix_deals_contact``) and paid orders (``ix_orders_contact``).
+reads the contacts created in the period from ``ix_contacts_report_created`` alone (it carries the id,
+source, lifecycle stage and archived_at), hash-joined with the set of leads and the set of buyers. Both run
+through ``roomy`` (their hashes fit in memory).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import asyncpg
 from sqlalchemy import DateTime, Select, Text, and_, exists, func, literal, or_, select, true
 
 from .. import sql
+from . import roomy
 from .buckets import in_period, local_bucket
 
 
@@ -86,7 +88,8 @@ async def lead_conversion(
     period: dict[str, Any],
 ) -> list[dict[str, Any]]:
     params = {k: period[k] for k in ("lower", "upper", "unit", "tz")}
-    return [dict(r) for r in await _lead_conversion(by_source, include_archived).fetch(conn, ws=ws, **params)]
+    rows = await roomy.fetch(conn, _lead_conversion(by_source, include_archived), ws=ws, **params)
+    return [dict(r) for r in rows]
 
 
 def _created_in_period(c: Any, include_archived: bool) -> list[Any]:
@@ -150,6 +153,6 @@ async def attribution(
     conn: asyncpg.Pool | asyncpg.Connection, ws: uuid.UUID, include_archived: bool, period: dict[str, Any]
 ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     params = {"ws": ws, "lower": period["lower"], "upper": period["upper"]}
-    counts = await _attribution(include_archived).fetch(conn, **params)
-    won = await _attribution_won(include_archived).fetch(conn, **params)
+    counts = await roomy.fetch(conn, _attribution(include_archived), **params)
+    won = await roomy.fetch(conn, _attribution_won(include_archived), **params)
     return [dict(r) for r in counts], [dict(r) for r in won]

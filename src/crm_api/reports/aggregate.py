@@ -32,13 +32,12 @@ from ..resources.query import in_workspace, live
 from ..resources.schemas import Filter, WriteModel
 from ..resources.spec import ResourceSpec
 from ..routing import Route
+from .aggregate_schema import NUMERIC, TIMES, groupable, request_model
 from .params import zone as zone_of
 
 MAX_GROUPS = 10_000
 MetricOp = TypeAliasType("MetricOp", Literal["count", "sum", "avg", "min", "max", "median", "p90"])
 Bucket = TypeAliasType("Bucket", Literal["day", "week", "month", "quarter", "year"])
-_NUMERIC = ("numeric", "bigint")
-_TIMES = ("timestamptz", "date")
 _SHAPES = sql.Shapes(512)
 
 
@@ -65,7 +64,7 @@ class AggregateRequest(WriteModel):
 def _groupable(spec: ResourceSpec, name: str, path: str) -> str:
     """The field's type; unknown, list and JSON fields cannot group."""
     kind = spec.field_type(name)
-    if kind is None or kind == "jsonb" or kind.endswith("[]"):
+    if kind is None or not groupable(kind):
         raise field_error(path, f"{spec.name} cannot be grouped by '{name}'")
     return kind
 
@@ -104,9 +103,9 @@ def _pieces(spec: ResourceSpec, body: AggregateRequest, params: Params) -> tuple
             groups.append(_column(spec, item))
             continue
         kind = _groupable(spec, item.field, f"/group_by/{i}/field")
-        if kind not in _TIMES:
+        if kind not in TIMES:
             raise field_error(f"/group_by/{i}/field", f"'{item.field}' is not a timestamp or a date")
-        zone = zone_of({"tz": item.tz or "UTC"}, "tz", f"/group_by/{i}/tz")
+        zone = zone_of({} if item.tz is None else {"tz": item.tz}, "tz", f"/group_by/{i}/tz")
         groups.append(_bucket(spec, item.field, kind, item.interval, params.add(zone.key, "text")))
     metrics: list[Expr] = []
     for i, metric in enumerate(body.metrics):
@@ -115,7 +114,7 @@ def _pieces(spec: ResourceSpec, body: AggregateRequest, params: Params) -> tuple
             raise field_error(f"/metrics/{i}/field", f"unknown field '{name}' for {spec.name}")
         if metric.op == "count":
             metrics.append(_count(spec, name))
-        elif name is None or spec.field_type(name) not in _NUMERIC:
+        elif name is None or spec.field_type(name) not in NUMERIC:
             raise field_error(f"/metrics/{i}/field", f"{metric.op} needs a number field")
         else:
             metrics.append(_of(spec, metric.op, name))
@@ -204,6 +203,7 @@ class AggregateResponse(BaseModel):
 def aggregate_router(spec: ResourceSpec) -> APIRouter:
     router = APIRouter(prefix=f"/v1/{spec.url_segment}", tags=[spec.name], route_class=Route)
     Reader = Annotated[Principal, require(f"{spec.name}:read")]
+    Body = request_model(spec, AggregateRequest, str | TimeGroup, Metric)
 
     @router.post(
         "/aggregate",
@@ -219,7 +219,7 @@ def aggregate_router(spec: ResourceSpec) -> APIRouter:
             "unless `include_archived`."
         ),
     )
-    async def aggregate_route(request: Request, body: AggregateRequest, principal: Reader) -> Response:
+    async def aggregate_route(request: Request, body: Body, principal: Reader) -> Response:  # type: ignore[valid-type]
         conn = read_pool(request)
         return json_response(await aggregate(conn, spec, context(request, principal), body))
 

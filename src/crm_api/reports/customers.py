@@ -15,13 +15,28 @@ import uuid
 from typing import Any
 
 import asyncpg
-from sqlalchemy import Date, DateTime, Float, Select, Text, and_, cast, exists, func, or_, select, union_all
-from sqlalchemy.sql.selectable import Subquery
+from sqlalchemy import (
+    Date,
+    DateTime,
+    Float,
+    Select,
+    Text,
+    and_,
+    cast,
+    exists,
+    func,
+    or_,
+    select,
+    true,
+    union_all,
+)
+from sqlalchemy.sql.selectable import CTE
 
 from .. import sql
+from . import roomy
 
 
-def _purchases(include_archived: bool) -> Subquery:
+def _purchases(include_archived: bool) -> CTE:
     o = sql.table("orders")
     d = sql.table("deals")
     ws, as_of = sql.param("ws"), sql.param("as_of", DateTime(timezone=True))
@@ -39,10 +54,10 @@ def _purchases(include_archived: bool) -> Subquery:
     )
     if not include_archived:
         won = won.where(d.c.archived_at.is_(None))
-    return union_all(paid, won).subquery("purchases")
+    return union_all(paid, won).cte("purchases")
 
 
-def _customers(purchases: Subquery, include_archived: bool) -> Subquery:
+def _customers(purchases: CTE, include_archived: bool) -> CTE:
     """One row per customer: purchases, the first and the last, and the value in the currency asked."""
     c = sql.table("contacts")
     p = purchases
@@ -60,14 +75,22 @@ def _customers(purchases: Subquery, include_archived: bool) -> Subquery:
             c.c.workspace_id == sql.param("ws"), c.c.id == p.c.contact_id, c.c.archived_at.is_not(None)
         )
         stmt = stmt.where(~exists().where(gone))
-    return stmt.subquery("customers")
+    return stmt.cte("customers")
+
+
+def _month(column: Any) -> Any:
+    return cast(func.date_trunc("month", func.timezone(sql.param("tz", Text), column)), Date)
 
 
 @sql.shape
-def _summary(include_archived: bool) -> Select[Any]:
-    k = _customers(_purchases(include_archived), include_archived)
+def _report(include_archived: bool) -> Select[Any]:
+    """One statement, so the purchases and the customers are read once (CTEs referenced twice are
+    computed once): the summary's row, with the cohorts beside it as three arrays (the cohort's month,
+    the month bought in, the customers active then), from ``cohorts_from`` on."""
+    p = _purchases(include_archived)
+    k = _customers(p, include_archived)
     value = cast(k.c.value, Float)  # percentile_cont takes floats; rounded to cents after
-    return select(
+    summary = select(
         func.count().label("customers"),
         func.count(k.c.value).label("valued"),
         func.avg(k.c.value).label("mean"),
@@ -77,20 +100,9 @@ def _summary(include_archived: bool) -> Select[Any]:
         func.count()
         .filter(k.c.last_at < sql.param("churn_before", DateTime(timezone=True)))
         .label("churned"),
-    )
-
-
-def _month(column: Any) -> Any:
-    return cast(func.date_trunc("month", func.timezone(sql.param("tz", Text), column)), Date)
-
-
-@sql.shape
-def _cohorts(include_archived: bool) -> Select[Any]:
-    """Customers per month of first purchase (from ``first_month``) and month in which they bought."""
-    p = _purchases(include_archived)
-    k = _customers(p, include_archived)
+    ).subquery("summary")
     cohort, bought = _month(k.c.first_at), _month(p.c.at)
-    return (
+    cohorts = (
         select(
             cohort.label("cohort"),
             bought.label("month"),
@@ -99,7 +111,14 @@ def _cohorts(include_archived: bool) -> Select[Any]:
         .select_from(p.join(k, k.c.contact_id == p.c.contact_id))
         .where(k.c.first_at >= sql.param("cohorts_from", DateTime(timezone=True)))
         .group_by(cohort, bought)
+        .subquery("cohorts")
     )
+    listed = select(
+        func.array_agg(cohorts.c.cohort).label("cohorts"),
+        func.array_agg(cohorts.c.month).label("months"),
+        func.array_agg(cohorts.c.active).label("active"),
+    ).subquery("listed")
+    return select(summary, listed).select_from(summary.join(listed, true()))
 
 
 async def customers(
@@ -108,8 +127,8 @@ async def customers(
     include_archived: bool,
     values: dict[str, Any],
 ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
-    summary_params = {k: values[k] for k in ("as_of", "currency", "churn_before")}
-    cohort_params = {k: values[k] for k in ("as_of", "currency", "tz", "cohorts_from")}
-    summary = await _summary(include_archived).fetchrow(conn, ws=ws, **summary_params)
-    cohorts = await _cohorts(include_archived).fetch(conn, ws=ws, **cohort_params)
-    return dict(summary), [dict(r) for r in cohorts]
+    """The summary, and the cohorts' rows: ``(cohort, month, active)``."""
+    asked = {k: values[k] for k in ("as_of", "currency", "churn_before", "tz", "cohorts_from")}
+    row = dict((await roomy.fetch(conn, _report(include_archived), ws=ws, **asked))[0])
+    listed = zip(row.pop("cohorts") or (), row.pop("months") or (), row.pop("active") or (), strict=True)
+    return row, [{"cohort": c, "month": m, "active": n} for c, m, n in listed]

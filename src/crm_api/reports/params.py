@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import datetime as dt
 import functools
+import re
 import uuid
 import zoneinfo
 from collections.abc import Iterable, Mapping
@@ -36,38 +37,59 @@ def check_known(query: Mapping[str, str], allowed: Iterable[str]) -> None:
             raise field_error(f"/{name}", "must not contain NUL characters")
 
 
-def uuid_param(query: Mapping[str, str], name: str) -> uuid.UUID | None:
+def given(query: Mapping[str, str], name: str) -> str | None:
+    """The parameter's value, None when it is left out. Given empty it is refused, not taken for its
+    default: the OpenAPI document's types (a date, a UUID, an enum) allow no empty string either."""
     value = query.get(name)
-    if value is None or value == "":
+    if value == "":
+        raise field_error(f"/{name}", "must not be empty; leave the parameter out for its default")
+    return value
+
+
+_UUID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
+
+
+def uuid_param(query: Mapping[str, str], name: str) -> uuid.UUID | None:
+    """The hyphenated form only, as the spec's ``format: uuid`` has it (``uuid.UUID`` takes more)."""
+    value = given(query, name)
+    if value is None:
         return None
-    try:
-        return uuid.UUID(value)
-    except ValueError:
-        raise field_error(f"/{name}", "must be a UUID") from None
+    if not _UUID.fullmatch(value):
+        raise field_error(f"/{name}", "must be a UUID")
+    return uuid.UUID(value)
 
 
 def flag(query: Mapping[str, str], name: str) -> bool:
-    value = query.get(name, "false").lower()
+    """As the lists take ``include_archived``: true or false, or 1 or 0."""
+    value = (given(query, name) or "false").lower()
     if value in ("true", "1"):
         return True
-    if value in ("false", "0", ""):
+    if value in ("false", "0"):
         return False
     raise field_error(f"/{name}", "must be true or false")
 
 
+FIRST_YEAR, LAST_YEAR = 1900, 9000
+"""Dates and timestamps a report takes: room for any business's history, and months before and after
+that stay in the calendar."""
+
+
 def timestamp(query: Mapping[str, str], name: str) -> dt.datetime | None:
     """An RFC 3339 timestamp (a date alone is its midnight); without an offset it is UTC."""
-    value = query.get(name)
-    if value is None or value == "":
+    value = given(query, name)
+    if value is None:
         return None
     try:
-        return to_utc(dt.datetime.fromisoformat(value))
+        moment = dt.datetime.fromisoformat(value.upper())  # RFC 3339 allows a lower-case t and z
     except ValueError as exc:
         raise field_error(f"/{name}", f"must be an RFC 3339 timestamp ({exc})") from None
+    if not FIRST_YEAR <= moment.year <= LAST_YEAR:
+        raise field_error(f"/{name}", f"must fall between {FIRST_YEAR} and {LAST_YEAR}")
+    return to_utc(moment)
 
 
 def choice(query: Mapping[str, str], name: str, options: tuple[str, ...], default: str | None) -> str | None:
-    value = query.get(name) or default
+    value = given(query, name) or default
     if value is not None and value not in options:
         raise field_error(f"/{name}", f"must be one of {', '.join(options)}")
     return value
@@ -81,7 +103,7 @@ def _zones() -> frozenset[str]:
 
 
 def zone(query: Mapping[str, str], name: str = "tz", pointer: str = "/tz") -> zoneinfo.ZoneInfo:
-    value = query.get(name) or "UTC"
+    value = given(query, name) or "UTC"
     if value not in _zones():
         raise field_error(pointer, "must be an IANA time zone name, such as Europe/Paris")
     return zoneinfo.ZoneInfo(value)
@@ -140,11 +162,17 @@ class Period:
         return out
 
 
+_DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
+
+
 def _date(query: Mapping[str, str], name: str, default: dt.date) -> dt.date:
-    value = query.get(name)
-    if value is None or value == "":
+    """``YYYY-MM-DD`` only (``date.fromisoformat`` also takes ``20260101`` and ISO weeks)."""
+    value = given(query, name)
+    if value is None:
         return default
     try:
+        if not _DATE.fullmatch(value):
+            raise ValueError
         return dt.date.fromisoformat(value)
     except ValueError:
         raise field_error(f"/{name}", "must be a date, YYYY-MM-DD") from None
@@ -156,12 +184,11 @@ def period(query: Mapping[str, str], default_interval: str) -> Period:
     today = dt.datetime.now(tz).date()
     start = _date(query, "from", today.replace(month=1, day=1))
     end = _date(query, "to", today.replace(month=12, day=31))
+    for name, day in (("from", start), ("to", end)):
+        if not FIRST_YEAR <= day.year <= LAST_YEAR:
+            raise field_error(f"/{name}", f"must fall between {FIRST_YEAR} and {LAST_YEAR}")
     if start > end:
         raise field_error("/from", "must not be after to")
-    if not (dt.date(1900, 1, 1) <= start and end <= dt.date(9000, 12, 31)):
-        raise field_error(
-            "/from" if start < dt.date(1900, 1, 1) else "/to", "must fall between 1900 and 9000"
-        )
     interval = choice(query, "interval", INTERVALS, default_interval) or default_interval
     if _count(start, end, interval) > MAX_BUCKETS:
         raise field_error(
@@ -179,22 +206,23 @@ def _count(start: dt.date, end: dt.date, interval: str) -> int:
     return months // {"month": 1, "quarter": 3, "year": 12}[interval] + 1
 
 
+_INTEGER = re.compile(r"-?[0-9]{1,10}")
+
+
 def integer(query: Mapping[str, str], name: str, default: int, low: int, high: int) -> int:
-    value = query.get(name)
-    if value is None or value == "":
+    value = given(query, name)
+    if value is None:
         return default
-    try:
-        number = int(value)
-    except ValueError:
-        number = low - 1
+    # digits only: int() also takes "+5", " 5" and "5_0", which the spec's integer does not
+    number = int(value) if _INTEGER.fullmatch(value) else low - 1
     if not low <= number <= high:
         raise field_error(f"/{name}", f"must be an integer from {low} to {high}")
     return number
 
 
 def currency(query: Mapping[str, str], default: str) -> str:
-    value = query.get("currency") or default
-    if len(value) != 3 or not value.isascii() or not value.isalpha() or not value.isupper():
+    value = given(query, "currency") or default
+    if not re.fullmatch(r"[A-Z]{3}", value):
         raise field_error("/currency", "must be an ISO 4217 code, such as USD")
     return value
 

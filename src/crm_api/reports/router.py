@@ -1,8 +1,8 @@
-"""``GET /v1/reports/...``: pipeline, forecast, win rate, sales cycle. Scope ``reports:read``.
+"""``GET /v1/reports/...``: pipeline, forecast, win rate, sales cycle, service, customers, lead conversion,
+attribution. Scope ``reports:read``.
 
-Each route declares its query parameters for the OpenAPI document, but reads them from the query string
-through ``params.py``, so that every bad value is a 422 whose pointer names the parameter (``/from``), and
-an unknown parameter is refused rather than ignored.
+Each route takes a ``Report`` (or ``PeriodReport``) dependency from ``query.py``, which declares the shared
+parameters typed for the OpenAPI document and reads and checks them; a route declares only its own.
 
 (No ``from __future__ import annotations`` here: FastAPI reads the routes' annotations at definition.)
 """
@@ -12,16 +12,31 @@ import datetime as dt
 import uuid
 from typing import Annotated, Any
 
-import asyncpg
-from fastapi import APIRouter, Query, Request, Response
+from fastapi import APIRouter, Depends, Response
 
-from ..auth import Principal, require
-from ..deps import read_pool
 from ..errors import field_error
-from ..http import context, problems
+from ..http import problems
 from ..routing import Route
 from . import acquisition, build, customers, params, sales, service
-from .render import csv_content, respond
+from .query import (
+    AsOf,
+    ByOwner,
+    BySource,
+    ChurnDays,
+    Currency,
+    Interval,
+    OnlyPipeline,
+    OwnerId,
+    PeriodReport,
+    PipelineId,
+    Report,
+    ServiceGroup,
+    Tz,
+    WinRateGroup,
+    period_request,
+    report_request,
+)
+from .render import csv_content
 from .schemas import (
     AttributionReport,
     CustomersReport,
@@ -34,48 +49,15 @@ from .schemas import (
 )
 
 router = APIRouter(prefix="/v1/reports", tags=["reports"], route_class=Route)
-Reader = Annotated[Principal, require("reports:read")]
-
-PipelineId = Annotated[
-    str | None,
-    Query(max_length=100, description="A pipeline's id; default: the workspace's default pipeline"),
-]
-From = Annotated[
-    str | None,
-    Query(
-        alias="from",
-        max_length=100,
-        description="First day (YYYY-MM-DD, in tz); default: 1 January this year",
-    ),
-]
-To = Annotated[
-    str | None, Query(max_length=100, description="Last day, inclusive; default: 31 December this year")
-]
-Tz = Annotated[str | None, Query(max_length=100, description="IANA time zone the days are in; default UTC")]
-Archived = Annotated[
-    str | None, Query(max_length=10, description="true: count archived deals too; default false")
-]
-_PERIOD = ("from", "to", "tz", "include_archived")
+Asked = Annotated[Report, Depends(report_request)]
+Period = Annotated[PeriodReport, Depends(period_request)]
 
 
-async def _pipeline(conn: asyncpg.Pool, ws: uuid.UUID, query: dict[str, str]) -> dict[str, Any]:
-    pipeline_id = params.uuid_param(query, "pipeline_id")
-    found = await sales.pipeline(conn, ws, pipeline_id)
+async def _pipeline(report: Report, pipeline_id: uuid.UUID | None) -> dict[str, Any]:
+    found = await sales.pipeline(report.conn, report.workspace_id, pipeline_id)
     if found is None:
         raise field_error("/pipeline_id", "no such pipeline in this workspace")
     return found
-
-
-def _bounds(period: params.Period) -> dict[str, Any]:
-    lower, upper = period.bounds()
-    return {
-        "lower": lower,
-        "upper": upper,
-        "first_day": period.start,
-        "last_day": period.end,
-        "unit": period.interval,
-        "tz": period.tz_name,
-    }
 
 
 @router.get(
@@ -92,28 +74,16 @@ def _bounds(period: params.Period) -> dict[str, Any]:
     ),
 )
 async def pipeline_report(
-    request: Request,
-    principal: Reader,
-    pipeline_id: PipelineId = None,
-    owner_id: Annotated[str | None, Query(max_length=100, description="Only this owner's deals")] = None,
-    as_of: Annotated[
-        str | None, Query(max_length=100, description="An RFC 3339 timestamp in the past; default: now")
-    ] = None,
-    include_archived: Archived = None,
+    report: Asked, pipeline_id: PipelineId = None, owner_id: OwnerId = None, as_of: AsOf = None
 ) -> Response:
-    conn = read_pool(request)
-    query = dict(request.query_params)
-    params.check_known(query, ("pipeline_id", "owner_id", "as_of", "include_archived"))
-    owner = params.uuid_param(query, "owner_id")
-    moment = params.timestamp(query, "as_of")
-    archived = params.flag(query, "include_archived")
-    ws = context(request, principal).workspace_id
-    found = await _pipeline(conn, ws, query)
+    owner, moment = report.uuid("owner_id"), params.timestamp(report.query, "as_of")
+    found = await _pipeline(report, report.uuid("pipeline_id"))
+    conn, ws = report.conn, report.workspace_id
     stages, counts = await asyncio.gather(
         sales.stages(conn, ws, found["id"]),
-        sales.pipeline_counts(conn, ws, found["id"], owner, moment, archived),
+        sales.pipeline_counts(conn, ws, found["id"], owner, moment, report.archived),
     )
-    return respond(request, build.pipeline(found, stages, counts, moment, owner), "stages")
+    return report.respond(build.pipeline(found, stages, counts, moment, owner), "stages")
 
 
 @router.get(
@@ -131,32 +101,19 @@ async def pipeline_report(
     ),
 )
 async def forecast_report(
-    request: Request,
-    principal: Reader,
-    pipeline_id: Annotated[
-        str | None, Query(max_length=100, description="Only this pipeline's deals")
-    ] = None,
-    from_: From = None,
-    to: To = None,
-    interval: Annotated[
-        str | None, Query(max_length=20, description="day, week, month (default), quarter or year")
-    ] = None,
-    tz: Tz = None,
-    group_by: Annotated[str | None, Query(max_length=20, description="owner")] = None,
-    include_archived: Archived = None,
+    report: Period,
+    pipeline_id: OnlyPipeline = None,
+    interval: Interval = None,
+    group_by: ByOwner = None,
 ) -> Response:
-    conn = read_pool(request)
-    query = dict(request.query_params)
-    params.check_known(query, ("pipeline_id", "interval", "group_by", *_PERIOD))
-    period = params.period(query, "month")
-    by_owner = params.choice(query, "group_by", ("owner",), None) == "owner"
-    pipeline_id_ = params.uuid_param(query, "pipeline_id")
-    ws = context(request, principal).workspace_id
-    if pipeline_id_ is not None and await sales.pipeline(conn, ws, pipeline_id_) is None:
-        raise field_error("/pipeline_id", "no such pipeline in this workspace")
-    archived = params.flag(query, "include_archived")
-    rows = await sales.forecast(conn, ws, pipeline_id_, by_owner, archived, _bounds(period))
-    return respond(request, build.forecast(rows, period, by_owner), "periods")
+    by_owner = report.choice("group_by", ("owner",)) == "owner"
+    chosen = report.uuid("pipeline_id")
+    if chosen is not None:
+        await _pipeline(report, chosen)
+    rows = await sales.forecast(
+        report.conn, report.workspace_id, chosen, by_owner, report.archived, report.bounds
+    )
+    return report.respond(build.forecast(rows, report.period, by_owner), "periods")
 
 
 @router.get(
@@ -174,24 +131,10 @@ async def forecast_report(
         "`owner`, `pipeline` or `source`. `Accept: text/csv` answers one line per group."
     ),
 )
-async def win_rate_report(
-    request: Request,
-    principal: Reader,
-    from_: From = None,
-    to: To = None,
-    tz: Tz = None,
-    group_by: Annotated[str | None, Query(max_length=20, description="owner, pipeline or source")] = None,
-    include_archived: Archived = None,
-) -> Response:
-    conn = read_pool(request)
-    query = dict(request.query_params)
-    params.check_known(query, ("group_by", *_PERIOD))
-    period = params.period(query, "month")
-    group = params.choice(query, "group_by", sales.WIN_RATE_GROUPS, None)
-    archived = params.flag(query, "include_archived")
-    ws = context(request, principal).workspace_id
-    rows = await sales.win_rate(conn, ws, group, archived, _bounds(period))
-    return respond(request, build.win_rate(rows, period, group), "groups")
+async def win_rate_report(report: Period, group_by: WinRateGroup = None) -> Response:
+    group = report.choice("group_by", sales.WIN_RATE_GROUPS)
+    rows = await sales.win_rate(report.conn, report.workspace_id, group, report.archived, report.bounds)
+    return report.respond(build.win_rate(rows, report.period, group), "groups")
 
 
 @router.get(
@@ -208,27 +151,14 @@ async def win_rate_report(
         "answers one line per stage."
     ),
 )
-async def sales_cycle_report(
-    request: Request,
-    principal: Reader,
-    pipeline_id: PipelineId = None,
-    from_: From = None,
-    to: To = None,
-    tz: Tz = None,
-    include_archived: Archived = None,
-) -> Response:
-    conn = read_pool(request)
-    query = dict(request.query_params)
-    params.check_known(query, ("pipeline_id", *_PERIOD))
-    period = params.period(query, "month")
-    archived = params.flag(query, "include_archived")
-    ws = context(request, principal).workspace_id
-    found = await _pipeline(conn, ws, query)
-    bounds = _bounds(period)
+async def sales_cycle_report(report: Period, pipeline_id: PipelineId = None) -> Response:
+    found = await _pipeline(report, report.uuid("pipeline_id"))
+    conn, ws = report.conn, report.workspace_id
     stages, (won, per_stage) = await asyncio.gather(
-        sales.stages(conn, ws, found["id"]), sales.sales_cycle(conn, ws, found["id"], archived, bounds)
+        sales.stages(conn, ws, found["id"]),
+        sales.sales_cycle(conn, ws, found["id"], report.archived, report.bounds),
     )
-    return respond(request, build.sales_cycle(found, stages, won, per_stage, period), "stages")
+    return report.respond(build.sales_cycle(found, stages, won, per_stage, report.period), "stages")
 
 
 @router.get(
@@ -246,23 +176,12 @@ async def sales_cycle_report(
     ),
 )
 async def service_report(
-    request: Request,
-    principal: Reader,
-    from_: From = None,
-    to: To = None,
-    tz: Tz = None,
-    group_by: Annotated[str | None, Query(max_length=20, description="priority, assignee or channel")] = None,
-    include_archived: Archived = None,
+    report: Period,
+    group_by: ServiceGroup = None,
 ) -> Response:
-    conn = read_pool(request)
-    query = dict(request.query_params)
-    params.check_known(query, ("group_by", *_PERIOD))
-    period = params.period(query, "month")
-    group = params.choice(query, "group_by", service.SERVICE_GROUPS, None)
-    archived = params.flag(query, "include_archived")
-    ws = context(request, principal).workspace_id
-    rows = await service.service(conn, ws, group, archived, _bounds(period))
-    return respond(request, build.service(rows, period, group), "groups")
+    group = report.choice("group_by", service.SERVICE_GROUPS)
+    rows = await service.service(report.conn, report.workspace_id, group, report.archived, report.bounds)
+    return report.respond(build.service(rows, report.period, group), "groups")
 
 
 @router.get(
@@ -282,19 +201,13 @@ async def service_report(
     ),
 )
 async def customers_report(
-    request: Request,
-    principal: Reader,
-    currency: Annotated[str | None, Query(max_length=10, description="ISO 4217; default USD")] = None,
-    churn_days: Annotated[str | None, Query(max_length=10, description="1 to 3650; default 180")] = None,
-    as_of: Annotated[
-        str | None, Query(max_length=100, description="An RFC 3339 timestamp; default now")
-    ] = None,
+    report: Asked,
+    currency: Currency = None,
+    churn_days: ChurnDays = None,
+    as_of: AsOf = None,
     tz: Tz = None,
-    include_archived: Archived = None,
 ) -> Response:
-    conn = read_pool(request)
-    query = dict(request.query_params)
-    params.check_known(query, ("currency", "churn_days", "as_of", "tz", "include_archived"))
+    query = report.query
     zone = params.zone(query)
     moment = params.timestamp(query, "as_of") or dt.datetime.now(dt.UTC)
     days = params.integer(query, "churn_days", 180, 1, 3650)
@@ -311,11 +224,10 @@ async def customers_report(
     except (ValueError, OverflowError):
         raise field_error("/as_of", "too close to the ends of the calendar") from None
     values = {**asked, "churn_before": churn_before, "cohorts_from": first}
-    archived = params.flag(query, "include_archived")
-    ws = context(request, principal).workspace_id
-    summary, cohort_rows = await customers.customers(conn, ws, archived, values)
-    report = build.customers(summary, cohort_rows, asked, months)
-    return respond(request, report, "cohorts")
+    summary, cohort_rows = await customers.customers(
+        report.conn, report.workspace_id, report.archived, values
+    )
+    return report.respond(build.customers(summary, cohort_rows, asked, months), "cohorts")
 
 
 @router.get(
@@ -333,26 +245,13 @@ async def customers_report(
     ),
 )
 async def lead_conversion_report(
-    request: Request,
-    principal: Reader,
-    from_: From = None,
-    to: To = None,
-    interval: Annotated[
-        str | None, Query(max_length=20, description="day, week, month (default), quarter or year")
-    ] = None,
-    tz: Tz = None,
-    group_by: Annotated[str | None, Query(max_length=20, description="source")] = None,
-    include_archived: Archived = None,
+    report: Period, interval: Interval = None, group_by: BySource = None
 ) -> Response:
-    conn = read_pool(request)
-    query = dict(request.query_params)
-    params.check_known(query, ("interval", "group_by", *_PERIOD))
-    period = params.period(query, "month")
-    by_source = params.choice(query, "group_by", ("source",), None) == "source"
-    archived = params.flag(query, "include_archived")
-    ws = context(request, principal).workspace_id
-    rows = await acquisition.lead_conversion(conn, ws, by_source, archived, _bounds(period))
-    return respond(request, build.lead_conversion(rows, period, by_source), "periods")
+    by_source = report.choice("group_by", ("source",)) == "source"
+    rows = await acquisition.lead_conversion(
+        report.conn, report.workspace_id, by_source, report.archived, report.bounds
+    )
+    return report.respond(build.lead_conversion(rows, report.period, by_source), "periods")
 
 
 @router.get(
@@ -368,19 +267,8 @@ async def lead_conversion_report(
         "source. `Accept: text/csv` answers one line per source."
     ),
 )
-async def attribution_report(
-    request: Request,
-    principal: Reader,
-    from_: From = None,
-    to: To = None,
-    tz: Tz = None,
-    include_archived: Archived = None,
-) -> Response:
-    conn = read_pool(request)
-    query = dict(request.query_params)
-    params.check_known(query, _PERIOD)
-    period = params.period(query, "month")
-    archived = params.flag(query, "include_archived")
-    ws = context(request, principal).workspace_id
-    counts, won = await acquisition.attribution(conn, ws, archived, _bounds(period))
-    return respond(request, build.attribution(counts, won, period), "sources")
+async def attribution_report(report: Period) -> Response:
+    counts, won = await acquisition.attribution(
+        report.conn, report.workspace_id, report.archived, report.bounds
+    )
+    return report.respond(build.attribution(counts, won, report.period), "sources")

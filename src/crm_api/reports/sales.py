@@ -36,6 +36,7 @@ from sqlalchemy.dialects.postgresql import UUID, distinct_on
 from sqlalchemy.sql.elements import ColumnElement
 
 from .. import sql
+from . import roomy
 from .buckets import date_bucket, in_period, local_bucket
 
 
@@ -107,49 +108,49 @@ def _pipeline_now(by_owner: bool, include_archived: bool) -> Select[Any]:
 def _pipeline_then(by_owner: bool, include_archived: bool) -> Select[Any]:
     """Deals per stage and currency at ``as_of``, as today's state rolled back by the moves since: a deal that
     has not moved since ``as_of`` was where it is now; one that has was where its first move since took it
-    from (a first move that is its creation: it did not exist yet). So the work grows with the moves since
-    ``as_of``, read on ix_deal_stage_changes_changed, and the rest is today's index-only range of
-    ix_deals_report_pipeline. The stage moved from is matched against this pipeline's stages, which also
-    places a deal moved between pipelines since."""
+    from (a first move that is its creation: it did not exist yet).
+
+    One pass over the workspace's deals (an index-only scan of ix_deals_report_pipeline, which carries
+    every column read, the id included), hash-joined with each moved deal's first move since ``as_of``
+    (ix_deal_stage_changes_changed, index-only): no probe per moved deal. The stage moved from is matched
+    against this pipeline's stages, which also places a deal moved between pipelines since."""
     h = sql.table("deal_stage_changes")
     d = sql.table("deals")
     s = sql.table("pipeline_stages")
     ws, as_of = sql.param("ws"), sql.param("as_of", DateTime(timezone=True))
     pipeline_id = sql.param("pipeline_id", UUID)
     since = (
-        select(h.c.workspace_id, h.c.deal_id, h.c.from_stage_id)
+        select(h.c.deal_id, h.c.from_stage_id)
         .ext(distinct_on(h.c.deal_id))
         .where(h.c.workspace_id == ws, h.c.changed_at > as_of)
         .order_by(h.c.deal_id, h.c.changed_at, h.c.id)
-        .cte("since")
+        .subquery("since")
     )
+    ours = select(s.c.id).where(s.c.workspace_id == ws, s.c.pipeline_id == pipeline_id)
     live_then = literal(True) if include_archived else or_(d.c.archived_at.is_(None), d.c.archived_at > as_of)
-    existed = [d.c.workspace_id == ws, d.c.created_at <= as_of, live_then]
+    stage = case((since.c.deal_id.is_(None), d.c.stage_id), else_=since.c.from_stage_id)
+    where = [
+        d.c.workspace_id == ws,
+        d.c.created_at <= as_of,
+        live_then,
+        or_(
+            and_(since.c.deal_id.is_(None), d.c.pipeline_id == pipeline_id),
+            since.c.from_stage_id.in_(ours.scalar_subquery()),
+        ),
+    ]
     if by_owner:
-        existed.append(d.c.owner_id == sql.param("owner_id", UUID))
-    unmoved = select(d.c.stage_id, d.c.currency, d.c.amount).where(
-        *existed,
-        d.c.pipeline_id == pipeline_id,
-        ~exists().where(since.c.workspace_id == d.c.workspace_id, since.c.deal_id == d.c.id),
-    )
-    moved = (
-        select(since.c.from_stage_id.label("stage_id"), d.c.currency, d.c.amount)
-        .select_from(
-            since.join(d, and_(d.c.workspace_id == since.c.workspace_id, d.c.id == since.c.deal_id)).join(
-                s,
-                and_(
-                    s.c.workspace_id == since.c.workspace_id,
-                    s.c.pipeline_id == pipeline_id,
-                    s.c.id == since.c.from_stage_id,
-                ),
-            )
+        where.append(d.c.owner_id == sql.param("owner_id", UUID))
+    return (
+        select(
+            stage.label("stage_id"),
+            d.c.currency,
+            func.count().label("deals"),
+            func.sum(d.c.amount).label("amount"),
         )
-        .where(*existed)
+        .select_from(d.outerjoin(since, since.c.deal_id == d.c.id))
+        .where(*where)
+        .group_by(stage, d.c.currency)
     )
-    then = union_all(unmoved, moved).subquery("then")
-    return select(
-        then.c.stage_id, then.c.currency, func.count().label("deals"), func.sum(then.c.amount).label("amount")
-    ).group_by(then.c.stage_id, then.c.currency)
 
 
 async def pipeline_counts(
@@ -169,6 +170,7 @@ async def pipeline_counts(
     else:
         stmt = _pipeline_then(owner_id is not None, include_archived)
         params["as_of"] = as_of
+        return [dict(r) for r in await roomy.fetch(conn, stmt, **params)]
     return [dict(r) for r in await stmt.fetch(conn, **params)]
 
 
@@ -397,6 +399,6 @@ async def sales_cycle(
     params = {"ws": ws, "pipeline_id": pipeline_id, "lower": period["lower"], "upper": period["upper"]}
     won, per_stage = await asyncio.gather(
         _cycle_won(include_archived).fetchrow(conn, **params),
-        _cycle_stages(include_archived).fetch(conn, **params),
+        roomy.fetch(conn, _cycle_stages(include_archived), **params),
     )
     return dict(won), [dict(r) for r in per_stage]

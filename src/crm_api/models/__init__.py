@@ -8,6 +8,7 @@ from .custom_fields import CustomFieldDefinition, CustomFieldValue
 from .events import Event, EventStreamWorkspace, IdempotencyRecord
 from .orders import ORDER_STATUSES, DealLineItem, Order
 from .sales import STAGE_KINDS, Deal, DealStageChange, Pipeline, PipelineStage
+from .segments import Segment, SegmentChange, SegmentCursor, SegmentMember
 from .service_desk import SlaPolicy, Ticket, TicketComment
 from .webhooks import WebhookAttempt, WebhookDelivery, WebhookEndpoint
 from .workspace import ApiKey, Workspace
@@ -39,6 +40,10 @@ __all__ = [
     "Order",
     "Pipeline",
     "PipelineStage",
+    "Segment",
+    "SegmentChange",
+    "SegmentCursor",
+    "SegmentMember",
     "SlaPolicy",
     "Ticket",
     "TicketComment",

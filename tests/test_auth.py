@@ -39,6 +39,7 @@ ISSUED_SCOPES = {
             "imports",
             "exports",
             "browser_tokens",
+            "segments",
         )
         for action in ("read", "write")
     ),

@@ -183,6 +183,7 @@ async def _sample(api: httpx.AsyncClient, name: str) -> tuple[str, dict[str, Any
         "deals": {"name": "Deal", "amount": "10.00", "currency": "EUR"},  # in the default pipeline
         "sla_policies": {"name": "Standard"},
         "custom_fields": {"object_type": "contact", "name": "shoe_size", "label": "Size", "type": "number"},
+        "segments": {"name": "Leads", "object_type": "contact", "kind": "static"},
     }
     assert name in bodies, f"give {name} a sample body in this test"
     return f"/v1/{REGISTRY[name].url_segment}", bodies[name]

@@ -14,6 +14,7 @@ from ..resources.schemas import ExternalIds, Filter, Problem, ReadModel, ShortTe
 SegmentObjectType = TypeAliasType("SegmentObjectType", Literal["contact", "company", "deal"])
 SegmentKind = TypeAliasType("SegmentKind", Literal["dynamic", "static"])
 SegmentStatus = TypeAliasType("SegmentStatus", Literal["building", "ready"])
+MemberChange = TypeAliasType("MemberChange", Literal["added", "removed"])
 MemberReason = TypeAliasType(
     "MemberReason", Literal["matched", "unmatched", "added", "removed", "archived", "merged", "erased"]
 )
@@ -95,7 +96,7 @@ class SegmentChange(BaseModel):
     id: uuid.UUID
     segment_id: uuid.UUID
     object_id: uuid.UUID
-    change: Literal["added", "removed"]
+    change: MemberChange
     reason: MemberReason
     created_at: dt.datetime
 

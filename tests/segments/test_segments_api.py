@@ -142,3 +142,22 @@ async def test_members_of_a_dynamic_segment_are_not_written_by_clients(api: http
     assert r.status_code == 422
     r = await api.get(f"/v1/segments/{seg['id']}/members", params={"cursor": "garbage"})
     assert r.status_code == 400 and r.json()["code"] == "invalid_cursor"
+
+
+async def test_segment_id_on_lists_and_search(api: httpx.AsyncClient) -> None:
+    body = {"name": "S", "object_type": "company", "kind": "static"}
+    seg = await _ok(await api.post("/v1/segments", json=body), 201)
+    acme = await _ok(await api.post("/v1/companies", json={"name": "Acme", "industry": "tools"}), 201)
+    await _ok(await api.post("/v1/companies", json={"name": "Other", "industry": "tools"}), 201)
+    food = await _ok(await api.post("/v1/companies", json={"name": "Food", "industry": "food"}), 201)
+    await _ok(await api.post(f"/v1/segments/{seg['id']}/members", json={"ids": [acme["id"], food["id"]]}))
+    listed = await _ok(await api.get("/v1/companies", params={"segment_id": seg["id"], "sort": "created_at"}))
+    assert [c["id"] for c in listed["data"]] == [acme["id"], food["id"]]
+    flt = {"field": "industry", "op": "eq", "value": "tools"}
+    found = await _ok(await api.post("/v1/companies/search", json={"filter": flt, "segment_id": seg["id"]}))
+    assert [c["id"] for c in found["data"]] == [acme["id"]]
+    assert (await _ok(await api.get("/v1/companies", params={"segment_id": str(uuid.uuid4())})))["data"] == []
+    bad = await api.get("/v1/companies", params={"segment_id": "nope"})
+    assert bad.status_code == 422 and bad.json()["errors"][0]["path"] == "/segment_id"
+    other = await api.post("/v1/activities/search", json={"segment_id": seg["id"]})
+    assert other.status_code == 422 and other.json()["errors"][0]["path"] == "/segment_id"

@@ -58,6 +58,7 @@ COMPANIES = register(
         searched="name and domain",
         sorts=("created_at", "updated_at", "name"),
         query_params=(
+            QueryParam("segment_id", "id", "segment", "uuid", "Members of this segment"),
             QueryParam("domain", "domain", "eq", "text"),
             QueryParam("industry", "industry", "eq", "text"),
             QueryParam("owner_id", "owner_id", "eq", "uuid"),

@@ -71,6 +71,7 @@ CONTACTS = register(
         references=(Reference("company_id", "companies"),),
         sorts=("created_at", "updated_at"),
         query_params=(
+            QueryParam("segment_id", "id", "segment", "uuid", "Members of this segment"),
             QueryParam("email", "email", "eq", "text"),
             QueryParam("company_id", "company_id", "eq", "uuid"),
             QueryParam("owner_id", "owner_id", "eq", "uuid"),

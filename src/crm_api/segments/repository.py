@@ -168,9 +168,10 @@ def _record() -> Any:
 _ADD, _REMOVE, _RECORD = sql.Query(_add), sql.Query(_remove), sql.Query(_record)
 
 
-async def lock_segment(conn: asyncpg.Connection, ws: uuid.UUID, segment_id: uuid.UUID) -> None:
-    """One writer of a segment's membership at a time (a worker and a client, two workers)."""
-    await locks.lock_keys(conn, [locks.key_lock(ws, "segment", str(segment_id))])
+async def lock_segment(conn: asyncpg.Connection, ws: uuid.UUID, *segment_ids: uuid.UUID) -> None:
+    """One writer of a segment's membership at a time (a worker and a client, two workers); several
+    segments in one statement, in a fixed order (no deadlock between two workers)."""
+    await locks.lock_keys(conn, [locks.key_lock(ws, "segment", str(sid)) for sid in segment_ids])
 
 
 async def change(

@@ -26,14 +26,23 @@ TABLE_OF = {"contact": "contacts", "company": "companies", "deal": "deals"}
 
 
 async def compile_filter(
-    conn: asyncpg.Connection | asyncpg.Pool, workspace_id: Any, object_type: str, node: Any, params: Params
+    conn: asyncpg.Connection | asyncpg.Pool,
+    workspace_id: Any,
+    object_type: str,
+    node: Any,
+    params: Params,
+    known: dict[str, Any] | None = None,
 ) -> Expr:
     """A segment's filter as a condition on its object type's table, typed by the workspace's custom field
-    definitions as ``POST /search`` types it; errors name ``/filter/...``."""
+    definitions as ``POST /search`` types it; errors name ``/filter/...``. ``known`` keeps the definitions
+    read, by object type, for the next filters of the same workspace (a worker's step reads them once)."""
     spec = REGISTRY[TABLE_OF[object_type]]
     compiler = Compiler(spec, params)
     if custom_fields.applies(spec):
-        compiler.custom_definitions = await custom_fields.definitions(conn, workspace_id, spec.object)
+        cache = {} if known is None else known
+        if object_type not in cache:
+            cache[object_type] = await custom_fields.definitions(conn, workspace_id, spec.object)
+        compiler.custom_definitions = cache[object_type]
     return compiler.compile(node)
 
 

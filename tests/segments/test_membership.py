@@ -153,3 +153,19 @@ async def test_merged_and_erased_contacts_leave_every_segment(
         assert (ann2["id"], "removed", "merged") in reasons
         assert (bob["id"], "removed", "erased") in reasons
     assert (await _ok(await api.get(f"/v1/segments/{static['id']}")))["member_count"] == 1
+
+
+async def test_a_contact_change_reaches_its_deals(api: httpx.AsyncClient, pool: asyncpg.Pool) -> None:
+    ann = await _ok(
+        await api.post("/v1/contacts", json={"first_name": "Ann", "lifecycle_stage": "lead"}), 201
+    )
+    deal = await _ok(await api.post("/v1/deals", json={"name": "D", "contact_id": ann["id"]}), 201)
+    await _ok(await api.post("/v1/deals", json={"name": "Other"}), 201)
+    seg = await _segment(api, "deal", {"field": "contact.lifecycle_stage", "op": "eq", "value": "customer"})
+    await _settle(pool)
+    assert await _members(api, seg["id"]) == set()
+    await _ok(await api.patch(f"/v1/contacts/{ann['id']}", json={"lifecycle_stage": "customer"}))
+    await _settle(pool)
+    assert await _members(api, seg["id"]) == {deal["id"]}
+    of_deal = await _ok(await api.get(f"/v1/deals/{deal['id']}/segments"))
+    assert [s["id"] for s in of_deal["data"]] == [seg["id"]]

@@ -191,9 +191,12 @@ class SearchRequest(WriteModel):
     cursor: str | None = Field(None, max_length=2000)
     # strict: the spec says boolean, and 0 or "yes" is a mistake to name, not to guess at
     include_archived: StrictBool = False
-    segment_id: uuid.UUID | None = Field(
-        None, description="Only members of this segment (contacts, companies and deals; 422 elsewhere)"
-    )
+
+
+class SegmentSearchRequest(SearchRequest):
+    """The search body of the resources segments hold (contacts, companies, deals)."""
+
+    segment_id: uuid.UUID | None = Field(None, description="Only members of this segment")
 
 
 def list_model(read: type[BaseModel]) -> type[BaseModel]:

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
-from typing import Annotated, Any, Literal
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, Field
 from typing_extensions import TypeAliasType
 
+from ..companies.schemas import Company
+from ..contacts.schemas import Contact
+from ..deals.schemas import Deal
 from ..resources.schemas import ExternalIds, Filter, Problem, ReadModel, ShortText, WriteModel, not_clearable
 
 SegmentObjectType = TypeAliasType("SegmentObjectType", Literal["contact", "company", "deal"])
@@ -49,7 +52,7 @@ class Segment(ReadModel):
     name: str
     object_type: SegmentObjectType
     kind: SegmentKind
-    filter: dict[str, Any] | None
+    filter: Filter | None
     member_count: int
     status: SegmentStatus
     external_ids: ExternalIds
@@ -79,9 +82,9 @@ class SegmentMember(BaseModel):
     object_id: uuid.UUID
     added_at: dt.datetime
     reason: MemberReason
-    contact: dict[str, Any] | None = Field(None, description="With include=object, in a contact segment")
-    company: dict[str, Any] | None = Field(None, description="With include=object, in a company segment")
-    deal: dict[str, Any] | None = Field(None, description="With include=object, in a deal segment")
+    contact: Contact | None = Field(None, description="With include=object, in a contact segment")
+    company: Company | None = Field(None, description="With include=object, in a company segment")
+    deal: Deal | None = Field(None, description="With include=object, in a deal segment")
 
 
 class SegmentMemberList(BaseModel):

@@ -41,6 +41,7 @@ ISSUED_SCOPES = {
             "browser_tokens",
             "members",
             "teams",
+            "segments",
         )
         for action in ("read", "write")
     ),

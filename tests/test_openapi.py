@@ -109,6 +109,13 @@ EXPECTED = {
     "exports_create",
     "exports_get",
     "exports_file",
+    *(f"segments_{a}" for a in RESOURCE_ACTIONS),
+    "segments_aggregate",
+    "segments_members",
+    "segments_add_members",
+    "segments_remove_members",
+    "segments_history",
+    *(f"{r}_segments" for r in ("contacts", "companies", "deals")),
 }
 
 
@@ -206,7 +213,7 @@ def test_writes_declare_their_headers_and_what_can_go_wrong() -> None:
             assert ("Idempotent-Replayed" in sent) == (write and status.startswith("2")), (name, status)
     resources = (
         *("contacts", "companies", "deals", "activities", "tickets", "sla_policies", "custom_fields"),
-        *("members", "teams"),
+        *("members", "teams", "segments"),
     )
     assert if_match == {
         *(f"{r}_{a}" for r in resources for a in ("update", "archive", "restore")),

@@ -2,9 +2,16 @@
 
 from __future__ import annotations
 
+import datetime as dt
+import uuid
 from typing import Any
 
+import asyncpg
 import httpx
+
+from crm_api.contacts.spec import CONTACTS
+from crm_api.resources.exprs import Params
+from crm_api.resources.filters import Compiler
 
 
 async def _setup(api: httpx.AsyncClient) -> dict[str, str]:
@@ -115,3 +122,83 @@ async def test_sort_and_include_archived_take_only_what_the_spec_says(api: httpx
         r = await api.post("/v1/contacts/search", json={"include_archived": value})
         assert r.status_code == 422 and r.json()["errors"][0]["path"] == "/include_archived", (value, r.text)
     assert (await api.post("/v1/contacts/search", json={"include_archived": True})).status_code == 200
+
+
+async def _backdate(pool: asyncpg.Pool, ids: dict[str, str], ages: dict[str, dt.timedelta]) -> None:
+    async with pool.acquire() as conn:
+        for key, age in ages.items():
+            await conn.execute(
+                "UPDATE contacts SET created_at = now() - $2::interval WHERE id = $1",
+                uuid.UUID(ids[key]),
+                age,
+            )
+
+
+async def test_relative_times_compare_with_the_statements_now(
+    api: httpx.AsyncClient, pool: asyncpg.Pool
+) -> None:
+    ids = await _setup(api)
+    await _backdate(pool, ids, {"ann": dt.timedelta(days=40), "bob": dt.timedelta(days=10)})
+    recent = {"field": "created_at", "op": "gt", "value": "-30d"}
+    assert await _names(api, recent) == ["Bob", "Cy"]
+    assert await _names(api, {"field": "created_at", "op": "gte", "value": "-1w"}) == ["Cy"]
+    assert await _names(api, {"field": "created_at", "op": "lt", "value": "-2w"}) == ["Ann"]
+    assert await _names(api, {"field": "created_at", "op": "lt", "value": "-15m"}) == ["Ann", "Bob"]
+    assert await _names(api, {"field": "created_at", "op": "gt", "value": "-12h"}) == ["Cy"]
+    window = {"field": "created_at", "op": "between", "value": ["-45d", "-35d"]}
+    assert await _names(api, window) == ["Ann"]
+    mixed = {"field": "created_at", "op": "between", "value": ["-45d", "2999-01-01T00:00:00Z"]}
+    assert await _names(api, mixed) == ["Ann", "Bob", "Cy"]
+    # through a relation hop, and in an aggregate
+    hop = {"field": "company.created_at", "op": "gt", "value": "-1d"}
+    assert await _names(api, hop) == ["Ann", "Bob"]
+    body = {"filter": recent, "metrics": [{"op": "count"}]}
+    counted = await api.post("/v1/contacts/aggregate", json=body)
+    assert counted.status_code == 200, counted.text
+    assert counted.json()["rows"][0]["values"]["count"] == 2
+
+
+async def test_relative_times_on_a_datetime_custom_field(api: httpx.AsyncClient) -> None:
+    definition = {"object_type": "contact", "name": "seen", "label": "Seen", "type": "datetime"}
+    assert (await api.post("/v1/custom-fields", json=definition)).status_code == 201
+    now = dt.datetime.now(dt.UTC)
+    for name, age in (("Old", 60), ("New", 1)):
+        seen = (now - dt.timedelta(days=age)).strftime("%Y-%m-%dT%H:%M:%SZ")
+        r = await api.post("/v1/contacts", json={"first_name": name, "custom_fields": {"seen": seen}})
+        assert r.status_code == 201, r.text
+    assert await _names(api, {"field": "custom_fields.seen", "op": "gt", "value": "-30d"}) == ["New"]
+    assert await _names(api, {"field": "custom_fields.seen", "op": "lte", "value": "-30d"}) == ["Old"]
+
+
+async def test_bad_relative_times_are_422s_naming_the_value(api: httpx.AsyncClient) -> None:
+    for value, path in (
+        ("-30x", "/filter/value"),
+        ("30d", "/filter/value"),
+        ("-9999999d", "/filter/value"),
+        ("-d", "/filter/value"),
+    ):
+        r = await api.post(
+            "/v1/contacts/search", json={"filter": {"field": "created_at", "op": "gt", "value": value}}
+        )
+        assert r.status_code == 422, (value, r.text)
+        assert r.headers["content-type"].startswith("application/problem+json")
+        assert [e["path"] for e in r.json()["errors"]] == [path], r.text
+    nested = {"and": [{"field": "first_name", "op": "eq", "value": "A"},
+                      {"field": "updated_at", "op": "between", "value": ["-1d", "-2q"]}]}  # fmt: skip
+    r = await api.post("/v1/contacts/search", json={"filter": nested})
+    assert r.status_code == 422 and r.json()["errors"][0]["path"] == "/filter/and/1/value/1", r.text
+    # a relative time on a field that is not a time is a value of the wrong type
+    r = await api.post(
+        "/v1/contacts/search", json={"filter": {"field": "first_name", "op": "gt", "value": "-3d"}}
+    )
+    assert r.status_code == 200
+
+
+def test_every_relative_value_shares_one_statement_shape() -> None:
+    shapes = set()
+    for value in ("-30d", "-2w", "-12h", "-15m"):
+        params = Params(ws=None)
+        compiled = Compiler(CONTACTS, params).compile({"field": "created_at", "op": "gt", "value": value})
+        shapes.add(compiled.key)
+        assert isinstance(params.values["p1"], dt.timedelta)
+    assert len(shapes) == 1

@@ -183,6 +183,7 @@ async def _work(url: str, processes_label: str) -> None:
     from . import logs, metrics
     from .bulk import worker as bulk_worker
     from .db import Timeouts, create_pool
+    from .segments import worker as segment_worker
     from .webhooks.dispatcher import Dispatcher
 
     settings = get_settings()
@@ -196,11 +197,14 @@ async def _work(url: str, processes_label: str) -> None:
     _err(f"dispatcher {processes_label} running; SIGTERM or Ctrl-C stops it gracefully")
     # imports and exports run in the workers only, beside their dispatcher: never in an API process
     bulk = asyncio.create_task(bulk_worker.run_forever(pool, settings, stop))
+    # so does segment membership: the API's writes never wait for it
+    segments = asyncio.create_task(segment_worker.run_forever(pool, settings, stop))
     try:
         await Dispatcher(pool, settings).run(stop)
     finally:
         stop.set()
         await bulk
+        await segments
         sampler.cancel()
         await pool.close()
         metrics.process_exit()

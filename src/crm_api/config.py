@@ -109,6 +109,12 @@ class Settings(BaseSettings):
     before another worker takes it over; a live worker renews it every third of this."""
     bulk_poll_seconds: float = 2.0
     """How often each ``crm-api worker`` process looks for queued imports and exports (0: never)."""
+    segment_poll_seconds: float = 0.2
+    """How often each ``crm-api worker`` process follows the event log for segment membership (0: never);
+    it looks again at once while there is more to read."""
+    segment_relative_seconds: float = 60.0
+    """How often dynamic segments whose filter holds a relative time (``-30d``) are evaluated whole, so
+    members leave as they age out."""
     webhook_retry_scale: float = 1.0
     """Multiplies the retry ladder (5 s, 5 min, ... 24 h); tests shrink it to fit in seconds."""
 

@@ -38,6 +38,9 @@ from .reports.aggregate import aggregate_router
 from .reports.router import router as report_routes
 from .resources.router import build_router
 from .resources.spec import ResourceSpec
+from .segments.router import object_segments_router
+from .segments.router import router as segment_routes
+from .segments.spec import SEGMENTS
 from .tickets.policies import SLA_POLICIES
 from .tickets.router import router as ticket_routes
 from .tickets.spec import TICKETS
@@ -61,18 +64,34 @@ RESOURCES: tuple[Resource, ...] = (
     served(
         CONTACTS,
         before=[merge_router(CONTACTS)],
-        after=[upsert_router(CONTACTS), timeline_router(CONTACTS), erase_routes, history_router(CONTACTS)],
+        after=[
+            upsert_router(CONTACTS),
+            timeline_router(CONTACTS),
+            erase_routes,
+            history_router(CONTACTS),
+            object_segments_router(CONTACTS),
+        ],
     ),
     served(
         COMPANIES,
         before=[merge_router(COMPANIES), company_routes],
-        after=[upsert_router(COMPANIES), timeline_router(COMPANIES), history_router(COMPANIES)],
+        after=[
+            upsert_router(COMPANIES),
+            timeline_router(COMPANIES),
+            history_router(COMPANIES),
+            object_segments_router(COMPANIES),
+        ],
     ),
     Resource("pipelines", (pipeline_routes,)),
     served(
         DEALS,
         before=[deal_routes],
-        after=[upsert_router(DEALS), timeline_router(DEALS), history_router(DEALS)],
+        after=[
+            upsert_router(DEALS),
+            timeline_router(DEALS),
+            history_router(DEALS),
+            object_segments_router(DEALS),
+        ],
     ),
     Resource("orders", (order_routes,)),
     served(ACTIVITIES, after=[history_router(ACTIVITIES)]),
@@ -81,6 +100,7 @@ RESOURCES: tuple[Resource, ...] = (
     served(CUSTOM_FIELDS, after=[schema_routes]),
     served(MEMBERS, before=[member_routes]),
     served(TEAMS),
+    served(SEGMENTS, before=[segment_routes]),
     Resource("events", (event_routes, event_type_routes)),
     Resource("webhooks", (webhook_routes,)),
     Resource("reports", (report_routes,)),

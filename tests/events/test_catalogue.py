@@ -98,6 +98,10 @@ async def _every_writer(api: httpx.AsyncClient, pool: asyncpg.Pool) -> str:
         api, "/v1/members", {"email": "m@example.com", "name": "M"}, {"role": "admin"}
     )
     await _record_cycle(api, "/v1/teams", {"name": "Sales", "member_ids": [member]}, {"name": "Sales EU"})
+    static = {"name": "VIP", "object_type": "contact", "kind": "static"}
+    segment = await _record_cycle(api, "/v1/segments", static, {"name": "VIPs"})
+    await _ok(await api.post(f"/v1/segments/{segment}/members", json={"ids": [contact]}))
+    await _ok(await api.request("DELETE", f"/v1/segments/{segment}/members", json={"ids": [contact]}))
 
     hook = await _ok(
         await api.post("/v1/webhooks", json={"url": "http://127.0.0.1:9/h", "event_types": ["*"]}), 201

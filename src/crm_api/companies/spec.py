@@ -59,6 +59,7 @@ COMPANIES = register(
         sorts=("created_at", "updated_at", "name"),
         member_columns=("owner_id",),
         query_params=(
+            QueryParam("segment_id", "id", "segment", "uuid", "Members of this segment"),
             QueryParam("domain", "domain", "eq", "text"),
             QueryParam("industry", "industry", "eq", "text"),
             QueryParam("owner_id", "owner_id", "eq", "uuid"),

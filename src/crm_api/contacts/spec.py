@@ -72,6 +72,7 @@ CONTACTS = register(
         sorts=("created_at", "updated_at"),
         member_columns=("owner_id",),
         query_params=(
+            QueryParam("segment_id", "id", "segment", "uuid", "Members of this segment"),
             QueryParam("email", "email", "eq", "text"),
             QueryParam("company_id", "company_id", "eq", "uuid"),
             QueryParam("owner_id", "owner_id", "eq", "uuid"),

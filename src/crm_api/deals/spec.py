@@ -164,6 +164,7 @@ DEALS = register(
         sorts=("created_at", "updated_at", "name"),
         member_columns=("owner_id",),
         query_params=(
+            QueryParam("segment_id", "id", "segment", "uuid", "Members of this segment"),
             QueryParam("pipeline_id", "pipeline_id", "eq", "uuid"),
             QueryParam("stage_id", "stage_id", "eq", "uuid"),
             QueryParam("status", "status", "eq", "text"),

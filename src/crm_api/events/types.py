@@ -64,6 +64,15 @@ def _record(prefix: str, schema: str, noun: str) -> tuple[EventType, ...]:
 
 
 _MERGED: dict[str, dict[str, Any]] = {"survivor": _UUID, "merged": {"type": "array", "items": _UUID}}
+_MEMBER: dict[str, dict[str, Any]] = {
+    "segment_id": _UUID,
+    "object_type": {"type": "string", "enum": ["contact", "company", "deal"]},
+    "object_id": _UUID,
+    "reason": {
+        "type": "string",
+        "enum": ["matched", "unmatched", "added", "removed", "archived", "merged", "erased"],
+    },
+}
 _MERGE_NOTE = "data.survivor is the id kept, data.merged the ids archived into it"
 
 CATALOGUE: tuple[EventType, ...] = (
@@ -164,6 +173,27 @@ CATALOGUE: tuple[EventType, ...] = (
     *_record("custom_field", "CustomField", "A custom field definition"),
     *_record("member", "Member", "A member of the workspace"),
     *_record("team", "Team", "A team of members"),
+    *_record("segment", "Segment", "A segment"),
+    *(
+        EventType(
+            f"segment.member_{change}",
+            "segment",
+            "Segment",
+            f"An object {verb} a segment; data.object is the segment, data.object_id the "
+            f"{noun}, data.reason why ({reasons})",
+            note=f"data.object_id {verb} the segment; data.reason says why",
+            data=_MEMBER,
+        )
+        for change, verb, noun, reasons in (
+            ("added", "entered", "object that entered", "matched or added"),
+            (
+                "removed",
+                "left",
+                "object that left",
+                "unmatched, removed, archived, merged or erased",
+            ),
+        )
+    ),
     EventType(
         "webhook.test",
         "webhook_endpoint",

@@ -9,6 +9,7 @@ from .events import Event, EventStreamWorkspace, IdempotencyRecord
 from .orders import ORDER_STATUSES, DealLineItem, Order
 from .people import MEMBER_ROLES, Member, Team
 from .sales import STAGE_KINDS, Deal, DealStageChange, Pipeline, PipelineStage
+from .segments import Segment, SegmentChange, SegmentCursor, SegmentMember
 from .service_desk import SlaPolicy, Ticket, TicketComment
 from .webhooks import WebhookAttempt, WebhookDelivery, WebhookEndpoint
 from .workspace import ApiKey, Workspace
@@ -42,6 +43,10 @@ __all__ = [
     "Order",
     "Pipeline",
     "PipelineStage",
+    "Segment",
+    "SegmentChange",
+    "SegmentCursor",
+    "SegmentMember",
     "SlaPolicy",
     "Team",
     "Ticket",

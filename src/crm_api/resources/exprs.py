@@ -17,6 +17,7 @@ from sqlalchemy import (
     ColumnElement,
     Date,
     DateTime,
+    Interval,
     Numeric,
     Text,
     and_,
@@ -53,6 +54,7 @@ _SA_TYPES: dict[str, TypeEngine[Any]] = {
     "timestamptz": DateTime(timezone=True),
     "date": Date(),
     "jsonb": JSONB(),
+    "interval": Interval(),
 }
 
 

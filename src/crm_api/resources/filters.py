@@ -4,7 +4,8 @@
             | {"field": <name>, "op": <op>, "value": <value>}
 
 A field is a column of the resource, ``custom_fields.<name>``, or one relation hop such as
-``company.industry``. Every error names the JSON path of the offending node.
+``company.industry``. A time or date field also takes a relative time (``"-30d"``: ``relative_time.py``).
+Every error names the JSON path of the offending node.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from typing import Any, TypeGuard, get_args
 
 from sqlalchemy import (
     ColumnElement,
+    Date,
     Numeric,
     Text,
     and_,
@@ -35,6 +37,7 @@ from sqlalchemy.dialects.postgresql import JSONB
 from .. import jsonutil, sql
 from ..errors import field_error
 from ..timeutil import to_utc
+from . import relative_time
 from .custom_fields.typed import typed_custom_field
 from .exprs import Expr, Params, all_of, column_ref, negate, workspace_param
 from .schemas import text_problem
@@ -103,7 +106,7 @@ def _coerce(value: Any, pg_type: FieldType, path: str) -> Any:
         try:
             parsed = dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
         except ValueError:
-            raise field_error(path, "expected an RFC 3339 timestamp") from None
+            raise field_error(path, f"expected an RFC 3339 timestamp or {relative_time.FORMS}") from None
         try:
             return to_utc(parsed)
         except ValueError as exc:
@@ -114,7 +117,7 @@ def _coerce(value: Any, pg_type: FieldType, path: str) -> Any:
         try:
             return dt.date.fromisoformat(value)
         except ValueError:
-            raise field_error(path, "expected a date (YYYY-MM-DD)") from None
+            raise field_error(path, f"expected a date (YYYY-MM-DD) or {relative_time.FORMS}") from None
     raise bad
 
 
@@ -245,7 +248,7 @@ class Compiler:
         if op in _COMPARE:
             if op != "eq" and pg_type in ("uuid", "boolean"):
                 raise field_error(f"{path}/op", f"operator '{op}' does not apply to a {pg_type} field")
-            p = self.params.add(_coerce(value, pg_type, vpath), pg_type)
+            p = self.bound(value, pg_type, vpath)
             compare = _COMPARE[op]
             return Expr((op, column.key, p.key), lambda: compare(col(), p.build()))
         if op == "neq":
@@ -262,8 +265,8 @@ class Compiler:
         if op == "between":
             if not isinstance(value, list) or len(value) != 2:
                 raise field_error(vpath, "between takes an array of two values [low, high]")
-            low = self.params.add(_coerce(value[0], pg_type, f"{vpath}/0"), pg_type)
-            high = self.params.add(_coerce(value[1], pg_type, f"{vpath}/1"), pg_type)
+            low = self.bound(value[0], pg_type, f"{vpath}/0")
+            high = self.bound(value[1], pg_type, f"{vpath}/1")
             return Expr(
                 ("between", column.key, low.key, high.key), lambda: col().between(low.build(), high.build())
             )
@@ -273,6 +276,17 @@ class Compiler:
         text = _like(_coerce(value, "text", vpath))
         pattern = self.params.add(f"%{text}%" if op == "contains" else f"{text}%", "text")
         return Expr(("ilike", column.key, pattern.key), lambda: col().ilike(pattern.build()))
+
+    def bound(self, value: Any, pg_type: FieldType, path: str) -> Expr:
+        """A value to compare with: a parameter, or for a time or date field a relative time, computed by
+        the database from the statement's ``now()`` (so the value's shape, not the value, is in the key)."""
+        interval = relative_time.parse(value) if pg_type in ("timestamptz", "date") else None
+        if interval is None:
+            return self.params.add(_coerce(value, pg_type, path), pg_type)
+        p = self.params.add(interval, "interval")
+        if pg_type == "date":  # the day of that instant in UTC, the session's time zone
+            return Expr(("ago_date", p.key), lambda: cast(func.now() - p.build(), Date()))
+        return Expr(("ago", p.key), lambda: func.now() - p.build())
 
     def custom_field(self, key: str, op: Operator, value: Any, path: str) -> Expr:
         vpath = f"{path}/value"

@@ -7,7 +7,7 @@ from collections.abc import Mapping
 from typing import Any
 
 import asyncpg
-from sqlalchemy import and_, text
+from sqlalchemy import and_, select, text
 from starlette.datastructures import QueryParams
 
 from .. import sql
@@ -41,6 +41,19 @@ def _equals(spec: ResourceSpec, column: str, op: str, value: Expr) -> Expr:
     """``column <op> value`` for a list's query parameter."""
     col = column_ref(spec, column)
     return Expr((op, col.key, value.key), lambda: col.build().op(op)(value.build()))
+
+
+def in_segment(spec: ResourceSpec, segment_id: Expr) -> Expr:
+    """The resource's members of a segment: a range of the members' primary key (workspace, segment)."""
+
+    def build() -> Any:
+        m = sql.table("segment_members")
+        members = select(m.c.object_id).where(
+            m.c.workspace_id == workspace_param().build(), m.c.segment_id == segment_id.build()
+        )
+        return sql.table(spec.table).c.id.in_(members)
+
+    return Expr(("segment", spec.table, segment_id.key), build)
 
 
 def _flag(condition: str) -> Expr:
@@ -128,7 +141,9 @@ async def _list_page(
             coerced = _coerce(value, element, f"/{name}")
         if qp.name == "updated_after":
             include_archived = True  # incremental sync must see archivals too
-        if qp.op == "contains":
+        if qp.op == "segment":
+            conditions.append(in_segment(spec, params.add(coerced, "uuid")))
+        elif qp.op == "contains":
             conditions.append(_equals(spec, qp.column, "@>", params.add([coerced], qp.type)))
         else:
             if qp.column in ("email", "domain"):
@@ -177,6 +192,10 @@ async def search(
         if custom_fields.applies(spec) and _names_custom_field(body["filter"]):
             compiler.custom_definitions = await custom_fields.definitions(conn, ctx.workspace_id, spec.object)
         conditions.append(compiler.compile(body["filter"]))
+    if body.get("segment_id") is not None:
+        if not any(qp.op == "segment" for qp in spec.query_params):
+            raise field_error("/segment_id", f"{spec.many} are not in segments")
+        conditions.append(in_segment(spec, params.add(body["segment_id"], "uuid")))
     if not body.get("include_archived"):
         conditions.append(live(spec))
     sorts = body.get("sort") or ["-created_at"]

@@ -16,7 +16,7 @@ from ..idempotency import folding, idempotent
 from ..routing import Route
 from . import batch, docs, includes, query, service
 from .custom_fields import enforce as custom_fields
-from .schemas import SearchRequest, batch_models, list_model
+from .schemas import SearchRequest, SegmentSearchRequest, batch_models, list_model
 from .spec import ResourceSpec
 
 IF_NONE_MATCH = {
@@ -109,6 +109,8 @@ def build_router(spec: ResourceSpec) -> APIRouter:
     Writer = Annotated[Principal, require(f"{name}:write")]
     ObjectId = Annotated[uuid.UUID, Path(alias="id")]
     router = APIRouter(prefix=f"/v1/{spec.url_segment}", tags=[name], route_class=Route)
+    segmented = any(qp.op == "segment" for qp in spec.query_params)
+    Search: Any = SegmentSearchRequest if segmented else SearchRequest
 
     @router.get(
         "",
@@ -147,7 +149,7 @@ def build_router(spec: ResourceSpec) -> APIRouter:
         openapi_extra={"parameters": includes.parameters(spec)},
         **docs.search_doc(spec).route(),
     )
-    async def search(request: Request, body: SearchRequest, principal: Reader) -> Response:
+    async def search(request: Request, body: Search, principal: Reader) -> Response:
         conn = read_pool(request)
         shaping = includes.requested(spec, request.query_params)
         page = await query.search(conn, spec, context(request, principal), body.model_dump())

@@ -219,6 +219,12 @@ class SearchRequest(WriteModel):
     include_archived: StrictBool = False
 
 
+class SegmentSearchRequest(SearchRequest):
+    """The search body of the resources segments hold (contacts, companies, deals)."""
+
+    segment_id: uuid.UUID | None = Field(None, description="Only members of this segment")
+
+
 def list_model(read: type[BaseModel]) -> type[BaseModel]:
     fields: dict[str, Any] = {
         "object": (Literal["list"], ...),

@@ -22,8 +22,9 @@ Operator = Literal[
     "eq", "neq", "lt", "lte", "gt", "gte", "in", "nin", "contains", "starts_with", "is_null", "between"
 ]
 """The filter grammar's comparison operators (``POST /search``)."""
-QueryOp = Literal["eq", "contains", "gt", "lt", "gte", "lte", "flag"]
-"""How a query parameter compares: ``contains`` is "the array has", ``flag`` a fixed condition."""
+QueryOp = Literal["eq", "contains", "gt", "lt", "gte", "lte", "flag", "segment"]
+"""How a query parameter compares: ``contains`` is "the array has", ``flag`` a fixed condition,
+``segment`` "is a member of the segment with this id" (``segment_id=``)."""
 
 Pair = tuple[dict[str, Any] | None, dict[str, Any]]
 """(the row before the change or None for a create, the row after it)"""

@@ -21,6 +21,7 @@ from sqlalchemy.dialects.postgresql import JSONB
 
 from ... import sql
 from ...errors import field_error
+from .. import relative_time
 from ..exprs import Expr, Params, column_ref
 from ..spec import FieldType, Operator, ResourceSpec
 from . import values
@@ -66,9 +67,9 @@ def typed_custom_field(
     if op == "between":
         if not isinstance(value, list) or len(value) != 2:
             raise field_error(vpath, "between takes an array of two values [low, high]")
-        value = [_normalise(definition, v, f"{vpath}/{i}") for i, v in enumerate(value)]
+        value = [_bound(definition, v, f"{vpath}/{i}") for i, v in enumerate(value)]
     else:
-        value = _normalise(definition, value, vpath)
+        value = _bound(definition, value, vpath)
     if definition.get("archived_at") is not None:  # its values left the side table with it
         return _unindexed(compiler, key, kind, op, value, path)
     column = values.INDEXED[kind]
@@ -137,6 +138,13 @@ def _unindexed(compiler: Compiler, key: str, kind: str, op: Operator, value: Any
         lambda: case((json_kind() == "string", stored())).collate("C"),
     )
     return compiler.column(expr, "text", op, value, path)
+
+
+def _bound(definition: Mapping[str, Any], value: Any, path: str) -> Any:
+    """A range's bound: a datetime field's relative time (``-30d``) stays as it is, for the compiler."""
+    if definition["type"] == "datetime" and relative_time.is_relative(value):
+        return value
+    return _normalise(definition, value, path)
 
 
 def _normalise(definition: Mapping[str, Any], value: Any, path: str) -> Any:

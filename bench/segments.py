@@ -1,0 +1,156 @@
+"""Segment benchmark on the local PostgreSQL (database ``crm_bench_seg``, recreated).
+
+    python bench/segments.py [--seconds 10] [--segments 200] [--samples 100]
+
+1. contact-create throughput through ``crm-api serve`` (2 processes, 16 clients) with no segment, then with
+   ``--segments`` dynamic contact segments and one ``crm-api worker`` keeping them current (the worker
+   shares the machine with the API, as it would on a small host);
+2. the build: seconds until every new segment is ``ready`` over the contacts written in 1;
+3. freshness, with the worker idle: single creates that enter a segment, spaced out; the API's answer
+   to the worker's ``segment_changes`` row (its clock, taken just before its commit), p50 and p99.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+import uuid
+
+import asyncpg
+from cryptography.fernet import Fernet
+from httpclient import Connection
+from load import operations, run
+
+PG = os.environ.get("BENCH_PG", "postgresql://postgres@127.0.0.1:5432")
+DB = "crm_bench_seg"
+URL = f"{PG}/{DB}"
+ENV = {
+    **{k: v for k, v in os.environ.items() if not k.startswith("CRM_")},
+    "CRM_DATABASE_URL": URL.replace("postgresql://", "postgresql+asyncpg://", 1),
+    "CRM_RUN_DISPATCHER": "false",
+    "CRM_SECRET_KEY": Fernet.generate_key().decode(),
+    "CRM_RATE_LIMIT_KEY_PER_SECOND": "1000000",
+    "CRM_RATE_LIMIT_KEY_BURST": "2000000",
+    "CRM_RATE_LIMIT_WORKSPACE_PER_SECOND": "1000000",
+    "CRM_RATE_LIMIT_WORKSPACE_BURST": "2000000",
+}
+STAGES = ["subscriber", "lead", "customer", "evangelist"]
+
+
+def sh(*args: str) -> str:
+    return subprocess.run(args, env=ENV, check=True, capture_output=True, text=True).stdout
+
+
+def segment_filter(i: int) -> dict[str, object]:
+    """Filters of the kinds marketing uses, varied so no two segments are the same statement's values."""
+    kind = i % 4
+    if kind == 0:
+        return {"field": "lifecycle_stage", "op": "eq", "value": STAGES[i % len(STAGES)]}
+    if kind == 1:
+        return {"and": [{"field": "created_at", "op": "gt", "value": f"-{i + 1}d"},
+                        {"field": "email", "op": "contains", "value": f"-{i % 10}"}]}  # fmt: skip
+    if kind == 2:
+        return {"field": "first_name", "op": "in", "value": ["Load", f"n{i}"]}
+    return {"or": [{"field": "tags", "op": "contains", "value": f"t{i}"},
+                   {"field": "company.industry", "op": "eq", "value": f"i{i}"}]}  # fmt: skip
+
+
+async def main_async(args: argparse.Namespace) -> dict[str, object]:
+    out: dict[str, object] = {}
+    port = 8093
+    key = sh("crm-api", "create-key", "--workspace", "bench", "--scopes", "*").strip().splitlines()[-1]
+    conn = await asyncpg.connect(URL)
+    ws = await conn.fetchval("SELECT id FROM workspaces WHERE name = 'bench'")
+    serve = ["crm-api", "serve", "--port", str(port), "--workers", "2"]
+    api = subprocess.Popen(serve, env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # noqa: ASYNC220
+    worker: subprocess.Popen[bytes] | None = None
+    try:
+        client = Connection("127.0.0.1", port, key)
+        for _ in range(600):  # a loaded machine starts two API processes slowly
+            assert api.poll() is None, "crm-api serve exited"
+            try:
+                await client.request("GET", "/health")
+                break
+            except OSError:
+                client = Connection("127.0.0.1", port, key)
+                await asyncio.sleep(0.2)
+        ops = operations([])
+        r = await run("127.0.0.1", port, key, ops["create"], 16, args.seconds)
+        out["create_rps_no_segments"] = round(r["rps"])
+        print(f"create, no segment: {r['rps']:.0f} req/s, p50 {r['p50_ms']:.1f} ms", flush=True)
+
+        for i in range(args.segments):
+            body = {"name": f"s{i}", "object_type": "contact", "kind": "dynamic", "filter": segment_filter(i)}
+            status, text = await client.request("POST", "/v1/segments", body)
+            assert status == 201, text
+        contacts = await conn.fetchval("SELECT count(*) FROM contacts WHERE workspace_id = $1", ws)
+        began = time.perf_counter()
+        worker = subprocess.Popen(["crm-api", "worker"], env=ENV)  # noqa: ASYNC220
+        while await conn.fetchval(  # noqa: ASYNC110 - polling the database
+            "SELECT count(*) FROM segments WHERE workspace_id = $1 AND status = 'building'", ws
+        ):
+            await asyncio.sleep(0.2)
+        took = time.perf_counter() - began
+        out["build_seconds"] = round(took, 1)
+        out["build_contacts"] = contacts
+        print(f"{args.segments} segments built over {contacts} contacts in {took:.1f} s", flush=True)
+
+        r = await run("127.0.0.1", port, key, ops["create"], 16, args.seconds)
+        out[f"create_rps_{args.segments}_segments"] = round(r["rps"])
+        ratio = r["rps"] / out["create_rps_no_segments"]  # type: ignore[operator]
+        out["with_segments_vs_without"] = round(ratio, 2)
+        print(f"create, {args.segments} segments + worker: {r['rps']:.0f} req/s ({ratio:.2f}x)", flush=True)
+        # the worker catches up before the freshness samples
+        while await conn.fetchval(  # noqa: ASYNC110
+            "SELECT max(sequence) FROM events WHERE workspace_id = $1", ws
+        ) > await conn.fetchval("SELECT sequence FROM segment_cursors WHERE workspace_id = $1", ws):
+            await asyncio.sleep(0.2)
+
+        sent: dict[uuid.UUID, float] = {}
+        for n in range(args.samples):
+            body = {"first_name": f"fresh{n}", "lifecycle_stage": STAGES[0]}
+            status, text = await client.request("POST", "/v1/contacts", body)
+            sent[uuid.UUID(json.loads(text)["id"])] = time.time()
+            await asyncio.sleep(0.1)
+        await asyncio.sleep(3)
+        rows = await conn.fetch(
+            "SELECT object_id, min(created_at) AS at FROM segment_changes"
+            " WHERE workspace_id = $1 AND object_id = ANY($2::uuid[]) GROUP BY object_id",
+            ws,
+            list(sent),
+        )
+        lat = [(r["at"].timestamp() - sent[r["object_id"]]) * 1000 for r in rows]
+        q = statistics.quantiles(lat, n=100)
+        out["freshness_ms_p50_p99"] = [round(q[49], 1), round(q[98], 1)]
+        out["freshness_samples"] = f"{len(lat)}/{len(sent)}"
+        print(
+            f"answer to membership: p50 {q[49]:.1f} ms, p99 {q[98]:.1f} ms ({len(lat)} samples)", flush=True
+        )
+    finally:
+        if worker is not None:
+            worker.terminate()
+        api.terminate()
+        await conn.close()
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--seconds", type=float, default=10.0)
+    parser.add_argument("--segments", type=int, default=200)
+    parser.add_argument("--samples", type=int, default=100)
+    args = parser.parse_args()
+    fresh = ["-qc", f"DROP DATABASE IF EXISTS {DB}", "-c", f"CREATE DATABASE {DB}"]
+    subprocess.run(["psql", f"{PG}/postgres", *fresh], check=True)
+    sh("crm-api", "migrate")
+    print(json.dumps(asyncio.run(main_async(args)), indent=2))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,276 @@
+"""Segments' SQL: membership pages, an object's segments, the history, and the one way membership
+changes (members, their history rows, the segment's count and the ``segment.member_*`` events with their
+deliveries, in the caller's transaction)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import functools
+import uuid
+from collections.abc import Sequence
+from typing import Any
+
+import asyncpg
+from sqlalchemy import Select, Text, and_, any_, delete, func, literal, select, true, union_all
+from sqlalchemy.dialects.postgresql import ARRAY, UUID, insert
+from sqlalchemy.sql.dml import ReturningDelete, ReturningInsert
+
+from .. import locks, sql
+from ..events.emit import Actor, emit
+from ..events.store import events_cte, fanout, recordset
+from ..resources.exprs import Expr, Params
+from ..resources.spec import REGISTRY
+
+TABLE_OF = {"contact": "contacts", "company": "companies", "deal": "deals"}
+_IDS = ARRAY(UUID(as_uuid=True))
+
+
+def _members_page(after: bool) -> Select[Any]:
+    m = sql.table("segment_members")
+    where = [m.c.workspace_id == sql.param("ws"), m.c.segment_id == sql.param("segment_id")]
+    if after:
+        where.append(m.c.object_id > sql.param("after", UUID(as_uuid=True)))
+    return (
+        select(m.c.segment_id, m.c.object_id, m.c.added_at, m.c.reason)
+        .where(*where)
+        .order_by(m.c.object_id)
+        .limit(sql.param("limit"))
+    )
+
+
+_MEMBERS = {after: sql.Query(functools.partial(_members_page, after)) for after in (False, True)}
+
+
+async def members(
+    conn: Any, ws: uuid.UUID, segment_id: uuid.UUID, after: uuid.UUID | None, limit: int
+) -> list[dict[str, Any]]:
+    """``limit + 1`` members in object id order after ``after``: a keyset page of the primary key."""
+    query = _MEMBERS[after is not None]
+    values: dict[str, Any] = {"ws": ws, "segment_id": segment_id, "limit": limit + 1}
+    if after is not None:
+        values["after"] = after
+    return [dict(r) for r in await query.fetch(conn, **values)]
+
+
+def _changes_page(before: bool) -> Select[Any]:
+    c = sql.table("segment_changes")
+    where = [c.c.workspace_id == sql.param("ws"), c.c.segment_id == sql.param("segment_id")]
+    if before:
+        where.append(c.c.id < sql.param("before", UUID(as_uuid=True)))
+    return (
+        select(c.c.id, c.c.segment_id, c.c.object_id, c.c.change, c.c.reason, c.c.created_at)
+        .where(*where)
+        .order_by(c.c.id.desc())
+        .limit(sql.param("limit"))
+    )
+
+
+_CHANGES = {before: sql.Query(functools.partial(_changes_page, before)) for before in (False, True)}
+
+
+async def changes(
+    conn: Any, ws: uuid.UUID, segment_id: uuid.UUID, before: uuid.UUID | None, limit: int
+) -> list[dict[str, Any]]:
+    """``limit + 1`` history entries, newest first (their ids are UUIDv7s, so in time order)."""
+    values: dict[str, Any] = {"ws": ws, "segment_id": segment_id, "limit": limit + 1}
+    if before is not None:
+        values["before"] = before
+    return [dict(r) for r in await _CHANGES[before is not None].fetch(conn, **values)]
+
+
+def _object_segments() -> Select[Any]:
+    s, m = sql.table("segments"), sql.table("segment_members")
+    spec = REGISTRY["segments"]
+    return (
+        select(*sql.columns(spec.columns, s))
+        .join(m, and_(m.c.workspace_id == s.c.workspace_id, m.c.segment_id == s.c.id))
+        .where(
+            m.c.workspace_id == sql.param("ws"),
+            m.c.object_id == sql.param("object_id", UUID(as_uuid=True)),
+            s.c.object_type == sql.param("object_type", Text),
+            s.c.archived_at.is_(None),
+        )
+        .order_by(s.c.created_at, s.c.id)
+    )
+
+
+_OBJECT_SEGMENTS = sql.Query(_object_segments)
+
+
+async def object_segments(conn: Any, ws: uuid.UUID, object_type: str, oid: uuid.UUID) -> list[dict[str, Any]]:
+    rows = await _OBJECT_SEGMENTS.fetch(conn, ws=ws, object_type=object_type, object_id=oid)
+    return [dict(r) for r in rows]
+
+
+@sql.shape
+def _live_ids(table: str) -> Select[Any]:
+    t = sql.table(table)
+    return select(t.c.id).where(
+        t.c.workspace_id == sql.param("ws"), t.c.id == any_(sql.param("ids", _IDS)), t.c.archived_at.is_(None)
+    )
+
+
+async def live_ids(conn: Any, ws: uuid.UUID, object_type: str, ids: Sequence[uuid.UUID]) -> set[uuid.UUID]:
+    rows = await _live_ids(TABLE_OF[object_type]).fetch(conn, ws=ws, ids=list(ids))
+    return {r["id"] for r in rows}
+
+
+def _add() -> ReturningInsert[Any]:
+    m = sql.table("segment_members")
+    wanted = (
+        func.unnest(sql.param("ids", _IDS), sql.param("reasons", ARRAY(Text)))
+        .table_valued("object_id", "reason")
+        .render_derived(name="wanted")
+    )
+    rows = select(
+        sql.param("ws"), sql.param("segment_id", UUID(as_uuid=True)), wanted.c.object_id, wanted.c.reason
+    )
+    return (
+        insert(m)
+        .from_select(["workspace_id", "segment_id", "object_id", "reason"], rows)
+        .on_conflict_do_nothing()
+        .returning(m.c.object_id)
+    )
+
+
+def _remove() -> ReturningDelete[Any]:
+    m = sql.table("segment_members")
+    return (
+        delete(m)
+        .where(
+            m.c.workspace_id == sql.param("ws"),
+            m.c.segment_id == sql.param("segment_id", UUID(as_uuid=True)),
+            m.c.object_id == any_(sql.param("ids", _IDS)),
+        )
+        .returning(m.c.object_id)
+    )
+
+
+def _record() -> Any:
+    """The changes' history rows, the segment's count and the events with their deliveries."""
+    s, c = sql.table("segments"), sql.table("segment_changes")
+    ev = events_cte("events", lambda e: true())
+    rows = recordset("changes", "segment_changes", "changed")
+    history = (
+        insert(c)
+        .from_select([col.name for col in c.columns], select(*(rows.c[col.name] for col in c.columns)))
+        .cte("history")
+    )
+    counted = (
+        s.update()
+        .where(s.c.workspace_id == sql.param("ws"), s.c.id == sql.param("segment_id", UUID(as_uuid=True)))
+        .values(member_count=s.c.member_count + sql.param("delta"))
+        .cte("counted")
+    )
+    return fanout(ev).add_cte(history, counted)
+
+
+_ADD, _REMOVE, _RECORD = sql.Query(_add), sql.Query(_remove), sql.Query(_record)
+
+
+async def lock_segment(conn: asyncpg.Connection, ws: uuid.UUID, *segment_ids: uuid.UUID) -> None:
+    """One writer of a segment's membership at a time (a worker and a client, two workers); several
+    segments in one statement, in a fixed order (no deadlock between two workers)."""
+    await locks.lock_keys(conn, [locks.key_lock(ws, "segment", str(sid)) for sid in segment_ids])
+
+
+async def change(
+    conn: asyncpg.Connection,
+    actor: Actor,
+    segment: dict[str, Any],
+    added: dict[uuid.UUID, str],
+    removed: dict[uuid.UUID, str],
+) -> tuple[list[uuid.UUID], list[uuid.UUID]]:
+    """Add and remove members (object id -> reason), in the caller's transaction, holding the segment's
+    lock; what actually changed gets its history row and event. Returns (added, removed) ids."""
+    ws, sid = segment["workspace_id"], segment["id"]
+    done_add: list[uuid.UUID] = []
+    done_remove: list[uuid.UUID] = []
+    if added:
+        ids = list(added)
+        rows = await _ADD.fetch(conn, ws=ws, segment_id=sid, ids=ids, reasons=[added[i] for i in ids])
+        done_add = [r["object_id"] for r in rows]
+    if removed:
+        rows = await _REMOVE.fetch(conn, ws=ws, segment_id=sid, ids=list(removed))
+        done_remove = [r["object_id"] for r in rows]
+    if not done_add and not done_remove:
+        return done_add, done_remove
+    at = dt.datetime.now(dt.UTC)
+    obj = REGISTRY["segments"].to_api(segment)
+    events: list[dict[str, Any]] = []
+    history: list[dict[str, Any]] = []
+    for kind, ids_done, reasons in (("added", done_add, added), ("removed", done_remove, removed)):
+        for oid in ids_done:
+            event = emit(actor, f"segment.member_{kind}", "segment", sid, obj, {}, at)
+            event["data"].update(
+                segment_id=sid, object_type=segment["object_type"], object_id=oid, reason=reasons[oid]
+            )
+            events.append(event)
+            history.append(
+                {
+                    "workspace_id": ws,
+                    "id": event["id"],
+                    "segment_id": sid,
+                    "object_id": oid,
+                    "change": kind,
+                    "reason": reasons[oid],
+                    "created_at": at,
+                }
+            )
+    await _RECORD.execute(
+        conn, ws=ws, segment_id=sid, events=events, changes=history, delta=len(done_add) - len(done_remove)
+    )
+    return done_add, done_remove
+
+
+def evaluation(object_type: str, condition: Expr, scoped: bool) -> Select[Any]:
+    """What differs between a dynamic segment's members and the live objects its filter matches: rows of
+    (object_id, add, archived, merged). ``scoped``: among the ``ids`` only (a batch of touched records);
+    otherwise the whole object type (a build, the periodic pass)."""
+    t = sql.table(TABLE_OF[object_type])
+    m = sql.table("segment_members")
+    ws, sid = sql.param("ws"), sql.param("segment_id", UUID(as_uuid=True))
+    match_where = [t.c.workspace_id == ws, t.c.archived_at.is_(None), condition.build()]
+    held_where = [m.c.workspace_id == ws, m.c.segment_id == sid]
+    if scoped:
+        ids = sql.param("ids", _IDS)
+        match_where.append(t.c.id == any_(ids))
+        held_where.append(m.c.object_id == any_(ids))
+    matched = select(t.c.id).where(*match_where).cte("matched")
+    held = select(m.c.object_id).where(*held_where).cte("held")
+    entering = select(
+        matched.c.id, true().label("add"), literal(False).label("archived"), literal(False).label("merged")
+    ).where(matched.c.id.not_in(select(held.c.object_id)))
+    gone = t.alias("gone")
+    merged = gone.c.merged_into.is_not(None) if "merged_into" in gone.c else literal(False)
+    leaving = (
+        select(
+            held.c.object_id,
+            literal(False).label("add"),
+            func.coalesce(gone.c.archived_at.is_not(None), False).label("archived"),
+            func.coalesce(merged, False).label("merged"),
+        )
+        .select_from(held.outerjoin(gone, and_(gone.c.workspace_id == ws, gone.c.id == held.c.object_id)))
+        .where(held.c.object_id.not_in(select(matched.c.id)))
+    )
+    return union_all(entering, leaving)  # type: ignore[return-value]
+
+
+EVALUATIONS = sql.Shapes(1024)
+
+
+async def evaluate(
+    conn: Any,
+    object_type: str,
+    condition: Expr,
+    params: Params,
+    segment_id: uuid.UUID,
+    ids: Sequence[uuid.UUID] | None,
+) -> list[Any]:
+    """Run ``evaluation`` for a segment whose filter compiled to ``condition`` with ``params``."""
+    key = ("segment_eval", object_type, condition.key, ids is not None)
+    statement = EVALUATIONS.get(key, lambda: evaluation(object_type, condition, ids is not None))
+    values = dict(params.values, segment_id=segment_id)
+    if ids is not None:
+        values["ids"] = list(ids)
+    return list(await statement.fetch(conn, **values))

@@ -1,0 +1,405 @@
+"""Dynamic segments kept current by ``crm-api worker`` processes, never in the API's write transaction.
+
+Three jobs, each taking the segment's advisory lock before it evaluates, so any number of workers may run
+them side by side and each evaluation sees every change committed before it:
+
+- **follow**: per workspace with segments, read its events after the workspace's cursor (up to the feed's
+  bound, ``events/horizon.py``, so no event committing late is passed), collect the contacts, companies
+  and deals they touched (plus the contacts and deals of touched companies, and the deals of touched
+  contacts, when a segment filters through that relation), and re-evaluate them against each dynamic
+  segment of their type with one statement per segment (``repository.evaluation``); static segments lose
+  members that were archived, merged or erased. The changes and the cursor's advance commit together, in
+  one transaction holding the cursor's row lock (a second worker skips that workspace meanwhile).
+- **build**: a new, edited or restored dynamic segment (``status: building``) is evaluated whole, then
+  marked ready unless it was edited again meanwhile.
+- **relative**: every ``segment_relative_seconds``, segments whose filter holds a relative time are
+  evaluated whole, so members leave as they age out.
+
+Every entry and exit is written by ``repository.change``: the member row, a history row and a
+``segment.member_*`` event with its deliveries, in the same transaction.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+import uuid
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import asyncpg
+from sqlalchemy import BigInteger, Select, Text, and_, any_, func, select, update
+from sqlalchemy.dialects.postgresql import ARRAY, UUID, insert
+from sqlalchemy.sql.dml import ReturningUpdate
+
+from .. import db, sql
+from ..config import Settings
+from ..events import horizon
+from ..resources import relative_time
+from ..resources.exprs import Params
+from . import repository as repo
+from .spec import SEGMENTS, compile_filter
+
+log = logging.getLogger("crm_api.segments")
+_IDS = ARRAY(UUID(as_uuid=True))
+BATCH = 2000
+"""Events read per workspace per step."""
+
+
+@dataclass(frozen=True)
+class _SystemKey:
+    actor: str = "system:segments"
+
+
+@dataclass
+class _System:
+    """The event actor of membership changes no API key made."""
+
+    workspace_id: uuid.UUID
+    request_id: str | None = None
+    principal: Any = _SystemKey()
+
+
+def _workspaces() -> Select[Any]:
+    s = sql.table("segments")
+    return select(s.c.workspace_id).where(s.c.archived_at.is_(None)).distinct()
+
+
+def _start_cursor() -> Any:
+    """A workspace's first cursor: just before its first ``segment.created`` still held (earlier events
+    cannot matter: a segment's build reads the state they left), or its oldest event."""
+    e, c = sql.table("events"), sql.table("segment_cursors")
+    ws = sql.param("ws")
+    first = select(func.min(e.c.sequence)).where(e.c.workspace_id == ws, e.c.type == "segment.created")
+    oldest = select(func.min(e.c.sequence)).where(e.c.workspace_id == ws)
+    start = func.coalesce(first.scalar_subquery(), oldest.scalar_subquery(), sql.const(1)) - sql.const(1)
+    return insert(c).from_select(["workspace_id", "sequence"], select(ws, start)).on_conflict_do_nothing()
+
+
+def _claim_cursor() -> Select[Any]:
+    c = sql.table("segment_cursors")
+    return select(c.c.sequence).where(c.c.workspace_id == sql.param("ws")).with_for_update(skip_locked=True)
+
+
+def _events() -> Select[Any]:
+    e = sql.table("events")
+    return (
+        select(e.c.sequence, e.c.type, e.c.object_type, e.c.object_id, e.c.data["merged"].label("merged"))
+        .where(
+            e.c.workspace_id == sql.param("ws"),
+            e.c.sequence > sql.param("after", BigInteger),
+            e.c.sequence <= sql.param("bound", BigInteger),
+        )
+        .order_by(e.c.sequence)
+        .limit(sql.const(BATCH))
+    )
+
+
+def _advance() -> Any:
+    c = sql.table("segment_cursors")
+    return (
+        update(c)
+        .where(c.c.workspace_id == sql.param("ws"))
+        .values(sequence=sql.param("sequence", BigInteger))
+    )
+
+
+def _dynamic() -> Select[Any]:
+    s = sql.table("segments")
+    return select(*sql.columns(SEGMENTS.columns, s)).where(
+        s.c.workspace_id == sql.param("ws"), s.c.kind == "dynamic", s.c.archived_at.is_(None)
+    )
+
+
+@sql.shape
+def _related(table: str, fk: str) -> Select[Any]:
+    t = sql.table(table)
+    return select(t.c.id).where(t.c.workspace_id == sql.param("ws"), t.c[fk] == any_(sql.param("ids", _IDS)))
+
+
+def _segment_by_id() -> Select[Any]:
+    s = sql.table("segments")
+    return select(*sql.columns(SEGMENTS.columns, s)).where(
+        s.c.workspace_id == sql.param("ws"), s.c.id == sql.param("id", UUID(as_uuid=True))
+    )
+
+
+def _building() -> Select[Any]:
+    s = sql.table("segments")
+    return (
+        select(s.c.workspace_id, s.c.id)
+        .where(s.c.status == "building", s.c.kind == "dynamic", s.c.archived_at.is_(None))
+        .order_by(s.c.updated_at)
+        .limit(sql.const(20))
+    )
+
+
+def _ready() -> ReturningUpdate[Any]:
+    s = sql.table("segments")
+    return (
+        update(s)
+        .where(
+            s.c.workspace_id == sql.param("ws"),
+            s.c.id == sql.param("id", UUID(as_uuid=True)),
+            s.c.version == sql.param("version"),
+            s.c.status == "building",
+        )
+        .values(status="ready")
+        .returning(s.c.id)
+    )
+
+
+def _relative() -> Select[Any]:
+    s = sql.table("segments")
+    return select(s.c.workspace_id, s.c.id, s.c.filter).where(
+        s.c.kind == "dynamic", s.c.archived_at.is_(None)
+    )
+
+
+_WORKSPACES, _START, _CLAIM, _EVENTS = (
+    sql.Query(_workspaces),
+    sql.Query(_start_cursor),
+    sql.Query(_claim_cursor),
+    sql.Query(_events),
+)
+_ADVANCE, _DYNAMIC, _SEGMENT = sql.Query(_advance), sql.Query(_dynamic), sql.Query(_segment_by_id)
+_BUILDING, _READY, _RELATIVE = sql.Query(_building), sql.Query(_ready), sql.Query(_relative)
+
+
+def _mentions(node: Any, prefix: str) -> bool:
+    """Whether a filter names a field through the relation ``prefix`` (``company.``)."""
+    stack = [node]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, dict):
+            if isinstance(item.get("field"), str) and item["field"].startswith(prefix):
+                return True
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+    return False
+
+
+def has_relative_time(node: Any) -> bool:
+    stack = [node]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, dict):
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+        elif relative_time.is_relative(item):
+            return True
+    return False
+
+
+async def evaluate_segment(
+    conn: asyncpg.Connection,
+    segment: dict[str, Any],
+    ids: Sequence[uuid.UUID] | None,
+    erased: Iterable[uuid.UUID] = (),
+    *,
+    locked: bool = False,
+    known: dict[str, Any] | None = None,
+) -> tuple[int, int]:
+    """Bring a dynamic segment's members in line with its filter, among ``ids`` (None: all objects), in
+    the caller's transaction (``locked``: the caller holds the segment's lock already; ``known``: custom
+    field definitions already read, see ``compile_filter``). Returns (entered, left)."""
+    ws = segment["workspace_id"]
+    if not locked:
+        await repo.lock_segment(conn, ws, segment["id"])
+    params = Params(ws=ws)
+    try:
+        condition = await compile_filter(conn, ws, segment["object_type"], segment["filter"], params, known)
+    except Exception:  # a filter a later definition change made invalid: nothing matches it
+        log.warning("segment %s: its filter no longer compiles; left as it is", segment["id"])
+        return 0, 0
+    rows = await repo.evaluate(conn, segment["object_type"], condition, params, segment["id"], ids)
+    gone = set(erased)
+    added: dict[uuid.UUID, str] = {}
+    removed: dict[uuid.UUID, str] = {}
+    for r in rows:
+        oid = r["id"]
+        if r["add"]:
+            added[oid] = "matched"
+        elif oid in gone:
+            removed[oid] = "erased"
+        elif r["merged"]:
+            removed[oid] = "merged"
+        elif r["archived"]:
+            removed[oid] = "archived"
+        else:
+            removed[oid] = "unmatched"
+    if not added and not removed:
+        return 0, 0
+    done_add, done_remove = await repo.change(conn, _System(ws), segment, added, removed)
+    return len(done_add), len(done_remove)
+
+
+async def _touched(
+    conn: asyncpg.Connection, ws: uuid.UUID, events: Sequence[Any], segments: Sequence[dict[str, Any]]
+) -> tuple[dict[str, set[uuid.UUID]], set[uuid.UUID]]:
+    """The ids each object type's segments must look at again, and the contacts erased."""
+    touched: dict[str, set[uuid.UUID]] = {"contact": set(), "company": set(), "deal": set()}
+    erased: set[uuid.UUID] = set()
+    for e in events:
+        kind = e["object_type"]
+        if kind not in touched:
+            continue
+        touched[kind].add(e["object_id"])
+        if e["type"] == "contact.erased":
+            erased.add(e["object_id"])
+        if e["merged"]:
+            touched[kind].update(uuid.UUID(i) for i in e["merged"])
+    # through relations: the contacts and deals of a touched company, the deals of a touched contact
+    for target, hops in (
+        ("contact", (("company.", "company", "contacts", "company_id"),)),
+        (
+            "deal",
+            (("company.", "company", "deals", "company_id"), ("contact.", "contact", "deals", "contact_id")),
+        ),
+    ):
+        for prefix, source, table, fk in hops:
+            if not touched[source]:
+                continue
+            if any(s["object_type"] == target and _mentions(s["filter"], prefix) for s in segments):
+                rows = await _related(table, fk).fetch(conn, ws=ws, ids=list(touched[source]))
+                touched[target].update(r["id"] for r in rows)
+    return touched, erased
+
+
+async def _static_exits(
+    conn: asyncpg.Connection, ws: uuid.UUID, touched: dict[str, set[uuid.UUID]], erased: set[uuid.UUID]
+) -> None:
+    """Static segments lose members archived, merged or erased (their members are the clients' otherwise)."""
+    for object_type, ids in touched.items():
+        if not ids:
+            continue
+        rows = await _static_exit_rows(repo.TABLE_OF[object_type]).fetch(
+            conn, ws=ws, object_type=object_type, ids=list(ids)
+        )
+        by_segment: dict[uuid.UUID, dict[uuid.UUID, str]] = {}
+        for r in rows:
+            reason = "erased" if r["object_id"] in erased else "merged" if r["merged"] else "archived"
+            by_segment.setdefault(r["segment_id"], {})[r["object_id"]] = reason
+        for sid, leaving in by_segment.items():
+            segment = dict(await _SEGMENT.fetchrow(conn, ws=ws, id=sid))
+            await repo.lock_segment(conn, ws, sid)
+            await repo.change(conn, _System(ws), segment, {}, leaving)
+
+
+@sql.shape
+def _static_exit_rows(table: str) -> Select[Any]:
+    """(segment, object, merged) for members of live static segments among ``ids`` whose object is
+    archived."""
+    s, m, t = sql.table("segments"), sql.table("segment_members"), sql.table(table)
+    ws = sql.param("ws")
+    merged = t.c.merged_into.is_not(None) if "merged_into" in t.c else sql.const(False)
+    return (
+        select(m.c.segment_id, m.c.object_id, merged.label("merged"))
+        .join(s, and_(s.c.workspace_id == m.c.workspace_id, s.c.id == m.c.segment_id))
+        .join(t, and_(t.c.workspace_id == m.c.workspace_id, t.c.id == m.c.object_id))
+        .where(
+            m.c.workspace_id == ws,
+            m.c.object_id == any_(sql.param("ids", _IDS)),
+            s.c.kind == "static",
+            s.c.archived_at.is_(None),
+            s.c.object_type == sql.param("object_type", Text),
+            t.c.archived_at.is_not(None),
+        )
+    )
+
+
+async def follow_workspace(pool: Any, ws: uuid.UUID, bound: int) -> int:
+    """One step of a workspace's events; the number read (0: nothing new, or another worker has it)."""
+    async with pool.acquire() as conn, conn.transaction():
+        await _START.execute(conn, ws=ws)
+        after = await _CLAIM.fetchval(conn, ws=ws)
+        if after is None or after >= bound:
+            return 0
+        events = await _EVENTS.fetch(conn, ws=ws, after=after, bound=bound)
+        if not events:
+            await _ADVANCE.execute(conn, ws=ws, sequence=bound)
+            return 0
+        segments = [dict(r) for r in await _DYNAMIC.fetch(conn, ws=ws)]
+        touched, erased = await _touched(conn, ws, events, segments)
+        due = [s for s in segments if touched[s["object_type"]]]
+        # the step's segments locked in one statement, the definitions read once: the step costs about
+        # one statement per segment (its evaluation) plus the writes of what changed
+        await repo.lock_segment(conn, ws, *(s["id"] for s in due))
+        known: dict[str, Any] = {}
+        for segment in due:
+            ids = sorted(touched[segment["object_type"]])
+            await evaluate_segment(conn, segment, ids, erased, locked=True, known=known)
+        await _static_exits(conn, ws, touched, erased)
+        last = events[-1]["sequence"] if len(events) == BATCH else bound
+        await _ADVANCE.execute(conn, ws=ws, sequence=last)
+        return len(events)
+
+
+async def follow_once(pool: Any) -> int:
+    """One step of every workspace with segments; the events read."""
+    bound = await horizon.bound(pool)  # first, in a statement of its own (see horizon.py)
+    read = 0
+    for row in await _WORKSPACES.fetch(pool):
+        read += await follow_workspace(pool, row["workspace_id"], bound)
+    return read
+
+
+async def build_once(pool: Any) -> int:
+    """Evaluate whole the segments waiting to be built; the number built."""
+    built = 0
+    for row in await _BUILDING.fetch(pool):
+        async with pool.acquire() as conn, conn.transaction():
+            found = await _SEGMENT.fetchrow(conn, ws=row["workspace_id"], id=row["id"])
+            if found is None or found["status"] != "building" or found["archived_at"] is not None:
+                continue
+            segment = dict(found)
+            await evaluate_segment(conn, segment, None)
+            await _READY.fetchval(
+                conn, ws=segment["workspace_id"], id=segment["id"], version=segment["version"]
+            )
+            built += 1
+    return built
+
+
+async def relative_once(pool: Any) -> int:
+    """Evaluate whole every live dynamic segment whose filter holds a relative time."""
+    done = 0
+    for row in await _RELATIVE.fetch(pool):
+        if not has_relative_time(row["filter"]):
+            continue
+        async with pool.acquire() as conn, conn.transaction():
+            found = await _SEGMENT.fetchrow(conn, ws=row["workspace_id"], id=row["id"])
+            if found is None or found["archived_at"] is not None:
+                continue
+            await evaluate_segment(conn, dict(found), None)
+            done += 1
+    return done
+
+
+async def run_forever(pool: Any, settings: Settings, stop: asyncio.Event) -> None:
+    """Until ``stop``: follow, build and (on its schedule) the relative pass, again at once while busy."""
+    every = settings.segment_poll_seconds
+    if every <= 0:
+        return
+    next_relative = 0.0
+    while not stop.is_set():
+        busy = False
+        try:
+            busy = await build_once(pool) > 0
+            busy = await follow_once(pool) > 0 or busy
+            if time.monotonic() >= next_relative:
+                next_relative = time.monotonic() + settings.segment_relative_seconds
+                await relative_once(pool)
+        except db.ERRORS as exc:
+            log.warning("segment job failed, retrying: %s", exc)
+        except Exception:
+            # a bug must not stop the loop for every workspace; the cursor did not move, so it is retried
+            log.exception("segment job failed")
+        if not busy:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), every)

@@ -45,7 +45,7 @@ def actor_context(workspace_id: uuid.UUID, actor: str, request_id: str | None) -
 async def parts(pool: Any, ws: uuid.UUID, job: uuid.UUID, count: int) -> AsyncIterator[bytes]:
     """The file, one stored part at a time (each part is one short read)."""
     for n in range(count):
-        data = await repo.part(pool, ws, job, n)
+        data = await repo.IMPORTS.part_data(pool, ws, job, n)
         if data is None:
             raise FileError(f"Part {n} of the file is missing")
         yield data
@@ -82,7 +82,7 @@ class ImportRun:
         try:
             columns = await self._count()
         except FileError as exc:
-            await repo.FINISH.fetchval(
+            await repo.IMPORTS.finish.fetchval(
                 self.pool, ws=self.ws, id=self.id, token=self.token, status="failed", error=str(exc)
             )
             return "failed"
@@ -107,7 +107,7 @@ class ImportRun:
                     chunk = []
         if chunk and not await self._chunk(mapper, chunk):
             return "lost"
-        finished = await repo.FINISH.fetchval(
+        finished = await repo.IMPORTS.finish.fetchval(
             self.pool, ws=self.ws, id=self.id, token=self.token, status="succeeded", error=None
         )
         return "succeeded" if finished is not None else "lost"

@@ -5,7 +5,7 @@ import csv
 import io
 import uuid
 from collections.abc import AsyncIterator
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Path, Query, Request, Response
 from fastapi.responses import StreamingResponse
@@ -15,7 +15,9 @@ from ..deps import LockingConn, read_pool
 from ..errors import Conflict, CRMError, FieldError, InvalidCursor, Unprocessable, field_error
 from ..http import json_response, problems
 from ..idempotency import idempotent
+from ..resources.custom_fields import enforce
 from ..routing import Route
+from . import custom_key
 from . import repository as repo
 from .jobroutes import JobId, JobRoutes
 from .mapping import OBJECTS, target_problem, upsert_problem
@@ -28,7 +30,7 @@ Writer = Annotated[Principal, require("imports:write")]
 _job = jobs.load
 
 
-def _check(body: ImportCreate, principal: Principal) -> None:
+async def _check(conn: Any, body: ImportCreate, principal: Principal) -> None:
     jobs.needs(principal, body.object_type, "write")
     spec = OBJECTS[body.object_type]
     errors = [
@@ -38,6 +40,10 @@ def _check(body: ImportCreate, principal: Principal) -> None:
     ]
     if body.upsert_key is not None and (problem := upsert_problem(spec, body.upsert_key)) is not None:
         errors.append(FieldError("/upsert_key", problem))
+    elif (name := custom_key.field_of(body.upsert_key)) is not None:
+        definitions = await enforce.definitions(conn, principal.workspace_id, spec.object)
+        if (problem := custom_key.definition_problem(definitions, name)) is not None:
+            errors.append(FieldError("/upsert_key", problem))
     if errors:
         raise Unprocessable("The import cannot be run as described", errors)
 
@@ -54,7 +60,7 @@ def _check(body: ImportCreate, principal: Principal) -> None:
 )
 @idempotent
 async def create(request: Request, body: ImportCreate, principal: Writer, conn: LockingConn) -> Response:
-    _check(body, principal)
+    await _check(conn, body, principal)
     row = await jobs.create(
         conn,
         request,

@@ -24,6 +24,7 @@ from ..errors import CRMError
 from ..resources import batch
 from ..resources.custom_fields import enforce
 from ..resources.spec import ResourceSpec
+from . import custom_key
 from . import repository as repo
 from .mapping import OBJECTS, Mapper, effective
 from .rows import CsvReader, FileError, Problem, Record, reader
@@ -72,6 +73,8 @@ class ImportRun:
         self.spec: ResourceSpec = OBJECTS[job["object_type"]]
         self.ctx = actor_context(self.ws, job["actor"], job["request_id"])
         self.text = job["format"] == "csv"
+        self.key_definition: dict[str, Any] | None = None
+        """The unique custom field the rows match on, when ``upsert_key`` names one."""
 
     def _parts(self) -> AsyncIterator[bytes]:
         return parts(self.pool, self.ws, self.id, self.job["parts"])
@@ -93,6 +96,14 @@ class ImportRun:
             if enforce.applies(self.spec)
             else {}
         )
+        key_field = custom_key.field_of(self.job["upsert_key"])
+        if key_field is not None:
+            if (problem := custom_key.definition_problem(definitions, key_field)) is not None:
+                await repo.IMPORTS.finish.fetchval(
+                    self.pool, ws=self.ws, id=self.id, token=self.token, status="failed", error=problem
+                )
+                return "failed"
+            self.key_definition = {**definitions[key_field], "name": key_field}
         mapper = Mapper(self.spec, effective(self.spec, self.job["mapping"], columns), definitions)
         done = self.job["rows_done"]
         chunk: list[Record] = []
@@ -201,8 +212,25 @@ class ImportRun:
     async def _batch(
         self, conn: asyncpg.Connection, bodies: list[dict[str, Any] | None], mode: batch.Mode
     ) -> list[tuple[str, dict[str, Any]]]:
+        if self.key_definition is not None:
+
+            async def write(
+                some: list[dict[str, Any] | None], matched: dict[int, dict[str, Any]]
+            ) -> list[tuple[str, dict[str, Any]]]:
+                return await self._items(conn, some, mode, matched)
+
+            return await custom_key.upsert(conn, self.spec, self.ctx, self.key_definition, bodies, write)
+        return await self._items(conn, bodies, mode, None)
+
+    async def _items(
+        self,
+        conn: asyncpg.Connection,
+        bodies: list[dict[str, Any] | None],
+        mode: batch.Mode,
+        matched: dict[int, dict[str, Any]] | None,
+    ) -> list[tuple[str, dict[str, Any]]]:
         done = await batch.run_items(
-            conn, self.spec, self.ctx, list(bodies), mode, dry_run=self.job["dry_run"]
+            conn, self.spec, self.ctx, list(bodies), mode, dry_run=self.job["dry_run"], matched=matched
         )
         out: list[tuple[str, dict[str, Any]]] = []
         for i, result in enumerate(done.results):

@@ -93,6 +93,14 @@ NOT_IN_THE_SCHEMA: list[tuple[int, str, str, str]] = [
     (422, "validation_error", "/kind", ""),
     # a time zone is one of the IANA database's
     (422, "validation_error", "/time_zone", "IANA"),
+    # an import's column targets, upsert key and an export's fields name fields the object has (the spec's
+    # patterns allow every object's) and custom fields the workspace defines (unique ones, for a key)
+    (422, "validation_error", "/mapping", "unknown field"),
+    (422, "validation_error", "/upsert_key", "expected"),
+    (422, "validation_error", "/upsert_key", "not a live unique custom field"),
+    (422, "validation_error", "/fields", "unknown field"),
+    # an import uploaded in parts starts once its parts run from 0 without a gap
+    (422, "validation_error", "/parts", ""),
     # custom field values follow the workspace's definitions, which the run itself creates (required ones too)
     (422, "validation_error", "/custom_fields", ""),
     # an upsert that creates: its body (a PATCH's) must also pass the create rules
@@ -146,12 +154,12 @@ def _left_out_by_fields(failure: Any, case: Any) -> bool:
     return missing is not None and missing.group(1) not in names
 
 
-# Routes added by issues 14, 15 and 18 whose OpenAPI parameters are looser than what the server takes
+# Routes added by issues 14 and 15 whose OpenAPI parameters are looser than what the server takes
 # (reports' dates, enums, time zones and day counts are plain strings there; an aggregate's metric field must
-# be a number field; a stream's Last-Event-ID, a browser token's scopes and an import's upsert key follow
+# be a number field; a stream's Last-Event-ID and a browser token's scopes follow
 # rules the spec does not state yet). Tightening their spec is open work of those issues; until then a
 # refusal there is not counted as rejecting valid data. Everything else is checked on them.
-LOOSE_SPEC = ("/v1/reports/", "/v1/events/stream", "/v1/browser-tokens", "/v1/imports", "/v1/exports")
+LOOSE_SPEC = ("/v1/reports/", "/v1/events/stream", "/v1/browser-tokens")
 
 
 def _loose_spec(case: Any) -> bool:

@@ -52,6 +52,9 @@ class Settings(BaseSettings):
     keep_alive_s: int = 5
     """``serve``: an idle keep-alive connection is closed after this long."""
     max_body_bytes: int = 2 * 1024 * 1024
+    max_upload_bytes: int = 8 * 1024**3
+    """The body limit of an import's file sent whole as ``multipart/form-data`` (streamed to the database in
+    parts, never held in memory); every other body has ``max_body_bytes``."""
     auth_cache_seconds: float = 5.0
     """How long a verified API key is trusted without asking the database again (revocation delay
     for other processes; the process that revokes forgets the key at once)."""

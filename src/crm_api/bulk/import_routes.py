@@ -7,21 +7,22 @@ import uuid
 from collections.abc import AsyncIterator
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Path, Query, Request, Response
+from fastapi import APIRouter, Depends, Path, Query, Request, Response
 from fastapi.responses import StreamingResponse
 
 from ..auth import Principal, require
 from ..deps import LockingConn, read_pool
-from ..errors import Conflict, CRMError, FieldError, InvalidCursor, Unprocessable, field_error
-from ..http import json_response, problems
+from ..errors import BadRequest, Conflict, CRMError, FieldError, InvalidCursor, Unprocessable, field_error
+from ..http import json_response, problems, request_body
 from ..idempotency import idempotent
 from ..resources.custom_fields import enforce
 from ..routing import Route
-from . import custom_key
+from . import custom_key, upload
 from . import repository as repo
 from .jobroutes import JobId, JobRoutes
 from .mapping import OBJECTS, target_problem, upsert_problem
-from .schemas import MAX_PARTS, Import, ImportCreate, ImportPart, RowErrorList, import_api
+from .multipart import boundary_of
+from .schemas import MAX_PARTS, Import, ImportCreate, ImportPart, ImportUpload, RowErrorList, import_api
 
 router = APIRouter(tags=["imports"], route_class=Route)
 jobs = JobRoutes(router, "import", repo.IMPORTS, import_api, Import)
@@ -48,6 +49,15 @@ async def _check(conn: Any, body: ImportCreate, principal: Principal) -> None:
         raise Unprocessable("The import cannot be run as described", errors)
 
 
+def _unkeyed_upload(request: Request) -> None:
+    """A multipart upload's body is not kept, so it cannot be compared with a retry's."""
+    if "idempotency-key" in request.headers and boundary_of(request.headers.get("content-type", "")):
+        raise BadRequest(
+            "Idempotency-Key must be left out of a multipart upload (its body is not kept to compare with a "
+            "retry's): send the file in parts, each retried safely, to resume a large upload"
+        )
+
+
 @jobs.post(
     "",
     "create",
@@ -57,27 +67,40 @@ async def _check(conn: Any, body: ImportCreate, principal: Principal) -> None:
     "`<object_type>:write`.",
     409,
     status_code=202,
+    dependencies=[Depends(_unkeyed_upload)],
+    openapi_extra=request_body(
+        {"application/json": ImportCreate, "multipart/form-data": ImportUpload},
+        **{"multipart/form-data": {"job": {"contentType": "application/json"}}},
+    ),
 )
 @idempotent
-async def create(request: Request, body: ImportCreate, principal: Writer, conn: LockingConn) -> Response:
-    await _check(conn, body, principal)
-    row = await jobs.create(
-        conn,
-        request,
-        principal,
-        "uploading",  # queued by the start below when the file came with it
-        object_type=body.object_type,
-        format=body.format,
-        mapping=body.mapping,
-        upsert_key=body.upsert_key,
-        dry_run=body.dry_run,
-    )
+async def create(request: Request, principal: Writer, conn: LockingConn) -> Response:
+    boundary = boundary_of(request.headers.get("content-type", ""))
+
+    async def begin(body: ImportCreate) -> Any:
+        await _check(conn, body, principal)
+        return await jobs.create(
+            conn,
+            request,
+            principal,
+            "uploading",  # queued once its file is stored
+            object_type=body.object_type,
+            format=body.format,
+            mapping=body.mapping,
+            upsert_key=body.upsert_key,
+            dry_run=body.dry_run,
+        )
+
+    ws = principal.workspace_id
+    if boundary is not None:
+        row = await upload.receive(conn, ws, request.stream(), boundary, begin)
+        return json_response(import_api(row), 202)
+    body = upload.parse(await request.body())
+    row = await begin(body)
     if body.file is not None:
         data = body.file.encode()
-        await repo.IMPORTS.add_part.execute(conn, ws=principal.workspace_id, id=row["id"], part=0, data=data)
-        row = await repo.START.fetchrow(
-            conn, ws=principal.workspace_id, id=row["id"], parts=1, bytes=len(data)
-        )
+        await repo.IMPORTS.add_part.execute(conn, ws=ws, id=row["id"], part=0, data=data)
+        row = await repo.START.fetchrow(conn, ws=ws, id=row["id"], parts=1, bytes=len(data))
     return json_response(import_api(row), 202)
 
 

@@ -77,7 +77,14 @@ class JobRoutes:
         )
 
     def post(
-        self, path: str, operation: str, summary: str, description: str, *codes: int, status_code: int = 200
+        self,
+        path: str,
+        operation: str,
+        summary: str,
+        description: str,
+        *codes: int,
+        status_code: int = 200,
+        **more: Any,
     ) -> Callable[[Endpoint], Endpoint]:
         """A write route that answers with the job (``path`` after ``/v1/<noun>s``)."""
         return self.router.post(
@@ -88,6 +95,7 @@ class JobRoutes:
             responses=problems(*codes, 422),
             summary=summary,
             description=description,
+            **more,
         )
 
     def add_get(self, summary: str, description: str) -> None:

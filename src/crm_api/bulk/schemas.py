@@ -50,7 +50,7 @@ class ImportCreate(WriteModel):
         None,
         description="How a row finds the object it updates: `email` (contacts), `domain` (companies), "
         "`external_ids.<source>`, or `custom_fields.<name>` naming a live unique custom field of the "
-        "object; without it every row creates an object. Default: null.",
+        "object; without it every row creates an object.",
     )
     dry_run: bool = Field(False, description="Judge every row and write nothing. Default: false.")
     file: str | None = Field(
@@ -58,6 +58,16 @@ class ImportCreate(WriteModel):
         description="The whole file, for one that fits in a request; without it the job waits in "
         "`uploading` for its parts (`PUT /v1/imports/{id}/parts/{n}`) and `POST /v1/imports/{id}/start`.",
     )
+
+
+class ImportUpload(BaseModel):
+    """``multipart/form-data``: the import, then its file (streamed to storage as it arrives, so a file of
+    any size up to the upload limit, 8 GiB by default, takes one request)."""
+
+    job: ImportCreate = Field(
+        description="The import as JSON (its part's `Content-Type: application/json`), without `file`"
+    )
+    file: bytes = Field(description="The file, after the job part")
 
 
 class Import(BaseModel):

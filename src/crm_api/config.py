@@ -43,6 +43,8 @@ class Settings(BaseSettings):
     request_timeout_s: float = 30.0
     """The deadline of a request, from its headers to its response: past it the request is cancelled, its
     transaction rolled back, and the answer is a 503 ``timeout`` (408 while the body was still arriving)."""
+    upload_timeout_s: float = 3600.0
+    """The deadline of an import's file sent whole as ``multipart/form-data`` (8 GiB at 2.5 MiB/s)."""
     header_timeout_s: float = 10.0
     """``serve``: a connection must deliver a request's headers within this long, else it is closed."""
     max_header_bytes: int = 32 * 1024

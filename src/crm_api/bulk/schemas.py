@@ -6,7 +6,7 @@ import datetime as dt
 import uuid
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 from typing_extensions import TypeAliasType
 
 from ..resources.schemas import Filter, WriteModel
@@ -63,6 +63,8 @@ class ImportCreate(WriteModel):
 class ImportUpload(BaseModel):
     """``multipart/form-data``: the import, then its file (streamed to storage as it arrives, so a file of
     any size up to the upload limit, 8 GiB by default, takes one request)."""
+
+    model_config = ConfigDict(extra="forbid")
 
     job: ImportCreate = Field(
         description="The import as JSON (its part's `Content-Type: application/json`), without `file`"

@@ -22,11 +22,12 @@ from fastapi.openapi.utils import get_openapi
 from fastapi.responses import HTMLResponse
 from fastapi.routing import APIRoute, iter_route_contexts
 from fastapi.staticfiles import StaticFiles
+from pydantic.json_schema import models_json_schema
 
 from . import __version__
 from .errors import problem_schema
 from .events.describe import webhooks_section
-from .http import HEADERS, PROBLEM_NAMES, problem_response
+from .http import BODY_MODELS, HEADERS, PROBLEM_NAMES, problem_response
 from .idempotency import MAX_KEY_LENGTH, is_idempotent
 from .reports import aggregate_schema
 from .resources import includes
@@ -183,6 +184,7 @@ def document(app: FastAPI) -> dict[str, Any]:
     components["schemas"]["Problem"] = problem_schema()
     includes.components(components["schemas"])
     aggregate_schema.components(components["schemas"])
+    _body_models(components["schemas"])
     components["securitySchemes"] = {"bearer": {"type": "http", "scheme": "bearer"}}
     components["parameters"] = PARAMETERS
     components["headers"] = RESPONSE_HEADERS
@@ -202,6 +204,17 @@ def document(app: FastAPI) -> dict[str, Any]:
     schema["security"] = [{"bearer": []}]
     app.openapi_schema = schema
     return schema
+
+
+def _body_models(schemas: dict[str, Any]) -> None:
+    """The bodies routes read themselves (``http.request_body``), with the models they refer to."""
+    if not BODY_MODELS:
+        return
+    _, defined = models_json_schema(
+        [(m, "validation") for m in BODY_MODELS], ref_template="#/components/schemas/{model}"
+    )
+    for name, schema in defined.get("$defs", {}).items():
+        schemas.setdefault(name, schema)
 
 
 def _decorate(operation: dict[str, Any], idempotent: bool) -> None:

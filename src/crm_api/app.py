@@ -206,9 +206,17 @@ def create_app(settings: Settings | None = None, url: str | None = None) -> Fast
     app.state.key_use = KeyUse(settings.key_use_seconds)
     # the last added runs first: Observe times and logs everything, CORS answers preflights before the
     # rest; the fault guard sits inside the request context, so its answers carry the request id
-    app.add_middleware(faults.Guard, request_timeout_s=settings.request_timeout_s)
+    app.add_middleware(
+        faults.Guard,
+        request_timeout_s=settings.request_timeout_s,
+        uploads={"/v1/imports": settings.upload_timeout_s},
+    )
     app.state.rate_limits = RateLimits(settings)
-    app.add_middleware(RequestContext, max_body_bytes=settings.max_body_bytes)
+    app.add_middleware(
+        RequestContext,
+        max_body_bytes=settings.max_body_bytes,
+        uploads={"/v1/imports": settings.max_upload_bytes},
+    )
     if settings.cors_origin_list():
         app.add_middleware(Cors, origins=settings.cors_origin_list())
     app.add_middleware(Observe)

@@ -43,6 +43,8 @@ class Settings(BaseSettings):
     request_timeout_s: float = 30.0
     """The deadline of a request, from its headers to its response: past it the request is cancelled, its
     transaction rolled back, and the answer is a 503 ``timeout`` (408 while the body was still arriving)."""
+    upload_timeout_s: float = 3600.0
+    """The deadline of an import's file sent whole as ``multipart/form-data`` (8 GiB at 2.5 MiB/s)."""
     header_timeout_s: float = 10.0
     """``serve``: a connection must deliver a request's headers within this long, else it is closed."""
     max_header_bytes: int = 32 * 1024
@@ -52,6 +54,9 @@ class Settings(BaseSettings):
     keep_alive_s: int = 5
     """``serve``: an idle keep-alive connection is closed after this long."""
     max_body_bytes: int = 2 * 1024 * 1024
+    max_upload_bytes: int = 8 * 1024**3
+    """The body limit of an import's file sent whole as ``multipart/form-data`` (streamed to the database in
+    parts, never held in memory); every other body has ``max_body_bytes``."""
     auth_cache_seconds: float = 5.0
     """How long a verified API key is trusted without asking the database again (revocation delay
     for other processes; the process that revokes forgets the key at once)."""

@@ -112,9 +112,13 @@ class Guard:
     answer (a ROLLBACK to a frozen server), and each cancel breaks that wait (the connection is then
     dropped, ``db.EnginePool.acquire``)."""
 
-    def __init__(self, app: ASGIApp, request_timeout_s: float) -> None:
+    def __init__(
+        self, app: ASGIApp, request_timeout_s: float, uploads: dict[str, float] | None = None
+    ) -> None:
         self.app = app
         self.timeout = request_timeout_s
+        self.uploads = uploads or {}
+        """path -> the deadline of a multipart POST there (a large file takes longer than any request)"""
         # per event loop (one in a server process; tests may run an app on several), each with its sweep
         self.in_flight: dict[asyncio.AbstractEventLoop, dict[asyncio.Task[Any], _InFlight]] = {}
 
@@ -126,6 +130,13 @@ class Guard:
                 request.deadline = now + _GRACE
                 task.cancel()  # delivered where the request waits, which is before its response
         loop.call_later(every, self._sweep, loop, every)
+
+    def _timeout(self, scope: Scope) -> float:
+        if scope["method"] == "POST" and scope["path"] in self.uploads:
+            for name, value in scope["headers"]:
+                if name == b"content-type" and value.lower().startswith(b"multipart/form-data"):
+                    return self.uploads[scope["path"]]
+        return self.timeout
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -139,7 +150,7 @@ class Guard:
             in_flight = self.in_flight[loop] = {}
             every = min(1.0, self.timeout / 4)
             loop.call_later(every, self._sweep, loop, every)
-        request = in_flight[task] = _InFlight(loop.time() + self.timeout)
+        request = in_flight[task] = _InFlight(loop.time() + self._timeout(scope))
 
         async def watched_receive() -> Message:
             request.reading = True

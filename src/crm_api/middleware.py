@@ -31,12 +31,11 @@ class RequestContext:
     written meanwhile, and answers 413 to bodies over the limit, whether declared by Content-Length or
     streamed."""
 
-    def __init__(self, app: ASGIApp, max_body_bytes: int) -> None:
+    def __init__(self, app: ASGIApp, max_body_bytes: int, uploads: dict[str, int] | None = None) -> None:
         self.app = app
         self.max_body = max_body_bytes
-
-    def _too_large(self) -> PayloadTooLarge:
-        return PayloadTooLarge(f"The body exceeds {self.max_body} bytes")
+        self.uploads = uploads or {}
+        """path -> the limit of a multipart POST there (a file streamed to storage, not held)"""
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -44,17 +43,26 @@ class RequestContext:
             return
         request_id = None
         length = None
+        multipart = False
         for name, value in scope["headers"]:
             if name == b"x-request-id":
                 request_id = _sane_request_id(value)
             elif name == b"content-length":
                 length = value
+            elif name == b"content-type":
+                multipart = value.lower().startswith(b"multipart/form-data")
+        limit = self.max_body
+        if multipart and scope["method"] == "POST":
+            limit = self.uploads.get(scope["path"], limit)
         request_id = request_id or os.urandom(16).hex()  # 32 hex digits as before, no UUID object built
         scope.setdefault("state", {})["request_id"] = request_id
         header = (b"x-request-id", request_id.encode())
 
-        if length is not None and (not length.isdigit() or int(length) > self.max_body):
-            await _send_problem(send, self._too_large(), request_id, header)
+        def too_large() -> PayloadTooLarge:  # built only when sent
+            return PayloadTooLarge(f"The body exceeds {limit} bytes")
+
+        if length is not None and (not length.isdigit() or int(length) > limit):
+            await _send_problem(send, too_large(), request_id, header)
             return
 
         received = 0
@@ -65,16 +73,16 @@ class RequestContext:
             message = await receive()
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
-                if received > self.max_body:
+                if received > limit:
                     overflowed = True
-                    raise self._too_large()
+                    raise too_large()
             return message
 
         async def send_with_id(message: Message) -> None:
             # the app turns a failed body read into its own error; an overflow is answered as 413 instead
             if overflowed:
                 if message["type"] == "http.response.start":
-                    await _send_problem(send, self._too_large(), request_id, header)
+                    await _send_problem(send, too_large(), request_id, header)
                 return
             if message["type"] == "http.response.start":
                 headers = message.get("headers", [])

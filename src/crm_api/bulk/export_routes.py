@@ -7,51 +7,42 @@ import zlib
 from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Path, Request, Response
+from fastapi import APIRouter, Request, Response
 from fastapi.responses import StreamingResponse
 
 from ..auth import Principal, require
 from ..deps import LockingConn, read_pool
-from ..errors import Conflict, FieldError, Forbidden, NotFound, Unprocessable
+from ..errors import Conflict, FieldError, Unprocessable
 from ..http import json_response, problems
 from ..idempotency import idempotent
-from ..ids import uuid7
 from ..routing import Route
 from . import repository as repo
 from .exports import conditions, field_names, field_problem
+from .jobroutes import JobId, JobRoutes
 from .mapping import OBJECTS
 from .schemas import Export, ExportCreate, export_api
 
 router = APIRouter(tags=["exports"], route_class=Route)
+jobs = JobRoutes(router, "export", repo.EXPORTS, export_api, Export, " (or it expired)")
 Reader = Annotated[Principal, require("exports:read")]
 Writer = Annotated[Principal, require("exports:write")]
-ExportId = Annotated[uuid.UUID, Path(alias="id")]
 KEPT = dt.timedelta(days=7)
 MEDIA = {"csv": "text/csv; charset=utf-8", "ndjson": "application/x-ndjson"}
 
 
-async def _job(conn: Any, principal: Principal, job_id: uuid.UUID) -> dict[str, Any]:
-    row = await repo.EXPORT_GET.fetchrow(conn, ws=principal.workspace_id, id=job_id)
-    if row is None:
-        raise NotFound(f"No export {job_id} (or it expired)")
-    return dict(row)
-
-
-@router.post(
-    "/v1/exports",
-    status_code=202,
-    operation_id="exports_create",
-    response_model=Export,
-    responses=problems(409, 422),
-    summary="Export every contact, company, deal, activity or ticket that matches a filter",
-    description="Answers 202 with the job; a worker writes the file from one snapshot (writes made "
+@jobs.post(
+    "",
+    "create",
+    "Export every contact, company, deal, activity or ticket that matches a filter",
+    "Answers 202 with the job; a worker writes the file from one snapshot (writes made "
     "meanwhile are in it wholly or not at all), with no row cap. The key needs `exports:write` and "
     "`<object_type>:read`.",
+    409,
+    status_code=202,
 )
 @idempotent
 async def create(request: Request, body: ExportCreate, principal: Writer, conn: LockingConn) -> Response:
-    if not principal.allows(f"{body.object_type}:read"):
-        raise Forbidden(f"An export of {body.object_type} needs the scope {body.object_type}:read")
+    jobs.needs(principal, body.object_type, "read")
     spec = OBJECTS[body.object_type]
     fields = body.fields or field_names(spec)
     errors = [FieldError(f"/fields/{i}", p) for i, f in enumerate(fields) if (p := field_problem(spec, f))]
@@ -59,37 +50,27 @@ async def create(request: Request, body: ExportCreate, principal: Writer, conn: 
         raise Unprocessable("The export names fields the object does not have", errors)
     await conditions(conn, spec, principal.workspace_id, body.filter, body.include_archived)  # 422s now
     now = dt.datetime.now(dt.UTC)
-    row = await repo.EXPORT_CREATE.fetchrow(
+    row = await jobs.create(
         conn,
-        workspace_id=principal.workspace_id,
-        id=uuid7(),
+        request,
+        principal,
+        "queued",
+        now,
         object_type=body.object_type,
         format=body.format,
-        status="queued",
-        actor=principal.actor,
-        request_id=getattr(request.state, "request_id", None),
         filter=body.filter,
         fields=fields,
         include_archived=body.include_archived,
-        created_at=now,
-        updated_at=now,
         expires_at=now + KEPT,
     )
     return json_response(export_api(row), 202)
 
 
-@router.get(
-    "/v1/exports/{id}",
-    operation_id="exports_get",
-    response_model=Export,
-    responses=problems(404, 422),
-    summary="An export's status and row count",
-    description="`status` (`queued`, `running`, `succeeded`, `failed`), and once it succeeded the `rows` "
-    "written and the file's size in `bytes`. An export is kept until `expires_at` (7 days), then a 404.",
+jobs.add_get(
+    "An export's status and row count",
+    "`status` (`queued`, `running`, `succeeded`, `failed`), and once it succeeded the `rows` written and "
+    "the file's size in `bytes`. An export is kept until `expires_at` (7 days), then a 404.",
 )
-async def get(job_id: ExportId, principal: Reader, request: Request) -> Response:
-    conn = read_pool(request)
-    return json_response(export_api(await _job(conn, principal, job_id)))
 
 
 @router.get(
@@ -106,9 +87,9 @@ async def get(job_id: ExportId, principal: Reader, request: Request) -> Response
     description="The file as the worker wrote it, streamed part by part; gzip-compressed on the way when "
     "`Accept-Encoding` names gzip. 409 until the export has succeeded.",
 )
-async def file(request: Request, job_id: ExportId, principal: Reader) -> Response:
+async def file(request: Request, job_id: JobId, principal: Reader) -> Response:
     conn = read_pool(request)
-    job = await _job(conn, principal, job_id)
+    job = await jobs.load(conn, principal, job_id)
     if job["status"] != "succeeded":
         raise Conflict(f"The export is {job['status']}: its file is not ready")
     gzip = "gzip" in request.headers.get("accept-encoding", "").lower()
@@ -128,7 +109,7 @@ async def _parts(conn: Any, ws: uuid.UUID, job_id: uuid.UUID, count: int, gzip: 
     """The stored parts one at a time (memory flat whatever the file's size), compressed on the way."""
     packer = zlib.compressobj(6, zlib.DEFLATED, 31) if gzip else None  # 31: a gzip header and trailer
     for n in range(count):
-        data = bytes(await repo.EXPORT_PART.fetchval(conn, ws=ws, id=job_id, part=n))
+        data = bytes(await repo.EXPORTS.part.fetchval(conn, ws=ws, id=job_id, part=n))
         yield packer.compress(data) if packer is not None else data
     if packer is not None:
         yield packer.flush()

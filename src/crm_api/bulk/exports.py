@@ -25,7 +25,7 @@ from ..resources.filters import Compiler
 from ..resources.query import in_workspace, live
 from ..resources.spec import ResourceSpec
 from . import repository as repo
-from .lease import renewing
+from .lease import claim_and_run
 from .mapping import OBJECTS
 
 PART_BYTES = 1 << 20
@@ -190,29 +190,21 @@ class ExportRun:
         if buffer:
             await self._part(parts, bytes(buffer))
             parts, size = parts + 1, size + len(buffer)
-        done = await repo.EXPORT_FINISH.fetchval(
+        done = await repo.EXPORTS.finish.fetchval(
             self.pool, ws=self.ws, id=self.id, token=self.token, status="succeeded", error=None, rows=rows,
             bytes=size, parts=parts,
         )  # fmt: skip
         return "succeeded" if done is not None else "lost"
 
     async def _part(self, n: int, data: bytes) -> None:
-        await repo.EXPORT_ADD_PART.execute(self.pool, ws=self.ws, id=self.id, part=n, data=data)
+        await repo.EXPORTS.add_part.execute(self.pool, ws=self.ws, id=self.id, part=n, data=data)
 
 
 async def run_once(pool: Any, lease: float, stop: asyncio.Event) -> bool:
     """Claim one export and run it; False when none was waiting (then expired exports are purged)."""
-    token = uuid.uuid4()
-    job = await repo.EXPORT_CLAIM.fetchrow(pool, token=token, lease=lease, now=dt.datetime.now(dt.UTC))
-    if job is None:
+    outcome = await claim_and_run(
+        pool, repo.EXPORTS, lease, stop, lambda job, token: ExportRun(pool, job, token).run()
+    )
+    if outcome is None:
         await repo.EXPORT_PURGE.execute(pool)
-        return False
-    job = dict(job)
-
-    async def renew() -> Any:
-        return await repo.EXPORT_RENEW.fetchval(
-            pool, ws=job["workspace_id"], id=job["id"], token=token, lease=lease
-        )
-
-    await renewing(ExportRun(pool, job, token).run(), renew, lease / 3, stop)
-    return True
+    return outcome is not None

@@ -2,52 +2,37 @@
 errors, cancel it. The workers run it (``bulk/imports.py``)."""
 
 import csv
-import datetime as dt
 import io
 import uuid
 from collections.abc import AsyncIterator
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Path, Query, Request, Response
+from fastapi import APIRouter, Depends, Path, Query, Request, Response
 from fastapi.responses import StreamingResponse
 
 from ..auth import Principal, require
 from ..deps import LockingConn, read_pool
-from ..errors import (
-    Conflict,
-    CRMError,
-    FieldError,
-    Forbidden,
-    InvalidCursor,
-    NotFound,
-    Unprocessable,
-    field_error,
-)
-from ..http import json_response, problems
+from ..errors import BadRequest, Conflict, CRMError, FieldError, InvalidCursor, Unprocessable, field_error
+from ..http import json_response, problems, request_body
 from ..idempotency import idempotent
-from ..ids import uuid7
+from ..resources.custom_fields import enforce
 from ..routing import Route
+from . import custom_key, upload
 from . import repository as repo
+from .jobroutes import JobId, JobRoutes
 from .mapping import OBJECTS, target_problem, upsert_problem
-from .schemas import MAX_PARTS, Import, ImportCreate, ImportPart, RowErrorList, import_api
+from .multipart import boundary_of
+from .schemas import MAX_PARTS, Import, ImportCreate, ImportPart, ImportUpload, RowErrorList, import_api
 
 router = APIRouter(tags=["imports"], route_class=Route)
+jobs = JobRoutes(router, "import", repo.IMPORTS, import_api, Import)
 Reader = Annotated[Principal, require("imports:read")]
 Writer = Annotated[Principal, require("imports:write")]
-ImportId = Annotated[uuid.UUID, Path(alias="id")]
+_job = jobs.load
 
 
-async def _job(conn: object, principal: Principal, job_id: uuid.UUID) -> dict[str, object]:
-    row = await repo.GET.fetchrow(conn, ws=principal.workspace_id, id=job_id)
-    if row is None:
-        raise NotFound(f"No import {job_id}")
-    return dict(row)
-
-
-def _check(body: ImportCreate, principal: Principal) -> None:
-    """The key must also be allowed to write the objects the import writes."""
-    if not principal.allows(f"{body.object_type}:write"):
-        raise Forbidden(f"An import of {body.object_type} needs the scope {body.object_type}:write")
+async def _check(conn: Any, body: ImportCreate, principal: Principal) -> None:
+    jobs.needs(principal, body.object_type, "write")
     spec = OBJECTS[body.object_type]
     errors = [
         FieldError(f"/mapping/{column}", problem)
@@ -56,46 +41,66 @@ def _check(body: ImportCreate, principal: Principal) -> None:
     ]
     if body.upsert_key is not None and (problem := upsert_problem(spec, body.upsert_key)) is not None:
         errors.append(FieldError("/upsert_key", problem))
+    elif (name := custom_key.field_of(body.upsert_key)) is not None:
+        definitions = await enforce.definitions(conn, principal.workspace_id, spec.object)
+        if (problem := custom_key.definition_problem(definitions, name)) is not None:
+            errors.append(FieldError("/upsert_key", problem))
     if errors:
         raise Unprocessable("The import cannot be run as described", errors)
 
 
-@router.post(
-    "/v1/imports",
-    status_code=202,
-    operation_id="imports_create",
-    response_model=Import,
-    responses=problems(409, 422),
-    summary="Import a file of contacts, companies, deals, activities or tickets",
-    description="Answers 202 with the job. With `file` the job is queued at once; without it, it waits in "
+def _unkeyed_upload(request: Request) -> None:
+    """A multipart upload's body is not kept, so it cannot be compared with a retry's."""
+    if "idempotency-key" in request.headers and boundary_of(request.headers.get("content-type", "")):
+        raise BadRequest(
+            "Idempotency-Key must be left out of a multipart upload (its body is not kept to compare with a "
+            "retry's): send the file in parts, each retried safely, to resume a large upload"
+        )
+
+
+@jobs.post(
+    "",
+    "create",
+    "Import a file of contacts, companies, deals, activities or tickets",
+    "Answers 202 with the job. With `file` the job is queued at once; without it, it waits in "
     "`uploading` for its parts and `POST /v1/imports/{id}/start`. The key needs `imports:write` and "
     "`<object_type>:write`.",
+    409,
+    status_code=202,
+    dependencies=[Depends(_unkeyed_upload)],
+    openapi_extra=request_body(
+        {"application/json": ImportCreate, "multipart/form-data": ImportUpload},
+        **{"multipart/form-data": {"job": {"contentType": "application/json"}}},
+    ),
 )
 @idempotent
-async def create(request: Request, body: ImportCreate, principal: Writer, conn: LockingConn) -> Response:
-    _check(body, principal)
-    now = dt.datetime.now(dt.UTC)
-    row = await repo.CREATE.fetchrow(
-        conn,
-        workspace_id=principal.workspace_id,
-        id=uuid7(),
-        object_type=body.object_type,
-        format=body.format,
-        status="uploading",  # queued by the start below when the file came with it
-        actor=principal.actor,
-        request_id=getattr(request.state, "request_id", None),
-        mapping=body.mapping,
-        upsert_key=body.upsert_key,
-        dry_run=body.dry_run,
-        created_at=now,
-        updated_at=now,
-    )
+async def create(request: Request, principal: Writer, conn: LockingConn) -> Response:
+    boundary = boundary_of(request.headers.get("content-type", ""))
+
+    async def begin(body: ImportCreate) -> Any:
+        await _check(conn, body, principal)
+        return await jobs.create(
+            conn,
+            request,
+            principal,
+            "uploading",  # queued once its file is stored
+            object_type=body.object_type,
+            format=body.format,
+            mapping=body.mapping,
+            upsert_key=body.upsert_key,
+            dry_run=body.dry_run,
+        )
+
+    ws = principal.workspace_id
+    if boundary is not None:
+        row = await upload.receive(conn, ws, request.stream(), boundary, begin)
+        return json_response(import_api(row), 202)
+    body = upload.parse(await request.body())
+    row = await begin(body)
     if body.file is not None:
         data = body.file.encode()
-        await repo.ADD_PART.execute(conn, ws=principal.workspace_id, id=row["id"], part=0, data=data)
-        row = await repo.START.fetchrow(
-            conn, ws=principal.workspace_id, id=row["id"], parts=1, bytes=len(data)
-        )
+        await repo.IMPORTS.add_part.execute(conn, ws=ws, id=row["id"], part=0, data=data)
+        row = await repo.START.fetchrow(conn, ws=ws, id=row["id"], parts=1, bytes=len(data))
     return json_response(import_api(row), 202)
 
 
@@ -118,7 +123,7 @@ async def create(request: Request, body: ImportCreate, principal: Writer, conn: 
 @idempotent
 async def upload_part(
     request: Request,
-    job_id: ImportId,
+    job_id: JobId,
     part: Annotated[int, Path(ge=0, lt=MAX_PARTS)],
     principal: Writer,
     conn: LockingConn,
@@ -129,22 +134,22 @@ async def upload_part(
     data = await request.body()
     if not data:
         raise field_error("/body", "a part holds at least one byte")
-    await repo.ADD_PART.execute(conn, ws=principal.workspace_id, id=job_id, part=part, data=data)
+    await repo.IMPORTS.add_part.execute(conn, ws=principal.workspace_id, id=job_id, part=part, data=data)
     return json_response({"object": "import_part", "part": part, "bytes": len(data)})
 
 
-@router.post(
-    "/v1/imports/{id}/start",
-    status_code=202,
-    operation_id="imports_start",
-    response_model=Import,
-    responses=problems(404, 409, 422),
-    summary="Queue an uploaded import",
-    description="Queues an import whose file was uploaded in parts. The parts must run from 0 without a gap "
+@jobs.post(
+    "/{id}/start",
+    "start",
+    "Queue an uploaded import",
+    "Queues an import whose file was uploaded in parts. The parts must run from 0 without a gap "
     "(422 naming the first missing one); an import no longer `uploading` is a 409.",
+    404,
+    409,
+    status_code=202,
 )
 @idempotent
-async def start(request: Request, job_id: ImportId, principal: Writer, conn: LockingConn) -> Response:
+async def start(request: Request, job_id: JobId, principal: Writer, conn: LockingConn) -> Response:
     job = await _job(conn, principal, job_id)
     if job["status"] != "uploading":
         raise Conflict(f"The import is {job['status']}, not uploading")
@@ -160,37 +165,30 @@ async def start(request: Request, job_id: ImportId, principal: Writer, conn: Loc
 
 async def _first_missing(conn: object, ws: uuid.UUID, job_id: uuid.UUID, last: int) -> int:
     for n in range(last + 1):  # only on a failed start: a client's mistake, not the common path
-        if await repo.part(conn, ws, job_id, n) is None:
+        if await repo.IMPORTS.part_data(conn, ws, job_id, n) is None:
             return n
     return last + 1
 
 
-@router.get(
-    "/v1/imports/{id}",
-    operation_id="imports_get",
-    response_model=Import,
-    responses=problems(404, 422),
-    summary="An import's status and progress",
-    description="`status` (`uploading`, `queued`, `running`, `succeeded`, `failed`, `cancelled`), "
-    "`rows_total` once a worker has read the file, `rows_done` and the counts of rows `created`, "
-    "`updated`, `unchanged` and `failed`.",
+jobs.add_get(
+    "An import's status and progress",
+    "`status` (`uploading`, `queued`, `running`, `succeeded`, `failed`, `cancelled`), `rows_total` once a "
+    "worker has read the file, `rows_done` and the counts of rows `created`, `updated`, `unchanged` and "
+    "`failed`.",
 )
-async def get(job_id: ImportId, principal: Reader, request: Request) -> Response:
-    conn = read_pool(request)
-    return json_response(import_api(await _job(conn, principal, job_id)))
 
 
-@router.post(
-    "/v1/imports/{id}/cancel",
-    operation_id="imports_cancel",
-    response_model=Import,
-    responses=problems(404, 409, 422),
-    summary="Cancel an import",
-    description="Chunks already written stay written; the one in flight completes, and no other follows. "
+@jobs.post(
+    "/{id}/cancel",
+    "cancel",
+    "Cancel an import",
+    "Chunks already written stay written; the one in flight completes, and no other follows. "
     "An import that has ended is a 409.",
+    404,
+    409,
 )
 @idempotent
-async def cancel(request: Request, job_id: ImportId, principal: Writer, conn: LockingConn) -> Response:
+async def cancel(request: Request, job_id: JobId, principal: Writer, conn: LockingConn) -> Response:
     row = await repo.CANCEL.fetchrow(conn, ws=principal.workspace_id, id=job_id)
     if row is None:
         job = await _job(conn, principal, job_id)
@@ -221,7 +219,7 @@ def _cursor(value: str | None) -> tuple[int, int]:
     "`format=csv`.",
 )
 async def errors(
-    job_id: ImportId,
+    job_id: JobId,
     principal: Reader,
     request: Request,
     format: Literal["json", "csv"] = "json",

@@ -24,6 +24,7 @@ from ..errors import CRMError
 from ..resources import batch
 from ..resources.custom_fields import enforce
 from ..resources.spec import ResourceSpec
+from . import custom_key
 from . import repository as repo
 from .mapping import OBJECTS, Mapper, effective
 from .rows import CsvReader, FileError, Problem, Record, reader
@@ -50,7 +51,7 @@ def actor_context(workspace_id: uuid.UUID, actor: str, request_id: str | None) -
 async def parts(pool: Any, ws: uuid.UUID, job: uuid.UUID, count: int) -> AsyncIterator[bytes]:
     """The file, one stored part at a time (each part is one short read)."""
     for n in range(count):
-        data = await repo.part(pool, ws, job, n)
+        data = await repo.IMPORTS.part_data(pool, ws, job, n)
         if data is None:
             raise FileError(f"Part {n} of the file is missing")
         yield data
@@ -77,6 +78,8 @@ class ImportRun:
         self.spec: ResourceSpec = OBJECTS[job["object_type"]]
         self.ctx = actor_context(self.ws, job["actor"], job["request_id"])
         self.text = job["format"] == "csv"
+        self.key_definition: dict[str, Any] | None = None
+        """The unique custom field the rows match on, when ``upsert_key`` names one."""
 
     def _parts(self) -> AsyncIterator[bytes]:
         return parts(self.pool, self.ws, self.id, self.job["parts"])
@@ -87,7 +90,7 @@ class ImportRun:
         try:
             columns = await self._count()
         except FileError as exc:
-            await repo.FINISH.fetchval(
+            await repo.IMPORTS.finish.fetchval(
                 self.pool, ws=self.ws, id=self.id, token=self.token, status="failed", error=str(exc)
             )
             return "failed"
@@ -98,6 +101,14 @@ class ImportRun:
             if enforce.applies(self.spec)
             else {}
         )
+        key_field = custom_key.field_of(self.job["upsert_key"])
+        if key_field is not None:
+            if (problem := custom_key.definition_problem(definitions, key_field)) is not None:
+                await repo.IMPORTS.finish.fetchval(
+                    self.pool, ws=self.ws, id=self.id, token=self.token, status="failed", error=problem
+                )
+                return "failed"
+            self.key_definition = {**definitions[key_field], "name": key_field}
         mapper = Mapper(self.spec, effective(self.spec, self.job["mapping"], columns), definitions)
         done = self.job["rows_done"]
         chunk: list[Record] = []
@@ -112,7 +123,7 @@ class ImportRun:
                     chunk = []
         if chunk and not await self._chunk(mapper, chunk):
             return "lost"
-        finished = await repo.FINISH.fetchval(
+        finished = await repo.IMPORTS.finish.fetchval(
             self.pool, ws=self.ws, id=self.id, token=self.token, status="succeeded", error=None
         )
         return "succeeded" if finished is not None else "lost"
@@ -206,8 +217,25 @@ class ImportRun:
     async def _batch(
         self, conn: asyncpg.Connection, bodies: list[dict[str, Any] | None], mode: batch.Mode
     ) -> list[tuple[str, dict[str, Any]]]:
+        if self.key_definition is not None:
+
+            async def write(
+                some: list[dict[str, Any] | None], matched: dict[int, dict[str, Any]]
+            ) -> list[tuple[str, dict[str, Any]]]:
+                return await self._items(conn, some, mode, matched)
+
+            return await custom_key.upsert(conn, self.spec, self.ctx, self.key_definition, bodies, write)
+        return await self._items(conn, bodies, mode, None)
+
+    async def _items(
+        self,
+        conn: asyncpg.Connection,
+        bodies: list[dict[str, Any] | None],
+        mode: batch.Mode,
+        matched: dict[int, dict[str, Any]] | None,
+    ) -> list[tuple[str, dict[str, Any]]]:
         done = await batch.run_items(
-            conn, self.spec, self.ctx, list(bodies), mode, dry_run=self.job["dry_run"]
+            conn, self.spec, self.ctx, list(bodies), mode, dry_run=self.job["dry_run"], matched=matched
         )
         out: list[tuple[str, dict[str, Any]]] = []
         for i, result in enumerate(done.results):

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import datetime as dt
+import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -32,3 +34,24 @@ async def renewing(
                 await renew()
     finally:
         stopping.cancel()
+
+
+async def claim_and_run(
+    pool: Any,
+    jobs: Any,
+    lease: float,
+    stop: asyncio.Event,
+    make_run: Callable[[dict[str, Any], uuid.UUID], Awaitable[str]],
+) -> str | None:
+    """Claim the oldest waiting job of one kind (``repository.JobSql``) and run it under its renewed
+    lease; None when none was waiting, else how the run ended."""
+    token = uuid.uuid4()
+    claimed = await jobs.claim.fetchrow(pool, token=token, lease=lease, now=dt.datetime.now(dt.UTC))
+    if claimed is None:
+        return None
+    job = dict(claimed)
+
+    async def renew() -> Any:
+        return await jobs.renew.fetchval(pool, ws=job["workspace_id"], id=job["id"], token=token, lease=lease)
+
+    return await renewing(make_run(job, token), renew, lease / 3, stop)

@@ -82,15 +82,18 @@ def effective(spec: ResourceSpec, mapping: dict[str, str | None], columns: Seque
 
 
 def upsert_problem(spec: ResourceSpec, key: str) -> str | None:
-    """``email``/``domain`` (the natural key) or ``external_ids.<source>``; None when it is one."""
+    """``email``/``domain`` (the natural key), ``external_ids.<source>``, or ``custom_fields.<name>`` (which
+    must also be a live unique custom field: ``custom_key``); None when it is one."""
     natural = spec.natural_key.field if spec.natural_key else None
     if key == natural:
         return None
-    head, dot, source = key.partition(".")
-    if dot and head == "external_ids" and _NAME.match(source):
+    head, dot, name = key.partition(".")
+    custom = "custom_fields" in spec.field_names
+    if dot and (head == "external_ids" or (head == "custom_fields" and custom)) and _NAME.match(name):
         return None
     options = [natural] if natural else []
-    return f"expected {' or '.join([*options, 'external_ids.<source>'])}"
+    options += ["external_ids.<source>", *(["custom_fields.<name>"] if custom else [])]
+    return f"expected {', '.join(options[:-1])} or {options[-1]}"
 
 
 class Mapper:

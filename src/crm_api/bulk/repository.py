@@ -1,5 +1,9 @@
 """The SQL of bulk jobs: the job row, its file's parts, an import's row errors, and the workers' lease on it.
 
+Imports and exports are jobs of one shape (a row with a status and a lease, a file in numbered parts), so
+their shared statements come from one ``JobSql``, built per table; what only imports have (row errors,
+progress, the upload's start) follows it.
+
 A worker holds a job by its ``lease_token`` until ``lease_until``; every chunk locks the job row and
 checks the token before it writes, and writes its progress in the same transaction as its records, so a
 chunk counts exactly once: committed with its progress, or not at all.
@@ -8,11 +12,11 @@ chunk counts exactly once: committed with its progress, or not at all.
 from __future__ import annotations
 
 import uuid
+from functools import partial
 from typing import Any
 
 import asyncpg
 from sqlalchemy import (
-    BigInteger,
     DateTime,
     Float,
     Integer,
@@ -34,10 +38,18 @@ from ..events.store import recordset
 
 ACTIVE = ("uploading", "queued", "running")
 """Statuses a job can still leave: cancel applies to these."""
-
-
-def _imports() -> Any:
-    return sql.table("imports")
+COMMON = (
+    "workspace_id",
+    "id",
+    "object_type",
+    "format",
+    "status",
+    "actor",
+    "request_id",
+    "created_at",
+    "updated_at",
+)
+"""The columns every job is created with; each kind adds its own."""
 
 
 def _ids(t: Any) -> Any:
@@ -49,77 +61,48 @@ def _lease() -> Any:
     return func.now() + func.make_interval(0, 0, 0, 0, 0, 0, sql.param("lease", Float))
 
 
-def _create() -> Any:
-    t = _imports()
-    names = (
-        "workspace_id", "id", "object_type", "format", "status", "actor", "request_id", "mapping",
-        "upsert_key", "dry_run", "created_at", "updated_at",
-    )  # fmt: skip
+def _create(table: str, names: tuple[str, ...]) -> Any:
+    t = sql.table(table)
     return insert(t).values({n: sql.param(n, t.c[n].type) for n in names}).returning(*t.c)
 
 
-def _get() -> Select[Any]:
-    t = _imports()
-    return select(*t.c).where(_ids(t))
+def _get(table: str, expires: bool) -> Select[Any]:
+    t = sql.table(table)
+    stmt = select(*t.c).where(_ids(t))
+    return stmt.where(t.c.expires_at > func.now()) if expires else stmt
 
 
-def _add_part() -> Any:
-    """Store part ``part``; a repeated upload of a part replaces it (the caller checks the job uploads)."""
-    p = sql.table("import_parts")
-    stmt = pg_insert(p).values(
-        workspace_id=sql.param("ws"),
-        import_id=sql.param("id"),
-        part=sql.param("part", Integer),
-        data=sql.param("data", p.c.data.type),
+def _part_of(parts: str, fk: str) -> Any:
+    """Which part of which job's file: ``ws``, ``id``, ``part``."""
+    p = sql.table(parts)
+    return and_(
+        p.c.workspace_id == sql.param("ws"),
+        p.c[fk] == sql.param("id"),
+        p.c.part == sql.param("part", Integer),
     )
+
+
+def _add_part(parts: str, fk: str, replace: bool) -> Any:
+    """Store part ``part``; with ``replace`` a repeated upload of a part replaces it."""
+    p = sql.table(parts)
+    values = {"workspace_id": sql.param("ws"), fk: sql.param("id"), "part": sql.param("part", Integer)}
+    stmt = pg_insert(p).values(**values, data=sql.param("data", p.c.data.type))
+    if not replace:
+        return stmt
     return stmt.on_conflict_do_update(
-        index_elements=[p.c.workspace_id, p.c.import_id, p.c.part], set_={"data": stmt.excluded.data}
+        index_elements=[p.c.workspace_id, p.c[fk], p.c.part], set_={"data": stmt.excluded.data}
     )
 
 
-def _parts_summary() -> Select[Any]:
-    p = sql.table("import_parts")
-    return select(
-        func.count(), func.coalesce(func.max(p.c.part), -1), func.coalesce(func.sum(func.length(p.c.data)), 0)
-    ).where(p.c.workspace_id == sql.param("ws"), p.c.import_id == sql.param("id"))
+def _part(parts: str, fk: str) -> Select[Any]:
+    return select(sql.table(parts).c.data).where(_part_of(parts, fk))
 
 
-def _start() -> ReturningUpdate[Any]:
-    t = _imports()
-    return (
-        update(t)
-        .where(_ids(t), t.c.status == sql.const("uploading"))
-        .values(
-            status="queued",
-            parts=sql.param("parts", Integer),
-            bytes=sql.param("bytes"),
-            updated_at=func.now(),
-        )
-        .returning(*t.c)
-    )
-
-
-def _cancel() -> ReturningUpdate[Any]:
-    t = _imports()
-    return (
-        update(t)
-        .where(_ids(t), t.c.status.in_([sql.const(s) for s in ACTIVE]))
-        .values(
-            status="cancelled",
-            lease_token=None,
-            lease_until=None,
-            finished_at=func.now(),
-            updated_at=func.now(),
-        )
-        .returning(*t.c)
-    )
-
-
-def _claim() -> ReturningUpdate[Any]:
+def _claim(table: str) -> ReturningUpdate[Any]:
     """The oldest job waiting for a worker, or whose worker's lease lapsed (a killed worker's job resumes
     here), across workspaces, ``FOR UPDATE SKIP LOCKED`` so two workers never take the same one. The
     start time is the worker's clock (``now``): Citus refuses ``now()`` inside COALESCE in an UPDATE."""
-    t = _imports()
+    t = sql.table(table)
     waiting = (
         select(t.c.workspace_id, t.c.id)
         .where(
@@ -144,24 +127,131 @@ def _claim() -> ReturningUpdate[Any]:
     )
 
 
-def _part() -> Select[Any]:
+def _renew(table: str) -> ReturningUpdate[Any]:
+    t = sql.table(table)
+    return (
+        update(t)
+        .where(_ids(t), t.c.lease_token == sql.param("token"))
+        .values(lease_until=_lease())
+        .returning(t.c.id)
+    )
+
+
+def _finish(table: str, counts: tuple[str, ...]) -> ReturningUpdate[Any]:
+    """The run's end (``status``, ``error``, and the kind's ``counts``), while the worker holds the job."""
+    t = sql.table(table)
+    return (
+        update(t)
+        .where(_ids(t), t.c.lease_token == sql.param("token"), t.c.status == sql.const("running"))
+        .values(
+            status=sql.param("status"),
+            error=sql.param("error"),
+            lease_token=None,
+            lease_until=None,
+            finished_at=func.now(),
+            updated_at=func.now(),
+            **{c: sql.param(c, t.c[c].type) for c in counts},
+        )
+        .returning(t.c.id)
+    )
+
+
+class JobSql:
+    """The statements one kind of job shares, for its table and its parts' table."""
+
+    def __init__(
+        self,
+        table: str,
+        parts: str,
+        fk: str,
+        fields: tuple[str, ...],
+        *,
+        expires: bool = False,
+        replace_parts: bool = False,
+        counts: tuple[str, ...] = (),
+    ) -> None:
+        self.create = sql.Query(partial(_create, table, COMMON + fields))
+        self.get = sql.Query(partial(_get, table, expires))
+        self.claim = sql.Query(partial(_claim, table))
+        self.renew = sql.Query(partial(_renew, table))
+        self.finish = sql.Query(partial(_finish, table, counts))
+        self.add_part = sql.Query(partial(_add_part, parts, fk, replace_parts))
+        self.part = sql.Query(partial(_part, parts, fk))
+
+    async def part_data(
+        self, conn: asyncpg.Connection | asyncpg.Pool, ws: uuid.UUID, job: uuid.UUID, n: int
+    ) -> bytes | None:
+        data = await self.part.fetchval(conn, ws=ws, id=job, part=n)
+        return bytes(data) if data is not None else None
+
+
+IMPORTS = JobSql(
+    "imports",
+    "import_parts",
+    "import_id",
+    ("mapping", "upsert_key", "dry_run"),
+    replace_parts=True,  # an upload's part sent again replaces it
+)
+EXPORTS = JobSql(
+    "exports",
+    "export_parts",
+    "export_id",
+    ("filter", "fields", "include_archived", "expires_at"),
+    expires=True,  # past its 7 days an export is gone, even before the purge runs
+    counts=("rows", "bytes", "parts"),
+)
+
+
+# --- imports only ---------------------------------------------------------------------------------------
+
+
+def _parts_summary() -> Select[Any]:
     p = sql.table("import_parts")
-    return select(p.c.data).where(
-        p.c.workspace_id == sql.param("ws"),
-        p.c.import_id == sql.param("id"),
-        p.c.part == sql.param("part", Integer),
+    return select(
+        func.count(), func.coalesce(func.max(p.c.part), -1), func.coalesce(func.sum(func.length(p.c.data)), 0)
+    ).where(p.c.workspace_id == sql.param("ws"), p.c.import_id == sql.param("id"))
+
+
+def _start() -> ReturningUpdate[Any]:
+    t = sql.table("imports")
+    return (
+        update(t)
+        .where(_ids(t), t.c.status == sql.const("uploading"))
+        .values(
+            status="queued",
+            parts=sql.param("parts", Integer),
+            bytes=sql.param("bytes"),
+            updated_at=func.now(),
+        )
+        .returning(*t.c)
+    )
+
+
+def _cancel() -> ReturningUpdate[Any]:
+    t = sql.table("imports")
+    return (
+        update(t)
+        .where(_ids(t), t.c.status.in_([sql.const(s) for s in ACTIVE]))
+        .values(
+            status="cancelled",
+            lease_token=None,
+            lease_until=None,
+            finished_at=func.now(),
+            updated_at=func.now(),
+        )
+        .returning(*t.c)
     )
 
 
 def _hold() -> Select[Any]:
     """The job row, locked for the chunk's transaction: a cancel waits for the chunk, and the chunk sees
     a cancel or a lost lease before it writes."""
-    t = _imports()
+    t = sql.table("imports")
     return select(t.c.status, t.c.lease_token).where(_ids(t)).with_for_update()
 
 
 def _counted() -> ReturningUpdate[Any]:
-    t = _imports()
+    t = sql.table("imports")
     return (
         update(t)
         .where(_ids(t), t.c.lease_token == sql.param("token"))
@@ -176,18 +266,8 @@ def _counted() -> ReturningUpdate[Any]:
     )
 
 
-def _renew() -> ReturningUpdate[Any]:
-    t = _imports()
-    return (
-        update(t)
-        .where(_ids(t), t.c.lease_token == sql.param("token"))
-        .values(lease_until=_lease())
-        .returning(t.c.id)
-    )
-
-
 def _progress() -> Any:
-    t = _imports()
+    t = sql.table("imports")
     counters = ("created", "updated", "unchanged", "failed")
     return (
         update(t)
@@ -208,23 +288,6 @@ def _add_errors() -> Any:
     return insert(e).from_select(names, select(*(rows.c[n] for n in names)))
 
 
-def _finish() -> ReturningUpdate[Any]:
-    t = _imports()
-    return (
-        update(t)
-        .where(_ids(t), t.c.lease_token == sql.param("token"), t.c.status == sql.const("running"))
-        .values(
-            status=sql.param("status"),
-            error=sql.param("error"),
-            lease_token=None,
-            lease_until=None,
-            finished_at=func.now(),
-            updated_at=func.now(),
-        )
-        .returning(t.c.id)
-    )
-
-
 def _errors_page() -> Select[Any]:
     e = sql.table("import_errors")
     return (
@@ -239,28 +302,14 @@ def _errors_page() -> Select[Any]:
     )
 
 
-CREATE = sql.Query(_create)
-GET = sql.Query(_get)
-ADD_PART = sql.Query(_add_part)
 PARTS_SUMMARY = sql.Query(_parts_summary)
 START = sql.Query(_start)
 CANCEL = sql.Query(_cancel)
-CLAIM = sql.Query(_claim)
-PART = sql.Query(_part)
 HOLD = sql.Query(_hold)
 COUNTED = sql.Query(_counted)
-RENEW = sql.Query(_renew)
 PROGRESS = sql.Query(_progress)
 ADD_ERRORS = sql.Query(_add_errors)
-FINISH = sql.Query(_finish)
 ERRORS_PAGE = sql.Query(_errors_page)
-
-
-async def part(
-    conn: asyncpg.Connection | asyncpg.Pool, ws: uuid.UUID, job: uuid.UUID, n: int
-) -> bytes | None:
-    data = await PART.fetchval(conn, ws=ws, id=job, part=n)
-    return bytes(data) if data is not None else None
 
 
 async def add_errors(conn: asyncpg.Connection, errors: list[dict[str, Any]]) -> None:
@@ -268,62 +317,7 @@ async def add_errors(conn: asyncpg.Connection, errors: list[dict[str, Any]]) -> 
         await ADD_ERRORS.execute(conn, errors=jsonutil.dumps_str(errors))
 
 
-# --- exports ------------------------------------------------------------------------------------------------
-
-
-def _exports() -> Any:
-    return sql.table("exports")
-
-
-def _export_create() -> Any:
-    t = _exports()
-    names = (
-        "workspace_id", "id", "object_type", "format", "status", "actor", "request_id", "filter", "fields",
-        "include_archived", "created_at", "updated_at", "expires_at",
-    )  # fmt: skip
-    return insert(t).values({n: sql.param(n, t.c[n].type) for n in names}).returning(*t.c)
-
-
-def _export_get() -> Select[Any]:
-    t = _exports()
-    return select(*t.c).where(_ids(t), t.c.expires_at > func.now())
-
-
-def _export_claim() -> ReturningUpdate[Any]:
-    """The imports' claim, for exports (across workspaces, ``FOR UPDATE SKIP LOCKED``)."""
-    t = _exports()
-    waiting = (
-        select(t.c.workspace_id, t.c.id)
-        .where(
-            t.c.status.in_([sql.const("queued"), sql.const("running")]),
-            or_(t.c.lease_until.is_(None), t.c.lease_until < func.now()),
-        )
-        .order_by(t.c.created_at)
-        .limit(1)
-        .with_for_update(skip_locked=True)
-    )
-    return (
-        update(t)
-        .where(tuple_(t.c.workspace_id, t.c.id).in_(waiting))
-        .values(
-            status="running",
-            lease_token=sql.param("token"),
-            lease_until=_lease(),
-            started_at=func.coalesce(t.c.started_at, sql.param("now", DateTime(timezone=True))),
-            updated_at=func.now(),
-        )
-        .returning(*t.c)
-    )
-
-
-def _export_renew() -> ReturningUpdate[Any]:
-    t = _exports()
-    return (
-        update(t)
-        .where(_ids(t), t.c.lease_token == sql.param("token"))
-        .values(lease_until=_lease())
-        .returning(t.c.id)
-    )
+# --- exports only ---------------------------------------------------------------------------------------
 
 
 def _export_clear() -> Any:
@@ -332,57 +326,11 @@ def _export_clear() -> Any:
     return delete(p).where(p.c.workspace_id == sql.param("ws"), p.c.export_id == sql.param("id"))
 
 
-def _export_add_part() -> Any:
-    p = sql.table("export_parts")
-    return insert(p).values(
-        workspace_id=sql.param("ws"),
-        export_id=sql.param("id"),
-        part=sql.param("part", Integer),
-        data=sql.param("data", p.c.data.type),
-    )
-
-
-def _export_part() -> Select[Any]:
-    p = sql.table("export_parts")
-    return select(p.c.data).where(
-        p.c.workspace_id == sql.param("ws"),
-        p.c.export_id == sql.param("id"),
-        p.c.part == sql.param("part", Integer),
-    )
-
-
-def _export_finish() -> ReturningUpdate[Any]:
-    t = _exports()
-    return (
-        update(t)
-        .where(_ids(t), t.c.lease_token == sql.param("token"), t.c.status == sql.const("running"))
-        .values(
-            status=sql.param("status"),
-            error=sql.param("error"),
-            rows=sql.param("rows", BigInteger),
-            bytes=sql.param("bytes", BigInteger),
-            parts=sql.param("parts", Integer),
-            lease_token=None,
-            lease_until=None,
-            finished_at=func.now(),
-            updated_at=func.now(),
-        )
-        .returning(t.c.id)
-    )
-
-
 def _export_purge() -> Any:
     """Exports past their 7 days, with their files (every workspace's: housekeeping, not a client's read)."""
-    t = _exports()
+    t = sql.table("exports")
     return delete(t).where(t.c.expires_at < func.now())
 
 
-EXPORT_CREATE = sql.Query(_export_create)
-EXPORT_GET = sql.Query(_export_get)
-EXPORT_CLAIM = sql.Query(_export_claim)
-EXPORT_RENEW = sql.Query(_export_renew)
 EXPORT_CLEAR = sql.Query(_export_clear)
-EXPORT_ADD_PART = sql.Query(_export_add_part)
-EXPORT_PART = sql.Query(_export_part)
-EXPORT_FINISH = sql.Query(_export_finish)
 EXPORT_PURGE = sql.Query(_export_purge)

@@ -6,7 +6,7 @@ import datetime as dt
 import uuid
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 from typing_extensions import TypeAliasType
 
 from ..resources.schemas import Filter, WriteModel
@@ -21,6 +21,16 @@ ImportStatus = TypeAliasType(
 )
 ExportStatus = TypeAliasType("ExportStatus", Literal["queued", "running", "succeeded", "failed"])
 
+NAME = r"[A-Za-z0-9_.:-]{1,100}"
+"""A custom field's name or an external id's source, as a column target, key or export field names it."""
+Target = Annotated[
+    str, Field(pattern=rf"^([a-z_]+(\.(email|domain))?|(custom_fields|external_ids)\.{NAME})$")
+]
+"""A mapping's target: a field, a relation's natural key, one custom field or external id (which of them
+the object has, and which custom fields the workspace defines, the server checks: a 422 naming the column)."""
+UpsertKey = Annotated[str, Field(pattern=rf"^(email|domain|(external_ids|custom_fields)\.{NAME})$")]
+ExportField = Annotated[str, Field(pattern=rf"^([a-z_]+|custom_fields\.{NAME})$")]
+
 MAX_PARTS = 100_000
 """An upload's parts, each up to the body limit (2 MiB by default): files to ~200 GB."""
 
@@ -28,7 +38,7 @@ MAX_PARTS = 100_000
 class ImportCreate(WriteModel):
     object_type: BulkObjectType
     format: BulkFormat
-    mapping: Annotated[dict[str, str | None], Field(max_length=1000)] = Field(
+    mapping: Annotated[dict[str, Target | None], Field(max_length=1000)] = Field(
         default_factory=dict,
         description="Column (a CSV header's name, an NDJSON key) to field: a field of the object, "
         "`custom_fields.<name>`, `external_ids.<source>`, or a related object by its natural key "
@@ -36,10 +46,11 @@ class ImportCreate(WriteModel):
         "not name goes to the field of its own name when there is one, else it is listed in "
         "`unmapped_columns`. Default: no mapping.",
     )
-    upsert_key: str | None = Field(
+    upsert_key: UpsertKey | None = Field(
         None,
-        description="How a row finds the object it updates: `email` (contacts), `domain` (companies) or "
-        "`external_ids.<source>`; without it every row creates an object. Default: null.",
+        description="How a row finds the object it updates: `email` (contacts), `domain` (companies), "
+        "`external_ids.<source>`, or `custom_fields.<name>` naming a live unique custom field of the "
+        "object; without it every row creates an object.",
     )
     dry_run: bool = Field(False, description="Judge every row and write nothing. Default: false.")
     file: str | None = Field(
@@ -47,6 +58,18 @@ class ImportCreate(WriteModel):
         description="The whole file, for one that fits in a request; without it the job waits in "
         "`uploading` for its parts (`PUT /v1/imports/{id}/parts/{n}`) and `POST /v1/imports/{id}/start`.",
     )
+
+
+class ImportUpload(BaseModel):
+    """``multipart/form-data``: the import, then its file (streamed to storage as it arrives, so a file of
+    any size up to the upload limit, 8 GiB by default, takes one request)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    job: ImportCreate = Field(
+        description="The import as JSON (its part's `Content-Type: application/json`), without `file`"
+    )
+    file: bytes = Field(description="The file, after the job part")
 
 
 class Import(BaseModel):
@@ -100,7 +123,7 @@ class ExportCreate(WriteModel):
     filter: Filter | None = Field(
         None, description="The search grammar (`POST /v1/<r>/search`). Default: all."
     )
-    fields: Annotated[list[str], Field(max_length=500)] | None = Field(
+    fields: Annotated[list[ExportField], Field(max_length=500)] | None = Field(
         None,
         description="Columns, in order: fields of the object and `custom_fields.<name>`. Default: every "
         "field of the object (custom fields as one JSON column in CSV).",

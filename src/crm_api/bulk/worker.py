@@ -6,9 +6,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import datetime as dt
 import logging
 import uuid
+from collections.abc import Awaitable
 from typing import Any
 
 from .. import db
@@ -16,27 +16,22 @@ from ..config import Settings
 from . import exports
 from . import repository as repo
 from .imports import ImportRun
-from .lease import renewing
+from .lease import claim_and_run
 
 log = logging.getLogger("crm_api.bulk")
 
 
 async def run_import_once(pool: Any, lease: float, stop: asyncio.Event) -> bool:
     """Claim one import and run it to its end; False when none was waiting."""
-    token = uuid.uuid4()
-    job = await repo.CLAIM.fetchrow(pool, token=token, lease=lease, now=dt.datetime.now(dt.UTC))
-    if job is None:
-        return False
-    job = dict(job)
-    log.info("import %s claimed (%s rows done)", job["id"], job["rows_done"])
-    run = ImportRun(pool, job, token, lease)
 
-    async def renew() -> Any:
-        return await repo.RENEW.fetchval(pool, ws=job["workspace_id"], id=job["id"], token=token, lease=lease)
+    def run(job: dict[str, Any], token: uuid.UUID) -> Awaitable[str]:
+        log.info("import %s claimed (%s rows done)", job["id"], job["rows_done"])
+        return ImportRun(pool, job, token, lease).run()
 
-    outcome = await renewing(run.run(), renew, lease / 3, stop)
-    log.info("import %s %s", job["id"], outcome)
-    return True
+    outcome = await claim_and_run(pool, repo.IMPORTS, lease, stop, run)
+    if outcome is not None:
+        log.info("import %s", outcome)
+    return outcome is not None
 
 
 async def run_once(pool: Any, settings: Settings, stop: asyncio.Event | None = None) -> bool:

@@ -56,9 +56,13 @@ async def run_items(
     mode: Mode,
     *,
     dry_run: bool = False,
+    matched: dict[int, dict[str, Any]] | None = None,
 ) -> Outcome:
     """``run``, telling the unchanged items apart; ``dry_run`` judges every item and writes nothing (an
-    item repeating an earlier item's new key is judged as a create again: nothing was written to update)."""
+    item repeating an earlier item's new key is judged as a create again: nothing was written to update).
+    ``matched`` (upserts): the caller matched the items itself (by a unique custom field), holding the
+    matched keys' locks and naming each object once; the items it gives a row for update that row, the
+    others create."""
     results: list[dict[str, Any] | None] = [None] * len(items)
     payloads: dict[int, dict[str, Any]] = {}
     for i, item in enumerate(items):
@@ -85,9 +89,10 @@ async def run_items(
         },
         results,
         dry_run,
+        matched=matched,
     )
 
-    if mode == "upsert":
+    if mode == "upsert" and matched is None:
         for i in list(payloads):
             if not batch.key_of.get(i) and not batch.ext_of[i]:
                 name = key.field if key else "external_ids"
@@ -123,6 +128,8 @@ class _Batch:
     results: list[dict[str, Any] | None]
     dry_run: bool = False
     unchanged: set[int] = field(default_factory=set)
+    matched: dict[int, dict[str, Any]] | None = None
+    """Targets the caller matched (``run_items``)."""
 
     async def write(self, conn: asyncpg.Connection, payloads: dict[int, dict[str, Any]]) -> list[int]:
         """Write the items up to the first that names an object an earlier one names (upserts); return
@@ -139,7 +146,9 @@ class _Batch:
         # Targets of upserts matched by external id only, fetched in one query.
         targets: dict[int, dict[str, Any]] = {}
         rest: list[int] = []
-        if self.mode == "upsert":
+        if self.mode == "upsert" and self.matched is not None:
+            targets = {i: self.matched[i] for i in payloads if i in self.matched}
+        elif self.mode == "upsert":
             by_id: dict[uuid.UUID, dict[str, Any]] = {r["id"]: r for r in live}
             wanted = [owners[ext_of[i][0]] for i in payloads if ext_of[i] and ext_of[i][0] in owners]
             missing = [oid for oid in wanted if oid not in by_id]

@@ -72,6 +72,17 @@ def _holders(table: str) -> Select[Any]:
     return select(p.c.n, t.c.id).select_from(p.join(t, on))
 
 
+async def holders(
+    conn: asyncpg.Connection, spec: ResourceSpec, workspace_id: Any, probes: Sequence[dict[str, Any]]
+) -> list[set[Any]]:
+    """The ids of the live records holding each probe (``{key: value}``), in the probes' order."""
+    found: list[set[Any]] = [set() for _ in probes]
+    if probes:
+        for r in await _holders(spec.table).fetch(conn, ws=workspace_id, probes=list(probes)):
+            found[r["n"] - 1].add(r["id"])
+    return found
+
+
 async def definitions(
     conn: asyncpg.Connection | asyncpg.Pool, workspace_id: Any, object_type: str
 ) -> Definitions:

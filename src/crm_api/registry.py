@@ -36,6 +36,7 @@ from .reports.aggregate import aggregate_router
 from .reports.router import router as report_routes
 from .resources.router import build_router
 from .resources.spec import ResourceSpec
+from .search.router import router as search_routes
 from .tickets.policies import SLA_POLICIES
 from .tickets.router import router as ticket_routes
 from .tickets.spec import TICKETS
@@ -80,6 +81,8 @@ RESOURCES: tuple[Resource, ...] = (
     Resource("events", (event_routes, event_type_routes)),
     Resource("webhooks", (webhook_routes,)),
     Resource("reports", (report_routes,)),
+    # GET /v1/search; each type it returns also needs that resource's read scope
+    Resource("search", (search_routes,)),
     Resource("imports", (import_routes,)),
     Resource("exports", (export_routes,)),
     # its route (POST /v1/browser-tokens) is in admin/, above this list: it checks scopes against it

@@ -7,6 +7,7 @@ from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Query, Request, Response
 from pydantic import BaseModel
+from typing_extensions import TypeAliasType
 
 from ..auth import Principal, require
 from ..deps import read_pool
@@ -18,7 +19,7 @@ from ..routing import Route
 from ..textsearch import looks_like_phone, query_text
 from . import repository as repo
 
-SearchObject = Literal["contact", "company", "deal", "ticket"]
+SearchObject = TypeAliasType("SearchObject", Literal["contact", "company", "deal", "ticket"])
 _TABLES = {"contact": "contacts", "company": "companies", "deal": "deals", "ticket": "tickets"}
 
 
@@ -58,7 +59,7 @@ def _types(raw: str | None, principal: Principal) -> tuple[str, ...]:
 
 @router.get(
     "/search",
-    operation_id="searchAll",
+    operation_id="search_all",
     response_model=SearchResults,
     responses=problems(403, 422),
     summary="Search across objects",

@@ -118,8 +118,16 @@ def test_a_name_and_a_company(api: httpx.Client, seeded: dict[str, str]) -> None
     assert globex[0] == seeded["ann2"]
 
 
-def test_a_ticket_by_subject_words_and_a_deal_by_its_name(api: httpx.Client, seeded: dict[str, str]) -> None:
+def test_a_ticket_by_number_or_subject_words_a_deal_by_name(
+    api: httpx.Client, seeded: dict[str, str]
+) -> None:
     assert _hits(api, "printer fire")[0]["id"] == seeded["ticket"]
+    number = api.get(f"/v1/tickets/{seeded['ticket']}").json()["number"]
+    for typed in (f"#{number}", str(number)):
+        hit = _hits(api, typed, types="ticket")[0]
+        assert hit["id"] == seeded["ticket"] and hit["subtitle"].startswith(f"#{number} "), (typed, hit)
+    other = _post(api, "/v1/tickets", {"subject": "Another"})
+    assert other["number"] > number
     assert _hits(api, "renewal enterprise")[0]["id"] == seeded["deal"]
     assert _hits(api, "renewal", types="ticket") == []
 

@@ -123,7 +123,10 @@ def _deals(phone: bool) -> Select[Any]:
 def _tickets(phone: bool) -> Select[Any]:
     t = sql.table("tickets")
     match, score = _matches(t.c.search_text, phone)
-    return _hit("ticket", t, t.c.subject, func.concat_ws(" ", t.c.status, t.c.priority), [match], score)
+    number = literal("#", Text).op("||")(t.c.number)
+    return _hit(
+        "ticket", t, t.c.subject, func.concat_ws(" ", number, t.c.status, t.c.priority), [match], score
+    )
 
 
 _BRANCHES = {"contact": _contacts, "company": _companies, "deal": _deals, "ticket": _tickets}

@@ -66,9 +66,9 @@ def _types(raw: str | None, principal: Principal) -> tuple[str, ...]:
     description="Ranked hits for what a user types: names without accents, with a typo or in either order, "
     "a name with its company (`ann acme`), an email or its domain, a company's domain with or without its "
     "TLD, a phone in any format (read in the `CRM_PHONE_REGION` region when it has no country code), a "
-    "deal's name, a ticket's subject. Each type needs its `<resource>:read` scope; without `types`, every "
-    "type the key may read. A write is found by the next request. `include=object` adds each object as "
-    "its GET returns it, under `data`.",
+    "deal's name, a ticket's number (`#1042`) or subject words. Each type needs its `<resource>:read` "
+    "scope; without `types`, every type the key may read. A write is found by the next request. "
+    "`include=object` adds each object as its GET returns it, under `data`.",
 )
 async def search_all(
     request: Request,
@@ -86,7 +86,7 @@ async def search_all(
         raise field_error("/q", "must not contain NUL characters")
     wanted = _types(types, principal)
     text = query_text(q)
-    if len(text.replace(" ", "")) < 2 or not wanted:
+    if (len(text) < 2 and not text.isdigit()) or not wanted:  # one letter would match too much
         return json_response({"object": "list", "data": []})
     found = await repo.hits(conn, principal.workspace_id, wanted, text, looks_like_phone(q), limit)
     for hit in found:

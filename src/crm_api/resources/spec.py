@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any, Literal
 
 from pydantic import BaseModel
@@ -208,13 +209,25 @@ class ResourceSpec:
     def url_segment(self) -> str:
         return self.path or self.name
 
-    @property
+    # cached: every read converts every row through these (a spec's fields never change after it is made;
+    # dataclasses.replace makes a new spec)
+    @cached_property
     def field_names(self) -> tuple[str, ...]:
         return tuple(f.name for f in self.fields)
 
-    @property
+    @cached_property
     def columns(self) -> tuple[str, ...]:
         return (*SYSTEM_COLUMNS, *self.field_names, "search_text")
+
+    @cached_property
+    def _api_layout(self) -> tuple[tuple[str, str], ...]:
+        """``to_api``'s (key, column) pairs after ``id`` and ``object``, in the order clients see them."""
+        renamed = self.api_names
+        return (
+            *((n, n) for n in self.field_names if n not in renamed),
+            *((n, n) for n in ("created_at", "updated_at", "version", "archived_at")),
+            *((key, column) for column, key in renamed.items()),  # last, where clients have always found them
+        )
 
     @property
     def one(self) -> str:
@@ -247,15 +260,7 @@ class ResourceSpec:
         """The object as the API returns it, from a full row: the one row-to-API conversion of every
         resource (responses, batch results, event payloads, merges)."""
         out: dict[str, Any] = {"id": row["id"], "object": self.object}
-        renamed = self.api_names
-        for name in self.field_names:
-            if name not in renamed:
-                out[name] = row[name]
-        out["created_at"] = row["created_at"]
-        out["updated_at"] = row["updated_at"]
-        out["version"] = row["version"]
-        out["archived_at"] = row["archived_at"]
-        for column, key in renamed.items():  # last, where clients have always found them
+        for key, column in self._api_layout:
             out[key] = row[column]
         return out
 

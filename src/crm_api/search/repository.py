@@ -7,7 +7,7 @@ Words match with pg_trgm's ``<%`` (word similarity of the query to some stretch 
 A phone matches its E.164 digits with ``LIKE`` (the same trigram index); its score is 1. A contact is also
 found by its own words and its company's together (``ann acme``): the companies that match one of the
 query's words (their index, at most ``COMPANIES`` of them), then their contacts (``ix_contacts_company``),
-scored on the contact's and the company's text together.
+scored on the contact's and the company's text together. Each branch ranks at most ``CANDIDATES`` matches.
 """
 
 from __future__ import annotations
@@ -23,6 +23,9 @@ from ..textsearch import fold
 
 TYPES = ("contact", "company", "deal", "ticket")
 COMPANIES = 20
+CANDIDATES = 500
+"""Matches of one branch ranked, at most: a query that matches more (2,500 people named María García)
+ranks the first 500 the index finds, so its cost stays bounded by 500 rows read, not by how common it is."""
 """How many matching companies a query's words may bring the contacts of (the best-scored)."""
 
 _Q = sql.param("q", Text)
@@ -49,7 +52,7 @@ def _hit(
     where: list[ColumnElement[bool]],
     score: ColumnElement[float],
 ) -> Select[Any]:
-    return (
+    found = (
         select(
             literal(kind, Text).label("object"),
             t.c.id,
@@ -58,9 +61,15 @@ def _hit(
             score.label("score"),
         )
         .where(t.c.workspace_id == sql.param("ws"), t.c.archived_at.is_(None), *where)
-        .order_by(score.desc(), t.c.id)
-        .limit(_LIMIT)
+        .limit(CANDIDATES)
     )
+    return _best(found)
+
+
+def _best(found: Select[Any]) -> Select[Any]:
+    """The page's best of at most ``CANDIDATES`` matches."""
+    sub = found.subquery()
+    return select(*sub.c).order_by(sub.c.score.desc(), sub.c.id).limit(_LIMIT)
 
 
 def _name(c: Any) -> ColumnElement[Any]:
@@ -88,7 +97,7 @@ def _contacts_at_companies(words: int) -> Select[Any]:
     c = sql.table("contacts").alias("c")
     both = c.c.search_text.op("||")(literal(" ", Text)).op("||")(best.c.search_text)
     score = func.word_similarity(_Q, both, type_=REAL)
-    return (
+    return _best(
         select(
             literal("contact", Text).label("object"),
             c.c.id,
@@ -102,8 +111,7 @@ def _contacts_at_companies(words: int) -> Select[Any]:
             c.c.archived_at.is_(None),
             _Q.bool_op("<%")(both),
         )
-        .order_by(score.desc(), c.c.id)
-        .limit(_LIMIT)
+        .limit(CANDIDATES)
     )
 
 

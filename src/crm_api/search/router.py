@@ -50,7 +50,8 @@ def _types(raw: str | None, principal: Principal) -> tuple[str, ...]:
     wanted = {t.strip() for t in raw.split(",") if t.strip()}
     unknown = sorted(wanted - set(repo.TYPES))
     if unknown or not wanted:
-        raise field_error("/types", f"name one or more of {', '.join(repo.TYPES)}; not {', '.join(unknown)}")
+        problem = f"unknown type {', '.join(unknown)}" if unknown else "no type named"
+        raise field_error("/types", f"{problem}; types are {', '.join(repo.TYPES)}")
     for t in wanted:
         if not principal.allows(f"{_TABLES[t]}:read"):
             raise Forbidden(f"This API key lacks the '{_TABLES[t]}:read' scope")

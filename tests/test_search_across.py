@@ -176,6 +176,8 @@ def test_include_object_types_scopes_and_bad_input(
         assert {h["object"] for h in _hits(narrow, "acme")} == {"company"}  # only what it may read
         assert narrow.get("/v1/search", params={"q": "acme", "types": "contact"}).status_code == 403
     assert api.get("/v1/search", params={"q": "a\x00b"}).status_code in (400, 422)
+    for nothing in ("a", " ", "!!", "-- ..."):  # too short, or nothing the trigram index can look up
+        assert _hits(api, nothing) == [], nothing
 
 
 def test_list_q_folds_as_search_does(api: httpx.Client, seeded: dict[str, str]) -> None:

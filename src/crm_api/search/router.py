@@ -87,7 +87,8 @@ async def search_all(
         raise field_error("/q", "must not contain NUL characters")
     wanted = _types(types, principal)
     text = query_text(q)
-    if (len(text) < 2 and not text.isdigit()) or not wanted:  # one letter would match too much
+    # one letter would match too much, and text without a letter or digit has no trigram for the index
+    if (len(text) < 2 and not text.isdigit()) or not any(c.isalnum() for c in text) or not wanted:
         return json_response({"object": "list", "data": []})
     found = await repo.hits(conn, principal.workspace_id, wanted, text, looks_like_phone(q), limit)
     for hit in found:

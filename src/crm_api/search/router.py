@@ -21,6 +21,8 @@ from . import repository as repo
 
 SearchObject = TypeAliasType("SearchObject", Literal["contact", "company", "deal", "ticket"])
 _TABLES = {"contact": "contacts", "company": "companies", "deal": "deals", "ticket": "tickets"}
+_TYPE = "(contact|company|deal|ticket)"
+_TYPES_PATTERN = f"^{_TYPE}(,{_TYPE})*$"
 
 
 class SearchHit(BaseModel):
@@ -77,7 +79,10 @@ async def search_all(
     q: Annotated[str, Query(min_length=1, max_length=200, description="what the user typed")],
     types: Annotated[
         str | None,
-        Query(description="comma-separated: contact, company, deal, ticket (default: every readable one)"),
+        Query(
+            description="comma-separated: contact, company, deal, ticket (default: every readable one)",
+            pattern=_TYPES_PATTERN,
+        ),
     ] = None,
     limit: Annotated[int, Query(ge=1, le=50)] = 10,
     include: Annotated[Literal["object"] | None, Query(description="`object`: add each hit's object")] = None,

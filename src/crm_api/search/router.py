@@ -6,7 +6,7 @@ import uuid
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Query, Request, Response
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 from typing_extensions import TypeAliasType
 
 from ..auth import Principal, require
@@ -34,8 +34,9 @@ class SearchHit(BaseModel):
     subtitle: str | None
     score: float
     """0 to 1, higher is closer; hits come best first."""
-    data: dict[str, Any] | None = None
-    """The object as its own GET returns it, with ``include=object``."""
+    data: dict[str, Any] = Field(
+        default_factory=dict, description="With `include=object`: the object as its own GET returns it"
+    )
 
 
 class SearchResults(BaseModel):
@@ -114,3 +115,4 @@ async def _add_objects(conn: Any, workspace_id: uuid.UUID, found: list[dict[str,
         for h in found:
             if h["object"] == kind:
                 h["data"] = rows.get(h["id"])
+    found[:] = [h for h in found if h["data"] is not None]  # archived or erased since the search read it

@@ -155,7 +155,7 @@ def _an_item_refused(response: Any) -> bool:
 def _left_out_by_fields(failure: Any, case: Any) -> bool:
     """``fields=`` asks for a subset of the object (docs/API.md, Sparse fields): the read schema lists every
     property as required, and the response leaves out, by the client's request, the ones not asked for."""
-    asked = (case.query or {}).get("fields")
+    asked = (case.query or {}).get("fields")  # an empty fields= asks for id and object alone
     if asked is None or list(getattr(failure, "schema_path", []))[-1:] != ["required"]:
         return False
     values = asked if isinstance(asked, list) else [asked]

@@ -36,6 +36,7 @@ ISSUED_SCOPES = {
             "orders",
             "custom_fields",
             "reports",
+            "search",
             "imports",
             "exports",
             "browser_tokens",

@@ -55,6 +55,7 @@ EXPECTED = {
     "companies_timeline",
     "deals_timeline",
     "contacts_erase",
+    "search_all",
     *(f"{r}_history" for r in ("contacts", "companies", "deals", "tickets", "activities")),
     "pipelines_create",
     "pipelines_list",

@@ -30,6 +30,9 @@ class Settings(BaseSettings):
     secret_key_file: Path | None = None
     """A file holding the master key(s), one a line, instead of ``secret_key`` (a Docker/systemd secret)."""
     pool_size: int = 10
+    phone_region: str = "US"
+    """The region (ISO 3166 alpha-2) a phone number without a country code is read in, when it is stored
+    for search and when a search names it (``textsearch.py``)."""
     statement_timeout_ms: int = 15_000
     """PostgreSQL's ``statement_timeout`` on the API's connections: a statement running longer is cancelled
     (503 ``timeout``). Set in the connection's startup packet, so it costs no round trip."""

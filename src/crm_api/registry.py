@@ -41,6 +41,7 @@ from .resources.spec import ResourceSpec
 from .segments.router import object_segments_router
 from .segments.router import router as segment_routes
 from .segments.spec import SEGMENTS
+from .search.router import router as search_routes
 from .tickets.policies import SLA_POLICIES
 from .tickets.router import router as ticket_routes
 from .tickets.spec import TICKETS
@@ -104,6 +105,8 @@ RESOURCES: tuple[Resource, ...] = (
     Resource("events", (event_routes, event_type_routes)),
     Resource("webhooks", (webhook_routes,)),
     Resource("reports", (report_routes,)),
+    # GET /v1/search; each type it returns also needs that resource's read scope
+    Resource("search", (search_routes,)),
     Resource("imports", (import_routes,)),
     Resource("exports", (export_routes,)),
     # its route (POST /v1/browser-tokens) is in admin/, above this list: it checks scopes against it

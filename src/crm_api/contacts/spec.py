@@ -18,6 +18,7 @@ from ..resources.spec import (
     fields_of,
     register,
 )
+from ..textsearch import phone_digits
 from .schemas import Contact, ContactCreate, ContactUpdate
 
 
@@ -50,7 +51,8 @@ async def _prepare(conn: Any, ctx: Any, pairs: Sequence[Pair]) -> dict[int, CRME
 
 
 def _search_text(row: dict[str, Any]) -> str:
-    parts = (row.get("first_name"), row.get("last_name"), row.get("email"))
+    """Names, email and the phone's E.164 digits (so any way of typing the number finds it)."""
+    parts = (row.get("first_name"), row.get("last_name"), row.get("email"), phone_digits(row.get("phone")))
     return " ".join(p for p in parts if p).lower()
 
 
@@ -67,7 +69,7 @@ CONTACTS = register(
         finalise=_finalise,
         prepare=_prepare,
         natural_key=NaturalKey("email", "by-email", normalise_email, "lower-cased and trimmed"),
-        searched="first and last name and email",
+        searched="first and last name, email and phone",
         references=(Reference("company_id", "companies"),),
         sorts=("created_at", "updated_at"),
         member_columns=("owner_id",),

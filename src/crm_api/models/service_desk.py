@@ -171,6 +171,13 @@ class Ticket(RecordMixin, Base):
     sla_paused_seconds: Mapped[int] = mapped_column(BigInteger, nullable=False, server_default=text("0"))
     """Paused time already added to ``resolution_due_at``, counted in the policy's hours."""
     search_text: Mapped[str] = mapped_column(Text, nullable=False, server_default=text("''"))
+    number: Mapped[int] = mapped_column(
+        BigInteger, nullable=False, server_default=text("nextval('ticket_numbers'::regclass)")
+    )
+    """What people call the ticket (``#1042``), drawn from the ``ticket_numbers`` sequence on create: unique
+    across the installation, so increasing but with gaps within a workspace; searchable. The write pipeline
+    draws it before the insert (``tickets/spec.py``) so that ``search_text`` holds it; the default serves
+    inserts made in SQL."""
 
 
 class TicketComment(RecordMixin, Base):

@@ -120,7 +120,8 @@ async def _load(
     spec = REGISTRY.get(target)
     if spec is None:
         return await LOADERS[target](conn, workspace_id, wanted)
-    return {r["id"]: spec.to_api(r) for r in await repo.fetch_by_ids(conn, spec, workspace_id, wanted)}
+    to_api = spec.to_api
+    return {r["id"]: to_api(r) for r in await repo.fetch_records_by_ids(conn, spec, workspace_id, wanted)}
 
 
 async def _add(

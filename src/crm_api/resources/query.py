@@ -14,6 +14,7 @@ from .. import sql
 from ..auth import Context
 from ..errors import InvalidCursor, field_error
 from ..pagination import Sort, cursor_by, decode_cursor, keyset_page, parse_sort
+from ..textsearch import query_text
 from . import includes
 from . import repository as repo
 from .custom_fields import enforce as custom_fields
@@ -150,9 +151,9 @@ async def _list_page(
                 coerced = spec.normalise({qp.column: coerced})[qp.column]
             conditions.append(_equals(spec, qp.column, _OPS[qp.op], params.add(coerced, qp.type)))
     if "q" in query:
-        q = query["q"].strip().lower()
-        if "\x00" in q:
+        if "\x00" in query["q"]:
             raise field_error("/q", "must not contain NUL characters")
+        q = query_text(query["q"])
         if q:
             conditions.append(_equals(spec, "search_text", "LIKE", params.add("%" + _like(q) + "%", "text")))
     if not include_archived:

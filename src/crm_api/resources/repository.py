@@ -129,6 +129,16 @@ async def fetch_by_ids(
     return [dict(r) for r in await _by_ids(spec).fetch(conn, ws=workspace_id, ids=list(ids))]
 
 
+async def fetch_records_by_ids(
+    conn: asyncpg.Connection | asyncpg.Pool,
+    spec: ResourceSpec,
+    workspace_id: uuid.UUID,
+    ids: Sequence[uuid.UUID],
+) -> list[asyncpg.Record]:
+    """``fetch_by_ids`` as the driver's records, for a reader that only converts them (``spec.to_api``)."""
+    return await _by_ids(spec).fetch(conn, ws=workspace_id, ids=list(ids))
+
+
 async def fetch_one(
     conn: asyncpg.Connection | asyncpg.Pool,
     spec: ResourceSpec,

@@ -216,7 +216,8 @@ class ResourceSpec:
     def url_segment(self) -> str:
         return self.path or self.name
 
-    # worked out once: a spec's fields never change after it is built, and every response reads them
+    # cached: every read converts every row through these (a spec's fields never change after it is made;
+    # dataclasses.replace makes a new spec)
     @cached_property
     def field_names(self) -> tuple[str, ...]:
         return tuple(f.name for f in self.fields)
@@ -226,9 +227,14 @@ class ResourceSpec:
         return (*SYSTEM_COLUMNS, *self.field_names, "search_text")
 
     @cached_property
-    def _plain_names(self) -> tuple[str, ...]:
-        """The fields the API names as their columns (all but ``api_names``), in order."""
-        return tuple(name for name in self.field_names if name not in self.api_names)
+    def _api_layout(self) -> tuple[tuple[str, str], ...]:
+        """``to_api``'s (key, column) pairs after ``id`` and ``object``, in the order clients see them."""
+        renamed = self.api_names
+        return (
+            *((n, n) for n in self.field_names if n not in renamed),
+            *((n, n) for n in ("created_at", "updated_at", "version", "archived_at")),
+            *((key, column) for column, key in renamed.items()),  # last, where clients have always found them
+        )
 
     @property
     def one(self) -> str:
@@ -261,14 +267,7 @@ class ResourceSpec:
         """The object as the API returns it, from a full row: the one row-to-API conversion of every
         resource (responses, batch results, event payloads, merges)."""
         out: dict[str, Any] = {"id": row["id"], "object": self.object}
-        for name in self._plain_names:
-            out[name] = row[name]
-        renamed = self.api_names
-        out["created_at"] = row["created_at"]
-        out["updated_at"] = row["updated_at"]
-        out["version"] = row["version"]
-        out["archived_at"] = row["archived_at"]
-        for column, key in renamed.items():  # last, where clients have always found them
+        for key, column in self._api_layout:
             out[key] = row[column]
         return out
 

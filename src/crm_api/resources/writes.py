@@ -52,6 +52,7 @@ from ..errors import CRMError
 from ..events.emit import Actor, emit
 from ..ids import uuid7
 from . import owners
+from ..textsearch import fold
 from . import repository as repo
 from .custom_fields import enforce as custom_fields
 from .spec import ResourceSpec
@@ -144,7 +145,7 @@ async def apply(
         # 5: finalise
         if spec.finalise is not None:
             spec.finalise(old, new)
-        new["search_text"] = spec.search_text(new)
+        new["search_text"] = fold(spec.search_text(new))  # as textsearch.query_text folds a query
         # 6: admit
         if admit is not None and (refused := admit(i, old, new)) is not None:
             result.failures[i] = refused

@@ -63,6 +63,7 @@ class TicketUpdate(WriteModel):
 
 class Ticket(ReadModel):
     object: Literal["ticket"]
+    number: int = Field(description="What people call the ticket (#1042): unique, given on create, read-only")
     subject: str
     description: str | None
     status: TicketStatus

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import asyncpg
-from sqlalchemy import Boolean, Select, and_, any_, or_, select
+from sqlalchemy import BigInteger, Boolean, Integer, Select, and_, any_, func, or_, select
 from sqlalchemy.dialects.postgresql import ARRAY, UUID
 
 from .. import models, sql
@@ -39,8 +39,23 @@ def _companies_stmt() -> Select[Any]:
     )
 
 
+def _numbers_stmt() -> Select[Any]:
+    return select(func.nextval("ticket_numbers", type_=BigInteger)).select_from(
+        func.generate_series(1, sql.param("n", Integer))
+    )
+
+
 _POLICIES = sql.Query(_policies_stmt)
 _COMPANIES = sql.Query(_companies_stmt)
+_NUMBERS = sql.Query(_numbers_stmt)
+
+
+async def _number(conn: asyncpg.Connection, pairs: Sequence[Pair], failures: dict[int, CRMError]) -> None:
+    """New tickets draw their numbers, all in one statement."""
+    new = [n for i, (old, n) in enumerate(pairs) if old is None and i not in failures]
+    if new:
+        for ticket, number in zip(new, await _NUMBERS.fetch(conn, n=len(new)), strict=True):
+            ticket["number"] = number[0]
 
 
 async def _policies(
@@ -78,6 +93,7 @@ async def _prepare(conn: asyncpg.Connection, ctx: Any, pairs: Sequence[Pair]) ->
         if old is None and new["sla_policy_id"] is None and default is not None:
             new["sla_policy_id"] = default.id
         rules.apply_clock(old, new, by_id.get(new["sla_policy_id"]) or _default_if(new, default), now)
+    await _number(conn, pairs, failures)
     return failures
 
 
@@ -112,15 +128,16 @@ TICKETS = register(
     ResourceSpec(
         name="tickets",
         object="ticket",
-        searched="subject",
+        searched="number and subject",
         fields=fields_of(
-            models.Ticket, unfilterable=("description", "closed_at", "sla_paused_at", "sla_paused_seconds")
+            models.Ticket,
+            unfilterable=("description", "closed_at", "sla_paused_at", "sla_paused_seconds", "number"),
         ),
         create_schema=TicketCreate,
         update_schema=TicketUpdate,
         read_schema=Ticket,
         normalise=dict,
-        search_text=lambda row: (row.get("subject") or "").lower(),
+        search_text=lambda row: f"{row.get('number') or ''} {row.get('subject') or ''}".strip(),
         prepare=_prepare,
         derived_events=_derived,
         references=(

@@ -1,0 +1,192 @@
+"""``GET /v1/search`` against ``crm-api serve``: each case of issue 14's section 4 on data whose answers are
+known, the list's ``q=`` with the same folding, writes found by the next request, and another workspace's
+look-alike data never in the answers."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+import pytest
+from live_server import Server, new_key, serve
+
+
+@pytest.fixture(scope="module")
+def keys(database_url: str) -> tuple[str, str]:
+    return new_key(database_url), new_key(database_url)  # two workspaces
+
+
+@pytest.fixture(scope="module")
+def server(database_url: str, keys: tuple[str, str]) -> Iterator[Server]:
+    with serve(database_url, key=keys[0], settings={"CRM_PHONE_REGION": "US"}) as running:
+        yield running
+
+
+def _client(server: Server, key: str) -> httpx.Client:
+    return httpx.Client(base_url=server.url, headers={"Authorization": f"Bearer {key}"}, timeout=30)
+
+
+def _post(api: httpx.Client, path: str, body: dict[str, Any]) -> dict[str, Any]:
+    r = api.post(path, json=body)
+    assert r.status_code == 201, r.text
+    return r.json()  # type: ignore[no-any-return]
+
+
+@pytest.fixture(scope="module")
+def seeded(server: Server, keys: tuple[str, str]) -> dict[str, str]:
+    ids: dict[str, str] = {}
+    with _client(server, keys[1]) as other:  # look-alikes in another workspace, created first
+        _post(other, "/v1/contacts", {"first_name": "José", "last_name": "García", "phone": "+15550102030"})
+        _post(other, "/v1/companies", {"name": "Acme Other", "domain": "acme.org"})
+    with _client(server, keys[0]) as api:
+        ids["acme"] = _post(api, "/v1/companies", {"name": "Acme", "domain": "acme.com"})["id"]
+        ids["globex"] = _post(api, "/v1/companies", {"name": "Globex Corporation", "domain": "globex.io"})[
+            "id"
+        ]
+        people = {
+            "jose": {"first_name": "José", "last_name": "García", "email": "jose.garcia@globex.io",
+                     "phone": "+1 (555) 010-2030", "company_id": ids["globex"]},
+            "john": {"first_name": "John", "last_name": "Smith", "email": "jsmith@initech.com"},
+            "ann": {"first_name": "Ann", "last_name": "Lee", "email": "annlee@gmail.com",
+                    "company_id": ids["acme"]},
+            "ann2": {"first_name": "Ann", "last_name": "Other", "email": "ann@globex.io",
+                     "company_id": ids["globex"]},
+            "joan": {"first_name": "Joan", "last_name": "Smithers", "phone": "555 010 9999"},
+        }  # fmt: skip
+        for name, body in people.items():
+            ids[name] = _post(api, "/v1/contacts", body)["id"]
+        ids["deal"] = _post(api, "/v1/deals", {"name": "Enterprise renewal 2027"})["id"]
+        ids["ticket"] = _post(api, "/v1/tickets", {"subject": "Printer on fire in the lobby"})["id"]
+    return ids
+
+
+def _hits(api: httpx.Client, q: str, **params: Any) -> list[dict[str, Any]]:
+    r = api.get("/v1/search", params={"q": q, **params})
+    assert r.status_code == 200, r.text
+    return r.json()["data"]  # type: ignore[no-any-return]
+
+
+def _first(api: httpx.Client, q: str, kind: str, **params: Any) -> str | None:
+    return next((h["id"] for h in _hits(api, q, **params) if h["object"] == kind), None)
+
+
+@pytest.fixture
+def api(server: Server, keys: tuple[str, str], seeded: dict[str, str]) -> Iterator[httpx.Client]:
+    with _client(server, keys[0]) as client:
+        yield client
+
+
+@pytest.mark.parametrize("typed", ["+1 (555) 010-2030", "555 010 2030", "15550102030", "555.010.2030"])
+def test_a_phone_in_any_format_finds_the_contact(
+    api: httpx.Client, seeded: dict[str, str], typed: str
+) -> None:
+    hits = _hits(api, typed)
+    assert [h["id"] for h in hits] == [seeded["jose"]], hits  # not Joan's 555 010 9999, nor the other José
+    assert hits[0] == {
+        "object": "contact", "id": seeded["jose"], "title": "José García",
+        "subtitle": "jose.garcia@globex.io", "score": 1.0,
+    }  # fmt: skip
+
+
+def test_a_company_by_its_domain_with_or_without_the_tld(api: httpx.Client, seeded: dict[str, str]) -> None:
+    for typed in ("acme", "acme.com", "ACME.COM"):
+        assert _first(api, typed, "company") == seeded["acme"], typed
+    assert _first(api, "globex", "company", types="company") == seeded["globex"]
+
+
+def test_an_email_by_its_local_part_or_its_domain(api: httpx.Client, seeded: dict[str, str]) -> None:
+    assert _first(api, "jose.garcia", "contact") == seeded["jose"]
+    assert _first(api, "jsmith", "contact") == seeded["john"]
+    assert _first(api, "initech.com", "contact") == seeded["john"]
+    assert {h["id"] for h in _hits(api, "globex.io", types="contact")} == {seeded["jose"], seeded["ann2"]}
+
+
+def test_names_without_accents_with_a_typo_in_either_order(api: httpx.Client, seeded: dict[str, str]) -> None:
+    assert _first(api, "jose", "contact") == seeded["jose"]
+    assert _first(api, "Garcia José", "contact") == seeded["jose"]
+    assert _first(api, "jonh smith", "contact") == seeded["john"]
+    assert _first(api, "smith john", "contact") == seeded["john"]
+    assert _first(api, "GARCÍA", "contact") == seeded["jose"]
+
+
+def test_a_name_and_a_company(api: httpx.Client, seeded: dict[str, str]) -> None:
+    contacts = [h for h in _hits(api, "ann acme") if h["object"] == "contact"]
+    assert contacts[0]["id"] == seeded["ann"], contacts
+    assert contacts[0]["subtitle"].startswith("Acme")
+    globex = [h["id"] for h in _hits(api, "ann globex", types="contact,company") if h["object"] == "contact"]
+    assert globex[0] == seeded["ann2"]
+
+
+def test_a_ticket_by_number_or_subject_words_a_deal_by_name(
+    api: httpx.Client, seeded: dict[str, str]
+) -> None:
+    assert _hits(api, "printer fire")[0]["id"] == seeded["ticket"]
+    number = api.get(f"/v1/tickets/{seeded['ticket']}").json()["number"]
+    for typed in (f"#{number}", str(number)):
+        hit = _hits(api, typed, types="ticket")[0]
+        assert hit["id"] == seeded["ticket"] and hit["subtitle"].startswith(f"#{number} "), (typed, hit)
+    other = _post(api, "/v1/tickets", {"subject": "Another"})
+    assert other["number"] > number
+    assert _hits(api, "renewal enterprise")[0]["id"] == seeded["deal"]
+    assert _hits(api, "renewal", types="ticket") == []
+
+
+def test_a_write_is_found_by_the_next_request(api: httpx.Client) -> None:
+    made = _post(api, "/v1/contacts", {"first_name": "Zoë", "last_name": "Quixote"})
+    assert _first(api, "zoe quixote", "contact") == made["id"]
+    r = api.patch(
+        f"/v1/contacts/{made['id']}",
+        json={"last_name": "Lindqvist"},
+        headers={"If-Match": f'"{made["version"]}"'},
+    )
+    assert r.status_code == 200, r.text
+    assert _first(api, "zoe lindqvist", "contact") == made["id"]
+    assert _first(api, "quixote", "contact") is None
+    assert api.delete(f"/v1/contacts/{made['id']}").status_code == 200
+    assert _first(api, "zoe lindqvist", "contact") is None
+
+
+def test_another_workspace_never_appears(
+    server: Server, keys: tuple[str, str], seeded: dict[str, str]
+) -> None:
+    with _client(server, keys[0]) as api, _client(server, keys[1]) as other:
+        mine = {v for k, v in seeded.items()}
+        for q in ("jose garcia", "5550102030", "acme"):
+            assert {h["id"] for h in _hits(api, q)} <= mine, q
+            assert not {h["id"] for h in _hits(other, q)} & mine, q
+        assert [h["title"] for h in _hits(other, "acme")] == ["Acme Other"]
+
+
+def test_include_object_types_scopes_and_bad_input(
+    server: Server, api: httpx.Client, seeded: dict[str, str]
+) -> None:
+    hit = _hits(api, "enterprise renewal", include="object")[0]
+    assert hit["data"] == api.get(f"/v1/deals/{seeded['deal']}").json()
+    assert {h["object"] for h in _hits(api, "acme", types="company")} == {"company"}
+    for params, pointer in (({"q": "x", "types": "lead"}, "/types"), ({"q": "x", "limit": "0"}, "/limit"),
+                            ({}, "/q"), ({"q": "x", "include": "owner"}, "/include")):  # fmt: skip
+        r = api.get("/v1/search", params=params)
+        assert r.status_code == 422, (params, r.text)
+        assert r.headers["content-type"] == "application/problem+json"
+        assert pointer in r.text, (pointer, r.text)
+    made = api.post("/v1/api-keys", json={"name": "s", "scopes": ["search:read", "companies:read"]})
+    assert made.status_code == 201, made.text
+    with _client(server, made.json()["key"]) as narrow:
+        assert {h["object"] for h in _hits(narrow, "acme")} == {"company"}  # only what it may read
+        assert narrow.get("/v1/search", params={"q": "acme", "types": "contact"}).status_code == 403
+    assert api.get("/v1/search", params={"q": "a\x00b"}).status_code in (400, 422)
+    for nothing in ("a", " ", "!!", "-- ..."):  # too short, or nothing the trigram index can look up
+        assert _hits(api, nothing) == [], nothing
+
+
+def test_list_q_folds_as_search_does(api: httpx.Client, seeded: dict[str, str]) -> None:
+    def listed(q: str) -> list[str]:
+        r = api.get("/v1/contacts", params={"q": q})
+        assert r.status_code == 200, r.text
+        return [c["id"] for c in r.json()["data"]]
+
+    assert listed("jose") == [seeded["jose"]]
+    assert listed("GARCÍA") == [seeded["jose"]]
+    assert listed("(555) 010-2030") == [seeded["jose"]]
+    assert api.get("/v1/companies", params={"q": "acme"}).json()["data"][0]["id"] == seeded["acme"]

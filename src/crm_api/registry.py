@@ -38,10 +38,10 @@ from .reports.aggregate import aggregate_router
 from .reports.router import router as report_routes
 from .resources.router import build_router
 from .resources.spec import ResourceSpec
+from .search.router import router as search_routes
 from .segments.router import object_segments_router
 from .segments.router import router as segment_routes
 from .segments.spec import SEGMENTS
-from .search.router import router as search_routes
 from .tickets.policies import SLA_POLICIES
 from .tickets.router import router as ticket_routes
 from .tickets.spec import TICKETS

@@ -51,8 +51,8 @@ from .. import idempotency
 from ..errors import CRMError
 from ..events.emit import Actor, emit
 from ..ids import uuid7
-from . import owners
 from ..textsearch import fold
+from . import owners
 from . import repository as repo
 from .custom_fields import enforce as custom_fields
 from .spec import ResourceSpec

@@ -212,6 +212,10 @@ MAKERS: dict[str, Make] = {
     ),
     "/v1/members/{id}": _maker("/v1/members", lambda: {"email": _email(), "name": "M"}),
     "/v1/teams/{id}": _maker("/v1/teams", lambda: {"name": "T"}),
+    # static: a dynamic segment's filter may not be cleared (a null filter is a static segment's)
+    "/v1/segments/{id}": _maker(
+        "/v1/segments", lambda: {"name": "S", "object_type": "contact", "kind": "static"}
+    ),
     "/v1/pipelines/{id}": _maker("/v1/pipelines", lambda: {"name": "P", "stages": [{"name": "A"}]}),
     "/v1/pipelines/{id}/stages/{stage_id}": _stage_url,
 }

@@ -181,6 +181,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 async def _work(url: str, processes_label: str) -> None:
     from . import logs, metrics
+    from .automations import runner as automations
     from .bulk import worker as bulk_worker
     from .db import Timeouts, create_pool
     from .webhooks.dispatcher import Dispatcher
@@ -196,11 +197,14 @@ async def _work(url: str, processes_label: str) -> None:
     _err(f"dispatcher {processes_label} running; SIGTERM or Ctrl-C stops it gracefully")
     # imports and exports run in the workers only, beside their dispatcher: never in an API process
     bulk = asyncio.create_task(bulk_worker.run_forever(pool, settings, stop))
+    # automations too: they follow the event log, workers only
+    automating = asyncio.create_task(automations.run_forever(pool, settings.automation_poll_seconds, stop))
     try:
         await Dispatcher(pool, settings).run(stop)
     finally:
         stop.set()
         await bulk
+        await automating
         sampler.cancel()
         await pool.close()
         metrics.process_exit()

@@ -109,6 +109,9 @@ class Settings(BaseSettings):
     before another worker takes it over; a live worker renews it every third of this."""
     bulk_poll_seconds: float = 2.0
     """How often each ``crm-api worker`` process looks for queued imports and exports (0: never)."""
+    automation_poll_seconds: float = 0.2
+    """How often each ``crm-api worker`` process looks for events past a workspace's automation cursor
+    (0: never). The look is one indexed statement."""
     webhook_retry_scale: float = 1.0
     """Multiplies the retry ladder (5 s, 5 min, ... 24 h); tests shrink it to fit in seconds."""
 

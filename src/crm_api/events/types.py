@@ -164,6 +164,15 @@ CATALOGUE: tuple[EventType, ...] = (
     *_record("custom_field", "CustomField", "A custom field definition"),
     *_record("member", "Member", "A member of the workspace"),
     *_record("team", "Team", "A team of members"),
+    *_record("automation", "Automation", "An automation"),
+    EventType(
+        "automation.run_failed",
+        "automation",
+        "Automation",
+        "A run of an automation failed and changed nothing; data.run is the run, as "
+        "GET /v1/automations/{id}/runs shows it",
+        data={"run": {"type": "object"}},
+    ),
     EventType(
         "webhook.test",
         "webhook_endpoint",

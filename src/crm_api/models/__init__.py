@@ -1,6 +1,7 @@
 """Every table, so alembic sees one metadata."""
 
 from .activities import Activity
+from .automations import RUN_STATUSES, Automation, AutomationCursor, AutomationRun
 from .base import Base
 from .bulk import ExportJob, ExportPart, ImportJob, ImportPart, ImportRowError
 from .crm import LIFECYCLE_STAGES, Company, Contact, ContactLifecycleChange, ExternalId
@@ -17,9 +18,13 @@ __all__ = [
     "LIFECYCLE_STAGES",
     "MEMBER_ROLES",
     "ORDER_STATUSES",
+    "RUN_STATUSES",
     "STAGE_KINDS",
     "Activity",
     "ApiKey",
+    "Automation",
+    "AutomationCursor",
+    "AutomationRun",
     "Base",
     "Company",
     "Contact",

@@ -1,0 +1,129 @@
+"""The automations' SQL beyond the shared resource statements: the workers' claim of a workspace whose log
+moved past its cursor, the enabled automations, a trigger filter on a batch of objects, run rows (and the
+``automation.run_failed`` event with its deliveries, in one statement), the runs page."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from typing import Any
+
+import asyncpg
+from sqlalchemy import BigInteger, DateTime, Select, Uuid, any_, func, select, true, tuple_, update
+from sqlalchemy.dialects.postgresql import UUID, insert
+
+from .. import sql
+from ..events.store import events_cte, fanout
+from ..resources.exprs import Params
+from ..resources.filters import Compiler
+from ..resources.spec import ResourceSpec
+
+RUN_COLUMNS = (
+    "id",
+    "automation_id",
+    "event_id",
+    "event_type",
+    "object_type",
+    "object_id",
+    "depth",
+    "status",
+    "actions",
+    "error",
+    "created_at",
+)
+
+
+def _claim() -> Select[Any]:
+    # across workspaces, like the dispatcher's claim: a workspace with events past its cursor, and no other
+    # worker on it (the row stays locked until the batch commits)
+    c, e = sql.table("automation_cursors"), sql.table("events")
+    behind = select(e.c.sequence).where(e.c.workspace_id == c.c.workspace_id, e.c.sequence > c.c.sequence)
+    return (
+        select(c.c.workspace_id, c.c.sequence)
+        .where(behind.exists())
+        .limit(1)
+        .with_for_update(skip_locked=True)
+    )
+
+
+CLAIM = sql.Query(_claim)
+
+
+def _move() -> Any:
+    c = sql.table("automation_cursors")
+    return (
+        update(c)
+        .where(c.c.workspace_id == sql.param("ws"))
+        .values(sequence=sql.param("sequence", BigInteger))
+    )
+
+
+MOVE = sql.Query(_move)
+
+
+def _enabled() -> Select[Any]:
+    a = sql.table("automations")
+    return select(a.c.id, a.c.trigger, a.c.actions, a.c.created_at).where(
+        a.c.workspace_id == sql.param("ws"), a.c.enabled.is_(True), a.c.archived_at.is_(None)
+    )
+
+
+ENABLED = sql.Query(_enabled)
+_FILTERS = sql.Shapes(256)
+
+
+async def matching(
+    conn: asyncpg.Connection, spec: ResourceSpec, ws: uuid.UUID, filter: Any, ids: Sequence[uuid.UUID]
+) -> set[uuid.UUID]:
+    """Which of ``ids`` match the trigger's filter now: one statement for a batch's objects."""
+    params = Params(ws=ws)
+    condition = Compiler(spec, params).compile(filter, "/trigger/filter")
+    wanted = params.add(list(ids), "uuid[]")
+
+    def build() -> Select[Any]:
+        t = sql.table(spec.table)
+        return select(t.c.id).where(
+            t.c.workspace_id == sql.param("ws"), t.c.id == any_(wanted.build()), condition.build()
+        )
+
+    statement = _FILTERS.get((spec.table, condition.key, wanted.key), build)
+    return {r["id"] for r in await statement.fetch(conn, **params.values)}
+
+
+def _insert_run() -> Any:
+    r = sql.table("automation_runs")
+    values = {name: sql.param(name, r.c[name].type) for name in ("workspace_id", *RUN_COLUMNS)}
+    return insert(r).values(values)
+
+
+INSERT_RUN = sql.Query(_insert_run)
+
+
+def _run_failed() -> Select[Any]:
+    # the failed run and its event (and the event's deliveries) together
+    r = sql.table("automation_runs")
+    values = {name: sql.param(name, r.c[name].type) for name in ("workspace_id", *RUN_COLUMNS)}
+    run = insert(r).values(values).returning(r.c.id).cte("run")
+    ev = events_cte("events", lambda _: true())
+    return select(func.count()).select_from(run).add_cte(ev, fanout(ev).cte("fanout"))
+
+
+RUN_FAILED = sql.Query(_run_failed)
+
+
+def _runs_page() -> Select[Any]:
+    r = sql.table("automation_runs")
+    return (
+        select(*sql.columns(RUN_COLUMNS, r))
+        .where(
+            r.c.workspace_id == sql.param("ws"),
+            r.c.automation_id == sql.param("automation", UUID(as_uuid=True)),
+            tuple_(r.c.created_at, r.c.id)
+            < tuple_(sql.param("before_at", DateTime(timezone=True)), sql.param("before", Uuid)),
+        )
+        .order_by(r.c.created_at.desc(), r.c.id.desc())
+        .limit(sql.param("limit", BigInteger))
+    )
+
+
+RUNS_PAGE = sql.Query(_runs_page)

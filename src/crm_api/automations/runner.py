@@ -37,7 +37,7 @@ from .actor import MAX_DEPTH, context, depth_of
 from .spec import AUTOMATIONS, BY_OBJECT, target
 
 log = logging.getLogger("crm_api.automations")
-BATCH = 100
+BATCH = 50
 _FAILURES = (CRMError, asyncpg.IntegrityConstraintViolationError, asyncpg.DataError)
 """What fails one run (a rule refused a write, a value the database refused) without failing the batch."""
 

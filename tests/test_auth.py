@@ -41,6 +41,7 @@ ISSUED_SCOPES = {
             "browser_tokens",
             "members",
             "teams",
+            "automations",
         )
         for action in ("read", "write")
     ),

@@ -85,6 +85,12 @@ ALLOWED = [
         )
         for table in ("imports", "exports")
     ),
+    Allowed(
+        UNSCOPED_LOCK,
+        "FROM automation_cursors WHERE EXISTS (",
+        "The automation workers' claim of a workspace whose event log moved past its cursor (FOR UPDATE "
+        "SKIP LOCKED, one row): the dispatcher claim's twin. Same treatment on Citus: per shard group.",
+    ),
 ]
 
 

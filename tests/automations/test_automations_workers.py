@@ -48,7 +48,10 @@ async def _tag_rule(api: httpx.AsyncClient) -> dict[str, Any]:
         json={
             "name": "tag new contacts",
             "trigger": {"type": "event", "event_type": "contact.created"},
-            "actions": [{"type": "add_tags", "tags": ["welcomed"]}, {"type": "create_note", "body": "Welcome"}],
+            "actions": [
+                {"type": "add_tags", "tags": ["welcomed"]},
+                {"type": "create_note", "body": "Welcome"},
+            ],
         },
     )
     assert r.status_code == 201, r.text
@@ -59,7 +62,8 @@ async def _tag_rule(api: httpx.AsyncClient) -> dict[str, Any]:
 async def _counts(pool: asyncpg.Pool, ws: Any) -> tuple[int, int, int]:
     row = await pool.fetchrow(
         """SELECT (SELECT count(*) FROM automation_runs WHERE workspace_id = $1) AS runs,
-                  (SELECT count(*) FROM contacts WHERE workspace_id = $1 AND 'welcomed' = ANY(tags)) AS tagged,
+                  (SELECT count(*) FROM contacts
+                   WHERE workspace_id = $1 AND 'welcomed' = ANY(tags)) AS tagged,
                   (SELECT count(*) FROM activities WHERE workspace_id = $1) AS notes""",
         ws,
     )
@@ -74,7 +78,9 @@ async def test_two_workers_run_a_trigger_once_per_event(
     rule = await _tag_rule(api)
     workers = [await _worker(database_url, log) for _ in range(2)]
     try:
-        made = [(await api.post("/v1/contacts", json={"email": f"w{i}@x.com"})).json()["id"] for i in range(5)]
+        made = [
+            (await api.post("/v1/contacts", json={"email": f"w{i}@x.com"})).json()["id"] for i in range(5)
+        ]
         deadline = time.monotonic() + 60
         while (await _counts(pool, ws))[0] < 5:
             assert time.monotonic() < deadline, "no runs:\n" + log.read_text()[-3000:]

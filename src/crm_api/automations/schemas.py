@@ -11,6 +11,7 @@ from typing_extensions import TypeAliasType
 
 from ..resources.schemas import ExternalIds, ReadModel, ShortText, Tags, Text, WriteModel, not_clearable
 
+RunStatus = TypeAliasType("RunStatus", Literal["succeeded", "failed", "stopped"])
 TRIGGER_OBJECTS = ("contact", "company", "deal", "activity", "ticket")
 """The objects whose events may trigger an automation: the records actions can change."""
 
@@ -31,7 +32,7 @@ class EventTrigger(WriteModel):
 class SetFields(WriteModel):
     type: Literal["set_fields"]
     fields: dict[str, Any] = Field(
-        min_length=1, description="Fields of the record, as its `PATCH` takes them (checked on save)"
+        description="Fields of the record, as its `PATCH` takes them (checked on save)"
     )
 
 
@@ -115,7 +116,7 @@ class AutomationRun(BaseModel):
     object_type: str
     object_id: uuid.UUID = Field(description="The record the event is about, which the actions act on")
     depth: int = Field(description="1, or one more than the run whose change triggered this one")
-    status: Literal["succeeded", "failed", "stopped"] = Field(
+    status: RunStatus = Field(
         description="`failed`: an action was refused and the run changed nothing (see `error`); `stopped`: "
         "the chain of automations reached depth 3 and this run did not act"
     )

@@ -146,6 +146,7 @@ AUTOMATIONS = register(
         prepare=_prepare,
         after_write=_after_write,
         searched="name",
+        called=("an automation", "automations"),
         sorts=("created_at", "updated_at", "name"),
         query_params=(
             QueryParam("enabled", "enabled", "eq", "boolean"),

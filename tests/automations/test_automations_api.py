@@ -72,6 +72,16 @@ async def test_saving_checks_the_trigger_and_each_action(api: httpx.AsyncClient)
         await api.post("/v1/automations", json={"name": "r", "trigger": on_contacts, "actions": [nobody]}),
         "/actions/0/member_id",
     )
+    both = {"type": "assign_owner", "member_id": str(uuid.uuid4()), "team_id": str(uuid.uuid4())}
+    _field(
+        await api.post("/v1/automations", json={"name": "r", "trigger": on_contacts, "actions": [both]}),
+        "/actions/0/member_id",
+    )
+    no_team = {"type": "assign_owner", "team_id": str(uuid.uuid4())}
+    _field(
+        await api.post("/v1/automations", json={"name": "r", "trigger": on_contacts, "actions": [no_team]}),
+        "/actions/0/team_id",
+    )
     on_activities = {"type": "event", "event_type": "activity.created"}
     note = {"type": "create_note", "body": "hi"}
     _field(

@@ -138,3 +138,43 @@ async def test_runs_survive_workers_killed_mid_batch(
     )
     assert len(per_contact) == CONTACTS and all(r["n"] == 1 for r in per_contact)
     await pool.execute("DELETE FROM workspaces WHERE id = $1", ws)  # keep the shared tables small
+
+
+async def test_round_robin_is_fair_across_worker_processes(
+    api: httpx.AsyncClient, pool: asyncpg.Pool, database_url: str, tmp_path: Path
+) -> None:
+    log = tmp_path / "workers.log"
+    ws = api.workspace_id  # type: ignore[attr-defined]
+    members = [
+        (await api.post("/v1/members", json={"email": f"rep{i}@x.com", "name": f"Rep {i}"})).json()["id"]
+        for i in range(3)
+    ]
+    team = (await api.post("/v1/teams", json={"name": "Sales", "member_ids": members})).json()
+    r = await api.post(
+        "/v1/automations",
+        json={
+            "name": "spread leads",
+            "trigger": {"type": "event", "event_type": "contact.created"},
+            "actions": [{"type": "assign_owner", "team_id": team["id"], "strategy": "round_robin"}],
+        },
+    )
+    assert r.status_code == 201, r.text
+    workers = [await _worker(database_url, log) for _ in range(2)]
+    try:
+        # leads arrive from concurrent clients while both workers run
+        async def lead(i: int) -> None:
+            created = await api.post("/v1/contacts", json={"email": f"lead{i}@x.com"})
+            assert created.status_code == 201, created.text
+
+        await asyncio.gather(*(lead(i) for i in range(30)))
+        deadline = time.monotonic() + 60
+        query = "SELECT count(*) FROM contacts WHERE workspace_id = $1 AND owner_id IS NOT NULL"
+        while await pool.fetchval(query, ws) < 30:
+            assert time.monotonic() < deadline, "leads not assigned:\n" + log.read_text()[-3000:]
+            await asyncio.sleep(0.1)
+    finally:
+        await _stop(workers)
+    owners = await pool.fetch(
+        "SELECT owner_id, count(*) AS n FROM contacts WHERE workspace_id = $1 GROUP BY owner_id", ws
+    )
+    assert sorted((str(o["owner_id"]), o["n"]) for o in owners) == sorted((m, 10) for m in members)

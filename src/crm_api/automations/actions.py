@@ -13,10 +13,14 @@ import asyncpg
 
 from ..activities.spec import ACTIVITIES
 from ..auth import Context
-from ..errors import Conflict
-from ..resources import writes
+from ..errors import Conflict, field_error
+from ..members.spec import TEAMS
+from ..resources import owners, writes
+from ..resources import repository as resources
 from ..resources.service import validate
 from ..resources.spec import ResourceSpec
+from . import repository as repo
+from .actor import AutomationPrincipal
 from .spec import LINKS
 
 Row = dict[str, Any]
@@ -29,6 +33,24 @@ def _changes(spec: ResourceSpec, old: Row | None, new: Row) -> dict[str, Any]:
     return {k: v for k, v in after.items() if k not in _SYSTEM and before.get(k) != v}
 
 
+async def _member_in_turn(
+    conn: asyncpg.Connection, ctx: Context, i: int, action: dict[str, Any], dry_run: bool
+) -> uuid.UUID:
+    """The team's next active member, in the team's order, for an ``assign_owner`` to a team."""
+    team = await resources.fetch_one(conn, TEAMS, ctx.workspace_id, uuid.UUID(action["team_id"]))
+    ids = team["member_ids"] if team is not None and team["archived_at"] is None else []
+    active = await owners.active_members(conn, ctx.workspace_id, ids)
+    members = [m for m in ids if m in active]
+    if not members:
+        raise field_error(f"/actions/{i}/team_id", "the team has no active member")
+    assert isinstance(ctx.principal, AutomationPrincipal) and ctx.principal.automation_id is not None
+    automation = ctx.principal.automation_id
+    member: uuid.UUID = members[
+        await repo.turn(conn, ctx.workspace_id, automation, i, take=not dry_run) % len(members)
+    ]
+    return member
+
+
 def _update(spec: ResourceSpec, i: int, action: dict[str, Any], row: Row) -> dict[str, Any]:
     kind = action["type"]
     if kind == "set_fields":
@@ -37,8 +59,9 @@ def _update(spec: ResourceSpec, i: int, action: dict[str, Any], row: Row) -> dic
         return {"tags": list(dict.fromkeys([*(row["tags"] or []), *action["tags"]]))}
     if kind == "remove_tags":
         return {"tags": [t for t in row["tags"] or [] if t not in set(action["tags"])]}
-    # assign_owner
-    return {spec.member_columns[0]: uuid.UUID(action["member_id"])}  # stored as JSON: a string
+    # assign_owner (a team's member is picked by the caller)
+    member = action["member_id"]
+    return {spec.member_columns[0]: uuid.UUID(member) if member else None}  # stored as JSON: a string
 
 
 def _activity(
@@ -86,9 +109,10 @@ async def perform(
                 }
             )
             continue
-        result = await writes.apply(
-            conn, spec, ctx, [(row, _update(spec, i, action, row))], "updated", dry_run=dry_run
-        )
+        fields = _update(spec, i, action, row)
+        if action["type"] == "assign_owner" and action["team_id"] is not None:
+            fields = {spec.member_columns[0]: await _member_in_turn(conn, ctx, i, action, dry_run)}
+        result = await writes.apply(conn, spec, ctx, [(row, fields)], "updated", dry_run=dry_run)
         result.raise_first()
         if result.lost(0):
             raise Conflict(f"the {spec.object} changed while the automation ran")

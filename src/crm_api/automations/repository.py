@@ -127,3 +127,38 @@ def _runs_page() -> Select[Any]:
 
 
 RUNS_PAGE = sql.Query(_runs_page)
+
+
+def _take_turn() -> Any:
+    # the row's lock holds a concurrent run of the same action until this one's transaction ends
+    t = sql.table("automation_turns")
+    ws, aid = sql.param("ws"), sql.param("automation", UUID(as_uuid=True))
+    action = sql.param("action", BigInteger)
+    stmt = insert(t).values(workspace_id=ws, automation_id=aid, action=action, turns=1)
+    return stmt.on_conflict_do_update(
+        index_elements=[t.c.workspace_id, t.c.automation_id, t.c.action], set_={"turns": t.c.turns + 1}
+    ).returning(t.c.turns - 1)
+
+
+def _peek_turn() -> Select[Any]:
+    t = sql.table("automation_turns")
+    return select(t.c.turns).where(
+        t.c.workspace_id == sql.param("ws"),
+        t.c.automation_id == sql.param("automation", UUID(as_uuid=True)),
+        t.c.action == sql.param("action", BigInteger),
+    )
+
+
+_TAKE_TURN = sql.Query(_take_turn)
+_PEEK_TURN = sql.Query(_peek_turn)
+
+
+async def turn(
+    conn: asyncpg.Connection, ws: uuid.UUID, automation: uuid.UUID, action: int, take: bool
+) -> int:
+    """The round robin's count for an action so far; ``take`` moves it on (a run), else it is only read (a
+    test)."""
+    if take:
+        value: int = await _TAKE_TURN.fetchval(conn, ws=ws, automation=automation, action=action)
+        return value
+    return int(await _PEEK_TURN.fetchval(conn, ws=ws, automation=automation, action=action) or 0)

@@ -47,8 +47,14 @@ class RemoveTags(WriteModel):
 
 
 class AssignOwner(WriteModel):
+    """One of ``member_id`` and ``team_id``."""
+
     type: Literal["assign_owner"]
-    member_id: uuid.UUID = Field(description="An active member (tickets: their `assignee_id`)")
+    member_id: uuid.UUID | None = Field(None, description="An active member (tickets: their `assignee_id`)")
+    team_id: uuid.UUID | None = Field(
+        None, description="A team: its active members in turn, in the team's order (`strategy`)"
+    )
+    strategy: Literal["round_robin"] = "round_robin"
 
 
 class CreateTask(WriteModel):

@@ -19,6 +19,7 @@ from ..events.emit import Actor
 from ..events.types import BY_TYPE
 from ..members.ownership import OWNED
 from ..resources import owners
+from ..resources import repository as resources
 from ..resources.exprs import Params
 from ..resources.filters import Compiler
 from ..resources.service import validate
@@ -76,6 +77,8 @@ def _action_problems(spec: ResourceSpec, i: int, action: dict[str, Any]) -> list
         return [FieldError(f"{at}/type", f"a {spec.object} has no tags")]
     elif kind == "assign_owner" and not spec.member_columns:
         return [FieldError(f"{at}/type", f"a {spec.object} has no owner")]
+    elif kind == "assign_owner" and (action["member_id"] is None) == (action["team_id"] is None):
+        return [FieldError(f"{at}/member_id", "give member_id or team_id, one of them")]
     elif kind in ("create_task", "create_note") and spec.object not in LINKS:
         return [FieldError(f"{at}/type", f"an activity cannot be linked to a {spec.object}")]
     return []
@@ -103,6 +106,18 @@ async def _prepare(conn: asyncpg.Connection, ctx: Actor, pairs: Sequence[Pair]) 
         if problems:
             failures[n] = Unprocessable("The automation is not valid", problems)
         named += [(n, path, member) for path, member in _members_named(new["actions"])]
+    teams = [
+        (n, f"/actions/{i}/team_id", uuid.UUID(a["team_id"]))
+        for n, (_, new) in enumerate(pairs)
+        for i, a in enumerate(new["actions"])
+        if a.get("team_id")
+    ]
+    live = await resources.existing_ids(conn, "teams", ctx.workspace_id, [t for _, _, t in teams])
+    for n, path, team in teams:
+        if team not in live and n not in failures:
+            failures[n] = Unprocessable(
+                f"{path}: no such team", [FieldError(path, "no live team has this id")]
+            )
     found = await owners.active_members(conn, ctx.workspace_id, [m for _, _, m in named])
     for n, path, member in named:
         if member not in found and n not in failures:

@@ -53,6 +53,27 @@ class AutomationCursor(Base):
     sequence: Mapped[int] = mapped_column(BigInteger, nullable=False)
 
 
+class AutomationTurn(Base):
+    """Whose turn it is in a round robin: the next index into an assigning action's team, taken and
+    moved in the run's transaction (a row lock), so workers in any number of processes share one
+    sequence."""
+
+    __tablename__ = "automation_turns"
+    __table_args__ = (
+        ForeignKeyConstraint(
+            ["workspace_id", "automation_id"],
+            ["automations.workspace_id", "automations.id"],
+            ondelete="CASCADE",
+        ),
+    )
+
+    workspace_id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), primary_key=True)
+    automation_id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), primary_key=True)
+    action: Mapped[int] = mapped_column(Integer, primary_key=True)
+    """The action's index in the automation's list."""
+    turns: Mapped[int] = mapped_column(BigInteger, nullable=False)
+
+
 class AutomationRun(Base):
     """One run of an automation for one event, written in the transaction of its actions' writes: the
     unique key makes it exactly once."""

@@ -1,4 +1,4 @@
-"""Automations, the workers' per-workspace cursor on the event log, and automation runs
+"""Automations, the workers' per-workspace cursor on the event log, round robin turns, automation runs
 
 Revision ID: 0024
 Revises: 0020
@@ -65,6 +65,20 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("workspace_id", name=op.f("pk_automation_cursors")),
     )
     op.create_table(
+        "automation_turns",
+        sa.Column("workspace_id", sa.UUID(), nullable=False),
+        sa.Column("automation_id", sa.UUID(), nullable=False),
+        sa.Column("action", sa.Integer(), nullable=False),
+        sa.Column("turns", sa.BigInteger(), nullable=False),
+        sa.ForeignKeyConstraint(
+            ["workspace_id", "automation_id"],
+            ["automations.workspace_id", "automations.id"],
+            name=op.f("fk_automation_turns_workspace_id_automations"),
+            ondelete="CASCADE",
+        ),
+        sa.PrimaryKeyConstraint("workspace_id", "automation_id", "action", name=op.f("pk_automation_turns")),
+    )
+    op.create_table(
         "automation_runs",
         sa.Column("workspace_id", sa.UUID(), nullable=False),
         sa.Column("id", sa.UUID(), nullable=False),
@@ -99,5 +113,6 @@ def upgrade() -> None:
 
 def downgrade() -> None:
     op.drop_table("automation_runs")
+    op.drop_table("automation_turns")
     op.drop_table("automation_cursors")
     op.drop_table("automations")

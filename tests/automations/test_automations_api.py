@@ -237,3 +237,26 @@ async def test_the_test_route_says_what_would_change_and_changes_nothing(
         await api.post(f"/v1/automations/{rule['id']}/test", json={"object_id": str(uuid.uuid4())}),
         "/object_id",
     )
+
+
+async def test_least_open_gives_a_new_deal_to_the_member_with_fewest_open_deals(
+    api: httpx.AsyncClient, pool: asyncpg.Pool
+) -> None:
+    busy, free = await _member(api, "busy@example.com"), await _member(api, "free@example.com")
+    team = (await api.post("/v1/teams", json={"name": "AE", "member_ids": [busy["id"], free["id"]]})).json()
+    for i in range(2):
+        r = await api.post("/v1/deals", json={"name": f"Old {i}", "owner_id": busy["id"]})
+        assert r.status_code == 201, r.text
+    rule = await _automation(
+        api,
+        trigger={"type": "event", "event_type": "deal.created"},
+        actions=[{"type": "assign_owner", "team_id": team["id"], "strategy": "least_open"}],
+    )
+    made = []
+    for i in range(3):
+        made.append((await api.post("/v1/deals", json={"name": f"New {i}"})).json()["id"])
+        await drain(pool)  # one at a time: each pick sees the one before
+    owners = [(await api.get(f"/v1/deals/{d}")).json()["owner_id"] for d in made]
+    # free has 0 open deals against 2, then 1 against 2, then 2 against 2 (a tie: the team's first)
+    assert owners == [free["id"], free["id"], busy["id"]]
+    assert [r["status"] for r in await _runs(api, rule["id"])] == ["succeeded"] * 3

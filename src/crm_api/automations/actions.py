@@ -34,15 +34,21 @@ def _changes(spec: ResourceSpec, old: Row | None, new: Row) -> dict[str, Any]:
 
 
 async def _member_in_turn(
-    conn: asyncpg.Connection, ctx: Context, i: int, action: dict[str, Any], dry_run: bool
+    conn: asyncpg.Connection, spec: ResourceSpec, ctx: Context, i: int, action: dict[str, Any], dry_run: bool
 ) -> uuid.UUID:
-    """The team's next active member, in the team's order, for an ``assign_owner`` to a team."""
+    """The team's member an ``assign_owner`` to a team picks: its next active member in the team's order
+    (``round_robin``), or the active member owning the fewest open records of the type, the first in the
+    team's order on a tie (``least_open``)."""
     team = await resources.fetch_one(conn, TEAMS, ctx.workspace_id, uuid.UUID(action["team_id"]))
     ids = team["member_ids"] if team is not None and team["archived_at"] is None else []
     active = await owners.active_members(conn, ctx.workspace_id, ids)
     members = [m for m in ids if m in active]
     if not members:
         raise field_error(f"/actions/{i}/team_id", "the team has no active member")
+    if action["strategy"] == "least_open":
+        counts = await repo.open_counts(conn, spec, ctx.workspace_id, members)
+        fewest: uuid.UUID = min(members, key=lambda m: counts.get(m, 0))  # the first of equals
+        return fewest
     assert isinstance(ctx.principal, AutomationPrincipal) and ctx.principal.automation_id is not None
     automation = ctx.principal.automation_id
     member: uuid.UUID = members[
@@ -111,7 +117,7 @@ async def perform(
             continue
         fields = _update(spec, i, action, row)
         if action["type"] == "assign_owner" and action["team_id"] is not None:
-            fields = {spec.member_columns[0]: await _member_in_turn(conn, ctx, i, action, dry_run)}
+            fields = {spec.member_columns[0]: await _member_in_turn(conn, spec, ctx, i, action, dry_run)}
         result = await writes.apply(conn, spec, ctx, [(row, fields)], "updated", dry_run=dry_run)
         result.raise_first()
         if result.lost(0):

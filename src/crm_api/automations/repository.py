@@ -9,8 +9,8 @@ from collections.abc import Sequence
 from typing import Any
 
 import asyncpg
-from sqlalchemy import BigInteger, DateTime, Select, Uuid, any_, func, select, true, tuple_, update
-from sqlalchemy.dialects.postgresql import UUID, insert
+from sqlalchemy import BigInteger, DateTime, Select, Uuid, any_, column, func, select, true, tuple_, update
+from sqlalchemy.dialects.postgresql import ARRAY, UUID, insert
 
 from .. import sql
 from ..events.store import events_cte, fanout
@@ -162,3 +162,41 @@ async def turn(
         value: int = await _TAKE_TURN.fetchval(conn, ws=ws, automation=automation, action=action)
         return value
     return int(await _PEEK_TURN.fetchval(conn, ws=ws, automation=automation, action=action) or 0)
+
+
+def _open(spec: ResourceSpec, t: Any) -> list[Any]:
+    """What counts as a member's open work of the object's type, for ``least_open``."""
+    if spec.object == "deal":
+        return [t.c.status == sql.const("open")]
+    if spec.object == "ticket":
+        return [t.c.status.not_in([sql.const("solved"), sql.const("closed")])]
+    if spec.object == "activity":
+        return [t.c.completed_at.is_(None)]
+    return []
+
+
+@sql.shape
+def _open_counts(spec: ResourceSpec) -> Select[Any]:
+    # one count per member over the (workspace_id, owner, created_at, id) index
+    t = sql.table(spec.table)
+    ids = func.unnest(sql.param("ids", ARRAY(UUID(as_uuid=True))))
+    member = ids.table_valued(column("id", UUID(as_uuid=True))).render_derived(name="m")
+    count = (
+        select(func.count())
+        .where(
+            t.c.workspace_id == sql.param("ws"),
+            t.c[spec.member_columns[0]] == member.c.id,
+            t.c.archived_at.is_(None),
+            *_open(spec, t),
+        )
+        .scalar_subquery()
+    )
+    return select(member.c.id, count.label("open"))
+
+
+async def open_counts(
+    conn: asyncpg.Connection, spec: ResourceSpec, ws: uuid.UUID, members: Sequence[uuid.UUID]
+) -> dict[uuid.UUID, int]:
+    """How many open records of the spec's type each member owns."""
+    rows = await _open_counts(spec).fetch(conn, ws=ws, ids=list(members))
+    return {r["id"]: r["open"] for r in rows}

@@ -38,8 +38,19 @@ from .spec import AUTOMATIONS, BY_OBJECT, target
 
 log = logging.getLogger("crm_api.automations")
 BATCH = 50
-_FAILURES = (CRMError, asyncpg.IntegrityConstraintViolationError, asyncpg.DataError)
-"""What fails one run (a rule refused a write, a value the database refused) without failing the batch."""
+_TRANSIENT = (
+    asyncpg.InterfaceError,
+    OSError,
+    asyncpg.PostgresConnectionError,
+    asyncpg.QueryCanceledError,
+    asyncpg.LockNotAvailableError,
+    asyncpg.DeadlockDetectedError,
+    asyncpg.SerializationError,
+    asyncpg.CannotConnectNowError,
+)
+"""What fails the batch, to be retried whole from the same cursor (the database or the network, a
+timeout). Anything else fails the one run, which is recorded: a bug or a refused value must not hold the
+workspace's log back forever."""
 
 
 def _api(run: dict[str, Any]) -> dict[str, Any]:
@@ -92,9 +103,19 @@ async def run_one(
         if exc.constraint_name == "uq_automation_runs_event":
             return "repeated"  # this run committed before; its actions stand
         error: BaseException = exc
-    except _FAILURES as exc:
+    except _TRANSIENT:
+        raise
+    except CRMError as exc:
         error = exc
-    detail = (error.detail or error.title) if isinstance(error, CRMError) else str(error)
+    except Exception as exc:
+        log.exception("automation %s failed on event %s", automation["id"], event["id"])
+        error = exc
+    if isinstance(error, CRMError):
+        detail = error.detail or error.title
+    elif isinstance(error, asyncpg.IntegrityConstraintViolationError | asyncpg.DataError):
+        detail = f"the database refused a write: {error}"
+    else:
+        detail = "an internal error stopped the run (the worker logged it)"
     if isinstance(error, CRMError) and error.errors:
         detail += ": " + "; ".join(f"{e.path} {e.message}" for e in error.errors)
     run.update(status="failed", error=detail, actions=[])

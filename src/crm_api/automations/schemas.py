@@ -12,6 +12,7 @@ from typing_extensions import TypeAliasType
 from ..resources.schemas import ExternalIds, ReadModel, ShortText, Tags, Text, WriteModel, not_clearable
 
 RunStatus = TypeAliasType("RunStatus", Literal["succeeded", "failed", "stopped"])
+AssignStrategy = TypeAliasType("AssignStrategy", Literal["round_robin", "least_open"])
 TRIGGER_OBJECTS = ("contact", "company", "deal", "activity", "ticket")
 """The objects whose events may trigger an automation: the records actions can change."""
 
@@ -54,7 +55,12 @@ class AssignOwner(WriteModel):
     team_id: uuid.UUID | None = Field(
         None, description="A team: its active members in turn, in the team's order (`strategy`)"
     )
-    strategy: Literal["round_robin"] = "round_robin"
+    strategy: AssignStrategy = Field(
+        "round_robin",
+        description="For a team: `round_robin` (each active member in turn, in the team's order) or "
+        "`least_open` (the active member owning the fewest open records of the type: open deals, tickets "
+        "not solved or closed, tasks not completed, live contacts or companies)",
+    )
 
 
 class CreateTask(WriteModel):

@@ -95,6 +95,10 @@ NOT_IN_THE_SCHEMA: list[tuple[int, str, str, str]] = [
     (422, "validation_error", "/time_zone", "IANA"),
     # custom field values follow the workspace's definitions, which the run itself creates (required ones too)
     (422, "validation_error", "/custom_fields", ""),
+    # an automation's filter is the filter grammar on its trigger's object, and its actions are judged against
+    # that object type (set_fields as its PATCH) and name live members and teams (docs/API.md, Automations)
+    (422, "validation_error", "/trigger/filter", ""),
+    (422, "validation_error", "/actions", ""),
     # an upsert that creates: its body (a PATCH's) must also pass the create rules
     (422, "validation_error", "", "Field required"),
 ]

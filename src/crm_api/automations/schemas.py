@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import datetime as dt
+import enum
 import uuid
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, Field
 from typing_extensions import TypeAliasType
 
+from ..events.types import CATALOGUE
 from ..resources.schemas import ExternalIds, ReadModel, ShortText, Tags, Text, WriteModel, not_clearable
 
 RunStatus = TypeAliasType("RunStatus", Literal["succeeded", "failed", "stopped"])
@@ -17,9 +19,15 @@ TRIGGER_OBJECTS = ("contact", "company", "deal", "activity", "ticket")
 """The objects whose events may trigger an automation: the records actions can change."""
 
 
+TriggerEventType = enum.StrEnum(  # type: ignore[misc]
+    "TriggerEventType", {e.type: e.type for e in CATALOGUE if e.object_type in TRIGGER_OBJECTS}
+)
+"""The event types a trigger may name: those of the records actions can change."""
+
+
 class EventTrigger(WriteModel):
     type: Literal["event"]
-    event_type: str = Field(
+    event_type: TriggerEventType = Field(
         description="An event type of a contact, company, deal, activity or ticket (`contact.created`, "
         "`deal.stage_changed`); `GET /v1/event-types` lists them"
     )

@@ -4,6 +4,7 @@ processes): once per event, the loop and depth rules, failed runs, and the test 
 
 from __future__ import annotations
 
+import datetime as dt
 import uuid
 from typing import Any
 
@@ -57,7 +58,7 @@ async def test_saving_checks_the_trigger_and_each_action(api: httpx.AsyncClient)
             "/v1/automations",
             json={"name": "r", "trigger": {**on_contacts, "event_type": "webhook.test"}, "actions": [tag]},
         ),
-        "/trigger/event_type",
+        "/trigger/event/event_type",  # the discriminated union names the trigger's type in the path
     )
     bad_filter = {**on_contacts, "filter": {"field": "nope", "op": "eq", "value": 1}}
     r = await api.post("/v1/automations", json={"name": "r", "trigger": bad_filter, "actions": [tag]})
@@ -260,3 +261,50 @@ async def test_least_open_gives_a_new_deal_to_the_member_with_fewest_open_deals(
     # free has 0 open deals against 2, then 1 against 2, then 2 against 2 (a tie: the team's first)
     assert owners == [free["id"], free["id"], busy["id"]]
     assert [r["status"] for r in await _runs(api, rule["id"])] == ["succeeded"] * 3
+
+
+async def test_a_schedule_acts_once_per_record_per_match_on_an_injected_clock(
+    api: httpx.AsyncClient, pool: asyncpg.Pool
+) -> None:
+    rule = await _automation(
+        api,
+        trigger={
+            "type": "schedule",
+            "object_type": "contact",
+            "filter": LEADS,
+            "not_updated_for_days": 14,
+            "interval_minutes": 60,
+        },
+        actions=[{"type": "add_tags", "tags": ["stale"]}],
+    )
+    leads = [
+        (await api.post("/v1/contacts", json={"email": f"s{i}@x.com", "lifecycle_stage": "lead"})).json()
+        for i in range(2)
+    ]
+    customer = (
+        await api.post("/v1/contacts", json={"email": "c@x.com", "lifecycle_stage": "customer"})
+    ).json()
+
+    async def check(days: float) -> None:
+        now = dt.datetime.now(dt.UTC) + dt.timedelta(days=days)
+        while await runner.run_schedules_once(pool, now):
+            pass
+
+    async def tags(contact: dict[str, Any]) -> list[str]:
+        got: list[str] = (await api.get(f"/v1/contacts/{contact['id']}")).json()["tags"]
+        return got
+
+    await check(0)  # nothing is 14 days old yet
+    assert await _runs(api, rule["id"]) == []
+    await check(15)  # now both leads are
+    assert [await tags(c) for c in (*leads, customer)] == [["stale"], ["stale"], []]
+    await check(15.1)  # within the interval: not checked
+    await check(16)  # checked, and they still match: the same match, no second run
+    runs = await _runs(api, rule["id"])
+    assert sorted(r["object_id"] for r in runs) == sorted(c["id"] for c in leads)
+    assert {(r["event_type"], r["status"]) for r in runs} == {("schedule", "succeeded")}
+    r = await api.post(
+        "/v1/automations",
+        json={"name": "x", "trigger": {"type": "schedule", "object_type": "pipeline"}, "actions": []},
+    )
+    _field(r, "/trigger/schedule/object_type")

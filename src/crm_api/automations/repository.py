@@ -200,3 +200,87 @@ async def open_counts(
     """How many open records of the spec's type each member owns."""
     rows = await _open_counts(spec).fetch(conn, ws=ws, ids=list(members))
     return {r["id"]: r["open"] for r in rows}
+
+
+def _due_schedule() -> Select[Any]:
+    # across workspaces, like the cursor's claim: an enabled schedule automation whose check is due, locked
+    # for this worker until its check commits
+    a, s = sql.table("automations"), sql.table("automation_schedules")
+    later = select(s.c.automation_id).where(
+        s.c.workspace_id == a.c.workspace_id,
+        s.c.automation_id == a.c.id,
+        s.c.next_at > sql.param("now", DateTime(timezone=True)),
+    )
+    return (
+        select(a.c.workspace_id, a.c.id, a.c.trigger, a.c.actions, a.c.created_at)
+        .where(
+            a.c.enabled.is_(True),
+            a.c.archived_at.is_(None),
+            a.c.trigger["type"].astext == sql.const("schedule"),
+            ~later.exists(),
+        )
+        .limit(1)
+        .with_for_update(of=a, skip_locked=True)
+    )
+
+
+DUE_SCHEDULE = sql.Query(_due_schedule)
+
+
+def _next_check() -> Any:
+    s = sql.table("automation_schedules")
+    stmt = insert(s).values(
+        workspace_id=sql.param("ws"),
+        automation_id=sql.param("automation", UUID(as_uuid=True)),
+        next_at=sql.param("next_at", DateTime(timezone=True)),
+    )
+    return stmt.on_conflict_do_update(
+        index_elements=[s.c.workspace_id, s.c.automation_id], set_={"next_at": stmt.excluded.next_at}
+    )
+
+
+NEXT_CHECK = sql.Query(_next_check)
+_SCHEDULED = sql.Shapes(256)
+SCHEDULE_BATCH = 500
+
+
+async def stale(
+    conn: asyncpg.Connection,
+    spec: ResourceSpec,
+    ws: uuid.UUID,
+    automation: uuid.UUID,
+    trigger: dict[str, Any],
+    before: Any,
+) -> list[Any]:
+    """Live records matching a schedule trigger, not updated since ``before`` and not run for since their
+    last update (once per record per match): the oldest first."""
+    params = Params(ws=ws, automation=automation)
+    where = []
+    if trigger.get("filter") is not None:
+        where.append(Compiler(spec, params).compile(trigger["filter"], "/trigger/filter"))
+    cutoff = params.add(before, "timestamptz")
+    limit = params.add(SCHEDULE_BATCH, "bigint")
+
+    def build() -> Select[Any]:
+        t, r = sql.table(spec.table), sql.table("automation_runs")
+        done = select(r.c.id).where(
+            r.c.workspace_id == t.c.workspace_id,
+            r.c.automation_id == sql.param("automation", UUID(as_uuid=True)),
+            r.c.object_id == t.c.id,
+            r.c.created_at >= t.c.updated_at,
+        )
+        return (
+            select(t.c.id, t.c.version)
+            .where(
+                t.c.workspace_id == sql.param("ws"),
+                t.c.archived_at.is_(None),
+                t.c.updated_at <= cutoff.build(),
+                *(w.build() for w in where),
+                ~done.exists(),
+            )
+            .order_by(t.c.updated_at, t.c.id)
+            .limit(limit.build())
+        )
+
+    key = ("stale", spec.table, tuple(w.key for w in where), cutoff.key, limit.key)
+    return await _SCHEDULED.get(key, build).fetch(conn, **params.values)

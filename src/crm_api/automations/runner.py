@@ -67,10 +67,16 @@ async def _failed(conn: asyncpg.Connection, automation: dict[str, Any], run: dic
 
 
 async def run_one(
-    conn: asyncpg.Connection, ws: uuid.UUID, automation: dict[str, Any], event: dict[str, Any], depth: int
+    conn: asyncpg.Connection,
+    ws: uuid.UUID,
+    automation: dict[str, Any],
+    event: dict[str, Any],
+    depth: int,
+    now: dt.datetime | None = None,
 ) -> str:
-    """One run of ``automation`` for ``event`` in the caller's transaction; its status."""
-    now = dt.datetime.now(dt.UTC)
+    """One run of ``automation`` for ``event`` (or a scheduled match) in the caller's transaction; its
+    status."""
+    now = now or dt.datetime.now(dt.UTC)
     run: dict[str, Any] = {
         "workspace_id": ws,
         "id": uuid7(),
@@ -128,7 +134,8 @@ def _runs(events: list[Any], automations: list[Any]) -> list[tuple[dict[str, Any
     own changes do not trigger it."""
     by_type: dict[str, list[dict[str, Any]]] = defaultdict(list)
     for a in automations:
-        by_type[a["trigger"]["event_type"]].append(dict(a))
+        if a["trigger"]["type"] == "event":
+            by_type[a["trigger"]["event_type"]].append(dict(a))
     planned = []
     for e in events:
         event = dict(e)
@@ -190,6 +197,7 @@ async def run_forever(pool: Any, every: float, stop: asyncio.Event) -> None:
         passed = 0
         try:
             passed = await run_once(pool)
+            passed += await run_schedules_once(pool, dt.datetime.now(dt.UTC))
         except db.ERRORS as exc:
             log.warning("automation batch failed, retrying: %s", exc)
         except Exception:
@@ -198,3 +206,33 @@ async def run_forever(pool: Any, every: float, stop: asyncio.Event) -> None:
         if not passed:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), every)
+
+
+def _match_key(automation: uuid.UUID, record: uuid.UUID, version: int) -> uuid.UUID:
+    """A scheduled match's stand-in for an event id: the run's unique key, once per record version."""
+    return uuid.uuid5(automation, f"{record}:{version}")
+
+
+async def run_schedules_once(pool: Any, now: dt.datetime) -> int:
+    """One due schedule check, if one is due at ``now`` (the clock is the caller's: tests move it): runs
+    for the matching records not run for since they last changed; the number of runs."""
+    async with pool.acquire() as conn, conn.transaction():
+        due = await repo.DUE_SCHEDULE.fetchrow(conn, now=now)
+        if due is None:
+            return 0
+        automation, ws, trigger = dict(due), due["workspace_id"], due["trigger"]
+        interval = dt.timedelta(minutes=trigger["interval_minutes"])
+        await repo.NEXT_CHECK.execute(conn, ws=ws, automation=automation["id"], next_at=now + interval)
+        spec = target(trigger)
+        assert spec is not None  # checked on save
+        before = now - dt.timedelta(days=trigger["not_updated_for_days"])
+        records = await repo.stale(conn, spec, ws, automation["id"], trigger, before)
+        for record in records:
+            match = {
+                "id": _match_key(automation["id"], record["id"], record["version"]),
+                "type": "schedule",
+                "object_type": spec.object,
+                "object_id": record["id"],
+            }
+            await run_one(conn, ws, automation, match, 1, now=now)
+        return max(len(records), 1)

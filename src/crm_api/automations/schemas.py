@@ -38,6 +38,22 @@ class EventTrigger(WriteModel):
     )
 
 
+TriggerObject = TypeAliasType("TriggerObject", Literal["contact", "company", "deal", "activity", "ticket"])
+
+
+class ScheduleTrigger(WriteModel):
+    type: Literal["schedule"]
+    object_type: TriggerObject
+    filter: dict[str, Any] | None = Field(None, description="The search grammar on the object type's records")
+    not_updated_for_days: int = Field(
+        0, ge=0, le=3650, description="Only records whose `updated_at` is at least this many days old"
+    )
+    interval_minutes: int = Field(60, ge=1, le=10_080, description="How often the workers look")
+
+
+Trigger = TypeAliasType("Trigger", Annotated[EventTrigger | ScheduleTrigger, Field(discriminator="type")])
+
+
 class SetFields(WriteModel):
     type: Literal["set_fields"]
     fields: dict[str, Any] = Field(
@@ -98,7 +114,7 @@ Actions = Annotated[list[AutomationAction], Field(min_length=1, max_length=20)]
 class AutomationCreate(WriteModel):
     name: ShortText = Field(min_length=1)
     enabled: bool = True
-    trigger: EventTrigger
+    trigger: Trigger
     actions: Actions
     external_ids: ExternalIds = {}
 
@@ -106,7 +122,7 @@ class AutomationCreate(WriteModel):
 class AutomationUpdate(WriteModel):
     name: ShortText | None = not_clearable(min_length=1)
     enabled: bool | None = not_clearable()
-    trigger: EventTrigger | None = not_clearable()
+    trigger: Trigger | None = not_clearable()
     actions: Actions | None = not_clearable()
     external_ids: ExternalIds | None = None
 
@@ -115,7 +131,7 @@ class Automation(ReadModel):
     object: Literal["automation"]
     name: str
     enabled: bool
-    trigger: EventTrigger
+    trigger: Trigger
     actions: list[AutomationAction]
     external_ids: ExternalIds
 

@@ -24,7 +24,7 @@ from ..resources.exprs import Params
 from ..resources.filters import Compiler
 from ..resources.service import validate
 from ..resources.spec import Pair, QueryParam, ResourceSpec, fields_of, register
-from .schemas import TRIGGER_OBJECTS, AutomationAction, AutomationCreate, AutomationUpdate, EventTrigger
+from .schemas import TRIGGER_OBJECTS, AutomationAction, AutomationCreate, AutomationUpdate, Trigger
 from .schemas import Automation as AutomationRead
 
 BY_OBJECT: dict[str, ResourceSpec] = {s.object: s for s in OWNED if s.object in TRIGGER_OBJECTS}
@@ -32,6 +32,7 @@ BY_OBJECT: dict[str, ResourceSpec] = {s.object: s for s in OWNED if s.object in 
 LINKS = {"contact": "contact_ids", "company": "company_ids", "deal": "deal_ids", "ticket": "ticket_ids"}
 """The activity column a task or note made for a record links it with."""
 _ACTION = TypeAdapter(AutomationAction)
+_TRIGGER = TypeAdapter(Trigger)
 
 
 def _normalise(payload: dict[str, Any]) -> dict[str, Any]:
@@ -40,7 +41,7 @@ def _normalise(payload: dict[str, Any]) -> dict[str, Any]:
         # stored whole, defaults included, so the runner reads every option as the API shows it
         out["actions"] = [_ACTION.validate_python(a).model_dump(mode="json") for a in out["actions"]]
     if out.get("trigger"):
-        out["trigger"] = EventTrigger.model_validate(out["trigger"]).model_dump(mode="json")
+        out["trigger"] = _TRIGGER.validate_python(out["trigger"]).model_dump(mode="json")
     return out
 
 
@@ -49,6 +50,9 @@ def _text(row: dict[str, Any]) -> str:
 
 
 def target(trigger: dict[str, Any]) -> ResourceSpec | None:
+    """The resource whose records the trigger's runs act on."""
+    if trigger.get("type") == "schedule":
+        return BY_OBJECT.get(str(trigger.get("object_type")))
     event = BY_TYPE.get(str(trigger.get("event_type")))
     return BY_OBJECT.get(event.object_type) if event is not None else None
 

@@ -1,7 +1,14 @@
 """Every table, so alembic sees one metadata."""
 
 from .activities import Activity
-from .automations import RUN_STATUSES, Automation, AutomationCursor, AutomationRun, AutomationTurn
+from .automations import (
+    RUN_STATUSES,
+    Automation,
+    AutomationCursor,
+    AutomationRun,
+    AutomationSchedule,
+    AutomationTurn,
+)
 from .base import Base
 from .bulk import ExportJob, ExportPart, ImportJob, ImportPart, ImportRowError
 from .crm import LIFECYCLE_STAGES, Company, Contact, ContactLifecycleChange, ExternalId
@@ -25,6 +32,7 @@ __all__ = [
     "Automation",
     "AutomationCursor",
     "AutomationRun",
+    "AutomationSchedule",
     "AutomationTurn",
     "Base",
     "Company",

@@ -74,6 +74,23 @@ class AutomationTurn(Base):
     turns: Mapped[int] = mapped_column(BigInteger, nullable=False)
 
 
+class AutomationSchedule(Base):
+    """When a schedule trigger's automation is next checked (no row: now)."""
+
+    __tablename__ = "automation_schedules"
+    __table_args__ = (
+        ForeignKeyConstraint(
+            ["workspace_id", "automation_id"],
+            ["automations.workspace_id", "automations.id"],
+            ondelete="CASCADE",
+        ),
+    )
+
+    workspace_id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), primary_key=True)
+    automation_id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), primary_key=True)
+    next_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), nullable=False)
+
+
 class AutomationRun(Base):
     """One run of an automation for one event, written in the transaction of its actions' writes: the
     unique key makes it exactly once."""
@@ -87,6 +104,8 @@ class AutomationRun(Base):
         ),
         Index("uq_automation_runs_event", "workspace_id", "automation_id", "event_id", unique=True),
         Index("ix_automation_runs_list", "workspace_id", "automation_id", "created_at", "id"),
+        # a schedule's check: has this record had its run since it last changed
+        Index("ix_automation_runs_object", "workspace_id", "automation_id", "object_id", "created_at"),
     )
 
     workspace_id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), primary_key=True)

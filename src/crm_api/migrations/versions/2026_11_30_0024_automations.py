@@ -79,6 +79,19 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("workspace_id", "automation_id", "action", name=op.f("pk_automation_turns")),
     )
     op.create_table(
+        "automation_schedules",
+        sa.Column("workspace_id", sa.UUID(), nullable=False),
+        sa.Column("automation_id", sa.UUID(), nullable=False),
+        sa.Column("next_at", sa.DateTime(timezone=True), nullable=False),
+        sa.ForeignKeyConstraint(
+            ["workspace_id", "automation_id"],
+            ["automations.workspace_id", "automations.id"],
+            name=op.f("fk_automation_schedules_workspace_id_automations"),
+            ondelete="CASCADE",
+        ),
+        sa.PrimaryKeyConstraint("workspace_id", "automation_id", name=op.f("pk_automation_schedules")),
+    )
+    op.create_table(
         "automation_runs",
         sa.Column("workspace_id", sa.UUID(), nullable=False),
         sa.Column("id", sa.UUID(), nullable=False),
@@ -107,6 +120,11 @@ def upgrade() -> None:
         unique=True,
     )
     op.create_index(
+        "ix_automation_runs_object",
+        "automation_runs",
+        ["workspace_id", "automation_id", "object_id", "created_at"],
+    )
+    op.create_index(
         "ix_automation_runs_list", "automation_runs", ["workspace_id", "automation_id", "created_at", "id"]
     )
 
@@ -114,5 +132,6 @@ def upgrade() -> None:
 def downgrade() -> None:
     op.drop_table("automation_runs")
     op.drop_table("automation_turns")
+    op.drop_table("automation_schedules")
     op.drop_table("automation_cursors")
     op.drop_table("automations")

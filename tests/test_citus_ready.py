@@ -95,7 +95,8 @@ ALLOWED = [
         UNSCOPED_LOCK,
         "FROM automations WHERE automations.enabled IS true",
         "The automation workers' claim of a schedule trigger whose check is due, in any workspace (FOR "
-        "UPDATE SKIP LOCKED, one row): the dispatcher claim's twin. Same treatment on Citus: per shard group.",
+        "UPDATE SKIP LOCKED, one row): the dispatcher claim's twin. Same treatment on Citus: per shard "
+        "group.",
     ),
 ]
 

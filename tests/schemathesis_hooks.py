@@ -80,6 +80,10 @@ NOT_IN_THE_SCHEMA: list[tuple[int, str, str, str]] = [
     # references name live objects of the workspace
     (422, "validation_error", "", "no live"),
     (422, "validation_error", "", "no such"),
+    # owners and assignees are active members; "me" names the key's member, and schema-generated keys act
+    # for none (docs/API.md, Members and teams)
+    (422, "validation_error", "", "no active member"),
+    (422, "validation_error", "", "names nobody"),
     # rules across fields
     (422, "validation_error", "/currency", "required with an amount"),
     (422, "validation_error", "/schedule", "required when hours"),

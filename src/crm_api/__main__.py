@@ -198,7 +198,11 @@ async def _work(url: str, processes_label: str) -> None:
     # imports and exports run in the workers only, beside their dispatcher: never in an API process
     bulk = asyncio.create_task(bulk_worker.run_forever(pool, settings, stop))
     # automations too: they follow the event log, workers only
-    automating = asyncio.create_task(automations.run_forever(pool, settings.automation_poll_seconds, stop))
+    automating = asyncio.create_task(
+        automations.run_forever(
+            pool, settings.automation_poll_seconds, stop, settings.automation_clock_offset_s
+        )
+    )
     try:
         await Dispatcher(pool, settings).run(stop)
     finally:

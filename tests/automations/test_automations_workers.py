@@ -20,7 +20,7 @@ CONTACTS = 400
 KILLS = 3
 
 
-async def _worker(database_url: str, log: Path) -> asyncio.subprocess.Process:
+async def _worker(database_url: str, log: Path, clock_offset_s: float = 0) -> asyncio.subprocess.Process:
     env = {k: v for k, v in os.environ.items() if not k.startswith("CRM_")}
     env.update(
         CRM_DATABASE_URL=database_url,
@@ -28,6 +28,7 @@ async def _worker(database_url: str, log: Path) -> asyncio.subprocess.Process:
         CRM_AUTOMATION_POLL_SECONDS="0.05",
         CRM_BULK_POLL_SECONDS="0",
         CRM_SLA_CHECK_SECONDS="0",
+        CRM_AUTOMATION_CLOCK_OFFSET_S=str(clock_offset_s),
     )
     return await asyncio.create_subprocess_exec(
         sys.executable, "-m", "crm_api", "worker", env=env,
@@ -178,3 +179,44 @@ async def test_round_robin_is_fair_across_worker_processes(
         "SELECT owner_id, count(*) AS n FROM contacts WHERE workspace_id = $1 GROUP BY owner_id", ws
     )
     assert sorted((str(o["owner_id"]), o["n"]) for o in owners) == sorted((m, 10) for m in members)
+
+
+async def test_a_schedule_runs_once_per_match_in_workers_whose_clock_is_days_ahead(
+    api: httpx.AsyncClient, pool: asyncpg.Pool, database_url: str, tmp_path: Path
+) -> None:
+    log = tmp_path / "workers.log"
+    ws = api.workspace_id  # type: ignore[attr-defined]
+    r = await api.post(
+        "/v1/automations",
+        json={
+            "name": "stale leads",
+            "trigger": {
+                "type": "schedule",
+                "object_type": "contact",
+                "filter": {"field": "lifecycle_stage", "op": "eq", "value": "lead"},
+                "not_updated_for_days": 14,
+                "interval_minutes": 1,
+            },
+            "actions": [{"type": "create_task", "subject": "Revive", "due_in_days": 1}],
+        },
+    )
+    assert r.status_code == 201, r.text
+    for i in range(3):
+        await api.post("/v1/contacts", json={"email": f"old{i}@x.com", "lifecycle_stage": "lead"})
+    await api.post("/v1/contacts", json={"email": "cust@x.com", "lifecycle_stage": "customer"})
+    # the injected clock: these workers live 15 days ahead, and each checks every minute of their time
+    workers = [await _worker(database_url, log, clock_offset_s=o) for o in (15 * 86_400, 15 * 86_400 + 600)]
+    try:
+        deadline = time.monotonic() + 60
+        query = "SELECT count(*) FROM automation_runs WHERE workspace_id = $1"
+        while await pool.fetchval(query, ws) < 3:
+            assert time.monotonic() < deadline, "no scheduled runs:\n" + log.read_text()[-3000:]
+            await asyncio.sleep(0.1)
+        await asyncio.sleep(1.5)  # the second worker, 10 minutes further on, checks again
+    finally:
+        await _stop(workers)
+    assert await pool.fetchval(query, ws) == 3  # once per record per match
+    tasks = await pool.fetchval(
+        "SELECT count(*) FROM activities WHERE workspace_id = $1 AND subject = 'Revive'", ws
+    )
+    assert tasks == 3

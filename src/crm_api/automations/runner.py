@@ -188,7 +188,7 @@ async def run_once(pool: Any) -> int:
         return len(events)
 
 
-async def run_forever(pool: Any, every: float, stop: asyncio.Event) -> None:
+async def run_forever(pool: Any, every: float, stop: asyncio.Event, clock_offset_s: float = 0.0) -> None:
     """Until ``stop``: batches back to back while any workspace is behind, then a look every ``every``
     seconds. A stop between batches loses nothing; a kill mid-batch rolls it back."""
     if every <= 0:
@@ -197,7 +197,8 @@ async def run_forever(pool: Any, every: float, stop: asyncio.Event) -> None:
         passed = 0
         try:
             passed = await run_once(pool)
-            passed += await run_schedules_once(pool, dt.datetime.now(dt.UTC))
+            now = dt.datetime.now(dt.UTC) + dt.timedelta(seconds=clock_offset_s)
+            passed += await run_schedules_once(pool, now)
         except db.ERRORS as exc:
             log.warning("automation batch failed, retrying: %s", exc)
         except Exception:

@@ -88,6 +88,7 @@ NOT_IN_THE_SCHEMA: list[tuple[int, str, str, str]] = [
     (422, "validation_error", "/currency", "required with an amount"),
     (422, "validation_error", "/schedule", "required when hours"),
     (422, "validation_error", "/schedule", "end must be after start"),
+    (422, "validation_error", "/schedule", "must not overlap"),
     (422, "validation_error", "", "have it"),
     (422, "validation_error", "/ids", "ids or records"),
     # a custom field's options go with its type: enum fields need some, other types none

@@ -80,10 +80,15 @@ NOT_IN_THE_SCHEMA: list[tuple[int, str, str, str]] = [
     # references name live objects of the workspace
     (422, "validation_error", "", "no live"),
     (422, "validation_error", "", "no such"),
+    # owners and assignees are active members; "me" names the key's member, and schema-generated keys act
+    # for none (docs/API.md, Members and teams)
+    (422, "validation_error", "", "no active member"),
+    (422, "validation_error", "", "names nobody"),
     # rules across fields
     (422, "validation_error", "/currency", "required with an amount"),
     (422, "validation_error", "/schedule", "required when hours"),
     (422, "validation_error", "/schedule", "end must be after start"),
+    (422, "validation_error", "/schedule", "must not overlap"),
     (422, "validation_error", "", "have it"),
     (422, "validation_error", "/ids", "ids or records"),
     # a custom field's options go with its type: enum fields need some, other types none
@@ -106,6 +111,10 @@ NOT_IN_THE_SCHEMA: list[tuple[int, str, str, str]] = [
     (422, "validation_error", "/parts", ""),
     # custom field values follow the workspace's definitions, which the run itself creates (required ones too)
     (422, "validation_error", "/custom_fields", ""),
+    # an automation's filter is the filter grammar on its trigger's object, and its actions are judged against
+    # that object type (set_fields as its PATCH) and name live members and teams (docs/API.md, Automations)
+    (422, "validation_error", "/trigger/filter", ""),
+    (422, "validation_error", "/actions", ""),
     # an upsert that creates: its body (a PATCH's) must also pass the create rules
     (422, "validation_error", "", "Field required"),
     # a report's period: from not after to, at most 1,000 buckets of the interval; tz as for time_zone

@@ -43,6 +43,7 @@ ISSUED_SCOPES = {
             "members",
             "teams",
             "segments",
+            "automations",
         )
         for action in ("read", "write")
     ),

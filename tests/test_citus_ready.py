@@ -85,6 +85,19 @@ ALLOWED = [
         )
         for table in ("imports", "exports")
     ),
+    Allowed(
+        UNSCOPED_LOCK,
+        "FROM automation_cursors WHERE EXISTS (",
+        "The automation workers' claim of a workspace whose event log moved past its cursor (FOR UPDATE "
+        "SKIP LOCKED, one row): the dispatcher claim's twin. Same treatment on Citus: per shard group.",
+    ),
+    Allowed(
+        UNSCOPED_LOCK,
+        "FROM automations WHERE automations.enabled IS true",
+        "The automation workers' claim of a schedule trigger whose check is due, in any workspace (FOR "
+        "UPDATE SKIP LOCKED, one row): the dispatcher claim's twin. Same treatment on Citus: per shard "
+        "group.",
+    ),
 ]
 
 

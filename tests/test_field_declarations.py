@@ -186,6 +186,11 @@ async def _sample(api: httpx.AsyncClient, name: str) -> tuple[str, dict[str, Any
         "members": {"email": "Ann@Example.com", "name": "Ann"},
         "teams": {"name": "Sales"},
         "segments": {"name": "Leads", "object_type": "contact", "kind": "static"},
+        "automations": {
+            "name": "Tag leads",
+            "trigger": {"type": "event", "event_type": "contact.created"},
+            "actions": [{"type": "add_tags", "tags": ["lead"]}],
+        },
     }
     assert name in bodies, f"give {name} a sample body in this test"
     return f"/v1/{REGISTRY[name].url_segment}", bodies[name]

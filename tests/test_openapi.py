@@ -33,6 +33,10 @@ EXPECTED = {
     *(f"custom_fields_{a}" for a in RESOURCE_ACTIONS),
     *(f"members_{a}" for a in RESOURCE_ACTIONS),
     *(f"teams_{a}" for a in RESOURCE_ACTIONS),
+    *(f"automations_{a}" for a in RESOURCE_ACTIONS),
+    "automations_aggregate",
+    "automations_list_runs",
+    "automations_test",
     "members_upsert_by_email",
     "members_ownership",
     "members_reassign",
@@ -214,7 +218,7 @@ def test_writes_declare_their_headers_and_what_can_go_wrong() -> None:
             assert ("Idempotent-Replayed" in sent) == (write and status.startswith("2")), (name, status)
     resources = (
         *("contacts", "companies", "deals", "activities", "tickets", "sla_policies", "custom_fields"),
-        *("members", "teams", "segments"),
+        *("members", "teams", "segments", "automations"),
     )
     assert if_match == {
         *(f"{r}_{a}" for r in resources for a in ("update", "archive", "restore")),

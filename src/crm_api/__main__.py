@@ -181,6 +181,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 async def _work(url: str, processes_label: str) -> None:
     from . import logs, metrics
+    from .automations import runner as automations
     from .bulk import worker as bulk_worker
     from .db import Timeouts, create_pool
     from .segments import worker as segment_worker
@@ -199,12 +200,19 @@ async def _work(url: str, processes_label: str) -> None:
     bulk = asyncio.create_task(bulk_worker.run_forever(pool, settings, stop))
     # so does segment membership: the API's writes never wait for it
     segments = asyncio.create_task(segment_worker.run_forever(pool, settings, stop))
+    # automations too: they follow the event log, workers only
+    automating = asyncio.create_task(
+        automations.run_forever(
+            pool, settings.automation_poll_seconds, stop, settings.automation_clock_offset_s
+        )
+    )
     try:
         await Dispatcher(pool, settings).run(stop)
     finally:
         stop.set()
         await bulk
         await segments
+        await automating
         sampler.cancel()
         await pool.close()
         metrics.process_exit()

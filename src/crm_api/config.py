@@ -123,6 +123,11 @@ class Settings(BaseSettings):
     segment_relative_seconds: float = 60.0
     """How often dynamic segments whose filter holds a relative time (``-30d``) are evaluated whole, so
     members leave as they age out."""
+    automation_poll_seconds: float = 0.2
+    """How often each ``crm-api worker`` process looks for events past a workspace's automation cursor
+    (0: never). The look is one indexed statement."""
+    automation_clock_offset_s: float = 0.0
+    """Moves the clock schedule triggers are checked by (tests run a worker days ahead); 0 in production."""
     webhook_retry_scale: float = 1.0
     """Multiplies the retry ladder (5 s, 5 min, ... 24 h); tests shrink it to fit in seconds."""
 

@@ -15,6 +15,8 @@ from dataclasses import dataclass
 from fastapi import APIRouter
 
 from .activities.spec import ACTIVITIES
+from .automations.router import router as automation_routes
+from .automations.spec import AUTOMATIONS
 from .bulk.export_routes import router as export_routes
 from .bulk.import_routes import router as import_routes
 from .companies.router import router as company_routes
@@ -102,6 +104,7 @@ RESOURCES: tuple[Resource, ...] = (
     served(MEMBERS, before=[member_routes]),
     served(TEAMS),
     served(SEGMENTS, before=[segment_routes]),
+    served(AUTOMATIONS, before=[automation_routes]),
     Resource("events", (event_routes, event_type_routes)),
     Resource("webhooks", (webhook_routes,)),
     Resource("reports", (report_routes,)),

@@ -17,6 +17,7 @@ import httpx
 import jsonschema
 
 from crm_api.app import create_app
+from crm_api.automations import runner as automations
 from crm_api.events.router import EventTypeList
 from crm_api.events.types import BY_TYPE, CATALOGUE, DERIVED, RECORD_ACTIONS
 from crm_api.registry import RESOURCES
@@ -102,6 +103,18 @@ async def _every_writer(api: httpx.AsyncClient, pool: asyncpg.Pool) -> str:
     segment = await _record_cycle(api, "/v1/segments", static, {"name": "VIPs"})
     await _ok(await api.post(f"/v1/segments/{segment}/members", json={"ids": [contact]}))
     await _ok(await api.request("DELETE", f"/v1/segments/{segment}/members", json={"ids": [contact]}))
+
+    # an automation whose run fails: the member it assigns is archived before the contact comes
+    leaving = await _ok(await api.post("/v1/members", json={"email": "l@example.com", "name": "L"}), 201)
+    assign = [{"type": "assign_owner", "member_id": leaving["id"]}]
+    trigger = {"type": "event", "event_type": "contact.created"}
+    await _record_cycle(
+        api, "/v1/automations", {"name": "A", "trigger": trigger, "actions": assign}, {"name": "B"}
+    )
+    await _ok(await api.delete(f"/v1/members/{leaving['id']}"))
+    await _ok(await api.post("/v1/contacts", json={"first_name": "Late"}), 201)
+    while await automations.run_once(pool):
+        pass
 
     hook = await _ok(
         await api.post("/v1/webhooks", json={"url": "http://127.0.0.1:9/h", "event_types": ["*"]}), 201

@@ -194,6 +194,15 @@ CATALOGUE: tuple[EventType, ...] = (
             ),
         )
     ),
+    *_record("automation", "Automation", "An automation"),
+    EventType(
+        "automation.run_failed",
+        "automation",
+        "Automation",
+        "A run of an automation failed and changed nothing; data.run is the run, as "
+        "GET /v1/automations/{id}/runs shows it",
+        data={"run": {"type": "object"}},
+    ),
     EventType(
         "webhook.test",
         "webhook_endpoint",

@@ -1,6 +1,14 @@
 """Every table, so alembic sees one metadata."""
 
 from .activities import Activity
+from .automations import (
+    RUN_STATUSES,
+    Automation,
+    AutomationCursor,
+    AutomationRun,
+    AutomationSchedule,
+    AutomationTurn,
+)
 from .base import Base
 from .bulk import ExportJob, ExportPart, ImportJob, ImportPart, ImportRowError
 from .crm import LIFECYCLE_STAGES, Company, Contact, ContactLifecycleChange, ExternalId
@@ -18,9 +26,15 @@ __all__ = [
     "LIFECYCLE_STAGES",
     "MEMBER_ROLES",
     "ORDER_STATUSES",
+    "RUN_STATUSES",
     "STAGE_KINDS",
     "Activity",
     "ApiKey",
+    "Automation",
+    "AutomationCursor",
+    "AutomationRun",
+    "AutomationSchedule",
+    "AutomationTurn",
     "Base",
     "Company",
     "Contact",

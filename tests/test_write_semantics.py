@@ -216,6 +216,14 @@ MAKERS: dict[str, Make] = {
     "/v1/segments/{id}": _maker(
         "/v1/segments", lambda: {"name": "S", "object_type": "contact", "kind": "static"}
     ),
+    "/v1/automations/{id}": _maker(
+        "/v1/automations",
+        lambda: {
+            "name": "A",
+            "trigger": {"type": "event", "event_type": "contact.created"},
+            "actions": [{"type": "add_tags", "tags": ["x"]}],
+        },
+    ),
     "/v1/pipelines/{id}": _maker("/v1/pipelines", lambda: {"name": "P", "stages": [{"name": "A"}]}),
     "/v1/pipelines/{id}/stages/{stage_id}": _stage_url,
 }

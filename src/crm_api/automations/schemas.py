@@ -11,7 +11,16 @@ from pydantic import BaseModel, Field
 from typing_extensions import TypeAliasType
 
 from ..events.types import CATALOGUE
-from ..resources.schemas import ExternalIds, ReadModel, ShortText, Tags, Text, WriteModel, not_clearable
+from ..resources.schemas import (
+    ExternalIds,
+    Filter,
+    ReadModel,
+    ShortText,
+    Tags,
+    Text,
+    WriteModel,
+    not_clearable,
+)
 
 RunStatus = TypeAliasType("RunStatus", Literal["succeeded", "failed", "stopped"])
 AssignStrategy = TypeAliasType("AssignStrategy", Literal["round_robin", "least_open"])
@@ -31,7 +40,7 @@ class EventTrigger(WriteModel):
         description="An event type of a contact, company, deal, activity or ticket (`contact.created`, "
         "`deal.stage_changed`); `GET /v1/event-types` lists them"
     )
-    filter: dict[str, Any] | None = Field(
+    filter: Filter | None = Field(
         None,
         description="The search grammar of `POST /v1/<resource>/search`, on the event's object as it is "
         "when the run starts; the automation runs only when it matches",
@@ -44,7 +53,7 @@ TriggerObject = TypeAliasType("TriggerObject", Literal["contact", "company", "de
 class ScheduleTrigger(WriteModel):
     type: Literal["schedule"]
     object_type: TriggerObject
-    filter: dict[str, Any] | None = Field(None, description="The search grammar on the object type's records")
+    filter: Filter | None = Field(None, description="The search grammar on the object type's records")
     not_updated_for_days: int = Field(
         0, ge=0, le=3650, description="Only records whose `updated_at` is at least this many days old"
     )

@@ -191,6 +191,14 @@ class DealStageChange(Base):
             "changed_at",
             postgresql_include=["deal_id", "id", "from_stage_id", "pipeline_id", "to_stage_id"],
         ),
+        # the sales cycle: a pipeline's entries of a period with how each stay ended, from the index alone
+        Index(
+            "ix_deal_stage_changes_cycle",
+            "workspace_id",
+            "pipeline_id",
+            "changed_at",
+            postgresql_include=["to_stage_id", "deal_id", "left_at", "advanced"],
+        ),
     )
 
     workspace_id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), primary_key=True)
@@ -202,6 +210,11 @@ class DealStageChange(Base):
     to_stage_id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), nullable=False)
     changed_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), nullable=False)
     actor: Mapped[str] = mapped_column(Text, nullable=False)
+    left_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
+    """When the deal next changed stage (in any pipeline); null while it stays. Kept by a trigger."""
+    advanced: Mapped[bool] = mapped_column(Boolean, nullable=False, server_default=text("false"))
+    """A later change put the deal in an open stage of this pipeline further on, or in a won stage. Kept
+    by triggers on the history and on the stages (it depends on their positions)."""
 
 
 __all__ = ["STAGE_KINDS", "Deal", "DealStageChange", "Pipeline", "PipelineStage"]

@@ -324,69 +324,34 @@ def _cycle_won(include_archived: bool) -> Select[Any]:
     )
 
 
-_WON = 1_000_000
-"""Further than any stage's position (at most 1000)."""
-
-
 @sql.shape
 def _cycle_stages(include_archived: bool) -> Select[Any]:
     """Per stage of the pipeline, the deals that entered it in the period and what became of them.
 
-    Every stage change since the period began, in any pipeline (a move to another pipeline also ends a
-    stay), walked per deal in order; for each: when the deal left (the next change), and the furthest
-    open stage of this pipeline it entered later, or whether it was won later.
-    An entry advanced when a later change put it in an open stage further on, or in a won stage."""
+    Each change knows when the deal left the stage (``left_at``: its next change, in any pipeline) and
+    whether a later change put it in an open stage of this pipeline further on, or in a won stage
+    (``advanced``): triggers keep both at write time (migration 0027), so this reads the period's entries
+    from ``ix_deal_stage_changes_cycle`` alone, not the history after them."""
     h = sql.table("deal_stage_changes")
-    s = sql.table("pipeline_stages")
     d = sql.table("deals")
-    pipeline_id = sql.param("pipeline_id", UUID)
-    order = (h.c.changed_at, h.c.id)
-    stage = and_(
-        s.c.workspace_id == h.c.workspace_id, s.c.pipeline_id == pipeline_id, s.c.id == h.c.to_stage_id
-    )
-    source = h.outerjoin(s, stage)
-    # one window for everything said of the changes after each (PostgreSQL computes one window
-    # definition in one pass): when the next came, and how far the later ones went. A won stage counts as
-    # further than any position; a lost one, or another pipeline's stage, as nowhere.
-    later: dict[str, Any] = {"partition_by": h.c.deal_id, "order_by": order, "rows": (1, None)}
-    reach = case((s.c.kind == "won", _WON), (s.c.kind == "open", s.c.position))
-    moves: Any = (
-        select(
-            h.c.deal_id,
-            h.c.pipeline_id,
-            h.c.to_stage_id,
-            h.c.changed_at,
-            s.c.position,
-            func.first_value(h.c.changed_at).over(**later).label("left_at"),
-            func.max(reach).over(**later).label("reach"),
-        )
-        .select_from(source)
-        .where(
-            h.c.workspace_id == sql.param("ws"), h.c.changed_at >= sql.param("lower", DateTime(timezone=True))
-        )
+    # a stay not over yet counts until now (now(): one instant for the whole statement)
+    stayed = func.coalesce(h.c.left_at, func.now()) - h.c.changed_at
+    stmt = select(
+        h.c.to_stage_id.label("stage_id"),
+        func.count(h.c.deal_id.distinct()).label("entered"),
+        func.count(h.c.deal_id.distinct()).filter(h.c.advanced).label("advanced"),
+        func.avg(stayed).label("mean"),
+        func.percentile_cont(0.5).within_group(stayed).label("median"),
+    ).where(
+        h.c.workspace_id == sql.param("ws"),
+        h.c.pipeline_id == sql.param("pipeline_id", UUID),
+        in_period(h.c.changed_at),
     )
     if not include_archived:
         # archived deals are few: an anti-join on their partial index, not a join with every deal
         gone = and_(d.c.workspace_id == h.c.workspace_id, d.c.id == h.c.deal_id, d.c.archived_at.is_not(None))
-        moves = moves.where(~exists().where(gone))
-    moves = moves.subquery("moves")
-    # a stay not over yet counts until now (now(): one instant for the whole statement)
-    stayed = func.coalesce(moves.c.left_at, func.now()) - moves.c.changed_at
-    advanced = moves.c.reach > moves.c.position
-    return (
-        select(
-            moves.c.to_stage_id.label("stage_id"),
-            func.count(moves.c.deal_id.distinct()).label("entered"),
-            func.count(moves.c.deal_id.distinct()).filter(advanced).label("advanced"),
-            func.avg(stayed).label("mean"),
-            func.percentile_cont(0.5).within_group(stayed).label("median"),
-        )
-        .where(
-            moves.c.pipeline_id == pipeline_id,
-            moves.c.changed_at < sql.param("upper", DateTime(timezone=True)),
-        )
-        .group_by(moves.c.to_stage_id)
-    )
+        stmt = stmt.where(~exists().where(gone))
+    return stmt.group_by(h.c.to_stage_id)
 
 
 async def sales_cycle(

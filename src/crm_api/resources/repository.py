@@ -6,6 +6,7 @@ events and external-id changes commit together, for one object or a batch of 500
 
 from __future__ import annotations
 
+import functools
 import uuid
 from collections.abc import Sequence
 from typing import Any, Literal
@@ -386,7 +387,9 @@ JOINED = "related:"
 """The prefix of a page row's key holding a relation read in the page's statement (``JOINED + name``)."""
 
 
+@functools.cache
 def _jsonb(spec: ResourceSpec) -> frozenset[str]:
+    """The spec's jsonb columns (cached: every related row read converts them)."""
     t = _table(spec)
     return frozenset(c for c in spec.columns if isinstance(t.c[c].type, JSONB))
 

@@ -106,13 +106,13 @@ def converter(spec: ResourceSpec, relations: tuple[Include, ...]) -> Callable[[A
     """``spec.to_api`` for a page's rows, adding the ``relations`` its statement read beside each."""
     if not relations:
         return spec.to_api
-    targets = [(i.name, repo.JOINED + i.name, REGISTRY[i.target]) for i in relations]
+    targets = [(i.name, REGISTRY[i.target]) for i in relations]
 
     def to_api(row: Any) -> dict[str, Any]:
         obj = spec.to_api(row)
-        for name, key, target in targets:
-            record = row[key]
-            obj[name] = target.to_api(repo.related_row(target, record)) if record is not None else None
+        for name, target in targets:
+            related = repo.related_row(target, name, row)
+            obj[name] = target.to_api(related) if related is not None else None
         return obj
 
     return to_api

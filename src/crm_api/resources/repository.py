@@ -6,7 +6,6 @@ events and external-id changes commit together, for one object or a batch of 500
 
 from __future__ import annotations
 
-import functools
 import uuid
 from collections.abc import Sequence
 from typing import Any, Literal
@@ -20,7 +19,6 @@ from sqlalchemy import (
     Table,
     Text,
     any_,
-    cast,
     column,
     delete,
     exists,
@@ -384,37 +382,31 @@ def _keyset(spec: ResourceSpec, column: str, descending: bool, value: Expr, row_
 
 
 JOINED = "related:"
-"""The prefix of a page row's key holding a relation read in the page's statement (``JOINED + name``)."""
+"""The prefix of a page row's keys holding a relation read in the page's statement:
+``related:<name>.<column>`` (``related_row`` gathers them)."""
 
 
-@functools.cache
-def _jsonb(spec: ResourceSpec) -> frozenset[str]:
-    """The spec's jsonb columns (cached: every related row read converts them)."""
-    t = _table(spec)
-    return frozenset(c for c in spec.columns if isinstance(t.c[c].type, JSONB))
-
-
-def _related(page: Any, include: Include) -> ColumnElement[Any]:
-    """The row a page row's ``include.column`` names, in this workspace, as one anonymous record of the
-    target's columns (null when there is none). jsonb goes as text: asyncpg hands a record's fields to the
-    registered jsonb codec in the binary format, which the codec (text) cannot read."""
+def _related(page: Any, include: Include) -> Any:
+    """The row a page row's ``include.column`` names, in this workspace: a lateral subquery (its ``LIMIT 1``
+    keeps it one primary key lookup per page row, never a join over the whole target table), its columns
+    beside the page's (a record of them would be decoded field by field by the driver, several times
+    slower)."""
     target = REGISTRY[include.target]
     r = _table(target).alias("rel_" + include.name)
-    jsonb = _jsonb(target)
-    values = [cast(r.c[c], Text) if c in jsonb else r.c[c] for c in target.columns]
-    found = select(func.row(*values)).where(
-        r.c.workspace_id == sql.param("ws"), r.c.id == page.c[include.column]
+    found = (
+        select(*(r.c[c].label(f"{JOINED}{include.name}.{c}") for c in target.columns))
+        .where(r.c.workspace_id == sql.param("ws"), r.c.id == page.c[include.column])
+        .limit(1)
     )
-    return found.scalar_subquery()
+    return found.lateral("rel_" + include.name)
 
 
-def related_row(target: ResourceSpec, record: Any) -> dict[str, Any]:
-    """A record ``_related`` read, as the target's row."""
-    row = dict(zip(target.columns, record, strict=True))
-    for c in _jsonb(target):
-        if row[c] is not None:
-            row[c] = jsonutil.loads(row[c])
-    return row
+def related_row(target: ResourceSpec, name: str, row: Any) -> dict[str, Any] | None:
+    """The target's row a page row holds for relation ``name`` (None: there is none)."""
+    prefix = f"{JOINED}{name}."
+    if row[prefix + "id"] is None:
+        return None
+    return {c: row[prefix + c] for c in target.columns}
 
 
 async def _page_rows(
@@ -441,9 +433,12 @@ async def _page_rows(
         if not joined:
             return stmt
         page = stmt.subquery("page")
-        related = [_related(page, i).label(JOINED + i.name) for i in joined]
+        related = [_related(page, i) for i in joined]
+        source: Any = page
+        for rel in related:
+            source = source.outerjoin(rel, true())
         again = [page.c[c].desc() if desc else page.c[c].asc() for c in order]
-        return select(*page.c, *related).order_by(*again)
+        return select(*page.c, *(c for rel in related for c in rel.c)).select_from(source).order_by(*again)
 
     return [dict(r) for r in await _PAGES.get(key, build).fetch(conn, **params.values)]
 

@@ -113,10 +113,17 @@ def _contacts_at_companies(words: int) -> Select[Any]:
     """Contacts found by their words and their company's together."""
     co = sql.table("companies").alias("co")
     found = [_word(i).bool_op("<%")(co.c.search_text) for i in range(words)]
-    best = (
+    # like every branch, at most CANDIDATES matches scored: a common word (1,000 companies named Acme
+    # something) would have every match scored to pick 20
+    matched = (
         select(co.c.id, co.c.name, co.c.search_text)
         .where(co.c.workspace_id == sql.param("ws"), co.c.archived_at.is_(None), or_(*found))
-        .order_by(func.word_similarity(_Q, co.c.search_text, type_=REAL).desc(), co.c.id)
+        .limit(CANDIDATES)
+        .subquery("matched")
+    )
+    best = (
+        select(*matched.c)
+        .order_by(func.word_similarity(_Q, matched.c.search_text, type_=REAL).desc(), matched.c.id)
         .limit(COMPANIES)
         .cte("matched_companies")
     )

@@ -110,6 +110,22 @@ def test_names_without_accents_with_a_typo_in_either_order(api: httpx.Client, se
     assert _first(api, "GARCÍA", "contact") == seeded["jose"]
 
 
+def test_a_name_typed_whole_fills_the_page_before_near_matches(api: httpx.Client) -> None:
+    """Names typed whole are read from the prefix index, and the trigram scan runs only when they do not
+    fill the page: then the near matches come after them."""
+    body = {"first_name": "Ximena", "last_name": "Quispé"}
+    exact = {_post(api, "/v1/contacts", body)["id"] for _ in range(3)}
+    near = _post(api, "/v1/contacts", {"first_name": "Ximena", "last_name": "Quispa"})["id"]
+    for typed in ("ximena quispe", "Quispe Ximena"):
+        page = _hits(api, typed, limit=2)
+        assert len(page) == 2 and {h["id"] for h in page} <= exact, typed
+        assert all(h["score"] == 1 and h["title"] == "Ximena Quispé" for h in page)
+        every = _hits(api, typed, limit=10, types="contact")
+        assert {h["id"] for h in every[:3]} == exact and every[3]["id"] == near, typed
+        assert every[3]["score"] < 1
+    assert _first(api, "ximena quispa", "contact") == near  # whole, but not the name of the three
+
+
 def test_a_name_and_a_company(api: httpx.Client, seeded: dict[str, str]) -> None:
     contacts = [h for h in _hits(api, "ann acme") if h["object"] == "contact"]
     assert contacts[0]["id"] == seeded["ann"], contacts

@@ -146,6 +146,13 @@ class Contact(RecordMixin, Base):
             postgresql_using="gin",
             postgresql_ops={"search_text": "gin_trgm_ops"},
         ),
+        # search: a name typed whole (its text starts with it) is a range here, not a trigram scan
+        Index(
+            "ix_contacts_search_prefix",
+            "workspace_id",
+            "search_text",
+            postgresql_ops={"search_text": "text_pattern_ops"},
+        ),
         *_standard_indexes("contacts"),
     )
 

@@ -1,7 +1,8 @@
 """``include=`` and ``fields=``: related objects beside an object, and sparse objects.
 
-A spec declares its relations (``spec.includes``). For a page of objects, each relation asked for costs one
-statement, whatever the page size: the ids the page names are gathered and read at once (a to-one relation
+A spec declares its relations (``spec.includes``). A list page reads its to-one relations to resources in
+its own statement (``joined``: one round trip for the page and them). Each other relation asked for costs
+one statement, whatever the page size: the ids the page names are gathered and read at once (a to-one relation
 or an id list, by the target's read by ids), or, for the rows that point here (a company's contacts), one
 lateral statement for every parent of the page. Every read is scoped to the workspace, so an id of another
 workspace (an id list holds no foreign key) finds nothing. ``fields=`` trims the main object after that,
@@ -14,7 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -93,16 +94,42 @@ def requested(spec: ResourceSpec, query: MultiQuery) -> Shaping | None:
     return Shaping(tuple(includes), fields)
 
 
+def joined(shaping: Shaping | None) -> tuple[Include, ...]:
+    """The relations a list page reads in its own statement (``repository.list_rows``): the to-one ones
+    whose target is a resource. The others (to-many, loaders' objects) stay statements of their own."""
+    if shaping is None:
+        return ()
+    return tuple(i for i in shaping.includes if i.kind == "one" and i.target in REGISTRY)
+
+
+def converter(spec: ResourceSpec, relations: tuple[Include, ...]) -> Callable[[Any], dict[str, Any]]:
+    """``spec.to_api`` for a page's rows, adding the ``relations`` its statement read beside each."""
+    if not relations:
+        return spec.to_api
+    targets = [(i.name, REGISTRY[i.target]) for i in relations]
+
+    def to_api(row: Any) -> dict[str, Any]:
+        obj = spec.to_api(row)
+        for name, target in targets:
+            related = repo.related_row(target, name, row)
+            obj[name] = target.to_api(related) if related is not None else None
+        return obj
+
+    return to_api
+
+
 async def shape(
     conn: Any, spec: ResourceSpec, workspace_id: uuid.UUID, objects: list[dict[str, Any]], shaping: Shaping
 ) -> list[dict[str, Any]]:
     """The objects with their relations added (one statement per relation), then trimmed to ``fields``.
+    A relation the page's statement already read (``joined``: every object holds it) costs nothing here.
     On the pool the relations' statements run side by side, each on a connection of its own; on one
     connection (a transaction's), one after another."""
-    if len(shaping.includes) > 1 and not isinstance(conn, asyncpg.Connection):
-        await asyncio.gather(*(_add(conn, spec, workspace_id, objects, i) for i in shaping.includes))
+    todo = [i for i in shaping.includes if not (objects and i.name in objects[0])]
+    if len(todo) > 1 and not isinstance(conn, asyncpg.Connection):
+        await asyncio.gather(*(_add(conn, spec, workspace_id, objects, i) for i in todo))
     else:
-        for include in shaping.includes:
+        for include in todo:
             await _add(conn, spec, workspace_id, objects, include)
     if shaping.fields is None:
         return objects

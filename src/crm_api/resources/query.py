@@ -21,7 +21,7 @@ from .custom_fields import enforce as custom_fields
 from .custom_fields import sorting as custom_sorting
 from .exprs import Expr, Params, column_ref, workspace_param
 from .filters import Compiler, _coerce, _like
-from .spec import FieldType, ResourceSpec, element_type
+from .spec import FieldType, Include, ResourceSpec, element_type
 
 PAGE_PARAMS = ("limit", "cursor", "sort", "include_archived", "q", "include", "fields")
 """Parameters of every list beside its filters (``include`` and ``fields``: ``includes.py``)."""
@@ -100,7 +100,7 @@ async def list_page(
     """``GET /v1/<resource>``: every query parameter is checked; unknown ones are a 422 naming them.
     ``include=`` and ``fields=`` (``includes``) apply to the page."""
     shaping = includes.requested(spec, query)
-    page = await _list_page(conn, spec, ctx, query, extra)
+    page = await _list_page(conn, spec, ctx, query, extra, includes.joined(shaping))
     if shaping is not None:
         page["data"] = await includes.shape(conn, spec, ctx.workspace_id, page["data"], shaping)
     return page
@@ -112,6 +112,7 @@ async def _list_page(
     ctx: Context,
     query: Mapping[str, str],
     extra: Mapping[str, Any] | None,
+    joined: tuple[Include, ...] = (),
 ) -> dict[str, Any]:
     known = {p.name: p for p in spec.query_params}
     for name in query:
@@ -164,7 +165,7 @@ async def _list_page(
         return await custom_sorting.page(conn, spec, params, conditions, custom, query.get("cursor"), limit)
     default_sort = "updated_at" if "updated_after" in query else "-created_at"
     sort = parse_sort(query.get("sort"), spec.sorts, default_sort)
-    return await _page(conn, spec, params, conditions, sort, query.get("cursor"), limit)
+    return await _page(conn, spec, params, conditions, sort, query.get("cursor"), limit, joined)
 
 
 def _names_custom_field(node: Any) -> bool:
@@ -182,9 +183,14 @@ def _names_custom_field(node: Any) -> bool:
 
 
 async def search(
-    conn: asyncpg.Connection | asyncpg.Pool, spec: ResourceSpec, ctx: Context, body: dict[str, Any]
+    conn: asyncpg.Connection | asyncpg.Pool,
+    spec: ResourceSpec,
+    ctx: Context,
+    body: dict[str, Any],
+    joined: tuple[Include, ...] = (),
 ) -> dict[str, Any]:
-    """``POST /v1/<resource>/search`` with the filter grammar."""
+    """``POST /v1/<resource>/search`` with the filter grammar; ``joined``: relations read in the page's
+    statement (``includes.joined``)."""
     params = Params(ws=ctx.workspace_id)
     conditions = [in_workspace(spec)]
     if body.get("filter") is not None:
@@ -207,7 +213,7 @@ async def search(
     if custom is not None:
         return await custom_sorting.page(conn, spec, params, conditions, custom, body.get("cursor"), limit)
     sort = parse_sort(sorts[0], spec.sorts)
-    return await _page(conn, spec, params, conditions, sort, body.get("cursor"), limit)
+    return await _page(conn, spec, params, conditions, sort, body.get("cursor"), limit, joined)
 
 
 def _fits(value: Any, pg_type: str | None, nullable: bool) -> bool:
@@ -231,11 +237,12 @@ async def _page(
     sort: Sort,
     cursor: str | None,
     limit: int,
+    joined: tuple[Include, ...] = (),
 ) -> dict[str, Any]:
     after = decode_cursor(cursor, sort) if cursor else None
     if after is not None and not _fits(
         after[0], spec.field_type(sort.column), sort.column in spec.nullable_sorts
     ):
         raise InvalidCursor("The cursor is not one this API issued")
-    rows = await repo.list_rows(conn, spec, params, conditions, sort, after, limit)
-    return keyset_page(rows, limit, cursor_by(sort), spec.to_api)
+    rows = await repo.list_rows(conn, spec, params, conditions, sort, after, limit, joined)
+    return keyset_page(rows, limit, cursor_by(sort), includes.converter(spec, joined))

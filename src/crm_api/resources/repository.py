@@ -38,7 +38,7 @@ from ..errors import Conflict, FieldError, Unprocessable
 from ..events.store import events_cte, fanout, recordset
 from ..pagination import Sort
 from .exprs import Expr, Params, column_ref
-from .spec import ResourceSpec
+from .spec import REGISTRY, Include, ResourceSpec
 
 
 def _table(spec: ResourceSpec) -> Table:
@@ -381,6 +381,34 @@ def _keyset(spec: ResourceSpec, column: str, descending: bool, value: Expr, row_
     )
 
 
+JOINED = "related:"
+"""The prefix of a page row's keys holding a relation read in the page's statement:
+``related:<name>.<column>`` (``related_row`` gathers them)."""
+
+
+def _related(page: Any, include: Include) -> Any:
+    """The row a page row's ``include.column`` names, in this workspace: a lateral subquery (its ``LIMIT 1``
+    keeps it one primary key lookup per page row, never a join over the whole target table), its columns
+    beside the page's (a record of them would be decoded field by field by the driver, several times
+    slower)."""
+    target = REGISTRY[include.target]
+    r = _table(target).alias("rel_" + include.name)
+    found = (
+        select(*(r.c[c].label(f"{JOINED}{include.name}.{c}") for c in target.columns))
+        .where(r.c.workspace_id == sql.param("ws"), r.c.id == page.c[include.column])
+        .limit(1)
+    )
+    return found.lateral("rel_" + include.name)
+
+
+def related_row(target: ResourceSpec, name: str, row: Any) -> dict[str, Any] | None:
+    """The target's row a page row holds for relation ``name`` (None: there is none)."""
+    prefix = f"{JOINED}{name}."
+    if row[prefix + "id"] is None:
+        return None
+    return {c: row[prefix + c] for c in target.columns}
+
+
 async def _page_rows(
     conn: Any,
     spec: ResourceSpec,
@@ -389,15 +417,28 @@ async def _page_rows(
     order: tuple[str, ...],
     desc: bool,
     count: int,
+    joined: tuple[Include, ...] = (),
 ) -> list[dict[str, Any]]:
-    """``count`` rows meeting every condition, ordered by ``order`` (each descending when ``desc``)."""
-    key = ("page", spec.table, tuple(w.key for w in where), order, desc, count)
+    """``count`` rows meeting every condition, ordered by ``order`` (each descending when ``desc``).
+    ``joined`` (to-one relations to resources) are read in the same statement, one round trip: the page
+    first (its own plan, limited), then each relation's row for the page's rows alone."""
+    shown = tuple((i.name, i.column, i.target) for i in joined)
+    key = ("page", spec.table, tuple(w.key for w in where), order, desc, count, shown)
 
     def build() -> Select[Any]:
         t = _table(spec)
         columns = [t.c[c].desc() if desc else t.c[c].asc() for c in order]
         stmt = select(*sql.columns(spec.columns, t)).where(*(w.build() for w in where))
-        return stmt.order_by(*columns).limit(count)
+        stmt = stmt.order_by(*columns).limit(count)
+        if not joined:
+            return stmt
+        page = stmt.subquery("page")
+        related = [_related(page, i) for i in joined]
+        source: Any = page
+        for rel in related:
+            source = source.outerjoin(rel, true())
+        again = [page.c[c].desc() if desc else page.c[c].asc() for c in order]
+        return select(*page.c, *(c for rel in related for c in rel.c)).select_from(source).order_by(*again)
 
     return [dict(r) for r in await _PAGES.get(key, build).fetch(conn, **params.values)]
 
@@ -410,16 +451,19 @@ async def list_rows(
     sort: Sort,
     after: tuple[Any, uuid.UUID] | None,
     limit: int,
+    joined: tuple[Include, ...] = (),
 ) -> list[dict[str, Any]]:
-    """One keyset page (``limit + 1`` rows, so the caller knows whether there is more)."""
+    """One keyset page (``limit + 1`` rows, so the caller knows whether there is more), with the
+    ``joined`` relations' rows (``_page_rows``)."""
     if sort.column in spec.nullable_sorts:
-        return await _list_nullable(conn, spec, params, conditions, sort, after, limit)
+        return await _list_nullable(conn, spec, params, conditions, sort, after, limit, joined)
     where = list(conditions)
     if after is not None:
         pg_type = spec.field_type(sort.column) or "text"
         value = params.add(after[0], pg_type)
         where.append(_keyset(spec, sort.column, sort.descending, value, params.add(after[1], "uuid")))
-    return await _page_rows(conn, spec, params, where, (sort.column, "id"), sort.descending, int(limit) + 1)
+    order = (sort.column, "id")
+    return await _page_rows(conn, spec, params, where, order, sort.descending, int(limit) + 1, joined)
 
 
 async def _list_nullable(
@@ -430,6 +474,7 @@ async def _list_nullable(
     sort: Sort,
     after: tuple[Any, uuid.UUID] | None,
     limit: int,
+    joined: tuple[Include, ...],
 ) -> list[dict[str, Any]]:
     """A page over a column that may be null, in PostgreSQL's order (nulls last ascending, first
     descending). A row comparison with a null is never true, so the rows with a value and the rows without
@@ -462,16 +507,16 @@ async def _list_nullable(
         rows: list[dict[str, Any]] = []
         if after is None or in_nulls:
             where, p = nulls()
-            rows = await _page_rows(conn, spec, p, where, ("id",), desc, wanted)
+            rows = await _page_rows(conn, spec, p, where, ("id",), desc, wanted, joined)
         if len(rows) < wanted:
             where, p = values()  # all of them: the nulls came first
-            rows += await _page_rows(conn, spec, p, where, (col, "id"), desc, wanted - len(rows))
+            rows += await _page_rows(conn, spec, p, where, (col, "id"), desc, wanted - len(rows), joined)
         return rows
     rows = []
     if not in_nulls:
         where, p = values()
-        rows = await _page_rows(conn, spec, p, where, (col, "id"), desc, wanted)
+        rows = await _page_rows(conn, spec, p, where, (col, "id"), desc, wanted, joined)
     if len(rows) < wanted:
         where, p = nulls()
-        rows += await _page_rows(conn, spec, p, where, ("id",), desc, wanted - len(rows))
+        rows += await _page_rows(conn, spec, p, where, ("id",), desc, wanted - len(rows), joined)
     return rows

@@ -152,7 +152,9 @@ def build_router(spec: ResourceSpec) -> APIRouter:
     async def search(request: Request, body: Search, principal: Reader) -> Response:
         conn = read_pool(request)
         shaping = includes.requested(spec, request.query_params)
-        page = await query.search(conn, spec, context(request, principal), body.model_dump())
+        page = await query.search(
+            conn, spec, context(request, principal), body.model_dump(), includes.joined(shaping)
+        )
         if shaping is not None:
             page["data"] = await includes.shape(conn, spec, principal.workspace_id, page["data"], shaping)
         return json_response(page)

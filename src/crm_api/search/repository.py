@@ -16,7 +16,7 @@ import uuid
 from typing import Any
 
 import asyncpg
-from sqlalchemy import REAL, ColumnElement, Select, Text, cast, func, literal, or_, select, union_all
+from sqlalchemy import REAL, ColumnElement, Select, Text, and_, cast, func, literal, or_, select, union_all
 
 from .. import sql
 from ..textsearch import fold
@@ -77,20 +77,53 @@ def _name(c: Any) -> ColumnElement[Any]:
     return func.coalesce(full, c.c.email, c.c.phone, "")
 
 
-def _contacts(phone: bool) -> Select[Any]:
+def _contacts(phone: bool, words: int) -> Any:
     c = sql.table("contacts")
     match, score = _matches(c.c.search_text, phone)
-    return _hit("contact", c, _name(c), func.coalesce(c.c.email, c.c.phone), [match], score)
+    subtitle = func.coalesce(c.c.email, c.c.phone)
+    if phone:
+        return _hit("contact", c, _name(c), subtitle, [match], score)
+    named = _named(c, words, score).cte("named_contacts")
+    enough = select(func.count()).select_from(named).scalar_subquery() >= _LIMIT
+    return union_all(select(*named.c), _hit("contact", c, _name(c), subtitle, [match, ~enough], score))
+
+
+def _named(c: Any, words: int, score: ColumnElement[float]) -> Select[Any]:
+    """Contacts whose text starts with the query's words, in its order or (two words) the other one, and
+    that score 1 (every word whole): the page's worth, from ranges of ``ix_contacts_search_prefix``. The
+    trigram scan runs only when they are fewer than the page (``_contacts``); no other match can score
+    higher, so they are the page a common name (2,500 María Garcías) asks for, read without that scan."""
+    st = c.c.search_text
+    ranges = [and_(st.op("~>=~")(sql.param(f"lo{i}", Text)), st.op("~<~")(sql.param(f"hi{i}", Text)))
+              for i in range(2 if words == 2 else 1)]  # fmt: skip
+    return (
+        select(
+            literal("contact", Text).label("object"),
+            c.c.id,
+            _name(c).label("title"),
+            func.coalesce(c.c.email, c.c.phone).label("subtitle"),
+            score.label("score"),
+        )
+        .where(c.c.workspace_id == sql.param("ws"), c.c.archived_at.is_(None), or_(*ranges), score >= 1)
+        .limit(_LIMIT)
+    )
 
 
 def _contacts_at_companies(words: int) -> Select[Any]:
     """Contacts found by their words and their company's together."""
     co = sql.table("companies").alias("co")
     found = [_word(i).bool_op("<%")(co.c.search_text) for i in range(words)]
-    best = (
+    # like every branch, at most CANDIDATES matches scored: a common word (1,000 companies named Acme
+    # something) would have every match scored to pick 20
+    matched = (
         select(co.c.id, co.c.name, co.c.search_text)
         .where(co.c.workspace_id == sql.param("ws"), co.c.archived_at.is_(None), or_(*found))
-        .order_by(func.word_similarity(_Q, co.c.search_text, type_=REAL).desc(), co.c.id)
+        .limit(CANDIDATES)
+        .subquery("matched")
+    )
+    best = (
+        select(*matched.c)
+        .order_by(func.word_similarity(_Q, matched.c.search_text, type_=REAL).desc(), matched.c.id)
         .limit(COMPANIES)
         .cte("matched_companies")
     )
@@ -115,20 +148,20 @@ def _contacts_at_companies(words: int) -> Select[Any]:
     )
 
 
-def _companies(phone: bool) -> Select[Any]:
+def _companies(phone: bool, words: int) -> Select[Any]:
     t = sql.table("companies")
     match, score = _matches(t.c.search_text, phone)
     return _hit("company", t, t.c.name, t.c.domain, [match], score)
 
 
-def _deals(phone: bool) -> Select[Any]:
+def _deals(phone: bool, words: int) -> Select[Any]:
     t = sql.table("deals")
     match, score = _matches(t.c.search_text, phone)
     subtitle = func.concat_ws(" ", t.c.status, t.c.amount, t.c.currency)
     return _hit("deal", t, t.c.name, subtitle, [match], score)
 
 
-def _tickets(phone: bool) -> Select[Any]:
+def _tickets(phone: bool, words: int) -> Select[Any]:
     t = sql.table("tickets")
     match, score = _matches(t.c.search_text, phone)
     number = literal("#", Text).op("||")(t.c.number)
@@ -142,12 +175,15 @@ _BRANCHES = {"contact": _contacts, "company": _companies, "deal": _deals, "ticke
 
 @sql.shape
 def _statement(types: tuple[str, ...], phone: bool, words: int) -> Any:
-    branches = [_BRANCHES[kind](phone).subquery().select() for kind in types]
+    branches = [_BRANCHES[kind](phone, words).subquery().select() for kind in types]
     if "contact" in types and "company" in types and not phone and words > 1:
         branches.append(_contacts_at_companies(words).subquery().select())
     return union_all(*branches) if len(branches) > 1 else branches[0]
 
 
+_LAST = "\U0010ffff"
+"""Above every character: ``prefix + _LAST`` bounds the texts starting with ``prefix`` (``~<~`` compares
+bytes)."""
 MAX_WORDS = 4
 """Words of a query each tried against company names (for the contacts of those companies)."""
 
@@ -164,6 +200,9 @@ async def hits(
     words = [w for w in fold(query).split() if len(w) >= 2][:MAX_WORDS] if not phone else []
     params: dict[str, Any] = {"ws": workspace_id, "q": query, "like": f"%{query}%", "limit": limit}
     params.update({f"w{i}": w for i, w in enumerate(words)})
+    if not phone:  # the prefixes of ``_named``: the words in their order, and reversed
+        for i, prefix in enumerate((query, " ".join(reversed(query.split())))):
+            params.update({f"lo{i}": prefix, f"hi{i}": prefix + _LAST})
     rows = await _statement(types, phone, len(words)).fetch(conn, **params)
     best: dict[tuple[str, uuid.UUID], dict[str, Any]] = {}
     for r in rows:

@@ -80,6 +80,8 @@ class ImportRun:
         self.text = job["format"] == "csv"
         self.key_definition: dict[str, Any] | None = None
         """The unique custom field the rows match on, when ``upsert_key`` names one."""
+        self.tables = sorted({self.spec.table, *(r.table for r in self.spec.references)})
+        """The tables a chunk writes or checks foreign keys against: their statistics are kept fresh."""
 
     def _parts(self) -> AsyncIterator[bytes]:
         return parts(self.pool, self.ws, self.id, self.job["parts"])
@@ -155,6 +157,8 @@ class ImportRun:
 
     async def _chunk(self, mapper: Mapper, records: list[Record]) -> bool:
         """Write one chunk with its progress; False if the job is no longer this worker's to write."""
+        if not self.job["dry_run"]:
+            await repo.refresh_statistics(self.pool, self.tables)
         async with self.pool.acquire() as conn, conn.transaction():
             held = await repo.HOLD.fetchrow(conn, ws=self.ws, id=self.id)
             if held is None or held["status"] != "running" or held["lease_token"] != self.token:

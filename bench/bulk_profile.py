@@ -1,9 +1,10 @@
 """Where an import's time goes, in-process: a fresh database, 1,000 companies, then N contacts from CSV (a
 company by domain each, as bench/bulk.py sends them) run by the worker's own job loop in this process, under
-cProfile; prints the process's CPU time, the wall time, the statements PostgreSQL ran for the job (from
-pg_stat_statements when the server has it) and the top functions by cumulative time.
+cProfile; prints the process's CPU time, the wall time, the wall time of each statement the job ran (with
+EXPLAIN=1, the plan of the twelfth chunk's write statement) and the top functions by cumulative time.
 
 python bench/bulk_profile.py [--pg postgresql://postgres@127.0.0.1:5432] [--rows 20000] [--top 30]
+(``--top 0``: no profiler, whose overhead more than doubles the CPU time)
 """
 
 from __future__ import annotations
@@ -33,20 +34,10 @@ DB = "crm_bench_bulk_profile"
 
 def _csv(rows: int) -> str:
     lines = ["email,first_name,last_name,company.domain,lifecycle_stage,tags"]
-    lines += [f"b{i}@example.com,First{i},Last{i % 997},co{i % 1000}.example,lead,imported" for i in range(rows)]
+    lines += [
+        f"b{i}@example.com,First{i},Last{i % 997},co{i % 1000}.example,lead,imported" for i in range(rows)
+    ]
     return "\n".join(lines) + "\n"
-
-
-async def _statements(conn: asyncpg.Connection) -> list[asyncpg.Record] | None:
-    try:
-        return await conn.fetch(
-            "SELECT calls, round(total_exec_time) AS ms, left(regexp_replace(query, '\\s+', ' ', 'g'), 110) AS q "
-            "FROM pg_stat_statements JOIN pg_database d ON d.oid = dbid WHERE d.datname = $1 "
-            "ORDER BY total_exec_time DESC LIMIT 12",
-            DB,
-        )
-    except asyncpg.PostgresError:
-        return None
 
 
 PLANS: list[str] = []
@@ -62,7 +53,12 @@ def _timed() -> None:
 
         def make(original: Any) -> Any:
             async def timed(self: Any, query: str, *args: Any, **kw: Any) -> Any:
-                if EXPLAIN and query.startswith("WITH ins AS") and not PLANS and len(WAITS.get(" ".join(query.split())[:90], [])) == 11:
+                if (
+                    EXPLAIN
+                    and query.startswith("WITH ins AS")
+                    and not PLANS
+                    and len(WAITS.get(" ".join(query.split())[:90], [])) == 11
+                ):
                     tx = self.transaction()  # a savepoint, rolled back: the plan of the real write
                     await tx.start()
                     plan = await self.fetch("EXPLAIN (ANALYZE, BUFFERS) " + query, *args)
@@ -106,14 +102,11 @@ async def main(pg: str, rows: int, top: int) -> None:
             r = await api.post("/v1/imports", json=body)
             assert r.status_code == 202, r.text
             job = r.json()["id"]
-            try:
-                await pool.execute("SELECT pg_stat_statements_reset()")
-            except asyncpg.PostgresError:
-                pass
             _timed()
             profile = cProfile.Profile()
             cpu, wall = time.process_time(), time.perf_counter()
-            profile.enable()
+            if top:
+                profile.enable()
             await worker.run_once(pool, Settings(bulk_lease_seconds=60), asyncio.Event())
             profile.disable()
             cpu, wall = time.process_time() - cpu, time.perf_counter() - wall
@@ -130,7 +123,8 @@ async def main(pg: str, rows: int, top: int) -> None:
         if query.startswith("WITH ins"):
             print("   each:", " ".join(f"{w:.2f}" for w in waits))
     await pool.close()
-    pstats.Stats(profile).sort_stats("cumulative").print_stats(top)
+    if top:
+        pstats.Stats(profile).sort_stats("cumulative").print_stats(top)
 
 
 if __name__ == "__main__":

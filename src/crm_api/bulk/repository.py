@@ -24,6 +24,7 @@ from sqlalchemy import (
     Select,
     Text,
     and_,
+    cast,
     column,
     delete,
     func,
@@ -34,6 +35,7 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy import table as sa_table
+from sqlalchemy.dialects.postgresql import REGCLASS
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.sql.dml import ReturningUpdate
 
@@ -345,14 +347,15 @@ EXPORT_PURGE = sql.Query(_export_purge)
 
 def _stale() -> Select[Any]:
     """Which of ``tables`` changed more since their last ANALYZE than the rows the planner thinks they
-    hold (and by 500 rows at least): an import that grows a table past what its statistics say."""
-    s = sa_table("pg_stat_user_tables", column("relid"), column("relname"), column("n_mod_since_analyze"))
-    c = sa_table("pg_class", column("oid"), column("reltuples"))
-    reltuples = select(c.c.reltuples).where(c.c.oid == s.c.relid).scalar_subquery()
-    return select(s.c.relname).where(
-        s.c.relname == func.any(sql.param("tables", ARRAY(Text))),
-        s.c.n_mod_since_analyze >= 500,
-        s.c.n_mod_since_analyze > reltuples,
+    hold (and by 500 rows at least): an import that grows a table past what its statistics say. Reads
+    ``pg_class`` and the one counter by oid (the ``pg_stat_user_tables`` view computes every counter of
+    every table first)."""
+    c = sa_table("pg_class", column("oid"), column("relname"), column("reltuples"))
+    changed = func.pg_stat_get_mod_since_analyze(c.c.oid)
+    return select(c.c.relname).where(
+        c.c.oid == func.any(cast(sql.param("tables", ARRAY(Text)), ARRAY(REGCLASS))),
+        changed >= 500,
+        changed > c.c.reltuples,
     )
 
 

@@ -7,6 +7,7 @@ import asyncio
 import csv
 import gzip
 import io
+import json
 from typing import Any
 
 import asyncpg
@@ -181,3 +182,60 @@ async def test_an_export_past_its_seven_days_is_gone_with_its_file(
     parts = await pool.fetchval("SELECT count(*) FROM export_parts WHERE workspace_id = $1", ws)
     assert parts == 0
     assert await pool.fetchval("SELECT count(*) FROM exports WHERE workspace_id = $1", ws) == 0
+
+
+async def test_csv_cells_made_by_postgresql_read_as_the_api_writes_them(
+    api: httpx.AsyncClient, pool: asyncpg.Pool
+) -> None:
+    """The COPY export makes each cell in SQL: every field type reads back as the Python conversion
+    (``Formatter``) writes it, JSON columns equal as JSON."""
+    definitions = [
+        {"name": "seats", "type": "number"},
+        {"name": "ratio", "type": "number"},
+        {"name": "paid", "type": "boolean"},
+        {
+            "name": "areas",
+            "type": "multi_enum",
+            "options": [{"value": v, "label": v} for v in ("north", "south")],
+        },
+        {"name": "plan", "type": "text"},
+    ]
+    for d in definitions:
+        r = await api.post("/v1/custom-fields", json={"object_type": "contact", "label": d["name"], **d})
+        assert r.status_code == 201, r.text
+    items = [
+        {
+            "email": "cells@x.com",
+            "first_name": 'Quote " and, comma',
+            "tags": ["a", "b c"],
+            "marketing_consent": True,
+            "custom_fields": {"seats": 12, "ratio": 0.25, "paid": False, "areas": ["north", "south"]},
+            "external_ids": {"erp": "E-1"},
+        },
+        {"email": "bare@x.com", "last_name": "Line\nbreak", "custom_fields": {"plan": ""}},
+    ]
+    assert (await api.post("/v1/contacts/batch", json={"items": items})).status_code == 200
+    spec = exports.OBJECTS["contacts"]
+    fields = [*exports.field_names(spec), *(f"custom_fields.{d['name']}" for d in definitions)]
+    _, data = await export(api, pool, object_type="contacts", format="csv", fields=fields)
+    ws = api.workspace_id  # type: ignore[attr-defined]
+    async with pool.acquire() as conn:
+        params, where = await exports.conditions(conn, spec, ws, None, False)
+        stmt = exports._statement(spec, where)
+        rows = await conn.fetch(stmt.text, *stmt.args(params.values))
+    formatter = exports.Formatter(spec, "csv", fields)
+    expected = list(csv.reader(io.StringIO((formatter.header() + formatter.rows(rows)).decode())))
+    got = list(csv.reader(io.StringIO(data.decode())))
+    assert len(got) == len(expected) == 3
+    jsons = {i for i, f in enumerate(fields) if f in ("custom_fields", "external_ids")}
+    for want, have in zip(expected, got, strict=True):
+        for i, (w, h) in enumerate(zip(want, have, strict=True)):
+            if i in jsons and want is not expected[0]:
+                assert json.loads(h) == json.loads(w), fields[i]
+            else:
+                assert h == w, (fields[i], h, w)
+    first = dict(zip(got[0], got[1], strict=True))
+    assert first["tags"] == "a;b c" and first["marketing_consent"] == "true"
+    assert (first["custom_fields.seats"], first["custom_fields.ratio"]) == ("12", "0.25")
+    assert (first["custom_fields.paid"], first["custom_fields.areas"]) == ("false", "north;south")
+    assert first["created_at"].endswith("Z") and "+" not in first["created_at"]

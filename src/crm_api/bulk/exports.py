@@ -1,6 +1,10 @@
-"""Running an export: every matching row read through one cursor in one REPEATABLE READ snapshot (so
-writes that go on meanwhile appear wholly or not at all), written out as CSV or NDJSON in parts of about
-1 MiB. Memory stays flat: the cursor fetches a few thousand rows at a time and a part is stored once full.
+"""Running an export: every matching row read in one REPEATABLE READ snapshot (so writes that go on
+meanwhile appear wholly or not at all), written out as CSV or NDJSON in parts of about 1 MiB. Memory stays
+flat: a part is stored once full.
+
+CSV comes from PostgreSQL itself (``csv_copy``): one ``COPY (SELECT ...) TO STDOUT`` whose SELECT turns
+each cell into its text as the API writes it, so the worker only cuts the stream into parts (a million
+rows took 436 s through a cursor and Python's ``csv``). NDJSON goes through a cursor and ``Formatter``.
 
 A killed worker's export starts over under the next worker (its parts are cleared first): an export
 writes nothing but its own file, so a rerun is safe, and the file is served only once it succeeded.
@@ -160,6 +164,58 @@ class Formatter:
         return out.getvalue().encode()
 
 
+_STAMP = "'YYYY-MM-DD\"T\"HH24:MI:SS'"
+_SQL_CELLS: dict[str, str] = {
+    "boolean": "CASE WHEN {c} THEN 'true' WHEN NOT {c} THEN 'false' END",
+    # as ``_timestamp``: UTC with a Z, microseconds only when there are some
+    "timestamptz": (
+        f"to_char({{c}} AT TIME ZONE 'UTC', {_STAMP}) || CASE WHEN date_trunc('second', {{c}}) = {{c}} "
+        "THEN '' ELSE to_char({c} AT TIME ZONE 'UTC', '.US') END || 'Z'"
+    ),
+    "date": "to_char({c}, 'YYYY-MM-DD')",
+    "text[]": "array_to_string({c}, ';')",
+    "uuid[]": "array_to_string({c}, ';')",
+    "jsonb": "{c}::text",
+}
+"""A column's CSV cell in SQL, by field type, as ``_CELLS`` writes it in Python (text, uuid and numbers:
+their own text). A jsonb column's JSON has PostgreSQL's spacing (``{"a": 1}``)."""
+_SQL_CUSTOM = (
+    "CASE WHEN jsonb_typeof({v}) = 'array' AND NOT jsonb_path_exists({v}, 'strict $[*] ? "
+    "(@.type() != \"string\")') THEN (SELECT string_agg(x, ';') FROM jsonb_array_elements_text({v}) x) "
+    "ELSE {v} #>> '{{}}' END"
+)
+"""A custom field's value as ``_cell`` writes it: a string as it is, a list of strings joined by ``;``,
+a number or boolean as JSON writes it, anything else as JSON."""
+
+
+def _quote(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+def csv_copy(
+    spec: ResourceSpec, fields: list[str], stmt: sql.Compiled, values: dict[str, Any]
+) -> tuple[str, list[Any]]:
+    """The query an export's ``COPY (...) TO STDOUT (FORMAT csv)`` runs, and its arguments: the filtered
+    statement's rows, each field turned into its cell by SQL (custom field names are arguments, after the
+    statement's own). The header line is ``Formatter.header``'s."""
+    column_of = {key: column for column, key in spec.api_names.items()}
+    args = stmt.args(values)
+    cells: list[str] = []
+    for f in fields:
+        _, dot, name = f.partition(".")
+        if dot:
+            args.append(name)
+            cells.append(_SQL_CUSTOM.format(v=f"(r.custom_fields -> ${len(args)}::text)"))
+        else:
+            column = column_of.get(f, f)
+            kind = spec.field_type(column) or ("uuid" if column == "id" else "text")
+            c = f"r.{_quote(column)}"
+            cells.append(_SQL_CELLS.get(kind, "{c}::text").format(c=c))
+    labels = [f"{cell} AS {_quote(f)}" for cell, f in zip(cells, fields, strict=True)]
+    query = f"SELECT {', '.join(labels)} FROM ({stmt.text}) AS r ORDER BY r.id"
+    return query, args
+
+
 class ExportRun:
     def __init__(self, pool: Any, job: dict[str, Any], token: uuid.UUID) -> None:
         self.pool = pool
@@ -180,13 +236,26 @@ class ExportRun:
                 conn, self.spec, self.ws, self.job["filter"], self.job["include_archived"]
             )
             stmt = _statement(self.spec, where)
-            cursor = await conn.cursor(stmt.text, *stmt.args(params.values))
-            while batch := await cursor.fetch(FETCH):
-                rows += len(batch)
-                buffer += formatter.rows(batch)
-                if len(buffer) >= PART_BYTES:
-                    await self._part(parts, bytes(buffer))
-                    parts, size, buffer = parts + 1, size + len(buffer), bytearray()
+            if self.job["format"] == "csv":
+                query, args = csv_copy(self.spec, self.job["fields"], stmt, params.values)
+
+                async def take(data: bytes) -> None:
+                    nonlocal buffer, parts, size
+                    buffer += data
+                    if len(buffer) >= PART_BYTES:
+                        await self._part(parts, bytes(buffer))
+                        parts, size, buffer = parts + 1, size + len(buffer), bytearray()
+
+                status = await conn.copy_from_query(query, *args, output=take, format="csv")
+                rows = int(status.split()[-1])
+            else:
+                cursor = await conn.cursor(stmt.text, *stmt.args(params.values))
+                while batch := await cursor.fetch(FETCH):
+                    rows += len(batch)
+                    buffer += formatter.rows(batch)
+                    if len(buffer) >= PART_BYTES:
+                        await self._part(parts, bytes(buffer))
+                        parts, size, buffer = parts + 1, size + len(buffer), bytearray()
         if buffer:
             await self._part(parts, bytes(buffer))
             parts, size = parts + 1, size + len(buffer)

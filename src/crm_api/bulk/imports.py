@@ -2,6 +2,10 @@
 (``resources.batch.run_items``, and so ``writes.apply``: rules, events and webhook deliveries included) in
 one transaction with the job's progress and the chunk's row errors.
 
+Overlap: while chunk n is written (mostly a wait on PostgreSQL), chunk n+1 is read, mapped and validated
+(``_prepare``, which yields to the event loop every ``SLICE`` rows so chunk n's round trips are not held
+up). Chunks still commit one at a time, in file order.
+
 Exactly once: a chunk commits its records, its errors and ``rows_done`` together, and only while the
 worker still holds the job's lease (the job row is locked and its token checked first). A worker killed
 mid-chunk leaves nothing of that chunk; whichever worker claims the job next reads the file again and
@@ -10,6 +14,8 @@ starts after ``rows_done``. A cancel waits for the chunk in flight, and the next
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import datetime as dt
 import logging
 import uuid
@@ -23,6 +29,7 @@ from ..auth import Context, Principal
 from ..errors import CRMError
 from ..resources import batch
 from ..resources.custom_fields import enforce
+from ..resources.service import validate
 from ..resources.spec import ResourceSpec
 from . import custom_key
 from . import repository as repo
@@ -33,6 +40,8 @@ log = logging.getLogger("crm_api.imports")
 
 CHUNK = 500
 """Rows per chunk: a batch's size, written in a fixed handful of statements."""
+SLICE = 50
+"""Rows ``_prepare`` maps and validates between two yields to the event loop."""
 MAX_COLUMNS = 1000
 """NDJSON keys remembered for ``columns`` and ``unmapped`` (the mapping itself applies to every key)."""
 
@@ -58,6 +67,21 @@ async def parts(pool: Any, ws: uuid.UUID, job: uuid.UUID, count: int) -> AsyncIt
 
 
 @dataclass
+class Prepared:
+    """A chunk read, mapped and validated, its relations still to resolve (that reads the database)."""
+
+    records: list[Record]
+    problems: dict[int, list[Problem]]
+    """Rows refused before validation (encoding, column count): nothing of them is written."""
+    bodies: list[dict[str, Any] | None]
+    """Each row's validated payload, with its relations' natural keys (``company.domain``) still in it;
+    for a row that failed validation, only those keys (a relation that names nothing is its first
+    problem, as when validation came after it)."""
+    invalid: dict[int, list[Problem]]
+    """Rows the create schema refused."""
+
+
+@dataclass
 class Tally:
     created: int = 0
     updated: int = 0
@@ -80,6 +104,8 @@ class ImportRun:
         self.text = job["format"] == "csv"
         self.key_definition: dict[str, Any] | None = None
         """The unique custom field the rows match on, when ``upsert_key`` names one."""
+        self.tables = sorted({self.spec.table, *(r.table for r in self.spec.references)})
+        """The tables a chunk writes or checks foreign keys against: their statistics are kept fresh."""
 
     def _parts(self) -> AsyncIterator[bytes]:
         return parts(self.pool, self.ws, self.id, self.job["parts"])
@@ -112,17 +138,35 @@ class ImportRun:
         mapper = Mapper(self.spec, effective(self.spec, self.job["mapping"], columns), definitions)
         done = self.job["rows_done"]
         chunk: list[Record] = []
-        async for records in reader(self.job["format"]).records(self._parts()):
-            for record in records:
-                if record.number <= done:
-                    continue  # settled by a committed chunk, before a restart
-                chunk.append(record)
-                if len(chunk) == CHUNK:
-                    if not await self._chunk(mapper, chunk):
-                        return "lost"
-                    chunk = []
-        if chunk and not await self._chunk(mapper, chunk):
-            return "lost"
+        writing: asyncio.Task[bool] | None = None  # the chunk being written while the next is prepared
+
+        async def write(chunk: list[Record]) -> bool:
+            nonlocal writing
+            prepared = await self._prepare(mapper, chunk)
+            if writing is not None and not await writing:
+                return False
+            writing = asyncio.create_task(self._chunk(mapper, prepared))
+            return True
+
+        try:
+            async for records in reader(self.job["format"]).records(self._parts()):
+                for record in records:
+                    if record.number <= done:
+                        continue  # settled by a committed chunk, before a restart
+                    chunk.append(record)
+                    if len(chunk) == CHUNK:
+                        if not await write(chunk):
+                            return "lost"
+                        chunk = []
+            if chunk and not await write(chunk):
+                return "lost"
+            if writing is not None and not await writing:
+                return "lost"
+        finally:
+            if writing is not None and not writing.done():  # stopped or failed: the chunk in flight goes
+                writing.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await writing
         finished = await repo.IMPORTS.finish.fetchval(
             self.pool, ws=self.ws, id=self.id, token=self.token, status="succeeded", error=None
         )
@@ -153,13 +197,37 @@ class ImportRun:
         self.job.update(rows_total=total, columns=columns, unmapped=unmapped)
         return columns if kept is not None else None
 
-    async def _chunk(self, mapper: Mapper, records: list[Record]) -> bool:
+    async def _prepare(self, mapper: Mapper, records: list[Record]) -> Prepared:
+        """Map and validate a chunk's rows (CPU only), yielding to the event loop now and then."""
+        prepared = Prepared(records, {}, [], {})
+        schema, spec, relations = self.spec.create_schema, self.spec, mapper.relations
+        for i, record in enumerate(records):
+            if i % SLICE == 0:
+                await asyncio.sleep(0)
+            if record.problems:
+                prepared.problems[i] = record.problems
+                prepared.bodies.append(None)
+                continue
+            body = mapper.payload(record, self.text)
+            keys = {t: body.pop(t) for t in relations if t in body}
+            try:
+                payload = spec.normalise(validate(schema, body, "/items/0"))
+            except CRMError as exc:
+                prepared.invalid[i] = _problems(mapper, exc.body(self.ctx.request_id or ""))
+                payload = {}
+            prepared.bodies.append({**payload, **keys})
+        return prepared
+
+    async def _chunk(self, mapper: Mapper, prepared: Prepared) -> bool:
         """Write one chunk with its progress; False if the job is no longer this worker's to write."""
+        records = prepared.records
+        if not self.job["dry_run"]:
+            await repo.refresh_statistics(self.pool, self.tables)
         async with self.pool.acquire() as conn, conn.transaction():
             held = await repo.HOLD.fetchrow(conn, ws=self.ws, id=self.id)
             if held is None or held["status"] != "running" or held["lease_token"] != self.token:
                 return False
-            tally, errors = await self._write(conn, mapper, records)
+            tally, errors = await self._write(conn, mapper, prepared)
             await repo.add_errors(conn, errors)
             await repo.PROGRESS.execute(
                 conn, ws=self.ws, id=self.id, rows_done=records[-1].number, lease=self.lease,
@@ -168,15 +236,17 @@ class ImportRun:
         return True
 
     async def _write(
-        self, conn: asyncpg.Connection, mapper: Mapper, records: list[Record]
+        self, conn: asyncpg.Connection, mapper: Mapper, prepared: Prepared
     ) -> tuple[Tally, list[dict[str, Any]]]:
-        problems: dict[int, list[Problem]] = {i: r.problems for i, r in enumerate(records) if r.problems}
-        bodies: list[dict[str, Any] | None] = [
-            None if i in problems else mapper.payload(r, self.text) for i, r in enumerate(records)
-        ]
+        records, problems = prepared.records, dict(prepared.problems)
+        bodies = [None if b is None else dict(b) for b in prepared.bodies]  # resolve changes them
         for i, problem in (await mapper.resolve(conn, self.ws, bodies)).items():
             problems[i] = [problem]
             bodies[i] = None
+        for i, invalid in prepared.invalid.items():
+            if i not in problems:
+                problems[i] = invalid
+                bodies[i] = None
         items = [i for i, body in enumerate(bodies) if body is not None]
         mode: batch.Mode = "upsert" if self.job["upsert_key"] else "create"
         try:
@@ -235,8 +305,9 @@ class ImportRun:
         matched: dict[int, dict[str, Any]] | None,
     ) -> list[tuple[str, dict[str, Any]]]:
         done = await batch.run_items(
-            conn, self.spec, self.ctx, list(bodies), mode, dry_run=self.job["dry_run"], matched=matched
-        )
+            conn, self.spec, self.ctx, list(bodies), mode, dry_run=self.job["dry_run"], matched=matched,
+            validated=True,
+        )  # fmt: skip
         out: list[tuple[str, dict[str, Any]]] = []
         for i, result in enumerate(done.results):
             if "error" in result:

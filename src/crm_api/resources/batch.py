@@ -57,15 +57,20 @@ async def run_items(
     *,
     dry_run: bool = False,
     matched: dict[int, dict[str, Any]] | None = None,
+    validated: bool = False,
 ) -> Outcome:
     """``run``, telling the unchanged items apart; ``dry_run`` judges every item and writes nothing (an
     item repeating an earlier item's new key is judged as a create again: nothing was written to update).
     ``matched`` (upserts): the caller matched the items itself (by a unique custom field), holding the
     matched keys' locks and naming each object once; the items it gives a row for update that row, the
-    others create."""
+    others create. ``validated``: the items are payloads the caller already validated against the create
+    schema and normalised (an import does it for the next chunk while this one is written)."""
     results: list[dict[str, Any] | None] = [None] * len(items)
     payloads: dict[int, dict[str, Any]] = {}
     for i, item in enumerate(items):
+        if validated:
+            payloads[i] = item
+            continue
         try:
             payloads[i] = spec.normalise(validate(spec.create_schema, item, f"/items/{i}"))
         except CRMError as exc:

@@ -37,8 +37,14 @@ kill $SERVER; wait $SERVER 2>/dev/null || true
 if [ "${BENCH_FLOOR:-1}" = 1 ]; then
   psql "$PG/postgres" -qc "DROP DATABASE IF EXISTS crm_floor" -c "CREATE DATABASE crm_floor"
   python bench/floor.py seed --url "$PG/crm_floor" --count 100000 --key floor-key
-  FLOOR_DATABASE_URL="$PG/crm_floor" python -m uvicorn floor:app --app-dir bench --workers "$WORKERS" \
-    --port $FLOOR_PORT --no-access-log >/tmp/crm-bench-floor.log 2>&1 &
+  # its workers each on a socket of their own too (BENCH_FLOOR_SHARED=1: uvicorn's one shared socket)
+  if [ "${BENCH_FLOOR_SHARED:-0}" = 1 ]; then
+    FLOOR_DATABASE_URL="$PG/crm_floor" python -m uvicorn floor:app --app-dir bench --workers "$WORKERS" \
+      --port $FLOOR_PORT --no-access-log >/tmp/crm-bench-floor.log 2>&1 &
+  else
+    FLOOR_DATABASE_URL="$PG/crm_floor" python bench/floor.py serve --workers "$WORKERS" --port $FLOOR_PORT \
+      >/tmp/crm-bench-floor.log 2>&1 &
+  fi
   SERVER=$!
   until curl -s "http://127.0.0.1:$FLOOR_PORT/v1/contacts?limit=1" -H 'Authorization: Bearer floor-key' \
       >/dev/null; do sleep 0.2; done

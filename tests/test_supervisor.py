@@ -184,6 +184,31 @@ def test_a_killed_worker_is_replaced_on_a_socket_of_its_own(server: Server) -> N
     assert b"died (exit -9); starting another" in server.log.read_bytes()
 
 
+def test_sighup_replaces_every_worker_while_the_port_keeps_answering(server: Server) -> None:
+    old = server.workers()
+    server.proc.send_signal(signal.SIGHUP)
+    answered = reset = 0
+
+    def replaced() -> bool:
+        nonlocal answered, reset
+        try:  # a new connection each time, while the workers change
+            conn = _KeepAlive(server.port)
+            try:
+                assert conn.get() == 200
+                answered += 1
+            finally:
+                conn.close()
+        except (ConnectionError, AssertionError):
+            reset += 1  # queued on an old worker's socket at the moment it closed
+        workers = server.workers()
+        return len(workers) == 2 and not workers & old
+
+    _wait("every worker replaced", replaced)
+    assert server.proc.poll() is None
+    assert answered > 0 and reset <= 2, (answered, reset)
+    assert server.up()
+
+
 def test_a_second_server_on_the_same_port_is_refused(server: Server, database_url: str) -> None:
     work = Path(tempfile.mkdtemp(prefix="crm-test-supervisor-"))
     cmd = [sys.executable, "-m", "crm_api", "serve", "--port", str(server.port), "--workers", "2"]

@@ -42,14 +42,16 @@ class Supervisor:
         self.port = config.port
         self.workers: list[_Worker] = []
         self._signals: list[int] = []
+        self._hangups: list[int] = []
 
     def run(self) -> int:
         """Serve until SIGTERM or SIGINT; 0 then, ``STARTUP_FAILURE`` when the address is taken or a worker
-        fails to start."""
+        fails to start. SIGHUP replaces the workers one by one, as uvicorn's supervisor did."""
         if not self._address_free():
             return STARTUP_FAILURE
         for sig in (signal.SIGINT, signal.SIGTERM):
             signal.signal(sig, self._on_signal)
+        signal.signal(signal.SIGHUP, lambda sig, _: self._hangups.append(sig))
         scheme = "https" if self.config.is_ssl else "http"
         where = f"{scheme}://{self.config.host}:{self.port}"
         log.info("%d workers, each on a socket of its own on %s", self.count, where)
@@ -62,6 +64,9 @@ class Supervisor:
                 if not self._signals and not self._replace_dead():
                     code = STARTUP_FAILURE
                     break
+                if self._hangups and not self._signals:
+                    self._hangups.clear()
+                    self._restart_all()
         finally:
             self._stop_all()
         return code
@@ -123,6 +128,26 @@ class Supervisor:
             log.warning("worker process [%s] died (exit %s); starting another", process.pid, process.exitcode)
             self.workers[n] = self._start()
         return True
+
+    def _restart_all(self) -> None:
+        """Each worker in turn: a new one on a socket of its own, and once it serves, the old one stopped
+        gracefully. With a socket each, the port is never without a listener; a new worker that does not
+        start in time is killed and the restart ends there, the old ones kept."""
+        log.info("SIGHUP: replacing the workers one by one")
+        for n, old in enumerate(list(self.workers)):
+            new = self._start()
+            if not new.process.wait_until_ready(_START_GRACE_S):
+                new.process.kill()
+                new.process.join()
+                new.sock.close()
+                log.error("worker process [%s] did not start in time; keeping the others", new.process.pid)
+                return
+            # this copy first, so the socket leaves the group as soon as the old worker closes its own (the
+            # kernel resets what is queued on it then: the connections of that moment)
+            old.sock.close()
+            old.process.terminate()
+            old.process.join()
+            self.workers[n] = new
 
     def _stop_all(self) -> None:
         for worker in self.workers:

@@ -13,7 +13,7 @@ run() {  # label tree round
   echo "== $1 (round $3): $2" >&2
   PYTHONPATH="$2/src" sh bench/run.sh 2 16 "$SECS" >"$OUT/$1-$3.log" 2>&1
   cp /tmp/crm-bench-2-workers.json "$OUT/$1-$3-load.json"
-  cp /tmp/crm-bench-sales-2-workers.json "$OUT/$1-$3-sales.json"
+  if [ "${BENCH_SALES:-1}" = 1 ]; then cp /tmp/crm-bench-sales-2-workers.json "$OUT/$1-$3-sales.json"; fi
 }
 i=1
 while [ "$i" -le "$ROUNDS" ]; do

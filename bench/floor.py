@@ -3,7 +3,7 @@ bench/load.py, on a minimal schema, so each crm-api figure can be read against w
 on the day's machine.
 
     FLOOR_DATABASE_URL=postgresql://postgres@127.0.0.1:5432/crm_floor \
-        python -m uvicorn floor:app --app-dir bench --workers 2 --port 8078
+        python bench/floor.py serve --workers 2 --port 8078
     python bench/floor.py seed --url postgresql://postgres@127.0.0.1:5432/crm_floor --count 100000
 
 Per request, as crm-api does: the bearer key looked up (cached per process for 5 s, as crm-api's key cache
@@ -186,11 +186,29 @@ async def seed(url: str, count: int, key: str) -> None:
     await conn.close()
 
 
+def serve(port: int, workers: int) -> int:
+    """uvicorn's worker processes, each on a listening socket of its own as ``crm-api serve --workers N``
+    runs them (crm_api/supervisor.py): the floor gets the same spread of connections over its workers."""
+    import uvicorn
+
+    from crm_api.supervisor import Supervisor
+
+    config = uvicorn.Config("floor:app", host="127.0.0.1", port=port, workers=workers, access_log=False)
+    if workers == 1:
+        uvicorn.Server(config).run()
+        return 0
+    return Supervisor(config, workers).run()
+
+
 if __name__ == "__main__":
     parser = argparse.ArgumentParser()
-    parser.add_argument("command", choices=["seed"])
-    parser.add_argument("--url", required=True)
+    parser.add_argument("command", choices=["seed", "serve"])
+    parser.add_argument("--url", default="")
     parser.add_argument("--count", type=int, default=100_000)
     parser.add_argument("--key", default="floor-key")
+    parser.add_argument("--port", type=int, default=8078)
+    parser.add_argument("--workers", type=int, default=2)
     args = parser.parse_args()
+    if args.command == "serve":
+        raise SystemExit(serve(args.port, args.workers))
     asyncio.run(seed(args.url, args.count, args.key))

@@ -17,6 +17,7 @@ import time
 import uuid
 from collections.abc import Awaitable, Callable
 
+import workers
 from httpclient import Connection
 
 Op = Callable[[Connection], Awaitable[int]]
@@ -92,10 +93,16 @@ async def main_async(args: argparse.Namespace) -> dict[str, dict[str, float]]:
     chosen = args.ops.split(",") if args.ops else list(ops)
     results = {}
     for name in chosen:
+        before = workers.served(args.metrics_dir) if args.metrics_dir else {}
         results[name] = await run(args.host, args.port, args.key, ops[name], args.clients, args.seconds)
         r = results[name]
+        split = ""
+        if args.metrics_dir:  # requests per worker process, so an imbalance shows
+            per = workers.shares(before, workers.served(args.metrics_dir))
+            results[name]["per_worker"] = per  # type: ignore[assignment]
+            split = "   per worker " + " / ".join(f"{n:,}" for n in per)
         print(f"{name:14} {r['rps']:8.0f} req/s   p50 {r['p50_ms']:6.1f} ms   p99 {r['p99_ms']:6.1f} ms"
-              f"   errors {r['errors']:.0f}", flush=True)  # fmt: skip
+              f"   errors {r['errors']:.0f}{split}", flush=True)  # fmt: skip
     return results
 
 
@@ -110,6 +117,9 @@ def main() -> None:
         "--ops", default="", help="comma-separated subset of create,get,list,filtered_list,update"
     )
     parser.add_argument("--json", default="")
+    parser.add_argument(
+        "--metrics-dir", default="", help="the server's CRM_METRICS_DIR: print requests per worker process"
+    )
     args = parser.parse_args()
     print(f"{args.clients} clients, {args.seconds:.0f} s per operation")
     results = asyncio.run(main_async(args))

@@ -131,6 +131,7 @@ _SERVE_LIMITS = {
 
 def cmd_serve(args: argparse.Namespace) -> int:
     import uvicorn
+    from uvicorn.config import STARTUP_FAILURE
 
     from . import logs, multiproc
 
@@ -162,7 +163,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     # signal, so the embedded PostgreSQL this process started is stopped on the way out.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     _err(f"serving on http://{args.host}:{args.port} (docs at /docs)")
-    uvicorn.run(
+    config = uvicorn.Config(
         "crm_api.app:create_app",
         factory=True,
         host=args.host,
@@ -176,7 +177,14 @@ def cmd_serve(args: argparse.Namespace) -> int:
         http="crm_api.httpserver:GuardedHttpTools",
         timeout_keep_alive=settings.keep_alive_s,
     )
-    return 0
+    if args.workers > 1:
+        from .supervisor import Supervisor
+
+        # a listening socket per worker (SO_REUSEPORT), not uvicorn's one shared socket: see supervisor.py
+        return Supervisor(config, args.workers).run()
+    server = uvicorn.Server(config)
+    server.run()
+    return 0 if server.started else STARTUP_FAILURE
 
 
 async def _work(url: str, processes_label: str) -> None:

@@ -3,7 +3,7 @@ whole (a contact's text starts with its names) is read as an index range instead
 cost grows with how common the name's trigrams are (2,500 María Garcías in a million contacts).
 
 Revision ID: 0026
-Revises: 0024
+Revises: 0027
 Create Date: 2026-11-30 19:00:00.000000
 """
 
@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from alembic import op
 
 revision: str = "0026"
-down_revision: str | None = "0024"
+down_revision: str | None = "0027"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

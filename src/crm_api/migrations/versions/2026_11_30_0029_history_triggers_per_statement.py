@@ -1,7 +1,7 @@
 """The deal stage and contact lifecycle histories written once per statement (transition table), not per row
 
 Revision ID: 0029
-Revises: 0024
+Revises: 0026
 Create Date: 2026-11-30 19:00:00.000000
 
 A per-row trigger ran a PL/pgSQL call and a one-row INSERT (with its foreign key check) for every event: in
@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from alembic import op
 
 revision: str = "0029"
-down_revision: str | None = "0024"
+down_revision: str | None = "0026"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

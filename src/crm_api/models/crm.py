@@ -153,6 +153,13 @@ class Contact(RecordMixin, Base):
             "search_text",
             postgresql_ops={"search_text": "text_pattern_ops"},
         ),
+        # search: an email's start (its local part) is a range here, not a trigram scan
+        Index(
+            "ix_contacts_email_prefix",
+            "workspace_id",
+            "email",
+            postgresql_ops={"email": "text_pattern_ops"},
+        ),
         *_standard_indexes("contacts"),
     )
 

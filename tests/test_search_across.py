@@ -126,6 +126,22 @@ def test_a_name_typed_whole_fills_the_page_before_near_matches(api: httpx.Client
     assert _first(api, "ximena quispa", "contact") == near  # whole, but not the name of the three
 
 
+def test_an_email_typed_from_its_start_finds_the_emails_that_start_so(api: httpx.Client) -> None:
+    """A query shaped like an email's start is read from the email prefix index: the emails that start
+    with it, the local part typed whole first, and not the near misses the trigram scan would add; with
+    no email starting so, the trigram scan still finds the near ones."""
+    made = {
+        local: _post(api, "/v1/contacts", {"first_name": "Wendelin", "email": f"{local}@example.org"})["id"]
+        for local in ("wendel.qa12", "wendel.qa123", "wendel.qa1299", "wendel.qa13", "wendel.qb12")
+    }
+    hits = _hits(api, "wendel.qa12", types="contact")
+    assert [h["id"] for h in hits[:1]] == [made["wendel.qa12"]] and hits[0]["score"] == 1, hits
+    assert {h["id"] for h in hits} == {made[k] for k in ("wendel.qa12", "wendel.qa123", "wendel.qa1299")}
+    assert [h["id"] for h in _hits(api, "WENDEL.QA123@", types="contact")] == [made["wendel.qa123"]]
+    near = {h["id"] for h in _hits(api, "wendel.qa14", types="contact")}  # no email starts so
+    assert made["wendel.qa12"] in near and made["wendel.qa13"] in near, near
+
+
 def test_a_name_and_a_company(api: httpx.Client, seeded: dict[str, str]) -> None:
     contacts = [h for h in _hits(api, "ann acme") if h["object"] == "contact"]
     assert contacts[0]["id"] == seeded["ann"], contacts

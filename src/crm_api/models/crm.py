@@ -80,6 +80,13 @@ class Company(RecordMixin, Base):
         Index("ix_companies_industry", "workspace_id", "industry", "created_at", "id"),
         Index("ix_companies_employee_count", "workspace_id", "employee_count"),
         Index("ix_companies_annual_revenue", "workspace_id", "annual_revenue"),
+        # search: a company by the start of its name (``ann acme``)
+        Index(
+            "ix_companies_search_prefix",
+            "workspace_id",
+            "search_text",
+            postgresql_ops={"search_text": "text_pattern_ops"},
+        ),
         Index(
             "ix_companies_search",
             "search_text",
@@ -159,6 +166,15 @@ class Contact(RecordMixin, Base):
             "workspace_id",
             "email",
             postgresql_ops={"email": "text_pattern_ops"},
+        ),
+        # search: a company's contacts by the start of their names (``ann acme``)
+        Index(
+            "ix_contacts_company_search",
+            "workspace_id",
+            "company_id",
+            "search_text",
+            postgresql_ops={"search_text": "text_pattern_ops"},
+            postgresql_where=text("company_id IS NOT NULL"),
         ),
         *_standard_indexes("contacts"),
     )

@@ -17,7 +17,7 @@ import uuid
 from typing import Any
 
 import asyncpg
-from sqlalchemy import REAL, ColumnElement, Select, Text, cast, func, literal, or_, select, union_all
+from sqlalchemy import REAL, ColumnElement, Select, Text, cast, func, literal, or_, select, true, union_all
 from sqlalchemy.sql.elements import UnaryExpression
 from sqlalchemy.sql.operators import custom_op
 
@@ -69,7 +69,7 @@ def _hit(
     return _best(found)
 
 
-def _best(found: Select[Any]) -> Select[Any]:
+def _best(found: Any) -> Select[Any]:
     """The page's best of at most ``CANDIDATES`` matches."""
     sub = found.subquery()
     return select(*sub.c).order_by(sub.c.score.desc(), sub.c.id).limit(_LIMIT)
@@ -135,43 +135,74 @@ def _prefixed(c: Any, ranges: list[tuple[Any, str]], whole: ColumnElement[bool] 
     return union_all(*reads) if len(reads) > 1 else reads[0]
 
 
-def _contacts_at_companies(words: int) -> Select[Any]:
-    """Contacts found by their words and their company's together."""
+def _named_companies(words: int) -> Any:
+    """The companies the query's words may name, at most ``COMPANIES``, closest first. For each word, those
+    whose text starts with it (``ix_companies_search_prefix``, in index order, a page each); only when
+    none does, those its trigrams match (typos: ``acne``), at most ``CANDIDATES`` of them, so a common
+    word (1,000 companies named Acme something) costs a range read, not 500 rows scored."""
     co = sql.table("companies").alias("co")
-    found = [_word(i).bool_op("<%")(co.c.search_text) for i in range(words)]
-    # like every branch, at most CANDIDATES matches scored: a common word (1,000 companies named Acme
-    # something) would have every match scored to pick 20
-    matched = (
-        select(co.c.id, co.c.name, co.c.search_text)
-        .where(co.c.workspace_id == sql.param("ws"), co.c.archived_at.is_(None), or_(*found))
-        .limit(CANDIDATES)
-        .subquery("matched")
-    )
-    best = (
-        select(*matched.c)
-        .order_by(func.word_similarity(_Q, matched.c.search_text, type_=REAL).desc(), matched.c.id)
+    st = co.c.search_text
+    live = (co.c.workspace_id == sql.param("ws"), co.c.archived_at.is_(None))
+    parts: list[Any] = []
+    for i in range(words):
+        low, high = st.op("~>=~")(sql.param(f"wlo{i}", Text)), st.op("~<~")(sql.param(f"whi{i}", Text))
+        started = (
+            select(co.c.id, co.c.name, st)
+            .where(*live, low, high)
+            .order_by(_byte_order(st))
+            .limit(COMPANIES)
+            .cte(f"companies_started_{i}")
+        )
+        fuzzy = select(co.c.id, co.c.name, st).where(
+            *live, _word(i).bool_op("<%")(st), ~select(started.c.id).exists()
+        )
+        parts += [select(*started.c), fuzzy.limit(CANDIDATES).subquery().select()]
+    found = union_all(*parts).subquery("matched")
+    return (
+        select(*found.c)
+        .order_by(func.word_similarity(_Q, found.c.search_text, type_=REAL).desc(), found.c.id)
         .limit(COMPANIES)
         .cte("matched_companies")
     )
+
+
+def _contacts_at_companies(words: int) -> Any:
+    """Contacts found by their words and their company's together (``ann acme``): at the companies the
+    words name, those whose text starts with one of the words (``ix_contacts_company_search``, a page per
+    company and word); only when there are none, each of their contacts that the whole query's trigrams
+    match (a last name, ``lee acme``, or a typo), at most ``CANDIDATES`` scored."""
+    best = _named_companies(words)
     c = sql.table("contacts").alias("c")
+
+    def shown(t: Any) -> tuple[ColumnElement[Any], ...]:
+        both = t.c.search_text.op("||")(literal(" ", Text)).op("||")(best.c.search_text)
+        subtitle = func.concat_ws(" · ", best.c.name, t.c.email)
+        score = func.word_similarity(_Q, both, type_=REAL)
+        return (literal("contact", Text).label("object"), t.c.id, _name(t).label("title"),
+                subtitle.label("subtitle"), score.label("score"))  # fmt: skip
+
+    live = (c.c.workspace_id == sql.param("ws"), c.c.archived_at.is_(None))
+    started = []
+    for i in range(words):
+        low = c.c.search_text.op("~>=~")(sql.param(f"wlo{i}", Text))
+        high = c.c.search_text.op("~<~")(sql.param(f"whi{i}", Text))
+        at = (
+            select(c.c.id, c.c.first_name, c.c.last_name, c.c.email, c.c.phone, c.c.search_text)
+            .where(*live, c.c.company_id == best.c.id, low, high)
+            .order_by(_byte_order(c.c.search_text))
+            .limit(_LIMIT)
+            .lateral(f"started_{i}")
+        )
+        started.append(select(*shown(at)).select_from(best.join(at, true())))
+    prefixed = union_all(*started).cte("contacts_started")
     both = c.c.search_text.op("||")(literal(" ", Text)).op("||")(best.c.search_text)
-    score = func.word_similarity(_Q, both, type_=REAL)
-    return _best(
-        select(
-            literal("contact", Text).label("object"),
-            c.c.id,
-            _name(c).label("title"),
-            func.concat_ws(" · ", best.c.name, c.c.email).label("subtitle"),
-            score.label("score"),
-        )
+    fuzzy = (
+        select(*shown(c))
         .select_from(best.join(c, c.c.company_id == best.c.id))
-        .where(
-            c.c.workspace_id == sql.param("ws"),
-            c.c.archived_at.is_(None),
-            _Q.bool_op("<%")(both),
-        )
+        .where(*live, _Q.bool_op("<%")(both), ~select(prefixed.c.id).exists())
         .limit(CANDIDATES)
     )
+    return _best(union_all(select(*prefixed.c), fuzzy.subquery().select()))
 
 
 def _companies(phone: bool, words: int, email: bool) -> Select[Any]:
@@ -228,6 +259,9 @@ async def hits(
     words = [w for w in fold(query).split() if len(w) >= 2][:MAX_WORDS] if not phone else []
     params: dict[str, Any] = {"ws": workspace_id, "q": query, "like": f"%{query}%", "limit": limit}
     params.update({f"w{i}": w for i, w in enumerate(words)})
+    params.update(
+        {f"wlo{i}": w for i, w in enumerate(words)} | {f"whi{i}": w + _LAST for i, w in enumerate(words)}
+    )
     email = not phone and _EMAILISH.fullmatch(query) is not None
     if not phone:  # the prefixes of ``_named``: the words in their order, and reversed
         for i, prefix in enumerate((query, " ".join(reversed(query.split())))):

@@ -4,6 +4,7 @@ is shared by hundreds, accents included), companies and their links with set-bas
 
     python bench/search.py seed --db postgresql://postgres@127.0.0.1:5432/crm_bench_search --count 1000000
     python bench/search.py measure --port 18916 --key KEY --runs 20
+    python bench/search.py measure --port 18931 18932 --label old new --key KEY --rounds 2 --show
 """
 
 from __future__ import annotations
@@ -87,26 +88,50 @@ QUERIES = {
     "email_local": "emma.lee123",
     "company_domain": "initech17",
     "name_and_company": "ann acme",
+    "last_name_and_company": "lee acme",
     "no_match": "qqqqzzzz",
 }
 
 
-async def measure(port: int, key: str, runs: int) -> None:
+async def _time(c: httpx.AsyncClient, q: str, runs: int) -> tuple[list[float], list[dict[str, object]]]:
+    times = []
+    for i in range(runs + 2):
+        began = time.perf_counter()
+        r = await c.get("/v1/search", params={"q": q})
+        took = (time.perf_counter() - began) * 1000
+        r.raise_for_status()
+        if i >= 2:  # two warm-ups
+            times.append(took)
+    return times, r.json()["data"]
+
+
+async def measure(ports: list[int], labels: list[str], key: str, runs: int, rounds: int, show: bool) -> None:
+    """Each query on each server in turn (old and new side by side, so the machine's load falls on both),
+    ``rounds`` times; the p50 of each round."""
     headers = {"Authorization": f"Bearer {key}"}
-    async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", headers=headers, timeout=60) as c:
-        print(f"{'query':<18} {'q':<16} {'hits':>4} {'p50 ms':>7} {'p95 ms':>7}")
+    clients = [
+        httpx.AsyncClient(base_url=f"http://127.0.0.1:{p}", headers=headers, timeout=60) for p in ports
+    ]
+    try:
+        print(f"{'query':<22} {'q':<16} " + " ".join(f"{label + ' p50 ms':>24}" for label in labels))
         for name, q in QUERIES.items():
-            times = []
-            for i in range(runs + 2):
-                began = time.perf_counter()
-                r = await c.get("/v1/search", params={"q": q})
-                took = (time.perf_counter() - began) * 1000
-                r.raise_for_status()
-                if i >= 2:  # two warm-ups
-                    times.append(took)
-            hits = len(r.json()["data"])
-            p95 = statistics.quantiles(times, n=20)[-1]
-            print(f"{name:<18} {q:<16} {hits:>4} {statistics.median(times):>7.1f} {p95:>7.1f}")
+            p50s: list[list[float]] = [[] for _ in clients]
+            found: list[list[dict[str, object]]] = [[] for _ in clients]
+            for _ in range(rounds):
+                for i, c in enumerate(clients):
+                    times, found[i] = await _time(c, q, runs)
+                    p50s[i].append(statistics.median(times))
+            cells = [" / ".join(f"{t:.1f}" for t in ts) + f" ({len(found[i])})" for i, ts in enumerate(p50s)]
+            print(f"{name:<22} {q:<16} " + " ".join(f"{cell:>24}" for cell in cells))
+            if show:
+                for label, hits in zip(labels, found, strict=True):
+                    print(
+                        f"    {label}: "
+                        + "; ".join(f"{h['title']} <{h['subtitle']}> {h['score']}" for h in hits)
+                    )
+    finally:
+        for c in clients:
+            await c.aclose()
 
 
 def main() -> None:
@@ -118,14 +143,18 @@ def main() -> None:
     s.add_argument("--count", type=int, default=1_000_000)
     s.add_argument("--companies", type=int, default=20_000)
     m = sub.add_parser("measure")
-    m.add_argument("--port", type=int, default=18916)
+    m.add_argument("--port", type=int, nargs="+", default=[18916], help="one server, or several to compare")
+    m.add_argument("--label", nargs="+", help="a name for each server (default: its port)")
     m.add_argument("--key", required=True)
     m.add_argument("--runs", type=int, default=20)
+    m.add_argument("--rounds", type=int, default=1)
+    m.add_argument("--show", action="store_true", help="print each server's hits")
     args = parser.parse_args()
     if args.cmd == "seed":
         asyncio.run(seed(args.db, args.workspace, args.count, args.companies))
     else:
-        asyncio.run(measure(args.port, args.key, args.runs))
+        labels = args.label or [str(p) for p in args.port]
+        asyncio.run(measure(args.port, labels, args.key, args.runs, args.rounds, args.show))
 
 
 if __name__ == "__main__":

@@ -150,6 +150,16 @@ def test_a_name_and_a_company(api: httpx.Client, seeded: dict[str, str]) -> None
     assert globex[0] == seeded["ann2"]
 
 
+def test_a_name_and_a_company_with_a_typo(api: httpx.Client, seeded: dict[str, str]) -> None:
+    """No company starts with ``acmee``: its trigrams find Acme, then Ann Lee there by her name's start;
+    at a company none of whose contacts starts with a word, its contacts close to the whole query."""
+    contacts = [h for h in _hits(api, "ann acmee", types="contact,company") if h["object"] == "contact"]
+    assert contacts and contacts[0]["id"] == seeded["ann"], contacts
+    assert contacts[0]["subtitle"].startswith("Acme ·"), contacts
+    near = [h for h in _hits(api, "anne globex", types="contact,company") if h["object"] == "contact"]
+    assert near and near[0]["id"] == seeded["ann2"], near
+
+
 def test_a_ticket_by_number_or_subject_words_a_deal_by_name(
     api: httpx.Client, seeded: dict[str, str]
 ) -> None:

@@ -170,7 +170,7 @@ def _contacts_at_companies(words: int) -> Any:
     """Contacts found by their words and their company's together (``ann acme``): at the companies the
     words name, those whose text starts with one of the words (``ix_contacts_company_search``, a page per
     company and word); only when there are none, each of their contacts that the whole query's trigrams
-    match (a last name, ``lee acme``, or a typo), at most ``CANDIDATES`` scored."""
+    match (a typo: ``anne globex``), at most ``CANDIDATES`` scored."""
     best = _named_companies(words)
     c = sql.table("contacts").alias("c")
 

@@ -106,13 +106,12 @@ def converter(spec: ResourceSpec, relations: tuple[Include, ...]) -> Callable[[A
     """``spec.to_api`` for a page's rows, adding the ``relations`` its statement read beside each."""
     if not relations:
         return spec.to_api
-    targets = [(i.name, REGISTRY[i.target]) for i in relations]
+    targets = [(i.name, REGISTRY[i.target], repo.joined_prefix(i.name)) for i in relations]
 
     def to_api(row: Any) -> dict[str, Any]:
         obj = spec.to_api(row)
-        for name, target in targets:
-            related = repo.related_row(target, name, row)
-            obj[name] = target.to_api(related) if related is not None else None
+        for name, target, prefix in targets:
+            obj[name] = target.to_api_joined(row, prefix)
         return obj
 
     return to_api

@@ -383,7 +383,7 @@ def _keyset(spec: ResourceSpec, column: str, descending: bool, value: Expr, row_
 
 JOINED = "related:"
 """The prefix of a page row's keys holding a relation read in the page's statement:
-``related:<name>.<column>`` (``related_row`` gathers them)."""
+``related:<name>.<column>`` (``spec.to_api_joined`` reads them)."""
 
 
 def _related(page: Any, include: Include) -> Any:
@@ -394,19 +394,16 @@ def _related(page: Any, include: Include) -> Any:
     target = REGISTRY[include.target]
     r = _table(target).alias("rel_" + include.name)
     found = (
-        select(*(r.c[c].label(f"{JOINED}{include.name}.{c}") for c in target.columns))
+        select(*(r.c[c].label(f"{JOINED}{include.name}.{c}") for c in target.api_columns))
         .where(r.c.workspace_id == sql.param("ws"), r.c.id == page.c[include.column])
         .limit(1)
     )
     return found.lateral("rel_" + include.name)
 
 
-def related_row(target: ResourceSpec, name: str, row: Any) -> dict[str, Any] | None:
-    """The target's row a page row holds for relation ``name`` (None: there is none)."""
-    prefix = f"{JOINED}{name}."
-    if row[prefix + "id"] is None:
-        return None
-    return {c: row[prefix + c] for c in target.columns}
+def joined_prefix(name: str) -> str:
+    """What the columns of relation ``name``'s row are named with in a page row (``spec.to_api_joined``)."""
+    return f"{JOINED}{name}."
 
 
 async def _page_rows(

@@ -194,7 +194,8 @@ def _contacts_at_companies(words: int) -> Any:
             .lateral(f"started_{i}")
         )
         started.append(select(*shown(at)).select_from(best.join(at, true())))
-    prefixed = union_all(*started).cte("contacts_started")
+    # scored rows bounded as in every branch: 20 companies x 4 words x a page of 50 could be 4,000
+    prefixed = union_all(*started).limit(CANDIDATES).cte("contacts_started")
     both = c.c.search_text.op("||")(literal(" ", Text)).op("||")(best.c.search_text)
     fuzzy = (
         select(*shown(c))

@@ -1,12 +1,15 @@
 """The search's SQL: one branch per object type, each answered by the type's trigram index on
 ``search_text`` and cut to the page's size by its best scores, merged by ``UNION ALL``. One statement per
-(types, kind of query, word count), compiled once.
+(types, kind of query, word count, email-shaped or not), compiled once.
 
 Words match with pg_trgm's ``<%`` (word similarity of the query to some stretch of the text at least
 ``pg_trgm.word_similarity_threshold``, 0.6 by default): words in any order, one typo in a name of two words.
-A phone matches its E.164 digits with ``LIKE`` (the same trigram index); its score is 1. A contact is also
-found by its own words and its company's together (``ann acme``): the companies that match one of the
-query's words (their index, at most ``COMPANIES`` of them), then their contacts (``ix_contacts_company``),
+A phone matches its E.164 digits with ``LIKE`` (the same trigram index); its score is 1. Prefixes come
+first, as btree ranges read in index order (``_prefixed``): a name typed whole, an email's start; the
+contacts' trigram scan runs only when they leave the page short. A contact is also found by its own words
+and its company's together (``ann acme``): the companies whose name starts with one of the words (or,
+for a word no company starts with, that its trigrams match), at most ``COMPANIES`` of them, then their
+contacts whose text starts with one of the words (or, when none does, that the whole query matches),
 scored on the contact's and the company's text together. Each branch ranks at most ``CANDIDATES`` matches.
 """
 

@@ -129,17 +129,30 @@ async def run_one(
     return "failed"
 
 
+def _subject(event: dict[str, Any]) -> dict[str, Any]:
+    """A ``segment.member_added`` event as its run sees it: about the object that entered the segment."""
+    data = event["data"]
+    return {**event, "object_type": data["object_type"], "object_id": uuid.UUID(str(data["object_id"]))}
+
+
 def _runs(events: list[Any], automations: list[Any]) -> list[tuple[dict[str, Any], dict[str, Any], int]]:
     """(automation, event, depth) for each automation an event triggers, in event order; an automation's
     own changes do not trigger it."""
     by_type: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    by_segment: dict[str, list[dict[str, Any]]] = defaultdict(list)
     for a in automations:
         if a["trigger"]["type"] == "event":
             by_type[a["trigger"]["event_type"]].append(dict(a))
+        elif a["trigger"]["type"] == "segment":
+            by_segment[str(a["trigger"]["segment_id"])].append(dict(a))
     planned = []
     for e in events:
         event = dict(e)
-        for a in by_type.get(event["type"], ()):
+        triggered = by_type.get(event["type"], [])
+        if event["type"] == "segment.member_added" and str(event["object_id"]) in by_segment:
+            triggered = by_segment[str(event["object_id"])]
+            event = _subject(event)
+        for a in triggered:
             if event["actor"] == f"automation:{a['id']}" or event["created_at"] < a["created_at"]:
                 continue
             planned.append((a, event, depth_of(event["request_id"]) + 1))

@@ -34,23 +34,11 @@ from ..resources import repository as resources
 from . import actions
 from . import repository as repo
 from .actor import MAX_DEPTH, context, depth_of
+from .batch import TRANSIENT, Planned, groupable, run_group
 from .spec import AUTOMATIONS, BY_OBJECT, target
 
 log = logging.getLogger("crm_api.automations")
 BATCH = 50
-_TRANSIENT = (
-    asyncpg.InterfaceError,
-    OSError,
-    asyncpg.PostgresConnectionError,
-    asyncpg.QueryCanceledError,
-    asyncpg.LockNotAvailableError,
-    asyncpg.DeadlockDetectedError,
-    asyncpg.SerializationError,
-    asyncpg.CannotConnectNowError,
-)
-"""What fails the batch, to be retried whole from the same cursor (the database or the network, a
-timeout). Anything else fails the one run, which is recorded: a bug or a refused value must not hold the
-workspace's log back forever."""
 
 
 def _api(run: dict[str, Any]) -> dict[str, Any]:
@@ -109,7 +97,7 @@ async def run_one(
         if exc.constraint_name == "uq_automation_runs_event":
             return "repeated"  # this run committed before; its actions stand
         error: BaseException = exc
-    except _TRANSIENT:
+    except TRANSIENT:
         raise
     except CRMError as exc:
         error = exc
@@ -135,7 +123,7 @@ def _subject(event: dict[str, Any]) -> dict[str, Any]:
     return {**event, "object_type": data["object_type"], "object_id": uuid.UUID(str(data["object_id"]))}
 
 
-def _runs(events: list[Any], automations: list[Any]) -> list[tuple[dict[str, Any], dict[str, Any], int]]:
+def _runs(events: list[Any], automations: list[Any]) -> list[Planned]:
     """(automation, event, depth) for each automation an event triggers, in event order; an automation's
     own changes do not trigger it."""
     by_type: dict[str, list[dict[str, Any]]] = defaultdict(list)
@@ -160,7 +148,7 @@ def _runs(events: list[Any], automations: list[Any]) -> list[tuple[dict[str, Any
 
 
 async def _filtered(
-    conn: asyncpg.Connection, ws: uuid.UUID, planned: list[tuple[dict[str, Any], dict[str, Any], int]]
+    conn: asyncpg.Connection, ws: uuid.UUID, planned: list[Planned]
 ) -> set[tuple[uuid.UUID, uuid.UUID]]:
     """(automation, event) pairs whose trigger filter holds: one statement per filtered automation."""
     objects: dict[uuid.UUID, list[uuid.UUID]] = defaultdict(list)
@@ -194,11 +182,32 @@ async def run_once(pool: Any) -> int:
             return 0
         planned = _runs(events, await repo.ENABLED.fetch(conn, ws=ws))
         wanted = await _filtered(conn, ws, planned)
-        for automation, event, depth in planned:
-            if (automation["id"], event["id"]) in wanted:
-                await run_one(conn, ws, automation, event, depth)
+        await _run_all(conn, ws, [p for p in planned if (p[0]["id"], p[1]["id"]) in wanted])
         await repo.MOVE.execute(conn, ws=ws, sequence=events[-1]["sequence"])
         return len(events)
+
+
+async def _run_all(conn: asyncpg.Connection, ws: uuid.UUID, planned: list[Planned]) -> None:
+    """The batch's runs. When no record has two runs in it, the order between runs does not matter, and
+    each automation's runs go set-based (``batch.run_group``: a few statements for all of them); else, and
+    for a group that falls back, one by one in event order, each seeing the changes of those before."""
+    objects = [event["object_id"] for _, event, _ in planned]
+    if len(set(objects)) < len(objects):
+        for automation, event, depth in planned:
+            await run_one(conn, ws, automation, event, depth)
+        return
+    groups: dict[uuid.UUID, list[Planned]] = defaultdict(list)
+    for run in planned:
+        automation, _, depth = run
+        if depth <= MAX_DEPTH and groupable(automation):
+            groups[automation["id"]].append(run)
+        else:
+            await run_one(conn, ws, *run)
+    for runs in groups.values():
+        if len(runs) > 1 and await run_group(conn, ws, runs[0][0], runs):
+            continue
+        for run in runs:
+            await run_one(conn, ws, *run)
 
 
 async def run_forever(pool: Any, every: float, stop: asyncio.Event, clock_offset_s: float = 0.0) -> None:

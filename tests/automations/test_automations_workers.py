@@ -16,7 +16,7 @@ from typing import Any
 import asyncpg
 import httpx
 
-CONTACTS = 400
+CONTACTS = 2000
 KILLS = 3
 
 
@@ -119,7 +119,7 @@ async def test_runs_survive_workers_killed_mid_batch(
             runs = (await _counts(pool, ws))[0]
             assert runs < CONTACTS, "every run was done before every kill"
             if runs > (kills[-1] if kills else 0):
-                await asyncio.sleep(rng.uniform(0.0, 0.3))  # inside a batch's transaction, most likely
+                await asyncio.sleep(rng.uniform(0.0, 0.1))  # inside a batch's transaction, most likely
                 await _stop(workers)
                 kills.append((await _counts(pool, ws))[0])
                 workers = [await _worker(database_url, log) for _ in range(2)]

@@ -271,3 +271,41 @@ async def test_the_test_route_shows_segment_actions_and_changes_nothing(
         await api.post(f"/v1/automations/{rule['id']}/test", json={"object_id": c["id"]}),
         "/actions/0/segment_id",
     )
+
+
+async def test_a_chain_through_dynamic_segments_stops_at_depth_3(
+    api: httpx.AsyncClient, pool: asyncpg.Pool
+) -> None:
+    """Two automations that move a contact between two dynamic segments, back and forth: the segments
+    worker's entries carry the depth of the run whose change caused them, so the ping-pong stops."""
+    vip = await _segment(api, kind="dynamic", filter={"field": "tags", "op": "contains", "value": "vip"})
+    plain = await _segment(api, kind="dynamic", filter={"field": "tags", "op": "contains", "value": "plain"})
+    await drain(pool)
+    to_plain = await _automation(
+        api,
+        {"type": "segment", "segment_id": vip["id"]},
+        {"type": "set_fields", "fields": {"tags": ["plain"]}},
+    )
+    to_vip = await _automation(
+        api,
+        {"type": "segment", "segment_id": plain["id"]},
+        {"type": "set_fields", "fields": {"tags": ["vip"]}},
+    )
+    c = await _made(await api.post("/v1/contacts", json={"email": "p@x.com", "tags": ["vip"]}))
+    await drain(pool)  # raises if the ping-pong never settles
+    assert [(r["status"], r["depth"]) for r in await _runs(api, to_plain["id"])] == [
+        ("succeeded", 3),
+        ("succeeded", 1),
+    ]
+    assert [(r["status"], r["depth"]) for r in await _runs(api, to_vip["id"])] == [
+        ("stopped", 4),
+        ("succeeded", 2),
+    ]
+    assert (await api.get(f"/v1/contacts/{c['id']}")).json()["tags"] == ["plain"]
+    entries = await pool.fetch(
+        "SELECT actor, request_id FROM events WHERE workspace_id = $1 AND type = 'segment.member_added' "
+        "ORDER BY sequence",
+        api.workspace_id,  # type: ignore[attr-defined]
+    )
+    assert [e["actor"] for e in entries] == ["system:segments"] * 4
+    assert [e["request_id"] is None or e["request_id"][-2:] for e in entries] == [True, ":1", ":2", ":3"]

@@ -309,3 +309,26 @@ async def test_a_chain_through_dynamic_segments_stops_at_depth_3(
     )
     assert [e["actor"] for e in entries] == ["system:segments"] * 4
     assert [e["request_id"] is None or e["request_id"][-2:] for e in entries] == [True, ":1", ":2", ":3"]
+
+
+async def test_an_entry_an_automations_own_change_caused_does_not_trigger_it(
+    api: httpx.AsyncClient, pool: asyncpg.Pool
+) -> None:
+    """The run acts on an object that left the segment meanwhile and puts it back in: that entry, made by
+    the segments worker because of the run, is the automation's own change."""
+    hot = await _segment(api, kind="dynamic", filter={"field": "tags", "op": "contains", "value": "hot"})
+    await drain(pool)
+    rule = await _automation(
+        api, {"type": "segment", "segment_id": hot["id"]}, {"type": "add_tags", "tags": ["hot", "seen"]}
+    )
+    c = await _made(await api.post("/v1/contacts", json={"email": "h@x.com", "tags": ["hot"]}))
+    assert await segments_worker.follow_once(pool)  # it enters
+    await api.patch(f"/v1/contacts/{c['id']}", json={"tags": []})  # and leaves before the run
+    await drain(pool)
+    assert [r["depth"] for r in await _runs(api, rule["id"])] == [1]
+    assert await _members(api, hot["id"]) == {c["id"]}  # back in, by the run's change
+    entries = await pool.fetchval(
+        "SELECT count(*) FROM events WHERE workspace_id = $1 AND type = 'segment.member_added'",
+        api.workspace_id,  # type: ignore[attr-defined]
+    )
+    assert entries == 2

@@ -11,7 +11,7 @@ from ..auth import Context, Principal
 
 MAX_DEPTH = 3
 """Automations triggered by automations' changes stop here: the fourth in a chain is not run."""
-_REQUEST = re.compile(r"^automation-run:[0-9a-f-]{36}:(\d+)$")
+_REQUEST = re.compile(r"^automation-run:([0-9a-f-]{36}):(\d+)$")
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,4 +31,10 @@ def context(workspace_id: uuid.UUID, automation_id: uuid.UUID, run_id: uuid.UUID
 def depth_of(request_id: str | None) -> int:
     """The depth of the run an event's change came from; 0 for a change no automation made."""
     match = _REQUEST.match(request_id or "")
-    return int(match.group(1)) if match else 0
+    return int(match.group(2)) if match else 0
+
+
+def run_of(request_id: str | None) -> uuid.UUID | None:
+    """The run an event's change came from, if an automation's."""
+    match = _REQUEST.match(request_id or "")
+    return uuid.UUID(match.group(1)) if match else None

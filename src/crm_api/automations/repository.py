@@ -121,6 +121,16 @@ def locked(spec: ResourceSpec) -> Select[Any]:
     )
 
 
+def _run_automations() -> Select[Any]:
+    r = sql.table("automation_runs")
+    return select(r.c.id, r.c.automation_id).where(
+        r.c.workspace_id == sql.param("ws"), r.c.id == any_(sql.param("ids", ARRAY(UUID(as_uuid=True))))
+    )
+
+
+RUN_AUTOMATIONS = sql.Query(_run_automations)
+
+
 def _run_failed() -> Select[Any]:
     # the failed run and its event (and the event's deliveries) together
     r = sql.table("automation_runs")

@@ -33,7 +33,7 @@ from ..ids import uuid7
 from ..resources import repository as resources
 from . import actions
 from . import repository as repo
-from .actor import MAX_DEPTH, context, depth_of
+from .actor import MAX_DEPTH, context, depth_of, run_of
 from .batch import TRANSIENT, Planned, groupable, run_group
 from .spec import AUTOMATIONS, BY_OBJECT, target
 
@@ -123,9 +123,29 @@ def _subject(event: dict[str, Any]) -> dict[str, Any]:
     return {**event, "object_type": data["object_type"], "object_id": uuid.UUID(str(data["object_id"]))}
 
 
-def _runs(events: list[Any], automations: list[Any]) -> list[Planned]:
+async def _made_by(conn: asyncpg.Connection, ws: uuid.UUID, events: list[Any]) -> dict[uuid.UUID, uuid.UUID]:
+    """The automation of each run that caused a segment entry the segments worker made (its event names
+    the run in its ``request_id``, not the automation as its actor): run id -> automation id."""
+    runs = {
+        run
+        for e in events
+        if e["type"] == "segment.member_added"
+        and not e["actor"].startswith("automation:")
+        and (run := run_of(e["request_id"])) is not None
+    }
+    if not runs:
+        return {}
+    return {
+        r["id"]: r["automation_id"] for r in await repo.RUN_AUTOMATIONS.fetch(conn, ws=ws, ids=list(runs))
+    }
+
+
+def _runs(
+    events: list[Any], automations: list[Any], made_by: dict[uuid.UUID, uuid.UUID] | None = None
+) -> list[Planned]:
     """(automation, event, depth) for each automation an event triggers, in event order; an automation's
-    own changes do not trigger it."""
+    own changes do not trigger it, nor the segment entries they caused (``made_by``)."""
+    made_by = made_by or {}
     by_type: dict[str, list[dict[str, Any]]] = defaultdict(list)
     by_segment: dict[str, list[dict[str, Any]]] = defaultdict(list)
     for a in automations:
@@ -140,8 +160,10 @@ def _runs(events: list[Any], automations: list[Any]) -> list[Planned]:
         if event["type"] == "segment.member_added" and str(event["object_id"]) in by_segment:
             triggered = by_segment[str(event["object_id"])]
             event = _subject(event)
+        by = made_by.get(run_of(event["request_id"]) or uuid.UUID(int=0))
         for a in triggered:
-            if event["actor"] == f"automation:{a['id']}" or event["created_at"] < a["created_at"]:
+            own = event["actor"] == f"automation:{a['id']}" or by == a["id"]
+            if own or event["created_at"] < a["created_at"]:
                 continue
             planned.append((a, event, depth_of(event["request_id"]) + 1))
     return planned
@@ -180,7 +202,8 @@ async def run_once(pool: Any) -> int:
         events = (await feed.after(conn, ws, cursor, None, {}, BATCH))[:BATCH]
         if not events:
             return 0
-        planned = _runs(events, await repo.ENABLED.fetch(conn, ws=ws))
+        made_by = await _made_by(conn, ws, events)
+        planned = _runs(events, await repo.ENABLED.fetch(conn, ws=ws), made_by)
         wanted = await _filtered(conn, ws, planned)
         await _run_all(conn, ws, [p for p in planned if (p[0]["id"], p[1]["id"]) in wanted])
         await repo.MOVE.execute(conn, ws=ws, sequence=events[-1]["sequence"])

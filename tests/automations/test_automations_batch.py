@@ -109,3 +109,40 @@ async def test_a_run_that_would_fail_falls_its_group_back_and_fails_alone(
     assert len(by_run[f"automation-run:{runs[a['id']]['id']}:1"]) == 2
     assert f"automation-run:{runs[b['id']]['id']}:1" in by_run  # its automation.run_failed event only
     assert [t for t, _ in by_run[f"automation-run:{runs[b['id']]['id']}:1"]] == ["automation.run_failed"]
+
+
+async def test_a_batch_of_segment_actions_is_one_membership_change_with_each_runs_event(
+    api: httpx.AsyncClient, pool: asyncpg.Pool
+) -> None:
+    ws = api.workspace_id  # type: ignore[attr-defined]
+    segment = await _made(
+        await api.post("/v1/segments", json={"name": "S", "object_type": "contact", "kind": "static"})
+    )
+    contacts = [await _made(await api.post("/v1/contacts", json={"email": f"s{i}@x.com"})) for i in range(4)]
+    r = await api.post(f"/v1/segments/{segment['id']}/members", json={"ids": [contacts[0]["id"]]})
+    assert r.status_code == 200, r.text
+    rule = await _made(
+        await api.post(
+            "/v1/automations",
+            json={
+                "name": "join",
+                "trigger": {"type": "event", "event_type": "contact.updated"},
+                "actions": [{"type": "add_to_segment", "segment_id": segment["id"]}],
+            },
+        )
+    )
+    for c in contacts:
+        await api.patch(f"/v1/contacts/{c['id']}", json={"first_name": "S"})
+    await drain(pool)
+    runs = {r["object_id"]: r for r in (await api.get(f"/v1/automations/{rule['id']}/runs")).json()["data"]}
+    assert len({r["created_at"] for r in runs.values()}) == 1  # one group
+    assert [runs[c["id"]]["actions"][0]["changes"] for c in contacts] == [{}] + [
+        {"members_added": [c["id"]]} for c in contacts[1:]
+    ]
+    assert (await api.get(f"/v1/segments/{segment['id']}")).json()["member_count"] == 4
+    by_run = await _events_by_run(pool, ws)
+    assert f"automation-run:{runs[contacts[0]['id']]['id']}:1" not in by_run  # already a member: no event
+    for c in contacts[1:]:
+        assert by_run[f"automation-run:{runs[c['id']]['id']}:1"] == [
+            ("segment.member_added", f"automation:{rule['id']}")
+        ]

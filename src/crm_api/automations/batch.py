@@ -1,7 +1,9 @@
 """The set-based path for one automation's runs in a batch: the records locked in one statement, each
 action one ``writes.apply`` for all the runs (the write path's batch form: one statement for the rows,
-their events and deliveries), the run rows in one statement. A run's events still carry its own actor and
-``request_id`` (``writes.apply``'s ``actor_of``), so loops and depths are judged as for a single run.
+their events and deliveries) or one membership change of the segment (``segments.repository.change``),
+the run rows in one statement. A run's events still carry its own actor and ``request_id``
+(``writes.apply``'s ``actor_of``, ``change``'s ``causes``), so loops and depths are judged as for a single
+run. A team assignment is not grouped: its turn or count depends on the runs before it.
 
 It is all or nothing, in a savepoint: when any run would fail (a refused action, a record gone, a race
 lost), the savepoint is rolled back and the caller runs them one by one (``runner.run_one``), each failure
@@ -21,11 +23,15 @@ import asyncpg
 from ..activities.spec import ACTIVITIES
 from ..auth import Context
 from ..ids import uuid7
+from ..resources import repository as resources
 from ..resources import writes
+from ..resources.spec import ResourceSpec
+from ..segments import repository as segments
+from ..segments.spec import SEGMENTS
 from . import repository as repo
 from .actions import _activity, _changes, _update
 from .actor import context
-from .spec import BY_OBJECT
+from .spec import BY_OBJECT, SEGMENT_ACTIONS, segment_problem
 
 Planned = tuple[dict[str, Any], dict[str, Any], int]
 """(automation, event, depth)"""
@@ -54,11 +60,44 @@ class _Fallback(Exception):
 
 def groupable(automation: dict[str, Any]) -> bool:
     """Whether the automation's actions have a batch form: each acts on its run's record alone (a team's
-    turn or least-open count depends on the runs before it, and a segment's lock and count are shared)."""
+    turn or least-open count depends on the runs before it)."""
     return all(
-        a["type"] in _ACTIVITY or (a["type"] in _RECORD and not a.get("team_id"))
+        a["type"] in (*_ACTIVITY, *SEGMENT_ACTIONS) or (a["type"] in _RECORD and not a.get("team_id"))
         for a in automation["actions"]
     )
+
+
+async def _segment(
+    conn: asyncpg.Connection,
+    spec: ResourceSpec,
+    action: dict[str, Any],
+    rows: list[dict[str, Any]],
+    ctxs: list[Context],
+) -> list[dict[str, Any]]:
+    """A segment action for every run: one membership change, each run's event with its own
+    ``request_id`` (the actor, the automation, is theirs in common)."""
+    ws, sid = ctxs[0].workspace_id, uuid.UUID(action["segment_id"])
+    segment = await resources.fetch_one(conn, SEGMENTS, ws, sid)
+    if segment is None or segment_problem(spec, segment) is not None:
+        raise _Fallback
+    await segments.lock_segment(conn, ws, sid)
+    adding = action["type"] == "add_to_segment"
+    change = {row["id"]: "added" if adding else "removed" for row in rows}
+    causes = {row["id"]: ctx.request_id or "" for row, ctx in zip(rows, ctxs, strict=True)}
+    added, removed = await segments.change(
+        conn, ctxs[0], segment, change if adding else {}, {} if adding else change, causes
+    )
+    changed = set(added) | set(removed)
+    key = "members_added" if adding else "members_removed"
+    return [
+        {
+            "type": action["type"],
+            "object_type": "segment",
+            "object_id": sid,
+            "changes": {key: [row["id"]]} if row["id"] in changed else {},
+        }
+        for row in rows
+    ]
 
 
 async def _perform(
@@ -79,6 +118,10 @@ async def _perform(
     current: list[dict[str, Any]] = [row for row in rows if row is not None]
     done: list[list[dict[str, Any]]] = [[] for _ in runs]
     for i, action in enumerate(automation["actions"]):
+        if action["type"] in SEGMENT_ACTIONS:
+            for n, did in enumerate(await _segment(conn, spec, action, current, ctxs)):
+                done[n].append(did)
+            continue
         if action["type"] in _ACTIVITY:
             made = await writes.apply(
                 conn,

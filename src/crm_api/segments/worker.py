@@ -36,9 +36,9 @@ from sqlalchemy.dialects.postgresql import ARRAY, UUID, insert
 from sqlalchemy.sql.dml import ReturningUpdate
 
 from .. import db, sql
-from ..automations.actor import depth_of
 from ..config import Settings
 from ..events import horizon
+from ..events.chain import depth_of
 from ..resources import relative_time
 from ..resources.exprs import Params
 from . import repository as repo

@@ -29,7 +29,7 @@ Row = dict[str, Any]
 _SYSTEM = ("id", "object", "created_at", "updated_at", "version")
 
 
-def _changes(spec: ResourceSpec, old: Row | None, new: Row) -> dict[str, Any]:
+def changes_of(spec: ResourceSpec, old: Row | None, new: Row) -> dict[str, Any]:
     before = spec.to_api(old) if old is not None else {}
     after = spec.to_api(new)
     return {k: v for k, v in after.items() if k not in _SYSTEM and before.get(k) != v}
@@ -59,7 +59,7 @@ async def _member_in_turn(
     return member
 
 
-def _update(spec: ResourceSpec, i: int, action: dict[str, Any], row: Row) -> dict[str, Any]:
+def update_for(spec: ResourceSpec, i: int, action: dict[str, Any], row: Row) -> dict[str, Any]:
     kind = action["type"]
     if kind == "set_fields":
         return validate(spec.update_schema, action["fields"], f"/actions/{i}/fields")
@@ -72,7 +72,7 @@ def _update(spec: ResourceSpec, i: int, action: dict[str, Any], row: Row) -> dic
     return {spec.member_columns[0]: uuid.UUID(member) if member else None}  # stored as JSON: a string
 
 
-def _activity(
+def activity_for(
     spec: ResourceSpec, i: int, action: dict[str, Any], row: Row, now: dt.datetime
 ) -> dict[str, Any]:
     body: dict[str, Any] = {LINKS[spec.object]: [row["id"]]}
@@ -143,7 +143,7 @@ async def perform(
             done.append(await _segment(conn, spec, ctx, i, action, row, dry_run))
             continue
         if action["type"] in ("create_task", "create_note"):
-            fields = _activity(spec, i, action, row, now)
+            fields = activity_for(spec, i, action, row, now)
             made = await writes.apply(conn, ACTIVITIES, ctx, [(None, fields)], "created", dry_run=dry_run)
             made.raise_first()
             new = made.rows[0]
@@ -152,11 +152,11 @@ async def perform(
                     "type": action["type"],
                     "object_type": "activity",
                     "object_id": None if dry_run else new["id"],
-                    "changes": _changes(ACTIVITIES, None, new),
+                    "changes": changes_of(ACTIVITIES, None, new),
                 }
             )
             continue
-        fields = _update(spec, i, action, row)
+        fields = update_for(spec, i, action, row)
         if action["type"] == "assign_owner" and action["team_id"] is not None:
             fields = {spec.member_columns[0]: await _member_in_turn(conn, spec, ctx, i, action, dry_run)}
         result = await writes.apply(conn, spec, ctx, [(row, fields)], "updated", dry_run=dry_run)
@@ -164,7 +164,7 @@ async def perform(
         if result.lost(0):
             raise Conflict(f"the {spec.object} changed while the automation ran")
         new = result.rows[0]
-        changes = _changes(spec, row, new)
+        changes = changes_of(spec, row, new)
         done.append(
             {"type": action["type"], "object_type": spec.object, "object_id": row["id"], "changes": changes}
         )

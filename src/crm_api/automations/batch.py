@@ -29,7 +29,7 @@ from ..resources.spec import ResourceSpec
 from ..segments import repository as segments
 from ..segments.spec import SEGMENTS
 from . import repository as repo
-from .actions import _activity, _changes, _update
+from .actions import activity_for, changes_of, update_for
 from .actor import context
 from .spec import BY_OBJECT, SEGMENT_ACTIONS, segment_problem
 
@@ -127,7 +127,7 @@ async def _perform(
                 conn,
                 ACTIVITIES,
                 ctxs[0],
-                [(None, _activity(spec, i, action, row, now)) for row in current],
+                [(None, activity_for(spec, i, action, row, now)) for row in current],
                 "created",
                 at=now,
                 actor_of=ctxs.__getitem__,
@@ -141,7 +141,7 @@ async def _perform(
                         "type": action["type"],
                         "object_type": "activity",
                         "object_id": new["id"],
-                        "changes": _changes(ACTIVITIES, None, new),
+                        "changes": changes_of(ACTIVITIES, None, new),
                     }
                 )
             continue
@@ -149,7 +149,7 @@ async def _perform(
             conn,
             spec,
             ctxs[0],
-            [(row, _update(spec, i, action, row)) for row in current],
+            [(row, update_for(spec, i, action, row)) for row in current],
             "updated",
             at=now,
             actor_of=ctxs.__getitem__,
@@ -163,7 +163,7 @@ async def _perform(
                     "type": action["type"],
                     "object_type": spec.object,
                     "object_id": row["id"],
-                    "changes": _changes(spec, row, new),
+                    "changes": changes_of(spec, row, new),
                 }
             )
             current[n] = new

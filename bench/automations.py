@@ -1,13 +1,14 @@
 """Automations end to end: a fresh database, `crm-api serve` and `crm-api worker` processes.
 
 python bench/automations.py [--pg postgresql://postgres@127.0.0.1:5432] [--latency 50] [--runs 2000]
-                            [--workers 2]
+                            [--workers 2] [--db crm_bench_automations] [--port 8767]
 
 Latency: `--latency` contacts created one at a time, 0.3 s apart, with idle workers; for each, from the
 contact's commit (its `contact.created` event) to the automation's write on it (its `contact.updated`
 event by `automation:<id>`), both stamped by the writing process's clock. Throughput: `--runs` contacts
 created in batches of 500 while the workers are stopped, then the workers started and timed until every run
-is written (runs/s from the first run to the last). One workspace: its runs go one batch at a time, whatever
+is written (runs/s from the first run to the last). `--db` and `--port` let two runs share a server. The
+code run is the one on `PYTHONPATH` (old or new). One workspace: its runs go one batch at a time, whatever
 the number of workers (the cursor row is the workspace's lock); more workers serve more workspaces.
 """
 
@@ -31,10 +32,10 @@ DB = "crm_bench_automations"
 PORT = 8767
 
 
-async def _fresh_database(pg: str) -> None:
+async def _fresh_database(pg: str, db: str) -> None:
     admin = await asyncpg.connect(f"{pg}/postgres")
-    await admin.execute(f"DROP DATABASE IF EXISTS {DB} WITH (FORCE)")
-    await admin.execute(f"CREATE DATABASE {DB}")
+    await admin.execute(f"DROP DATABASE IF EXISTS {db} WITH (FORCE)")
+    await admin.execute(f"CREATE DATABASE {db}")
     await admin.close()
 
 
@@ -104,7 +105,8 @@ async def bench_throughput(client: httpx.AsyncClient, db: asyncpg.Connection, co
 async def _drive(key: str, url: str, args: argparse.Namespace, start: Any) -> None:
     headers = {"Authorization": f"Bearer {key}"}
     db = await asyncpg.connect(url)
-    async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{PORT}", headers=headers, timeout=60) as client:
+    base = f"http://127.0.0.1:{args.port}"
+    async with httpx.AsyncClient(base_url=base, headers=headers, timeout=60) as client:
         await _ready(client)
         r = await client.post(
             "/v1/automations",
@@ -138,9 +140,11 @@ def main() -> None:
     parser.add_argument("--latency", type=int, default=50)
     parser.add_argument("--runs", type=int, default=2000)
     parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--db", default=DB)
+    parser.add_argument("--port", type=int, default=PORT)
     args = parser.parse_args()
-    asyncio.run(_fresh_database(args.pg))
-    url = f"{args.pg}/{DB}"
+    asyncio.run(_fresh_database(args.pg, args.db))
+    url = f"{args.pg}/{args.db}"
     crm = [sys.executable, "-m", "crm_api"]
     secret = subprocess.run([*crm, "secrets", "new-key"], capture_output=True, text=True, check=True)
     env = {k: v for k, v in os.environ.items() if not k.startswith("CRM_")}
@@ -149,7 +153,7 @@ def main() -> None:
         CRM_DATABASE_URL=url,
         CRM_SECRET_KEY=secret.stdout.strip(),
         CRM_SLA_CHECK_SECONDS="0",
-        CRM_DATA_DIR=str(logs / "crm-bench-automations"),
+        CRM_DATA_DIR=str(logs / f"crm-bench-automations-{args.port}"),
     )
     made = subprocess.run(
         [*crm, "create-key", "--workspace", "bench", "--scopes", "*"],
@@ -160,13 +164,13 @@ def main() -> None:
     )
     key = made.stdout.strip().splitlines()[-1]
     serve = subprocess.Popen(
-        [*crm, "serve", "--port", str(PORT), "--no-dispatcher"],
+        [*crm, "serve", "--port", str(args.port), "--no-dispatcher"],
         env=env,
-        stderr=(logs / "automations-serve.log").open("wb"),
+        stderr=(logs / f"automations-serve-{args.port}.log").open("wb"),
     )
 
     def start() -> list[subprocess.Popen[bytes]]:
-        log = (logs / "automations-worker.log").open("ab")
+        log = (logs / f"automations-worker-{args.port}.log").open("ab")
         return [
             subprocess.Popen([*crm, "worker", "--no-migrate"], env=env, stderr=log)
             for _ in range(args.workers)

@@ -16,7 +16,7 @@ from typing import Any
 import asyncpg
 import httpx
 
-CONTACTS = 400
+CONTACTS = 2000
 KILLS = 3
 
 
@@ -119,7 +119,7 @@ async def test_runs_survive_workers_killed_mid_batch(
             runs = (await _counts(pool, ws))[0]
             assert runs < CONTACTS, "every run was done before every kill"
             if runs > (kills[-1] if kills else 0):
-                await asyncio.sleep(rng.uniform(0.0, 0.3))  # inside a batch's transaction, most likely
+                await asyncio.sleep(rng.uniform(0.0, 0.1))  # inside a batch's transaction, most likely
                 await _stop(workers)
                 kills.append((await _counts(pool, ws))[0])
                 workers = [await _worker(database_url, log) for _ in range(2)]
@@ -220,3 +220,70 @@ async def test_a_schedule_runs_once_per_match_in_workers_whose_clock_is_days_ahe
         "SELECT count(*) FROM activities WHERE workspace_id = $1 AND subject = 'Revive'", ws
     )
     assert tasks == 3
+
+
+async def test_segment_triggers_run_once_per_entry_in_two_worker_processes(
+    api: httpx.AsyncClient, pool: asyncpg.Pool, database_url: str, tmp_path: Path
+) -> None:
+    """A static segment's entries (a client's and an automation's) and a dynamic segment's (the workers'
+    segments job) each trigger exactly one run, with two workers racing."""
+    log = tmp_path / "workers.log"
+    ws = api.workspace_id  # type: ignore[attr-defined]
+    static = (
+        await api.post("/v1/segments", json={"name": "S", "object_type": "contact", "kind": "static"})
+    ).json()
+    customers = {"field": "lifecycle_stage", "op": "eq", "value": "customer"}
+    dynamic = (
+        await api.post(
+            "/v1/segments",
+            json={"name": "D", "object_type": "contact", "kind": "dynamic", "filter": customers},
+        )
+    ).json()
+    for body in (
+        {
+            "name": "customers join S",
+            "trigger": {"type": "segment", "segment_id": dynamic["id"]},
+            "actions": [{"type": "add_to_segment", "segment_id": static["id"]}],
+        },
+        {
+            "name": "S members are tagged",
+            "trigger": {"type": "segment", "segment_id": static["id"]},
+            "actions": [{"type": "add_tags", "tags": ["in-s"]}],
+        },
+    ):
+        r = await api.post("/v1/automations", json=body)
+        assert r.status_code == 201, r.text
+    leads = [{"email": f"lead{i}@x.com"} for i in range(20)]
+    buyers = [{"email": f"buyer{i}@x.com", "lifecycle_stage": "customer"} for i in range(20)]
+    r = await api.post("/v1/contacts/batch", json={"items": leads + buyers})
+    assert r.status_code == 200, r.text
+    lead_ids = [c["id"] for c in (await api.get("/v1/contacts", params={"limit": 100})).json()["data"]
+                if c["email"].startswith("lead")]  # fmt: skip
+    workers = [await _worker(database_url, log) for _ in range(2)]
+    try:
+        r = await api.post(f"/v1/segments/{static['id']}/members", json={"ids": lead_ids})
+        assert r.status_code == 200, r.text
+        deadline = time.monotonic() + 90
+        query = "SELECT count(*) FROM contacts WHERE workspace_id = $1 AND 'in-s' = ANY(tags)"
+        while await pool.fetchval(query, ws) < 40:
+            assert time.monotonic() < deadline, "not all tagged:\n" + log.read_text()[-3000:]
+            await asyncio.sleep(0.1)
+        await asyncio.sleep(1.5)  # time for a wrong second run to show
+    finally:
+        await _stop(workers)
+    runs = await pool.fetch(
+        """SELECT automation_id, object_id, count(*) AS n, min(status) AS status, max(depth) AS depth
+           FROM automation_runs WHERE workspace_id = $1 GROUP BY automation_id, object_id""",
+        ws,
+    )
+    # 20 customers entered D (one run each), and 40 contacts entered S (one run each)
+    assert len(runs) == 60 and {(r["n"], r["status"]) for r in runs} == {(1, "succeeded")}
+    assert sorted(r["depth"] for r in runs).count(2) == 20  # the customers' S entries came from a run
+    entries = await pool.fetchval(
+        "SELECT count(*) FROM events WHERE workspace_id = $1 AND type = 'segment.member_added'", ws
+    )
+    assert entries == 60
+    tag_writes = await pool.fetchval(
+        "SELECT count(*) FROM events WHERE workspace_id = $1 AND type = 'contact.updated'", ws
+    )
+    assert tag_writes == 40

@@ -19,15 +19,17 @@ from ..resources import owners, writes
 from ..resources import repository as resources
 from ..resources.service import validate
 from ..resources.spec import ResourceSpec
+from ..segments import repository as segments
+from ..segments.spec import SEGMENTS
 from . import repository as repo
 from .actor import AutomationPrincipal
-from .spec import LINKS
+from .spec import LINKS, SEGMENT_ACTIONS, segment_problem
 
 Row = dict[str, Any]
 _SYSTEM = ("id", "object", "created_at", "updated_at", "version")
 
 
-def _changes(spec: ResourceSpec, old: Row | None, new: Row) -> dict[str, Any]:
+def changes_of(spec: ResourceSpec, old: Row | None, new: Row) -> dict[str, Any]:
     before = spec.to_api(old) if old is not None else {}
     after = spec.to_api(new)
     return {k: v for k, v in after.items() if k not in _SYSTEM and before.get(k) != v}
@@ -57,7 +59,7 @@ async def _member_in_turn(
     return member
 
 
-def _update(spec: ResourceSpec, i: int, action: dict[str, Any], row: Row) -> dict[str, Any]:
+def update_for(spec: ResourceSpec, i: int, action: dict[str, Any], row: Row) -> dict[str, Any]:
     kind = action["type"]
     if kind == "set_fields":
         return validate(spec.update_schema, action["fields"], f"/actions/{i}/fields")
@@ -70,7 +72,7 @@ def _update(spec: ResourceSpec, i: int, action: dict[str, Any], row: Row) -> dic
     return {spec.member_columns[0]: uuid.UUID(member) if member else None}  # stored as JSON: a string
 
 
-def _activity(
+def activity_for(
     spec: ResourceSpec, i: int, action: dict[str, Any], row: Row, now: dt.datetime
 ) -> dict[str, Any]:
     body: dict[str, Any] = {LINKS[spec.object]: [row["id"]]}
@@ -87,6 +89,42 @@ def _activity(
     return validate(ACTIVITIES.create_schema, body, f"/actions/{i}")
 
 
+async def _segment(
+    conn: asyncpg.Connection,
+    spec: ResourceSpec,
+    ctx: Context,
+    i: int,
+    action: dict[str, Any],
+    row: Row,
+    dry_run: bool,
+) -> dict[str, Any]:
+    """``add_to_segment`` / ``remove_from_segment``: the record in or out of a static segment through
+    the segments' own write (its lock, history row, count and ``segment.member_*`` event)."""
+    ws, sid = ctx.workspace_id, uuid.UUID(action["segment_id"])
+    segment = await resources.fetch_one(conn, SEGMENTS, ws, sid)
+    why = segment_problem(spec, segment)
+    if why is not None or segment is None:  # checked on save, but the segment may have changed since
+        raise field_error(f"/actions/{i}/segment_id", why or "no segment")
+    adding = action["type"] == "add_to_segment"
+    if dry_run:
+        held = sid in {s["id"] for s in await segments.object_segments(conn, ws, spec.object, row["id"])}
+        changed = held != adding
+    else:
+        await segments.lock_segment(conn, ws, sid)
+        change = {row["id"]: "added" if adding else "removed"}
+        added, removed = await segments.change(
+            conn, ctx, segment, change if adding else {}, {} if adding else change
+        )
+        changed = bool(added or removed)
+    key = "members_added" if adding else "members_removed"
+    return {
+        "type": action["type"],
+        "object_type": "segment",
+        "object_id": sid,
+        "changes": {key: [row["id"]]} if changed else {},
+    }
+
+
 async def perform(
     conn: asyncpg.Connection,
     spec: ResourceSpec,
@@ -101,8 +139,11 @@ async def perform(
     refusal. Returns each action with the object it touched and the fields it changed."""
     done: list[dict[str, Any]] = []
     for i, action in enumerate(actions):
+        if action["type"] in SEGMENT_ACTIONS:
+            done.append(await _segment(conn, spec, ctx, i, action, row, dry_run))
+            continue
         if action["type"] in ("create_task", "create_note"):
-            fields = _activity(spec, i, action, row, now)
+            fields = activity_for(spec, i, action, row, now)
             made = await writes.apply(conn, ACTIVITIES, ctx, [(None, fields)], "created", dry_run=dry_run)
             made.raise_first()
             new = made.rows[0]
@@ -111,11 +152,11 @@ async def perform(
                     "type": action["type"],
                     "object_type": "activity",
                     "object_id": None if dry_run else new["id"],
-                    "changes": _changes(ACTIVITIES, None, new),
+                    "changes": changes_of(ACTIVITIES, None, new),
                 }
             )
             continue
-        fields = _update(spec, i, action, row)
+        fields = update_for(spec, i, action, row)
         if action["type"] == "assign_owner" and action["team_id"] is not None:
             fields = {spec.member_columns[0]: await _member_in_turn(conn, spec, ctx, i, action, dry_run)}
         result = await writes.apply(conn, spec, ctx, [(row, fields)], "updated", dry_run=dry_run)
@@ -123,7 +164,7 @@ async def perform(
         if result.lost(0):
             raise Conflict(f"the {spec.object} changed while the automation ran")
         new = result.rows[0]
-        changes = _changes(spec, row, new)
+        changes = changes_of(spec, row, new)
         done.append(
             {"type": action["type"], "object_type": spec.object, "object_id": row["id"], "changes": changes}
         )

@@ -13,7 +13,7 @@ from sqlalchemy import BigInteger, DateTime, Select, Uuid, any_, column, func, s
 from sqlalchemy.dialects.postgresql import ARRAY, UUID, insert
 
 from .. import sql
-from ..events.store import events_cte, fanout
+from ..events.store import events_cte, fanout, recordset
 from ..resources.exprs import Params
 from ..resources.filters import Compiler
 from ..resources.spec import ResourceSpec
@@ -97,6 +97,38 @@ def _insert_run() -> Any:
 
 
 INSERT_RUN = sql.Query(_insert_run)
+
+
+def _insert_runs() -> Any:
+    # a batch's run rows from one JSON array
+    r = sql.table("automation_runs")
+    rows = recordset("runs", "automation_runs", "runs")
+    return insert(r).from_select([c.name for c in r.columns], select(*(rows.c[c.name] for c in r.columns)))
+
+
+INSERT_RUNS = sql.Query(_insert_runs)
+
+
+@sql.shape
+def locked(spec: ResourceSpec) -> Select[Any]:
+    """A batch's records, locked in id order (two workers' batches on shared records queue, not deadlock)."""
+    t = sql.table(spec.table)
+    return (
+        select(*sql.columns(spec.columns, t))
+        .where(t.c.workspace_id == sql.param("ws"), t.c.id == any_(sql.param("ids", ARRAY(UUID))))
+        .order_by(t.c.id)
+        .with_for_update()
+    )
+
+
+def _run_automations() -> Select[Any]:
+    r = sql.table("automation_runs")
+    return select(r.c.id, r.c.automation_id).where(
+        r.c.workspace_id == sql.param("ws"), r.c.id == any_(sql.param("ids", ARRAY(UUID(as_uuid=True))))
+    )
+
+
+RUN_AUTOMATIONS = sql.Query(_run_automations)
 
 
 def _run_failed() -> Select[Any]:

@@ -33,24 +33,12 @@ from ..ids import uuid7
 from ..resources import repository as resources
 from . import actions
 from . import repository as repo
-from .actor import MAX_DEPTH, context, depth_of
+from .actor import MAX_DEPTH, context, depth_of, run_of
+from .batch import TRANSIENT, Planned, groupable, run_group
 from .spec import AUTOMATIONS, BY_OBJECT, target
 
 log = logging.getLogger("crm_api.automations")
 BATCH = 50
-_TRANSIENT = (
-    asyncpg.InterfaceError,
-    OSError,
-    asyncpg.PostgresConnectionError,
-    asyncpg.QueryCanceledError,
-    asyncpg.LockNotAvailableError,
-    asyncpg.DeadlockDetectedError,
-    asyncpg.SerializationError,
-    asyncpg.CannotConnectNowError,
-)
-"""What fails the batch, to be retried whole from the same cursor (the database or the network, a
-timeout). Anything else fails the one run, which is recorded: a bug or a refused value must not hold the
-workspace's log back forever."""
 
 
 def _api(run: dict[str, Any]) -> dict[str, Any]:
@@ -109,7 +97,7 @@ async def run_one(
         if exc.constraint_name == "uq_automation_runs_event":
             return "repeated"  # this run committed before; its actions stand
         error: BaseException = exc
-    except _TRANSIENT:
+    except TRANSIENT:
         raise
     except CRMError as exc:
         error = exc
@@ -129,25 +117,60 @@ async def run_one(
     return "failed"
 
 
-def _runs(events: list[Any], automations: list[Any]) -> list[tuple[dict[str, Any], dict[str, Any], int]]:
+def _subject(event: dict[str, Any]) -> dict[str, Any]:
+    """A ``segment.member_added`` event as its run sees it: about the object that entered the segment."""
+    data = event["data"]
+    return {**event, "object_type": data["object_type"], "object_id": uuid.UUID(str(data["object_id"]))}
+
+
+async def _made_by(conn: asyncpg.Connection, ws: uuid.UUID, events: list[Any]) -> dict[uuid.UUID, uuid.UUID]:
+    """The automation of each run that caused a segment entry the segments worker made (its event names
+    the run in its ``request_id``, not the automation as its actor): run id -> automation id."""
+    runs = {
+        run
+        for e in events
+        if e["type"] == "segment.member_added"
+        and not e["actor"].startswith("automation:")
+        and (run := run_of(e["request_id"])) is not None
+    }
+    if not runs:
+        return {}
+    return {
+        r["id"]: r["automation_id"] for r in await repo.RUN_AUTOMATIONS.fetch(conn, ws=ws, ids=list(runs))
+    }
+
+
+def _runs(
+    events: list[Any], automations: list[Any], made_by: dict[uuid.UUID, uuid.UUID] | None = None
+) -> list[Planned]:
     """(automation, event, depth) for each automation an event triggers, in event order; an automation's
-    own changes do not trigger it."""
+    own changes do not trigger it, nor the segment entries they caused (``made_by``)."""
+    made_by = made_by or {}
     by_type: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    by_segment: dict[str, list[dict[str, Any]]] = defaultdict(list)
     for a in automations:
         if a["trigger"]["type"] == "event":
             by_type[a["trigger"]["event_type"]].append(dict(a))
+        elif a["trigger"]["type"] == "segment":
+            by_segment[str(a["trigger"]["segment_id"])].append(dict(a))
     planned = []
     for e in events:
         event = dict(e)
-        for a in by_type.get(event["type"], ()):
-            if event["actor"] == f"automation:{a['id']}" or event["created_at"] < a["created_at"]:
+        triggered = by_type.get(event["type"], [])
+        if event["type"] == "segment.member_added" and str(event["object_id"]) in by_segment:
+            triggered = by_segment[str(event["object_id"])]
+            event = _subject(event)
+        by = made_by.get(run_of(event["request_id"]) or uuid.UUID(int=0))
+        for a in triggered:
+            own = event["actor"] == f"automation:{a['id']}" or by == a["id"]
+            if own or event["created_at"] < a["created_at"]:
                 continue
             planned.append((a, event, depth_of(event["request_id"]) + 1))
     return planned
 
 
 async def _filtered(
-    conn: asyncpg.Connection, ws: uuid.UUID, planned: list[tuple[dict[str, Any], dict[str, Any], int]]
+    conn: asyncpg.Connection, ws: uuid.UUID, planned: list[Planned]
 ) -> set[tuple[uuid.UUID, uuid.UUID]]:
     """(automation, event) pairs whose trigger filter holds: one statement per filtered automation."""
     objects: dict[uuid.UUID, list[uuid.UUID]] = defaultdict(list)
@@ -179,13 +202,35 @@ async def run_once(pool: Any) -> int:
         events = (await feed.after(conn, ws, cursor, None, {}, BATCH))[:BATCH]
         if not events:
             return 0
-        planned = _runs(events, await repo.ENABLED.fetch(conn, ws=ws))
+        made_by = await _made_by(conn, ws, events)
+        planned = _runs(events, await repo.ENABLED.fetch(conn, ws=ws), made_by)
         wanted = await _filtered(conn, ws, planned)
-        for automation, event, depth in planned:
-            if (automation["id"], event["id"]) in wanted:
-                await run_one(conn, ws, automation, event, depth)
+        await _run_all(conn, ws, [p for p in planned if (p[0]["id"], p[1]["id"]) in wanted])
         await repo.MOVE.execute(conn, ws=ws, sequence=events[-1]["sequence"])
         return len(events)
+
+
+async def _run_all(conn: asyncpg.Connection, ws: uuid.UUID, planned: list[Planned]) -> None:
+    """The batch's runs. When no record has two runs in it, the order between runs does not matter, and
+    each automation's runs go set-based (``batch.run_group``: a few statements for all of them); else, and
+    for a group that falls back, one by one in event order, each seeing the changes of those before."""
+    objects = [event["object_id"] for _, event, _ in planned]
+    if len(set(objects)) < len(objects):
+        for automation, event, depth in planned:
+            await run_one(conn, ws, automation, event, depth)
+        return
+    groups: dict[uuid.UUID, list[Planned]] = defaultdict(list)
+    for run in planned:
+        automation, _, depth = run
+        if depth <= MAX_DEPTH and groupable(automation):
+            groups[automation["id"]].append(run)
+        else:
+            await run_one(conn, ws, *run)
+    for runs in groups.values():
+        if len(runs) > 1 and await run_group(conn, ws, runs[0][0], runs):
+            continue
+        for run in runs:
+            await run_one(conn, ws, *run)
 
 
 async def run_forever(pool: Any, every: float, stop: asyncio.Event, clock_offset_s: float = 0.0) -> None:

@@ -60,7 +60,26 @@ class ScheduleTrigger(WriteModel):
     interval_minutes: int = Field(60, ge=1, le=10_080, description="How often the workers look")
 
 
-Trigger = TypeAliasType("Trigger", Annotated[EventTrigger | ScheduleTrigger, Field(discriminator="type")])
+SegmentObject = TypeAliasType("SegmentObject", Literal["contact", "company", "deal"])
+
+
+class SegmentTrigger(WriteModel):
+    type: Literal["segment"]
+    segment_id: uuid.UUID = Field(
+        description="A live segment (dynamic or static): the automation runs for each object it gains "
+        "(`segment.member_added`), on that object"
+    )
+    filter: Filter | None = Field(
+        None, description="The search grammar on the object that entered, as it is when the run starts"
+    )
+    object_type: SegmentObject | None = Field(
+        None, description="The segment's object type, set on save (a value given is replaced)"
+    )
+
+
+Trigger = TypeAliasType(
+    "Trigger", Annotated[EventTrigger | ScheduleTrigger | SegmentTrigger, Field(discriminator="type")]
+)
 
 
 class SetFields(WriteModel):
@@ -105,6 +124,16 @@ class CreateTask(WriteModel):
     )
 
 
+class AddToSegment(WriteModel):
+    type: Literal["add_to_segment"]
+    segment_id: uuid.UUID = Field(description="A live static segment of the record's object type")
+
+
+class RemoveFromSegment(WriteModel):
+    type: Literal["remove_from_segment"]
+    segment_id: uuid.UUID = Field(description="A live static segment of the record's object type")
+
+
 class CreateNote(WriteModel):
     type: Literal["create_note"]
     body: Annotated[str, Field(min_length=1, max_length=65_536)]
@@ -113,7 +142,14 @@ class CreateNote(WriteModel):
 AutomationAction = TypeAliasType(
     "AutomationAction",
     Annotated[
-        SetFields | AddTags | RemoveTags | AssignOwner | CreateTask | CreateNote,
+        SetFields
+        | AddTags
+        | RemoveTags
+        | AssignOwner
+        | CreateTask
+        | CreateNote
+        | AddToSegment
+        | RemoveFromSegment,
         Field(discriminator="type"),
     ],
 )
@@ -147,9 +183,15 @@ class Automation(ReadModel):
 
 class ActionDone(BaseModel):
     type: str = Field(description="The action's type")
-    object_type: str = Field(description="`activity` for a task or note made, else the record's type")
+    object_type: str = Field(
+        description="`activity` for a task or note made, `segment` for a segment's membership, else the "
+        "record's type"
+    )
     object_id: uuid.UUID | None = Field(description="The object touched (null for one a test would create)")
-    changes: dict[str, Any] = Field(description="The fields it set, as the object shows them")
+    changes: dict[str, Any] = Field(
+        description="The fields it set, as the object shows them; for a segment, `members_added` or "
+        "`members_removed` with the record's id (empty when it already was, or was not, a member)"
+    )
 
 
 class AutomationRun(BaseModel):

@@ -24,6 +24,7 @@ from ..resources.exprs import Params
 from ..resources.filters import Compiler
 from ..resources.service import validate
 from ..resources.spec import Pair, QueryParam, ResourceSpec, fields_of, register
+from ..segments.spec import SEGMENTS
 from .schemas import TRIGGER_OBJECTS, AutomationAction, AutomationCreate, AutomationUpdate, Trigger
 from .schemas import Automation as AutomationRead
 
@@ -31,6 +32,9 @@ BY_OBJECT: dict[str, ResourceSpec] = {s.object: s for s in OWNED if s.object in 
 """The resource each trigger object is, by its events' ``object_type``."""
 LINKS = {"contact": "contact_ids", "company": "company_ids", "deal": "deal_ids", "ticket": "ticket_ids"}
 """The activity column a task or note made for a record links it with."""
+SEGMENT_ACTIONS = ("add_to_segment", "remove_from_segment")
+SEGMENT_OBJECTS = ("contact", "company", "deal")
+"""The records segments hold."""
 _ACTION = TypeAdapter(AutomationAction)
 _TRIGGER = TypeAdapter(Trigger)
 
@@ -50,15 +54,31 @@ def _text(row: dict[str, Any]) -> str:
 
 
 def target(trigger: dict[str, Any]) -> ResourceSpec | None:
-    """The resource whose records the trigger's runs act on."""
-    if trigger.get("type") == "schedule":
+    """The resource whose records the trigger's runs act on (a segment trigger's object type is its
+    segment's, stored on save)."""
+    if trigger.get("type") in ("schedule", "segment"):
         return BY_OBJECT.get(str(trigger.get("object_type")))
     event = BY_TYPE.get(str(trigger.get("event_type")))
     return BY_OBJECT.get(event.object_type) if event is not None else None
 
 
+def segment_problem(spec: ResourceSpec, segment: dict[str, Any] | None) -> str | None:
+    """Why a segment action cannot change the segment's membership for ``spec``'s records, if it cannot."""
+    if segment is None:
+        return "no segment of the workspace has this id"
+    if segment["archived_at"] is not None:
+        return "the segment is archived"
+    if segment["kind"] != "static":
+        return "a dynamic segment's members follow its filter: only a static segment takes members"
+    if segment["object_type"] != spec.object:
+        return f"a segment of {segment['object_type']} records, not of {spec.object} records"
+    return None
+
+
 def _trigger_problems(ws: uuid.UUID, trigger: dict[str, Any]) -> list[FieldError]:
     spec = target(trigger)
+    if spec is None and trigger.get("type") == "segment":
+        return []  # its segment was refused already
     if spec is None:
         objects = ", ".join(TRIGGER_OBJECTS)
         return [FieldError("/trigger/event_type", f"not an event type of a {objects} (GET /v1/event-types)")]
@@ -85,6 +105,33 @@ def _action_problems(spec: ResourceSpec, i: int, action: dict[str, Any]) -> list
         return [FieldError(f"{at}/member_id", "give member_id or team_id, one of them")]
     elif kind in ("create_task", "create_note") and spec.object not in LINKS:
         return [FieldError(f"{at}/type", f"an activity cannot be linked to a {spec.object}")]
+    elif kind in SEGMENT_ACTIONS and spec.object not in SEGMENT_OBJECTS:
+        return [FieldError(f"{at}/type", f"segments do not hold {spec.object} records")]
+    return []
+
+
+async def _segments(
+    conn: asyncpg.Connection, ws: uuid.UUID, pairs: Sequence[Pair]
+) -> dict[uuid.UUID, dict[str, Any]]:
+    """The segments the automations' triggers and segment actions name, by id: one statement."""
+    ids = {
+        uuid.UUID(str(part["segment_id"]))
+        for _, new in pairs
+        for part in (new["trigger"], *new["actions"])
+        if part.get("segment_id")
+    }
+    found = await resources.fetch_by_ids(conn, SEGMENTS, ws, list(ids)) if ids else []
+    return {r["id"]: dict(r) for r in found}
+
+
+def _segment_trigger(new: dict[str, Any], segments: dict[uuid.UUID, dict[str, Any]]) -> list[FieldError]:
+    """A segment trigger names a live segment of the workspace; its object type is stored with it."""
+    trigger = new["trigger"]
+    segment = segments.get(uuid.UUID(str(trigger["segment_id"])))
+    if segment is None or segment["archived_at"] is not None:
+        new["trigger"] = {**trigger, "object_type": None}
+        return [FieldError("/trigger/segment_id", "no live segment of the workspace has this id")]
+    new["trigger"] = {**trigger, "object_type": segment["object_type"]}
     return []
 
 
@@ -101,12 +148,19 @@ def _members_named(actions: Sequence[dict[str, Any]]) -> list[tuple[str, uuid.UU
 async def _prepare(conn: asyncpg.Connection, ctx: Actor, pairs: Sequence[Pair]) -> dict[int, CRMError]:
     failures: dict[int, CRMError] = {}
     named: list[tuple[int, str, uuid.UUID]] = []
+    segments = await _segments(conn, ctx.workspace_id, pairs)
     for n, (_, new) in enumerate(pairs):
-        problems = _trigger_problems(ctx.workspace_id, new["trigger"])
+        problems = _segment_trigger(new, segments) if new["trigger"]["type"] == "segment" else []
+        problems += _trigger_problems(ctx.workspace_id, new["trigger"])
         spec = target(new["trigger"])
         if spec is not None:
             for i, action in enumerate(new["actions"]):
-                problems += _action_problems(spec, i, action)
+                refused = _action_problems(spec, i, action)
+                if action["type"] in SEGMENT_ACTIONS and not refused:
+                    why = segment_problem(spec, segments.get(uuid.UUID(action["segment_id"])))
+                    if why is not None:
+                        refused.append(FieldError(f"/actions/{i}/segment_id", why))
+                problems += refused
         if problems:
             failures[n] = Unprocessable("The automation is not valid", problems)
         named += [(n, path, member) for path, member in _members_named(new["actions"])]

@@ -374,6 +374,8 @@ async def _archive_and_fill(
         events=merged_event,
         always=True,
         dry_run=dry_run,
+        # every value the merge sets was held by one of its records: an owner deactivated since stays
+        carried=spec.member_columns,
     )
     filled.raise_first()
     _check_written(spec, filled)

@@ -4,13 +4,15 @@ member the API key acts for. One query per write, whatever the number of rows (`
 with every row of a batch, an import chunk, an order or a merge).
 
 A value a write leaves as it was is not judged again: deactivating a member who still owns records is
-allowed, and those records stay writable.
+allowed, and those records stay writable. Nor is a value a writer carries over from another record that
+held it (``carried``: a merge filling its survivor with a merged record's owner): only a value a client
+sets is a new choice of member.
 """
 
 from __future__ import annotations
 
 import uuid
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from typing import Any
 
 import asyncpg
@@ -53,10 +55,14 @@ async def active_members(
 
 
 async def check(
-    conn: asyncpg.Connection, spec: ResourceSpec, ctx: Actor, pairs: Sequence[Pair]
+    conn: asyncpg.Connection,
+    spec: ResourceSpec,
+    ctx: Actor,
+    pairs: Sequence[Pair],
+    carried: Collection[str] = (),
 ) -> dict[int, CRMError]:
     """Resolve ``"me"`` in each new row (in place) and refuse, by pair index, a member column set to an id
-    that is no active member."""
+    that is no active member; the ``carried`` columns are not judged."""
     failures: dict[int, CRMError] = {}
     judged: list[tuple[int, str, uuid.UUID]] = []
     for i, (old, new) in enumerate(pairs):
@@ -70,7 +76,7 @@ async def check(
                     )
                     continue
                 new[column] = value = member
-            if value is None or (old is not None and old.get(column) == value):
+            if value is None or column in carried or (old is not None and old.get(column) == value):
                 continue
             judged.append((i, column, value))
     found = await active_members(conn, ctx.workspace_id, [v for _, _, v in judged])

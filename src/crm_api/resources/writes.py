@@ -40,7 +40,7 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from contextlib import AbstractAsyncContextManager, nullcontext
 from dataclasses import dataclass, field
 from typing import Any
@@ -108,12 +108,17 @@ async def apply(
     events: Events | None = None,
     always: bool = False,
     dry_run: bool = False,
+    carried: Collection[str] = (),
+    actor_of: Callable[[int], Actor] | None = None,
 ) -> Applied:
     """Run the changes through the pipeline (see the module's docstring) and write them in one statement.
 
     ``at`` stamps the new versions (now by default); ``always`` writes a new version even when no column
     changed (a merge's survivor: the merge itself is its change); ``dry_run`` stops before the statement and
-    reports what would be written."""
+    reports what would be written; ``carried`` names member columns whose value the writer carries over
+    from another record that held it (a merge's fill), which the owners' rule does not judge; ``actor_of``
+    gives a change's own actor for its events, by index (a batch of automation runs, each its run's), where
+    ``ctx`` is the actor of them all."""
     at = at or dt.datetime.now(dt.UTC)
     result = Applied()
 
@@ -128,7 +133,7 @@ async def apply(
     if rules and pairs:
         result.failures = await custom_fields.check(conn, spec, ctx, pairs)
         if spec.member_columns:
-            for i, error in (await owners.check(conn, spec, ctx, pairs)).items():
+            for i, error in (await owners.check(conn, spec, ctx, pairs, carried)).items():
                 result.failures.setdefault(i, error)
         if spec.prepare is not None:
             for i, error in (await spec.prepare(conn, ctx, pairs)).items():
@@ -165,7 +170,7 @@ async def apply(
         # 8: events, and the external-id registry's changes
         name = action(old, new) if callable(action) else action
         if name is not None:
-            emitted += _events_for(spec, ctx, old, new, name, at)
+            emitted += _events_for(spec, actor_of(i) if actor_of else ctx, old, new, name, at)
         if events is not None:
             emitted += events(old, new)
         gone, taken = _external_changes(old, new)

@@ -7,7 +7,7 @@ from __future__ import annotations
 import datetime as dt
 import functools
 import uuid
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import asyncpg
@@ -180,9 +180,13 @@ async def change(
     segment: dict[str, Any],
     added: dict[uuid.UUID, str],
     removed: dict[uuid.UUID, str],
+    causes: Mapping[uuid.UUID, str] | None = None,
 ) -> tuple[list[uuid.UUID], list[uuid.UUID]]:
     """Add and remove members (object id -> reason), in the caller's transaction, holding the segment's
-    lock; what actually changed gets its history row and event. Returns (added, removed) ids."""
+    lock; what actually changed gets its history row and event. ``causes``: the ``request_id`` an
+    object's event carries instead of the actor's (the automation run whose change moved it in or out of
+    a dynamic segment, so a chain of automations is followed through the segment). Returns (added,
+    removed) ids."""
     ws, sid = segment["workspace_id"], segment["id"]
     done_add: list[uuid.UUID] = []
     done_remove: list[uuid.UUID] = []
@@ -202,6 +206,8 @@ async def change(
     for kind, ids_done, reasons in (("added", done_add, added), ("removed", done_remove, removed)):
         for oid in ids_done:
             event = emit(actor, f"segment.member_{kind}", "segment", sid, obj, {}, at)
+            if causes and oid in causes:
+                event["request_id"] = causes[oid]
             event["data"].update(
                 segment_id=sid, object_type=segment["object_type"], object_id=oid, reason=reasons[oid]
             )

@@ -38,6 +38,7 @@ from sqlalchemy.sql.dml import ReturningUpdate
 from .. import db, sql
 from ..config import Settings
 from ..events import horizon
+from ..events.chain import depth_of
 from ..resources import relative_time
 from ..resources.exprs import Params
 from . import repository as repo
@@ -87,7 +88,14 @@ def _claim_cursor() -> Select[Any]:
 def _events() -> Select[Any]:
     e = sql.table("events")
     return (
-        select(e.c.sequence, e.c.type, e.c.object_type, e.c.object_id, e.c.data["merged"].label("merged"))
+        select(
+            e.c.sequence,
+            e.c.type,
+            e.c.object_type,
+            e.c.object_id,
+            e.c.request_id,
+            e.c.data["merged"].label("merged"),
+        )
         .where(
             e.c.workspace_id == sql.param("ws"),
             e.c.sequence > sql.param("after", BigInteger),
@@ -204,10 +212,12 @@ async def evaluate_segment(
     *,
     locked: bool = False,
     known: dict[str, Any] | None = None,
+    causes: dict[uuid.UUID, str] | None = None,
 ) -> tuple[int, int]:
     """Bring a dynamic segment's members in line with its filter, among ``ids`` (None: all objects), in
     the caller's transaction (``locked``: the caller holds the segment's lock already; ``known``: custom
-    field definitions already read, see ``compile_filter``). Returns (entered, left)."""
+    field definitions already read, see ``compile_filter``; ``causes``: see ``repository.change``).
+    Returns (entered, left)."""
     ws = segment["workspace_id"]
     if not locked:
         await repo.lock_segment(conn, ws, segment["id"])
@@ -235,8 +245,15 @@ async def evaluate_segment(
             removed[oid] = "unmatched"
     if not added and not removed:
         return 0, 0
-    done_add, done_remove = await repo.change(conn, _System(ws), segment, added, removed)
+    done_add, done_remove = await repo.change(conn, _System(ws), segment, added, removed, causes)
     return len(done_add), len(done_remove)
+
+
+def _causes(events: Sequence[Any]) -> dict[uuid.UUID, str]:
+    """The automation runs whose change is the last the step saw of an object, by object: its entries and
+    exits carry the run's ``request_id``, so the automations they trigger are one deeper."""
+    last = {e["object_id"]: e["request_id"] for e in events}
+    return {oid: rid for oid, rid in last.items() if depth_of(rid) > 0}
 
 
 async def _touched(
@@ -331,9 +348,10 @@ async def follow_workspace(pool: Any, ws: uuid.UUID, bound: int) -> int:
         # one statement per segment (its evaluation) plus the writes of what changed
         await repo.lock_segment(conn, ws, *(s["id"] for s in due))
         known: dict[str, Any] = {}
+        causes = _causes(events)
         for segment in due:
             ids = sorted(touched[segment["object_type"]])
-            await evaluate_segment(conn, segment, ids, erased, locked=True, known=known)
+            await evaluate_segment(conn, segment, ids, erased, locked=True, known=known, causes=causes)
         await _static_exits(conn, ws, touched, erased)
         last = events[-1]["sequence"] if len(events) == BATCH else bound
         await _ADVANCE.execute(conn, ws=ws, sequence=last)

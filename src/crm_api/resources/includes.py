@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 import asyncpg
+import orjson
 
 from ..errors import field_error
 from ..events.describe import INCLUDES_KEY
@@ -103,15 +104,18 @@ def joined(shaping: Shaping | None) -> tuple[Include, ...]:
 
 
 def converter(spec: ResourceSpec, relations: tuple[Include, ...]) -> Callable[[Any], dict[str, Any]]:
-    """``spec.to_api`` for a page's rows, adding the ``relations`` its statement read beside each."""
+    """``spec.to_api`` for a page's rows, adding the ``relations`` its statement read beside each: their
+    JSON as PostgreSQL built it (``repository._api_json``), embedded in the response as it is
+    (``orjson.Fragment``: never decoded nor encoded again here)."""
     if not relations:
         return spec.to_api
-    targets = [(i.name, REGISTRY[i.target], repo.joined_prefix(i.name)) for i in relations]
+    keys = [(i.name, repo.JOINED + i.name) for i in relations]
 
     def to_api(row: Any) -> dict[str, Any]:
         obj = spec.to_api(row)
-        for name, target, prefix in targets:
-            obj[name] = target.to_api_joined(row, prefix)
+        for name, key in keys:
+            text = row[key]
+            obj[name] = None if text is None else orjson.Fragment(text)
         return obj
 
     return to_api

@@ -382,28 +382,46 @@ def _keyset(spec: ResourceSpec, column: str, descending: bool, value: Expr, row_
 
 
 JOINED = "related:"
-"""The prefix of a page row's keys holding a relation read in the page's statement:
-``related:<name>.<column>`` (``spec.to_api_joined`` reads them)."""
+"""The prefix of a page row's key holding a relation read in the page's statement: ``related:<name>``, the
+related object's JSON text as the API shows it (``includes.converter`` embeds it as it is)."""
+
+
+def _api_value(value: Any, field_type: str | None) -> Any:
+    """A column as ``jsonutil.dumps`` writes it, for ``json_build_object``: timestamps as orjson writes
+    them (UTC, ``Z``, microseconds only when there are some), decimals as strings. The other types'
+    JSON (uuid, bigint, boolean, date, arrays, jsonb) is already the same."""
+    if field_type == "timestamptz":
+        text = func.to_char(func.timezone("UTC", value), 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"')
+        return func.replace(text, ".000000Z", "Z")
+    if field_type == "numeric":
+        return value.cast(Text)
+    return value
+
+
+def _api_json(r: Any, target: ResourceSpec) -> Any:
+    """The JSON of ``target.to_api`` of row ``r``, built by PostgreSQL: the same keys in the same order
+    (``json_build_object`` keeps it), and values in the same formats. A page of 50 deals with their
+    contacts and companies took about twice the plain page's CPU in Python, converting and encoding
+    100 objects of 20-odd fields each; as one text each, the response embeds them without decoding."""
+    args: list[Any] = [literal("id"), r.c.id, literal("object"), literal(target.object)]
+    for key, col in target.api_layout:
+        args += [literal(key), _api_value(r.c[col], target.field_type(col))]
+    # as text: the json type would be decoded by the driver (the dialect installs a codec for it)
+    return func.json_build_object(*args).cast(Text)
 
 
 def _related(page: Any, include: Include) -> Any:
-    """The row a page row's ``include.column`` names, in this workspace: a lateral subquery (its ``LIMIT 1``
-    keeps it one primary key lookup per page row, never a join over the whole target table), its columns
-    beside the page's (a record of them would be decoded field by field by the driver, several times
-    slower)."""
+    """The object a page row's ``include.column`` names, in this workspace, as JSON (``_api_json``): a
+    lateral subquery (its ``LIMIT 1`` keeps it one primary key lookup per page row, never a join over the
+    whole target table)."""
     target = REGISTRY[include.target]
     r = _table(target).alias("rel_" + include.name)
     found = (
-        select(*(r.c[c].label(f"{JOINED}{include.name}.{c}") for c in target.api_columns))
+        select(_api_json(r, target).label(JOINED + include.name))
         .where(r.c.workspace_id == sql.param("ws"), r.c.id == page.c[include.column])
         .limit(1)
     )
     return found.lateral("rel_" + include.name)
-
-
-def joined_prefix(name: str) -> str:
-    """What the columns of relation ``name``'s row are named with in a page row (``spec.to_api_joined``)."""
-    return f"{JOINED}{name}."
 
 
 async def _page_rows(

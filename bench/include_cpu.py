@@ -2,7 +2,7 @@
 machine disturbs far less than latency) and the light client's p50, for the plain page of 50 deals and the
 same page with ``include=contact,company``.
 
-    python bench/include_cpu.py OLD_TREE NEW_TREE [--deals 1000] [--rounds 3] [--requests 300]
+    python bench/include_cpu.py OLD_TREE NEW_TREE [--deals 1000] [--rounds 3] [--requests 300] [--port 8091]
 
 One database (``crm_bench_include_cpu``, the trees must share the schema's head); ``--deals`` deals seeded
 as bench/includes.py does (each with its own contact and company), then ``ANALYZE``. A server of one worker
@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import socket
 import statistics
 import subprocess
 import sys
@@ -60,11 +61,16 @@ def main() -> None:
     parser.add_argument("--deals", type=int, default=1000)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--requests", type=int, default=300)
+    parser.add_argument("--port", type=int, default=8091, help="the old server's; the new one's is the next")
     args = parser.parse_args()
     _run("psql", f"{PG}/postgres", "-qc", f"DROP DATABASE IF EXISTS {DB}", "-c", f"CREATE DATABASE {DB}")
     key = _run("crm-api", "create-key", "--workspace", "bench", "--scopes", "*", env=_env(args.new, DB))
     key = key.strip().splitlines()[-1]
-    trees = {"old": (args.old, 8091), "new": (args.new, 8092)}
+    trees = {"old": (args.old, args.port), "new": (args.new, args.port + 1)}
+    for _tree, port in trees.values():
+        with socket.socket() as probe:  # another server there (with SO_REUSEPORT) would share the requests
+            if probe.connect_ex(("127.0.0.1", port)) == 0:
+                raise SystemExit(f"port {port} is taken: pass another --port")
     servers = {}
     for label, (tree, port) in trees.items():
         cmd = ["crm-api", "serve", "--port", str(port), "--workers", "1", "--no-dispatcher", "--no-migrate"]

@@ -1,7 +1,8 @@
 """``include=`` and ``fields=``: related objects beside an object, and sparse objects.
 
 A spec declares its relations (``spec.includes``). A list page reads its to-one relations to resources in
-its own statement (``joined``: one round trip for the page and them). Each other relation asked for costs
+its own statement (``joined``: one round trip for the page and them), as JSON text PostgreSQL builds and the
+response embeds as it is (``converter``). Each other relation asked for costs
 one statement, whatever the page size: the ids the page names are gathered and read at once (a to-one relation
 or an id list, by the target's read by ids), or, for the rows that point here (a company's contacts), one
 lateral statement for every parent of the page. Every read is scoped to the workspace, so an id of another

@@ -11,6 +11,7 @@ import asyncpg
 import httpx
 from starlette.datastructures import QueryParams
 
+from crm_api import jsonutil
 from crm_api.activities.spec import ACTIVITIES
 from crm_api.auth import Context, Principal
 from crm_api.companies.spec import COMPANIES
@@ -300,7 +301,9 @@ async def test_one_statement_per_relation_whatever_the_page_size(
     assert plain_one == plain_all == 1
     assert one == many == 1  # a to-one relation is read in the page's own statement
     assert len(page_of_one["data"]) == 1 and len(page_of_all["data"]) == 30
-    assert all(c["company"]["id"] == c["company_id"] for c in page_of_all["data"])
+    # the related objects are JSON text for the response to embed: read them as a client does
+    listed_all = jsonutil.loads(jsonutil.dumps(page_of_all["data"]))
+    assert all(c["company"]["id"] == c["company_id"] for c in listed_all)
 
     one, _ = await listed(ACTIVITIES, 1, "contacts,companies")
     many, page = await listed(ACTIVITIES, 50, "contacts,companies")
@@ -357,3 +360,110 @@ async def test_the_spec_declares_include_fields_and_the_related_objects(api: htt
     assert schemas["Company"]["properties"]["contacts"] == {"$ref": "#/components/schemas/ContactPage"}
     assert schemas["Deal"]["properties"]["stage"]["anyOf"][0] == {"$ref": "#/components/schemas/Stage"}
     assert schemas["Activity"]["properties"]["tickets"] == {"$ref": "#/components/schemas/TicketPage"}
+
+
+async def test_an_included_object_is_the_object_its_get_answers_for_every_relation_kind(
+    api: httpx.AsyncClient, pool: asyncpg.Pool
+) -> None:
+    """Every relation kind, in a get and in a list page (where a to-one relation to a resource is JSON built
+    by PostgreSQL), against the GET of the related object: timestamps with and without microseconds (and
+    trailing zeros), decimals with trailing zeros, dates, arrays, booleans, custom fields."""
+    acme = await _made(
+        await api.post(
+            "/v1/companies", json={"name": "Acmé", "annual_revenue": "1200.50", "tags": ["a", "b"]}
+        )
+    )
+    ann = await _made(
+        await api.post(
+            "/v1/contacts",
+            json={"email": "ann@acme.com", "company_id": acme["id"], "marketing_consent": True},
+        )
+    )
+    policy = await _made(await api.post("/v1/sla-policies", json={"name": "Std", "targets": TARGETS}))
+    deal = await _made(
+        await api.post(
+            "/v1/deals",
+            json={
+                "name": "Big",
+                "amount": "10.00",
+                "currency": "EUR",
+                "expected_close_date": "2027-01-31",
+                "contact_id": ann["id"],
+                "company_id": acme["id"],
+            },
+        )
+    )
+    ticket = await _made(
+        await api.post(
+            "/v1/tickets", json={"subject": "Help", "requester_id": ann["id"], "sla_policy_id": policy["id"]}
+        )
+    )
+    activity = await _made(
+        await api.post(
+            "/v1/activities",
+            json={
+                "type": "note",
+                "contact_ids": [ann["id"]],
+                "company_ids": [acme["id"]],
+                "deal_ids": [deal["id"]],
+            },
+        )
+    )
+    ws: uuid.UUID = api.workspace_id  # type: ignore[attr-defined]
+    # formats a client's writes rarely give: a whole second, trailing zeros, custom fields of every JSON kind
+    await pool.execute(
+        "UPDATE contacts SET marketing_consent_at = '2026-01-02 03:04:05+00', created_at = '2026-01-02 "
+        "03:04:05.120000+00', custom_fields = $3 WHERE workspace_id = $1 AND id = $2",
+        ws,
+        uuid.UUID(ann["id"]),
+        {"score": 1.5, "big": 12345678901, "none": None, "list": [1, "é", {"x": True}], "s": 'a"b\\\n'},
+    )
+    await pool.execute(
+        "UPDATE companies SET updated_at = '2026-05-06 07:08:09.000001+00' "
+        "WHERE workspace_id = $1 AND id = $2",
+        ws,
+        uuid.UUID(acme["id"]),
+    )
+
+    async def get(path: str) -> Any:
+        return await _made(await api.get(path), 200)
+
+    contact, company = await get(f"/v1/contacts/{ann['id']}"), await get(f"/v1/companies/{acme['id']}")
+    assert contact["marketing_consent_at"] == "2026-01-02T03:04:05Z"
+    assert contact["created_at"] == "2026-01-02T03:04:05.120000Z"
+    assert company["annual_revenue"] == "1200.50"
+    one = {
+        "deals": (deal["id"], {"contact": contact, "company": company}),
+        "contacts": (ann["id"], {"company": company}),
+        "tickets": (
+            ticket["id"],
+            {
+                "requester": contact,
+                "company": company,
+                "sla_policy": await get(f"/v1/sla-policies/{policy['id']}"),
+            },
+        ),
+    }
+    for resource, (oid, expected) in one.items():
+        include = ",".join(expected)
+        got = await get(f"/v1/{resource}/{oid}?include={include}")
+        page = await get(f"/v1/{resource}?include={include}")
+        listed = next(o for o in page["data"] if o["id"] == oid)
+        for name, related in expected.items():
+            assert got[name] == related, (resource, name)
+            assert listed[name] == related, (resource, name)
+
+    # the loaders' objects: a pipeline as its get answers it, a stage as its pipeline shows it
+    pipeline = await get(f"/v1/pipelines/{deal['pipeline_id']}")
+    got = await get(f"/v1/deals/{deal['id']}?include=pipeline,stage")
+    assert got["pipeline"] == pipeline
+    assert got["stage"] == next(s for s in pipeline["stages"] if s["id"] == deal["stage_id"])
+
+    # to-many: an id list and the rows that point here
+    fresh_deal = await get(f"/v1/deals/{deal['id']}")
+    got = await get(f"/v1/activities/{activity['id']}?include=contacts,companies,deals")
+    assert got["contacts"]["data"] == [contact]
+    assert got["companies"]["data"] == [company]
+    assert got["deals"]["data"] == [fresh_deal]
+    got = await get(f"/v1/companies/{acme['id']}?include=contacts")
+    assert got["contacts"]["data"] == [contact]

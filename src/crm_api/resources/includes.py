@@ -1,7 +1,8 @@
 """``include=`` and ``fields=``: related objects beside an object, and sparse objects.
 
 A spec declares its relations (``spec.includes``). A list page reads its to-one relations to resources in
-its own statement (``joined``: one round trip for the page and them). Each other relation asked for costs
+its own statement (``joined``: one round trip for the page and them), as JSON text PostgreSQL builds and the
+response embeds as it is (``converter``). Each other relation asked for costs
 one statement, whatever the page size: the ids the page names are gathered and read at once (a to-one relation
 or an id list, by the target's read by ids), or, for the rows that point here (a company's contacts), one
 lateral statement for every parent of the page. Every read is scoped to the workspace, so an id of another
@@ -20,6 +21,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 import asyncpg
+import orjson
 
 from ..errors import field_error
 from ..events.describe import INCLUDES_KEY
@@ -103,15 +105,18 @@ def joined(shaping: Shaping | None) -> tuple[Include, ...]:
 
 
 def converter(spec: ResourceSpec, relations: tuple[Include, ...]) -> Callable[[Any], dict[str, Any]]:
-    """``spec.to_api`` for a page's rows, adding the ``relations`` its statement read beside each."""
+    """``spec.to_api`` for a page's rows, adding the ``relations`` its statement read beside each: their
+    JSON as PostgreSQL built it (``repository._api_json``), embedded in the response as it is
+    (``orjson.Fragment``: never decoded nor encoded again here)."""
     if not relations:
         return spec.to_api
-    targets = [(i.name, REGISTRY[i.target], repo.joined_prefix(i.name)) for i in relations]
+    keys = [(i.name, repo.JOINED + i.name) for i in relations]
 
     def to_api(row: Any) -> dict[str, Any]:
         obj = spec.to_api(row)
-        for name, target, prefix in targets:
-            obj[name] = target.to_api_joined(row, prefix)
+        for name, key in keys:
+            text = row[key]
+            obj[name] = None if text is None else orjson.Fragment(text)
         return obj
 
     return to_api

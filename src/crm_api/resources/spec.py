@@ -227,7 +227,7 @@ class ResourceSpec:
         return (*SYSTEM_COLUMNS, *self.field_names, "search_text")
 
     @cached_property
-    def _api_layout(self) -> tuple[tuple[str, str], ...]:
+    def api_layout(self) -> tuple[tuple[str, str], ...]:
         """``to_api``'s (key, column) pairs after ``id`` and ``object``, in the order clients see them."""
         renamed = self.api_names
         return (
@@ -267,34 +267,9 @@ class ResourceSpec:
         """The object as the API returns it, from a full row: the one row-to-API conversion of every
         resource (responses, batch results, event payloads, merges)."""
         out: dict[str, Any] = {"id": row["id"], "object": self.object}
-        for key, column in self._api_layout:
+        for key, column in self.api_layout:
             out[key] = row[column]
         return out
-
-    @cached_property
-    def api_columns(self) -> tuple[str, ...]:
-        """The columns ``to_api`` reads: a relation read beside a page's rows reads these alone (not the
-        search text, which only costs decoding)."""
-        return ("id", *(column for _, column in self._api_layout))
-
-    def to_api_joined(self, row: Any, prefix: str) -> dict[str, Any] | None:
-        """``to_api`` of the object a page row holds under ``prefix`` (a relation read in the page's own
-        statement, its columns named ``<prefix><column>``), None when it holds none: straight from the
-        row, with no dict of the related row built first (an include of 50 objects did that 50 times)."""
-        layout = self._joined_layouts.get(prefix)
-        if layout is None:
-            layout = self._joined_layouts[prefix] = tuple((k, prefix + c) for k, c in self._api_layout)
-        related_id = row[prefix + "id"]
-        if related_id is None:
-            return None
-        out: dict[str, Any] = {"id": related_id, "object": self.object}
-        for key, column in layout:
-            out[key] = row[column]
-        return out
-
-    @cached_property
-    def _joined_layouts(self) -> dict[str, tuple[tuple[str, str], ...]]:
-        return {}
 
 
 REGISTRY: dict[str, ResourceSpec] = {}

@@ -184,6 +184,7 @@ CATALOGUE: tuple[EventType, ...] = (
     *_record("member", "Member", "A member of the workspace"),
     *_record("team", "Team", "A team of members"),
     *_record("segment", "Segment", "A segment"),
+    *_record("scoring_rule", "ScoringRule", "A scoring rule"),
     *(
         EventType(
             f"segment.member_{change}",

@@ -83,7 +83,8 @@ def _activity(params: Params, rule: dict[str, Any], flt: Any) -> Branch:
 
     def build(live: CTE) -> Select[Any]:
         a = sql.table("activities")
-        linked = func.unnest(a.c.contact_ids).table_valued("cid").lateral("linked")
+        # a function in FROM sees the rows before it (implicitly LATERAL)
+        linked = func.unnest(a.c.contact_ids).table_valued("cid").render_derived(name="linked")
         points = func.least(func.count() * per.build(), cap.build()) * sign.build()
         where = [
             a.c.workspace_id == sql.param("ws"),
@@ -146,13 +147,12 @@ def _statement(branches: Sequence[Branch]) -> Any:
     )
     parts = [b.build(live) for b in branches]
     if not parts:
-        parts = [
-            select(
-                cast(literal(None), UUID(as_uuid=True)).label("contact_id"),
-                cast(literal(None), UUID(as_uuid=True)).label("rule_id"),
-                cast(literal(None), Integer).label("points"),
-            ).where(false())
-        ]
+        nothing: Select[Any] = select(  # type: ignore[assignment]
+            cast(literal(None), UUID(as_uuid=True)).label("contact_id"),
+            cast(literal(None), UUID(as_uuid=True)).label("rule_id"),
+            cast(literal(None), Integer).label("points"),
+        ).where(false())
+        parts = [nothing]
     new = (parts[0] if len(parts) == 1 else union_all(*parts)).cte("new")
     points = cast(new.c.points, Integer)
     dropped = (
@@ -166,14 +166,14 @@ def _statement(branches: Sequence[Branch]) -> Any:
         )
         .cte("dropped")
     )
-    put = insert(s).from_select(
+    upsert = insert(s).from_select(
         ["workspace_id", "contact_id", "rule_id", "points"],
         select(ws, new.c.contact_id, new.c.rule_id, points).where(new.c.points != 0),
     )
-    put = put.on_conflict_do_update(
+    put = upsert.on_conflict_do_update(
         index_elements=["workspace_id", "contact_id", "rule_id"],
-        set_={"points": put.excluded.points},
-        where=s.c.points != put.excluded.points,
+        set_={"points": upsert.excluded.points},
+        where=s.c.points != upsert.excluded.points,
     ).cte("put")
     total = (
         select(func.coalesce(func.sum(new.c.points), 0)).where(new.c.contact_id == c.c.id).scalar_subquery()

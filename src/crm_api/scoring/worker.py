@@ -165,7 +165,7 @@ def _chunk() -> Select[Any]:
         select(c.c.id)
         .where(c.c.workspace_id == sql.param("ws"), c.c.id > sql.param("after", UUID(as_uuid=True)))
         .order_by(c.c.id)
-        .limit(sql.const(CHUNK))
+        .limit(sql.param("limit"))
     )
 
 
@@ -287,7 +287,7 @@ async def walk_workspace(pool: Any, ws: uuid.UUID) -> int:
             if not building:
                 return 0
             versions, after = {str(r["id"]): r["version"] for r in building}, NIL
-        ids = [r["id"] for r in await _CHUNK.fetch(conn, ws=ws, after=after)]
+        ids = [r["id"] for r in await _CHUNK.fetch(conn, ws=ws, after=after, limit=CHUNK)]
         rules = [dict(r) for r in await _RULES.fetch(conn, ws=ws)]
         await _rescore_all(conn, ws, rules, ids)
         if len(ids) < CHUNK:  # the last chunk: the walk is over

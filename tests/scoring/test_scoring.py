@@ -62,14 +62,20 @@ async def test_a_rule_needs_exactly_one_kind_and_a_filter_that_compiles(api: htt
     assert (await _ok(await api.get("/v1/scoring-rules")))["data"] == []  # nothing was written
     rule = await _rule(api, points=5, condition=lead)
     # a PATCH that leaves the rule with both kinds is refused, one that swaps them is taken
-    r = await api.patch(f"/v1/scoring-rules/{rule['id']}", json={"activity": email})
+    r = await api.patch(f"/v1/scoring-rules/{rule['id']}", json={"activity": email, "condition": lead})
     assert r.status_code == 422 and r.json()["errors"][0]["path"] == "/activity", r.text
-    swapped = await _ok(
-        await api.patch(
-            f"/v1/scoring-rules/{rule['id']}", json={"condition": None, "points": None, "activity": email}
-        )
-    )
+    r = await api.patch(f"/v1/scoring-rules/{rule['id']}", json={"condition": None})
+    assert r.status_code == 422 and r.json()["errors"][0]["path"] == "/condition", r.text
+    swapped = await _ok(await api.patch(f"/v1/scoring-rules/{rule['id']}", json={"activity": email}))
     assert swapped["activity"]["max_points"] is None and swapped["status"] == "building"
+    assert swapped["condition"] is None and swapped["points"] is None
+    # back to a condition: its points are needed with it
+    r = await api.patch(f"/v1/scoring-rules/{rule['id']}", json={"condition": lead})
+    assert r.status_code == 422 and r.json()["errors"][0]["path"] == "/points", r.text
+    back = await _ok(
+        await api.patch(f"/v1/scoring-rules/{rule['id']}", json={"condition": lead, "points": 2})
+    )
+    assert back["activity"] is None and back["points"] == 2
 
 
 async def test_conditions_activities_and_relations_score_exactly(

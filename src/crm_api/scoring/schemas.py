@@ -45,12 +45,14 @@ class ScoringRuleCreate(WriteModel):
 
 
 class ScoringRuleUpdate(WriteModel):
-    """A changed `points`, `condition` or `activity` rescores the workspace (`status: building`)."""
+    """A changed `points`, `condition` or `activity` rescores the workspace (`status: building`). Sending
+    one kind replaces the other: an `activity` alone clears `condition` and `points`, a `condition` clears
+    `activity` (a former activity rule needs `points` with it)."""
 
     name: ShortText | None = not_clearable(min_length=1)
-    points: Points | None = None
-    condition: Filter | None = None
-    activity: ActivityRule | None = None
+    points: Points | None = Field(None, description="Null for an activity rule")
+    condition: Filter | None = not_clearable()
+    activity: ActivityRule | None = not_clearable()
     external_ids: ExternalIds | None = None
 
 

@@ -49,7 +49,20 @@ async def compile_filter(
 
 
 def _normalise(payload: dict[str, Any]) -> dict[str, Any]:
+    """One kind replaces the other: an update sending only an ``activity`` clears ``condition`` (and
+    ``points``, unless sent), one sending only a ``condition`` clears ``activity``. A kind is not cleared by
+    null alone (the rule would have none): a create sends both keys, so only an update can."""
     out = dict(payload)
+    for kind, other in (("condition", "activity"), ("activity", "condition")):
+        if kind in out and other not in out:
+            if out[kind] is None:
+                raise Unprocessable(
+                    f"A rule keeps its {kind} until it gets {'an' if other == 'activity' else 'a'} {other}",
+                    [FieldError(f"/{kind}", "must not be null")],
+                )
+            out[other] = None
+            if other == "condition" and "points" not in out:
+                out["points"] = None
     if out.get("activity"):
         # stored whole, defaults included: an unchanged rule compares equal and is not rescored
         out["activity"] = _ACTIVITY.validate_python(out["activity"]).model_dump(mode="json")

@@ -64,8 +64,11 @@ def _condition(params: Params, rule: dict[str, Any], condition: Any) -> Branch:
         return select(
             c.c.id.label("contact_id"), rid.build().label("rule_id"), points.build().label("points")
         ).where(
+            # the ids themselves, not the live CTE: a CTE is estimated at one row, which made this a
+            # nested loop over it per matching contact
             c.c.workspace_id == sql.param("ws"),
-            c.c.id.in_(select(live.c.id)),
+            c.c.id == any_(sql.param("ids", _IDS)),
+            c.c.archived_at.is_(None),
             condition.build(),
         )
 
@@ -175,11 +178,14 @@ def _statement(branches: Sequence[Branch]) -> Any:
         set_={"points": upsert.excluded.points},
         where=s.c.points != upsert.excluded.points,
     ).cte("put")
-    total = (
-        select(func.coalesce(func.sum(new.c.points), 0)).where(new.c.contact_id == c.c.id).scalar_subquery()
+    # summed once and joined (hashed), not a subquery per contact over the whole CTE
+    sums = (
+        select(new.c.contact_id, func.sum(new.c.points).label("total")).group_by(new.c.contact_id).cte("sums")
     )
+    total = cast(func.coalesce(sums.c.total, 0), Integer)
     return (
-        select(*sql.columns(CONTACTS.columns, c), cast(total, Integer).label("new_score"))
+        select(*sql.columns(CONTACTS.columns, c), total.label("new_score"))
+        .select_from(c.outerjoin(sums, sums.c.contact_id == c.c.id))
         .where(c.c.workspace_id == ws, c.c.id == any_(ids))
         .order_by(c.c.id)
         .with_for_update(of=c)

@@ -180,6 +180,25 @@ async def test_time_passing_decays_activity_points_and_relative_conditions(
     assert await _score(api, ann) == (2, {"calls": 2})
 
 
+async def test_activity_points_alone_decay_on_the_time_pass(
+    api: httpx.AsyncClient, pool: asyncpg.Pool
+) -> None:
+    ann = await _contact(api, first_name="Ann")
+    bob = await _contact(api, first_name="Bob")
+    await _rule(api, name="meetings", activity={"type": "meeting", "within_days": 7, "points": 5})
+    first = await _ok(
+        await api.post("/v1/activities", json={"type": "meeting", "contact_ids": [ann, bob]}), 201
+    )
+    await _ok(await api.post("/v1/activities", json={"type": "meeting", "contact_ids": [ann]}), 201)
+    await _settle(pool)
+    assert (await _score(api, ann), await _score(api, bob)) == ((10, {"meetings": 10}), (5, {"meetings": 5}))
+    await pool.execute(
+        "UPDATE activities SET occurred_at = now() - interval '8 days' WHERE id = $1", uuid.UUID(first["id"])
+    )
+    assert await worker.time_once(pool) >= 1
+    assert (await _score(api, ann), await _score(api, bob)) == ((5, {"meetings": 5}), (0, {}))
+
+
 async def test_rule_changes_rescore_the_workspace_in_resumable_chunks(
     api: httpx.AsyncClient, pool: asyncpg.Pool, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -11,8 +11,9 @@ freshness (``CRM_SEGMENT_POLL_SECONDS``):
   rescored in chunks of ``CHUNK`` in id order, one transaction each, the position kept in the cursor row
   (resumable: a worker killed mid-walk leaves it where the last chunk committed). At the end, the rules
   the walk started for are ``ready`` unless they changed again meanwhile (then another walk follows).
-- *Time.* Every ``CRM_SEGMENT_RELATIVE_SECONDS``, a workspace with an activity rule (points decay as
-  activities age out of ``within_days``) or a condition holding a relative time starts a walk.
+- *Time.* Every ``CRM_SEGMENT_RELATIVE_SECONDS``, a workspace with a condition holding a relative time
+  starts a walk (anyone may enter or leave); one with activity rules only rescores the contacts holding
+  their points, in chunks (time passing only takes activities out of ``within_days``).
 
 The follow and the walk of a workspace hold the same row lock, so they never rescore at once.
 """
@@ -178,7 +179,23 @@ def _company_contacts() -> Select[Any]:
 
 def _timed() -> Select[Any]:
     r = sql.table("scoring_rules")
-    return select(r.c.workspace_id, r.c.condition, r.c.activity).where(r.c.archived_at.is_(None))
+    return select(r.c.workspace_id, r.c.id, r.c.condition, r.c.activity).where(r.c.archived_at.is_(None))
+
+
+def _holders() -> Select[Any]:
+    """The next contacts holding points from the ``rules``, in id order (the rule index, range by range)."""
+    s = sql.table("score_contributions")
+    return (
+        select(s.c.contact_id)
+        .where(
+            s.c.workspace_id == sql.param("ws"),
+            s.c.rule_id == any_(sql.param("rules", _IDS)),
+            s.c.contact_id > sql.param("after", UUID(as_uuid=True)),
+        )
+        .group_by(s.c.contact_id)
+        .order_by(s.c.contact_id)
+        .limit(sql.param("limit"))
+    )
 
 
 _WORKSPACES, _START, _CLAIM, _EVENTS = (
@@ -193,11 +210,12 @@ _ADVANCE, _WALK_SET, _RULES, _BUILDING = (
     sql.Query(_live_rules),
     sql.Query(_building),
 )
-_READY, _CHUNK, _COMPANY_CONTACTS, _TIMED = (
+_READY, _CHUNK, _COMPANY_CONTACTS, _TIMED, _HOLDERS = (
     sql.Query(_ready),
     sql.Query(_chunk),
     sql.Query(_company_contacts),
     sql.Query(_timed),
+    sql.Query(_holders),
 )
 NIL = uuid.UUID(int=0)
 
@@ -312,14 +330,40 @@ async def start_walks(pool: Any, workspaces: Sequence[uuid.UUID]) -> int:
     return started
 
 
+async def decay_workspace(pool: Any, ws: uuid.UUID, rules: Sequence[uuid.UUID]) -> int:
+    """Rescore, chunk by chunk, the contacts holding points from the activity ``rules``; the contacts
+    rescored. A chunk finding the workspace busy (a follow step, a walk) leaves the rest to the next pass."""
+    after, done = NIL, 0
+    while True:
+        async with pool.acquire() as conn, conn.transaction():
+            if await _CLAIM.fetchrow(conn, ws=ws) is None:
+                return done
+            rows = await _HOLDERS.fetch(conn, ws=ws, rules=list(rules), after=after, limit=CHUNK)
+            ids = [r["contact_id"] for r in rows]
+            live = [dict(r) for r in await _RULES.fetch(conn, ws=ws)]
+            await _rescore_all(conn, ws, live, ids)
+        done += len(ids)
+        if len(ids) < CHUNK:
+            return done
+        after = ids[-1]
+
+
 async def time_once(pool: Any) -> int:
-    """Start a walk in each workspace whose scores change with time alone; the walks started."""
-    timed = {
-        r["workspace_id"]
-        for r in await _TIMED.fetch(pool)
-        if r["activity"] is not None or has_relative_time(r["condition"])
-    }
-    return await start_walks(pool, sorted(timed))
+    """Bring up to date the scores that change with time alone: a walk in each workspace with a
+    relative-time condition, the holders of activity points elsewhere; the workspaces seen to."""
+    relative: set[uuid.UUID] = set()
+    activity: dict[uuid.UUID, list[uuid.UUID]] = {}
+    for r in await _TIMED.fetch(pool):
+        if r["activity"] is not None:
+            activity.setdefault(r["workspace_id"], []).append(r["id"])
+        elif has_relative_time(r["condition"]):
+            relative.add(r["workspace_id"])
+    seen = await start_walks(pool, sorted(relative))
+    for ws, rules in activity.items():
+        if ws not in relative:
+            await decay_workspace(pool, ws, rules)
+            seen += 1
+    return seen
 
 
 async def follow_once(pool: Any) -> int:

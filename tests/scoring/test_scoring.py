@@ -11,6 +11,7 @@ import httpx
 import pytest
 
 from crm_api.scoring import worker
+from crm_api.segments import worker as segments
 
 
 async def _ok(response: httpx.Response, status: int = 200) -> dict[str, Any]:
@@ -273,3 +274,46 @@ async def test_merge_erase_and_archive(api: httpx.AsyncClient, pool: asyncpg.Poo
     await _ok(await api.post(f"/v1/contacts/{ann}/restore"))
     await _settle(pool)
     assert await _score(api, ann) == (12, {"lead": 10, "notes": 2})
+
+
+async def test_orders_move_scores_and_segments_use_them(api: httpx.AsyncClient, pool: asyncpg.Pool) -> None:
+    await _rule(api, name="buyer", points=25, condition={"field": "order_count", "op": "gte", "value": 1})
+    await _rule(
+        api, name="ltv", points=5, condition={"field": "lifecycle_stage", "op": "eq", "value": "lead"}
+    )
+    await _settle(pool)
+    order = {
+        "customer": {"email": "ada@example.com", "first_name": "Ada"},
+        "status": "paid",
+        "currency": "EUR",
+        "totals": {"total": "120"},
+        "updated_at": "2026-11-30T10:00:00Z",
+    }
+    placed = await api.put("/v1/orders/shop/1", json=order)
+    assert placed.status_code == 201, placed.text
+    ada = placed.json()["contact_id"]
+    seg = await _ok(
+        await api.post(
+            "/v1/segments",
+            json={"name": "hot", "object_type": "contact", "kind": "dynamic",
+                  "filter": {"field": "score", "op": "gte", "value": 20}},
+        ),
+        201,
+    )  # fmt: skip
+    await _settle(pool)
+    assert await _score(api, ada) == (25, {"buyer": 25})
+    while await segments.build_once(pool) or await segments.follow_once(pool):
+        pass
+    members = await _ok(await api.get(f"/v1/segments/{seg['id']}/members"))
+    assert [m["object_id"] for m in members["data"]] == [ada]
+    # the score drops under the segment's bar: the segments follow the score's own event
+    await _ok(await api.patch(f"/v1/scoring-rules/{(await _rule_named(api, 'buyer'))}", json={"points": 10}))
+    await _settle(pool)
+    while await segments.build_once(pool) or await segments.follow_once(pool):
+        pass
+    assert (await _ok(await api.get(f"/v1/segments/{seg['id']}/members")))["data"] == []
+
+
+async def _rule_named(api: httpx.AsyncClient, name: str) -> str:
+    rules = await _ok(await api.get("/v1/scoring-rules", params={"name": name}))
+    return str(rules["data"][0]["id"])

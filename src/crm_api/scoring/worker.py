@@ -368,9 +368,12 @@ async def time_once(pool: Any) -> int:
 
 async def follow_once(pool: Any) -> int:
     """One step of every workspace with rules; the events read."""
-    bound = await horizon.bound(pool)  # first, in a statement of its own (see horizon.py)
+    workspaces = await _WORKSPACES.fetch(pool)
+    if not workspaces:  # no rules anywhere: an idle worker costs one statement a poll
+        return 0
+    bound = await horizon.bound(pool)  # before any event is read, in a statement of its own (horizon.py)
     read = 0
-    for row in await _WORKSPACES.fetch(pool):
+    for row in workspaces:
         read += await follow_workspace(pool, row["workspace_id"], bound)
     return read
 

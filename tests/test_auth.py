@@ -43,6 +43,7 @@ ISSUED_SCOPES = {
             "members",
             "teams",
             "segments",
+            "scoring_rules",
             "automations",
         )
         for action in ("read", "write")

@@ -186,6 +186,11 @@ async def _sample(api: httpx.AsyncClient, name: str) -> tuple[str, dict[str, Any
         "members": {"email": "Ann@Example.com", "name": "Ann"},
         "teams": {"name": "Sales"},
         "segments": {"name": "Leads", "object_type": "contact", "kind": "static"},
+        "scoring_rules": {
+            "name": "Leads",
+            "points": 5,
+            "condition": {"field": "tags", "op": "contains", "value": "x"},
+        },
         "automations": {
             "name": "Tag leads",
             "trigger": {"type": "event", "event_type": "contact.created"},

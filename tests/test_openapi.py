@@ -121,6 +121,9 @@ EXPECTED = {
     "segments_remove_members",
     "segments_history",
     *(f"{r}_segments" for r in ("contacts", "companies", "deals")),
+    *(f"scoring_rules_{a}" for a in RESOURCE_ACTIONS),
+    "scoring_rules_aggregate",
+    "contacts_score",
 }
 
 
@@ -218,7 +221,7 @@ def test_writes_declare_their_headers_and_what_can_go_wrong() -> None:
             assert ("Idempotent-Replayed" in sent) == (write and status.startswith("2")), (name, status)
     resources = (
         *("contacts", "companies", "deals", "activities", "tickets", "sla_policies", "custom_fields"),
-        *("members", "teams", "segments", "automations"),
+        *("members", "teams", "segments", "scoring_rules", "automations"),
     )
     assert if_match == {
         *(f"{r}_{a}" for r in resources for a in ("update", "archive", "restore")),

@@ -216,6 +216,10 @@ MAKERS: dict[str, Make] = {
     "/v1/segments/{id}": _maker(
         "/v1/segments", lambda: {"name": "S", "object_type": "contact", "kind": "static"}
     ),
+    "/v1/scoring-rules/{id}": _maker(
+        "/v1/scoring-rules",
+        lambda: {"name": "R", "activity": {"type": "call", "within_days": 7, "points": 1}},
+    ),
     "/v1/automations/{id}": _maker(
         "/v1/automations",
         lambda: {

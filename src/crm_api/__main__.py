@@ -192,6 +192,7 @@ async def _work(url: str, processes_label: str) -> None:
     from .automations import runner as automations
     from .bulk import worker as bulk_worker
     from .db import Timeouts, create_pool
+    from .scoring import worker as scoring_worker
     from .segments import worker as segment_worker
     from .webhooks.dispatcher import Dispatcher
 
@@ -208,6 +209,8 @@ async def _work(url: str, processes_label: str) -> None:
     bulk = asyncio.create_task(bulk_worker.run_forever(pool, settings, stop))
     # so does segment membership: the API's writes never wait for it
     segments = asyncio.create_task(segment_worker.run_forever(pool, settings, stop))
+    # and lead scores, with the same machinery
+    scoring = asyncio.create_task(scoring_worker.run_forever(pool, settings, stop))
     # automations too: they follow the event log, workers only
     automating = asyncio.create_task(
         automations.run_forever(
@@ -220,6 +223,7 @@ async def _work(url: str, processes_label: str) -> None:
         stop.set()
         await bulk
         await segments
+        await scoring
         await automating
         sampler.cancel()
         await pool.close()

@@ -118,11 +118,11 @@ class Settings(BaseSettings):
     bulk_poll_seconds: float = 2.0
     """How often each ``crm-api worker`` process looks for queued imports and exports (0: never)."""
     segment_poll_seconds: float = 0.2
-    """How often each ``crm-api worker`` process follows the event log for segment membership (0: never);
-    it looks again at once while there is more to read."""
+    """How often each ``crm-api worker`` process follows the event log for segment membership and lead
+    scores (0: never); it looks again at once while there is more to read."""
     segment_relative_seconds: float = 60.0
     """How often dynamic segments whose filter holds a relative time (``-30d``) are evaluated whole, so
-    members leave as they age out."""
+    members leave as they age out; and lead scores that change with time alone are brought up to date."""
     automation_poll_seconds: float = 0.2
     """How often each ``crm-api worker`` process looks for events past a workspace's automation cursor
     (0: never). The look is one indexed statement."""

@@ -40,6 +40,8 @@ from .reports.aggregate import aggregate_router
 from .reports.router import router as report_routes
 from .resources.router import build_router
 from .resources.spec import ResourceSpec
+from .scoring.router import router as score_routes
+from .scoring.spec import SCORING_RULES
 from .search.router import router as search_routes
 from .segments.router import object_segments_router
 from .segments.router import router as segment_routes
@@ -73,6 +75,7 @@ RESOURCES: tuple[Resource, ...] = (
             erase_routes,
             history_router(CONTACTS),
             object_segments_router(CONTACTS),
+            score_routes,
         ],
     ),
     served(
@@ -104,6 +107,7 @@ RESOURCES: tuple[Resource, ...] = (
     served(MEMBERS, before=[member_routes]),
     served(TEAMS),
     served(SEGMENTS, before=[segment_routes]),
+    served(SCORING_RULES),
     served(AUTOMATIONS, before=[automation_routes]),
     Resource("events", (event_routes, event_type_routes)),
     Resource("webhooks", (webhook_routes,)),

@@ -22,6 +22,7 @@ from crm_api.events.router import EventTypeList
 from crm_api.events.types import BY_TYPE, CATALOGUE, DERIVED, RECORD_ACTIONS
 from crm_api.registry import RESOURCES
 from crm_api.resources.spec import REGISTRY
+from crm_api.scoring import worker as scoring
 from crm_api.tickets import breach
 
 MakeClient = Callable[..., Awaitable[httpx.AsyncClient]]
@@ -103,6 +104,10 @@ async def _every_writer(api: httpx.AsyncClient, pool: asyncpg.Pool) -> str:
     segment = await _record_cycle(api, "/v1/segments", static, {"name": "VIPs"})
     await _ok(await api.post(f"/v1/segments/{segment}/members", json={"ids": [contact]}))
     await _ok(await api.request("DELETE", f"/v1/segments/{segment}/members", json={"ids": [contact]}))
+    rule = {"name": "R", "points": 5, "condition": {"field": "id", "op": "eq", "value": contact}}
+    await _record_cycle(api, "/v1/scoring-rules", rule, {"name": "R2"})
+    while await scoring.walk_once(pool) or await scoring.follow_once(pool):  # contact.score_changed
+        pass
 
     # an automation whose run fails: the member it assigns is archived before the contact comes
     leaving = await _ok(await api.post("/v1/members", json={"email": "l@example.com", "name": "L"}), 201)

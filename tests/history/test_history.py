@@ -48,6 +48,7 @@ async def test_contact_history_lists_every_change_newest_first(api: httpx.AsyncC
         ("contact.created", "first_name", None, "Hal"),
         ("contact.created", "marketing_consent", None, False),
         ("contact.created", "order_count", None, 0),
+        ("contact.created", "score", None, 0),
     ]
     second = entries[2]
     assert second["request_id"] == "r-2" and second["actor"].startswith("api_key:")
@@ -64,7 +65,7 @@ async def test_field_filter_and_paging(api: httpx.AsyncClient) -> None:
     whole = (await _ok(await api.get(f"{path}/history", params={"limit": 200})))["data"]
     paged = await _all(api, f"{path}/history", limit=3)  # pages cut between fields of one event too
     assert [(e["event_id"], e["field"]) for e in paged] == [(e["event_id"], e["field"]) for e in whole]
-    assert len(whole) == 5 * 2 + 4  # created: email, title, marketing_consent, order_count
+    assert len(whole) == 5 * 2 + 5  # created: email, title, marketing_consent, order_count, score
     titles = await _all(api, f"{path}/history", field="title", limit=2)
     assert [(e["old_value"], e["new_value"]) for e in titles] == [
         ("t4", "t5"), ("t3", "t4"), ("t2", "t3"), ("t1", "t2"), ("t0", "t1"), (None, "t0"),

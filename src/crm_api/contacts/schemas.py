@@ -104,6 +104,11 @@ class Contact(ReadModel):
         description="Won deal amounts summed per currency (decimal strings); kept by order writes, read-only"
     )
     order_count: int = Field(description="Orders linked to this contact; read-only")
+    score: int = Field(
+        0,
+        description="The lead score: the points of the scoring rules the contact meets (`GET .../score` "
+        "explains it), kept current by the workers within seconds of a change; read-only",
+    )
     merged_into: uuid.UUID | None = Field(
         description="Set when this record was merged into another (then archived); GET answers 301 there"
     )

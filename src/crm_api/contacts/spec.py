@@ -71,7 +71,7 @@ CONTACTS = register(
         natural_key=NaturalKey("email", "by-email", normalise_email, "lower-cased and trimmed"),
         searched="first and last name, email and phone",
         references=(Reference("company_id", "companies"),),
-        sorts=("created_at", "updated_at"),
+        sorts=("created_at", "updated_at", "score"),
         member_columns=("owner_id",),
         query_params=(
             QueryParam("segment_id", "id", "segment", "uuid", "Members of this segment"),
@@ -84,6 +84,7 @@ CONTACTS = register(
             QueryParam("updated_after", "updated_at", "gt", "timestamptz"),
             QueryParam("created_after", "created_at", "gt", "timestamptz"),
             QueryParam("created_before", "created_at", "lt", "timestamptz"),
+            QueryParam("min_score", "score", "gte", "bigint", "Contacts scoring at least this"),
         ),
         relations={"company": ("company_id", "companies")},
         includes=(Include("company", "company_id", "companies"),),
@@ -94,6 +95,7 @@ CONTACTS = register(
             "marketing_consent": False,
             "lifetime_value": {},
             "order_count": 0,
+            "score": 0,
         },
     )
 )

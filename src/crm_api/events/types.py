@@ -92,6 +92,16 @@ CATALOGUE: tuple[EventType, ...] = (
         "A contact's personal data was erased (GDPR); data.object is only its id",
         note="the contact's personal data was erased; data.object is only its id",
     ),
+    EventType(
+        "contact.score_changed",
+        "contact",
+        "Contact",
+        "A contact's lead score changed (a scoring rule, a change of the contact or its activities, or time "
+        "passing); data.score is the new score, data.previous.score the old one",
+        note="data.score is the new lead score, data.previous.score the old one",
+        data={"score": {"type": "integer"}},
+        previous=("score",),
+    ),
     *_record("company", "Company", "A company"),
     EventType(
         "company.merged",
@@ -174,6 +184,7 @@ CATALOGUE: tuple[EventType, ...] = (
     *_record("member", "Member", "A member of the workspace"),
     *_record("team", "Team", "A team of members"),
     *_record("segment", "Segment", "A segment"),
+    *_record("scoring_rule", "ScoringRule", "A scoring rule"),
     *(
         EventType(
             f"segment.member_{change}",

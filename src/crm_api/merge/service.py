@@ -41,8 +41,9 @@ NOT_FILLED = frozenset(
     {"merged_into", "marketing_consent", "marketing_consent_at", "marketing_consent_source"}
 )
 # Derived or terminal state, never taken from another record: the order aggregates are recomputed from the
-# moved deals after the merge, and an erasure belongs to the record that was erased.
-DERIVED = frozenset({"merged_into", "erased_at", "lifetime_value", "order_count"})
+# moved deals after the merge, the score is the scoring workers' (they rescore the survivor), and an erasure
+# belongs to the record that was erased.
+DERIVED = frozenset({"merged_into", "erased_at", "lifetime_value", "order_count", "score"})
 UNPREFERABLE = DERIVED
 
 Remap = Callable[[dict[str, Any]], dict[str, Any]]

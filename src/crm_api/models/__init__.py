@@ -17,6 +17,7 @@ from .events import Event, EventStreamWorkspace, IdempotencyRecord
 from .orders import ORDER_STATUSES, DealLineItem, Order
 from .people import MEMBER_ROLES, Member, Team
 from .sales import STAGE_KINDS, Deal, DealStageChange, Pipeline, PipelineStage
+from .scoring import ScoreContribution, ScoringCursor, ScoringRule
 from .segments import Segment, SegmentChange, SegmentCursor, SegmentMember
 from .service_desk import SlaPolicy, Ticket, TicketComment
 from .webhooks import WebhookAttempt, WebhookDelivery, WebhookEndpoint
@@ -57,6 +58,9 @@ __all__ = [
     "Order",
     "Pipeline",
     "PipelineStage",
+    "ScoreContribution",
+    "ScoringCursor",
+    "ScoringRule",
     "Segment",
     "SegmentChange",
     "SegmentCursor",

@@ -142,6 +142,7 @@ class Contact(RecordMixin, Base):
         ),
         # the few archived (and merged) contacts, which reports leave out by an anti-join
         Index("ix_contacts_archived", "workspace_id", "id", postgresql_where=text("archived_at IS NOT NULL")),
+        Index("ix_contacts_score", "workspace_id", "score", "id"),
         Index("ix_contacts_source_detail", "workspace_id", "source_detail"),
         Index("ix_contacts_phone", "workspace_id", "phone"),
         Index("ix_contacts_first_name", "workspace_id", "first_name"),
@@ -198,6 +199,8 @@ class Contact(RecordMixin, Base):
     lifetime_value: Mapped[dict[str, object]] = _jsonb()
     """Won deal amounts summed per currency (``{"EUR": "120.00"}``), kept by order writes."""
     order_count: Mapped[int] = mapped_column(Integer, nullable=False, server_default=text("0"))
+    score: Mapped[int] = mapped_column(Integer, nullable=False, server_default=text("0"))
+    """The lead score: the points of the scoring rules the contact meets, kept by the scoring workers."""
     search_text: Mapped[str] = mapped_column(Text, nullable=False, server_default=text("''"))
     """Lower-cased names and email, what ``q=`` matches (trigram index)."""
     merged_into: Mapped[uuid.UUID | None] = mapped_column(UUID(as_uuid=True))

@@ -38,8 +38,10 @@ from .rows import CsvReader, FileError, Problem, Record, reader
 
 log = logging.getLogger("crm_api.imports")
 
-CHUNK = 500
-"""Rows per chunk: a batch's size, written in a fixed handful of statements."""
+CHUNK = 2000
+"""Rows per chunk by default (``bulk_import_chunk_rows``): written in a fixed handful of statements, so a
+bigger chunk spreads their round trips over more rows (500 rows a chunk spent a fifth of an import's time
+on them)."""
 SLICE = 50
 """Rows ``_prepare`` maps and validates between two yields to the event loop."""
 MAX_COLUMNS = 1000
@@ -92,8 +94,11 @@ class Tally:
 class ImportRun:
     """One worker's run of one claimed job, from ``rows_done`` to the end or until it loses the job."""
 
-    def __init__(self, pool: Any, job: dict[str, Any], token: uuid.UUID, lease: float) -> None:
+    def __init__(
+        self, pool: Any, job: dict[str, Any], token: uuid.UUID, lease: float, chunk: int = CHUNK
+    ) -> None:
         self.pool = pool
+        self.size = max(1, chunk)
         self.job = job
         self.token = token
         self.lease = lease
@@ -154,7 +159,7 @@ class ImportRun:
                     if record.number <= done:
                         continue  # settled by a committed chunk, before a restart
                     chunk.append(record)
-                    if len(chunk) == CHUNK:
+                    if len(chunk) == self.size:
                         if not await write(chunk):
                             return "lost"
                         chunk = []

@@ -31,9 +31,9 @@ from ..resources import batch
 from ..resources.custom_fields import enforce
 from ..resources.service import validate
 from ..resources.spec import ResourceSpec
-from . import custom_key
+from . import custom_key, missing
 from . import repository as repo
-from .mapping import OBJECTS, Mapper, effective
+from .mapping import OBJECTS, Create, Mapper, effective
 from .rows import CsvReader, FileError, Problem, Record, reader
 
 log = logging.getLogger("crm_api.imports")
@@ -245,7 +245,15 @@ class ImportRun:
     ) -> tuple[Tally, list[dict[str, Any]]]:
         records, problems = prepared.records, dict(prepared.problems)
         bodies = [None if b is None else dict(b) for b in prepared.bodies]  # resolve changes them
-        for i, problem in (await mapper.resolve(conn, self.ws, bodies)).items():
+        create: Create | None = None
+        if self.job["create_missing_companies"]:
+
+            async def create(
+                conn: asyncpg.Connection, spec: ResourceSpec, keys: list[str]
+            ) -> dict[str, uuid.UUID | str] | None:
+                return await missing.companies(conn, self.ctx, self.job["dry_run"], spec, keys)
+
+        for i, problem in (await mapper.resolve(conn, self.ws, bodies, create)).items():
             problems[i] = [problem]
             bodies[i] = None
         for i, invalid in prepared.invalid.items():

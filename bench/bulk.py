@@ -228,32 +228,11 @@ async def _drive(
             await bench_export(client, worker, url, export_rows)
 
 
-def main() -> None:
-    global PORT, DB
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--pg", default="postgresql://postgres@127.0.0.1:5432")
-    parser.add_argument("--rows", type=int, default=100_000)
-    parser.add_argument("--export-rows", type=int, default=1_000_000)
-    parser.add_argument(
-        "--reader-mib", type=int, default=0, help="only time the file reader on this many MiB"
-    )
-    parser.add_argument(
-        "--upload-mib", type=int, default=0, help="first send a file of this many MiB as multipart/form-data"
-    )
-    parser.add_argument(
-        "--no-batch",
-        action="store_true",
-        help="skip the batch endpoint's run of the same rows after the import",
-    )
-    parser.add_argument("--port", type=int, default=PORT)
-    parser.add_argument("--db", default=DB, help="the database, made afresh")
-    args = parser.parse_args()
-    PORT, DB = args.port, args.db
-    if args.reader_mib:
-        asyncio.run(bench_reader(args.reader_mib))
-        return
-    asyncio.run(_fresh_database(args.pg))
-    url = f"{args.pg}/{DB}"
+def start(pg: str) -> tuple[str, subprocess.Popen[bytes], subprocess.Popen[bytes], str]:
+    """A fresh database ``DB``, a key of workspace ``bench``, ``crm-api serve`` on ``PORT`` and one
+    ``crm-api worker``: the key, the two processes and the database's URL."""
+    asyncio.run(_fresh_database(pg))
+    url = f"{pg}/{DB}"
     crm = [sys.executable, "-m", "crm_api"]
     secret = subprocess.run([*crm, "secrets", "new-key"], capture_output=True, text=True, check=True)
     env = {k: v for k, v in os.environ.items() if not k.startswith("CRM_")}
@@ -278,6 +257,34 @@ def main() -> None:
         stderr=(logs / "bulk-serve.log").open("wb"),
     )
     worker = subprocess.Popen([*crm, "worker"], env=env, stderr=(logs / "bulk-worker.log").open("wb"))
+    return key, serve, worker, url
+
+
+def main() -> None:
+    global PORT, DB
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--pg", default="postgresql://postgres@127.0.0.1:5432")
+    parser.add_argument("--rows", type=int, default=100_000)
+    parser.add_argument("--export-rows", type=int, default=1_000_000)
+    parser.add_argument(
+        "--reader-mib", type=int, default=0, help="only time the file reader on this many MiB"
+    )
+    parser.add_argument(
+        "--upload-mib", type=int, default=0, help="first send a file of this many MiB as multipart/form-data"
+    )
+    parser.add_argument(
+        "--no-batch",
+        action="store_true",
+        help="skip the batch endpoint's run of the same rows after the import",
+    )
+    parser.add_argument("--port", type=int, default=PORT)
+    parser.add_argument("--db", default=DB, help="the database, made afresh")
+    args = parser.parse_args()
+    PORT, DB = args.port, args.db
+    if args.reader_mib:
+        asyncio.run(bench_reader(args.reader_mib))
+        return
+    key, serve, worker, url = start(args.pg)
     try:
         asyncio.run(
             _drive(

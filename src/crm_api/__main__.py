@@ -293,6 +293,7 @@ async def _bulk(args: argparse.Namespace) -> int:
                     mapping=bulkcli.load_json(args.mapping),
                     upsert_key=args.upsert_key,
                     dry_run=args.dry_run,
+                    create_missing_companies=not args.no_create_missing_companies,
                 )
                 return 0 if job["status"] == "succeeded" else 1
             fields = [f.strip() for f in args.fields.split(",")] if args.fields else None
@@ -455,6 +456,11 @@ def _parser() -> argparse.ArgumentParser:
         "--upsert-key", help="email, domain or external_ids.<source> (default: create every row)"
     )
     imp.add_argument("--dry-run", action="store_true", help="judge every row, write nothing")
+    imp.add_argument(
+        "--no-create-missing-companies",
+        action="store_true",
+        help="a company.domain no live company has fails its row (default: the company is made)",
+    )
     imp.set_defaults(func=cmd_import)
     exp = command("export", "export every object (or a filter's) to a file through the API", client)
     exp.add_argument(

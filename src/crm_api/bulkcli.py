@@ -49,12 +49,19 @@ async def run_import(
     mapping: dict[str, Any] | None = None,
     upsert_key: str | None = None,
     dry_run: bool = False,
+    create_missing_companies: bool = True,
     out: TextIO = sys.stderr,
     wait: Callable[[float], Any] = asyncio.sleep,
 ) -> dict[str, Any]:
     """Upload ``path`` in parts, start the import, follow it to its end; return the finished import."""
     format = "ndjson" if path.suffix.lower() in (".ndjson", ".jsonl") else "csv"
-    body = {"object_type": object_type, "format": format, "mapping": mapping or {}, "dry_run": dry_run}
+    body = {
+        "object_type": object_type,
+        "format": format,
+        "mapping": mapping or {},
+        "dry_run": dry_run,
+        "create_missing_companies": create_missing_companies,
+    }
     if upsert_key:
         body["upsert_key"] = upsert_key
     job = _check(await client.post("/v1/imports", json=body), 202)

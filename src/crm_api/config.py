@@ -115,6 +115,10 @@ class Settings(BaseSettings):
     bulk_lease_seconds: float = 60.0
     """How long an import or export stays with a worker that stopped renewing its lease (a killed one)
     before another worker takes it over; a live worker renews it every third of this."""
+    bulk_import_chunk_rows: int = 500
+    """Rows an import writes per transaction (one batch write, its events and the job's progress): bigger
+    chunks spread each chunk's fixed round trips over more rows, and hold the rows' key locks longer; a
+    killed worker redoes at most one."""
     bulk_poll_seconds: float = 2.0
     """How often each ``crm-api worker`` process looks for queued imports and exports (0: never)."""
     segment_poll_seconds: float = 0.2

@@ -10,8 +10,8 @@ from crm_api.bulk import worker
 from crm_api.config import Settings
 
 
-async def drain(pool: asyncpg.Pool) -> None:
-    """Run every waiting job to its end, one after another."""
-    settings = Settings(bulk_lease_seconds=30)
+async def drain(pool: asyncpg.Pool, chunk: int = 500) -> None:
+    """Run every waiting job to its end, one after another, ``chunk`` rows a chunk."""
+    settings = Settings(bulk_lease_seconds=30, bulk_import_chunk_rows=chunk)
     while await worker.run_once(pool, settings, asyncio.Event()):
         pass

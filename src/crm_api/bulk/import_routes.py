@@ -89,6 +89,7 @@ async def create(request: Request, principal: Writer, conn: LockingConn) -> Resp
             mapping=body.mapping,
             upsert_key=body.upsert_key,
             dry_run=body.dry_run,
+            create_missing_companies=body.create_missing_companies,
         )
 
     ws = principal.workspace_id

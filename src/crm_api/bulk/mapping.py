@@ -8,7 +8,7 @@ from __future__ import annotations
 import re
 import uuid
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -27,6 +27,10 @@ from .rows import Problem, Record
 OBJECTS: dict[str, ResourceSpec] = {s.name: s for s in (CONTACTS, COMPANIES, DEALS, ACTIVITIES, TICKETS)}
 """What an import or export may name as its ``object_type`` (imported here, so a worker that serves no
 routes has them registered too)."""
+
+Create = Callable[[asyncpg.Connection, ResourceSpec, list[str]], Awaitable[dict[str, uuid.UUID | str] | None]]
+"""Makes a relation's missing objects from their natural keys (``Mapper.resolve``); None when it makes
+none for that resource."""
 
 _NAME = re.compile(r"^[A-Za-z0-9_.:-]{1,100}$")
 WHOLE = ("custom_fields", "external_ids")
@@ -147,10 +151,16 @@ class Mapper:
         return body
 
     async def resolve(
-        self, conn: asyncpg.Connection, workspace_id: uuid.UUID, bodies: list[dict[str, Any] | None]
+        self,
+        conn: asyncpg.Connection,
+        workspace_id: uuid.UUID,
+        bodies: list[dict[str, Any] | None],
+        create: Create | None = None,
     ) -> dict[int, Problem]:
         """Replace each related object's natural key by its id, one query per relation for all bodies; a
-        key that names no live object is the row's problem."""
+        key that names no live object is the row's problem, unless ``create`` makes the missing objects
+        of that relation (its answer: each key's new id, or why none was made; a key it leaves out, as a
+        dry run does, leaves the row without the relation)."""
         problems: dict[int, Problem] = {}
         for target, relation in self.relations.items():
             key = relation.spec.natural_key
@@ -168,13 +178,21 @@ class Mapper:
             rows = await repo.fetch_live_by_key(
                 conn, relation.spec, workspace_id, key.field, sorted(set(wanted.values()))
             )
-            ids = {r[key.field]: r["id"] for r in rows}
+            ids: dict[str, uuid.UUID | str] = {r[key.field]: r["id"] for r in rows}
+            made: dict[str, uuid.UUID | str] | None = None
+            if create is not None and (missing := sorted(set(wanted.values()) - ids.keys())):
+                made = await create(conn, relation.spec, missing)
+                if made is not None:
+                    ids.update(made)
             for i, value in wanted.items():
                 body = bodies[i]
                 assert body is not None
-                if value in ids:
-                    body[relation.column] = ids[value]
-                else:
+                found = ids.get(value)
+                if isinstance(found, uuid.UUID):
+                    body[relation.column] = found
+                elif isinstance(found, str):
+                    problems[i] = Problem(self._column(target), "invalid", found)
+                elif made is None:
                     problems[i] = Problem(
                         self._column(target),
                         "not_found",

@@ -195,7 +195,7 @@ IMPORTS = JobSql(
     "imports",
     "import_parts",
     "import_id",
-    ("mapping", "upsert_key", "dry_run"),
+    ("mapping", "upsert_key", "dry_run", "create_missing_companies"),
     replace_parts=True,  # an upload's part sent again replaces it
 )
 EXPORTS = JobSql(

@@ -53,6 +53,13 @@ class ImportCreate(WriteModel):
         "object; without it every row creates an object.",
     )
     dry_run: bool = Field(False, description="Judge every row and write nothing. Default: false.")
+    create_missing_companies: bool = Field(
+        True,
+        description="A company named by a domain (`company.domain`) that no live company has is made, "
+        "named after its domain, with its `company.created` event, in the same chunk as the rows naming "
+        "it; false: those rows fail with `not_found`. A dry run makes none and judges the rows without "
+        "the company. Default: true.",
+    )
     file: str | None = Field(
         None,
         description="The whole file, for one that fits in a request; without it the job waits in "
@@ -79,6 +86,7 @@ class Import(BaseModel):
     format: BulkFormat
     status: ImportStatus
     dry_run: bool
+    create_missing_companies: bool
     upsert_key: str | None
     mapping: dict[str, str | None]
     columns: list[str] | None
@@ -150,9 +158,9 @@ class Export(BaseModel):
 
 def import_api(row: Any) -> dict[str, Any]:
     keys = (
-        "id", "object_type", "format", "status", "dry_run", "upsert_key", "mapping", "columns", "parts",
-        "bytes", "rows_total", "rows_done", "created", "updated", "unchanged", "failed", "error",
-        "created_at", "started_at", "finished_at",
+        "id", "object_type", "format", "status", "dry_run", "create_missing_companies", "upsert_key",
+        "mapping", "columns", "parts", "bytes", "rows_total", "rows_done", "created", "updated", "unchanged",
+        "failed", "error", "created_at", "started_at", "finished_at",
     )  # fmt: skip
     return {"object": "import", **{k: row[k] for k in keys}, "unmapped_columns": row["unmapped"]}
 

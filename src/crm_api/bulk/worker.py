@@ -15,18 +15,18 @@ from .. import db
 from ..config import Settings
 from . import exports
 from . import repository as repo
-from .imports import ImportRun
+from .imports import CHUNK, ImportRun
 from .lease import claim_and_run
 
 log = logging.getLogger("crm_api.bulk")
 
 
-async def run_import_once(pool: Any, lease: float, stop: asyncio.Event) -> bool:
+async def run_import_once(pool: Any, lease: float, stop: asyncio.Event, chunk: int = CHUNK) -> bool:
     """Claim one import and run it to its end; False when none was waiting."""
 
     def run(job: dict[str, Any], token: uuid.UUID) -> Awaitable[str]:
         log.info("import %s claimed (%s rows done)", job["id"], job["rows_done"])
-        return ImportRun(pool, job, token, lease).run()
+        return ImportRun(pool, job, token, lease, chunk).run()
 
     outcome = await claim_and_run(pool, repo.IMPORTS, lease, stop, run)
     if outcome is not None:
@@ -38,7 +38,7 @@ async def run_once(pool: Any, settings: Settings, stop: asyncio.Event | None = N
     """One job of either kind, if one waits."""
     lease = settings.bulk_lease_seconds
     stop = stop or asyncio.Event()
-    if await run_import_once(pool, lease, stop):
+    if await run_import_once(pool, lease, stop, settings.bulk_import_chunk_rows):
         return True
     return await exports.run_once(pool, lease, stop)
 

@@ -62,6 +62,9 @@ class ImportJob(_Job, Base):
     mapping: Mapped[dict[str, Any]] = mapped_column(JSONB, nullable=False)
     upsert_key: Mapped[str | None] = mapped_column(Text)
     dry_run: Mapped[bool] = mapped_column(Boolean, nullable=False)
+    create_missing_companies: Mapped[bool] = mapped_column(
+        Boolean, nullable=False, server_default=text("true")
+    )
     parts: Mapped[int] = mapped_column(Integer, nullable=False, server_default=text("0"))
     bytes: Mapped[int] = mapped_column(BigInteger, nullable=False, server_default=text("0"))
     columns: Mapped[list[str] | None] = mapped_column(ARRAY(Text))

@@ -209,7 +209,7 @@ class _Batch:
                 lost = Conflict(f"The {spec.object} was changed or created concurrently; retry this item")
                 self.results[i] = _error(lost, ctx.request_id)
             else:
-                if pos not in done.changed:
+                if pos not in done.changed_set:
                     self.unchanged.add(i)
                 self.results[i] = {
                     "status": 201 if targets.get(i) is None else 200,

@@ -79,6 +79,8 @@ class Applied:
     """Changes refused by a rule or by the writer's check; not written."""
     changed: list[int] = field(default_factory=list)
     """Changes that had something to write (a new object, or a new version), in order."""
+    changed_set: set[int] = field(default_factory=set)
+    """``changed`` as a set: asked once per change, a list's ``in`` made a batch's results quadratic."""
     written: set[uuid.UUID] = field(default_factory=set)
     """Ids the statement wrote. A changed row missing here lost a race: its insert hit a unique key, or its
     version moved since it was read (and it has no event)."""
@@ -87,7 +89,7 @@ class Applied:
 
     def lost(self, index: int) -> bool:
         """The change had something to write, and the statement did not write it."""
-        return self.wrote and index in self.changed and self.rows[index]["id"] not in self.written
+        return self.wrote and index in self.changed_set and self.rows[index]["id"] not in self.written
 
     def raise_first(self) -> None:
         """For a writer of one change (or all-or-nothing): its failure as the error to answer with."""
@@ -167,6 +169,7 @@ async def apply(
         else:
             inserts.append(new)
         result.changed.append(i)
+        result.changed_set.add(i)
         # 8: events, and the external-id registry's changes
         name = action(old, new) if callable(action) else action
         if name is not None:

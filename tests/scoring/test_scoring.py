@@ -1,5 +1,5 @@
 """Lead scores, exact on data with known answers, through every write path: the workers' jobs run in this
-process here (``test_worker_processes.py`` runs them in ``crm-api worker``)."""
+process here (``test_scoring_workers.py`` runs them in ``crm-api worker``)."""
 
 from __future__ import annotations
 

@@ -2,7 +2,7 @@
 company has is made, instead of the row failing with not_found
 
 Revision ID: 0033
-Revises: 0029
+Revises: 0030
 Create Date: 2026-11-30 23:00:00.000000
 
 Jobs made before this had no such choice: they keep the old behaviour (false), and new ones default to true.
@@ -14,7 +14,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "0033"
-down_revision: str | None = "0029"
+down_revision: str | None = "0030"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

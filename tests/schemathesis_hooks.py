@@ -91,6 +91,11 @@ NOT_IN_THE_SCHEMA: list[tuple[int, str, str, str]] = [
     (422, "validation_error", "/schedule", "must not overlap"),
     (422, "validation_error", "", "have it"),
     (422, "validation_error", "/ids", "ids or records"),
+    # a scoring rule has a condition with points or an activity, exactly one (docs/API.md, Lead scoring)
+    (422, "validation_error", "/activity", "not both"),
+    (422, "validation_error", "/condition", "or an activity"),
+    (422, "validation_error", "/points", "required with a condition"),
+    (422, "validation_error", "/points", "activity rule's points"),
     # a custom field's options go with its type: enum fields need some, other types none
     (422, "validation_error", "/options", ""),
     (422, "validation_error", "/stages", "open stage"),

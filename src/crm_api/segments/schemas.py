@@ -16,7 +16,7 @@ from ..resources.schemas import ExternalIds, Filter, Problem, ReadModel, ShortTe
 
 SegmentObjectType = TypeAliasType("SegmentObjectType", Literal["contact", "company", "deal"])
 SegmentKind = TypeAliasType("SegmentKind", Literal["dynamic", "static"])
-SegmentStatus = TypeAliasType("SegmentStatus", Literal["building", "ready"])
+SegmentStatus = TypeAliasType("SegmentStatus", Literal["building", "ready", "failed"])
 MemberChange = TypeAliasType("MemberChange", Literal["added", "removed"])
 MemberReason = TypeAliasType(
     "MemberReason", Literal["matched", "unmatched", "added", "removed", "archived", "merged", "erased"]

@@ -33,12 +33,12 @@ def upgrade() -> None:
         ),
         sa.PrimaryKeyConstraint("workspace_id", "segment_id", name=op.f("pk_segment_builds")),
     )
-    op.drop_constraint("ck_segments_status", "segments", type_="check")
+    op.drop_constraint(op.f("ck_segments_status"), "segments", type_="check")
     op.create_check_constraint("status", "segments", "status IN ('building', 'ready', 'failed')")
 
 
 def downgrade() -> None:
     op.execute("UPDATE segments SET status = 'building' WHERE status = 'failed'")
-    op.drop_constraint("ck_segments_status", "segments", type_="check")
+    op.drop_constraint(op.f("ck_segments_status"), "segments", type_="check")
     op.create_check_constraint("status", "segments", "status IN ('building', 'ready')")
     op.drop_table("segment_builds")

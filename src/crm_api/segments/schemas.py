@@ -46,7 +46,8 @@ class SegmentUpdate(WriteModel):
 class Segment(ReadModel):
     """A saved set of contacts, companies or deals. A dynamic segment's members are the live objects its
     filter matches, kept current by the workers; a static one's are added and removed by clients.
-    ``status`` is ``building`` while a new or edited dynamic segment fills in."""
+    ``status`` is ``building`` while a new or edited dynamic segment fills in, ``failed`` if its build
+    failed repeatedly (a new filter builds it again)."""
 
     object: Literal["segment"]
     name: str

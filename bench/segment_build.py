@@ -4,7 +4,8 @@
 
 Seeds ``--contacts`` live contacts straight in SQL (the build reads rows; how they were written does not
 matter to it), creates one dynamic segment through ``crm-api serve`` that all of them match, and times the
-workers' build job (``segments.worker.build_once``, run in this process): every member row, history row and
+workers' build job (``segments.worker.build_once``, run in this process, one chunk of
+``CRM_SEGMENT_BUILD_CHUNK`` contacts per call until none is left): every member row, history row and
 ``segment.member_added`` event with it.
 """
 
@@ -63,8 +64,12 @@ async def main_async(args: argparse.Namespace) -> dict[str, object]:
         status, text = await client.request("POST", "/v1/segments", body)
         assert status == 201, text
         pool = await create_pool(ENV["CRM_DATABASE_URL"], 2, Timeouts.of(get_settings()))
+        settings = get_settings()
         began = time.perf_counter()
-        built = await worker.build_once(pool)
+        # one chunk per call, as a worker's loop runs them (old code: the whole build in one call)
+        built = 0
+        while chunks := await worker.build_once(pool, settings.segment_build_chunk):
+            built += chunks
         took = time.perf_counter() - began
         members = await conn.fetchval("SELECT member_count FROM segments WHERE workspace_id = $1", ws)
         out.update(build_seconds=round(took, 1), members=members, built=built)

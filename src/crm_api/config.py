@@ -124,6 +124,11 @@ class Settings(BaseSettings):
     segment_poll_seconds: float = 0.2
     """How often each ``crm-api worker`` process follows the event log for segment membership and lead
     scores (0: never); it looks again at once while there is more to read."""
+    segment_build_chunk: int = 2000
+    """Objects a dynamic segment's build evaluates per transaction (each well inside the statement timeout;
+    the position is kept between them, so a killed worker's successor resumes there)."""
+    segment_build_attempts: int = 5
+    """Failed chunks in a row after which a build gives up and the segment's ``status`` is ``failed``."""
     segment_relative_seconds: float = 60.0
     """How often dynamic segments whose filter holds a relative time (``-30d``) are evaluated whole, so
     members leave as they age out; and lead scores that change with time alone are brought up to date."""

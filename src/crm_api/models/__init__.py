@@ -18,7 +18,7 @@ from .orders import ORDER_STATUSES, DealLineItem, Order
 from .people import MEMBER_ROLES, Member, Team
 from .sales import STAGE_KINDS, Deal, DealStageChange, Pipeline, PipelineStage
 from .scoring import ScoreContribution, ScoringCursor, ScoringRule
-from .segments import Segment, SegmentChange, SegmentCursor, SegmentMember
+from .segments import Segment, SegmentBuild, SegmentChange, SegmentCursor, SegmentMember
 from .service_desk import SlaPolicy, Ticket, TicketComment
 from .webhooks import WebhookAttempt, WebhookDelivery, WebhookEndpoint
 from .workspace import ApiKey, Workspace
@@ -62,6 +62,7 @@ __all__ = [
     "ScoringCursor",
     "ScoringRule",
     "Segment",
+    "SegmentBuild",
     "SegmentChange",
     "SegmentCursor",
     "SegmentMember",

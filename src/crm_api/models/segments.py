@@ -6,7 +6,7 @@ import datetime as dt
 import uuid
 from typing import Any
 
-from sqlalchemy import BigInteger, CheckConstraint, DateTime, ForeignKeyConstraint, Index, Text, text
+from sqlalchemy import BigInteger, CheckConstraint, DateTime, ForeignKeyConstraint, Index, Integer, Text, text
 from sqlalchemy.dialects.postgresql import JSONB, UUID
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -14,7 +14,7 @@ from .base import Base, RecordMixin
 
 SEGMENT_OBJECT_TYPES = ("contact", "company", "deal")
 SEGMENT_KINDS = ("dynamic", "static")
-SEGMENT_STATUSES = ("building", "ready")
+SEGMENT_STATUSES = ("building", "ready", "failed")
 MEMBER_REASONS = ("matched", "unmatched", "added", "removed", "archived", "merged", "erased")
 
 
@@ -114,3 +114,23 @@ class SegmentCursor(Base):
 
     workspace_id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), primary_key=True)
     sequence: Mapped[int] = mapped_column(BigInteger, nullable=False)
+
+
+class SegmentBuild(Base):
+    """A dynamic segment's build under way, walked in object id order a chunk at a time: the segment
+    version it builds (an edit bumps the version, so the walk starts over), the last object id done, and
+    the failed attempts in a row (the segment turns ``failed`` after ``segment_build_attempts``)."""
+
+    __tablename__ = "segment_builds"
+    __table_args__ = (
+        ForeignKeyConstraint(
+            ["workspace_id", "segment_id"], ["segments.workspace_id", "segments.id"], ondelete="CASCADE"
+        ),
+    )
+
+    workspace_id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), primary_key=True)
+    segment_id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), primary_key=True)
+    version: Mapped[int] = mapped_column(Integer, nullable=False)
+    after: Mapped[uuid.UUID | None] = mapped_column(UUID(as_uuid=True))
+    failures: Mapped[int] = mapped_column(Integer, nullable=False, server_default=text("0"))
+    error: Mapped[str | None] = mapped_column(Text)

@@ -229,10 +229,11 @@ async def change(
     return done_add, done_remove
 
 
-def evaluation(object_type: str, condition: Expr, scoped: bool) -> Select[Any]:
+def evaluation(object_type: str, condition: Expr, scoped: bool, ranged: bool = False) -> Select[Any]:
     """What differs between a dynamic segment's members and the live objects its filter matches: rows of
     (object_id, add, archived, merged). ``scoped``: among the ``ids`` only (a batch of touched records);
-    otherwise the whole object type (a build, the periodic pass)."""
+    ``ranged``: among the object ids in (``lo``, ``hi``] (a build's chunk, an index range of both the
+    object table and the members); otherwise the whole object type (the periodic pass)."""
     t = sql.table(TABLE_OF[object_type])
     m = sql.table("segment_members")
     ws, sid = sql.param("ws"), sql.param("segment_id", UUID(as_uuid=True))
@@ -242,6 +243,10 @@ def evaluation(object_type: str, condition: Expr, scoped: bool) -> Select[Any]:
         ids = sql.param("ids", _IDS)
         match_where.append(t.c.id == any_(ids))
         held_where.append(m.c.object_id == any_(ids))
+    if ranged:
+        lo, hi = sql.param("lo", UUID(as_uuid=True)), sql.param("hi", UUID(as_uuid=True))
+        match_where += [t.c.id > lo, t.c.id <= hi]
+        held_where += [m.c.object_id > lo, m.c.object_id <= hi]
     matched = select(t.c.id).where(*match_where).cte("matched")
     held = select(m.c.object_id).where(*held_where).cte("held")
     entering = select(
@@ -272,11 +277,16 @@ async def evaluate(
     params: Params,
     segment_id: uuid.UUID,
     ids: Sequence[uuid.UUID] | None,
+    span: tuple[uuid.UUID, uuid.UUID] | None = None,
 ) -> list[Any]:
-    """Run ``evaluation`` for a segment whose filter compiled to ``condition`` with ``params``."""
-    key = ("segment_eval", object_type, condition.key, ids is not None)
-    statement = EVALUATIONS.get(key, lambda: evaluation(object_type, condition, ids is not None))
+    """Run ``evaluation`` for a segment whose filter compiled to ``condition`` with ``params`` (``span``:
+    the object ids in (lo, hi] only)."""
+    scoped, ranged = ids is not None, span is not None
+    key = ("segment_eval", object_type, condition.key, scoped, ranged)
+    statement = EVALUATIONS.get(key, lambda: evaluation(object_type, condition, scoped, ranged))
     values = dict(params.values, segment_id=segment_id)
     if ids is not None:
         values["ids"] = list(ids)
+    if span is not None:
+        values["lo"], values["hi"] = span
     return list(await statement.fetch(conn, **values))

@@ -16,7 +16,7 @@ from ..resources.schemas import ExternalIds, Filter, Problem, ReadModel, ShortTe
 
 SegmentObjectType = TypeAliasType("SegmentObjectType", Literal["contact", "company", "deal"])
 SegmentKind = TypeAliasType("SegmentKind", Literal["dynamic", "static"])
-SegmentStatus = TypeAliasType("SegmentStatus", Literal["building", "ready"])
+SegmentStatus = TypeAliasType("SegmentStatus", Literal["building", "ready", "failed"])
 MemberChange = TypeAliasType("MemberChange", Literal["added", "removed"])
 MemberReason = TypeAliasType(
     "MemberReason", Literal["matched", "unmatched", "added", "removed", "archived", "merged", "erased"]
@@ -46,7 +46,8 @@ class SegmentUpdate(WriteModel):
 class Segment(ReadModel):
     """A saved set of contacts, companies or deals. A dynamic segment's members are the live objects its
     filter matches, kept current by the workers; a static one's are added and removed by clients.
-    ``status`` is ``building`` while a new or edited dynamic segment fills in."""
+    ``status`` is ``building`` while a new or edited dynamic segment fills in, ``failed`` if its build
+    failed repeatedly (a new filter builds it again)."""
 
     object: Literal["segment"]
     name: str

@@ -10,8 +10,10 @@ them side by side and each evaluation sees every change committed before it:
   segment of their type with one statement per segment (``repository.evaluation``); static segments lose
   members that were archived, merged or erased. The changes and the cursor's advance commit together, in
   one transaction holding the cursor's row lock (a second worker skips that workspace meanwhile).
-- **build**: a new, edited or restored dynamic segment (``status: building``) is evaluated whole, then
-  marked ready unless it was edited again meanwhile.
+- **build**: a new, edited or restored dynamic segment (``status: building``) is walked in object id
+  order, ``segment_build_chunk`` ids per transaction, its position kept in ``segment_builds`` (a killed
+  worker's successor resumes there; an edit bumps the version and the walk starts over), and marked ready
+  by its last chunk. A chunk failing ``segment_build_attempts`` times in a row marks the segment ``failed``.
 - **relative**: every ``segment_relative_seconds``, segments whose filter holds a relative time are
   evaluated whole, so members leave as they age out.
 
@@ -31,7 +33,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import asyncpg
-from sqlalchemy import BigInteger, Select, Text, and_, any_, func, select, update
+from sqlalchemy import BigInteger, Select, Text, and_, any_, delete, func, select, update
 from sqlalchemy.dialects.postgresql import ARRAY, UUID, insert
 from sqlalchemy.sql.dml import ReturningUpdate
 
@@ -48,6 +50,12 @@ log = logging.getLogger("crm_api.segments")
 _IDS = ARRAY(UUID(as_uuid=True))
 BATCH = 2000
 """Events read per workspace per step."""
+BUILD_CHUNK = 2000
+"""Object ids a build evaluates per transaction (``segment_build_chunk``)."""
+BUILD_ATTEMPTS = 5
+"""Failed chunks in a row before a build gives up (``segment_build_attempts``)."""
+_NIL = uuid.UUID(int=0)
+_MAX = uuid.UUID(int=(1 << 128) - 1)
 
 
 @dataclass(frozen=True)
@@ -162,8 +170,9 @@ def _ready() -> ReturningUpdate[Any]:
 
 def _relative() -> Select[Any]:
     s = sql.table("segments")
+    # ready ones only: a building segment's walk evaluates it, a failed one waits for an edit
     return select(s.c.workspace_id, s.c.id, s.c.filter).where(
-        s.c.kind == "dynamic", s.c.archived_at.is_(None)
+        s.c.kind == "dynamic", s.c.archived_at.is_(None), s.c.status == "ready"
     )
 
 
@@ -175,6 +184,75 @@ _WORKSPACES, _START, _CLAIM, _EVENTS = (
 )
 _ADVANCE, _DYNAMIC, _SEGMENT = sql.Query(_advance), sql.Query(_dynamic), sql.Query(_segment_by_id)
 _BUILDING, _READY, _RELATIVE = sql.Query(_building), sql.Query(_ready), sql.Query(_relative)
+
+
+@sql.shape
+def _chunk_ids(table: str) -> Select[Any]:
+    """The next ``limit`` object ids after ``after``, archived ones too (their memberships end)."""
+    t = sql.table(table)
+    return (
+        select(t.c.id)
+        .where(t.c.workspace_id == sql.param("ws"), t.c.id > sql.param("after", UUID(as_uuid=True)))
+        .order_by(t.c.id)
+        .limit(sql.param("limit"))
+    )
+
+
+def _build_state() -> Select[Any]:
+    b = sql.table("segment_builds")
+    return select(b.c.version, b.c.after).where(
+        b.c.workspace_id == sql.param("ws"), b.c.segment_id == sql.param("id", UUID(as_uuid=True))
+    )
+
+
+def _build_at() -> Any:
+    """The position after a chunk; a new version's first chunk resets the failures counted."""
+    b = sql.table("segment_builds")
+    version, after = sql.param("version"), sql.param("after", UUID(as_uuid=True))
+    row = select(sql.param("ws"), sql.param("id", UUID(as_uuid=True)), version, after, sql.const(0))
+    ins = insert(b).from_select(["workspace_id", "segment_id", "version", "after", "failures"], row)
+    return ins.on_conflict_do_update(
+        index_elements=[b.c.workspace_id, b.c.segment_id],
+        set_={"version": ins.excluded.version, "after": ins.excluded.after, "failures": 0, "error": None},
+    )
+
+
+def _build_done() -> Any:
+    b = sql.table("segment_builds")
+    return delete(b).where(
+        b.c.workspace_id == sql.param("ws"), b.c.segment_id == sql.param("id", UUID(as_uuid=True))
+    )
+
+
+def _failed() -> Any:
+    """One more failure of the segment's build (its position kept); the failures in a row."""
+    s, b = sql.table("segments"), sql.table("segment_builds")
+    ws, sid = sql.param("ws"), sql.param("id", UUID(as_uuid=True))
+    row = select(s.c.workspace_id, s.c.id, s.c.version, sql.const(1), sql.param("error", Text)).where(
+        s.c.workspace_id == ws, s.c.id == sid
+    )
+    ins = insert(b).from_select(["workspace_id", "segment_id", "version", "failures", "error"], row)
+    return ins.on_conflict_do_update(
+        index_elements=[b.c.workspace_id, b.c.segment_id],
+        set_={"failures": b.c.failures + 1, "error": ins.excluded.error},
+    ).returning(b.c.failures)
+
+
+def _give_up() -> Any:
+    s = sql.table("segments")
+    return (
+        update(s)
+        .where(
+            s.c.workspace_id == sql.param("ws"),
+            s.c.id == sql.param("id", UUID(as_uuid=True)),
+            s.c.status == "building",
+        )
+        .values(status="failed")
+    )
+
+
+_BUILD_STATE, _BUILD_AT, _BUILD_DONE = sql.Query(_build_state), sql.Query(_build_at), sql.Query(_build_done)
+_FAILED, _GIVE_UP = sql.Query(_failed), sql.Query(_give_up)
 
 
 def _mentions(node: Any, prefix: str) -> bool:
@@ -213,11 +291,12 @@ async def evaluate_segment(
     locked: bool = False,
     known: dict[str, Any] | None = None,
     causes: dict[uuid.UUID, str] | None = None,
+    span: tuple[uuid.UUID, uuid.UUID] | None = None,
 ) -> tuple[int, int]:
     """Bring a dynamic segment's members in line with its filter, among ``ids`` (None: all objects), in
     the caller's transaction (``locked``: the caller holds the segment's lock already; ``known``: custom
     field definitions already read, see ``compile_filter``; ``causes``: see ``repository.change``).
-    Returns (entered, left)."""
+    ``span``: only the object ids in (lo, hi], a build's chunk. Returns (entered, left)."""
     ws = segment["workspace_id"]
     if not locked:
         await repo.lock_segment(conn, ws, segment["id"])
@@ -227,7 +306,7 @@ async def evaluate_segment(
     except Exception:  # a filter a later definition change made invalid: nothing matches it
         log.warning("segment %s: its filter no longer compiles; left as it is", segment["id"])
         return 0, 0
-    rows = await repo.evaluate(conn, segment["object_type"], condition, params, segment["id"], ids)
+    rows = await repo.evaluate(conn, segment["object_type"], condition, params, segment["id"], ids, span)
     gone = set(erased)
     added: dict[uuid.UUID, str] = {}
     removed: dict[uuid.UUID, str] = {}
@@ -367,21 +446,57 @@ async def follow_once(pool: Any) -> int:
     return read
 
 
-async def build_once(pool: Any) -> int:
-    """Evaluate whole the segments waiting to be built; the number built."""
-    built = 0
+async def _record_failure(pool: Any, ws: uuid.UUID, sid: uuid.UUID, error: str, attempts: int) -> None:
+    """Count a failed chunk; after ``attempts`` failures in a row the segment turns ``failed``, so a build
+    that cannot succeed stops being retried (an edit of the filter starts it over)."""
+    async with pool.acquire() as conn, conn.transaction():
+        failures = await _FAILED.fetchval(conn, ws=ws, id=sid, error=error[:500])
+        if failures is not None and failures >= attempts:
+            await _GIVE_UP.execute(conn, ws=ws, id=sid)
+            log.error("segment %s: build failed %d times, marked failed: %s", sid, failures, error)
+
+
+async def build_chunk(pool: Any, ws: uuid.UUID, sid: uuid.UUID, chunk: int) -> bool:
+    """One chunk of a segment's build, in one transaction holding the segment's lock: the next ``chunk``
+    object ids after the build's position are evaluated (their members, history and events written
+    set-based) and the position advances with them; the last chunk marks the segment ready. Objects behind
+    the position that change meanwhile are the follow step's (it evaluates building segments too), so the
+    membership is exact when the walk ends. Whether a chunk was done."""
+    async with pool.acquire() as conn, conn.transaction():
+        await repo.lock_segment(conn, ws, sid)
+        found = await _SEGMENT.fetchrow(conn, ws=ws, id=sid)
+        if found is None or found["status"] != "building" or found["archived_at"] is not None:
+            return False
+        segment = dict(found)
+        state = await _BUILD_STATE.fetchrow(conn, ws=ws, id=sid)
+        # a build of an older version (the filter was edited, or the segment archived and restored since)
+        # starts over from the first id
+        after = state["after"] if state is not None and state["version"] == segment["version"] else None
+        lo = after or _NIL
+        table = repo.TABLE_OF[segment["object_type"]]
+        ids = [r["id"] for r in await _chunk_ids(table).fetch(conn, ws=ws, after=lo, limit=chunk)]
+        last = len(ids) < chunk
+        hi = _MAX if last else ids[-1]
+        await evaluate_segment(conn, segment, None, locked=True, span=(lo, hi))
+        if last:
+            await _READY.fetchval(conn, ws=ws, id=sid, version=segment["version"])
+            await _BUILD_DONE.execute(conn, ws=ws, id=sid)
+        else:
+            await _BUILD_AT.execute(conn, ws=ws, id=sid, version=segment["version"], after=hi)
+        return True
+
+
+async def build_once(pool: Any, chunk: int = BUILD_CHUNK, attempts: int = BUILD_ATTEMPTS) -> int:
+    """One chunk of each segment waiting to be built; the chunks done (0: nothing to build)."""
+    done = 0
     for row in await _BUILDING.fetch(pool):
-        async with pool.acquire() as conn, conn.transaction():
-            found = await _SEGMENT.fetchrow(conn, ws=row["workspace_id"], id=row["id"])
-            if found is None or found["status"] != "building" or found["archived_at"] is not None:
-                continue
-            segment = dict(found)
-            await evaluate_segment(conn, segment, None)
-            await _READY.fetchval(
-                conn, ws=segment["workspace_id"], id=segment["id"], version=segment["version"]
-            )
-            built += 1
-    return built
+        ws, sid = row["workspace_id"], row["id"]
+        try:
+            done += await build_chunk(pool, ws, sid, chunk)
+        except Exception as exc:  # a statement timeout, a bug: counted, so it is not retried forever
+            log.warning("segment %s: build chunk failed: %s", sid, exc)
+            await _record_failure(pool, ws, sid, f"{type(exc).__name__}: {exc}", attempts)
+    return done
 
 
 async def relative_once(pool: Any) -> int:
@@ -408,7 +523,8 @@ async def run_forever(pool: Any, settings: Settings, stop: asyncio.Event) -> Non
     while not stop.is_set():
         busy = False
         try:
-            busy = await build_once(pool) > 0
+            chunk, attempts = settings.segment_build_chunk, settings.segment_build_attempts
+            busy = await build_once(pool, chunk, attempts) > 0
             busy = await follow_once(pool) > 0 or busy
             if time.monotonic() >= next_relative:
                 next_relative = time.monotonic() + settings.segment_relative_seconds

@@ -53,6 +53,25 @@ class Principal:
         return scope != "admin" and "*" in self.scopes
 
 
+@dataclass(frozen=True, slots=True)
+class _SystemPrincipal:
+    actor: str
+
+
+@dataclass(slots=True)
+class SystemContext:
+    """A context for writes no API key asked for (a worker's, a new workspace's): it stands where a
+    ``Context`` does, and only its workspace, request id and the actor name in its events are read."""
+
+    workspace_id: uuid.UUID
+    actor: str
+    request_id: str | None = None
+
+    @property
+    def principal(self) -> Any:
+        return _SystemPrincipal(self.actor)
+
+
 @dataclass(slots=True)
 class Context:
     """Who is writing, and the request to credit in the event log."""

@@ -13,12 +13,11 @@ import copy
 import datetime as dt
 import uuid
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import Any
 
 import asyncpg
 
-from ..auth import Context
+from ..auth import Context, SystemContext
 from ..deals import repository as deal_repo
 from ..deals.spec import DEALS
 from ..errors import Conflict, FieldError, NotFound, PreconditionFailed, Unprocessable, field_error
@@ -197,22 +196,6 @@ async def create(conn: asyncpg.Connection, ctx: Context, body: dict[str, Any]) -
     return await _save(conn, ctx, None, row, "created", at)
 
 
-@dataclass(slots=True)
-class _System:
-    """The actor of writes no API key asked for (a new workspace's default pipeline)."""
-
-    workspace_id: uuid.UUID
-    request_id: str | None = None
-
-    @property
-    def principal(self) -> Any:
-        return self
-
-    @property
-    def actor(self) -> str:
-        return "system"
-
-
 async def create_default(conn: asyncpg.Connection, workspace_id: uuid.UUID) -> dict[str, Any]:
     """A new workspace's sales pipeline: part of provisioning the workspace, which itself has no event, so it
     has none either (no one can have subscribed yet, and the feed starts with what clients did)."""
@@ -227,7 +210,7 @@ async def create_default(conn: asyncpg.Connection, workspace_id: uuid.UUID) -> d
         "version": 1,
         "archived_at": None,
     }
-    return await _save(conn, _System(workspace_id), None, row, "created", at, record=False)
+    return await _save(conn, SystemContext(workspace_id, "system"), None, row, "created", at, record=False)
 
 
 async def get(

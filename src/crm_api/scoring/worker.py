@@ -26,7 +26,6 @@ import logging
 import time
 import uuid
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import Any
 
 import asyncpg
@@ -34,6 +33,7 @@ from sqlalchemy import BigInteger, Select, any_, cast, func, or_, select, update
 from sqlalchemy.dialects.postgresql import ARRAY, JSONB, UUID, insert
 
 from .. import db, sql
+from ..auth import SystemContext
 from ..config import Settings
 from ..events import horizon
 from ..segments.worker import has_relative_time
@@ -48,20 +48,6 @@ CHUNK = 2000
 """Contacts a walk rescores per transaction."""
 OWN = "contact.score_changed"
 """The scoring's own events: they touch nothing it has not just computed."""
-
-
-@dataclass(frozen=True)
-class _SystemKey:
-    actor: str = "system:scoring"
-
-
-@dataclass
-class _System:
-    """The event actor of score changes no API key made."""
-
-    workspace_id: uuid.UUID
-    request_id: str | None = None
-    principal: Any = _SystemKey()
 
 
 def _workspaces() -> Select[Any]:
@@ -268,7 +254,9 @@ async def _rescore_all(
     ordered = sorted(ids)
     changed = 0
     for start in range(0, len(ordered), BATCH):
-        changed += await repo.rescore(conn, _System(ws), params, branches, ordered[start : start + BATCH])
+        changed += await repo.rescore(
+            conn, SystemContext(ws, "system:scoring"), params, branches, ordered[start : start + BATCH]
+        )
     return changed
 
 

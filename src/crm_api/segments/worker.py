@@ -29,7 +29,6 @@ import logging
 import time
 import uuid
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 import asyncpg
@@ -38,6 +37,7 @@ from sqlalchemy.dialects.postgresql import ARRAY, UUID, insert
 from sqlalchemy.sql.dml import ReturningUpdate
 
 from .. import db, sql
+from ..auth import SystemContext
 from ..config import Settings
 from ..events import horizon
 from ..events.chain import depth_of
@@ -56,20 +56,6 @@ BUILD_ATTEMPTS = 5
 """Failed chunks in a row before a build gives up (``segment_build_attempts``)."""
 _NIL = uuid.UUID(int=0)
 _MAX = uuid.UUID(int=(1 << 128) - 1)
-
-
-@dataclass(frozen=True)
-class _SystemKey:
-    actor: str = "system:segments"
-
-
-@dataclass
-class _System:
-    """The event actor of membership changes no API key made."""
-
-    workspace_id: uuid.UUID
-    request_id: str | None = None
-    principal: Any = _SystemKey()
 
 
 def _workspaces() -> Select[Any]:
@@ -324,7 +310,9 @@ async def evaluate_segment(
             removed[oid] = "unmatched"
     if not added and not removed:
         return 0, 0
-    done_add, done_remove = await repo.change(conn, _System(ws), segment, added, removed, causes)
+    done_add, done_remove = await repo.change(
+        conn, SystemContext(ws, "system:segments"), segment, added, removed, causes
+    )
     return len(done_add), len(done_remove)
 
 
@@ -384,7 +372,7 @@ async def _static_exits(
         for sid, leaving in by_segment.items():
             segment = dict(await _SEGMENT.fetchrow(conn, ws=ws, id=sid))
             await repo.lock_segment(conn, ws, sid)
-            await repo.change(conn, _System(ws), segment, {}, leaving)
+            await repo.change(conn, SystemContext(ws, "system:segments"), segment, {}, leaving)
 
 
 @sql.shape

@@ -14,13 +14,13 @@ import datetime as dt
 import logging
 import uuid
 from collections import defaultdict
-from dataclasses import dataclass
 from typing import Any
 
 import asyncpg
 from sqlalchemy import DateTime, Integer, Select, select, tuple_, union
 
 from .. import db, metrics, sql
+from ..auth import SystemContext
 from ..config import Settings
 from ..events.emit import emit
 from ..models.service_desk import FIRST_RESPONSE_RUNNING, RESOLUTION_RUNNING
@@ -76,20 +76,6 @@ def _claim() -> Select[Any]:
 _CLAIM = sql.Query(_claim)
 
 
-@dataclass(frozen=True)
-class _SystemKey:
-    actor: str = "system:sla"
-
-
-@dataclass
-class _System:
-    """The event actor for changes no API key made."""
-
-    workspace_id: uuid.UUID
-    request_id: str | None = None
-    principal: Any = _SystemKey()
-
-
 def breached_targets(row: dict[str, Any], now: dt.datetime) -> list[str]:
     """Which targets of this (locked, current) row are overdue and not yet reported."""
     targets = []
@@ -129,7 +115,7 @@ async def run_once(pool: asyncpg.Pool, batch: int = 500, now: dt.datetime | None
         for workspace_id, changes in per_workspace.items():
             # upkeep of the SLA markers, not a client's change: the ticket rules are not run, and the one
             # event per target is ``ticket.sla_breached`` rather than ``ticket.updated``
-            actor = _System(workspace_id)
+            actor = SystemContext(workspace_id, "system:sla")
             await writes.apply(
                 conn, TICKETS, actor, changes, None, at=at, rules=False, events=_breach_events(actor, at)
             )
@@ -138,7 +124,7 @@ async def run_once(pool: asyncpg.Pool, batch: int = 500, now: dt.datetime | None
     return sum(per_target.values())
 
 
-def _breach_events(actor: _System, at: dt.datetime) -> writes.Events:
+def _breach_events(actor: SystemContext, at: dt.datetime) -> writes.Events:
     def events(old: dict[str, Any] | None, new: dict[str, Any]) -> list[dict[str, Any]]:
         assert old is not None
         obj = TICKETS.to_api(new)

@@ -62,9 +62,11 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--requests", type=int, default=300)
     parser.add_argument("--port", type=int, default=8091, help="the old server's; the new one's is the next")
+    parser.add_argument("--db", default=DB, help="the database to (re)create and seed")
     args = parser.parse_args()
-    _run("psql", f"{PG}/postgres", "-qc", f"DROP DATABASE IF EXISTS {DB}", "-c", f"CREATE DATABASE {DB}")
-    key = _run("crm-api", "create-key", "--workspace", "bench", "--scopes", "*", env=_env(args.new, DB))
+    db = args.db
+    _run("psql", f"{PG}/postgres", "-qc", f"DROP DATABASE IF EXISTS {db}", "-c", f"CREATE DATABASE {db}")
+    key = _run("crm-api", "create-key", "--workspace", "bench", "--scopes", "*", env=_env(args.new, db))
     key = key.strip().splitlines()[-1]
     trees = {"old": (args.old, args.port), "new": (args.new, args.port + 1)}
     for _tree, port in trees.values():
@@ -75,13 +77,13 @@ def main() -> None:
     for label, (tree, port) in trees.items():
         cmd = ["crm-api", "serve", "--port", str(port), "--workers", "1", "--no-dispatcher", "--no-migrate"]
         servers[label] = subprocess.Popen(
-            cmd, env=_env(tree, DB), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+            cmd, env=_env(tree, db), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
         )
     try:
         for _tree, port in trees.values():
             _wait(port)
         asyncio.run(includes.setup("127.0.0.1", trees["new"][1], key, args.deals))
-        _run("psql", f"{PG}/{DB}", "-qc", "ANALYZE")
+        _run("psql", f"{PG}/{db}", "-qc", "ANALYZE")
         results: dict[tuple[str, str], list[tuple[float, float]]] = {}
         for i in range(args.rounds):
             for label in ("old", "new") if i % 2 == 0 else ("new", "old"):

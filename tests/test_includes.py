@@ -1,5 +1,6 @@
-"""``include=`` (related objects, one statement per relation per page), ``fields=`` (sparse objects) and
-``If-None-Match`` on the GET of one object."""
+"""``include=`` (related objects: those that are resources read in the objects' own statement, others one
+statement per relation per page), ``fields=`` (sparse objects) and ``If-None-Match`` on the GET of one
+object."""
 
 from __future__ import annotations
 
@@ -17,8 +18,9 @@ from crm_api.auth import Context, Principal
 from crm_api.companies.spec import COMPANIES
 from crm_api.contacts.spec import CONTACTS
 from crm_api.deals.spec import DEALS
-from crm_api.resources import query
+from crm_api.resources import includes, query, service
 
+CONTACT, COMPANY = (next(i for i in DEALS.includes if i.name == n) for n in ("contact", "company"))
 TARGETS = {"normal": {"first_response_minutes": 60, "resolution_minutes": 480}}
 
 
@@ -253,6 +255,12 @@ async def test_a_list_page_reads_its_to_one_relations_in_its_own_statement(
 
     assert await count("contact,company") == 1
     assert await count(everything) == 3  # pipelines and stages are no resources: a statement each
+    for deal in listed:  # one object: its relations to resources in its own statement too
+        oid = uuid.UUID(deal["id"])
+        sent, row = await _statements(
+            pool, lambda conn, oid=oid: service.get(conn, DEALS, ctx, oid, (CONTACT, COMPANY))
+        )
+        assert sent == 1 and (row["related:contact"] is None) == (deal["contact"] is None)
 
 
 _INTROSPECTION = ("SELECT current_setting('jit')", "WITH RECURSIVE typeinfo_tree", "SELECT set_config('jit'")
@@ -305,15 +313,41 @@ async def test_one_statement_per_relation_whatever_the_page_size(
     listed_all = jsonutil.loads(jsonutil.dumps(page_of_all["data"]))
     assert all(c["company"]["id"] == c["company_id"] for c in listed_all)
 
+    # to-many relations too: an id list and the rows that point here, in the page's own statement
     one, _ = await listed(ACTIVITIES, 1, "contacts,companies")
     many, page = await listed(ACTIVITIES, 50, "contacts,companies")
-    assert one == many == 3
-    assert all(len(a["contacts"]["data"]) == len(a["contact_ids"]) for a in page["data"])
+    assert one == many == 1
+    activities = jsonutil.loads(jsonutil.dumps(page["data"]))
+    assert len(activities) == 30
+    for a in activities:
+        assert [c["id"] for c in a["contacts"]["data"]] == a["contact_ids"]
+        assert [c["id"] for c in a["companies"]["data"]] == a["company_ids"]
+        assert a["contacts"]["has_more"] is False
 
     one, _ = await listed(COMPANIES, 1, "contacts")
     many, page = await listed(COMPANIES, 50, "contacts")
-    assert one == many == 2
-    assert sorted(len(c["contacts"]["data"]) for c in page["data"]) == [10, 10, 10]
+    assert one == many == 1
+    listed_companies = jsonutil.loads(jsonutil.dumps(page["data"]))
+    assert sorted(len(c["contacts"]["data"]) for c in listed_companies) == [10, 10, 10]
+    assert all(p["company_id"] == c["id"] for c in listed_companies for p in c["contacts"]["data"])
+
+    # one object: its relations to resources in its own statement, a loader's a statement each
+    async def got(spec: Any, oid: str, include: str) -> tuple[int, dict[str, Any]]:
+        shaping = includes.requested(spec, QueryParams({"include": include}))
+        joined = includes.joined(shaping)
+
+        async def read(conn: Any) -> list[dict[str, Any]]:
+            assert shaping is not None
+            row = await service.get(conn, spec, ctx, uuid.UUID(oid), joined)
+            return await includes.shape(conn, spec, ws, [includes.converter(spec, joined)(row)], shaping)
+
+        sent, shaped = await _statements(pool, read)
+        return sent, jsonutil.loads(jsonutil.dumps(shaped[0]))
+
+    sent, company = await got(COMPANIES, companies[0]["id"], "contacts")
+    assert sent == 1 and len(company["contacts"]["data"]) == 10
+    sent, activity = await got(ACTIVITIES, activities[0]["id"], "contacts,companies")
+    assert sent == 1 and activity["contacts"] == activities[0]["contacts"]
 
 
 async def test_if_none_match_answers_304_until_the_object_changes(api: httpx.AsyncClient) -> None:

@@ -1,13 +1,15 @@
 """``include=`` and ``fields=``: related objects beside an object, and sparse objects.
 
-A spec declares its relations (``spec.includes``). A list page reads its to-one relations to resources in
-its own statement (``joined``: one round trip for the page and them), as JSON text PostgreSQL builds and the
-response embeds as it is (``converter``). Each other relation asked for costs
-one statement, whatever the page size: the ids the page names are gathered and read at once (a to-one relation
-or an id list, by the target's read by ids), or, for the rows that point here (a company's contacts), one
-lateral statement for every parent of the page. Every read is scoped to the workspace, so an id of another
-workspace (an id list holds no foreign key) finds nothing. ``fields=`` trims the main object after that,
-keeping ``id``, ``object`` and the relations asked for.
+A spec declares its relations (``spec.includes``). The statement that reads a list page, a search page or
+one object also reads its relations to resources (``joined``), whatever their kind, as JSON text
+PostgreSQL builds (``related.py``) and the response embeds as it is (``converter``): one round trip for
+the objects and all of them. A relation to objects that are no resource (a deal's pipeline and stage, read
+by their package's loader) costs one statement, whatever the page size: the ids the page names are
+gathered and read at once. So does every relation of a page read another way (a custom field sort's), by
+the target's read by ids or, for the rows that point here, one lateral statement for every parent of the
+page. Every read is scoped to the workspace, so an id of another workspace (an id list holds no foreign
+key) finds nothing. ``fields=`` trims the main object after that, keeping ``id``, ``object`` and the
+relations asked for.
 
 Neither parameter costs anything when absent: ``requested`` answers None and the routes go on as before.
 """
@@ -26,10 +28,9 @@ import orjson
 from ..errors import field_error
 from ..events.describe import INCLUDES_KEY
 from . import repository as repo
+from .related import JOINED, MAX_ITEMS
 from .spec import LOADERS, REGISTRY, Include, ResourceSpec
 
-MAX_ITEMS = 20
-"""Objects a to-many relation shows per object (``has_more`` says whether there are others)."""
 ALWAYS = ("id", "object")
 """What ``fields=`` always keeps."""
 
@@ -97,20 +98,20 @@ def requested(spec: ResourceSpec, query: MultiQuery) -> Shaping | None:
 
 
 def joined(shaping: Shaping | None) -> tuple[Include, ...]:
-    """The relations a list page reads in its own statement (``repository.list_rows``): the to-one ones
-    whose target is a resource. The others (to-many, loaders' objects) stay statements of their own."""
+    """The relations read in the objects' own statement (``repository.list_rows``, ``fetch_one_joined``):
+    those whose target is a resource, of every kind. A loader's objects stay a statement of their own."""
     if shaping is None:
         return ()
-    return tuple(i for i in shaping.includes if i.kind == "one" and i.target in REGISTRY)
+    return tuple(i for i in shaping.includes if i.target in REGISTRY)
 
 
 def converter(spec: ResourceSpec, relations: tuple[Include, ...]) -> Callable[[Any], dict[str, Any]]:
-    """``spec.to_api`` for a page's rows, adding the ``relations`` its statement read beside each: their
-    JSON as PostgreSQL built it (``repository._api_json``), embedded in the response as it is
-    (``orjson.Fragment``: never decoded nor encoded again here)."""
+    """``spec.to_api`` for rows read with ``relations`` beside them: their JSON as PostgreSQL built it
+    (``related.relation_json``), embedded in the response as it is (``orjson.Fragment``: never decoded
+    nor encoded again here). A to-one relation that found nothing is null."""
     if not relations:
         return spec.to_api
-    keys = [(i.name, repo.JOINED + i.name) for i in relations]
+    keys = [(i.name, JOINED + i.name) for i in relations]
 
     def to_api(row: Any) -> dict[str, Any]:
         obj = spec.to_api(row)

@@ -37,8 +37,9 @@ from .. import idempotency, jsonutil, sql
 from ..errors import Conflict, FieldError, Unprocessable
 from ..events.store import events_cte, fanout, recordset
 from ..pagination import Sort
+from . import related
 from .exprs import Expr, Params, column_ref
-from .spec import REGISTRY, Include, ResourceSpec
+from .spec import Include, ResourceSpec
 
 
 def _table(spec: ResourceSpec) -> Table:
@@ -60,6 +61,16 @@ def _one(spec: ResourceSpec, for_update: bool) -> Select[Any]:
         t.c.workspace_id == sql.param("ws"), t.c.id == sql.param("id")
     )
     return stmt.with_for_update() if for_update else stmt
+
+
+@sql.shape
+def _one_joined(spec: ResourceSpec, joined: tuple[Include, ...]) -> Select[Any]:
+    """``_one`` with the ``joined`` relations beside the row, as ``_page_rows`` reads them."""
+    t = _table(spec)
+    shown = [related.relation_json(t, i).label(related.JOINED + i.name) for i in joined]
+    return select(*sql.columns(spec.columns, t), *shown).where(
+        t.c.workspace_id == sql.param("ws"), t.c.id == sql.param("id")
+    )
 
 
 @sql.shape
@@ -145,8 +156,11 @@ async def fetch_one(
     workspace_id: uuid.UUID,
     object_id: uuid.UUID,
     for_update: bool = False,
+    joined: tuple[Include, ...] = (),
 ) -> dict[str, Any] | None:
-    row = await _one(spec, for_update).fetchrow(conn, ws=workspace_id, id=object_id)
+    """The row, with the ``joined`` relations' JSON (``related.relation_json``) in the same statement."""
+    stmt = _one_joined(spec, joined) if joined else _one(spec, for_update)
+    row = await stmt.fetchrow(conn, ws=workspace_id, id=object_id)
     return dict(row) if row is not None else None
 
 
@@ -381,47 +395,6 @@ def _keyset(spec: ResourceSpec, column: str, descending: bool, value: Expr, row_
     )
 
 
-JOINED = "related:"
-"""The prefix of a page row's key holding a relation read in the page's statement: ``related:<name>``, the
-related object's JSON text as the API shows it (``includes.converter`` embeds it as it is)."""
-
-
-def _api_value(value: Any, field_type: str | None) -> Any:
-    """A column as ``jsonutil.dumps`` writes it, for ``row_to_json``: timestamps as orjson writes
-    them (UTC, ``Z``, microseconds only when there are some), decimals as strings. The other types'
-    JSON (uuid, bigint, boolean, date, arrays, jsonb) is already the same."""
-    if field_type == "timestamptz":
-        text = func.to_char(func.timezone("UTC", value), 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"')
-        return func.replace(text, ".000000Z", "Z")
-    if field_type == "numeric":
-        return value.cast(Text)
-    return value
-
-
-def _related(page: Any, include: Include) -> Any:
-    """The object a page row's ``include.column`` names, in this workspace, its columns named and formatted
-    as ``target.to_api`` shows them (``_api_value``), for ``_api_json``: a lateral subquery (its ``LIMIT 1``
-    keeps it one primary key lookup per page row, never a join over the whole target table)."""
-    target = REGISTRY[include.target]
-    r = _table(target).alias("rel_" + include.name)
-    shown = [_api_value(r.c[col], target.field_type(col)).label(key) for key, col in target.api_layout]
-    found = (
-        select(r.c.id.label("id"), literal(target.object).label("object"), *shown)
-        .where(r.c.workspace_id == sql.param("ws"), r.c.id == page.c[include.column])
-        .limit(1)
-    )
-    return found.lateral("rel_" + include.name)
-
-
-def _api_json(related: Any, name: str) -> Any:
-    """The JSON text of a lateral's row (null when it found none), keys in the order of its columns.
-    A page of 50 deals with their contacts and companies took about twice the plain page's CPU in Python
-    (the driver decoding 100 objects' columns, then converting and encoding them); as one text each,
-    the response embeds them as they are. ``row_to_json`` of the row: ``json_build_object`` looks each
-    argument's type up again for every row (50% slower here). As text: the driver would decode json."""
-    return func.row_to_json(related.table_valued()).cast(Text).label(JOINED + name)
-
-
 async def _page_rows(
     conn: Any,
     spec: ResourceSpec,
@@ -433,8 +406,9 @@ async def _page_rows(
     joined: tuple[Include, ...] = (),
 ) -> list[dict[str, Any]]:
     """``count`` rows meeting every condition, ordered by ``order`` (each descending when ``desc``).
-    ``joined`` (to-one relations to resources) are read in the same statement, one round trip: the page
-    first (its own plan, limited), then each relation's row for the page's rows alone."""
+    ``joined`` (relations to resources) are read in the same statement, one round trip: the page first
+    (its own plan, limited), then each relation as JSON text for the page's rows alone
+    (``related.relation_json``)."""
     shown = tuple((i.name, i.column, i.target) for i in joined)
     key = ("page", spec.table, tuple(w.key for w in where), order, desc, count, shown)
 
@@ -446,13 +420,9 @@ async def _page_rows(
         if not joined:
             return stmt
         page = stmt.subquery("page")
-        related = [_related(page, i) for i in joined]
-        source: Any = page
-        for rel in related:
-            source = source.outerjoin(rel, true())
         again = [page.c[c].desc() if desc else page.c[c].asc() for c in order]
-        shown = [_api_json(rel, i.name) for rel, i in zip(related, joined, strict=True)]
-        return select(*page.c, *shown).select_from(source).order_by(*again)
+        shown = [related.relation_json(page, i).label(related.JOINED + i.name) for i in joined]
+        return select(*page.c, *shown).order_by(*again)
 
     return [dict(r) for r in await _PAGES.get(key, build).fetch(conn, **params.values)]
 

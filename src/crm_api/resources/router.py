@@ -199,14 +199,16 @@ def build_router(spec: ResourceSpec) -> APIRouter:
         conn = read_pool(request)
         # the query string is read only when there is one: a plain GET costs what it always did
         shaping = includes.requested(spec, request.query_params) if request.scope["query_string"] else None
-        row = await service.get(conn, spec, context(request, principal), oid)
+        joined = includes.joined(shaping)  # read in the object's own statement
+        row = await service.get(conn, spec, context(request, principal), oid, joined)
         if shaping is None or not shaping.includes:  # related objects have versions of their own
             unchanged = not_modified(request, row["version"])
             if unchanged is not None:
                 return unchanged
         if shaping is None:
             return object_response(spec, row)
-        shaped = await includes.shape(conn, spec, principal.workspace_id, [spec.to_api(row)], shaping)
+        obj = includes.converter(spec, joined)(row)
+        shaped = await includes.shape(conn, spec, principal.workspace_id, [obj], shaping)
         return versioned_response(shaped[0], row["version"])
 
     @router.patch(

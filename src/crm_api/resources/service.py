@@ -29,7 +29,7 @@ from ..errors import (
 )
 from . import repository as repo
 from . import writes
-from .spec import ResourceSpec
+from .spec import Include, ResourceSpec
 
 MAX_BATCH = 500
 
@@ -122,9 +122,15 @@ async def create(
 
 
 async def get(
-    conn: asyncpg.Connection | asyncpg.Pool, spec: ResourceSpec, ctx: Context, oid: uuid.UUID
+    conn: asyncpg.Connection | asyncpg.Pool,
+    spec: ResourceSpec,
+    ctx: Context,
+    oid: uuid.UUID,
+    joined: tuple[Include, ...] = (),
 ) -> dict[str, Any]:
-    row = await repo.fetch_one(conn, spec, ctx.workspace_id, oid)
+    """The row (404 when there is none, 301 when it was merged), with the ``joined`` relations read in
+    the same statement (``includes.joined``)."""
+    row = await repo.fetch_one(conn, spec, ctx.workspace_id, oid, joined=joined)
     if row is None:
         raise NotFound(f"No {spec.object} with id {oid}")
     if row.get("merged_into") is not None:

@@ -141,6 +141,11 @@ def create_engine(url: str, size: int, timeouts: Timeouts = Timeouts()) -> Async
             # seen) to statements whose estimated cost crossed jit_above_cost, such as the outbox measure
             "server_settings": server_settings | {"jit": "off"},
             "timeout": timeouts.connect_s,
+            # the driver prepares a statement once per connection only when its text is at most this long
+            # (15 KiB by default): a list page with several related objects' JSON built in SQL
+            # (resources/related.py) is 5-13 KiB before its filters, and re-preparing it costs a parse
+            # and a plan per request
+            "max_cacheable_statement_size": 64 * 1024,
             # no command_timeout: the driver arms a timer per statement for it (9 us of CPU each, measured);
             # a server that does not answer at all is left to the request deadline (faults.Guard)
         },

@@ -101,8 +101,7 @@ def _by_id(target: ResourceSpec, name: str, object_id: Any) -> Any:
 def _listed(items: Any, has_more: ColumnElement[bool]) -> ColumnElement[str]:
     """``{"data":[<items>],"has_more":<bool>}``; ``items`` the objects' JSON joined by commas, or null."""
     flag = case((has_more, _text("true")), else_=_text("false"))
-    data = func.coalesce(items, _text("")) if items is not None else _text("")
-    return _cat(_text('{"data":['), data, _text('],"has_more":'), flag, _text("}"))
+    return _cat(_text('{"data":['), func.coalesce(items, _text("")), _text('],"has_more":'), flag, _text("}"))
 
 
 def relation_json(page: Any, include: Include) -> Any:

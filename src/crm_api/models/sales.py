@@ -197,7 +197,14 @@ class DealStageChange(Base):
             "workspace_id",
             "pipeline_id",
             "changed_at",
-            postgresql_include=["to_stage_id", "deal_id", "left_at", "advanced"],
+            postgresql_include=[
+                "to_stage_id",
+                "deal_id",
+                "left_at",
+                "advanced",
+                "prev_entered_at",
+                "prev_advanced_at",
+            ],
         ),
     )
 
@@ -215,6 +222,11 @@ class DealStageChange(Base):
     advanced: Mapped[bool] = mapped_column(Boolean, nullable=False, server_default=text("false"))
     """A later change put the deal in an open stage of this pipeline further on, or in a won stage. Kept
     by triggers on the history and on the stages (it depends on their positions)."""
+    prev_entered_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
+    """When the deal last entered the same stage of the same pipeline before this change; null for its first
+    entry. The sales cycle counts a deal once per stage in a period with it. Kept with ``left_at``."""
+    prev_advanced_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
+    """The same, among the earlier entries that advanced (``advanced``). Kept with ``advanced``."""
 
 
 __all__ = ["STAGE_KINDS", "Deal", "DealStageChange", "Pipeline", "PipelineStage"]

@@ -331,15 +331,24 @@ def _cycle_stages(include_archived: bool) -> Select[Any]:
     Each change knows when the deal left the stage (``left_at``: its next change, in any pipeline) and
     whether a later change put it in an open stage of this pipeline further on, or in a won stage
     (``advanced``): triggers keep both at write time (migration 0027), so this reads the period's entries
-    from ``ix_deal_stage_changes_cycle`` alone, not the history after them."""
+    from ``ix_deal_stage_changes_cycle`` alone, not the history after them. Each change also knows the
+    deal's previous entry into the same stage (and the previous one that advanced; migration 0037), so a
+    deal is counted once per stage by a filtered ``count(*)``, not a ``count(DISTINCT deal_id)`` that
+    sorts the stage's entries twice more."""
     h = sql.table("deal_stage_changes")
     d = sql.table("deals")
     # a stay not over yet counts until now (now(): one instant for the whole statement)
     stayed = func.coalesce(h.c.left_at, func.now()) - h.c.changed_at
+
+    def first(previous: Any) -> ColumnElement[bool]:
+        # the deal's first such entry in the period: the one before it (if any) is before the period, so
+        # counting these rows counts each deal once (migration 0037 keeps the previous entries)
+        return or_(previous.is_(None), previous < sql.param("lower", DateTime(timezone=True)))
+
     stmt = select(
         h.c.to_stage_id.label("stage_id"),
-        func.count(h.c.deal_id.distinct()).label("entered"),
-        func.count(h.c.deal_id.distinct()).filter(h.c.advanced).label("advanced"),
+        func.count().filter(first(h.c.prev_entered_at)).label("entered"),
+        func.count().filter(h.c.advanced, first(h.c.prev_advanced_at)).label("advanced"),
         func.avg(stayed).label("mean"),
         func.percentile_cont(0.5).within_group(stayed).label("median"),
     ).where(

@@ -1,0 +1,116 @@
+"""The sales cycle's per-stage counts without ``count(DISTINCT deal_id)``: each stage change also knows when
+the same deal last entered the same stage of the same pipeline before it (``prev_entered_at``) and when it
+last did so in an entry that later advanced (``prev_advanced_at``).
+
+A deal counts once per stage in a period: its entries there are rows of the period, and the first of them is
+the one whose previous entry (if any) is before the period (``prev_entered_at < lower``); likewise the first
+advanced one for ``advanced``. So the report counts rows with a filter, and sorts only for the median.
+
+Both are settled with ``left_at`` and ``advanced`` by the same function, so every path that settles those
+(the history trigger, a stage moved, changed kind or removed) settles these too. The migration backfills
+(only re-entries get a value) and widens the sales cycle's covering index with them.
+
+Revision ID: 0037
+Revises: 0035
+Create Date: 2026-12-01 03:10:00.000000
+"""
+
+from collections.abc import Sequence
+
+import sqlalchemy as sa
+from alembic import op
+
+revision: str = "0037"
+down_revision: str | None = "0035"
+branch_labels: str | Sequence[str] | None = None
+depends_on: str | Sequence[str] | None = None
+
+# What a deal's rows should hold, from its whole history (as in 0027, plus the previous entries): the next
+# change in any pipeline, how far the later changes of the same pipeline went, and, per deal, pipeline and
+# stage, the previous entry and the previous entry that advanced. Only rows whose values differ are written.
+_SETTLE = """
+UPDATE deal_stage_changes AS h
+SET left_at = y.left_at, advanced = y.advanced,
+    prev_entered_at = y.prev_entered_at, prev_advanced_at = y.prev_advanced_at
+FROM (
+    SELECT x.workspace_id, x.id, x.left_at, x.advanced,
+           max(x.changed_at) OVER w AS prev_entered_at,
+           max(x.changed_at) FILTER (WHERE x.advanced) OVER w AS prev_advanced_at
+    FROM (
+        SELECT c.workspace_id, c.id, c.deal_id, c.pipeline_id, c.to_stage_id, c.changed_at,
+               first_value(c.changed_at) OVER (PARTITION BY c.deal_id ORDER BY c.changed_at, c.id
+                                               ROWS BETWEEN 1 FOLLOWING AND UNBOUNDED FOLLOWING) AS left_at,
+               coalesce(max(CASE s.kind WHEN 'won' THEN 1000000 WHEN 'open' THEN s.position END)
+                            OVER (PARTITION BY c.deal_id, c.pipeline_id ORDER BY c.changed_at, c.id
+                                  ROWS BETWEEN 1 FOLLOWING AND UNBOUNDED FOLLOWING) > s.position,
+                        false) AS advanced
+        FROM deal_stage_changes AS c
+        LEFT JOIN pipeline_stages AS s
+            ON s.workspace_id = c.workspace_id AND s.pipeline_id = c.pipeline_id AND s.id = c.to_stage_id
+        WHERE {where}
+    ) AS x
+    WINDOW w AS (PARTITION BY x.deal_id, x.pipeline_id, x.to_stage_id ORDER BY x.changed_at, x.id
+                 ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING)
+) AS y
+WHERE h.workspace_id = y.workspace_id AND h.id = y.id
+  AND (h.left_at, h.advanced, h.prev_entered_at, h.prev_advanced_at)
+      IS DISTINCT FROM (y.left_at, y.advanced, y.prev_entered_at, y.prev_advanced_at)
+"""
+
+# 0027's, to go back to
+_SETTLE_0027 = """
+UPDATE deal_stage_changes AS h
+SET left_at = x.left_at, advanced = x.advanced
+FROM (
+    SELECT c.workspace_id, c.id,
+           first_value(c.changed_at) OVER (PARTITION BY c.deal_id ORDER BY c.changed_at, c.id
+                                           ROWS BETWEEN 1 FOLLOWING AND UNBOUNDED FOLLOWING) AS left_at,
+           coalesce(max(CASE s.kind WHEN 'won' THEN 1000000 WHEN 'open' THEN s.position END)
+                        OVER (PARTITION BY c.deal_id, c.pipeline_id ORDER BY c.changed_at, c.id
+                              ROWS BETWEEN 1 FOLLOWING AND UNBOUNDED FOLLOWING) > s.position,
+                    false) AS advanced
+    FROM deal_stage_changes AS c
+    LEFT JOIN pipeline_stages AS s
+        ON s.workspace_id = c.workspace_id AND s.pipeline_id = c.pipeline_id AND s.id = c.to_stage_id
+    WHERE {where}
+) AS x
+WHERE h.workspace_id = x.workspace_id AND h.id = x.id
+  AND (h.left_at IS DISTINCT FROM x.left_at OR h.advanced IS DISTINCT FROM x.advanced)
+"""
+
+_FUNCTION = """
+CREATE OR REPLACE FUNCTION settle_deal_stage_changes(ws uuid, deals uuid[]) RETURNS void LANGUAGE sql AS $$
+{settle}
+$$
+"""
+
+_INCLUDE_0027 = ["to_stage_id", "deal_id", "left_at", "advanced"]
+
+
+def upgrade() -> None:
+    op.add_column("deal_stage_changes", sa.Column("prev_entered_at", sa.DateTime(timezone=True), nullable=True))
+    op.add_column("deal_stage_changes", sa.Column("prev_advanced_at", sa.DateTime(timezone=True), nullable=True))
+    op.execute(_FUNCTION.format(settle=_SETTLE.format(where="c.workspace_id = ws AND c.deal_id = ANY(deals)")))
+    op.execute(_SETTLE.format(where="true"))
+    op.drop_index("ix_deal_stage_changes_cycle", table_name="deal_stage_changes")
+    op.create_index(
+        "ix_deal_stage_changes_cycle",
+        "deal_stage_changes",
+        ["workspace_id", "pipeline_id", "changed_at"],
+        postgresql_include=[*_INCLUDE_0027, "prev_entered_at", "prev_advanced_at"],
+    )
+
+
+def downgrade() -> None:
+    op.drop_index("ix_deal_stage_changes_cycle", table_name="deal_stage_changes")
+    op.create_index(
+        "ix_deal_stage_changes_cycle",
+        "deal_stage_changes",
+        ["workspace_id", "pipeline_id", "changed_at"],
+        postgresql_include=_INCLUDE_0027,
+    )
+    op.execute(
+        _FUNCTION.format(settle=_SETTLE_0027.format(where="c.workspace_id = ws AND c.deal_id = ANY(deals)"))
+    )
+    op.drop_column("deal_stage_changes", "prev_advanced_at")
+    op.drop_column("deal_stage_changes", "prev_entered_at")

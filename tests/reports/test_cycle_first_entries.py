@@ -25,14 +25,19 @@ STAGES = [
     {"name": "Lost", "kind": "lost"},
 ]
 
-# independent of the kept columns: each deal counted once with DISTINCT
+# independent of the kept columns: each deal counted once with DISTINCT, per stage of the pipeline (a
+# removed stage is no row of the report), stays measured for open stages (the report shows no time spent
+# in a closed one)
 _SLOW = """
 SELECT h.to_stage_id AS stage_id,
        count(DISTINCT h.deal_id) AS entered,
        count(DISTINCT h.deal_id) FILTER (WHERE h.advanced) AS advanced,
-       avg(coalesce(h.left_at, now()) - h.changed_at) AS mean,
-       percentile_cont(0.5) WITHIN GROUP (ORDER BY coalesce(h.left_at, now()) - h.changed_at) AS median
+       avg(coalesce(h.left_at, now()) - h.changed_at) FILTER (WHERE s.kind = 'open') AS mean,
+       percentile_cont(0.5) WITHIN GROUP (ORDER BY coalesce(h.left_at, now()) - h.changed_at)
+           FILTER (WHERE s.kind = 'open') AS median
 FROM deal_stage_changes AS h
+JOIN pipeline_stages AS s
+    ON s.workspace_id = h.workspace_id AND s.pipeline_id = h.pipeline_id AND s.id = h.to_stage_id
 WHERE h.workspace_id = $1 AND h.pipeline_id = $2 AND h.changed_at >= $3 AND h.changed_at < $4
   AND ($5 OR NOT EXISTS (SELECT FROM deals AS d WHERE d.workspace_id = h.workspace_id
                          AND d.id = h.deal_id AND d.archived_at IS NOT NULL))

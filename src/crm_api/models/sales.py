@@ -191,14 +191,15 @@ class DealStageChange(Base):
             "changed_at",
             postgresql_include=["deal_id", "id", "from_stage_id", "pipeline_id", "to_stage_id"],
         ),
-        # the sales cycle: a pipeline's entries of a period with how each stay ended, from the index alone
+        # the sales cycle: a pipeline stage's entries of a period with how each stay ended, from the index
+        # alone (one range per stage)
         Index(
             "ix_deal_stage_changes_cycle",
             "workspace_id",
             "pipeline_id",
+            "to_stage_id",
             "changed_at",
             postgresql_include=[
-                "to_stage_id",
                 "deal_id",
                 "left_at",
                 "advanced",

@@ -30,6 +30,7 @@ from sqlalchemy import (
     null,
     or_,
     select,
+    true,
     union_all,
 )
 from sqlalchemy.dialects.postgresql import UUID, distinct_on
@@ -330,37 +331,52 @@ def _cycle_stages(include_archived: bool) -> Select[Any]:
 
     Each change knows when the deal left the stage (``left_at``: its next change, in any pipeline) and
     whether a later change put it in an open stage of this pipeline further on, or in a won stage
-    (``advanced``): triggers keep both at write time (migration 0027), so this reads the period's entries
-    from ``ix_deal_stage_changes_cycle`` alone, not the history after them. Each change also knows the
-    deal's previous entry into the same stage (and the previous one that advanced; migration 0037), so a
-    deal is counted once per stage by a filtered ``count(*)``, not a ``count(DISTINCT deal_id)`` that
-    sorts the stage's entries twice more."""
+    (``advanced``): triggers keep both at write time (migration 0027). It also knows the deal's previous
+    entry into the same stage, and the previous one that advanced (migration 0037), so a deal is counted
+    once per stage by a filtered ``count(*)``, not a ``count(DISTINCT deal_id)`` that sorts the entries.
+
+    One aggregate per stage of the pipeline (a ``LATERAL`` over its stages), each over its own range of
+    ``ix_deal_stage_changes_cycle`` (workspace, pipeline, stage, changed_at; covering): no sort of the
+    period's entries by stage, and only an open stage's stays are sorted for the median (a closed stage is
+    where a deal ends: the report shows no time spent there). A stage without entries in the period has no
+    row."""
     h = sql.table("deal_stage_changes")
     d = sql.table("deals")
+    s = sql.table("pipeline_stages")
     # a stay not over yet counts until now (now(): one instant for the whole statement)
     stayed = func.coalesce(h.c.left_at, func.now()) - h.c.changed_at
+    is_open = s.c.kind == "open"
 
     def first(previous: Any) -> ColumnElement[bool]:
         # the deal's first such entry in the period: the one before it (if any) is before the period, so
-        # counting these rows counts each deal once (migration 0037 keeps the previous entries)
+        # counting these rows counts each deal once
         return or_(previous.is_(None), previous < sql.param("lower", DateTime(timezone=True)))
 
-    stmt = select(
-        h.c.to_stage_id.label("stage_id"),
+    per_stage = select(
         func.count().filter(first(h.c.prev_entered_at)).label("entered"),
         func.count().filter(h.c.advanced, first(h.c.prev_advanced_at)).label("advanced"),
-        func.avg(stayed).label("mean"),
-        func.percentile_cont(0.5).within_group(stayed).label("median"),
+        func.avg(stayed).filter(is_open).label("mean"),
+        func.percentile_cont(0.5).within_group(stayed).filter(is_open).label("median"),
     ).where(
-        h.c.workspace_id == sql.param("ws"),
-        h.c.pipeline_id == sql.param("pipeline_id", UUID),
+        h.c.workspace_id == s.c.workspace_id,
+        h.c.pipeline_id == s.c.pipeline_id,
+        h.c.to_stage_id == s.c.id,
         in_period(h.c.changed_at),
     )
     if not include_archived:
         # archived deals are few: an anti-join on their partial index, not a join with every deal
         gone = and_(d.c.workspace_id == h.c.workspace_id, d.c.id == h.c.deal_id, d.c.archived_at.is_not(None))
-        stmt = stmt.where(~exists().where(gone))
-    return stmt.group_by(h.c.to_stage_id)
+        per_stage = per_stage.where(~exists().where(gone))
+    x = per_stage.lateral("x")
+    return (
+        select(s.c.id.label("stage_id"), x.c.entered, x.c.advanced, x.c.mean, x.c.median)
+        .select_from(s.join(x, true()))
+        .where(
+            s.c.workspace_id == sql.param("ws"),
+            s.c.pipeline_id == sql.param("pipeline_id", UUID),
+            x.c.entered > 0,
+        )
+    )
 
 
 async def sales_cycle(

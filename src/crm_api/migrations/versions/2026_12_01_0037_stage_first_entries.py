@@ -8,7 +8,8 @@ advanced one for ``advanced``. So the report counts rows with a filter, and sort
 
 Both are settled with ``left_at`` and ``advanced`` by the same function, so every path that settles those
 (the history trigger, a stage moved, changed kind or removed) settles these too. The migration backfills
-(only re-entries get a value) and widens the sales cycle's covering index with them.
+(only re-entries get a value) and rebuilds the sales cycle's covering index per stage (workspace,
+pipeline, stage, changed_at) carrying them: the report reads one range per stage, already grouped.
 
 Revision ID: 0037
 Revises: 0035
@@ -88,16 +89,22 @@ _INCLUDE_0027 = ["to_stage_id", "deal_id", "left_at", "advanced"]
 
 
 def upgrade() -> None:
-    op.add_column("deal_stage_changes", sa.Column("prev_entered_at", sa.DateTime(timezone=True), nullable=True))
-    op.add_column("deal_stage_changes", sa.Column("prev_advanced_at", sa.DateTime(timezone=True), nullable=True))
-    op.execute(_FUNCTION.format(settle=_SETTLE.format(where="c.workspace_id = ws AND c.deal_id = ANY(deals)")))
+    op.add_column(
+        "deal_stage_changes", sa.Column("prev_entered_at", sa.DateTime(timezone=True), nullable=True)
+    )
+    op.add_column(
+        "deal_stage_changes", sa.Column("prev_advanced_at", sa.DateTime(timezone=True), nullable=True)
+    )
+    op.execute(
+        _FUNCTION.format(settle=_SETTLE.format(where="c.workspace_id = ws AND c.deal_id = ANY(deals)"))
+    )
     op.execute(_SETTLE.format(where="true"))
     op.drop_index("ix_deal_stage_changes_cycle", table_name="deal_stage_changes")
     op.create_index(
         "ix_deal_stage_changes_cycle",
         "deal_stage_changes",
-        ["workspace_id", "pipeline_id", "changed_at"],
-        postgresql_include=[*_INCLUDE_0027, "prev_entered_at", "prev_advanced_at"],
+        ["workspace_id", "pipeline_id", "to_stage_id", "changed_at"],
+        postgresql_include=["deal_id", "left_at", "advanced", "prev_entered_at", "prev_advanced_at"],
     )
 
 

@@ -1,9 +1,13 @@
-"""The sales cycle counts a deal once per stage from the previous entries kept at write time (migration
+"""The pipeline at a past moment from the stays covering it, and the sales cycle's counts.
+
+The sales cycle counts a deal once per stage from the previous entries kept at write time (migration
 0037), not with ``count(DISTINCT deal_id)``. Deals that come back to a stage (inside the period, and across
 its start), advance from one entry and not another, move to another pipeline and back, through every write
 path, with stages reordered and removed and deals archived: after each step the report's per-stage rows
 equal a slow recomputation with distinct counts over the whole history, for every period cut at the
-history's own moments; and the kept columns equal what the whole history says."""
+history's own moments; and the kept columns equal what the whole history says. The pipeline as it stood
+at each of those moments (from ``left_at``, migration 0037's index) equals today's deals rolled back by
+each one's first move since, computed apart."""
 
 from __future__ import annotations
 
@@ -57,6 +61,52 @@ SELECT h.id,
 FROM deal_stage_changes AS h
 WHERE h.workspace_id = $1
 """
+
+
+# the pipeline at a moment, independent of left_at: today's deals rolled back by each one's first move since
+_THEN_SLOW = """
+SELECT CASE WHEN f.deal_id IS NULL THEN d.stage_id ELSE f.from_stage_id END AS stage_id, d.currency,
+       count(*) AS deals, sum(d.amount) AS amount
+FROM deals AS d
+LEFT JOIN (SELECT DISTINCT ON (h.deal_id) h.deal_id, h.from_stage_id FROM deal_stage_changes AS h
+           WHERE h.workspace_id = $1 AND h.changed_at > $3 ORDER BY h.deal_id, h.changed_at, h.id) AS f
+    ON f.deal_id = d.id
+WHERE d.workspace_id = $1 AND d.created_at <= $3
+  AND ($4 OR d.archived_at IS NULL OR d.archived_at > $3)
+  AND ((f.deal_id IS NULL AND d.pipeline_id = $2)
+       OR f.from_stage_id IN (SELECT id FROM pipeline_stages WHERE workspace_id = $1 AND pipeline_id = $2))
+GROUP BY 1, 2
+"""
+
+
+def _key(row: Any) -> tuple[str, str]:
+    return (str(row["stage_id"]), str(row["currency"]))
+
+
+async def _then_agree(pool: asyncpg.Pool, ws: uuid.UUID, pipeline_id: str) -> int:
+    """The pipeline as it stood at every moment of the history (and just before and after each), archived
+    deals in and out: the report's rows equal the slow ones. Returns how many moments had deals."""
+    moments = sorted(
+        {
+            r["changed_at"]
+            for r in await pool.fetch("SELECT changed_at FROM deal_stage_changes WHERE workspace_id = $1", ws)
+        }
+    )
+    tick = dt.timedelta(microseconds=1)
+    pid = uuid.UUID(pipeline_id)
+    with_rows = 0
+    async with pool.acquire() as conn, conn.transaction():
+        for include_archived in (False, True):
+            fast_stmt = sales._pipeline_then(False, include_archived)
+            for as_of in sorted({m + d for m in moments for d in (-tick, dt.timedelta(0), tick)}):
+                values = {"ws": ws, "pipeline_id": pid, "as_of": as_of}
+                fast = sorted(map(dict, await fast_stmt.fetch(conn, **values)), key=_key)
+                slow = sorted(
+                    map(dict, await conn.fetch(_THEN_SLOW, ws, pid, as_of, include_archived)), key=_key
+                )
+                assert fast == slow, (as_of, include_archived)
+                with_rows += bool(fast)
+    return with_rows
 
 
 async def _agree(pool: asyncpg.Pool, ws: uuid.UUID, pipeline_id: str) -> int:
@@ -149,7 +199,8 @@ async def test_mixed_writes_keep_the_counts_exact(api: httpx.AsyncClient, pool: 
     s, x = stage_ids(p), stage_ids(q)
 
     # create, then PATCH back and forth: Lead and Demo entered twice each
-    made = await api.post("/v1/deals", json={"name": "a", "pipeline_id": p["id"], "stage_id": s["Lead"]})
+    body = {"name": "a", "pipeline_id": p["id"], "stage_id": s["Lead"], "amount": "100.50", "currency": "USD"}
+    made = await api.post("/v1/deals", json=body)
     assert made.status_code == 201, made.text
     a = made.json()["id"]
     for stage in ("Demo", "Lead", "Proposal", "Demo"):
@@ -159,7 +210,14 @@ async def test_mixed_writes_keep_the_counts_exact(api: httpx.AsyncClient, pool: 
     # batch create, batch upsert back to where it was, PUT by external id to lost
     items = [
         {"name": "b", "pipeline_id": p["id"], "stage_id": s["Demo"], "external_ids": {"crm": "b"}},
-        {"name": "c", "pipeline_id": p["id"], "stage_id": s["Lead"], "external_ids": {"crm": "c"}},
+        {
+            "name": "c",
+            "pipeline_id": p["id"],
+            "stage_id": s["Lead"],
+            "external_ids": {"crm": "c"},
+            "amount": "7.25",
+            "currency": "EUR",
+        },
     ]
     r = await api.post("/v1/deals/batch", json={"items": items})
     assert [i["status"] for i in r.json()["results"]] == [201, 201], r.text
@@ -179,6 +237,8 @@ async def test_mixed_writes_keep_the_counts_exact(api: httpx.AsyncClient, pool: 
     await _patch(api, a, stage_id=s["Won"])
     assert await _agree(pool, ws, p["id"])
     assert await _agree(pool, ws, q["id"])
+    assert await _then_agree(pool, ws, p["id"])
+    assert await _then_agree(pool, ws, q["id"])
 
     # stages reordered (advanced changes, and with it the previous advanced entries), a stage removed with
     # its deals moved, a deal archived (left out unless asked) and another restored
@@ -198,3 +258,5 @@ async def test_mixed_writes_keep_the_counts_exact(api: httpx.AsyncClient, pool: 
     assert (await api.delete(f"/v1/deals/{b}")).status_code == 200
     assert (await api.post(f"/v1/deals/{b}/restore")).status_code == 200
     assert await _agree(pool, ws, p["id"])
+    assert await _then_agree(pool, ws, p["id"])
+    assert await _then_agree(pool, ws, q["id"])

@@ -191,6 +191,15 @@ class DealStageChange(Base):
             "changed_at",
             postgresql_include=["deal_id", "id", "from_stage_id", "pipeline_id", "to_stage_id"],
         ),
+        # the pipeline as it stood at a moment: the stays left since then, each with when it began (partial:
+        # a stay not left yet is where its deal is today)
+        Index(
+            "ix_deal_stage_changes_left",
+            "workspace_id",
+            "left_at",
+            postgresql_include=["changed_at", "deal_id", "to_stage_id"],
+            postgresql_where=text("left_at IS NOT NULL"),
+        ),
         # the sales cycle: a pipeline stage's entries of a period with how each stay ended, from the index
         # alone (one range per stage)
         Index(

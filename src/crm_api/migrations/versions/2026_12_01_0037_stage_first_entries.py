@@ -1,4 +1,7 @@
-"""The sales cycle's per-stage counts without ``count(DISTINCT deal_id)``: each stage change also knows when
+"""The sales cycle's per-stage counts without ``count(DISTINCT deal_id)``, and the pipeline at a past moment
+from the stays that cover it.
+
+The sales cycle: each stage change also knows when
 the same deal last entered the same stage of the same pipeline before it (``prev_entered_at``) and when it
 last did so in an entry that later advanced (``prev_advanced_at``).
 
@@ -10,6 +13,10 @@ Both are settled with ``left_at`` and ``advanced`` by the same function, so ever
 (the history trigger, a stage moved, changed kind or removed) settles these too. The migration backfills
 (only re-entries get a value) and rebuilds the sales cycle's covering index per stage (workspace,
 pipeline, stage, changed_at) carrying them: the report reads one range per stage, already grouped.
+
+The pipeline at ``as_of``: a deal that moved since was, at ``as_of``, in the stay with ``changed_at <= as_of
+< left_at``; ``ix_deal_stage_changes_left`` (partial on left stays, by ``left_at``) finds those stays as one
+range (the stays left since ``as_of``), no sort of every move since.
 
 Revision ID: 0037
 Revises: 0035
@@ -106,9 +113,18 @@ def upgrade() -> None:
         ["workspace_id", "pipeline_id", "to_stage_id", "changed_at"],
         postgresql_include=["deal_id", "left_at", "advanced", "prev_entered_at", "prev_advanced_at"],
     )
+    # the pipeline at a past moment: the stays left since then, each with when it began
+    op.create_index(
+        "ix_deal_stage_changes_left",
+        "deal_stage_changes",
+        ["workspace_id", "left_at"],
+        postgresql_include=["changed_at", "deal_id", "to_stage_id"],
+        postgresql_where=sa.text("left_at IS NOT NULL"),
+    )
 
 
 def downgrade() -> None:
+    op.drop_index("ix_deal_stage_changes_left", table_name="deal_stage_changes")
     op.drop_index("ix_deal_stage_changes_cycle", table_name="deal_stage_changes")
     op.create_index(
         "ix_deal_stage_changes_cycle",

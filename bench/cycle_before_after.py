@@ -30,14 +30,18 @@ from crm_api.reports import params, sales
 _ROOMY = ("SET LOCAL work_mem = '64MB'", "SET LOCAL jit = off")  # as reports/roomy.py
 
 
-def _before(rev: str) -> Any:
+def _before(rev: str, module_name: str = "sales") -> Any:
+    """``crm_api.reports.<module_name>`` as it was at ``rev``."""
     text = subprocess.run(
-        ["git", "show", f"{rev}:src/crm_api/reports/sales.py"], check=True, capture_output=True, text=True
+        ["git", "show", f"{rev}:src/crm_api/reports/{module_name}.py"],
+        check=True,
+        capture_output=True,
+        text=True,
     ).stdout
     with tempfile.NamedTemporaryFile("w", suffix=".py", delete=False) as f:
         f.write(text)
     # the module's name puts it in crm_api.reports, so its relative imports resolve
-    spec = importlib.util.spec_from_file_location("crm_api.reports._sales_before", f.name)
+    spec = importlib.util.spec_from_file_location(f"crm_api.reports._{module_name}_before", f.name)
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
     sys.modules[spec.name] = module

@@ -6,7 +6,8 @@ it twice. A customer is a live contact with at least one purchase by ``as_of``. 
 purchases: the summary (lifetime value in one currency, repeat and churn) and the monthly cohorts.
 
 Purchases are read per workspace from ``ix_orders_report_paid`` (partial on paid and fulfilled orders) and
-``ix_deals_report_closed``, both carrying what is read; archived contacts on their partial index.
+``ix_deals_report_closed``, both carrying what is read; the deals orders stand behind from ``ix_orders_deal``
+(one set); archived contacts on their partial index.
 """
 
 from __future__ import annotations
@@ -45,12 +46,15 @@ def _purchases(include_archived: bool) -> CTE:
         o.c.workspace_id == ws, or_(o.c.status == "paid", o.c.status == "fulfilled"), at <= as_of
     )
     ordered = sql.table("orders").alias("ordered")
+    # the deals orders stand behind, as one set (a hashed subplan over ix_orders_deal, read once), not a
+    # probe per won deal: NOT IN is safe here, the set holds no null
+    behind = select(ordered.c.deal_id).where(ordered.c.workspace_id == ws, ordered.c.deal_id.is_not(None))
     won = select(d.c.contact_id, d.c.closed_at.label("at"), d.c.currency, d.c.amount).where(
         d.c.workspace_id == ws,
         d.c.closed_at <= as_of,
         d.c.status == "won",
         d.c.contact_id.is_not(None),
-        ~exists().where(ordered.c.workspace_id == d.c.workspace_id, ordered.c.deal_id == d.c.id),
+        d.c.id.not_in(behind),
     )
     if not include_archived:
         won = won.where(d.c.archived_at.is_(None))

@@ -40,7 +40,7 @@ async def main(old_port: int, new_port: int, key: str, runs: int, only: list[str
         times: dict[str, list[float]] = {"old": [], "new": []}
         bodies: dict[str, bytes] = {}
         for i in range(runs + 2):
-            for side, conn in (sides.items() if i % 2 else reversed(sides.items())):
+            for side, conn in sides.items() if i % 2 else reversed(sides.items()):
                 began = time.perf_counter()
                 status, body = await conn.request("GET", path, None, headers=headers)
                 took = (time.perf_counter() - began) * 1000

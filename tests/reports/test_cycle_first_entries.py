@@ -57,7 +57,10 @@ SELECT h.id,
        (SELECT max(p.changed_at) FROM deal_stage_changes AS p
         WHERE p.workspace_id = h.workspace_id AND p.deal_id = h.deal_id AND p.pipeline_id = h.pipeline_id
           AND p.to_stage_id = h.to_stage_id AND p.advanced
-          AND (p.changed_at, p.id) < (h.changed_at, h.id)) AS advanced
+          AND (p.changed_at, p.id) < (h.changed_at, h.id)) AS advanced,
+       h.from_stage_id IS NOT NULL AND NOT EXISTS (
+           SELECT FROM deal_stage_changes AS p WHERE p.workspace_id = h.workspace_id AND p.deal_id = h.deal_id
+           AND (p.changed_at, p.id) < (h.changed_at, h.id)) AS opens
 FROM deal_stage_changes AS h
 WHERE h.workspace_id = $1
 """
@@ -113,12 +116,15 @@ async def _agree(pool: asyncpg.Pool, ws: uuid.UUID, pipeline_id: str) -> int:
     """For every period cut at the history's moments (and around them), archived deals in and out, the
     report's rows equal the slow ones (in one transaction: one now()). Returns how many periods had rows."""
     kept = {
-        r["id"]: (r["prev_entered_at"], r["prev_advanced_at"])
+        r["id"]: (r["prev_entered_at"], r["prev_advanced_at"], r["opens_history"])
         for r in await pool.fetch(
-            "SELECT id, prev_entered_at, prev_advanced_at FROM deal_stage_changes WHERE workspace_id = $1", ws
+            "SELECT id, prev_entered_at, prev_advanced_at, opens_history FROM deal_stage_changes "
+            "WHERE workspace_id = $1",
+            ws,
         )
     }
-    assert kept == {r["id"]: (r["entered"], r["advanced"]) for r in await pool.fetch(_PREVIOUS, ws)}
+    expected = await pool.fetch(_PREVIOUS, ws)
+    assert kept == {r["id"]: (r["entered"], r["advanced"], r["opens"]) for r in expected}
     moments = sorted(
         {
             r["changed_at"]
@@ -260,3 +266,20 @@ async def test_mixed_writes_keep_the_counts_exact(api: httpx.AsyncClient, pool: 
     assert await _agree(pool, ws, p["id"])
     assert await _then_agree(pool, ws, p["id"])
     assert await _then_agree(pool, ws, q["id"])
+
+    # a history that begins mid-way (older than the stage log kept, as a backfill leaves it): c's creation
+    # is not recorded, so before its first recorded move it was where that move took it from
+    first = await pool.fetchrow(
+        "SELECT h.id, h.deal_id FROM deal_stage_changes AS h JOIN deals AS d "
+        "ON d.workspace_id = h.workspace_id AND d.id = h.deal_id "
+        "WHERE h.workspace_id = $1 AND d.name = 'c' ORDER BY h.changed_at, h.id LIMIT 1",
+        ws,
+    )
+    await pool.execute("DELETE FROM deal_stage_changes WHERE workspace_id = $1 AND id = $2", ws, first["id"])
+    await pool.execute("SELECT settle_deal_stage_changes($1, ARRAY[$2::uuid])", ws, first["deal_id"])
+    opens = await pool.fetchval(
+        "SELECT count(*) FROM deal_stage_changes WHERE workspace_id = $1 AND opens_history", ws
+    )
+    assert opens == 1
+    assert await _agree(pool, ws, p["id"])
+    assert await _then_agree(pool, ws, p["id"])

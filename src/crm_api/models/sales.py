@@ -200,6 +200,14 @@ class DealStageChange(Base):
             postgresql_include=["changed_at", "deal_id", "to_stage_id"],
             postgresql_where=text("left_at IS NOT NULL"),
         ),
+        # ... and the deals whose recorded history begins with a move after that moment
+        Index(
+            "ix_deal_stage_changes_opens",
+            "workspace_id",
+            "changed_at",
+            postgresql_include=["deal_id", "from_stage_id"],
+            postgresql_where=text("opens_history"),
+        ),
         # the sales cycle: a pipeline stage's entries of a period with how each stay ended, from the index
         # alone (one range per stage)
         Index(
@@ -237,6 +245,9 @@ class DealStageChange(Base):
     entry. The sales cycle counts a deal once per stage in a period with it. Kept with ``left_at``."""
     prev_advanced_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
     """The same, among the earlier entries that advanced (``advanced``). Kept with ``advanced``."""
+    opens_history: Mapped[bool] = mapped_column(Boolean, nullable=False, server_default=text("false"))
+    """The deal's earliest recorded change, and a move (from a stage): its history begins mid-way (older than
+    the stage log kept), so before this change it was in ``from_stage_id``. Kept with ``left_at``."""
 
 
 __all__ = ["STAGE_KINDS", "Deal", "DealStageChange", "Pipeline", "PipelineStage"]

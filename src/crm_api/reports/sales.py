@@ -114,7 +114,9 @@ def _pipeline_then(by_owner: bool, include_archived: bool) -> Select[Any]:
     as_of < left_at`` (``left_at``, the deal's next change, kept at write time by migration 0027). Those
     stays are one range of ``ix_deal_stage_changes_left`` (partial on left stays, by ``left_at``; the
     stays left since ``as_of``, filtered on ``changed_at`` in the index), each moved deal then read by
-    primary key: a few thousand rows, not a sort of every move since. The totals are the pipeline's deals
+    primary key: a few thousand rows, not a sort of every move since. A deal whose recorded history
+    begins with a move after ``as_of`` (``opens_history``: older than the stage log kept; found on
+    ``ix_deal_stage_changes_opens``) was where that move took it from. The totals are the pipeline's deals
     per today's stage (one pass, as the pipeline now), minus the moved deals where they are today, plus
     the moved deals where they were then (a stage of this pipeline: which also places a deal moved between
     pipelines since). Groups whose count nets to zero are dropped; a group whose amounts all net out but
@@ -133,11 +135,22 @@ def _pipeline_then(by_owner: bool, include_archived: bool) -> Select[Any]:
             where.append(deals.c.owner_id == sql.param("owner_id", UUID))
         return where
 
+    # where each deal that moved since was: the stay covering as_of, or, for a deal whose recorded history
+    # begins with a move after it, where that move took it from
+    o = h.alias("o")
+    stays = union_all(
+        select(h.c.deal_id, h.c.to_stage_id.label("then_stage")).where(
+            h.c.workspace_id == ws, h.c.left_at > as_of, h.c.changed_at <= as_of
+        ),
+        select(o.c.deal_id, o.c.from_stage_id).where(
+            o.c.workspace_id == ws, o.c.opens_history, o.c.changed_at > as_of
+        ),
+    ).subquery("stays")
     # each moved deal once, by primary key (LIMIT 1: a probe per stay, never a pass over every deal)
     m = d.alias("m")
     deal = (
         select(m.c.stage_id, m.c.pipeline_id, m.c.currency, m.c.amount)
-        .where(m.c.workspace_id == h.c.workspace_id, m.c.id == h.c.deal_id, *then(m))
+        .where(m.c.workspace_id == ws, m.c.id == stays.c.deal_id, *then(m))
         .limit(1)
         .lateral("deal")
     )
@@ -145,12 +158,11 @@ def _pipeline_then(by_owner: bool, include_archived: bool) -> Select[Any]:
         select(
             deal.c.stage_id.label("now_stage"),
             deal.c.pipeline_id.label("now_pipeline"),
-            h.c.to_stage_id.label("then_stage"),
+            stays.c.then_stage,
             deal.c.currency,
             deal.c.amount,
         )
-        .select_from(h.join(deal, true()))
-        .where(h.c.workspace_id == ws, h.c.left_at > as_of, h.c.changed_at <= as_of)
+        .select_from(stays.join(deal, true()))
         .cte("moved")
         .prefix_with("MATERIALIZED")
     )

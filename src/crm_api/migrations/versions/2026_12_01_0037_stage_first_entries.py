@@ -16,7 +16,9 @@ pipeline, stage, changed_at) carrying them: the report reads one range per stage
 
 The pipeline at ``as_of``: a deal that moved since was, at ``as_of``, in the stay with ``changed_at <= as_of
 < left_at``; ``ix_deal_stage_changes_left`` (partial on left stays, by ``left_at``) finds those stays as one
-range (the stays left since ``as_of``), no sort of every move since.
+range (the stays left since ``as_of``), no sort of every move since. A deal whose recorded history begins
+with a move (``opens_history``: older than the stage log kept) was, before that move, where it moved from;
+``ix_deal_stage_changes_opens`` (partial: a row per such deal) finds those whose first move is after ``as_of``.
 
 Revision ID: 0037
 Revises: 0035
@@ -35,13 +37,15 @@ depends_on: str | Sequence[str] | None = None
 
 # What a deal's rows should hold, from its whole history (as in 0027, plus the previous entries): the next
 # change in any pipeline, how far the later changes of the same pipeline went, and, per deal, pipeline and
-# stage, the previous entry and the previous entry that advanced. Only rows whose values differ are written.
+# stage, the previous entry and the previous entry that advanced; and whether the row is the deal's earliest
+# recorded change and a move (its history begins mid-way: older than the stage log kept). Only rows whose
+# values differ are written.
 _SETTLE = """
 UPDATE deal_stage_changes AS h
 SET left_at = y.left_at, advanced = y.advanced,
-    prev_entered_at = y.prev_entered_at, prev_advanced_at = y.prev_advanced_at
+    prev_entered_at = y.prev_entered_at, prev_advanced_at = y.prev_advanced_at, opens_history = y.opens_history
 FROM (
-    SELECT x.workspace_id, x.id, x.left_at, x.advanced,
+    SELECT x.workspace_id, x.id, x.left_at, x.advanced, x.opens_history,
            max(x.changed_at) OVER w AS prev_entered_at,
            max(x.changed_at) FILTER (WHERE x.advanced) OVER w AS prev_advanced_at
     FROM (
@@ -51,7 +55,10 @@ FROM (
                coalesce(max(CASE s.kind WHEN 'won' THEN 1000000 WHEN 'open' THEN s.position END)
                             OVER (PARTITION BY c.deal_id, c.pipeline_id ORDER BY c.changed_at, c.id
                                   ROWS BETWEEN 1 FOLLOWING AND UNBOUNDED FOLLOWING) > s.position,
-                        false) AS advanced
+                        false) AS advanced,
+               c.from_stage_id IS NOT NULL
+                   AND row_number() OVER (PARTITION BY c.deal_id ORDER BY c.changed_at, c.id) = 1
+                   AS opens_history
         FROM deal_stage_changes AS c
         LEFT JOIN pipeline_stages AS s
             ON s.workspace_id = c.workspace_id AND s.pipeline_id = c.pipeline_id AND s.id = c.to_stage_id
@@ -61,8 +68,8 @@ FROM (
                  ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING)
 ) AS y
 WHERE h.workspace_id = y.workspace_id AND h.id = y.id
-  AND (h.left_at, h.advanced, h.prev_entered_at, h.prev_advanced_at)
-      IS DISTINCT FROM (y.left_at, y.advanced, y.prev_entered_at, y.prev_advanced_at)
+  AND (h.left_at, h.advanced, h.prev_entered_at, h.prev_advanced_at, h.opens_history)
+      IS DISTINCT FROM (y.left_at, y.advanced, y.prev_entered_at, y.prev_advanced_at, y.opens_history)
 """
 
 # 0027's, to go back to
@@ -102,6 +109,10 @@ def upgrade() -> None:
     op.add_column(
         "deal_stage_changes", sa.Column("prev_advanced_at", sa.DateTime(timezone=True), nullable=True)
     )
+    op.add_column(
+        "deal_stage_changes",
+        sa.Column("opens_history", sa.Boolean(), server_default=sa.text("false"), nullable=False),
+    )
     op.execute(
         _FUNCTION.format(settle=_SETTLE.format(where="c.workspace_id = ws AND c.deal_id = ANY(deals)"))
     )
@@ -121,9 +132,18 @@ def upgrade() -> None:
         postgresql_include=["changed_at", "deal_id", "to_stage_id"],
         postgresql_where=sa.text("left_at IS NOT NULL"),
     )
+    # ... and the deals whose recorded history begins with a move after it: they were where it moved from
+    op.create_index(
+        "ix_deal_stage_changes_opens",
+        "deal_stage_changes",
+        ["workspace_id", "changed_at"],
+        postgresql_include=["deal_id", "from_stage_id"],
+        postgresql_where=sa.text("opens_history"),
+    )
 
 
 def downgrade() -> None:
+    op.drop_index("ix_deal_stage_changes_opens", table_name="deal_stage_changes")
     op.drop_index("ix_deal_stage_changes_left", table_name="deal_stage_changes")
     op.drop_index("ix_deal_stage_changes_cycle", table_name="deal_stage_changes")
     op.create_index(
@@ -135,5 +155,6 @@ def downgrade() -> None:
     op.execute(
         _FUNCTION.format(settle=_SETTLE_0027.format(where="c.workspace_id = ws AND c.deal_id = ANY(deals)"))
     )
+    op.drop_column("deal_stage_changes", "opens_history")
     op.drop_column("deal_stage_changes", "prev_advanced_at")
     op.drop_column("deal_stage_changes", "prev_entered_at")

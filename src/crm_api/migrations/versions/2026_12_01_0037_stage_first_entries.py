@@ -29,6 +29,7 @@ from collections.abc import Sequence
 
 import sqlalchemy as sa
 from alembic import op
+from sqlalchemy.dialects import postgresql
 
 revision: str = "0037"
 down_revision: str | None = "0035"
@@ -101,6 +102,100 @@ $$
 
 _INCLUDE_0027 = ["to_stage_id", "deal_id", "left_at", "advanced"]
 
+# The customers report's purchases per contact, kept at write time (one row per contact: no row shared by
+# writes of different contacts). A purchase is what reports/customers.py says: a paid or fulfilled order
+# (at placed_at, else created_at), or a won, live deal no order stands behind (at closed_at).
+_PURCHASES = """
+CREATE FUNCTION settle_contact_purchases(ws uuid, contacts uuid[]) RETURNS void LANGUAGE sql AS $$
+DELETE FROM contact_purchases AS k
+WHERE k.workspace_id = ws AND k.contact_id = ANY(contacts)
+  AND k.contact_id IS NOT NULL;
+INSERT INTO contact_purchases (workspace_id, contact_id, purchases, first_at, last_at, value)
+SELECT ws, c.contact_id, sum(c.n)::integer, min(c.first_at), max(c.last_at),
+       coalesce(jsonb_object_agg(c.currency, c.amount) FILTER (WHERE c.currency IS NOT NULL
+                                                                AND c.amount IS NOT NULL), '{}')
+FROM (
+    SELECT p.contact_id, p.currency, count(*) AS n, min(p.at) AS first_at, max(p.at) AS last_at,
+           sum(p.amount) AS amount
+    FROM (
+        SELECT o.contact_id, coalesce(o.placed_at, o.created_at) AS at, o.currency, o.total AS amount
+        FROM orders AS o
+        WHERE o.workspace_id = ws AND o.contact_id = ANY(contacts) AND o.status IN ('paid', 'fulfilled')
+        UNION ALL
+        SELECT d.contact_id, d.closed_at, d.currency, d.amount
+        FROM deals AS d
+        WHERE d.workspace_id = ws AND d.contact_id = ANY(contacts) AND d.status = 'won'
+          AND d.closed_at IS NOT NULL AND d.archived_at IS NULL
+          AND NOT EXISTS (SELECT FROM orders AS b WHERE b.workspace_id = d.workspace_id AND b.deal_id = d.id)
+    ) AS p
+    GROUP BY p.contact_id, p.currency
+) AS c
+GROUP BY c.contact_id
+$$;
+
+CREATE FUNCTION settle_order_purchases(ws uuid, contacts uuid[], deals uuid[]) RETURNS void LANGUAGE sql AS $$
+SELECT settle_contact_purchases(ws, contacts || ARRAY(
+    SELECT d.contact_id FROM deals AS d
+    WHERE d.workspace_id = ws AND d.id = ANY(deals) AND d.contact_id IS NOT NULL))
+$$;
+
+CREATE FUNCTION orders_purchases_inserted() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    PERFORM settle_order_purchases(r.workspace_id, array_agg(r.contact_id), array_agg(r.deal_id)) FROM new_orders AS r GROUP BY r.workspace_id;
+    RETURN NULL;
+END
+$$;
+
+CREATE FUNCTION orders_purchases_deleted() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    PERFORM settle_order_purchases(r.workspace_id, array_agg(r.contact_id), array_agg(r.deal_id)) FROM old_orders AS r GROUP BY r.workspace_id;
+    RETURN NULL;
+END
+$$;
+
+-- only rows whose purchase columns changed, in both their versions (a contact or a deal left behind too)
+CREATE FUNCTION orders_purchases_updated() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    PERFORM settle_order_purchases(r.workspace_id, array_agg(r.contact_id), array_agg(r.deal_id))
+    FROM (
+        SELECT v.* FROM new_orders AS n JOIN old_orders AS o ON (o.workspace_id, o.source, o.external_id) = (n.workspace_id, n.source, n.external_id)
+        CROSS JOIN LATERAL (SELECT n.* UNION ALL SELECT o.*) AS v
+        WHERE (n.status, n.placed_at, n.created_at, n.currency, n.total, n.contact_id, n.deal_id) IS DISTINCT FROM (o.status, o.placed_at, o.created_at, o.currency, o.total, o.contact_id, o.deal_id)
+    ) AS r
+    GROUP BY r.workspace_id;
+    RETURN NULL;
+END
+$$;
+
+CREATE FUNCTION deals_purchases_inserted() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    PERFORM settle_contact_purchases(r.workspace_id, array_agg(r.contact_id)) FROM new_deals AS r GROUP BY r.workspace_id;
+    RETURN NULL;
+END
+$$;
+
+CREATE FUNCTION deals_purchases_deleted() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    PERFORM settle_contact_purchases(r.workspace_id, array_agg(r.contact_id)) FROM old_deals AS r GROUP BY r.workspace_id;
+    RETURN NULL;
+END
+$$;
+
+-- only rows whose purchase columns changed, in both their versions (a contact or a deal left behind too)
+CREATE FUNCTION deals_purchases_updated() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    PERFORM settle_contact_purchases(r.workspace_id, array_agg(r.contact_id))
+    FROM (
+        SELECT v.* FROM new_deals AS n JOIN old_deals AS o ON (o.workspace_id, o.id) = (n.workspace_id, n.id)
+        CROSS JOIN LATERAL (SELECT n.* UNION ALL SELECT o.*) AS v
+        WHERE (n.status, n.closed_at, n.archived_at, n.currency, n.amount, n.contact_id) IS DISTINCT FROM (o.status, o.closed_at, o.archived_at, o.currency, o.amount, o.contact_id)
+    ) AS r
+    GROUP BY r.workspace_id;
+    RETURN NULL;
+END
+$$;
+"""
+
 
 def upgrade() -> None:
     op.add_column(
@@ -141,8 +236,54 @@ def upgrade() -> None:
         postgresql_where=sa.text("opens_history"),
     )
 
+    # the customers report's purchases per contact
+    op.create_table(
+        "contact_purchases",
+        sa.Column("workspace_id", sa.UUID(), nullable=False),
+        sa.Column("contact_id", sa.UUID(), nullable=False),
+        sa.Column("purchases", sa.Integer(), nullable=False),
+        sa.Column("first_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("last_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("value", postgresql.JSONB(astext_type=sa.Text()), nullable=False),
+        sa.ForeignKeyConstraint(
+            ["workspace_id"],
+            ["workspaces.id"],
+            name=op.f("fk_contact_purchases_workspace_id_workspaces"),
+            ondelete="CASCADE",
+        ),
+        sa.PrimaryKeyConstraint("workspace_id", "contact_id", name=op.f("pk_contact_purchases")),
+    )
+    op.create_index("ix_contact_purchases_last", "contact_purchases", ["workspace_id", "last_at"])
+    for function in _PURCHASES.split("$$;")[:-1]:  # one statement each (a prepared statement)
+        op.execute(function + "$$")
+    for table in ("orders", "deals"):
+        for event, refs in (
+            ("INSERT", f"NEW TABLE AS new_{table}"),
+            ("DELETE", f"OLD TABLE AS old_{table}"),
+            ("UPDATE", f"OLD TABLE AS old_{table} NEW TABLE AS new_{table}"),
+        ):
+            done = {"INSERT": "inserted", "DELETE": "deleted", "UPDATE": "updated"}[event]
+            op.execute(
+                f"CREATE TRIGGER {table}_purchases_{done} AFTER {event} ON {table} REFERENCING {refs} "
+                f"FOR EACH STATEMENT EXECUTE FUNCTION {table}_purchases_{done}()"
+            )
+    op.execute(
+        "SELECT settle_contact_purchases(w.id, ARRAY("
+        "SELECT o.contact_id FROM orders AS o WHERE o.workspace_id = w.id AND o.status IN ('paid', 'fulfilled') "
+        "UNION SELECT d.contact_id FROM deals AS d WHERE d.workspace_id = w.id AND d.status = 'won' "
+        "AND d.contact_id IS NOT NULL)) FROM workspaces AS w"
+    )
+
 
 def downgrade() -> None:
+    for table in ("orders", "deals"):
+        for done in ("inserted", "deleted", "updated"):
+            op.execute(f"DROP TRIGGER {table}_purchases_{done} ON {table}")
+            op.execute(f"DROP FUNCTION {table}_purchases_{done}()")
+    op.execute("DROP FUNCTION settle_order_purchases(uuid, uuid[], uuid[])")
+    op.execute("DROP FUNCTION settle_contact_purchases(uuid, uuid[])")
+    op.drop_index("ix_contact_purchases_last", table_name="contact_purchases")
+    op.drop_table("contact_purchases")
     op.drop_index("ix_deal_stage_changes_opens", table_name="deal_stage_changes")
     op.drop_index("ix_deal_stage_changes_left", table_name="deal_stage_changes")
     op.drop_index("ix_deal_stage_changes_cycle", table_name="deal_stage_changes")

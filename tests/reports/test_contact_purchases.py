@@ -18,14 +18,16 @@ from crm_api.reports import customers
 
 # the purchases from orders and deals, computed apart from the triggers' function
 _RECOMPUTED = """
-SELECT p.contact_id, count(*)::integer AS purchases, min(p.at) AS first_at, max(p.at) AS last_at,
+SELECT p.contact_id, count(*)::integer AS purchases, (count(*) FILTER (WHERE p.deal))::integer AS deals,
+       min(p.at) AS first_at, max(p.at) AS last_at,
        sum(p.amount) FILTER (WHERE p.currency = 'USD') AS usd,
        sum(p.amount) FILTER (WHERE p.currency = 'EUR') AS eur
 FROM (
-    SELECT o.contact_id, coalesce(o.placed_at, o.created_at) AS at, o.currency, o.total AS amount
+    SELECT o.contact_id, coalesce(o.placed_at, o.created_at) AS at, o.currency, o.total AS amount,
+           false AS deal
     FROM orders AS o WHERE o.workspace_id = $1 AND o.status IN ('paid', 'fulfilled')
     UNION ALL
-    SELECT d.contact_id, d.closed_at, d.currency, d.amount FROM deals AS d
+    SELECT d.contact_id, d.closed_at, d.currency, d.amount, true FROM deals AS d
     WHERE d.workspace_id = $1 AND d.status = 'won' AND d.closed_at IS NOT NULL AND d.archived_at IS NULL
       AND d.contact_id IS NOT NULL
       AND d.id NOT IN (SELECT b.deal_id FROM orders AS b WHERE b.workspace_id = $1)
@@ -34,7 +36,7 @@ GROUP BY p.contact_id
 """
 
 _KEPT = """
-SELECT contact_id, purchases, first_at, last_at, (value ->> 'USD')::numeric AS usd,
+SELECT contact_id, purchases, deal_purchases, first_at, last_at, (value ->> 'USD')::numeric AS usd,
        (value ->> 'EUR')::numeric AS eur
 FROM contact_purchases WHERE workspace_id = $1
 """
@@ -95,7 +97,7 @@ async def test_every_write_path_keeps_the_purchases(api: httpx.AsyncClient, pool
     await _order(api, "c1", "carol@example.com", "70.00", "paid")
     alice, bob, carol = [await _contact(api, f"{n}@example.com") for n in ("alice", "bob", "carol")]
     kept = await _agree(pool, ws)
-    assert kept[uuid.UUID(alice)][1] == 2 and uuid.UUID(bob) not in kept
+    assert kept[uuid.UUID(alice)][1:3] == (2, 0) and uuid.UUID(bob) not in kept
     await _order(api, "b1", "bob@example.com", "30.00", "paid")
     await _order(api, "c1", "carol@example.com", "70.00", "refunded")
     kept = await _agree(pool, ws)
@@ -113,7 +115,7 @@ async def test_every_write_path_keeps_the_purchases(api: httpx.AsyncClient, pool
     other = made.json()["id"]
     assert uuid.UUID(carol) not in await _agree(pool, ws)
     assert (await api.patch(f"/v1/deals/{other}", json={"stage_id": won})).status_code == 200
-    assert uuid.UUID(carol) in await _agree(pool, ws)
+    assert (await _agree(pool, ws))[uuid.UUID(carol)][1:3] == (1, 1)
     assert (await api.patch(f"/v1/deals/{other}", json={"stage_id": first})).status_code == 200
     assert uuid.UUID(carol) not in await _agree(pool, ws)
     assert (await api.patch(f"/v1/deals/{other}", json={"stage_id": won})).status_code == 200

@@ -108,11 +108,21 @@ class ContactPurchases(Base):
         ForeignKeyConstraint(["workspace_id"], ["workspaces.id"], ondelete="CASCADE"),
         # whether any purchase is after a moment (then the report reads the purchases themselves)
         Index("ix_contact_purchases_last", "workspace_id", "last_at"),
+        # the customers with a won deal among their purchases (few where orders stand behind the deals):
+        # the cohorts read those deals per customer, not every won deal
+        Index(
+            "ix_contact_purchases_deals",
+            "workspace_id",
+            "first_at",
+            postgresql_where=text("deal_purchases > 0"),
+        ),
     )
 
     workspace_id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), primary_key=True)
     contact_id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), primary_key=True)
     purchases: Mapped[int] = mapped_column(Integer, nullable=False)
+    deal_purchases: Mapped[int] = mapped_column(Integer, nullable=False)
+    """How many of them are won deals (no order behind)."""
     first_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), nullable=False)
     last_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), nullable=False)
     value: Mapped[dict[str, object]] = mapped_column(JSONB, nullable=False)

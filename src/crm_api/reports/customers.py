@@ -38,8 +38,7 @@ from .. import sql
 from . import roomy
 
 
-def _purchases(include_archived: bool, since: bool = False) -> CTE:
-    """Every purchase by ``as_of`` (``since``: from ``cohorts_from`` on only)."""
+def _purchases(include_archived: bool) -> CTE:
     o = sql.table("orders")
     d = sql.table("deals")
     ws, as_of = sql.param("ws"), sql.param("as_of", DateTime(timezone=True))
@@ -60,10 +59,6 @@ def _purchases(include_archived: bool, since: bool = False) -> CTE:
     )
     if not include_archived:
         won = won.where(d.c.archived_at.is_(None))
-    if since:
-        cohorts_from = sql.param("cohorts_from", DateTime(timezone=True))
-        paid = paid.where(at >= cohorts_from)
-        won = won.where(d.c.closed_at >= cohorts_from)
     return union_all(paid, won).cte("purchases")
 
 
@@ -131,6 +126,44 @@ def _report(include_archived: bool) -> Select[Any]:
     return select(summary, listed).select_from(summary.join(listed, true()))
 
 
+def _recent(kept: Any) -> CTE:
+    """The purchases since ``cohorts_from`` (by ``as_of``) the cohorts count: the paid orders of the period
+    (``ix_orders_report_paid``), and the won deals of the customers who have any among their purchases
+    (``ix_contact_purchases_deals``, then their deals on ``ix_deals_contact``), not every won deal."""
+    o = sql.table("orders")
+    d = sql.table("deals")
+    ordered = sql.table("orders").alias("ordered")
+    ws, as_of = sql.param("ws"), sql.param("as_of", DateTime(timezone=True))
+    cohorts_from = sql.param("cohorts_from", DateTime(timezone=True))
+    at = func.coalesce(o.c.placed_at, o.c.created_at)
+    paid = select(o.c.contact_id, at.label("at")).where(
+        o.c.workspace_id == ws,
+        or_(o.c.status == "paid", o.c.status == "fulfilled"),
+        at <= as_of,
+        at >= cohorts_from,
+    )
+    buyers = kept.alias("buyers")
+    won = (
+        select(d.c.contact_id, d.c.closed_at.label("at"))
+        .select_from(
+            buyers.join(
+                d, and_(d.c.workspace_id == buyers.c.workspace_id, d.c.contact_id == buyers.c.contact_id)
+            )
+        )
+        .where(
+            buyers.c.workspace_id == ws,
+            buyers.c.deal_purchases > 0,
+            buyers.c.first_at >= cohorts_from,
+            d.c.status == "won",
+            d.c.closed_at <= as_of,
+            d.c.closed_at >= cohorts_from,
+            d.c.archived_at.is_(None),
+            ~exists().where(ordered.c.workspace_id == d.c.workspace_id, ordered.c.deal_id == d.c.id),
+        )
+    )
+    return union_all(paid, won).cte("purchases")
+
+
 @sql.shape
 def _kept() -> Select[Any]:
     """The report from the purchases kept per contact (``contact_purchases``, migration 0037), for live
@@ -166,7 +199,7 @@ def _kept() -> Select[Any]:
         .filter(k.c.last_at < sql.param("churn_before", DateTime(timezone=True)))
         .label("churned"),
     ).subquery("summary")
-    p = _purchases(False, since=True)
+    p = _recent(kept)
     cohort, bought = _month(k.c.first_at), _month(p.c.at)
     cohorts = (
         select(

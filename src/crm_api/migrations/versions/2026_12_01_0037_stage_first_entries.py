@@ -107,22 +107,21 @@ _INCLUDE_0027 = ["to_stage_id", "deal_id", "left_at", "advanced"]
 # (at placed_at, else created_at), or a won, live deal no order stands behind (at closed_at).
 _PURCHASES = """
 CREATE FUNCTION settle_contact_purchases(ws uuid, contacts uuid[]) RETURNS void LANGUAGE sql AS $$
-DELETE FROM contact_purchases AS k
-WHERE k.workspace_id = ws AND k.contact_id = ANY(contacts)
-  AND k.contact_id IS NOT NULL;
-INSERT INTO contact_purchases (workspace_id, contact_id, purchases, first_at, last_at, value)
-SELECT ws, c.contact_id, sum(c.n)::integer, min(c.first_at), max(c.last_at),
+DELETE FROM contact_purchases AS k WHERE k.workspace_id = ws AND k.contact_id = ANY(contacts);
+INSERT INTO contact_purchases (workspace_id, contact_id, purchases, deal_purchases, first_at, last_at, value)
+SELECT ws, c.contact_id, sum(c.n)::integer, sum(c.deals)::integer, min(c.first_at), max(c.last_at),
        coalesce(jsonb_object_agg(c.currency, c.amount) FILTER (WHERE c.currency IS NOT NULL
                                                                 AND c.amount IS NOT NULL), '{}')
 FROM (
-    SELECT p.contact_id, p.currency, count(*) AS n, min(p.at) AS first_at, max(p.at) AS last_at,
-           sum(p.amount) AS amount
+    SELECT p.contact_id, p.currency, count(*) AS n, count(*) FILTER (WHERE p.deal) AS deals,
+           min(p.at) AS first_at, max(p.at) AS last_at, sum(p.amount) AS amount
     FROM (
-        SELECT o.contact_id, coalesce(o.placed_at, o.created_at) AS at, o.currency, o.total AS amount
+        SELECT o.contact_id, coalesce(o.placed_at, o.created_at) AS at, o.currency, o.total AS amount,
+               false AS deal
         FROM orders AS o
         WHERE o.workspace_id = ws AND o.contact_id = ANY(contacts) AND o.status IN ('paid', 'fulfilled')
         UNION ALL
-        SELECT d.contact_id, d.closed_at, d.currency, d.amount
+        SELECT d.contact_id, d.closed_at, d.currency, d.amount, true
         FROM deals AS d
         WHERE d.workspace_id = ws AND d.contact_id = ANY(contacts) AND d.status = 'won'
           AND d.closed_at IS NOT NULL AND d.archived_at IS NULL
@@ -242,6 +241,7 @@ def upgrade() -> None:
         sa.Column("workspace_id", sa.UUID(), nullable=False),
         sa.Column("contact_id", sa.UUID(), nullable=False),
         sa.Column("purchases", sa.Integer(), nullable=False),
+        sa.Column("deal_purchases", sa.Integer(), nullable=False),
         sa.Column("first_at", sa.DateTime(timezone=True), nullable=False),
         sa.Column("last_at", sa.DateTime(timezone=True), nullable=False),
         sa.Column("value", postgresql.JSONB(astext_type=sa.Text()), nullable=False),
@@ -254,6 +254,12 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("workspace_id", "contact_id", name=op.f("pk_contact_purchases")),
     )
     op.create_index("ix_contact_purchases_last", "contact_purchases", ["workspace_id", "last_at"])
+    op.create_index(
+        "ix_contact_purchases_deals",
+        "contact_purchases",
+        ["workspace_id", "first_at"],
+        postgresql_where=sa.text("deal_purchases > 0"),
+    )
     for function in _PURCHASES.split("$$;")[:-1]:  # one statement each (a prepared statement)
         op.execute(function + "$$")
     for table in ("orders", "deals"):
@@ -282,6 +288,7 @@ def downgrade() -> None:
             op.execute(f"DROP FUNCTION {table}_purchases_{done}()")
     op.execute("DROP FUNCTION settle_order_purchases(uuid, uuid[], uuid[])")
     op.execute("DROP FUNCTION settle_contact_purchases(uuid, uuid[])")
+    op.drop_index("ix_contact_purchases_deals", table_name="contact_purchases")
     op.drop_index("ix_contact_purchases_last", table_name="contact_purchases")
     op.drop_table("contact_purchases")
     op.drop_index("ix_deal_stage_changes_opens", table_name="deal_stage_changes")

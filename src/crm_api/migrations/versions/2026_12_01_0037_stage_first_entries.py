@@ -104,9 +104,11 @@ _INCLUDE_0027 = ["to_stage_id", "deal_id", "left_at", "advanced"]
 
 # The customers report's purchases per contact, kept at write time (one row per contact: no row shared by
 # writes of different contacts). A purchase is what reports/customers.py says: a paid or fulfilled order
-# (at placed_at, else created_at), or a won, live deal no order stands behind (at closed_at).
+# (at placed_at, else created_at), or a won, live deal no order stands behind (at closed_at). PL/pgSQL, so
+# its two statements' plans are kept per session (a SQL function plans them at every call).
 _PURCHASES = """
-CREATE FUNCTION settle_contact_purchases(ws uuid, contacts uuid[]) RETURNS void LANGUAGE sql AS $$
+CREATE FUNCTION settle_contact_purchases(ws uuid, contacts uuid[]) RETURNS void LANGUAGE plpgsql AS $$
+BEGIN
 DELETE FROM contact_purchases AS k WHERE k.workspace_id = ws AND k.contact_id = ANY(contacts);
 INSERT INTO contact_purchases (workspace_id, contact_id, purchases, deal_purchases, first_at, last_at, value)
 SELECT ws, c.contact_id, sum(c.n)::integer, sum(c.deals)::integer, min(c.first_at), max(c.last_at),
@@ -129,7 +131,8 @@ FROM (
     ) AS p
     GROUP BY p.contact_id, p.currency
 ) AS c
-GROUP BY c.contact_id
+GROUP BY c.contact_id;
+END
 $$;
 
 CREATE FUNCTION settle_order_purchases(ws uuid, contacts uuid[], deals uuid[]) RETURNS void LANGUAGE sql AS $$

@@ -14,7 +14,7 @@ from .bulk import ExportJob, ExportPart, ImportJob, ImportPart, ImportRowError
 from .crm import LIFECYCLE_STAGES, Company, Contact, ContactLifecycleChange, ExternalId
 from .custom_fields import CustomFieldDefinition, CustomFieldValue
 from .events import Event, EventStreamWorkspace, IdempotencyRecord
-from .orders import ORDER_STATUSES, DealLineItem, Order
+from .orders import ORDER_STATUSES, ContactPurchases, DealLineItem, Order
 from .people import MEMBER_ROLES, Member, Team
 from .sales import STAGE_KINDS, Deal, DealStageChange, Pipeline, PipelineStage
 from .scoring import ScoreContribution, ScoringCursor, ScoringRule
@@ -40,6 +40,7 @@ __all__ = [
     "Company",
     "Contact",
     "ContactLifecycleChange",
+    "ContactPurchases",
     "CustomFieldDefinition",
     "CustomFieldValue",
     "Deal",

@@ -16,7 +16,7 @@ from sqlalchemy import (
     Text,
     text,
 )
-from sqlalchemy.dialects.postgresql import UUID
+from sqlalchemy.dialects.postgresql import JSONB, UUID
 from sqlalchemy.orm import Mapped, mapped_column
 
 from .base import Base
@@ -95,4 +95,37 @@ class DealLineItem(Base):
     created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), nullable=False)
 
 
-__all__ = ["ORDER_STATUSES", "DealLineItem", "Order"]
+class ContactPurchases(Base):
+    """What the customers report reads per customer, kept at write time (migration 0037): a contact's
+    purchases (paid or fulfilled orders, and won live deals no order stands behind), the first and the last,
+    and the value per currency (``{"USD": 180.00}``, exact numbers). Statement triggers on ``orders`` and
+    ``deals`` settle the contacts a write touches from their rows, so every write path keeps it (merges,
+    erasure, archiving included); one row per contact, none shared between contacts' writes. No foreign key
+    to the contact: the report counts what the orders name, as before."""
+
+    __tablename__ = "contact_purchases"
+    __table_args__ = (
+        ForeignKeyConstraint(["workspace_id"], ["workspaces.id"], ondelete="CASCADE"),
+        # whether any purchase is after a moment (then the report reads the purchases themselves)
+        Index("ix_contact_purchases_last", "workspace_id", "last_at"),
+        # the customers with a won deal among their purchases (few where orders stand behind the deals):
+        # the cohorts read those deals per customer, not every won deal
+        Index(
+            "ix_contact_purchases_deals",
+            "workspace_id",
+            "first_at",
+            postgresql_where=text("deal_purchases > 0"),
+        ),
+    )
+
+    workspace_id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), primary_key=True)
+    contact_id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), primary_key=True)
+    purchases: Mapped[int] = mapped_column(Integer, nullable=False)
+    deal_purchases: Mapped[int] = mapped_column(Integer, nullable=False)
+    """How many of them are won deals (no order behind)."""
+    first_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), nullable=False)
+    last_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), nullable=False)
+    value: Mapped[dict[str, object]] = mapped_column(JSONB, nullable=False)
+
+
+__all__ = ["ORDER_STATUSES", "ContactPurchases", "DealLineItem", "Order"]

@@ -191,13 +191,38 @@ class DealStageChange(Base):
             "changed_at",
             postgresql_include=["deal_id", "id", "from_stage_id", "pipeline_id", "to_stage_id"],
         ),
-        # the sales cycle: a pipeline's entries of a period with how each stay ended, from the index alone
+        # the pipeline as it stood at a moment: the stays left since then, each with when it began (partial:
+        # a stay not left yet is where its deal is today)
+        Index(
+            "ix_deal_stage_changes_left",
+            "workspace_id",
+            "left_at",
+            postgresql_include=["changed_at", "deal_id", "to_stage_id"],
+            postgresql_where=text("left_at IS NOT NULL"),
+        ),
+        # ... and the deals whose recorded history begins with a move after that moment
+        Index(
+            "ix_deal_stage_changes_opens",
+            "workspace_id",
+            "changed_at",
+            postgresql_include=["deal_id", "from_stage_id"],
+            postgresql_where=text("opens_history"),
+        ),
+        # the sales cycle: a pipeline stage's entries of a period with how each stay ended, from the index
+        # alone (one range per stage)
         Index(
             "ix_deal_stage_changes_cycle",
             "workspace_id",
             "pipeline_id",
+            "to_stage_id",
             "changed_at",
-            postgresql_include=["to_stage_id", "deal_id", "left_at", "advanced"],
+            postgresql_include=[
+                "deal_id",
+                "left_at",
+                "advanced",
+                "prev_entered_at",
+                "prev_advanced_at",
+            ],
         ),
     )
 
@@ -215,6 +240,14 @@ class DealStageChange(Base):
     advanced: Mapped[bool] = mapped_column(Boolean, nullable=False, server_default=text("false"))
     """A later change put the deal in an open stage of this pipeline further on, or in a won stage. Kept
     by triggers on the history and on the stages (it depends on their positions)."""
+    prev_entered_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
+    """When the deal last entered the same stage of the same pipeline before this change; null for its first
+    entry. The sales cycle counts a deal once per stage in a period with it. Kept with ``left_at``."""
+    prev_advanced_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
+    """The same, among the earlier entries that advanced (``advanced``). Kept with ``advanced``."""
+    opens_history: Mapped[bool] = mapped_column(Boolean, nullable=False, server_default=text("false"))
+    """The deal's earliest recorded change, and a move (from a stage): its history begins mid-way (older than
+    the stage log kept), so before this change it was in ``from_stage_id``. Kept with ``left_at``."""
 
 
 __all__ = ["STAGE_KINDS", "Deal", "DealStageChange", "Pipeline", "PipelineStage"]

@@ -6,7 +6,8 @@ it twice. A customer is a live contact with at least one purchase by ``as_of``. 
 purchases: the summary (lifetime value in one currency, repeat and churn) and the monthly cohorts.
 
 Purchases are read per workspace from ``ix_orders_report_paid`` (partial on paid and fulfilled orders) and
-``ix_deals_report_closed``, both carrying what is read; archived contacts on their partial index.
+``ix_deals_report_closed``, both carrying what is read; the deals orders stand behind from ``ix_orders_deal``
+(one set); archived contacts on their partial index.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from sqlalchemy import (
     Date,
     DateTime,
     Float,
+    Numeric,
     Select,
     Text,
     and_,
@@ -45,12 +47,15 @@ def _purchases(include_archived: bool) -> CTE:
         o.c.workspace_id == ws, or_(o.c.status == "paid", o.c.status == "fulfilled"), at <= as_of
     )
     ordered = sql.table("orders").alias("ordered")
+    # the deals orders stand behind, as one set (a hashed subplan over ix_orders_deal, read once), not a
+    # probe per won deal: NOT IN is safe here, the set holds no null
+    behind = select(ordered.c.deal_id).where(ordered.c.workspace_id == ws, ordered.c.deal_id.is_not(None))
     won = select(d.c.contact_id, d.c.closed_at.label("at"), d.c.currency, d.c.amount).where(
         d.c.workspace_id == ws,
         d.c.closed_at <= as_of,
         d.c.status == "won",
         d.c.contact_id.is_not(None),
-        ~exists().where(ordered.c.workspace_id == d.c.workspace_id, ordered.c.deal_id == d.c.id),
+        d.c.id.not_in(behind),
     )
     if not include_archived:
         won = won.where(d.c.archived_at.is_(None))
@@ -121,6 +126,103 @@ def _report(include_archived: bool) -> Select[Any]:
     return select(summary, listed).select_from(summary.join(listed, true()))
 
 
+def _recent(kept: Any) -> CTE:
+    """The purchases since ``cohorts_from`` (by ``as_of``) the cohorts count: the paid orders of the period
+    (``ix_orders_report_paid``), and the won deals of the customers who have any among their purchases
+    (``ix_contact_purchases_deals``, then their deals on ``ix_deals_contact``), not every won deal."""
+    o = sql.table("orders")
+    d = sql.table("deals")
+    ordered = sql.table("orders").alias("ordered")
+    ws, as_of = sql.param("ws"), sql.param("as_of", DateTime(timezone=True))
+    cohorts_from = sql.param("cohorts_from", DateTime(timezone=True))
+    at = func.coalesce(o.c.placed_at, o.c.created_at)
+    paid = select(o.c.contact_id, at.label("at")).where(
+        o.c.workspace_id == ws,
+        or_(o.c.status == "paid", o.c.status == "fulfilled"),
+        at <= as_of,
+        at >= cohorts_from,
+    )
+    buyers = kept.alias("buyers")
+    won = (
+        select(d.c.contact_id, d.c.closed_at.label("at"))
+        .select_from(
+            buyers.join(
+                d, and_(d.c.workspace_id == buyers.c.workspace_id, d.c.contact_id == buyers.c.contact_id)
+            )
+        )
+        .where(
+            buyers.c.workspace_id == ws,
+            buyers.c.deal_purchases > 0,
+            buyers.c.first_at >= cohorts_from,
+            d.c.status == "won",
+            d.c.closed_at <= as_of,
+            d.c.closed_at >= cohorts_from,
+            d.c.archived_at.is_(None),
+            ~exists().where(ordered.c.workspace_id == d.c.workspace_id, ordered.c.deal_id == d.c.id),
+        )
+    )
+    return union_all(paid, won).cte("purchases")
+
+
+@sql.shape
+def _kept() -> Select[Any]:
+    """The report from the purchases kept per contact (``contact_purchases``, migration 0037), for live
+    records only: the summary is one pass over the customers' rows (archived contacts anti-joined, as
+    above), and the cohorts read only the purchases since ``cohorts_from`` (their months), joined with the
+    customers whose first purchase is since then. ``late`` says whether a kept purchase is after
+    ``as_of`` (``ix_contact_purchases_last``): then this answer is not the one asked, and the caller
+    reads the purchases themselves. One statement, so the check and the answer see one snapshot."""
+    c = sql.table("contacts")
+    kept = sql.table("contact_purchases")
+    ws = sql.param("ws")
+    gone = and_(c.c.workspace_id == ws, c.c.id == kept.c.contact_id, c.c.archived_at.is_not(None))
+    k = (
+        select(
+            kept.c.contact_id,
+            kept.c.purchases,
+            kept.c.first_at,
+            kept.c.last_at,
+            cast(kept.c.value[sql.param("currency", Text)].astext, Numeric).label("value"),
+        )
+        .where(kept.c.workspace_id == ws, ~exists().where(gone))
+        .cte("customers")
+    )
+    value = cast(k.c.value, Float)
+    summary = select(
+        func.count().label("customers"),
+        func.count(k.c.value).label("valued"),
+        func.avg(k.c.value).label("mean"),
+        func.percentile_cont(0.5).within_group(value).label("median"),
+        func.percentile_cont(0.9).within_group(value).label("p90"),
+        func.count().filter(k.c.purchases >= 2).label("repeat"),
+        func.count()
+        .filter(k.c.last_at < sql.param("churn_before", DateTime(timezone=True)))
+        .label("churned"),
+    ).subquery("summary")
+    p = _recent(kept)
+    cohort, bought = _month(k.c.first_at), _month(p.c.at)
+    cohorts = (
+        select(
+            cohort.label("cohort"),
+            bought.label("month"),
+            func.count(p.c.contact_id.distinct()).label("active"),
+        )
+        .select_from(p.join(k, k.c.contact_id == p.c.contact_id))
+        .where(k.c.first_at >= sql.param("cohorts_from", DateTime(timezone=True)))
+        .group_by(cohort, bought)
+        .subquery("cohorts")
+    )
+    listed = select(
+        func.array_agg(cohorts.c.cohort).label("cohorts"),
+        func.array_agg(cohorts.c.month).label("months"),
+        func.array_agg(cohorts.c.active).label("active"),
+    ).subquery("listed")
+    late = exists().where(
+        kept.c.workspace_id == ws, kept.c.last_at > sql.param("as_of", DateTime(timezone=True))
+    )
+    return select(summary, listed, late.label("late")).select_from(summary.join(listed, true()))
+
+
 async def customers(
     conn: asyncpg.Pool | asyncpg.Connection,
     ws: uuid.UUID,
@@ -129,6 +231,10 @@ async def customers(
 ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     """The summary, and the cohorts' rows: ``(cohort, month, active)``."""
     asked = {k: values[k] for k in ("as_of", "currency", "churn_before", "tz", "cohorts_from")}
-    row = dict((await roomy.fetch(conn, _report(include_archived), ws=ws, **asked))[0])
+    row: dict[str, Any] = {"late": True}
+    if not include_archived:
+        row = dict((await roomy.fetch(conn, _kept(), ws=ws, **asked))[0])
+    if row.pop("late"):  # archived records asked for, or a purchase after as_of: from the purchases
+        row = dict((await roomy.fetch(conn, _report(include_archived), ws=ws, **asked))[0])
     listed = zip(row.pop("cohorts") or (), row.pop("months") or (), row.pop("active") or (), strict=True)
     return row, [{"cohort": c, "month": m, "active": n} for c, m, n in listed]

@@ -30,9 +30,10 @@ from sqlalchemy import (
     null,
     or_,
     select,
+    true,
     union_all,
 )
-from sqlalchemy.dialects.postgresql import UUID, distinct_on
+from sqlalchemy.dialects.postgresql import UUID
 from sqlalchemy.sql.elements import ColumnElement
 
 from .. import sql
@@ -106,50 +107,110 @@ def _pipeline_now(by_owner: bool, include_archived: bool) -> Select[Any]:
 
 @sql.shape
 def _pipeline_then(by_owner: bool, include_archived: bool) -> Select[Any]:
-    """Deals per stage and currency at ``as_of``, as today's state rolled back by the moves since: a deal that
-    has not moved since ``as_of`` was where it is now; one that has was where its first move since took it
-    from (a first move that is its creation: it did not exist yet).
+    """Deals per stage and currency at ``as_of``: today's deals that existed then (and were live then),
+    counted in today's stage, corrected for the deals that have moved since.
 
-    One pass over the workspace's deals (an index-only scan of ix_deals_report_pipeline, which carries
-    every column read, the id included), hash-joined with each moved deal's first move since ``as_of``
-    (ix_deal_stage_changes_changed, index-only): no probe per moved deal. The stage moved from is matched
-    against this pipeline's stages, which also places a deal moved between pipelines since."""
+    A deal that moved since ``as_of`` has exactly one stay that covers it: the change with ``changed_at <=
+    as_of < left_at`` (``left_at``, the deal's next change, kept at write time by migration 0027). Those
+    stays are one range of ``ix_deal_stage_changes_left`` (partial on left stays, by ``left_at``; the
+    stays left since ``as_of``, filtered on ``changed_at`` in the index), each moved deal then read by
+    primary key: a few thousand rows, not a sort of every move since. A deal whose recorded history
+    begins with a move after ``as_of`` (``opens_history``: older than the stage log kept; found on
+    ``ix_deal_stage_changes_opens``) was where that move took it from. The totals are the pipeline's deals
+    per today's stage (one pass, as the pipeline now), minus the moved deals where they are today, plus
+    the moved deals where they were then (a stage of this pipeline: which also places a deal moved between
+    pipelines since). Groups whose count nets to zero are dropped; a group whose amounts all net out but
+    for nulls has a null sum (``valued``: how many amounts were summed), as a plain ``sum`` would."""
     h = sql.table("deal_stage_changes")
     d = sql.table("deals")
     s = sql.table("pipeline_stages")
     ws, as_of = sql.param("ws"), sql.param("as_of", DateTime(timezone=True))
     pipeline_id = sql.param("pipeline_id", UUID)
-    since = (
-        select(h.c.deal_id, h.c.from_stage_id)
-        .ext(distinct_on(h.c.deal_id))
-        .where(h.c.workspace_id == ws, h.c.changed_at > as_of)
-        .order_by(h.c.deal_id, h.c.changed_at, h.c.id)
-        .subquery("since")
+
+    def then(deals: Any) -> list[ColumnElement[bool]]:
+        where = [deals.c.created_at <= as_of]
+        if not include_archived:
+            where.append(or_(deals.c.archived_at.is_(None), deals.c.archived_at > as_of))
+        if by_owner:
+            where.append(deals.c.owner_id == sql.param("owner_id", UUID))
+        return where
+
+    # where each deal that moved since was: the stay covering as_of, or, for a deal whose recorded history
+    # begins with a move after it, where that move took it from
+    o = h.alias("o")
+    stays = union_all(
+        select(h.c.deal_id, h.c.to_stage_id.label("then_stage")).where(
+            h.c.workspace_id == ws, h.c.left_at > as_of, h.c.changed_at <= as_of
+        ),
+        select(o.c.deal_id, o.c.from_stage_id).where(
+            o.c.workspace_id == ws, o.c.opens_history, o.c.changed_at > as_of
+        ),
+    ).subquery("stays")
+    # each moved deal once, by primary key (LIMIT 1: a probe per stay, never a pass over every deal)
+    m = d.alias("m")
+    deal = (
+        select(m.c.stage_id, m.c.pipeline_id, m.c.currency, m.c.amount)
+        .where(m.c.workspace_id == ws, m.c.id == stays.c.deal_id, *then(m))
+        .limit(1)
+        .lateral("deal")
+    )
+    moved = (
+        select(
+            deal.c.stage_id.label("now_stage"),
+            deal.c.pipeline_id.label("now_pipeline"),
+            stays.c.then_stage,
+            deal.c.currency,
+            deal.c.amount,
+        )
+        .select_from(stays.join(deal, true()))
+        .cte("moved")
+        .prefix_with("MATERIALIZED")
     )
     ours = select(s.c.id).where(s.c.workspace_id == ws, s.c.pipeline_id == pipeline_id)
-    live_then = literal(True) if include_archived else or_(d.c.archived_at.is_(None), d.c.archived_at > as_of)
-    stage = case((since.c.deal_id.is_(None), d.c.stage_id), else_=since.c.from_stage_id)
-    where = [
+
+    def part(stage: Any, currency: Any, amount: Any, sign: int, *where: Any) -> Select[Any]:
+        def signed(total: Any) -> Any:
+            return total if sign > 0 else -total
+
+        return (
+            select(
+                stage.label("stage_id"),
+                currency.label("currency"),
+                signed(func.count()).label("deals"),
+                signed(func.sum(amount)).label("amount"),
+                signed(func.count(amount)).label("valued"),
+            )
+            .where(*where)
+            .group_by(stage, currency)
+        )
+
+    today = part(
+        d.c.stage_id,
+        d.c.currency,
+        d.c.amount,
+        1,
         d.c.workspace_id == ws,
-        d.c.created_at <= as_of,
-        live_then,
-        or_(
-            and_(since.c.deal_id.is_(None), d.c.pipeline_id == pipeline_id),
-            since.c.from_stage_id.in_(ours.scalar_subquery()),
-        ),
-    ]
-    if by_owner:
-        where.append(d.c.owner_id == sql.param("owner_id", UUID))
+        d.c.pipeline_id == pipeline_id,
+        *then(d),
+    )
+    gone = part(moved.c.now_stage, moved.c.currency, moved.c.amount, -1, moved.c.now_pipeline == pipeline_id)
+    back = part(
+        moved.c.then_stage,
+        moved.c.currency,
+        moved.c.amount,
+        1,
+        moved.c.then_stage.in_(ours.scalar_subquery()),
+    )
+    parts = union_all(today, gone, back).subquery("parts")
     return (
         select(
-            stage.label("stage_id"),
-            d.c.currency,
-            func.count().label("deals"),
-            func.sum(d.c.amount).label("amount"),
+            parts.c.stage_id,
+            parts.c.currency,
+            cast(func.sum(parts.c.deals), BigInteger).label("deals"),
+            case((func.sum(parts.c.valued) > 0, func.sum(parts.c.amount))).label("amount"),
         )
-        .select_from(d.outerjoin(since, since.c.deal_id == d.c.id))
-        .where(*where)
-        .group_by(stage, d.c.currency)
+        .group_by(parts.c.stage_id, parts.c.currency)
+        .having(func.sum(parts.c.deals) > 0)
     )
 
 
@@ -330,28 +391,52 @@ def _cycle_stages(include_archived: bool) -> Select[Any]:
 
     Each change knows when the deal left the stage (``left_at``: its next change, in any pipeline) and
     whether a later change put it in an open stage of this pipeline further on, or in a won stage
-    (``advanced``): triggers keep both at write time (migration 0027), so this reads the period's entries
-    from ``ix_deal_stage_changes_cycle`` alone, not the history after them."""
+    (``advanced``): triggers keep both at write time (migration 0027). It also knows the deal's previous
+    entry into the same stage, and the previous one that advanced (migration 0037), so a deal is counted
+    once per stage by a filtered ``count(*)``, not a ``count(DISTINCT deal_id)`` that sorts the entries.
+
+    One aggregate per stage of the pipeline (a ``LATERAL`` over its stages), each over its own range of
+    ``ix_deal_stage_changes_cycle`` (workspace, pipeline, stage, changed_at; covering): no sort of the
+    period's entries by stage, and only an open stage's stays are sorted for the median (a closed stage is
+    where a deal ends: the report shows no time spent there). A stage without entries in the period has no
+    row."""
     h = sql.table("deal_stage_changes")
     d = sql.table("deals")
+    s = sql.table("pipeline_stages")
     # a stay not over yet counts until now (now(): one instant for the whole statement)
     stayed = func.coalesce(h.c.left_at, func.now()) - h.c.changed_at
-    stmt = select(
-        h.c.to_stage_id.label("stage_id"),
-        func.count(h.c.deal_id.distinct()).label("entered"),
-        func.count(h.c.deal_id.distinct()).filter(h.c.advanced).label("advanced"),
-        func.avg(stayed).label("mean"),
-        func.percentile_cont(0.5).within_group(stayed).label("median"),
+    is_open = s.c.kind == "open"
+
+    def first(previous: Any) -> ColumnElement[bool]:
+        # the deal's first such entry in the period: the one before it (if any) is before the period, so
+        # counting these rows counts each deal once
+        return or_(previous.is_(None), previous < sql.param("lower", DateTime(timezone=True)))
+
+    per_stage = select(
+        func.count().filter(first(h.c.prev_entered_at)).label("entered"),
+        func.count().filter(h.c.advanced, first(h.c.prev_advanced_at)).label("advanced"),
+        func.avg(stayed).filter(is_open).label("mean"),
+        func.percentile_cont(0.5).within_group(stayed).filter(is_open).label("median"),
     ).where(
-        h.c.workspace_id == sql.param("ws"),
-        h.c.pipeline_id == sql.param("pipeline_id", UUID),
+        h.c.workspace_id == s.c.workspace_id,
+        h.c.pipeline_id == s.c.pipeline_id,
+        h.c.to_stage_id == s.c.id,
         in_period(h.c.changed_at),
     )
     if not include_archived:
         # archived deals are few: an anti-join on their partial index, not a join with every deal
         gone = and_(d.c.workspace_id == h.c.workspace_id, d.c.id == h.c.deal_id, d.c.archived_at.is_not(None))
-        stmt = stmt.where(~exists().where(gone))
-    return stmt.group_by(h.c.to_stage_id)
+        per_stage = per_stage.where(~exists().where(gone))
+    x = per_stage.lateral("x")
+    return (
+        select(s.c.id.label("stage_id"), x.c.entered, x.c.advanced, x.c.mean, x.c.median)
+        .select_from(s.join(x, true()))
+        .where(
+            s.c.workspace_id == sql.param("ws"),
+            s.c.pipeline_id == sql.param("pipeline_id", UUID),
+            x.c.entered > 0,
+        )
+    )
 
 
 async def sales_cycle(

@@ -16,6 +16,7 @@ from .custom_fields import CustomFieldDefinition, CustomFieldValue
 from .events import Event, EventStreamWorkspace, IdempotencyRecord
 from .orders import ORDER_STATUSES, DealLineItem, Order
 from .people import MEMBER_ROLES, Member, Team
+from .rollups import AttributionDelta, ContactAttribution
 from .sales import STAGE_KINDS, Deal, DealStageChange, Pipeline, PipelineStage
 from .scoring import ScoreContribution, ScoringCursor, ScoringRule
 from .segments import Segment, SegmentBuild, SegmentChange, SegmentCursor, SegmentMember
@@ -31,6 +32,7 @@ __all__ = [
     "STAGE_KINDS",
     "Activity",
     "ApiKey",
+    "AttributionDelta",
     "Automation",
     "AutomationCursor",
     "AutomationRun",
@@ -38,6 +40,7 @@ __all__ = [
     "AutomationTurn",
     "Base",
     "Company",
+    "ContactAttribution",
     "Contact",
     "ContactLifecycleChange",
     "CustomFieldDefinition",

@@ -3,9 +3,10 @@ for good) and attribution (contacts by acquisition ``source``).
 
 Lead conversion walks the entries into ``lead`` in the period on ``ix_contact_lifecycle_changes_stage``,
 then each contact's later entry into ``customer`` on ``ix_contact_lifecycle_changes_contact``. Attribution
-reads the contacts created in the period from ``ix_contacts_report_created`` alone (it carries the id,
-source, lifecycle stage and archived_at), hash-joined with the set of leads and the set of buyers. Both run
-through ``roomy`` (their hashes fit in memory).
+sums the roll-up of migration 0036 (``rollup.py``); ``attribution_from_tables`` is the computation it
+replaces (kept for the tests that compare the two): the contacts created in the period from
+``ix_contacts_report_created``, hash-joined with the set of leads and the set of buyers. Both run through
+``roomy`` (their hashes fit in memory).
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import asyncpg
 from sqlalchemy import DateTime, Select, Text, and_, exists, func, literal, or_, select, true
 
 from .. import sql
-from . import roomy
+from . import rollup, roomy
 from .buckets import in_period, local_bucket
 
 
@@ -152,6 +153,14 @@ def _attribution_won(include_archived: bool) -> Select[Any]:
 async def attribution(
     conn: asyncpg.Pool | asyncpg.Connection, ws: uuid.UUID, include_archived: bool, period: dict[str, Any]
 ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """From the roll-up the triggers keep (``rollup.py``): the same answer as ``attribution_from_tables``."""
+    return await rollup.attribution(conn, ws, include_archived, period)
+
+
+async def attribution_from_tables(
+    conn: asyncpg.Pool | asyncpg.Connection, ws: uuid.UUID, include_archived: bool, period: dict[str, Any]
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """Every contact created in the period, from the tables themselves (what the roll-up must equal)."""
     params = {"ws": ws, "lower": period["lower"], "upper": period["upper"]}
     counts = await roomy.fetch(conn, _attribution(include_archived), **params)
     won = await roomy.fetch(conn, _attribution_won(include_archived), **params)

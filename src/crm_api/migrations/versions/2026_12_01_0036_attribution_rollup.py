@@ -1,0 +1,260 @@
+"""Attribution summed from append-only deltas: per contact its counted facts, per (workspace, UTC hour of
+creation, source, archived, currency) the signed changes, written by statement triggers on contacts, the
+lifecycle history, deals and orders
+
+Revision ID: 0036
+Revises: 0035
+Create Date: 2026-12-01 03:10:00.000000
+
+Every write that can change what the report counts of a contact (its creation time, source, archiving,
+lifecycle stage; a lead entry in the history; a won deal of which it is the primary contact; a paid or
+fulfilled order) recomputes that contact's facts from the tables in ``refresh_contact_attribution``. The
+contact's row in ``contact_attribution`` is locked first, so two writers of the same contact queue there and
+the second recomputes from what the first committed; writers of different contacts share no row.
+When the facts changed, the old ones go out and the new ones in as rows appended to ``attribution_deltas``
+(one per group the statement touched, never an UPDATE). The fold job sums them now and then.
+"""
+
+from collections.abc import Sequence
+
+import sqlalchemy as sa
+from alembic import op
+from sqlalchemy.dialects import postgresql
+
+revision: str = "0036"
+down_revision: str | None = "0035"
+branch_labels: str | Sequence[str] | None = None
+depends_on: str | Sequence[str] | None = None
+
+# The delta rows of a set of per-contact facts ``m`` with a sign ``m.sign``: one row of counts (currency
+# null) and one per currency of its won deals (``contacts`` there counts the contacts with that currency,
+# so a won amount of 0.00 still shows its currency).
+_EXPAND = """
+    SELECT {ws}, date_trunc('hour', m.created_at, 'UTC'), m.source, m.archived, x.currency,
+           sum(m.sign * x.contacts), sum(m.sign * x.leads), sum(m.sign * x.customers),
+           sum(m.sign * x.amount){folded}
+    FROM {moves} AS m
+    CROSS JOIN LATERAL (
+        SELECT NULL::text AS currency, 1 AS contacts, m.ever_lead::int AS leads, m.buyer::int AS customers,
+               NULL::numeric AS amount
+        UNION ALL
+        SELECT e.key, 1, 0, 0, e.value::numeric FROM jsonb_each_text(m.won) AS e
+    ) AS x
+    GROUP BY {group}
+    HAVING sum(m.sign * x.contacts) <> 0 OR sum(m.sign * x.leads) <> 0 OR sum(m.sign * x.customers) <> 0
+        OR coalesce(sum(m.sign * x.amount), 0) <> 0
+"""
+
+_COLUMNS = "contact_id, created_at, source, archived, ever_lead, buyer, won"
+
+_REFRESH = f"""
+CREATE FUNCTION refresh_contact_attribution(ws uuid, ids uuid[]) RETURNS void LANGUAGE plpgsql AS $$
+BEGIN
+    -- the contacts' rows first, in one order (no deadlock between two batches); the statement below
+    -- takes a new snapshot, so it sees what a writer this one waited for committed
+    PERFORM 1 FROM contact_attribution AS a
+    WHERE a.workspace_id = ws AND a.contact_id = ANY(ids) ORDER BY a.contact_id FOR UPDATE;
+    WITH wanted AS (
+        SELECT c.id AS contact_id, c.created_at, c.source, c.archived_at IS NOT NULL AS archived,
+               coalesce(c.lifecycle_stage = 'lead', false) OR EXISTS (
+                   SELECT 1 FROM contact_lifecycle_changes AS h
+                   WHERE h.workspace_id = ws AND h.contact_id = c.id AND h.to_stage = 'lead') AS ever_lead,
+               EXISTS (
+                   SELECT 1 FROM deals AS d
+                   WHERE d.workspace_id = ws AND d.contact_id = c.id AND d.status = 'won'
+                     AND d.archived_at IS NULL)
+               OR EXISTS (
+                   SELECT 1 FROM orders AS o
+                   WHERE o.workspace_id = ws AND o.contact_id = c.id
+                     AND o.status IN ('paid', 'fulfilled')) AS buyer,
+               (SELECT jsonb_object_agg(s.currency, s.amount) FROM (
+                    SELECT d.currency, sum(d.amount) AS amount FROM deals AS d
+                    WHERE d.workspace_id = ws AND d.contact_id = c.id AND d.status = 'won'
+                      AND d.archived_at IS NULL AND d.currency IS NOT NULL AND d.amount IS NOT NULL
+                    GROUP BY d.currency) AS s) AS won
+        FROM contacts AS c
+        WHERE c.workspace_id = ws AND c.id = ANY(ids)
+    ),
+    was AS (
+        SELECT {_COLUMNS} FROM contact_attribution AS a
+        WHERE a.workspace_id = ws AND a.contact_id = ANY(ids)
+    ),
+    changed AS (
+        SELECT coalesce(w.contact_id, o.contact_id) AS contact_id
+        FROM wanted AS w FULL JOIN was AS o ON o.contact_id = w.contact_id
+        WHERE (w.*) IS DISTINCT FROM (o.*)
+    ),
+    removed AS (
+        DELETE FROM contact_attribution AS a
+        WHERE a.workspace_id = ws AND a.contact_id IN (SELECT contact_id FROM changed)
+          AND a.contact_id NOT IN (SELECT contact_id FROM wanted)
+    ),
+    kept AS (
+        INSERT INTO contact_attribution AS a (workspace_id, {_COLUMNS})
+        SELECT ws, w.* FROM wanted AS w WHERE w.contact_id IN (SELECT contact_id FROM changed)
+        ON CONFLICT (workspace_id, contact_id) DO UPDATE
+        SET created_at = excluded.created_at, source = excluded.source, archived = excluded.archived,
+            ever_lead = excluded.ever_lead, buyer = excluded.buyer, won = excluded.won
+    ),
+    moves AS (
+        SELECT -1 AS sign, o.* FROM was AS o WHERE o.contact_id IN (SELECT contact_id FROM changed)
+        UNION ALL
+        SELECT 1, w.* FROM wanted AS w WHERE w.contact_id IN (SELECT contact_id FROM changed)
+    )
+    INSERT INTO attribution_deltas
+        (workspace_id, hour, source, archived, currency, contacts, leads, customers, amount)
+    {_EXPAND.format(ws="ws", folded="", moves="moves", group="2, 3, 4, 5")};
+END
+$$
+"""
+
+# table: (its contact id column, the columns a change of which matters, the rows that matter)
+_WATCHED = {
+    "contacts": ("id", "workspace_id, id, created_at, source, archived_at, lifecycle_stage", "true"),
+    "contact_lifecycle_changes": (
+        "contact_id",
+        "workspace_id, id, contact_id, to_stage",
+        "r.to_stage = 'lead'",
+    ),
+    "deals": (
+        "contact_id",
+        "workspace_id, id, contact_id, status, amount, currency, archived_at",
+        "r.status = 'won'",
+    ),
+    "orders": (
+        "contact_id",
+        "workspace_id, source, external_id, contact_id, status",
+        "r.status IN ('paid', 'fulfilled')",
+    ),
+}
+
+_TOUCH = """
+CREATE FUNCTION attribution_{table}_{op}() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    PERFORM refresh_contact_attribution(t.workspace_id, t.ids)
+    FROM (SELECT r.workspace_id, array_agg(DISTINCT r.{cid}) AS ids FROM {rows} AS r
+          WHERE r.{cid} IS NOT NULL AND {relevant} GROUP BY r.workspace_id) AS t;
+    RETURN NULL;
+END
+$$
+"""
+
+_CHANGED = "((SELECT {cols} FROM {a} EXCEPT SELECT {cols} FROM {b}) UNION ALL (SELECT {cols} FROM {b} EXCEPT SELECT {cols} FROM {a}))"
+
+
+def _triggers() -> list[str]:
+    out = []
+    for table, (cid, cols, relevant) in _WATCHED.items():
+        rows = {
+            "insert": "new_rows",
+            "delete": "old_rows",
+            "update": _CHANGED.format(cols=cols, a="new_rows", b="old_rows"),
+        }
+        for op_name, source in rows.items():
+            out.append(_TOUCH.format(table=table, op=op_name, cid=cid, rows=source, relevant=relevant))
+            tables = {
+                "insert": "NEW TABLE AS new_rows",
+                "delete": "OLD TABLE AS old_rows",
+                "update": "OLD TABLE AS old_rows NEW TABLE AS new_rows",
+            }[op_name]
+            out.append(
+                f"CREATE TRIGGER attribution_{op_name} AFTER {op_name.upper()} ON {table} "
+                f"REFERENCING {tables} FOR EACH STATEMENT EXECUTE FUNCTION attribution_{table}_{op_name}()"
+            )
+    return out
+
+
+_BACKFILL = f"""
+INSERT INTO contact_attribution (workspace_id, {_COLUMNS})
+SELECT c.workspace_id, c.id, c.created_at, c.source, c.archived_at IS NOT NULL,
+       coalesce(c.lifecycle_stage = 'lead', false) OR l.contact_id IS NOT NULL,
+       b.contact_id IS NOT NULL, w.won
+FROM contacts AS c
+LEFT JOIN (SELECT DISTINCT workspace_id, contact_id FROM contact_lifecycle_changes WHERE to_stage = 'lead') AS l
+    ON l.workspace_id = c.workspace_id AND l.contact_id = c.id
+LEFT JOIN (
+    SELECT workspace_id, contact_id FROM deals
+    WHERE status = 'won' AND archived_at IS NULL AND contact_id IS NOT NULL
+    UNION
+    SELECT workspace_id, contact_id FROM orders WHERE status IN ('paid', 'fulfilled')
+) AS b ON b.workspace_id = c.workspace_id AND b.contact_id = c.id
+LEFT JOIN (
+    SELECT s.workspace_id, s.contact_id, jsonb_object_agg(s.currency, s.amount) AS won FROM (
+        SELECT workspace_id, contact_id, currency, sum(amount) AS amount FROM deals
+        WHERE status = 'won' AND archived_at IS NULL AND contact_id IS NOT NULL
+          AND currency IS NOT NULL AND amount IS NOT NULL
+        GROUP BY workspace_id, contact_id, currency) AS s
+    GROUP BY s.workspace_id, s.contact_id
+) AS w ON w.workspace_id = c.workspace_id AND w.contact_id = c.id
+"""
+
+_BACKFILL_DELTAS = f"""
+INSERT INTO attribution_deltas
+    (workspace_id, hour, source, archived, currency, contacts, leads, customers, amount, folded)
+{
+    _EXPAND.format(
+        ws="m.workspace_id",
+        folded=", true",
+        moves="(SELECT 1 AS sign, a.* FROM contact_attribution AS a)",
+        group="1, 2, 3, 4, 5",
+    )
+}
+"""
+
+
+def upgrade() -> None:
+    op.create_table(
+        "contact_attribution",
+        sa.Column("workspace_id", sa.UUID(), nullable=False),
+        sa.Column("contact_id", sa.UUID(), nullable=False),
+        sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("source", sa.Text(), nullable=True),
+        sa.Column("archived", sa.Boolean(), nullable=False),
+        sa.Column("ever_lead", sa.Boolean(), nullable=False),
+        sa.Column("buyer", sa.Boolean(), nullable=False),
+        sa.Column("won", postgresql.JSONB(astext_type=sa.Text()), nullable=True),
+        sa.PrimaryKeyConstraint("workspace_id", "contact_id", name=op.f("pk_contact_attribution")),
+    )
+    op.create_table(
+        "attribution_deltas",
+        sa.Column("id", sa.BigInteger(), sa.Identity(always=True), nullable=False),
+        sa.Column("workspace_id", sa.UUID(), nullable=False),
+        sa.Column("hour", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("source", sa.Text(), nullable=True),
+        sa.Column("archived", sa.Boolean(), nullable=False),
+        sa.Column("currency", sa.Text(), nullable=True),
+        sa.Column("contacts", sa.BigInteger(), nullable=False),
+        sa.Column("leads", sa.BigInteger(), nullable=False),
+        sa.Column("customers", sa.BigInteger(), nullable=False),
+        sa.Column("amount", sa.Numeric(20, 2), nullable=True),
+        sa.Column("folded", sa.Boolean(), server_default=sa.text("false"), nullable=False),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_attribution_deltas")),
+    )
+    op.execute(_BACKFILL)
+    op.execute(_BACKFILL_DELTAS)
+    op.create_index(
+        "ix_contact_attribution_created", "contact_attribution", ["workspace_id", "created_at"], unique=False
+    )
+    op.create_index(
+        "ix_attribution_deltas_hour", "attribution_deltas", ["workspace_id", "hour"], unique=False
+    )
+    op.create_index(
+        "ix_attribution_deltas_unfolded",
+        "attribution_deltas",
+        ["workspace_id"],
+        unique=False,
+        postgresql_where=sa.text("NOT folded"),
+    )
+    op.execute(_REFRESH)
+    for statement in _triggers():
+        op.execute(statement)
+
+
+def downgrade() -> None:
+    for table in _WATCHED:
+        for op_name in ("insert", "update", "delete"):
+            op.execute(f"DROP TRIGGER attribution_{op_name} ON {table}")
+            op.execute(f"DROP FUNCTION attribution_{table}_{op_name}()")
+    op.execute("DROP FUNCTION refresh_contact_attribution(uuid, uuid[])")
+    op.drop_table("attribution_deltas")
+    op.drop_table("contact_attribution")

@@ -145,17 +145,20 @@ HAVING sum(contacts) <> 0 OR sum(leads) <> 0 OR sum(customers) <> 0 OR coalesce(
 """
 
 
-async def fold(pool: asyncpg.Pool | asyncpg.Connection) -> bool:
-    """Fold every delta not yet folded; False when another fold holds the lock."""
+async def fold(pool: asyncpg.Pool | asyncpg.Connection, wait: bool = False) -> bool:
+    """Fold every delta not yet folded; False when another fold holds the lock (unless ``wait``: then wait
+    for it, and fold what it left)."""
     if isinstance(pool, asyncpg.Connection):
-        return await _fold(pool)
+        return await _fold(pool, wait)
     async with pool.acquire() as conn:
-        return await _fold(conn)
+        return await _fold(conn, wait)
 
 
-async def _fold(conn: asyncpg.Connection) -> bool:
+async def _fold(conn: asyncpg.Connection, wait: bool) -> bool:
     async with conn.transaction():
-        if not await conn.fetchval("SELECT pg_try_advisory_xact_lock($1)", FOLD_LOCK):
+        if wait:
+            await conn.execute("SELECT pg_advisory_xact_lock($1)", FOLD_LOCK)
+        elif not await conn.fetchval("SELECT pg_try_advisory_xact_lock($1)", FOLD_LOCK):
             return False
         await conn.execute(_FOLD)
         return True

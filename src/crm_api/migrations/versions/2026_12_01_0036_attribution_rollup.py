@@ -51,9 +51,9 @@ _REFRESH = f"""
 CREATE FUNCTION refresh_contact_attribution(ws uuid, ids uuid[]) RETURNS void LANGUAGE plpgsql AS $$
 BEGIN
     -- the contacts' rows first, in one order (no deadlock between two batches); the statement below
-    -- takes a new snapshot, so it sees what a writer this one waited for committed
+    -- takes a new snapshot, so it sees what a writer this one waited for committed ($1, $2: ws, ids)
     PERFORM 1 FROM contact_attribution AS a
-    WHERE a.workspace_id = ws AND a.contact_id = ANY(ids) ORDER BY a.contact_id FOR UPDATE;
+    WHERE a.workspace_id = $1 AND a.contact_id = ANY($2) ORDER BY a.contact_id FOR UPDATE;
     WITH wanted AS (
         SELECT c.id AS contact_id, c.created_at, c.source, c.archived_at IS NOT NULL AS archived,
                coalesce(c.lifecycle_stage = 'lead', false) OR EXISTS (
@@ -217,8 +217,8 @@ def upgrade() -> None:
     )
     op.create_table(
         "attribution_deltas",
-        sa.Column("id", sa.BigInteger(), sa.Identity(always=True), nullable=False),
         sa.Column("workspace_id", sa.UUID(), nullable=False),
+        sa.Column("id", sa.BigInteger(), sa.Identity(always=True), nullable=False),
         sa.Column("hour", sa.DateTime(timezone=True), nullable=False),
         sa.Column("source", sa.Text(), nullable=True),
         sa.Column("archived", sa.Boolean(), nullable=False),
@@ -228,7 +228,7 @@ def upgrade() -> None:
         sa.Column("customers", sa.BigInteger(), nullable=False),
         sa.Column("amount", sa.Numeric(20, 2), nullable=True),
         sa.Column("folded", sa.Boolean(), server_default=sa.text("false"), nullable=False),
-        sa.PrimaryKeyConstraint("id", name=op.f("pk_attribution_deltas")),
+        sa.PrimaryKeyConstraint("workspace_id", "id", name=op.f("pk_attribution_deltas")),
     )
     op.execute(_BACKFILL)
     op.execute(_BACKFILL_DELTAS)

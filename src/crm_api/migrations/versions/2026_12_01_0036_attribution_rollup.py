@@ -108,6 +108,28 @@ END
 $$
 """
 
+# A new contact's facts straight from its row, no look-up and no lock: a deal, an order or a history row
+# naming it is written after it (or in the same statement), and that table's trigger refreshes it; if that
+# trigger ran first, the contact's row is there already and this one leaves it (and its counts) alone.
+_CONTACTS_INSERT = f"""
+CREATE FUNCTION attribution_contacts_insert() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    WITH put AS (
+        INSERT INTO contact_attribution (workspace_id, {_COLUMNS})
+        SELECT n.workspace_id, n.id, n.created_at, n.source, n.archived_at IS NOT NULL,
+               coalesce(n.lifecycle_stage = 'lead', false), false, NULL
+        FROM new_rows AS n
+        ON CONFLICT (workspace_id, contact_id) DO NOTHING
+        RETURNING 1 AS sign, workspace_id, {_COLUMNS}
+    )
+    INSERT INTO attribution_deltas
+        (workspace_id, hour, source, archived, currency, contacts, leads, customers, amount)
+    {_EXPAND.format(ws="m.workspace_id", folded="", moves="put", group="1, 2, 3, 4, 5")};
+    RETURN NULL;
+END
+$$
+"""
+
 # table: (its contact id column, the columns a change of which matters, the rows that matter)
 _WATCHED = {
     "contacts": ("id", "workspace_id, id, created_at, source, archived_at, lifecycle_stage", "true"),
@@ -139,6 +161,10 @@ END
 $$
 """
 
+_KNOWN_LEAD = """ AND NOT EXISTS (
+              SELECT 1 FROM contact_attribution AS a
+              WHERE a.workspace_id = r.workspace_id AND a.contact_id = r.contact_id AND a.ever_lead)"""
+
 _CHANGED = "((SELECT {cols} FROM {a} EXCEPT SELECT {cols} FROM {b}) UNION ALL (SELECT {cols} FROM {b} EXCEPT SELECT {cols} FROM {a}))"
 
 
@@ -151,7 +177,14 @@ def _triggers() -> list[str]:
             "update": _CHANGED.format(cols=cols, a="new_rows", b="old_rows"),
         }
         for op_name, source in rows.items():
-            out.append(_TOUCH.format(table=table, op=op_name, cid=cid, rows=source, relevant=relevant))
+            if (table, op_name) == ("contacts", "insert"):
+                out.append(_CONTACTS_INSERT)
+            else:
+                # another entry into lead changes nothing for a contact known to have been one
+                known = _KNOWN_LEAD if (table, op_name) == ("contact_lifecycle_changes", "insert") else ""
+                out.append(
+                    _TOUCH.format(table=table, op=op_name, cid=cid, rows=source, relevant=relevant + known)
+                )
             tables = {
                 "insert": "NEW TABLE AS new_rows",
                 "delete": "OLD TABLE AS old_rows",

@@ -235,6 +235,82 @@ INSERT INTO attribution_deltas
 """
 
 
+# Lead conversion: each entry into lead carries its contact's previous entry into lead, its first entry into
+# customer after it, and the contact's source and archiving now, so the report reads one partial index.
+_LEAD_FACTS = """
+    SELECT e.workspace_id, e.id,
+           lag(e.changed_at) OVER (PARTITION BY e.workspace_id, e.contact_id ORDER BY e.changed_at, e.id)
+               AS prior_lead_at,
+           (SELECT min(b.changed_at) FROM contact_lifecycle_changes AS b
+            WHERE b.workspace_id = e.workspace_id AND b.contact_id = e.contact_id AND b.to_stage = 'customer'
+              AND b.changed_at > e.changed_at) AS converted_at,
+           c.source, c.archived_at IS NOT NULL AS archived
+    FROM contact_lifecycle_changes AS e
+    JOIN contacts AS c ON c.workspace_id = e.workspace_id AND c.id = e.contact_id
+    WHERE e.to_stage = 'lead' AND {where}
+"""
+
+_SETTLE_LEADS = """
+UPDATE contact_lifecycle_changes AS h
+SET prior_lead_at = x.prior_lead_at, converted_at = x.converted_at, source = x.source, archived = x.archived
+FROM ({facts}) AS x
+WHERE h.workspace_id = x.workspace_id AND h.id = x.id
+  AND (h.prior_lead_at, h.converted_at, h.source, h.archived)
+      IS DISTINCT FROM (x.prior_lead_at, x.converted_at, x.source, x.archived)
+"""
+
+_SETTLE_FUNCTION = f"""
+CREATE FUNCTION settle_lead_entries(ws uuid, ids uuid[]) RETURNS void LANGUAGE sql AS $$
+{_SETTLE_LEADS.format(facts=_LEAD_FACTS.format(where="e.workspace_id = ws AND e.contact_id = ANY(ids)"))}
+$$
+"""
+
+# (trigger, table, event, transition tables, the contacts to settle)
+_HISTORY_COLUMNS = "workspace_id, id, contact_id, to_stage, changed_at"
+_CONTACT_COLUMNS = "workspace_id, id, source, archived_at"
+_LEAD_TRIGGERS = [
+    ("insert", "contact_lifecycle_changes", "NEW TABLE AS new_rows", "new_rows", "contact_id"),
+    ("delete", "contact_lifecycle_changes", "OLD TABLE AS old_rows", "old_rows", "contact_id"),
+    (
+        "update",
+        "contact_lifecycle_changes",
+        "OLD TABLE AS old_rows NEW TABLE AS new_rows",
+        _CHANGED.format(cols=_HISTORY_COLUMNS, a="new_rows", b="old_rows"),
+        "contact_id",
+    ),
+    (
+        "update",
+        "contacts",
+        "OLD TABLE AS old_rows NEW TABLE AS new_rows",
+        _CHANGED.format(cols=_CONTACT_COLUMNS, a="new_rows", b="old_rows"),
+        "id",
+    ),
+]
+
+_LEAD_TOUCH = """
+CREATE FUNCTION lead_entries_{table}_{op}() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    PERFORM settle_lead_entries(t.workspace_id, t.ids)
+    FROM (SELECT r.workspace_id, array_agg(DISTINCT r.{cid}) AS ids FROM {rows} AS r
+          WHERE {relevant} GROUP BY r.workspace_id) AS t;
+    RETURN NULL;
+END
+$$
+"""
+
+
+def _lead_triggers() -> list[str]:
+    out = [_SETTLE_FUNCTION]
+    for op_name, table, tables, rows, cid in _LEAD_TRIGGERS:
+        relevant = "true" if table == "contacts" else "r.to_stage IN ('lead', 'customer')"
+        out.append(_LEAD_TOUCH.format(table=table, op=op_name, rows=rows, cid=cid, relevant=relevant))
+        out.append(
+            f"CREATE TRIGGER lead_entries_{op_name} AFTER {op_name.upper()} ON {table} "
+            f"REFERENCING {tables} FOR EACH STATEMENT EXECUTE FUNCTION lead_entries_{table}_{op_name}()"
+        )
+    return out
+
+
 def upgrade() -> None:
     op.create_table(
         "contact_attribution",
@@ -281,9 +357,34 @@ def upgrade() -> None:
     op.execute(_REFRESH)
     for statement in _triggers():
         op.execute(statement)
+    op.add_column("contact_lifecycle_changes", sa.Column("prior_lead_at", sa.DateTime(timezone=True)))
+    op.add_column("contact_lifecycle_changes", sa.Column("converted_at", sa.DateTime(timezone=True)))
+    op.add_column("contact_lifecycle_changes", sa.Column("source", sa.Text()))
+    op.add_column(
+        "contact_lifecycle_changes",
+        sa.Column("archived", sa.Boolean(), server_default=sa.text("false"), nullable=False),
+    )
+    op.execute(_SETTLE_LEADS.format(facts=_LEAD_FACTS.format(where="true")))
+    op.create_index(
+        "ix_contact_lifecycle_changes_leads",
+        "contact_lifecycle_changes",
+        ["workspace_id", "changed_at"],
+        unique=False,
+        postgresql_include=["prior_lead_at", "converted_at", "source", "archived"],
+        postgresql_where=sa.text("to_stage = 'lead'"),
+    )
+    for statement in _lead_triggers():
+        op.execute(statement)
 
 
 def downgrade() -> None:
+    for op_name, table, *_ in _LEAD_TRIGGERS:
+        op.execute(f"DROP TRIGGER lead_entries_{op_name} ON {table}")
+        op.execute(f"DROP FUNCTION lead_entries_{table}_{op_name}()")
+    op.execute("DROP FUNCTION settle_lead_entries(uuid, uuid[])")
+    op.drop_index("ix_contact_lifecycle_changes_leads", table_name="contact_lifecycle_changes")
+    for column in ("archived", "source", "converted_at", "prior_lead_at"):
+        op.drop_column("contact_lifecycle_changes", column)
     for table in _WATCHED:
         for op_name in ("insert", "update", "delete"):
             op.execute(f"DROP TRIGGER attribution_{op_name} ON {table}")

@@ -1,5 +1,6 @@
-"""The attribution roll-up against the tables, on a bench database: both answers for a few periods and time
-zones, compared, with the time each took (one connection, in turns).
+"""The attribution roll-up against the tables, and lead conversion from the kept facts against the history,
+on a bench database: both answers for a few periods and time zones, compared, with the time each took (one
+connection, in turns; lead conversion with the report's ``work_mem`` and ``jit`` settings).
 
     python bench/rollup_check.py --db postgresql://postgres@127.0.0.1:5432/crm_bench [--runs 5]
 """
@@ -40,10 +41,11 @@ async def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--db", required=True)
     parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument("--only", default="", help="attribution or lead")
     args = parser.parse_args()
     conn = await asyncpg.connect(args.db)
     ws = await conn.fetchval("SELECT workspace_id FROM contacts GROUP BY 1 ORDER BY count(*) DESC LIMIT 1")
-    for start, end, tz in PERIODS:
+    for start, end, tz in PERIODS if args.only != "lead" else []:
         period = _bounds(start, end, tz)
         times: dict[str, list[float]] = {"rollup": [], "tables": []}
         answers = {}
@@ -67,6 +69,28 @@ async def main() -> None:
             f"   tables p50 {statistics.median(times['tables']):8.1f} ms"
             f"   {sum(r[1] for r in answers['rollup'][0])} contacts"
         )
+    for start, end, tz in PERIODS if args.only != "attribution" else []:
+        for by_source in (False, True):
+            first_day = dt.date.fromisoformat(start)
+            period = {**_bounds(start, end, tz), "first_day": first_day, "unit": "month", "tz": tz}
+            times = {"kept": [], "history": []}
+            found = {}
+            for _ in range(args.runs):
+                for name, lead in (
+                    ("kept", acquisition.lead_conversion),
+                    ("history", acquisition.lead_conversion_from_history),
+                ):
+                    began = time.perf_counter()
+                    rows = await lead(conn, ws, by_source, False, period)
+                    times[name].append((time.perf_counter() - began) * 1000)
+                    found[name] = sorted(rows, key=str)
+            same = "same" if found["kept"] == found["history"] else "DIFFERENT"
+            print(
+                f"lead {start}..{end} {tz:18} source={by_source!s:5} {same:9}"
+                f" kept p50 {statistics.median(times['kept']):8.1f} ms"
+                f"   history p50 {statistics.median(times['history']):8.1f} ms"
+                f"   {sum(r['leads'] for r in found['kept'])} leads"
+            )
     await conn.close()
 
 

@@ -16,7 +16,7 @@ from .custom_fields import CustomFieldDefinition, CustomFieldValue
 from .events import Event, EventStreamWorkspace, IdempotencyRecord
 from .orders import ORDER_STATUSES, DealLineItem, Order
 from .people import MEMBER_ROLES, Member, Team
-from .rollups import AttributionDelta, ContactAttribution
+from .rollups import AttributionDelta, ContactAttribution, LeadDelta
 from .sales import STAGE_KINDS, Deal, DealStageChange, Pipeline, PipelineStage
 from .scoring import ScoreContribution, ScoringCursor, ScoringRule
 from .segments import Segment, SegmentBuild, SegmentChange, SegmentCursor, SegmentMember
@@ -57,6 +57,7 @@ __all__ = [
     "ImportJob",
     "ImportPart",
     "ImportRowError",
+    "LeadDelta",
     "Member",
     "Order",
     "Pipeline",

@@ -314,6 +314,21 @@ class ContactLifecycleChange(Base):
             postgresql_include=["prior_lead_at", "converted_at", "source", "archived"],
             postgresql_where=text("to_stage = 'lead'"),
         ),
+        # its entries that converted (the median reads only these) and its repeated entries into lead
+        Index(
+            "ix_contact_lifecycle_changes_converted",
+            "workspace_id",
+            "changed_at",
+            postgresql_include=["prior_lead_at", "converted_at", "source", "archived"],
+            postgresql_where=text("to_stage = 'lead' AND converted_at IS NOT NULL"),
+        ),
+        Index(
+            "ix_contact_lifecycle_changes_repeat",
+            "workspace_id",
+            "changed_at",
+            postgresql_include=["prior_lead_at", "source", "archived"],
+            postgresql_where=text("to_stage = 'lead' AND prior_lead_at IS NOT NULL"),
+        ),
     )
 
     workspace_id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), primary_key=True)

@@ -62,3 +62,23 @@ class AttributionDelta(Base):
     customers: Mapped[int] = mapped_column(BigInteger, nullable=False)
     amount: Mapped[decimal.Decimal | None] = mapped_column(Numeric(20, 2))
     folded: Mapped[bool] = mapped_column(Boolean, nullable=False, server_default=text("false"))
+
+
+class LeadDelta(Base):
+    """Signed changes of the count of entries into lead that were their contact's first (no earlier entry
+    into lead), per (workspace, UTC hour of the entry, the contact's source, archived); appended by statement
+    triggers on the lifecycle history, folded like ``attribution_deltas``."""
+
+    __tablename__ = "lead_deltas"
+    __table_args__ = (
+        Index("ix_lead_deltas_hour", "workspace_id", "hour"),
+        Index("ix_lead_deltas_unfolded", "workspace_id", postgresql_where=text("NOT folded")),
+    )
+
+    workspace_id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), primary_key=True)
+    id: Mapped[int] = mapped_column(BigInteger, Identity(always=True), primary_key=True)
+    hour: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), nullable=False)
+    source: Mapped[str | None] = mapped_column(Text)
+    archived: Mapped[bool] = mapped_column(Boolean, nullable=False)
+    leads: Mapped[int] = mapped_column(BigInteger, nullable=False)
+    folded: Mapped[bool] = mapped_column(Boolean, nullable=False, server_default=text("false"))

@@ -20,7 +20,7 @@ import asyncpg
 from sqlalchemy import DateTime, Select, Text, and_, exists, func, literal, or_, select, true
 
 from .. import sql
-from . import rollup, roomy
+from . import leads, rollup, roomy
 from .buckets import in_period, local_bucket
 
 
@@ -115,7 +115,19 @@ async def lead_conversion(
     include_archived: bool,
     period: dict[str, Any],
 ) -> list[dict[str, Any]]:
-    """From the facts kept on the entries into lead: the same answer as ``lead_conversion_from_history``."""
+    """From the counts and facts the triggers keep (``leads.py``): the same answer as
+    ``lead_conversion_from_history``."""
+    return await leads.lead_conversion(conn, ws, by_source, include_archived, period)
+
+
+async def lead_conversion_from_entries(
+    conn: asyncpg.Pool | asyncpg.Connection,
+    ws: uuid.UUID,
+    by_source: bool,
+    include_archived: bool,
+    period: dict[str, Any],
+) -> list[dict[str, Any]]:
+    """Every entry into lead of the period with its kept facts, one pass over the partial index."""
     params = {k: period[k] for k in ("lower", "upper", "unit", "tz")}
     rows = await roomy.fetch(conn, _lead_conversion_kept(by_source, include_archived), ws=ws, **params)
     return [dict(r) for r in rows]

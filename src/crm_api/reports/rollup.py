@@ -6,10 +6,11 @@ partial hours at its ends (local midnights are not always on the hour: India, Ne
 contact from ``contact_attribution`` on ``ix_contact_attribution_created``. Both are kept in the writing
 transaction by the triggers, so the answer is exact in any time zone and for any dates.
 
-The fold replaces, for each (workspace, hour) that has rows not yet folded, all its rows by one row per
-(source, archived, currency) with their sums, in one statement (delete returning, insert the sums). Writers
-keep appending meanwhile: a row committed after the fold's snapshot is not deleted and waits for the next
-fold. One fold at a time (an advisory lock; another worker's fold skips its turn).
+The fold (of these and of ``lead_deltas``, the lead conversion's) replaces, for each (workspace, hour) that
+has rows not yet folded, all its rows by one row per (source, archived, currency) with their sums, in one
+statement (delete returning, insert the sums). Writers keep appending meanwhile: a row committed after the
+fold's snapshot is not deleted and waits for the next fold. One fold at a time (an advisory lock; another
+worker's fold skips its turn).
 """
 
 from __future__ import annotations
@@ -127,22 +128,40 @@ async def attribution(
 
 _FOLD = """
 WITH touched AS (
-    SELECT DISTINCT workspace_id, hour FROM attribution_deltas WHERE NOT folded
+    SELECT DISTINCT workspace_id, hour FROM {table} WHERE NOT folded
 ),
 gone AS (
-    DELETE FROM attribution_deltas AS d USING touched AS t
+    DELETE FROM {table} AS d USING touched AS t
     WHERE d.workspace_id = t.workspace_id AND d.hour = t.hour
-    RETURNING d.workspace_id, d.hour, d.source, d.archived, d.currency, d.contacts, d.leads, d.customers,
-              d.amount
+    RETURNING d.workspace_id, d.hour, d.source, d.archived, {returning}
 )
-INSERT INTO attribution_deltas
-    (workspace_id, hour, source, archived, currency, contacts, leads, customers, amount, folded)
-SELECT workspace_id, hour, source, archived, currency, sum(contacts), sum(leads), sum(customers), sum(amount),
-       true
+INSERT INTO {table} (workspace_id, hour, source, archived, {columns}, folded)
+SELECT workspace_id, hour, source, archived, {sums}, true
 FROM gone
-GROUP BY workspace_id, hour, source, archived, currency
-HAVING sum(contacts) <> 0 OR sum(leads) <> 0 OR sum(customers) <> 0 OR coalesce(sum(amount), 0) <> 0
+GROUP BY workspace_id, hour, source, archived{group}
+HAVING {nonzero}
 """
+
+_FOLDS = [
+    _FOLD.format(
+        table="attribution_deltas",
+        returning="d.currency, d.contacts, d.leads, d.customers, d.amount",
+        columns="currency, contacts, leads, customers, amount",
+        sums="currency, sum(contacts), sum(leads), sum(customers), sum(amount)",
+        group=", currency",
+        nonzero=(
+            "sum(contacts) <> 0 OR sum(leads) <> 0 OR sum(customers) <> 0 OR coalesce(sum(amount), 0) <> 0"
+        ),
+    ),
+    _FOLD.format(
+        table="lead_deltas",
+        returning="d.leads",
+        columns="leads",
+        sums="sum(leads)",
+        group="",
+        nonzero="sum(leads) <> 0",
+    ),
+]
 
 
 async def fold(pool: asyncpg.Pool | asyncpg.Connection, wait: bool = False) -> bool:
@@ -160,7 +179,8 @@ async def _fold(conn: asyncpg.Connection, wait: bool) -> bool:
             await conn.execute("SELECT pg_advisory_xact_lock($1)", FOLD_LOCK)
         elif not await conn.fetchval("SELECT pg_try_advisory_xact_lock($1)", FOLD_LOCK):
             return False
-        await conn.execute(_FOLD)
+        for statement in _FOLDS:
+            await conn.execute(statement)
         return True
 
 

@@ -311,6 +311,40 @@ def _lead_triggers() -> list[str]:
     return out
 
 
+# The count of first entries into lead (no earlier one) per hour, source and archived: each statement on the
+# history appends its signed change (the settle above moves an entry's source or archived by an UPDATE).
+_LEAD_DELTA = """
+CREATE FUNCTION lead_deltas_{op}() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    INSERT INTO lead_deltas (workspace_id, hour, source, archived, leads)
+    SELECT r.workspace_id, date_trunc('hour', r.changed_at, 'UTC'), r.source, r.archived, sum(r.sign)
+    FROM ({rows}) AS r
+    WHERE r.to_stage = 'lead' AND r.prior_lead_at IS NULL
+    GROUP BY 1, 2, 3, 4
+    HAVING sum(r.sign) <> 0;
+    RETURN NULL;
+END
+$$
+"""
+
+_LEAD_DELTA_ROWS = {
+    "insert": ("NEW TABLE AS new_rows", "SELECT 1 AS sign, n.* FROM new_rows AS n"),
+    "delete": ("OLD TABLE AS old_rows", "SELECT -1 AS sign, o.* FROM old_rows AS o"),
+    "update": (
+        "OLD TABLE AS old_rows NEW TABLE AS new_rows",
+        "SELECT 1 AS sign, n.* FROM new_rows AS n UNION ALL SELECT -1, o.* FROM old_rows AS o",
+    ),
+}
+
+_LEAD_DELTAS_BACKFILL = """
+INSERT INTO lead_deltas (workspace_id, hour, source, archived, leads, folded)
+SELECT workspace_id, date_trunc('hour', changed_at, 'UTC'), source, archived, count(*), true
+FROM contact_lifecycle_changes
+WHERE to_stage = 'lead' AND prior_lead_at IS NULL
+GROUP BY 1, 2, 3, 4
+"""
+
+
 def upgrade() -> None:
     op.create_table(
         "contact_attribution",
@@ -375,9 +409,57 @@ def upgrade() -> None:
     )
     for statement in _lead_triggers():
         op.execute(statement)
+    op.create_index(
+        "ix_contact_lifecycle_changes_converted",
+        "contact_lifecycle_changes",
+        ["workspace_id", "changed_at"],
+        unique=False,
+        postgresql_include=["prior_lead_at", "converted_at", "source", "archived"],
+        postgresql_where=sa.text("to_stage = 'lead' AND converted_at IS NOT NULL"),
+    )
+    op.create_index(
+        "ix_contact_lifecycle_changes_repeat",
+        "contact_lifecycle_changes",
+        ["workspace_id", "changed_at"],
+        unique=False,
+        postgresql_include=["prior_lead_at", "source", "archived"],
+        postgresql_where=sa.text("to_stage = 'lead' AND prior_lead_at IS NOT NULL"),
+    )
+    op.create_table(
+        "lead_deltas",
+        sa.Column("workspace_id", sa.UUID(), nullable=False),
+        sa.Column("id", sa.BigInteger(), sa.Identity(always=True), nullable=False),
+        sa.Column("hour", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("source", sa.Text(), nullable=True),
+        sa.Column("archived", sa.Boolean(), nullable=False),
+        sa.Column("leads", sa.BigInteger(), nullable=False),
+        sa.Column("folded", sa.Boolean(), server_default=sa.text("false"), nullable=False),
+        sa.PrimaryKeyConstraint("workspace_id", "id", name=op.f("pk_lead_deltas")),
+    )
+    op.execute(_LEAD_DELTAS_BACKFILL)
+    op.create_index("ix_lead_deltas_hour", "lead_deltas", ["workspace_id", "hour"], unique=False)
+    op.create_index(
+        "ix_lead_deltas_unfolded",
+        "lead_deltas",
+        ["workspace_id"],
+        unique=False,
+        postgresql_where=sa.text("NOT folded"),
+    )
+    for op_name, (tables, rows) in _LEAD_DELTA_ROWS.items():
+        op.execute(_LEAD_DELTA.format(op=op_name, rows=rows))
+        op.execute(
+            f"CREATE TRIGGER lead_deltas_{op_name} AFTER {op_name.upper()} ON contact_lifecycle_changes "
+            f"REFERENCING {tables} FOR EACH STATEMENT EXECUTE FUNCTION lead_deltas_{op_name}()"
+        )
 
 
 def downgrade() -> None:
+    for op_name in _LEAD_DELTA_ROWS:
+        op.execute(f"DROP TRIGGER lead_deltas_{op_name} ON contact_lifecycle_changes")
+        op.execute(f"DROP FUNCTION lead_deltas_{op_name}()")
+    op.drop_table("lead_deltas")
+    op.drop_index("ix_contact_lifecycle_changes_repeat", table_name="contact_lifecycle_changes")
+    op.drop_index("ix_contact_lifecycle_changes_converted", table_name="contact_lifecycle_changes")
     for op_name, table, *_ in _LEAD_TRIGGERS:
         op.execute(f"DROP TRIGGER lead_entries_{op_name} ON {table}")
         op.execute(f"DROP FUNCTION lead_entries_{table}_{op_name}()")

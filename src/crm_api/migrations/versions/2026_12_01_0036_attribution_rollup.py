@@ -345,6 +345,35 @@ GROUP BY 1, 2, 3, 4
 """
 
 
+# The history's writer (migration 0029) now also writes an entry into lead with its contact's source and
+# archiving, so the settle after it finds a contact's first entry already right and updates nothing.
+_RECORD = """
+CREATE OR REPLACE FUNCTION record_contact_lifecycle_change() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    INSERT INTO contact_lifecycle_changes
+        (workspace_id, id, contact_id, from_stage, to_stage, changed_at, actor{columns})
+    SELECT n.workspace_id, n.id, n.object_id,
+           CASE WHEN n.type = 'contact.updated' THEN n.data -> 'previous' ->> 'lifecycle_stage' END,
+           n.data -> 'object' ->> 'lifecycle_stage',
+           n.created_at, n.actor{values}
+    FROM new_rows n{join}
+    WHERE (n.type = 'contact.created' AND n.data -> 'object' ->> 'lifecycle_stage' IS NOT NULL)
+       OR (n.type = 'contact.updated' AND n.data -> 'previous' ? 'lifecycle_stage');
+    RETURN NULL;
+END
+$$
+"""
+
+_RECORD_WITH_FACTS = _RECORD.format(
+    columns=", source, archived",
+    values=""",
+           CASE WHEN n.data -> 'object' ->> 'lifecycle_stage' = 'lead' THEN c.source END,
+           coalesce(n.data -> 'object' ->> 'lifecycle_stage' = 'lead' AND c.archived_at IS NOT NULL, false)""",
+    join="""
+    LEFT JOIN contacts AS c ON c.workspace_id = n.workspace_id AND c.id = n.object_id""",
+)
+
+
 def upgrade() -> None:
     op.create_table(
         "contact_attribution",
@@ -445,6 +474,7 @@ def upgrade() -> None:
         unique=False,
         postgresql_where=sa.text("NOT folded"),
     )
+    op.execute(_RECORD_WITH_FACTS)
     for op_name, (tables, rows) in _LEAD_DELTA_ROWS.items():
         op.execute(_LEAD_DELTA.format(op=op_name, rows=rows))
         op.execute(
@@ -454,6 +484,7 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
+    op.execute(_RECORD.format(columns="", values="", join=""))
     for op_name in _LEAD_DELTA_ROWS:
         op.execute(f"DROP TRIGGER lead_deltas_{op_name} ON contact_lifecycle_changes")
         op.execute(f"DROP FUNCTION lead_deltas_{op_name}()")

@@ -42,6 +42,7 @@ from .key_use import KeyUse
 from .middleware import RequestContext
 from .observe import Observe, route_template
 from .ratelimit import RateLimits
+from .reports import rollup
 from .resources.custom_fields.cache import CACHE as DEFINITIONS_CACHE
 from .webhooks import backlog
 from .webhooks.dispatcher import Dispatcher
@@ -168,6 +169,7 @@ def create_app(settings: Settings | None = None, url: str | None = None) -> Fast
         stop = asyncio.Event()
         key_use = asyncio.create_task(app.state.key_use.run(pool, settings.key_use_flush_seconds, stop))
         quotas = asyncio.create_task(app.state.rate_limits.run(stop))
+        folds = asyncio.create_task(rollup.fold_forever(pool, stop))
         definitions = None
         if settings.definitions_cache:
             definitions = asyncio.create_task(DEFINITIONS_CACHE.run(pool, stop))
@@ -187,6 +189,7 @@ def create_app(settings: Settings | None = None, url: str | None = None) -> Fast
             if dispatcher is not None:
                 await dispatcher
             await key_use
+            await folds
             if definitions is not None:
                 await definitions
             housekeeping.cancel()

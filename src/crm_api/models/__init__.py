@@ -16,6 +16,7 @@ from .custom_fields import CustomFieldDefinition, CustomFieldValue
 from .events import Event, EventStreamWorkspace, IdempotencyRecord
 from .orders import ORDER_STATUSES, ContactPurchases, DealLineItem, Order
 from .people import MEMBER_ROLES, Member, Team
+from .rollups import AttributionDelta, ContactAttribution, LeadDelta
 from .sales import STAGE_KINDS, Deal, DealStageChange, Pipeline, PipelineStage
 from .scoring import ScoreContribution, ScoringCursor, ScoringRule
 from .segments import Segment, SegmentBuild, SegmentChange, SegmentCursor, SegmentMember
@@ -31,6 +32,7 @@ __all__ = [
     "STAGE_KINDS",
     "Activity",
     "ApiKey",
+    "AttributionDelta",
     "Automation",
     "AutomationCursor",
     "AutomationRun",
@@ -39,6 +41,7 @@ __all__ = [
     "Base",
     "Company",
     "Contact",
+    "ContactAttribution",
     "ContactLifecycleChange",
     "ContactPurchases",
     "CustomFieldDefinition",
@@ -55,6 +58,7 @@ __all__ = [
     "ImportJob",
     "ImportPart",
     "ImportRowError",
+    "LeadDelta",
     "Member",
     "Order",
     "Pipeline",

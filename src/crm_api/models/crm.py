@@ -306,6 +306,29 @@ class ContactLifecycleChange(Base):
             "changed_at",
             postgresql_include=["contact_id"],
         ),
+        # the lead conversion report: the entries into lead with all it reads of them (migration 0036)
+        Index(
+            "ix_contact_lifecycle_changes_leads",
+            "workspace_id",
+            "changed_at",
+            postgresql_include=["prior_lead_at", "converted_at", "source", "archived"],
+            postgresql_where=text("to_stage = 'lead'"),
+        ),
+        # its entries that converted (the median reads only these) and its repeated entries into lead
+        Index(
+            "ix_contact_lifecycle_changes_converted",
+            "workspace_id",
+            "changed_at",
+            postgresql_include=["prior_lead_at", "converted_at", "source", "archived"],
+            postgresql_where=text("to_stage = 'lead' AND converted_at IS NOT NULL"),
+        ),
+        Index(
+            "ix_contact_lifecycle_changes_repeat",
+            "workspace_id",
+            "changed_at",
+            postgresql_include=["prior_lead_at", "source", "archived"],
+            postgresql_where=text("to_stage = 'lead' AND prior_lead_at IS NOT NULL"),
+        ),
     )
 
     workspace_id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), primary_key=True)
@@ -316,3 +339,12 @@ class ContactLifecycleChange(Base):
     to_stage: Mapped[str | None] = mapped_column(Text)
     changed_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), nullable=False)
     actor: Mapped[str] = mapped_column(Text, nullable=False)
+    # kept on the entries into lead by triggers (migration 0036): what the lead conversion report reads
+    prior_lead_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
+    """The contact's previous entry into lead (an entry is the first of a period starting after that)."""
+    converted_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
+    """The contact's first entry into customer after this one."""
+    source: Mapped[str | None] = mapped_column(Text)
+    """The contact's source now."""
+    archived: Mapped[bool] = mapped_column(Boolean, nullable=False, server_default=text("false"))
+    """The contact is archived (or merged) now."""

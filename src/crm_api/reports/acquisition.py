@@ -1,11 +1,14 @@
 """The acquisition reports' SQL: lead conversion (from the contacts' lifecycle history, which a trigger keeps
 for good) and attribution (contacts by acquisition ``source``).
 
-Lead conversion walks the entries into ``lead`` in the period on ``ix_contact_lifecycle_changes_stage``,
-then each contact's later entry into ``customer`` on ``ix_contact_lifecycle_changes_contact``. Attribution
-reads the contacts created in the period from ``ix_contacts_report_created`` alone (it carries the id,
-source, lifecycle stage and archived_at), hash-joined with the set of leads and the set of buyers. Both run
-through ``roomy`` (their hashes fit in memory).
+Lead conversion reads the facts triggers keep on each entry into lead (migration 0036) from one partial
+index; ``lead_conversion_from_history`` is the computation it replaces (kept for the tests that compare):
+it walks the entries into ``lead`` in the period on ``ix_contact_lifecycle_changes_stage``, then each
+contact's later entry into ``customer`` on ``ix_contact_lifecycle_changes_contact``. Attribution
+sums the roll-up of migration 0036 (``rollup.py``); ``attribution_from_tables`` is the computation it
+replaces (kept for the tests that compare the two): the contacts created in the period from
+``ix_contacts_report_created``, hash-joined with the set of leads and the set of buyers. Both run through
+``roomy`` (their hashes fit in memory).
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ import asyncpg
 from sqlalchemy import DateTime, Select, Text, and_, exists, func, literal, or_, select, true
 
 from .. import sql
-from . import roomy
+from . import leads, rollup, roomy
 from .buckets import in_period, local_bucket
 
 
@@ -80,6 +83,31 @@ def contacts_archived(contact_id: Any) -> Any:
     return and_(c.c.workspace_id == sql.param("ws"), c.c.id == contact_id, c.c.archived_at.is_not(None))
 
 
+@sql.shape
+def _lead_conversion_kept(by_source: bool, include_archived: bool) -> Select[Any]:
+    """The same answer from the facts kept on each entry into lead (migration 0036), one range of the
+    partial index ``ix_contact_lifecycle_changes_leads`` that carries them all: an entry is its contact's
+    first of the period when the previous one came before the period; ``converted_at`` is the contact's
+    first entry into customer after it; ``source`` and ``archived`` are the contact's now."""
+    h = sql.table("contact_lifecycle_changes")
+    bucket = local_bucket(h.c.changed_at)
+    stmt = select(
+        bucket.label("bucket"),
+        (h.c.source if by_source else literal(None, Text)).label("grp"),
+        func.count().label("leads"),
+        func.count(h.c.converted_at).label("converted"),
+        func.percentile_cont(0.5).within_group(h.c.converted_at - h.c.changed_at).label("median"),
+    ).where(
+        h.c.workspace_id == sql.param("ws"),
+        h.c.to_stage == sql.const("lead"),  # in the text: the partial index's predicate
+        in_period(h.c.changed_at),
+        or_(h.c.prior_lead_at.is_(None), h.c.prior_lead_at < sql.param("lower", DateTime(timezone=True))),
+    )
+    if not include_archived:
+        stmt = stmt.where(h.c.archived.is_(False))
+    return stmt.group_by(bucket, h.c.source) if by_source else stmt.group_by(bucket)
+
+
 async def lead_conversion(
     conn: asyncpg.Pool | asyncpg.Connection,
     ws: uuid.UUID,
@@ -87,6 +115,33 @@ async def lead_conversion(
     include_archived: bool,
     period: dict[str, Any],
 ) -> list[dict[str, Any]]:
+    """From the counts and facts the triggers keep (``leads.py``): the same answer as
+    ``lead_conversion_from_history``."""
+    return await leads.lead_conversion(conn, ws, by_source, include_archived, period)
+
+
+async def lead_conversion_from_entries(
+    conn: asyncpg.Pool | asyncpg.Connection,
+    ws: uuid.UUID,
+    by_source: bool,
+    include_archived: bool,
+    period: dict[str, Any],
+) -> list[dict[str, Any]]:
+    """Every entry into lead of the period with its kept facts, one pass over the partial index."""
+    params = {k: period[k] for k in ("lower", "upper", "unit", "tz")}
+    rows = await roomy.fetch(conn, _lead_conversion_kept(by_source, include_archived), ws=ws, **params)
+    return [dict(r) for r in rows]
+
+
+async def lead_conversion_from_history(
+    conn: asyncpg.Pool | asyncpg.Connection,
+    ws: uuid.UUID,
+    by_source: bool,
+    include_archived: bool,
+    period: dict[str, Any],
+) -> list[dict[str, Any]]:
+    """Every entry of the period matched with the later entries into customer (what the kept facts must
+    equal)."""
     params = {k: period[k] for k in ("lower", "upper", "unit", "tz")}
     rows = await roomy.fetch(conn, _lead_conversion(by_source, include_archived), ws=ws, **params)
     return [dict(r) for r in rows]
@@ -152,6 +207,14 @@ def _attribution_won(include_archived: bool) -> Select[Any]:
 async def attribution(
     conn: asyncpg.Pool | asyncpg.Connection, ws: uuid.UUID, include_archived: bool, period: dict[str, Any]
 ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """From the roll-up the triggers keep (``rollup.py``): the same answer as ``attribution_from_tables``."""
+    return await rollup.attribution(conn, ws, include_archived, period)
+
+
+async def attribution_from_tables(
+    conn: asyncpg.Pool | asyncpg.Connection, ws: uuid.UUID, include_archived: bool, period: dict[str, Any]
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """Every contact created in the period, from the tables themselves (what the roll-up must equal)."""
     params = {"ws": ws, "lower": period["lower"], "upper": period["upper"]}
     counts = await roomy.fetch(conn, _attribution(include_archived), **params)
     won = await roomy.fetch(conn, _attribution_won(include_archived), **params)

@@ -123,6 +123,11 @@ def trunc(day: dt.date, interval: str) -> dt.date:
     return day
 
 
+def next_start(start: dt.date, interval: str) -> dt.date:
+    """The first day of the bucket after the one starting at ``start``."""
+    return _after(start, interval)
+
+
 def _after(start: dt.date, interval: str) -> dt.date:
     """The first day of the bucket after the one starting at ``start``."""
     if interval == "day":

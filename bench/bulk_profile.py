@@ -29,7 +29,7 @@ from crm_api.db import create_pool
 from crm_api.masterkey import new_key
 from crm_api.migrate import upgrade
 
-DB = "crm_bench_bulk_profile"
+DB = os.environ.get("BULK_PROFILE_DB", "crm_bench_bulk_profile")
 
 
 def _csv(rows: int) -> str:
@@ -124,7 +124,7 @@ async def main(pg: str, rows: int, top: int) -> None:
             print("   each:", " ".join(f"{w:.2f}" for w in waits))
     await pool.close()
     if top:
-        pstats.Stats(profile).sort_stats("cumulative").print_stats(top)
+        pstats.Stats(profile).sort_stats(os.environ.get("SORT", "cumulative")).print_stats(top)
 
 
 if __name__ == "__main__":

@@ -2,14 +2,22 @@
 (``resources.batch.run_items``, and so ``writes.apply``: rules, events and webhook deliveries included) in
 one transaction with the job's progress and the chunk's row errors.
 
-Overlap: while chunk n is written (mostly a wait on PostgreSQL), chunk n+1 is read, mapped and validated
-(``_prepare``, which yields to the event loop every ``SLICE`` rows so chunk n's round trips are not held
-up). Chunks still commit one at a time, in file order.
+Overlap: while chunk n is written, chunk n+1 is read, mapped and validated (``_prepare``, which yields to
+the event loop every ``SLICE`` rows so chunk n's round trips are not held up), then written beside it on a
+second connection: its lookups, its rows and events built in Python and its statement run while chunk n's
+statement runs in PostgreSQL. At most two chunks are in flight, and they commit in file order: a chunk's
+last statement (its progress) waits for the chunk before it to commit. Two chunks go side by side only when
+nothing of one can change what the other reads: no key (natural key, external id) in common, no custom
+unique key, no companies made, not a dry run; otherwise the later one waits for the earlier one. Should
+they meet all the same (an object one matched by external id and the other by email, a lock a trigger
+takes), the later chunk rolls back and is written again alone once the earlier one committed: when its
+statement lost a row to a concurrent change, or when the earlier chunk waits for a lock the later holds.
 
 Exactly once: a chunk commits its records, its errors and ``rows_done`` together, and only while the
-worker still holds the job's lease (the job row is locked and its token checked first). A worker killed
-mid-chunk leaves nothing of that chunk; whichever worker claims the job next reads the file again and
-starts after ``rows_done``. A cancel waits for the chunk in flight, and the next chunk sees it.
+worker still holds the job's lease, the job is still running and the chunk before it is committed (its
+progress statement checks all three, last). A worker killed mid-chunk leaves nothing of the chunks in
+flight; whichever worker claims the job next reads the file again and starts after ``rows_done``. A
+cancel rolls back the chunks in flight; nothing more is written.
 """
 
 from __future__ import annotations
@@ -45,6 +53,9 @@ rows' key locks four times longer and redoing four times more after a kill."""
 SLICE = 50
 """Rows ``_prepare`` maps and validates between two yields to the event loop."""
 MAX_COLUMNS = 1000
+WAIT_LOOK = 0.5
+"""Seconds between two looks, while a chunk waits for the chunk before it to commit, at whether that one
+waits for a lock this one holds."""
 """NDJSON keys remembered for ``columns`` and ``unmapped`` (the mapping itself applies to every key)."""
 
 
@@ -83,6 +94,28 @@ class Prepared:
     """Rows the create schema refused."""
 
 
+@dataclass(eq=False)
+class Flight:
+    """A chunk being written: its task (True when committed, False when the job is no longer this
+    worker's), the keys it writes, and its connection's backend once it has one."""
+
+    keys: set[tuple[Any, ...]]
+    task: asyncio.Task[bool] | None = None
+    pid: int | None = None
+
+    async def committed(self) -> bool:
+        assert self.task is not None
+        return await self.task
+
+
+class _Retry(Exception):
+    """A chunk written beside the one before it met that one: it rolls back, to be written again alone."""
+
+
+class _Lost(Exception):
+    """The job is no longer this worker's to write (cancelled, its lease passed on): roll back."""
+
+
 @dataclass
 class Tally:
     created: int = 0
@@ -111,6 +144,10 @@ class ImportRun:
         """The unique custom field the rows match on, when ``upsert_key`` names one."""
         self.tables = sorted({self.spec.table, *(r.table for r in self.spec.references)})
         """The tables a chunk writes or checks foreign keys against: their statistics are kept fresh."""
+        self.chunks = 0
+        self.next_statistics = 1
+        """Their statistics are looked at before chunk 1, 2, ... 8, then every quarter of the chunks
+        written so far (a table outgrows its statistics when it doubles, so this catches it in time)."""
 
     def _parts(self) -> AsyncIterator[bytes]:
         return parts(self.pool, self.ws, self.id, self.job["parts"])
@@ -143,14 +180,20 @@ class ImportRun:
         mapper = Mapper(self.spec, effective(self.spec, self.job["mapping"], columns), definitions)
         done = self.job["rows_done"]
         chunk: list[Record] = []
-        writing: asyncio.Task[bool] | None = None  # the chunk being written while the next is prepared
+        flights: list[Flight] = []  # the chunks in flight, in file order: two at most
 
         async def write(chunk: list[Record]) -> bool:
-            nonlocal writing
             prepared = await self._prepare(mapper, chunk)
-            if writing is not None and not await writing:
+            flight = Flight(self._keys(prepared))
+            if len(flights) == 2 and not await flights.pop(0).committed():
                 return False
-            writing = asyncio.create_task(self._chunk(mapper, prepared))
+            before = flights[-1] if flights else None
+            if before is not None and not self._beside(before, flight):
+                if not await flights.pop().committed():
+                    return False
+                before = None
+            flight.task = asyncio.create_task(self._chunk(mapper, prepared, before, flight))
+            flights.append(flight)
             return True
 
         try:
@@ -165,13 +208,17 @@ class ImportRun:
                         chunk = []
             if chunk and not await write(chunk):
                 return "lost"
-            if writing is not None and not await writing:
-                return "lost"
+            while flights:
+                if not await flights.pop(0).committed():
+                    return "lost"
         finally:
-            if writing is not None and not writing.done():  # stopped or failed: the chunk in flight goes
-                writing.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await writing
+            for flight in flights:  # stopped or failed: the chunks in flight go
+                if flight.task is not None and not flight.task.done():
+                    flight.task.cancel()
+            for flight in flights:
+                if flight.task is not None:
+                    with contextlib.suppress(asyncio.CancelledError, Exception):
+                        await flight.task
         finished = await repo.IMPORTS.finish.fetchval(
             self.pool, ws=self.ws, id=self.id, token=self.token, status="succeeded", error=None
         )
@@ -223,26 +270,88 @@ class ImportRun:
             prepared.bodies.append({**payload, **keys})
         return prepared
 
-    async def _chunk(self, mapper: Mapper, prepared: Prepared) -> bool:
-        """Write one chunk with its progress; False if the job is no longer this worker's to write."""
-        records = prepared.records
+    def _keys(self, prepared: Prepared) -> set[tuple[Any, ...]]:
+        """The keys a chunk's rows match on or claim: its natural key values and external ids."""
+        key = self.spec.natural_key
+        keys: set[tuple[Any, ...]] = set()
+        for body in prepared.bodies:
+            if body is None:
+                continue
+            if key is not None and (value := body.get(key.field)) is not None:
+                keys.add(("key", value))
+            for source, value in (body.get("external_ids") or {}).items():
+                keys.add(("external", source, str(value)))
+        return keys
+
+    def _beside(self, before: Flight, flight: Flight) -> bool:
+        """Whether ``flight`` may be written while ``before`` is: nothing of one changes what the other
+        reads (see the module's docstring)."""
+        return self.key_definition is None and not before.keys & flight.keys
+
+    async def _chunk(self, mapper: Mapper, prepared: Prepared, before: Flight | None, flight: Flight) -> bool:
+        """Write one chunk with its progress, once the chunk ``before`` it (if still in flight) has
+        committed; False if the job is no longer this worker's to write."""
         if not self.job["dry_run"]:
-            await repo.refresh_statistics(self.pool, self.tables)
-        async with self.pool.acquire() as conn, conn.transaction():
-            held = await repo.HOLD.fetchrow(conn, ws=self.ws, id=self.id)
-            if held is None or held["status"] != "running" or held["lease_token"] != self.token:
+            self.chunks += 1
+            if self.chunks >= self.next_statistics:  # a look at 1, 2, 3, 4, 5, 6, 7, 8, 10, 12, 15...
+                self.next_statistics = self.chunks + max(1, self.chunks // 4)
+                await repo.refresh_statistics(self.pool, self.tables)
+        deadlocks = 0
+        while True:
+            try:
+                return await self._attempt(mapper, prepared, before, flight)
+            except (_Retry, asyncpg.DeadlockDetectedError):
+                # rolled back: written again alone, after the chunk before it (a deadlock between the
+                # two, which PostgreSQL broke by failing this one, is a meeting too)
+                log.info("import chunk from row %s written again", prepared.records[0].number)
+                if before is not None:
+                    if not await before.committed():
+                        return False
+                    before = None
+                else:
+                    deadlocks += 1
+                    if deadlocks > 3:
+                        raise
+            except _Lost:
                 return False
-            tally, errors = await self._write(conn, mapper, prepared)
+
+    async def _attempt(
+        self, mapper: Mapper, prepared: Prepared, before: Flight | None, flight: Flight
+    ) -> bool:
+        records = prepared.records
+        async with self.pool.acquire() as conn, conn.transaction():
+            flight.pid = conn.get_server_pid()
+            tally, errors = await self._write(conn, mapper, prepared, beside=before is not None)
             await repo.add_errors(conn, errors)
-            await repo.PROGRESS.execute(
-                conn, ws=self.ws, id=self.id, rows_done=records[-1].number, lease=self.lease,
-                created=tally.created, updated=tally.updated, unchanged=tally.unchanged, failed=tally.failed,
+            if before is not None:
+                await self._after(conn, before)
+            held = await repo.PROGRESS.fetchval(
+                conn, ws=self.ws, id=self.id, token=self.token, after=records[0].number - 1,
+                rows_done=records[-1].number, lease=self.lease, created=tally.created,
+                updated=tally.updated, unchanged=tally.unchanged, failed=tally.failed,
             )  # fmt: skip
+            if held is None:
+                raise _Lost  # cancelled, or the lease passed on: nothing of the chunk stays
         return True
 
+    async def _after(self, conn: asyncpg.Connection, before: Flight) -> None:
+        """Wait for the chunk before this one to commit; step back (``_Retry``) if it waits for a lock
+        this chunk holds, and stop (``_Lost``) if it found the job no longer this worker's."""
+        assert before.task is not None
+        while True:
+            done, _ = await asyncio.wait({before.task}, timeout=WAIT_LOOK)
+            if done:
+                if not before.task.result():
+                    raise _Lost
+                return
+            if before.pid is not None and await conn.fetchval(repo.BLOCKS, conn.get_server_pid(), before.pid):
+                raise _Retry
+
     async def _write(
-        self, conn: asyncpg.Connection, mapper: Mapper, prepared: Prepared
+        self, conn: asyncpg.Connection, mapper: Mapper, prepared: Prepared, beside: bool = False
     ) -> tuple[Tally, list[dict[str, Any]]]:
+        """The chunk's rows through the batch, and its row errors. ``beside``: the chunk before it is
+        still in flight, and a row lost to a concurrent change may be that chunk's doing (``_Retry``)."""
         records, problems = prepared.records, dict(prepared.problems)
         bodies = [None if b is None else dict(b) for b in prepared.bodies]  # resolve changes them
         create: Create | None = None
@@ -264,13 +373,13 @@ class ImportRun:
         mode: batch.Mode = "upsert" if self.job["upsert_key"] else "create"
         try:
             async with conn.transaction():  # a savepoint: a chunk that fails whole is retried row by row
-                outcomes = await self._batch(conn, [bodies[i] for i in items], mode)
+                outcomes = await self._batch(conn, [bodies[i] for i in items], mode, beside)
         except CRMError:
             outcomes = []
             for i in items:
                 try:
                     async with conn.transaction():
-                        outcomes += await self._batch(conn, [bodies[i]], mode)
+                        outcomes += await self._batch(conn, [bodies[i]], mode, beside)
                 except CRMError as exc:
                     outcomes.append(
                         ("failed", {"status": exc.status, "error": exc.body(self.ctx.request_id or "")})
@@ -298,7 +407,11 @@ class ImportRun:
         return tally, errors
 
     async def _batch(
-        self, conn: asyncpg.Connection, bodies: list[dict[str, Any] | None], mode: batch.Mode
+        self,
+        conn: asyncpg.Connection,
+        bodies: list[dict[str, Any] | None],
+        mode: batch.Mode,
+        beside: bool = False,
     ) -> list[tuple[str, dict[str, Any]]]:
         if self.key_definition is not None:
 
@@ -308,7 +421,7 @@ class ImportRun:
                 return await self._items(conn, some, mode, matched)
 
             return await custom_key.upsert(conn, self.spec, self.ctx, self.key_definition, bodies, write)
-        return await self._items(conn, bodies, mode, None)
+        return await self._items(conn, bodies, mode, None, beside)
 
     async def _items(
         self,
@@ -316,11 +429,14 @@ class ImportRun:
         bodies: list[dict[str, Any] | None],
         mode: batch.Mode,
         matched: dict[int, dict[str, Any]] | None,
+        beside: bool = False,
     ) -> list[tuple[str, dict[str, Any]]]:
         done = await batch.run_items(
             conn, self.spec, self.ctx, list(bodies), mode, dry_run=self.job["dry_run"], matched=matched,
             validated=True,
         )  # fmt: skip
+        if beside and done.lost:
+            raise _Retry
         out: list[tuple[str, dict[str, Any]]] = []
         for i, result in enumerate(done.results):
             if "error" in result:

@@ -249,13 +249,6 @@ def _cancel() -> ReturningUpdate[Any]:
     )
 
 
-def _hold() -> Select[Any]:
-    """The job row, locked for the chunk's transaction: a cancel waits for the chunk, and the chunk sees
-    a cancel or a lost lease before it writes."""
-    t = sql.table("imports")
-    return select(t.c.status, t.c.lease_token).where(_ids(t)).with_for_update()
-
-
 def _counted() -> ReturningUpdate[Any]:
     t = sql.table("imports")
     return (
@@ -272,18 +265,28 @@ def _counted() -> ReturningUpdate[Any]:
     )
 
 
-def _progress() -> Any:
+def _progress() -> ReturningUpdate[Any]:
+    """A chunk's progress, the last statement of its transaction, written only while the job is still
+    this worker's (running, its lease token) and the chunk before it is committed (``rows_done`` is where
+    this chunk starts): otherwise no row, and the chunk rolls back. A cancel or a lease that passed on
+    during the chunk is seen here; the row lock it takes orders the chunks' commits."""
     t = sql.table("imports")
     counters = ("created", "updated", "unchanged", "failed")
     return (
         update(t)
-        .where(_ids(t))
+        .where(
+            _ids(t),
+            t.c.status == sql.const("running"),
+            t.c.lease_token == sql.param("token"),
+            t.c.rows_done == sql.param("after", Integer),
+        )
         .values(
             rows_done=sql.param("rows_done", Integer),
             lease_until=_lease(),
             updated_at=func.now(),
             **{c: t.c[c] + sql.param(c, Integer) for c in counters},
         )
+        .returning(t.c.id)
     )
 
 
@@ -311,10 +314,12 @@ def _errors_page() -> Select[Any]:
 PARTS_SUMMARY = sql.Query(_parts_summary)
 START = sql.Query(_start)
 CANCEL = sql.Query(_cancel)
-HOLD = sql.Query(_hold)
 COUNTED = sql.Query(_counted)
 PROGRESS = sql.Query(_progress)
 ADD_ERRORS = sql.Query(_add_errors)
+BLOCKS = "SELECT $1::integer = ANY(pg_blocking_pids($2::integer))"
+"""Whether the backend ``$1`` holds a lock the backend ``$2`` waits for (two chunks written side by side:
+the later one steps back)."""
 ERRORS_PAGE = sql.Query(_errors_page)
 
 

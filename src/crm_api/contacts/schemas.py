@@ -6,9 +6,10 @@ import datetime as dt
 import uuid
 from typing import Literal
 
-from pydantic import EmailStr, Field
+from pydantic import Field
 from typing_extensions import TypeAliasType
 
+from ..emails import Email
 from ..resources.schemas import (
     CustomFields,
     ExternalIds,
@@ -38,7 +39,7 @@ Phone = Field(None, max_length=50, pattern=r"^\+?[0-9 ().\-]{3,50}$")
 
 
 class ContactCreate(WriteModel):
-    email: EmailStr | None = None
+    email: Email | None = None
     first_name: ShortText | None = None
     last_name: ShortText | None = None
     phone: str | None = Phone
@@ -59,7 +60,7 @@ class ContactCreate(WriteModel):
 class ContactUpdate(WriteModel):
     """Absent fields stay as they are; ``null`` clears."""
 
-    email: EmailStr | None = None
+    email: Email | None = None
     first_name: ShortText | None = None
     last_name: ShortText | None = None
     phone: str | None = Phone

@@ -5,9 +5,10 @@ from __future__ import annotations
 import uuid
 from typing import Annotated, Literal
 
-from pydantic import EmailStr, Field
+from pydantic import Field
 from typing_extensions import TypeAliasType
 
+from ..emails import Email
 from ..resources.schemas import ExternalIds, ReadModel, ShortText, WriteModel, not_clearable
 
 MemberRole = TypeAliasType("MemberRole", Literal["admin", "member", "viewer"])
@@ -15,9 +16,7 @@ MemberIds = Annotated[list[uuid.UUID], Field(max_length=500)]
 
 
 class MemberCreate(WriteModel):
-    email: EmailStr = Field(
-        description="Unique among the workspace's live members, compared case-insensitively"
-    )
+    email: Email = Field(description="Unique among the workspace's live members, compared case-insensitively")
     name: ShortText = Field(min_length=1)
     role: MemberRole = "member"
     active: bool = True
@@ -27,7 +26,7 @@ class MemberCreate(WriteModel):
 class MemberUpdate(WriteModel):
     """Absent fields stay as they are; ``null`` clears (where a field may be empty)."""
 
-    email: EmailStr | None = not_clearable()
+    email: Email | None = not_clearable()
     name: ShortText | None = not_clearable(min_length=1)
     role: MemberRole | None = not_clearable()
     active: bool | None = not_clearable()

@@ -7,10 +7,11 @@ import decimal
 import uuid
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, EmailStr, Field, StringConstraints, WithJsonSchema
+from pydantic import BaseModel, Field, StringConstraints, WithJsonSchema
 from typing_extensions import TypeAliasType
 
 from ..contacts.schemas import Phone
+from ..emails import Email
 from ..resources.schemas import Currency, Money, Problem, ShortText, Text, UtcDatetime, WriteModel
 
 OrderStatus = TypeAliasType("OrderStatus", Literal["pending", "paid", "fulfilled", "refunded", "cancelled"])
@@ -22,7 +23,7 @@ ExternalId = Annotated[str, StringConstraints(min_length=1, max_length=255, patt
 
 
 class Customer(WriteModel):
-    email: EmailStr
+    email: Email
     first_name: ShortText | None = None
     last_name: ShortText | None = None
     phone: str | None = Phone

@@ -40,6 +40,9 @@ class Outcome:
     """One per item, in order: ``{"status", "object"}`` or ``{"status", "error"}``."""
     unchanged: set[int]
     """Items that matched an object and changed nothing (a 200 with no new version and no event)."""
+    lost: set[int] = field(default_factory=set)
+    """Items the write statement did not write: the object changed, or its key was taken, concurrently
+    (their results are 409s)."""
 
 
 async def run(
@@ -118,7 +121,7 @@ async def run_items(
     pending = list(payloads)
     while pending:
         pending = await batch.write(conn, {i: payloads[i] for i in pending})
-    return Outcome([r for r in results if r is not None], batch.unchanged)
+    return Outcome([r for r in results if r is not None], batch.unchanged, batch.lost)
 
 
 @dataclass
@@ -133,6 +136,7 @@ class _Batch:
     results: list[dict[str, Any] | None]
     dry_run: bool = False
     unchanged: set[int] = field(default_factory=set)
+    lost: set[int] = field(default_factory=set)
     matched: dict[int, dict[str, Any]] | None = None
     """Targets the caller matched (``run_items``)."""
 
@@ -208,6 +212,7 @@ class _Batch:
             if done.lost(pos):
                 lost = Conflict(f"The {spec.object} was changed or created concurrently; retry this item")
                 self.results[i] = _error(lost, ctx.request_id)
+                self.lost.add(i)
             else:
                 if pos not in done.changed_set:
                     self.unchanged.add(i)

@@ -3,7 +3,7 @@ for good) and attribution (contacts by acquisition ``source``).
 
 Lead conversion walks the entries into ``lead`` in the period on ``ix_contact_lifecycle_changes_stage``,
 then each contact's later entry into ``customer`` on ``ix_contact_lifecycle_changes_contact``. Attribution
-reads the contacts created in the period from ``ix_contacts_report_created`` alone (it carries the id,
+reads the contacts created in the period from ``ix_contacts_created`` alone (it carries the id,
 source, lifecycle stage and archived_at), hash-joined with the set of leads and the set of buyers. Both run
 through ``roomy`` (their hashes fit in memory).
 """

@@ -47,14 +47,24 @@ TRIGGERS = (
         " AND (OLD.archived_at IS NOT NULL OR OLD.custom_fields <> NEW.custom_fields)",
         "custom_field_unique_check",
     ),
-    ("custom_field_values_sync_insert", "INSERT", f"NEW.custom_fields <> {_EMPTY}", "custom_field_values_sync"),
+    (
+        "custom_field_values_sync_insert",
+        "INSERT",
+        f"NEW.custom_fields <> {_EMPTY}",
+        "custom_field_values_sync",
+    ),
     (
         "custom_field_values_sync_update",
         "UPDATE OF custom_fields",
         "OLD.custom_fields <> NEW.custom_fields",
         "custom_field_values_sync",
     ),
-    ("custom_field_values_sync_delete", "DELETE", f"OLD.custom_fields <> {_EMPTY}", "custom_field_values_sync"),
+    (
+        "custom_field_values_sync_delete",
+        "DELETE",
+        f"OLD.custom_fields <> {_EMPTY}",
+        "custom_field_values_sync",
+    ),
 )
 
 

@@ -52,7 +52,7 @@ def _standard_indexes(table: str, created_include: tuple[str, ...] = ()) -> tupl
     (created_at, id) so a filtered page is an index range, not a sort of every match. ``created_include``:
     columns the default sort's index carries for reports that read it alone (one index, not two, to keep
     up on every write)."""
-    created = {"postgresql_include": list(created_include)} if created_include else {}
+    created: dict[str, Any] = {"postgresql_include": list(created_include)} if created_include else {}
     return (
         Index(f"ix_{table}_created", "workspace_id", "created_at", "id", **created),
         Index(f"ix_{table}_updated", "workspace_id", "updated_at", "id"),

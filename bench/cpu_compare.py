@@ -11,7 +11,8 @@ the batch endpoint each time a server starts). Prints the median CPU microsecond
 operation, old and new, and their ratio; requests per second are printed too, for what they are worth on a
 shared machine. The PostgreSQL CPU per request is measured alike, from the client backends connected to
 the tree's database (the API's pool), so a schema change (indexes, triggers) shows in its own column.
-``BENCH_CPU_DB`` and ``BENCH_CPU_PORT`` override the database name and port.
+``BENCH_CPU_DB`` and ``BENCH_CPU_PORT`` override the database name and port; ``--functions`` has
+PostgreSQL count the PL/pgSQL functions (triggers) each database ran, and prints their calls and time.
 """
 
 from __future__ import annotations
@@ -77,6 +78,7 @@ def _env(tree: str, db: str) -> dict[str, str]:
 def prepare(tree: str, db: str) -> str:
     """A database of its own for each tree (each migrates to its own head), seeded alike."""
     _run("psql", f"{PG}/postgres", "-qc", f"DROP DATABASE IF EXISTS {db}", "-c", f"CREATE DATABASE {db}")
+    _run("psql", f"{PG}/postgres", "-qc", f"ALTER DATABASE {db} SET track_functions = 'pl'")
     key = _run("crm-api", "create-key", "--workspace", "bench", "--scopes", "*", env=_env(tree, db))
     key = key.strip().splitlines()[-1]
     seed = str(HERE / "seed.py")
@@ -155,10 +157,13 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=6.0)
     parser.add_argument("--clients", type=int, default=8)
     parser.add_argument("--suite", choices=("contacts", "sales"), default="contacts")
+    parser.add_argument("--functions", action="store_true", help="print the triggers' calls and time")
     args = parser.parse_args()
     ops = SALES_OPS if args.suite == "sales" else OPS
     trees = {"old": (args.old, f"{DB}_old"), "new": (args.new, f"{DB}_new")}
     keys = {label: prepare(tree, db) for label, (tree, db) in trees.items()}
+    for _, db in trees.values():  # the seeding's calls are not the requests'
+        _run("psql", f"{PG}/{db}", "-qAtc", "SELECT pg_stat_reset()")
     cpu: dict[tuple[str, str], list[float]] = defaultdict(list)
     rps: dict[tuple[str, str], list[float]] = defaultdict(list)
     pg: dict[tuple[str, str], list[float]] = defaultdict(list)
@@ -185,6 +190,14 @@ def main() -> None:
             f"{pg_new / pg_old:.2f} | "
             f"{statistics.median(rps[('old', op)]):,.0f} | {statistics.median(rps[('new', op)]):,.0f} |"
         )
+    if args.functions:
+        for label, (_, db) in trees.items():
+            print(f"\n{label}: PL/pgSQL functions run for the requests (calls, total ms, self ms per call)")
+            query = (
+                "SELECT funcname, calls, round(total_time::numeric, 1),"
+                " round((self_time / calls)::numeric, 4) FROM pg_stat_user_functions ORDER BY total_time DESC"
+            )
+            print(_run("psql", f"{PG}/{db}", "-Atc", query))
 
 
 if __name__ == "__main__":

@@ -195,7 +195,8 @@ def main() -> None:
             print(f"\n{label}: PL/pgSQL functions run for the requests (calls, total ms, self ms per call)")
             query = (
                 "SELECT funcname, calls, round(total_time::numeric, 1),"
-                " round((self_time / calls)::numeric, 4) FROM pg_stat_user_functions ORDER BY total_time DESC"
+                " round((self_time / calls)::numeric, 4) FROM pg_stat_user_functions WHERE calls > 0"
+                " ORDER BY total_time DESC"
             )
             print(_run("psql", f"{PG}/{db}", "-Atc", query))
 

@@ -8,6 +8,11 @@ headers do not arrive within ``CRM_HEADER_TIMEOUT_S`` (408), refuses headers ove
 is a problem document with ``Connection: close``. The body's time is bounded by the request deadline
 (``faults.Guard``).
 
+A response of known length leaves in one write: uvicorn writes the status line and headers, then the body,
+each at once (two ``send`` calls, two TCP segments, two wake-ups of the client for one small JSON answer);
+``_OneWrite`` holds the head until the body's first bytes and sends them together. Streams (chunked) and
+bodiless answers (HEAD, 204, 304, ``content-length: 0``) are written as before.
+
 uvicorn takes it by name (``http="crm_api.httpserver:GuardedHttpTools"``), so worker processes load it too.
 It extends uvicorn's own class at its connection and parser callbacks (written against uvicorn 0.54);
 tests/faults/test_slow_clients.py drives each limit over real sockets and fails if an upgrade moves them.
@@ -60,6 +65,46 @@ def _sweep(state: ServerState, loop: asyncio.AbstractEventLoop, every: float) ->
     loop.call_later(every, _sweep, state, loop, every)
 
 
+class _OneWrite:
+    """The transport as one request's response cycle sees it: the head of a response whose body follows
+    (a ``content-length`` above 0, not HEAD) is held and written with the body's first bytes, in one
+    ``send``. Everything else passes straight through, and a close first writes whatever is held."""
+
+    __slots__ = ("_cycle", "_held", "_transport")
+
+    def __init__(self, transport: asyncio.Transport, cycle: Any) -> None:
+        self._transport = transport
+        self._cycle = cycle
+        self._held: bytes | None = None
+
+    def write(self, data: bytes) -> None:
+        if self._held is not None:
+            data, self._held = self._held + data, None
+        else:
+            cycle = self._cycle
+            # the cycle has just read the head's content-length and not yet sent any of the body
+            if (
+                cycle.response_started
+                and not cycle.response_complete
+                and cycle.chunked_encoding is False
+                and cycle.expected_content_length > 0
+                and cycle.scope["method"] != "HEAD"
+                and data.startswith(b"HTTP/")
+            ):
+                self._held = data
+                return
+        self._transport.write(data)
+
+    def close(self) -> None:
+        if self._held is not None:
+            self._transport.write(self._held)
+            self._held = None
+        self._transport.close()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._transport, name)
+
+
 class GuardedHttpTools(HttpToolsProtocol):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -108,6 +153,8 @@ class GuardedHttpTools(HttpToolsProtocol):
             self._refuse(HeadersTooLarge(f"The request's headers exceed {self.max_head} bytes"))
             raise _Refused
         super().on_headers_complete()
+        if self.cycle is not None:
+            self.cycle.transport = _OneWrite(self.transport, self.cycle)  # type: ignore[assignment]
 
     def shutdown(self) -> None:
         for draining in list(DRAIN):

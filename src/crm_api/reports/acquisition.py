@@ -7,7 +7,8 @@ it walks the entries into ``lead`` in the period on ``ix_contact_lifecycle_chang
 contact's later entry into ``customer`` on ``ix_contact_lifecycle_changes_contact``. Attribution
 sums the roll-up of migration 0036 (``rollup.py``); ``attribution_from_tables`` is the computation it
 replaces (kept for the tests that compare the two): the contacts created in the period from
-``ix_contacts_report_created``, hash-joined with the set of leads and the set of buyers. Both run through
+``ix_contacts_created`` alone (it carries the id, source, lifecycle stage and archived_at),
+hash-joined with the set of leads and the set of buyers. Both run through
 ``roomy`` (their hashes fit in memory).
 """
 

@@ -300,14 +300,8 @@ async def evaluate_segment(
         oid = r["id"]
         if r["add"]:
             added[oid] = "matched"
-        elif oid in gone:
-            removed[oid] = "erased"
-        elif r["merged"]:
-            removed[oid] = "merged"
-        elif r["archived"]:
-            removed[oid] = "archived"
         else:
-            removed[oid] = "unmatched"
+            removed[oid] = _exit_reason(oid, gone, r["merged"], r["archived"])
     if not added and not removed:
         return 0, 0
     done_add, done_remove = await repo.change(
@@ -397,6 +391,57 @@ def _static_exit_rows(table: str) -> Select[Any]:
     )
 
 
+async def _follow_segments(
+    conn: asyncpg.Connection,
+    ws: uuid.UUID,
+    due: Sequence[dict[str, Any]],
+    touched: dict[str, set[uuid.UUID]],
+    erased: set[uuid.UUID],
+    causes: dict[uuid.UUID, str],
+) -> None:
+    """Evaluate the step's touched ids against every due segment of their type in one statement per
+    object type (``repository.evaluation_many``), and write every segment's entries and exits in one
+    ``repository.change_many``: the step's cost follows its object types, not its segments."""
+    known: dict[str, Any] = {}
+    by_id = {s["id"]: s for s in due}
+    added: dict[repo.Pair, str] = {}
+    removed: dict[repo.Pair, str] = {}
+    for object_type, ids in touched.items():
+        if not ids:
+            continue
+        params = Params(ws=ws)
+        conditions, sids = [], []
+        for segment in due:
+            if segment["object_type"] != object_type:
+                continue
+            try:
+                condition = await compile_filter(conn, ws, object_type, segment["filter"], params, known)
+            except Exception:  # a filter a later definition change made invalid: nothing matches it
+                log.warning("segment %s: its filter no longer compiles; left as it is", segment["id"])
+                continue
+            conditions.append(condition)
+            sids.append(segment["id"])
+        if not conditions:
+            continue
+        for r in await repo.evaluate_many(conn, object_type, conditions, params, sids, sorted(ids)):
+            pair, oid = (r["segment_id"], r["object_id"]), r["object_id"]
+            if r["add"]:
+                added[pair] = "matched"
+            else:
+                removed[pair] = _exit_reason(oid, erased, r["merged"], r["archived"])
+    if added or removed:
+        actor = SystemContext(ws, "system:segments")
+        await repo.change_many(conn, actor, by_id, added, removed, causes)
+
+
+def _exit_reason(oid: uuid.UUID, erased: set[uuid.UUID], merged: bool, archived: bool) -> str:
+    if oid in erased:
+        return "erased"
+    if merged:
+        return "merged"
+    return "archived" if archived else "unmatched"
+
+
 async def follow_workspace(pool: Any, ws: uuid.UUID, bound: int) -> int:
     """One step of a workspace's events; the number read (0: nothing new, or another worker has it)."""
     async with pool.acquire() as conn, conn.transaction():
@@ -414,11 +459,7 @@ async def follow_workspace(pool: Any, ws: uuid.UUID, bound: int) -> int:
         # the step's segments locked in one statement, the definitions read once: the step costs about
         # one statement per segment (its evaluation) plus the writes of what changed
         await repo.lock_segment(conn, ws, *(s["id"] for s in due))
-        known: dict[str, Any] = {}
-        causes = _causes(events)
-        for segment in due:
-            ids = sorted(touched[segment["object_type"]])
-            await evaluate_segment(conn, segment, ids, erased, locked=True, known=known, causes=causes)
+        await _follow_segments(conn, ws, due, touched, erased, _causes(events))
         await _static_exits(conn, ws, touched, erased)
         last = events[-1]["sequence"] if len(events) == BATCH else bound
         await _ADVANCE.execute(conn, ws=ws, sequence=last)

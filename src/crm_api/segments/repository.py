@@ -11,13 +11,26 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import asyncpg
-from sqlalchemy import BigInteger, Select, Text, and_, any_, delete, func, literal, select, true, union_all
-from sqlalchemy.dialects.postgresql import ARRAY, UUID, array, insert
-from sqlalchemy.sql.dml import ReturningDelete, ReturningInsert
+from sqlalchemy import (
+    DateTime,
+    Select,
+    Text,
+    and_,
+    any_,
+    case,
+    delete,
+    func,
+    literal,
+    literal_column,
+    select,
+    true,
+    union_all,
+)
+from sqlalchemy.dialects.postgresql import ARRAY, JSONB, UUID, array, insert
 
 from .. import locks, sql
 from ..events.emit import Actor
-from ..events.store import events_cte, fanout, recordset
+from ..events.store import EVENT_FIELDS, fanout, marked
 from ..ids import uuid7
 from ..resources.exprs import Expr, Params
 from ..resources.spec import REGISTRY
@@ -116,66 +129,125 @@ async def live_ids(conn: Any, ws: uuid.UUID, object_type: str, ids: Sequence[uui
     return {r["id"] for r in rows}
 
 
-def _add() -> ReturningInsert[Any]:
-    """Members of several segments: rows of (segment, object, reason) from three arrays."""
-    m = sql.table("segment_members")
+_WANTED = ("id", "segment_id", "object_id", "change", "reason", "request_id")
+
+
+def _change() -> Select[Any]:
+    """Every change of a step in one statement: the wanted entries and exits (``unnest`` of arrays, one
+    row per (segment, object)), the member rows inserted and deleted, and for those that did change their
+    history row, their ``segment.member_*`` event (built here from the segment's API object, given once
+    per segment) with its deliveries, and the segments' counts. Returns what changed."""
+    m, s, c = sql.table("segment_members"), sql.table("segments"), sql.table("segment_changes")
+    ws, at = sql.param("ws"), sql.param("at", DateTime(timezone=True))
     wanted = (
-        func.unnest(sql.param("sids", _IDS), sql.param("ids", _IDS), sql.param("reasons", ARRAY(Text)))
-        .table_valued("segment_id", "object_id", "reason")
+        func.unnest(
+            sql.param("eids", _IDS),
+            sql.param("sids", _IDS),
+            sql.param("ids", _IDS),
+            sql.param("changes", ARRAY(Text)),
+            sql.param("reasons", ARRAY(Text)),
+            sql.param("request_ids", ARRAY(Text)),
+        )
+        .table_valued(
+            "id", "segment_id", "object_id", "change", "reason", "request_id", with_ordinality="ord"
+        )
         .render_derived(name="wanted")
     )
-    rows = select(sql.param("ws"), wanted.c.segment_id, wanted.c.object_id, wanted.c.reason)
-    return (
+    rows = select(wanted).cte("rows")
+    entering = select(ws, rows.c.segment_id, rows.c.object_id, rows.c.reason).where(rows.c.change == "added")
+    added = (
         insert(m)
-        .from_select(["workspace_id", "segment_id", "object_id", "reason"], rows)
+        .from_select(["workspace_id", "segment_id", "object_id", "reason"], entering)
         .on_conflict_do_nothing()
         .returning(m.c.segment_id, m.c.object_id)
+        .cte("added")
     )
-
-
-def _remove() -> ReturningDelete[Any]:
-    m = sql.table("segment_members")
-    gone = (
-        func.unnest(sql.param("sids", _IDS), sql.param("ids", _IDS))
-        .table_valued("segment_id", "object_id")
-        .render_derived(name="gone")
-    )
-    return (
+    removed = (
         delete(m)
         .where(
-            m.c.workspace_id == sql.param("ws"),
-            m.c.segment_id == gone.c.segment_id,
-            m.c.object_id == gone.c.object_id,
+            m.c.workspace_id == ws,
+            m.c.segment_id == rows.c.segment_id,
+            m.c.object_id == rows.c.object_id,
+            rows.c.change == "removed",
         )
         .returning(m.c.segment_id, m.c.object_id)
+        .cte("removed")
     )
 
+    def of(done: Any, change: str) -> Select[Any]:
+        same = and_(rows.c.segment_id == done.c.segment_id, rows.c.object_id == done.c.object_id)
+        return select(rows).select_from(rows.join(done, same)).where(rows.c.change == change)
 
-def _record() -> Any:
-    """The changes' history rows, the segments' counts and the events with their deliveries."""
-    s, c = sql.table("segments"), sql.table("segment_changes")
-    ev = events_cte("events", lambda e: true())
-    rows = recordset("changes", "segment_changes", "changed")
-    history = (
-        insert(c)
-        .from_select([col.name for col in c.columns], select(*(rows.c[col.name] for col in c.columns)))
-        .cte("history")
+    done = union_all(of(added, "added"), of(removed, "removed")).cte("done")
+    objects, sid = sql.param("objects", JSONB), func.cast(done.c.segment_id, Text)
+    data = func.jsonb_build_object(
+        "object",
+        func.jsonb_extract_path(objects, sid),
+        "previous",
+        literal_column("'{}'::jsonb"),
+        "segment_id",
+        done.c.segment_id,
+        "object_type",
+        func.jsonb_extract_path(objects, sid, literal("object_type")),
+        "object_id",
+        done.c.object_id,
+        "reason",
+        done.c.reason,
     )
+    e = sql.table("events")
+    made = (
+        select(
+            ws,
+            done.c.id,
+            literal("segment.member_").concat(done.c.change),
+            literal("segment"),
+            done.c.segment_id,
+            sql.param("actor", Text),
+            done.c.request_id,
+            data,
+            at,
+        )
+        .where(marked())
+        .order_by(done.c.ord)
+    )
+    ev = (
+        insert(e)
+        .from_select(list(EVENT_FIELDS), made)
+        .returning(e.c.id, e.c.sequence, e.c.type, e.c.object_id)
+        .cte("ev")
+    )
+    history_rows = select(
+        ws, done.c.id, done.c.segment_id, done.c.object_id, done.c.change, done.c.reason, at
+    ).order_by(done.c.ord)
+    history = insert(c).from_select([col.name for col in c.columns], history_rows).cte("history")
+    step = case((done.c.change == "added", 1), else_=-1)
     deltas = (
-        func.unnest(sql.param("counted", _IDS), sql.param("deltas", ARRAY(BigInteger)))
-        .table_valued("segment_id", "delta")
-        .render_derived(name="deltas")
+        select(done.c.segment_id, func.sum(step).label("delta"))
+        .group_by(done.c.segment_id)
+        .subquery("deltas")
     )
     counted = (
         s.update()
-        .where(s.c.workspace_id == sql.param("ws"), s.c.id == deltas.c.segment_id)
+        .where(s.c.workspace_id == ws, s.c.id == deltas.c.segment_id, deltas.c.delta != 0)
         .values(member_count=s.c.member_count + deltas.c.delta)
         .cte("counted")
     )
-    return fanout(ev).add_cte(history, counted)
+    deliveries = fanout(ev).cte("deliveries")
+    return (
+        select(done.c.change, done.c.segment_id, done.c.object_id)
+        .add_cte(history, counted, deliveries)
+        .order_by(done.c.ord)
+    )
 
 
-_ADD, _REMOVE, _RECORD = sql.Query(_add), sql.Query(_remove), sql.Query(_record)
+_CHANGE = sql.Query(_change)
+
+
+def _ids(n: int) -> list[uuid.UUID]:
+    """``n`` increasing UUIDv7s of this millisecond: one drawn, the next ones its successors (the low
+    random bits counted up), so a batch costs one draw."""
+    base = uuid7().int
+    return [uuid.UUID(int=base + i) for i in range(n)]
 
 
 async def lock_segment(conn: asyncpg.Connection, ws: uuid.UUID, *segment_ids: uuid.UUID) -> None:
@@ -219,86 +291,31 @@ async def change_many(
     causes: Mapping[uuid.UUID, str] | None = None,
 ) -> tuple[list[Pair], list[Pair]]:
     """Add and remove members of ``segments`` ((segment id, object id) -> reason), in the caller's
-    transaction, holding the segments' locks, in three statements whatever the number of segments; what
-    actually changed gets its history row and event. ``causes``: the ``request_id`` an object's event
-    carries instead of the actor's (the automation run whose change moved it in or out of a dynamic
-    segment, so a chain of automations is followed through the segment). Returns (added, removed)."""
+    transaction, holding the segments' locks, in one statement whatever the number of segments
+    (``_change``); what actually changed gets its history row and event. ``causes``: the ``request_id``
+    an object's event carries instead of the actor's (the automation run whose change moved it in or out
+    of a dynamic segment, so a chain of automations is followed through the segment). Returns (added,
+    removed)."""
     ws = actor.workspace_id
-    done_add: list[Pair] = []
-    done_remove: list[Pair] = []
-    if added:
-        keys = list(added)
-        rows = await _ADD.fetch(
-            conn,
-            ws=ws,
-            sids=[k[0] for k in keys],
-            ids=[k[1] for k in keys],
-            reasons=[added[k] for k in keys],
-        )
-        done_add = [(r["segment_id"], r["object_id"]) for r in rows]
-    if removed:
-        keys = list(removed)
-        rows = await _REMOVE.fetch(conn, ws=ws, sids=[k[0] for k in keys], ids=[k[1] for k in keys])
-        done_remove = [(r["segment_id"], r["object_id"]) for r in rows]
-    if not done_add and not done_remove:
-        return done_add, done_remove
-    at = dt.datetime.now(dt.UTC)
-    objects: dict[uuid.UUID, dict[str, Any]] = {}
-    deltas: dict[uuid.UUID, int] = {}
-    actor_name, request_id = actor.principal.actor, actor.request_id
-    events: list[dict[str, Any]] = []
-    history: list[dict[str, Any]] = []
-    for kind, done, reasons, step in (("added", done_add, added, 1), ("removed", done_remove, removed, -1)):
-        type_ = f"segment.member_{kind}"
-        for pair in done:
-            sid, oid = pair
-            segment = segments[sid]
-            obj = objects.get(sid)
-            if obj is None:
-                obj = objects[sid] = REGISTRY["segments"].to_api(segment)
-            deltas[sid] = deltas.get(sid, 0) + step
-            reason = reasons[pair]
-            eid = uuid7()
-            events.append(
-                {
-                    "workspace_id": ws,
-                    "id": eid,
-                    "type": type_,
-                    "object_type": "segment",
-                    "object_id": sid,
-                    "actor": actor_name,
-                    "request_id": causes.get(oid, request_id) if causes else request_id,
-                    "data": {
-                        "object": obj,
-                        "previous": {},
-                        "segment_id": sid,
-                        "object_type": segment["object_type"],
-                        "object_id": oid,
-                        "reason": reason,
-                    },
-                    "created_at": at,
-                }
-            )
-            history.append(
-                {
-                    "workspace_id": ws,
-                    "id": eid,
-                    "segment_id": sid,
-                    "object_id": oid,
-                    "change": kind,
-                    "reason": reason,
-                    "created_at": at,
-                }
-            )
-    counted = [sid for sid, delta in deltas.items() if delta]
-    await _RECORD.execute(
+    if not added and not removed:
+        return [], []
+    keys = [*added, *removed]
+    request_id = actor.request_id
+    rows = await _CHANGE.fetch(
         conn,
         ws=ws,
-        events=events,
-        changes=history,
-        counted=counted,
-        deltas=[deltas[sid] for sid in counted],
+        at=dt.datetime.now(dt.UTC),
+        actor=actor.principal.actor,
+        eids=_ids(len(keys)),
+        sids=[k[0] for k in keys],
+        ids=[k[1] for k in keys],
+        changes=["added"] * len(added) + ["removed"] * len(removed),
+        reasons=[*added.values(), *removed.values()],
+        request_ids=[causes.get(k[1], request_id) for k in keys] if causes else [request_id] * len(keys),
+        objects={str(sid): REGISTRY["segments"].to_api(segment) for sid, segment in segments.items()},
     )
+    done_add = [(r["segment_id"], r["object_id"]) for r in rows if r["change"] == "added"]
+    done_remove = [(r["segment_id"], r["object_id"]) for r in rows if r["change"] == "removed"]
     return done_add, done_remove
 
 

@@ -32,7 +32,7 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 import asyncpg
-from sqlalchemy import BigInteger, Select, Text, and_, any_, delete, func, select, update
+from sqlalchemy import BigInteger, Select, Text, and_, any_, delete, func, or_, select, update
 from sqlalchemy.dialects.postgresql import ARRAY, UUID, insert
 from sqlalchemy.sql.dml import ReturningUpdate
 
@@ -49,7 +49,7 @@ from .spec import SEGMENTS, compile_filter
 log = logging.getLogger("crm_api.segments")
 _IDS = ARRAY(UUID(as_uuid=True))
 BATCH = 2000
-"""Events read per workspace per step."""
+"""Events of contacts, companies and deals read per workspace per step."""
 BUILD_CHUNK = 2000
 """Object ids a build evaluates per transaction (``segment_build_chunk``)."""
 BUILD_ATTEMPTS = 5
@@ -94,6 +94,9 @@ def _events() -> Select[Any]:
             e.c.workspace_id == sql.param("ws"),
             e.c.sequence > sql.param("after", BigInteger),
             e.c.sequence <= sql.param("bound", BigInteger),
+            # only the objects segments hold: the step's own segment.member_* events (tens per write
+            # with many segments) would otherwise fill its batch and make it read them back
+            or_(*(e.c.object_type == kind for kind in repo.TABLE_OF)),
         )
         .order_by(e.c.sequence)
         .limit(sql.const(BATCH))

@@ -403,9 +403,17 @@ def evaluation_many(object_type: str, conditions: Sequence[Expr]) -> Select[Any]
         .where(t.c.workspace_id == ws, t.c.id == any_(ids), t.c.archived_at.is_(None))
         .cte("matched")
     )
-    held = (
+    # per touched id, its memberships (an index range of (workspace_id, object_id)): a LATERAL, so the
+    # plan cannot turn into a scan of the workspace's memberships when the table's statistics lag
+    touched = func.unnest(ids).table_valued("id").render_derived(name="touched")
+    of_object = (
         select(m.c.segment_id, m.c.object_id)
-        .where(m.c.workspace_id == ws, m.c.segment_id == any_(sids), m.c.object_id == any_(ids))
+        .where(m.c.workspace_id == ws, m.c.object_id == touched.c.id, m.c.segment_id == any_(sids))
+        .lateral("of_object")
+    )
+    held = (
+        select(of_object.c.segment_id, of_object.c.object_id)
+        .select_from(touched.join(of_object, true()))
         .cte("held")
     )
     same = and_(held.c.segment_id == matched.c.segment_id, held.c.object_id == matched.c.object_id)

@@ -114,8 +114,11 @@ def _advance() -> Any:
 
 def _dynamic() -> Select[Any]:
     s = sql.table("segments")
-    return select(*sql.columns(SEGMENTS.columns, s)).where(
-        s.c.workspace_id == sql.param("ws"), s.c.kind == "dynamic", s.c.archived_at.is_(None)
+    # in a fixed order: a step's evaluation statement is cached by its segments' filters in this order
+    return (
+        select(*sql.columns(SEGMENTS.columns, s))
+        .where(s.c.workspace_id == sql.param("ws"), s.c.kind == "dynamic", s.c.archived_at.is_(None))
+        .order_by(s.c.id)
     )
 
 

@@ -6,9 +6,10 @@ them side by side and each evaluation sees every change committed before it:
 - **follow**: per workspace with segments, read its events after the workspace's cursor (up to the feed's
   bound, ``events/horizon.py``, so no event committing late is passed), collect the contacts, companies
   and deals they touched (plus the contacts and deals of touched companies, and the deals of touched
-  contacts, when a segment filters through that relation), and re-evaluate them against each dynamic
-  segment of their type with one statement per segment (``repository.evaluation``); static segments lose
-  members that were archived, merged or erased. The changes and the cursor's advance commit together, in
+  contacts, when a segment filters through that relation), and re-evaluate them against every dynamic
+  segment of their type in one statement per object type (``repository.evaluation_many``), whose entries
+  and exits are written in one more (``repository.change_many``); static segments lose members that were
+  archived, merged or erased. The changes and the cursor's advance commit together, in
   one transaction holding the cursor's row lock (a second worker skips that workspace meanwhile).
 - **build**: a new, edited or restored dynamic segment (``status: building``) is walked in object id
   order, ``segment_build_chunk`` ids per transaction, its position kept in ``segment_builds`` (a killed
@@ -17,7 +18,7 @@ them side by side and each evaluation sees every change committed before it:
 - **relative**: every ``segment_relative_seconds``, segments whose filter holds a relative time are
   evaluated whole, so members leave as they age out.
 
-Every entry and exit is written by ``repository.change``: the member row, a history row and a
+Every entry and exit is written by ``repository.change_many``: the member row, a history row and a
 ``segment.member_*`` event with its deliveries, in the same transaction.
 """
 

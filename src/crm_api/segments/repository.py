@@ -241,6 +241,8 @@ def _change() -> Select[Any]:
 
 
 _CHANGE = sql.Query(_change)
+CHANGE_SLICE = 5000
+"""Changes written per statement."""
 
 
 def _ids(n: int) -> list[uuid.UUID]:
@@ -300,20 +302,30 @@ async def change_many(
     if not added and not removed:
         return [], []
     keys = [*added, *removed]
+    changes = ["added"] * len(added) + ["removed"] * len(removed)
+    reasons = [*added.values(), *removed.values()]
     request_id = actor.request_id
-    rows = await _CHANGE.fetch(
-        conn,
-        ws=ws,
-        at=dt.datetime.now(dt.UTC),
-        actor=actor.principal.actor,
-        eids=_ids(len(keys)),
-        sids=[k[0] for k in keys],
-        ids=[k[1] for k in keys],
-        changes=["added"] * len(added) + ["removed"] * len(removed),
-        reasons=[*added.values(), *removed.values()],
-        request_ids=[causes.get(k[1], request_id) for k in keys] if causes else [request_id] * len(keys),
-        objects={str(sid): REGISTRY["segments"].to_api(segment) for sid, segment in segments.items()},
-    )
+    request_ids = [causes.get(k[1], request_id) for k in keys] if causes else [request_id] * len(keys)
+    objects = {str(sid): REGISTRY["segments"].to_api(segment) for sid, segment in segments.items()}
+    eids, at, name = _ids(len(keys)), dt.datetime.now(dt.UTC), actor.principal.actor
+    rows: list[Any] = []
+    # in slices, so no statement grows with the step (a step of 2,000 writes entering 50 segments each
+    # is 100,000 changes); the same transaction, so the step still commits whole
+    for lo in range(0, len(keys), CHANGE_SLICE):
+        part = slice(lo, lo + CHANGE_SLICE)
+        rows += await _CHANGE.fetch(
+            conn,
+            ws=ws,
+            at=at,
+            actor=name,
+            eids=eids[part],
+            sids=[k[0] for k in keys[part]],
+            ids=[k[1] for k in keys[part]],
+            changes=changes[part],
+            reasons=reasons[part],
+            request_ids=request_ids[part],
+            objects=objects,
+        )
     done_add = [(r["segment_id"], r["object_id"]) for r in rows if r["change"] == "added"]
     done_remove = [(r["segment_id"], r["object_id"]) for r in rows if r["change"] == "removed"]
     return done_add, done_remove

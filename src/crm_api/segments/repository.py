@@ -415,12 +415,14 @@ def evaluation_many(object_type: str, conditions: Sequence[Expr]) -> Select[Any]
         .where(t.c.workspace_id == ws, t.c.id == any_(ids), t.c.archived_at.is_(None))
         .cte("matched")
     )
-    # per touched id, its memberships (an index range of (workspace_id, object_id)): a LATERAL, so the
-    # plan cannot turn into a scan of the workspace's memberships when the table's statistics lag
+    # per touched id, its memberships (an index range of (workspace_id, object_id)): a LATERAL that the
+    # OFFSET keeps from being flattened into a join, so the plan cannot turn into a scan of all the
+    # workspace's memberships (it did, with a generic plan on statistics that lagged a fast-growing table)
     touched = func.unnest(ids).table_valued("id").render_derived(name="touched")
     of_object = (
         select(m.c.segment_id, m.c.object_id)
         .where(m.c.workspace_id == ws, m.c.object_id == touched.c.id, m.c.segment_id == any_(sids))
+        .offset(sql.const(0))
         .lateral("of_object")
     )
     held = (

@@ -466,6 +466,7 @@ async def follow_workspace(pool: Any, ws: uuid.UUID, bound: int) -> int:
         # the step's segments locked in one statement, the definitions read once: the step costs about
         # one statement per segment (its evaluation) plus the writes of what changed
         await repo.lock_segment(conn, ws, *(s["id"] for s in due))
+        await repo.step_settings(conn)
         await _follow_segments(conn, ws, due, touched, erased, _causes(events))
         await _static_exits(conn, ws, touched, erased)
         last = events[-1]["sequence"] if len(events) == BATCH else bound

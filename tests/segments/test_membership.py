@@ -169,3 +169,53 @@ async def test_a_contact_change_reaches_its_deals(api: httpx.AsyncClient, pool: 
     assert await _members(api, seg["id"]) == {deal["id"]}
     of_deal = await _ok(await api.get(f"/v1/deals/{deal['id']}/segments"))
     assert [s["id"] for s in of_deal["data"]] == [seg["id"]]
+
+
+async def test_one_step_follows_many_segments_in_slices(
+    api: httpx.AsyncClient, pool: asyncpg.Pool, monkeypatch: Any
+) -> None:
+    """A step evaluates every segment of the type in one statement and writes the changes of all of them
+    in slices (two changes a statement here): each segment's members, count and history stay exact."""
+    from crm_api.segments import repository
+
+    monkeypatch.setattr(repository, "CHANGE_SLICE", 2)
+    leads = await _segment(api, "contact", {"field": "lifecycle_stage", "op": "eq", "value": "lead"})
+    named = await _segment(api, "contact", {"field": "first_name", "op": "in", "value": ["Ann", "Cy"]})
+    both = await _segment(
+        api,
+        "contact",
+        {
+            "and": [
+                {"field": "lifecycle_stage", "op": "eq", "value": "lead"},
+                {"field": "first_name", "op": "eq", "value": "Ann"},
+            ]
+        },
+    )
+    await _settle(pool)
+    made = {}
+    for name, stage in (("Ann", "lead"), ("Bob", "lead"), ("Cy", "customer")):
+        body = {"first_name": name, "lifecycle_stage": stage}
+        made[name] = (await _ok(await api.post("/v1/contacts", json=body), 201))["id"]
+    await _settle(pool)
+    assert await _members(api, leads["id"]) == {made["Ann"], made["Bob"]}
+    assert await _members(api, named["id"]) == {made["Ann"], made["Cy"]}
+    assert await _members(api, both["id"]) == {made["Ann"]}
+    await _ok(await api.patch(f"/v1/contacts/{made['Ann']}", json={"lifecycle_stage": "customer"}))
+    await _ok(await api.patch(f"/v1/contacts/{made['Cy']}", json={"lifecycle_stage": "lead"}))
+    await _settle(pool)
+    expected = {
+        leads["id"]: {made["Bob"], made["Cy"]},
+        named["id"]: {made["Ann"], made["Cy"]},
+        both["id"]: set(),
+    }
+    for sid, members in expected.items():
+        assert await _members(api, sid) == members
+        assert (await _ok(await api.get(f"/v1/segments/{sid}")))["member_count"] == len(members)
+    history = await _reasons(api, leads["id"])
+    assert history[:2] == [(made["Ann"], "added", "matched"), (made["Bob"], "added", "matched")]
+    # one step's changes: its entries, then its exits
+    assert history[2:] == [(made["Cy"], "added", "matched"), (made["Ann"], "removed", "unmatched")]
+    assert await _reasons(api, both["id"]) == [
+        (made["Ann"], "added", "matched"),
+        (made["Ann"], "removed", "unmatched"),
+    ]

@@ -6,9 +6,10 @@ them side by side and each evaluation sees every change committed before it:
 - **follow**: per workspace with segments, read its events after the workspace's cursor (up to the feed's
   bound, ``events/horizon.py``, so no event committing late is passed), collect the contacts, companies
   and deals they touched (plus the contacts and deals of touched companies, and the deals of touched
-  contacts, when a segment filters through that relation), and re-evaluate them against each dynamic
-  segment of their type with one statement per segment (``repository.evaluation``); static segments lose
-  members that were archived, merged or erased. The changes and the cursor's advance commit together, in
+  contacts, when a segment filters through that relation), and re-evaluate them against every dynamic
+  segment of their type in one statement per object type (``repository.evaluation_many``), whose entries
+  and exits are written in one more (``repository.change_many``); static segments lose members that were
+  archived, merged or erased. The changes and the cursor's advance commit together, in
   one transaction holding the cursor's row lock (a second worker skips that workspace meanwhile).
 - **build**: a new, edited or restored dynamic segment (``status: building``) is walked in object id
   order, ``segment_build_chunk`` ids per transaction, its position kept in ``segment_builds`` (a killed
@@ -17,7 +18,7 @@ them side by side and each evaluation sees every change committed before it:
 - **relative**: every ``segment_relative_seconds``, segments whose filter holds a relative time are
   evaluated whole, so members leave as they age out.
 
-Every entry and exit is written by ``repository.change``: the member row, a history row and a
+Every entry and exit is written by ``repository.change_many``: the member row, a history row and a
 ``segment.member_*`` event with its deliveries, in the same transaction.
 """
 
@@ -32,7 +33,7 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 import asyncpg
-from sqlalchemy import BigInteger, Select, Text, and_, any_, delete, func, select, update
+from sqlalchemy import BigInteger, Select, Text, and_, any_, delete, func, or_, select, update
 from sqlalchemy.dialects.postgresql import ARRAY, UUID, insert
 from sqlalchemy.sql.dml import ReturningUpdate
 
@@ -49,7 +50,7 @@ from .spec import SEGMENTS, compile_filter
 log = logging.getLogger("crm_api.segments")
 _IDS = ARRAY(UUID(as_uuid=True))
 BATCH = 2000
-"""Events read per workspace per step."""
+"""Events of contacts, companies and deals read per workspace per step."""
 BUILD_CHUNK = 2000
 """Object ids a build evaluates per transaction (``segment_build_chunk``)."""
 BUILD_ATTEMPTS = 5
@@ -94,6 +95,9 @@ def _events() -> Select[Any]:
             e.c.workspace_id == sql.param("ws"),
             e.c.sequence > sql.param("after", BigInteger),
             e.c.sequence <= sql.param("bound", BigInteger),
+            # only the objects segments hold: the step's own segment.member_* events (tens per write
+            # with many segments) would otherwise fill its batch and make it read them back
+            or_(*(e.c.object_type == kind for kind in repo.TABLE_OF)),
         )
         .order_by(e.c.sequence)
         .limit(sql.const(BATCH))
@@ -111,8 +115,11 @@ def _advance() -> Any:
 
 def _dynamic() -> Select[Any]:
     s = sql.table("segments")
-    return select(*sql.columns(SEGMENTS.columns, s)).where(
-        s.c.workspace_id == sql.param("ws"), s.c.kind == "dynamic", s.c.archived_at.is_(None)
+    # in a fixed order: a step's evaluation statement is cached by its segments' filters in this order
+    return (
+        select(*sql.columns(SEGMENTS.columns, s))
+        .where(s.c.workspace_id == sql.param("ws"), s.c.kind == "dynamic", s.c.archived_at.is_(None))
+        .order_by(s.c.id)
     )
 
 
@@ -300,14 +307,8 @@ async def evaluate_segment(
         oid = r["id"]
         if r["add"]:
             added[oid] = "matched"
-        elif oid in gone:
-            removed[oid] = "erased"
-        elif r["merged"]:
-            removed[oid] = "merged"
-        elif r["archived"]:
-            removed[oid] = "archived"
         else:
-            removed[oid] = "unmatched"
+            removed[oid] = _exit_reason(oid, gone, r["merged"], r["archived"])
     if not added and not removed:
         return 0, 0
     done_add, done_remove = await repo.change(
@@ -397,6 +398,57 @@ def _static_exit_rows(table: str) -> Select[Any]:
     )
 
 
+async def _follow_segments(
+    conn: asyncpg.Connection,
+    ws: uuid.UUID,
+    due: Sequence[dict[str, Any]],
+    touched: dict[str, set[uuid.UUID]],
+    erased: set[uuid.UUID],
+    causes: dict[uuid.UUID, str],
+) -> None:
+    """Evaluate the step's touched ids against every due segment of their type in one statement per
+    object type (``repository.evaluation_many``), and write every segment's entries and exits in one
+    ``repository.change_many``: the step's cost follows its object types, not its segments."""
+    known: dict[str, Any] = {}
+    by_id = {s["id"]: s for s in due}
+    added: dict[repo.Pair, str] = {}
+    removed: dict[repo.Pair, str] = {}
+    for object_type, ids in touched.items():
+        if not ids:
+            continue
+        params = Params(ws=ws)
+        conditions, sids = [], []
+        for segment in due:
+            if segment["object_type"] != object_type:
+                continue
+            try:
+                condition = await compile_filter(conn, ws, object_type, segment["filter"], params, known)
+            except Exception:  # a filter a later definition change made invalid: nothing matches it
+                log.warning("segment %s: its filter no longer compiles; left as it is", segment["id"])
+                continue
+            conditions.append(condition)
+            sids.append(segment["id"])
+        if not conditions:
+            continue
+        for r in await repo.evaluate_many(conn, object_type, conditions, params, sids, sorted(ids)):
+            pair, oid = (r["segment_id"], r["object_id"]), r["object_id"]
+            if r["add"]:
+                added[pair] = "matched"
+            else:
+                removed[pair] = _exit_reason(oid, erased, r["merged"], r["archived"])
+    if added or removed:
+        actor = SystemContext(ws, "system:segments")
+        await repo.change_many(conn, actor, by_id, added, removed, causes)
+
+
+def _exit_reason(oid: uuid.UUID, erased: set[uuid.UUID], merged: bool, archived: bool) -> str:
+    if oid in erased:
+        return "erased"
+    if merged:
+        return "merged"
+    return "archived" if archived else "unmatched"
+
+
 async def follow_workspace(pool: Any, ws: uuid.UUID, bound: int) -> int:
     """One step of a workspace's events; the number read (0: nothing new, or another worker has it)."""
     async with pool.acquire() as conn, conn.transaction():
@@ -414,11 +466,8 @@ async def follow_workspace(pool: Any, ws: uuid.UUID, bound: int) -> int:
         # the step's segments locked in one statement, the definitions read once: the step costs about
         # one statement per segment (its evaluation) plus the writes of what changed
         await repo.lock_segment(conn, ws, *(s["id"] for s in due))
-        known: dict[str, Any] = {}
-        causes = _causes(events)
-        for segment in due:
-            ids = sorted(touched[segment["object_type"]])
-            await evaluate_segment(conn, segment, ids, erased, locked=True, known=known, causes=causes)
+        await repo.step_settings(conn)
+        await _follow_segments(conn, ws, due, touched, erased, _causes(events))
         await _static_exits(conn, ws, touched, erased)
         last = events[-1]["sequence"] if len(events) == BATCH else bound
         await _ADVANCE.execute(conn, ws=ws, sequence=last)
@@ -503,17 +552,23 @@ async def relative_once(pool: Any) -> int:
 
 
 async def run_forever(pool: Any, settings: Settings, stop: asyncio.Event) -> None:
-    """Until ``stop``: follow, build and (on its schedule) the relative pass, again at once while busy."""
+    """Until ``stop``: follow, build and (on its schedule) the relative pass, again at once while behind.
+
+    A follow step that caught up (its batch not full) while writes keep coming is followed by the next
+    no sooner than half a poll after it began: a step's cost is mostly per step (a dozen statements, the
+    evaluation's plan), so under a steady stream of writes fewer, larger steps cost less per write, for
+    at most half a poll more latency. Idle, the next write is seen within a poll, as before."""
     every = settings.segment_poll_seconds
     if every <= 0:
         return
     next_relative = 0.0
     while not stop.is_set():
-        busy = False
+        began = time.monotonic()
+        built = read = 0
         try:
             chunk, attempts = settings.segment_build_chunk, settings.segment_build_attempts
-            busy = await build_once(pool, chunk, attempts) > 0
-            busy = await follow_once(pool) > 0 or busy
+            built = await build_once(pool, chunk, attempts)
+            read = await follow_once(pool)
             if time.monotonic() >= next_relative:
                 next_relative = time.monotonic() + settings.segment_relative_seconds
                 await relative_once(pool)
@@ -522,6 +577,9 @@ async def run_forever(pool: Any, settings: Settings, stop: asyncio.Event) -> Non
         except Exception:
             # a bug must not stop the loop for every workspace; the cursor did not move, so it is retried
             log.exception("segment job failed")
-        if not busy:
+        if built or read >= BATCH:
+            continue
+        pause = every if not read else began + every / 2 - time.monotonic()
+        if pause > 0:
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), every)
+                await asyncio.wait_for(stop.wait(), pause)

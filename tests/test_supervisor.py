@@ -167,8 +167,17 @@ def test_a_killed_worker_is_replaced_on_a_socket_of_its_own(server: Server) -> N
     old = server.workers()
     victim = min(old)
     os.kill(victim, signal.SIGKILL)
-    _wait("a replacement worker", lambda: len(server.workers()) == 2 and victim not in server.workers())
-    (replacement,) = server.workers() - old
+    new: set[int] = set()
+
+    def replaced() -> bool:
+        # one reading of the children per look: two readings can straddle another change under load
+        now = server.workers()
+        new.clear()
+        new.update(now - old)
+        return len(now) == 2 and victim not in now and len(new) == 1
+
+    _wait("a replacement worker", replaced)
+    (replacement,) = new
     # it serves once started: keep opening connections until one of them lands on it
     before = server.served().get(replacement, 0)
 

@@ -212,7 +212,10 @@ async def test_one_step_follows_many_segments_in_slices(
         assert await _members(api, sid) == members
         assert (await _ok(await api.get(f"/v1/segments/{sid}")))["member_count"] == len(members)
     history = await _reasons(api, leads["id"])
-    assert history[:2] == [(made["Ann"], "added", "matched"), (made["Bob"], "added", "matched")]
+    # Ann and Bob may enter in one step, in either order
+    assert sorted(history[:2]) == sorted(
+        [(made["Ann"], "added", "matched"), (made["Bob"], "added", "matched")]
+    )
     # one step's changes: its entries, then its exits
     assert history[2:] == [(made["Cy"], "added", "matched"), (made["Ann"], "removed", "unmatched")]
     assert await _reasons(api, both["id"]) == [

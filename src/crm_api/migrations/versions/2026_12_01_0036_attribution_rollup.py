@@ -130,24 +130,12 @@ END
 $$
 """
 
-# table: (its contact id column, the columns a change of which matters, the rows that matter)
+# table: (its contact id column, the columns a change of which matters, the rows that matter: ``r.`` the row)
 _WATCHED = {
-    "contacts": ("id", "workspace_id, id, created_at, source, archived_at, lifecycle_stage", "true"),
-    "contact_lifecycle_changes": (
-        "contact_id",
-        "workspace_id, id, contact_id, to_stage",
-        "r.to_stage = 'lead'",
-    ),
-    "deals": (
-        "contact_id",
-        "workspace_id, id, contact_id, status, amount, currency, archived_at",
-        "r.status = 'won'",
-    ),
-    "orders": (
-        "contact_id",
-        "workspace_id, source, external_id, contact_id, status",
-        "r.status IN ('paid', 'fulfilled')",
-    ),
+    "contacts": ("id", "created_at, source, archived_at, lifecycle_stage", "true"),
+    "contact_lifecycle_changes": ("contact_id", "contact_id, to_stage", "r.to_stage = 'lead'"),
+    "deals": ("contact_id", "contact_id, status, amount, currency, archived_at", "r.status = 'won'"),
+    "orders": ("contact_id", "contact_id, status", "r.status IN ('paid', 'fulfilled')"),
 }
 
 _TOUCH = """
@@ -161,6 +149,19 @@ END
 $$
 """
 
+# An update is one row at a time, and only when a column that matters changed in a row that matters (the
+# trigger's WHEN): an update of anything else (name, title, tags, custom fields, the settles' own columns)
+# runs no function and builds no transition table. Its contact before and after (null: not one that matters).
+_TOUCH_ROW = """
+CREATE FUNCTION attribution_{table}_update() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    PERFORM refresh_contact_attribution(NEW.workspace_id, ARRAY[
+        CASE WHEN {old_relevant} THEN OLD.{cid} END, CASE WHEN {new_relevant} THEN NEW.{cid} END]);
+    RETURN NULL;
+END
+$$
+"""
+
 _KNOWN_LEAD = """ AND NOT EXISTS (
               SELECT 1 FROM contact_attribution AS a
               WHERE a.workspace_id = r.workspace_id AND a.contact_id = r.contact_id AND a.ever_lead)"""
@@ -168,28 +169,40 @@ _KNOWN_LEAD = """ AND NOT EXISTS (
 _CHANGED = "((SELECT {cols} FROM {a} EXCEPT SELECT {cols} FROM {b}) UNION ALL (SELECT {cols} FROM {b} EXCEPT SELECT {cols} FROM {a}))"
 
 
+def _when(columns: str, relevant: str = "true") -> str:
+    """A row trigger's WHEN: one of ``columns`` changed, in a row that matters before or after."""
+    names = [c.strip() for c in columns.split(",")]
+    old = ", ".join(f"OLD.{c}" for c in names)
+    new = ", ".join(f"NEW.{c}" for c in names)
+    matters = f" AND ({relevant.replace('r.', 'OLD.')} OR {relevant.replace('r.', 'NEW.')})"
+    return f"WHEN (ROW({old}) IS DISTINCT FROM ROW({new}){matters if relevant != 'true' else ''})"
+
+
 def _triggers() -> list[str]:
     out = []
     for table, (cid, cols, relevant) in _WATCHED.items():
-        rows = {
-            "insert": "new_rows",
-            "delete": "old_rows",
-            "update": _CHANGED.format(cols=cols, a="new_rows", b="old_rows"),
-        }
-        for op_name, source in rows.items():
+        out.append(
+            _TOUCH_ROW.format(
+                table=table,
+                cid=cid,
+                old_relevant=relevant.replace("r.", "OLD."),
+                new_relevant=relevant.replace("r.", "NEW."),
+            )
+        )
+        out.append(
+            f"CREATE TRIGGER attribution_update AFTER UPDATE ON {table} FOR EACH ROW "
+            f"{_when(cols, relevant)} EXECUTE FUNCTION attribution_{table}_update()"
+        )
+        for op_name, rows in (("insert", "new_rows"), ("delete", "old_rows")):
             if (table, op_name) == ("contacts", "insert"):
                 out.append(_CONTACTS_INSERT)
             else:
                 # another entry into lead changes nothing for a contact known to have been one
                 known = _KNOWN_LEAD if (table, op_name) == ("contact_lifecycle_changes", "insert") else ""
                 out.append(
-                    _TOUCH.format(table=table, op=op_name, cid=cid, rows=source, relevant=relevant + known)
+                    _TOUCH.format(table=table, op=op_name, cid=cid, rows=rows, relevant=relevant + known)
                 )
-            tables = {
-                "insert": "NEW TABLE AS new_rows",
-                "delete": "OLD TABLE AS old_rows",
-                "update": "OLD TABLE AS old_rows NEW TABLE AS new_rows",
-            }[op_name]
+            tables = {"insert": "NEW TABLE AS new_rows", "delete": "OLD TABLE AS old_rows"}[op_name]
             out.append(
                 f"CREATE TRIGGER attribution_{op_name} AFTER {op_name.upper()} ON {table} "
                 f"REFERENCING {tables} FOR EACH STATEMENT EXECUTE FUNCTION attribution_{table}_{op_name}()"
@@ -259,40 +272,46 @@ WHERE h.workspace_id = x.workspace_id AND h.id = x.id
       IS DISTINCT FROM (x.prior_lead_at, x.converted_at, x.source, x.archived)
 """
 
+# PL/pgSQL, so its plan is kept per session (a SQL function plans its statement at every call).
 _SETTLE_FUNCTION = f"""
-CREATE FUNCTION settle_lead_entries(ws uuid, ids uuid[]) RETURNS void LANGUAGE sql AS $$
-{_SETTLE_LEADS.format(facts=_LEAD_FACTS.format(where="e.workspace_id = ws AND e.contact_id = ANY(ids)"))}
+CREATE FUNCTION settle_lead_entries(ws uuid, ids uuid[]) RETURNS void LANGUAGE plpgsql AS $$
+BEGIN
+{_SETTLE_LEADS.format(facts=_LEAD_FACTS.format(where="e.workspace_id = ws AND e.contact_id = ANY(ids)"))};
+END
 $$
 """
 
-# (trigger, table, event, transition tables, the contacts to settle)
-_HISTORY_COLUMNS = "workspace_id, id, contact_id, to_stage, changed_at"
-_CONTACT_COLUMNS = "workspace_id, id, source, archived_at"
+# (table, event, transition table, the contacts to settle): inserts and deletes per statement
 _LEAD_TRIGGERS = [
-    ("insert", "contact_lifecycle_changes", "NEW TABLE AS new_rows", "new_rows", "contact_id"),
-    ("delete", "contact_lifecycle_changes", "OLD TABLE AS old_rows", "old_rows", "contact_id"),
-    (
-        "update",
-        "contact_lifecycle_changes",
-        "OLD TABLE AS old_rows NEW TABLE AS new_rows",
-        _CHANGED.format(cols=_HISTORY_COLUMNS, a="new_rows", b="old_rows"),
-        "contact_id",
-    ),
-    (
-        "update",
-        "contacts",
-        "OLD TABLE AS old_rows NEW TABLE AS new_rows",
-        _CHANGED.format(cols=_CONTACT_COLUMNS, a="new_rows", b="old_rows"),
-        "id",
-    ),
+    ("contact_lifecycle_changes", "insert", "NEW TABLE AS new_rows", "new_rows"),
+    ("contact_lifecycle_changes", "delete", "OLD TABLE AS old_rows", "old_rows"),
 ]
 
 _LEAD_TOUCH = """
 CREATE FUNCTION lead_entries_{table}_{op}() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
     PERFORM settle_lead_entries(t.workspace_id, t.ids)
-    FROM (SELECT r.workspace_id, array_agg(DISTINCT r.{cid}) AS ids FROM {rows} AS r
-          WHERE {relevant} GROUP BY r.workspace_id) AS t;
+    FROM (SELECT r.workspace_id, array_agg(DISTINCT r.contact_id) AS ids FROM {rows} AS r
+          WHERE r.to_stage IN ('lead', 'customer') GROUP BY r.workspace_id) AS t;
+    RETURN NULL;
+END
+$$
+"""
+
+# ... and updates a row at a time, only when what the settle reads changed (its own writes do not fire it)
+_LEAD_ROW_TRIGGERS = [
+    (
+        "contact_lifecycle_changes",
+        "ARRAY[OLD.contact_id, NEW.contact_id]",
+        _when("contact_id, to_stage, changed_at", "r.to_stage IN ('lead', 'customer')"),
+    ),
+    ("contacts", "ARRAY[NEW.id]", _when("source, archived_at")),
+]
+
+_LEAD_TOUCH_ROW = """
+CREATE FUNCTION lead_entries_{table}_update() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    PERFORM settle_lead_entries(NEW.workspace_id, {ids});
     RETURN NULL;
 END
 $$
@@ -301,12 +320,17 @@ $$
 
 def _lead_triggers() -> list[str]:
     out = [_SETTLE_FUNCTION]
-    for op_name, table, tables, rows, cid in _LEAD_TRIGGERS:
-        relevant = "true" if table == "contacts" else "r.to_stage IN ('lead', 'customer')"
-        out.append(_LEAD_TOUCH.format(table=table, op=op_name, rows=rows, cid=cid, relevant=relevant))
+    for table, op_name, tables, rows in _LEAD_TRIGGERS:
+        out.append(_LEAD_TOUCH.format(table=table, op=op_name, rows=rows))
         out.append(
             f"CREATE TRIGGER lead_entries_{op_name} AFTER {op_name.upper()} ON {table} "
             f"REFERENCING {tables} FOR EACH STATEMENT EXECUTE FUNCTION lead_entries_{table}_{op_name}()"
+        )
+    for table, ids, when in _LEAD_ROW_TRIGGERS:
+        out.append(_LEAD_TOUCH_ROW.format(table=table, ids=ids))
+        out.append(
+            f"CREATE TRIGGER lead_entries_update AFTER UPDATE ON {table} FOR EACH ROW {when} "
+            f"EXECUTE FUNCTION lead_entries_{table}_update()"
         )
     return out
 
@@ -330,11 +354,31 @@ $$
 _LEAD_DELTA_ROWS = {
     "insert": ("NEW TABLE AS new_rows", "SELECT 1 AS sign, n.* FROM new_rows AS n"),
     "delete": ("OLD TABLE AS old_rows", "SELECT -1 AS sign, o.* FROM old_rows AS o"),
-    "update": (
-        "OLD TABLE AS old_rows NEW TABLE AS new_rows",
-        "SELECT 1 AS sign, n.* FROM new_rows AS n UNION ALL SELECT -1, o.* FROM old_rows AS o",
-    ),
 }
+
+# An update (the settle's, mostly) a row at a time, only when the entry's count, hour, source or archived
+# changed: its old version out, its new one in.
+_LEAD_DELTA_UPDATE = """
+CREATE FUNCTION lead_deltas_update() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    INSERT INTO lead_deltas (workspace_id, hour, source, archived, leads)
+    SELECT NEW.workspace_id, date_trunc('hour', v.changed_at, 'UTC'), v.source, v.archived, v.sign
+    FROM (VALUES (-1, OLD.to_stage = 'lead' AND OLD.prior_lead_at IS NULL, OLD.changed_at, OLD.source,
+                  OLD.archived),
+                 (1, NEW.to_stage = 'lead' AND NEW.prior_lead_at IS NULL, NEW.changed_at, NEW.source,
+                  NEW.archived)) AS v (sign, counted, changed_at, source, archived)
+    WHERE v.counted;
+    RETURN NULL;
+END
+$$
+"""
+_LEAD_DELTA_WHEN = (
+    "WHEN (((OLD.to_stage = 'lead' AND OLD.prior_lead_at IS NULL) "
+    "OR (NEW.to_stage = 'lead' AND NEW.prior_lead_at IS NULL)) "
+    "AND ROW(OLD.to_stage = 'lead' AND OLD.prior_lead_at IS NULL, date_trunc('hour', OLD.changed_at, 'UTC'), "
+    "OLD.source, OLD.archived) IS DISTINCT FROM ROW(NEW.to_stage = 'lead' AND NEW.prior_lead_at IS NULL, "
+    "date_trunc('hour', NEW.changed_at, 'UTC'), NEW.source, NEW.archived))"
+)
 
 _LEAD_DELTAS_BACKFILL = """
 INSERT INTO lead_deltas (workspace_id, hour, source, archived, leads, folded)
@@ -481,17 +525,24 @@ def upgrade() -> None:
             f"CREATE TRIGGER lead_deltas_{op_name} AFTER {op_name.upper()} ON contact_lifecycle_changes "
             f"REFERENCING {tables} FOR EACH STATEMENT EXECUTE FUNCTION lead_deltas_{op_name}()"
         )
+    op.execute(_LEAD_DELTA_UPDATE)
+    op.execute(
+        "CREATE TRIGGER lead_deltas_update AFTER UPDATE ON contact_lifecycle_changes FOR EACH ROW "
+        f"{_LEAD_DELTA_WHEN} EXECUTE FUNCTION lead_deltas_update()"
+    )
 
 
 def downgrade() -> None:
     op.execute(_RECORD.format(columns="", values="", join=""))
-    for op_name in _LEAD_DELTA_ROWS:
+    for op_name in ("insert", "delete", "update"):
         op.execute(f"DROP TRIGGER lead_deltas_{op_name} ON contact_lifecycle_changes")
         op.execute(f"DROP FUNCTION lead_deltas_{op_name}()")
     op.drop_table("lead_deltas")
     op.drop_index("ix_contact_lifecycle_changes_repeat", table_name="contact_lifecycle_changes")
     op.drop_index("ix_contact_lifecycle_changes_converted", table_name="contact_lifecycle_changes")
-    for op_name, table, *_ in _LEAD_TRIGGERS:
+    for table, op_name in [(t, o) for t, o, *_ in _LEAD_TRIGGERS] + [
+        (t, "update") for t, *_ in _LEAD_ROW_TRIGGERS
+    ]:
         op.execute(f"DROP TRIGGER lead_entries_{op_name} ON {table}")
         op.execute(f"DROP FUNCTION lead_entries_{table}_{op_name}()")
     op.execute("DROP FUNCTION settle_lead_entries(uuid, uuid[])")

@@ -250,17 +250,24 @@ INSERT INTO attribution_deltas
 
 # Lead conversion: each entry into lead carries its contact's previous entry into lead, its first entry into
 # customer after it, and the contact's source and archiving now, so the report reads one partial index.
+# Both from one pass over the contact's history on ix_contact_lifecycle_changes_contact (workspace, contact,
+# changed_at, id; to_stage included): no predicate on to_stage, so no plan (a cached generic one either) can
+# prefer an index by stage and read every lead or customer entry of the workspace.
 _LEAD_FACTS = """
-    SELECT e.workspace_id, e.id,
-           lag(e.changed_at) OVER (PARTITION BY e.workspace_id, e.contact_id ORDER BY e.changed_at, e.id)
-               AS prior_lead_at,
-           (SELECT min(b.changed_at) FROM contact_lifecycle_changes AS b
-            WHERE b.workspace_id = e.workspace_id AND b.contact_id = e.contact_id AND b.to_stage = 'customer'
-              AND b.changed_at > e.changed_at) AS converted_at,
-           c.source, c.archived_at IS NOT NULL AS archived
-    FROM contact_lifecycle_changes AS e
-    JOIN contacts AS c ON c.workspace_id = e.workspace_id AND c.id = e.contact_id
-    WHERE e.to_stage = 'lead' AND {where}
+    SELECT x.workspace_id, x.id, x.prior_lead_at, x.converted_at, c.source, c.archived_at IS NOT NULL AS archived
+    FROM (
+        SELECT e.workspace_id, e.id, e.contact_id, e.to_stage,
+               max(e.changed_at) FILTER (WHERE e.to_stage = 'lead') OVER (
+                   PARTITION BY e.workspace_id, e.contact_id ORDER BY e.changed_at, e.id
+                   ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING) AS prior_lead_at,
+               min(e.changed_at) FILTER (WHERE e.to_stage = 'customer') OVER (
+                   PARTITION BY e.workspace_id, e.contact_id ORDER BY e.changed_at
+                   RANGE BETWEEN CURRENT ROW AND UNBOUNDED FOLLOWING EXCLUDE GROUP) AS converted_at
+        FROM contact_lifecycle_changes AS e
+        WHERE {where}
+    ) AS x
+    JOIN contacts AS c ON c.workspace_id = x.workspace_id AND c.id = x.contact_id
+    WHERE x.to_stage = 'lead'
 """
 
 _SETTLE_LEADS = """
@@ -292,11 +299,25 @@ CREATE FUNCTION lead_entries_{table}_{op}() RETURNS trigger LANGUAGE plpgsql AS 
 BEGIN
     PERFORM settle_lead_entries(t.workspace_id, t.ids)
     FROM (SELECT r.workspace_id, array_agg(DISTINCT r.contact_id) AS ids FROM {rows} AS r
-          WHERE r.to_stage IN ('lead', 'customer') GROUP BY r.workspace_id) AS t;
+          WHERE r.to_stage IN ('lead', 'customer'){alone} GROUP BY r.workspace_id) AS t;
     RETURN NULL;
 END
 $$
 """
+
+# A new entry that is its contact's only entry into lead or customer (a contact created in lead, mostly) is
+# already settled when it comes with no previous or converted entry and its contact's source and archiving
+# (as the history's writer writes it): nothing before or after it to settle, so no settle runs. Anything
+# else (another entry of the contact, another writer's values) settles as before.
+_ALONE = """
+            AND (EXISTS (SELECT 1 FROM contact_lifecycle_changes AS b
+                         WHERE b.workspace_id = r.workspace_id AND b.contact_id = r.contact_id
+                           AND b.id <> r.id AND b.to_stage IN ('lead', 'customer'))
+                 OR (r.to_stage = 'lead' AND (r.prior_lead_at IS NOT NULL OR r.converted_at IS NOT NULL
+                     OR NOT EXISTS (SELECT 1 FROM contacts AS c
+                                    WHERE c.workspace_id = r.workspace_id AND c.id = r.contact_id
+                                      AND c.source IS NOT DISTINCT FROM r.source
+                                      AND (c.archived_at IS NOT NULL) = r.archived))))"""
 
 # ... and updates a row at a time, only when what the settle reads changed (its own writes do not fire it)
 _LEAD_ROW_TRIGGERS = [
@@ -321,7 +342,8 @@ $$
 def _lead_triggers() -> list[str]:
     out = [_SETTLE_FUNCTION]
     for table, op_name, tables, rows in _LEAD_TRIGGERS:
-        out.append(_LEAD_TOUCH.format(table=table, op=op_name, rows=rows))
+        alone = _ALONE if op_name == "insert" else ""
+        out.append(_LEAD_TOUCH.format(table=table, op=op_name, rows=rows, alone=alone))
         out.append(
             f"CREATE TRIGGER lead_entries_{op_name} AFTER {op_name.upper()} ON {table} "
             f"REFERENCING {tables} FOR EACH STATEMENT EXECUTE FUNCTION lead_entries_{table}_{op_name}()"

@@ -1,6 +1,7 @@
 """Attribution summed from append-only deltas: per contact its counted facts, per (workspace, UTC hour of
-creation, source, archived, currency) the signed changes, written by statement triggers on contacts, the
-lifecycle history, deals and orders
+creation, source, archived, currency) the signed changes, written by triggers on contacts, the lifecycle
+history, deals and orders (per statement for inserts and deletes; per row for updates, and only when a column
+that matters changed: any other update runs nothing)
 
 Revision ID: 0036
 Revises: 0037

@@ -414,9 +414,12 @@ GROUP BY 1, 2, 3, 4
 
 # The history's writer (migration 0029) now also writes an entry into lead with its contact's source and
 # archiving, so the settle after it finds a contact's first entry already right and updates nothing.
+_RECORDED = """(n.type = 'contact.created' AND n.data -> 'object' ->> 'lifecycle_stage' IS NOT NULL)
+       OR (n.type = 'contact.updated' AND n.data -> 'previous' ? 'lifecycle_stage')"""
+
 _RECORD = """
 CREATE OR REPLACE FUNCTION record_contact_lifecycle_change() RETURNS trigger LANGUAGE plpgsql AS $$
-BEGIN
+BEGIN{guard}
     INSERT INTO contact_lifecycle_changes
         (workspace_id, id, contact_id, from_stage, to_stage, changed_at, actor{columns})
     SELECT n.workspace_id, n.id, n.object_id,
@@ -424,14 +427,20 @@ BEGIN
            n.data -> 'object' ->> 'lifecycle_stage',
            n.created_at, n.actor{values}
     FROM new_rows n{join}
-    WHERE (n.type = 'contact.created' AND n.data -> 'object' ->> 'lifecycle_stage' IS NOT NULL)
-       OR (n.type = 'contact.updated' AND n.data -> 'previous' ? 'lifecycle_stage');
+    WHERE {recorded};
     RETURN NULL;
 END
 $$
 """
 
+# Only when an event changes a stage: an insert into the history, even of no row, fires the history's
+# statement triggers (three PL/pgSQL calls), which every other event (a name edited, a deal, a note) would pay.
 _RECORD_WITH_FACTS = _RECORD.format(
+    guard=f"""
+    IF NOT EXISTS (SELECT 1 FROM new_rows AS n WHERE {_RECORDED}) THEN
+        RETURN NULL;
+    END IF;""",
+    recorded=_RECORDED,
     columns=", source, archived",
     values=""",
            CASE WHEN n.data -> 'object' ->> 'lifecycle_stage' = 'lead' THEN c.source END,
@@ -556,7 +565,7 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
-    op.execute(_RECORD.format(columns="", values="", join=""))
+    op.execute(_RECORD.format(guard="", recorded=_RECORDED, columns="", values="", join=""))
     for op_name in ("insert", "delete", "update"):
         op.execute(f"DROP TRIGGER lead_deltas_{op_name} ON contact_lifecycle_changes")
         op.execute(f"DROP FUNCTION lead_deltas_{op_name}()")

@@ -1,6 +1,7 @@
 """Attribution summed from append-only deltas: per contact its counted facts, per (workspace, UTC hour of
-creation, source, archived, currency) the signed changes, written by statement triggers on contacts, the
-lifecycle history, deals and orders
+creation, source, archived, currency) the signed changes, written by triggers on contacts, the lifecycle
+history, deals and orders (per statement for inserts and deletes; per row for updates, and only when a column
+that matters changed: any other update runs nothing)
 
 Revision ID: 0036
 Revises: 0037
@@ -130,24 +131,12 @@ END
 $$
 """
 
-# table: (its contact id column, the columns a change of which matters, the rows that matter)
+# table: (its contact id column, the columns a change of which matters, the rows that matter: ``r.`` the row)
 _WATCHED = {
-    "contacts": ("id", "workspace_id, id, created_at, source, archived_at, lifecycle_stage", "true"),
-    "contact_lifecycle_changes": (
-        "contact_id",
-        "workspace_id, id, contact_id, to_stage",
-        "r.to_stage = 'lead'",
-    ),
-    "deals": (
-        "contact_id",
-        "workspace_id, id, contact_id, status, amount, currency, archived_at",
-        "r.status = 'won'",
-    ),
-    "orders": (
-        "contact_id",
-        "workspace_id, source, external_id, contact_id, status",
-        "r.status IN ('paid', 'fulfilled')",
-    ),
+    "contacts": ("id", "created_at, source, archived_at, lifecycle_stage", "true"),
+    "contact_lifecycle_changes": ("contact_id", "contact_id, to_stage", "r.to_stage = 'lead'"),
+    "deals": ("contact_id", "contact_id, status, amount, currency, archived_at", "r.status = 'won'"),
+    "orders": ("contact_id", "contact_id, status", "r.status IN ('paid', 'fulfilled')"),
 }
 
 _TOUCH = """
@@ -161,6 +150,19 @@ END
 $$
 """
 
+# An update is one row at a time, and only when a column that matters changed in a row that matters (the
+# trigger's WHEN): an update of anything else (name, title, tags, custom fields, the settles' own columns)
+# runs no function and builds no transition table. Its contact before and after (null: not one that matters).
+_TOUCH_ROW = """
+CREATE FUNCTION attribution_{table}_update() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    PERFORM refresh_contact_attribution(NEW.workspace_id, ARRAY[
+        CASE WHEN {old_relevant} THEN OLD.{cid} END, CASE WHEN {new_relevant} THEN NEW.{cid} END]);
+    RETURN NULL;
+END
+$$
+"""
+
 _KNOWN_LEAD = """ AND NOT EXISTS (
               SELECT 1 FROM contact_attribution AS a
               WHERE a.workspace_id = r.workspace_id AND a.contact_id = r.contact_id AND a.ever_lead)"""
@@ -168,28 +170,40 @@ _KNOWN_LEAD = """ AND NOT EXISTS (
 _CHANGED = "((SELECT {cols} FROM {a} EXCEPT SELECT {cols} FROM {b}) UNION ALL (SELECT {cols} FROM {b} EXCEPT SELECT {cols} FROM {a}))"
 
 
+def _when(columns: str, relevant: str = "true") -> str:
+    """A row trigger's WHEN: one of ``columns`` changed, in a row that matters before or after."""
+    names = [c.strip() for c in columns.split(",")]
+    old = ", ".join(f"OLD.{c}" for c in names)
+    new = ", ".join(f"NEW.{c}" for c in names)
+    matters = f" AND ({relevant.replace('r.', 'OLD.')} OR {relevant.replace('r.', 'NEW.')})"
+    return f"WHEN (ROW({old}) IS DISTINCT FROM ROW({new}){matters if relevant != 'true' else ''})"
+
+
 def _triggers() -> list[str]:
     out = []
     for table, (cid, cols, relevant) in _WATCHED.items():
-        rows = {
-            "insert": "new_rows",
-            "delete": "old_rows",
-            "update": _CHANGED.format(cols=cols, a="new_rows", b="old_rows"),
-        }
-        for op_name, source in rows.items():
+        out.append(
+            _TOUCH_ROW.format(
+                table=table,
+                cid=cid,
+                old_relevant=relevant.replace("r.", "OLD."),
+                new_relevant=relevant.replace("r.", "NEW."),
+            )
+        )
+        out.append(
+            f"CREATE TRIGGER attribution_update AFTER UPDATE ON {table} FOR EACH ROW "
+            f"{_when(cols, relevant)} EXECUTE FUNCTION attribution_{table}_update()"
+        )
+        for op_name, rows in (("insert", "new_rows"), ("delete", "old_rows")):
             if (table, op_name) == ("contacts", "insert"):
                 out.append(_CONTACTS_INSERT)
             else:
                 # another entry into lead changes nothing for a contact known to have been one
                 known = _KNOWN_LEAD if (table, op_name) == ("contact_lifecycle_changes", "insert") else ""
                 out.append(
-                    _TOUCH.format(table=table, op=op_name, cid=cid, rows=source, relevant=relevant + known)
+                    _TOUCH.format(table=table, op=op_name, cid=cid, rows=rows, relevant=relevant + known)
                 )
-            tables = {
-                "insert": "NEW TABLE AS new_rows",
-                "delete": "OLD TABLE AS old_rows",
-                "update": "OLD TABLE AS old_rows NEW TABLE AS new_rows",
-            }[op_name]
+            tables = {"insert": "NEW TABLE AS new_rows", "delete": "OLD TABLE AS old_rows"}[op_name]
             out.append(
                 f"CREATE TRIGGER attribution_{op_name} AFTER {op_name.upper()} ON {table} "
                 f"REFERENCING {tables} FOR EACH STATEMENT EXECUTE FUNCTION attribution_{table}_{op_name}()"
@@ -237,17 +251,24 @@ INSERT INTO attribution_deltas
 
 # Lead conversion: each entry into lead carries its contact's previous entry into lead, its first entry into
 # customer after it, and the contact's source and archiving now, so the report reads one partial index.
+# Both from one pass over the contact's history on ix_contact_lifecycle_changes_contact (workspace, contact,
+# changed_at, id; to_stage included): no predicate on to_stage, so no plan (a cached generic one either) can
+# prefer an index by stage and read every lead or customer entry of the workspace.
 _LEAD_FACTS = """
-    SELECT e.workspace_id, e.id,
-           lag(e.changed_at) OVER (PARTITION BY e.workspace_id, e.contact_id ORDER BY e.changed_at, e.id)
-               AS prior_lead_at,
-           (SELECT min(b.changed_at) FROM contact_lifecycle_changes AS b
-            WHERE b.workspace_id = e.workspace_id AND b.contact_id = e.contact_id AND b.to_stage = 'customer'
-              AND b.changed_at > e.changed_at) AS converted_at,
-           c.source, c.archived_at IS NOT NULL AS archived
-    FROM contact_lifecycle_changes AS e
-    JOIN contacts AS c ON c.workspace_id = e.workspace_id AND c.id = e.contact_id
-    WHERE e.to_stage = 'lead' AND {where}
+    SELECT x.workspace_id, x.id, x.prior_lead_at, x.converted_at, c.source, c.archived_at IS NOT NULL AS archived
+    FROM (
+        SELECT e.workspace_id, e.id, e.contact_id, e.to_stage,
+               max(e.changed_at) FILTER (WHERE e.to_stage = 'lead') OVER (
+                   PARTITION BY e.workspace_id, e.contact_id ORDER BY e.changed_at, e.id
+                   ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING) AS prior_lead_at,
+               min(e.changed_at) FILTER (WHERE e.to_stage = 'customer') OVER (
+                   PARTITION BY e.workspace_id, e.contact_id ORDER BY e.changed_at
+                   RANGE BETWEEN CURRENT ROW AND UNBOUNDED FOLLOWING EXCLUDE GROUP) AS converted_at
+        FROM contact_lifecycle_changes AS e
+        WHERE {where}
+    ) AS x
+    JOIN contacts AS c ON c.workspace_id = x.workspace_id AND c.id = x.contact_id
+    WHERE x.to_stage = 'lead'
 """
 
 _SETTLE_LEADS = """
@@ -259,40 +280,60 @@ WHERE h.workspace_id = x.workspace_id AND h.id = x.id
       IS DISTINCT FROM (x.prior_lead_at, x.converted_at, x.source, x.archived)
 """
 
+# PL/pgSQL, so its plan is kept per session (a SQL function plans its statement at every call).
 _SETTLE_FUNCTION = f"""
-CREATE FUNCTION settle_lead_entries(ws uuid, ids uuid[]) RETURNS void LANGUAGE sql AS $$
-{_SETTLE_LEADS.format(facts=_LEAD_FACTS.format(where="e.workspace_id = ws AND e.contact_id = ANY(ids)"))}
+CREATE FUNCTION settle_lead_entries(ws uuid, ids uuid[]) RETURNS void LANGUAGE plpgsql AS $$
+BEGIN
+{_SETTLE_LEADS.format(facts=_LEAD_FACTS.format(where="e.workspace_id = ws AND e.contact_id = ANY(ids)"))};
+END
 $$
 """
 
-# (trigger, table, event, transition tables, the contacts to settle)
-_HISTORY_COLUMNS = "workspace_id, id, contact_id, to_stage, changed_at"
-_CONTACT_COLUMNS = "workspace_id, id, source, archived_at"
+# (table, event, transition table, the contacts to settle): inserts and deletes per statement
 _LEAD_TRIGGERS = [
-    ("insert", "contact_lifecycle_changes", "NEW TABLE AS new_rows", "new_rows", "contact_id"),
-    ("delete", "contact_lifecycle_changes", "OLD TABLE AS old_rows", "old_rows", "contact_id"),
-    (
-        "update",
-        "contact_lifecycle_changes",
-        "OLD TABLE AS old_rows NEW TABLE AS new_rows",
-        _CHANGED.format(cols=_HISTORY_COLUMNS, a="new_rows", b="old_rows"),
-        "contact_id",
-    ),
-    (
-        "update",
-        "contacts",
-        "OLD TABLE AS old_rows NEW TABLE AS new_rows",
-        _CHANGED.format(cols=_CONTACT_COLUMNS, a="new_rows", b="old_rows"),
-        "id",
-    ),
+    ("contact_lifecycle_changes", "insert", "NEW TABLE AS new_rows", "new_rows"),
+    ("contact_lifecycle_changes", "delete", "OLD TABLE AS old_rows", "old_rows"),
 ]
 
 _LEAD_TOUCH = """
 CREATE FUNCTION lead_entries_{table}_{op}() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
     PERFORM settle_lead_entries(t.workspace_id, t.ids)
-    FROM (SELECT r.workspace_id, array_agg(DISTINCT r.{cid}) AS ids FROM {rows} AS r
-          WHERE {relevant} GROUP BY r.workspace_id) AS t;
+    FROM (SELECT r.workspace_id, array_agg(DISTINCT r.contact_id) AS ids FROM {rows} AS r
+          WHERE r.to_stage IN ('lead', 'customer'){alone} GROUP BY r.workspace_id) AS t;
+    RETURN NULL;
+END
+$$
+"""
+
+# A new entry that is its contact's only entry into lead or customer (a contact created in lead, mostly) is
+# already settled when it comes with no previous or converted entry and its contact's source and archiving
+# (as the history's writer writes it): nothing before or after it to settle, so no settle runs. Anything
+# else (another entry of the contact, another writer's values) settles as before.
+_ALONE = """
+            AND (EXISTS (SELECT 1 FROM contact_lifecycle_changes AS b
+                         WHERE b.workspace_id = r.workspace_id AND b.contact_id = r.contact_id
+                           AND b.id <> r.id AND b.to_stage IN ('lead', 'customer'))
+                 OR (r.to_stage = 'lead' AND (r.prior_lead_at IS NOT NULL OR r.converted_at IS NOT NULL
+                     OR NOT EXISTS (SELECT 1 FROM contacts AS c
+                                    WHERE c.workspace_id = r.workspace_id AND c.id = r.contact_id
+                                      AND c.source IS NOT DISTINCT FROM r.source
+                                      AND (c.archived_at IS NOT NULL) = r.archived))))"""
+
+# ... and updates a row at a time, only when what the settle reads changed (its own writes do not fire it)
+_LEAD_ROW_TRIGGERS = [
+    (
+        "contact_lifecycle_changes",
+        "ARRAY[OLD.contact_id, NEW.contact_id]",
+        _when("contact_id, to_stage, changed_at", "r.to_stage IN ('lead', 'customer')"),
+    ),
+    ("contacts", "ARRAY[NEW.id]", _when("source, archived_at")),
+]
+
+_LEAD_TOUCH_ROW = """
+CREATE FUNCTION lead_entries_{table}_update() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    PERFORM settle_lead_entries(NEW.workspace_id, {ids});
     RETURN NULL;
 END
 $$
@@ -301,12 +342,18 @@ $$
 
 def _lead_triggers() -> list[str]:
     out = [_SETTLE_FUNCTION]
-    for op_name, table, tables, rows, cid in _LEAD_TRIGGERS:
-        relevant = "true" if table == "contacts" else "r.to_stage IN ('lead', 'customer')"
-        out.append(_LEAD_TOUCH.format(table=table, op=op_name, rows=rows, cid=cid, relevant=relevant))
+    for table, op_name, tables, rows in _LEAD_TRIGGERS:
+        alone = _ALONE if op_name == "insert" else ""
+        out.append(_LEAD_TOUCH.format(table=table, op=op_name, rows=rows, alone=alone))
         out.append(
             f"CREATE TRIGGER lead_entries_{op_name} AFTER {op_name.upper()} ON {table} "
             f"REFERENCING {tables} FOR EACH STATEMENT EXECUTE FUNCTION lead_entries_{table}_{op_name}()"
+        )
+    for table, ids, when in _LEAD_ROW_TRIGGERS:
+        out.append(_LEAD_TOUCH_ROW.format(table=table, ids=ids))
+        out.append(
+            f"CREATE TRIGGER lead_entries_update AFTER UPDATE ON {table} FOR EACH ROW {when} "
+            f"EXECUTE FUNCTION lead_entries_{table}_update()"
         )
     return out
 
@@ -330,11 +377,31 @@ $$
 _LEAD_DELTA_ROWS = {
     "insert": ("NEW TABLE AS new_rows", "SELECT 1 AS sign, n.* FROM new_rows AS n"),
     "delete": ("OLD TABLE AS old_rows", "SELECT -1 AS sign, o.* FROM old_rows AS o"),
-    "update": (
-        "OLD TABLE AS old_rows NEW TABLE AS new_rows",
-        "SELECT 1 AS sign, n.* FROM new_rows AS n UNION ALL SELECT -1, o.* FROM old_rows AS o",
-    ),
 }
+
+# An update (the settle's, mostly) a row at a time, only when the entry's count, hour, source or archived
+# changed: its old version out, its new one in.
+_LEAD_DELTA_UPDATE = """
+CREATE FUNCTION lead_deltas_update() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    INSERT INTO lead_deltas (workspace_id, hour, source, archived, leads)
+    SELECT NEW.workspace_id, date_trunc('hour', v.changed_at, 'UTC'), v.source, v.archived, v.sign
+    FROM (VALUES (-1, OLD.to_stage = 'lead' AND OLD.prior_lead_at IS NULL, OLD.changed_at, OLD.source,
+                  OLD.archived),
+                 (1, NEW.to_stage = 'lead' AND NEW.prior_lead_at IS NULL, NEW.changed_at, NEW.source,
+                  NEW.archived)) AS v (sign, counted, changed_at, source, archived)
+    WHERE v.counted;
+    RETURN NULL;
+END
+$$
+"""
+_LEAD_DELTA_WHEN = (
+    "WHEN (((OLD.to_stage = 'lead' AND OLD.prior_lead_at IS NULL) "
+    "OR (NEW.to_stage = 'lead' AND NEW.prior_lead_at IS NULL)) "
+    "AND ROW(OLD.to_stage = 'lead' AND OLD.prior_lead_at IS NULL, date_trunc('hour', OLD.changed_at, 'UTC'), "
+    "OLD.source, OLD.archived) IS DISTINCT FROM ROW(NEW.to_stage = 'lead' AND NEW.prior_lead_at IS NULL, "
+    "date_trunc('hour', NEW.changed_at, 'UTC'), NEW.source, NEW.archived))"
+)
 
 _LEAD_DELTAS_BACKFILL = """
 INSERT INTO lead_deltas (workspace_id, hour, source, archived, leads, folded)
@@ -347,9 +414,12 @@ GROUP BY 1, 2, 3, 4
 
 # The history's writer (migration 0029) now also writes an entry into lead with its contact's source and
 # archiving, so the settle after it finds a contact's first entry already right and updates nothing.
+_RECORDED = """(n.type = 'contact.created' AND n.data -> 'object' ->> 'lifecycle_stage' IS NOT NULL)
+       OR (n.type = 'contact.updated' AND n.data -> 'previous' ? 'lifecycle_stage')"""
+
 _RECORD = """
 CREATE OR REPLACE FUNCTION record_contact_lifecycle_change() RETURNS trigger LANGUAGE plpgsql AS $$
-BEGIN
+BEGIN{guard}
     INSERT INTO contact_lifecycle_changes
         (workspace_id, id, contact_id, from_stage, to_stage, changed_at, actor{columns})
     SELECT n.workspace_id, n.id, n.object_id,
@@ -357,14 +427,20 @@ BEGIN
            n.data -> 'object' ->> 'lifecycle_stage',
            n.created_at, n.actor{values}
     FROM new_rows n{join}
-    WHERE (n.type = 'contact.created' AND n.data -> 'object' ->> 'lifecycle_stage' IS NOT NULL)
-       OR (n.type = 'contact.updated' AND n.data -> 'previous' ? 'lifecycle_stage');
+    WHERE {recorded};
     RETURN NULL;
 END
 $$
 """
 
+# Only when an event changes a stage: an insert into the history, even of no row, fires the history's
+# statement triggers (three PL/pgSQL calls), which every other event (a name edited, a deal, a note) would pay.
 _RECORD_WITH_FACTS = _RECORD.format(
+    guard=f"""
+    IF NOT EXISTS (SELECT 1 FROM new_rows AS n WHERE {_RECORDED}) THEN
+        RETURN NULL;
+    END IF;""",
+    recorded=_RECORDED,
     columns=", source, archived",
     values=""",
            CASE WHEN n.data -> 'object' ->> 'lifecycle_stage' = 'lead' THEN c.source END,
@@ -481,17 +557,24 @@ def upgrade() -> None:
             f"CREATE TRIGGER lead_deltas_{op_name} AFTER {op_name.upper()} ON contact_lifecycle_changes "
             f"REFERENCING {tables} FOR EACH STATEMENT EXECUTE FUNCTION lead_deltas_{op_name}()"
         )
+    op.execute(_LEAD_DELTA_UPDATE)
+    op.execute(
+        "CREATE TRIGGER lead_deltas_update AFTER UPDATE ON contact_lifecycle_changes FOR EACH ROW "
+        f"{_LEAD_DELTA_WHEN} EXECUTE FUNCTION lead_deltas_update()"
+    )
 
 
 def downgrade() -> None:
-    op.execute(_RECORD.format(columns="", values="", join=""))
-    for op_name in _LEAD_DELTA_ROWS:
+    op.execute(_RECORD.format(guard="", recorded=_RECORDED, columns="", values="", join=""))
+    for op_name in ("insert", "delete", "update"):
         op.execute(f"DROP TRIGGER lead_deltas_{op_name} ON contact_lifecycle_changes")
         op.execute(f"DROP FUNCTION lead_deltas_{op_name}()")
     op.drop_table("lead_deltas")
     op.drop_index("ix_contact_lifecycle_changes_repeat", table_name="contact_lifecycle_changes")
     op.drop_index("ix_contact_lifecycle_changes_converted", table_name="contact_lifecycle_changes")
-    for op_name, table, *_ in _LEAD_TRIGGERS:
+    for table, op_name in [(t, o) for t, o, *_ in _LEAD_TRIGGERS] + [
+        (t, "update") for t, *_ in _LEAD_ROW_TRIGGERS
+    ]:
         op.execute(f"DROP TRIGGER lead_entries_{op_name} ON {table}")
         op.execute(f"DROP FUNCTION lead_entries_{table}_{op_name}()")
     op.execute("DROP FUNCTION settle_lead_entries(uuid, uuid[])")

@@ -135,10 +135,12 @@ GROUP BY c.contact_id;
 END
 $$;
 
-CREATE FUNCTION settle_order_purchases(ws uuid, contacts uuid[], deals uuid[]) RETURNS void LANGUAGE sql AS $$
-SELECT settle_contact_purchases(ws, contacts || ARRAY(
+CREATE FUNCTION settle_order_purchases(ws uuid, contacts uuid[], deals uuid[]) RETURNS void LANGUAGE plpgsql AS $$
+BEGIN
+PERFORM settle_contact_purchases(ws, contacts || ARRAY(
     SELECT d.contact_id FROM deals AS d
-    WHERE d.workspace_id = ws AND d.id = ANY(deals) AND d.contact_id IS NOT NULL))
+    WHERE d.workspace_id = ws AND d.id = ANY(deals) AND d.contact_id IS NOT NULL));
+END
 $$;
 
 CREATE FUNCTION orders_purchases_inserted() RETURNS trigger LANGUAGE plpgsql AS $$
@@ -155,16 +157,12 @@ BEGIN
 END
 $$;
 
--- only rows whose purchase columns changed, in both their versions (a contact or a deal left behind too)
+-- a row at a time, only when a purchase column changed (the trigger's WHEN): both its versions (a contact or
+-- a deal left behind too)
 CREATE FUNCTION orders_purchases_updated() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
-    PERFORM settle_order_purchases(r.workspace_id, array_agg(r.contact_id), array_agg(r.deal_id))
-    FROM (
-        SELECT v.* FROM new_orders AS n JOIN old_orders AS o ON (o.workspace_id, o.source, o.external_id) = (n.workspace_id, n.source, n.external_id)
-        CROSS JOIN LATERAL (SELECT n.* UNION ALL SELECT o.*) AS v
-        WHERE (n.status, n.placed_at, n.created_at, n.currency, n.total, n.contact_id, n.deal_id) IS DISTINCT FROM (o.status, o.placed_at, o.created_at, o.currency, o.total, o.contact_id, o.deal_id)
-    ) AS r
-    GROUP BY r.workspace_id;
+    PERFORM settle_order_purchases(NEW.workspace_id, ARRAY[OLD.contact_id, NEW.contact_id],
+                                   ARRAY[OLD.deal_id, NEW.deal_id]);
     RETURN NULL;
 END
 $$;
@@ -183,20 +181,19 @@ BEGIN
 END
 $$;
 
--- only rows whose purchase columns changed, in both their versions (a contact or a deal left behind too)
+-- likewise
 CREATE FUNCTION deals_purchases_updated() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
-    PERFORM settle_contact_purchases(r.workspace_id, array_agg(r.contact_id))
-    FROM (
-        SELECT v.* FROM new_deals AS n JOIN old_deals AS o ON (o.workspace_id, o.id) = (n.workspace_id, n.id)
-        CROSS JOIN LATERAL (SELECT n.* UNION ALL SELECT o.*) AS v
-        WHERE (n.status, n.closed_at, n.archived_at, n.currency, n.amount, n.contact_id) IS DISTINCT FROM (o.status, o.closed_at, o.archived_at, o.currency, o.amount, o.contact_id)
-    ) AS r
-    GROUP BY r.workspace_id;
+    PERFORM settle_contact_purchases(NEW.workspace_id, ARRAY[OLD.contact_id, NEW.contact_id]);
     RETURN NULL;
 END
 $$;
 """
+
+_PURCHASE_COLUMNS = {
+    "orders": ["status", "placed_at", "created_at", "currency", "total", "contact_id", "deal_id"],
+    "deals": ["status", "closed_at", "archived_at", "currency", "amount", "contact_id"],
+}
 
 
 def upgrade() -> None:
@@ -266,16 +263,19 @@ def upgrade() -> None:
     for function in _PURCHASES.split("$$;")[:-1]:  # one statement each (a prepared statement)
         op.execute(function + "$$")
     for table in ("orders", "deals"):
-        for event, refs in (
-            ("INSERT", f"NEW TABLE AS new_{table}"),
-            ("DELETE", f"OLD TABLE AS old_{table}"),
-            ("UPDATE", f"OLD TABLE AS old_{table} NEW TABLE AS new_{table}"),
-        ):
-            done = {"INSERT": "inserted", "DELETE": "deleted", "UPDATE": "updated"}[event]
+        for event, refs in (("INSERT", f"NEW TABLE AS new_{table}"), ("DELETE", f"OLD TABLE AS old_{table}")):
+            done = {"INSERT": "inserted", "DELETE": "deleted"}[event]
             op.execute(
                 f"CREATE TRIGGER {table}_purchases_{done} AFTER {event} ON {table} REFERENCING {refs} "
                 f"FOR EACH STATEMENT EXECUTE FUNCTION {table}_purchases_{done}()"
             )
+        # an update a row at a time, only when a purchase column changed: any other update runs nothing
+        columns = _PURCHASE_COLUMNS[table]
+        op.execute(
+            f"CREATE TRIGGER {table}_purchases_updated AFTER UPDATE ON {table} FOR EACH ROW "
+            f"WHEN (ROW({', '.join('OLD.' + c for c in columns)}) IS DISTINCT FROM "
+            f"ROW({', '.join('NEW.' + c for c in columns)})) EXECUTE FUNCTION {table}_purchases_updated()"
+        )
     op.execute(
         "SELECT settle_contact_purchases(w.id, ARRAY("
         "SELECT o.contact_id FROM orders AS o WHERE o.workspace_id = w.id AND o.status IN ('paid', 'fulfilled') "

@@ -19,6 +19,7 @@ import asyncio
 import contextlib
 import datetime as dt
 import logging
+import random
 import uuid
 from typing import Any
 
@@ -185,11 +186,17 @@ async def _fold(conn: asyncpg.Connection, wait: bool) -> bool:
 
 
 async def fold_forever(pool: asyncpg.Pool, stop: asyncio.Event, every_seconds: float = 10.0) -> None:
-    """The fold, every ``every_seconds`` until ``stop``; a failure waits for the next turn."""
-    while not stop.is_set():
+    """The fold, every ``every_seconds`` until ``stop``; a failure waits for the next turn. The first waits
+    part of a turn (at random, so processes started together do not fold together): at start-up the
+    process's other jobs take their connections at once, and a small pool would keep a request waiting."""
+    wait = every_seconds * random.uniform(0.5, 1.0)
+    while True:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), wait)
+        if stop.is_set():
+            return
+        wait = every_seconds
         try:
             await fold(pool)
         except db.ERRORS as exc:
             log.warning("attribution fold failed: %s", exc)
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(stop.wait(), every_seconds)

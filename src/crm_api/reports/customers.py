@@ -106,23 +106,7 @@ def _report(include_archived: bool) -> Select[Any]:
         .filter(k.c.last_at < sql.param("churn_before", DateTime(timezone=True)))
         .label("churned"),
     ).subquery("summary")
-    cohort, bought = _month(k.c.first_at), _month(p.c.at)
-    cohorts = (
-        select(
-            cohort.label("cohort"),
-            bought.label("month"),
-            func.count(p.c.contact_id.distinct()).label("active"),
-        )
-        .select_from(p.join(k, k.c.contact_id == p.c.contact_id))
-        .where(k.c.first_at >= sql.param("cohorts_from", DateTime(timezone=True)))
-        .group_by(cohort, bought)
-        .subquery("cohorts")
-    )
-    listed = select(
-        func.array_agg(cohorts.c.cohort).label("cohorts"),
-        func.array_agg(cohorts.c.month).label("months"),
-        func.array_agg(cohorts.c.active).label("active"),
-    ).subquery("listed")
+    listed = _cohorts(p, k)
     return select(summary, listed).select_from(summary.join(listed, true()))
 
 
@@ -200,23 +184,7 @@ def _kept() -> Select[Any]:
         .label("churned"),
     ).subquery("summary")
     p = _recent(kept)
-    cohort, bought = _month(k.c.first_at), _month(p.c.at)
-    cohorts = (
-        select(
-            cohort.label("cohort"),
-            bought.label("month"),
-            func.count(p.c.contact_id.distinct()).label("active"),
-        )
-        .select_from(p.join(k, k.c.contact_id == p.c.contact_id))
-        .where(k.c.first_at >= sql.param("cohorts_from", DateTime(timezone=True)))
-        .group_by(cohort, bought)
-        .subquery("cohorts")
-    )
-    listed = select(
-        func.array_agg(cohorts.c.cohort).label("cohorts"),
-        func.array_agg(cohorts.c.month).label("months"),
-        func.array_agg(cohorts.c.active).label("active"),
-    ).subquery("listed")
+    listed = _cohorts(p, k)
     late = exists().where(
         kept.c.workspace_id == ws, kept.c.last_at > sql.param("as_of", DateTime(timezone=True))
     )
@@ -238,3 +206,25 @@ async def customers(
         row = dict((await roomy.fetch(conn, _report(include_archived), ws=ws, **asked))[0])
     listed = zip(row.pop("cohorts") or (), row.pop("months") or (), row.pop("active") or (), strict=True)
     return row, [{"cohort": c, "month": m, "active": n} for c, m, n in listed]
+
+
+def _cohorts(p: Any, k: Any) -> Any:
+    """Per month of first purchase (``k.first_at``), the customers of the cohort who bought (``p.at``) in
+    each month since, as three parallel arrays in one row: what the summary and the kept path share."""
+    cohort, bought = _month(k.c.first_at), _month(p.c.at)
+    cohorts = (
+        select(
+            cohort.label("cohort"),
+            bought.label("month"),
+            func.count(p.c.contact_id.distinct()).label("active"),
+        )
+        .select_from(p.join(k, k.c.contact_id == p.c.contact_id))
+        .where(k.c.first_at >= sql.param("cohorts_from", DateTime(timezone=True)))
+        .group_by(cohort, bought)
+        .subquery("cohorts")
+    )
+    return select(
+        func.array_agg(cohorts.c.cohort).label("cohorts"),
+        func.array_agg(cohorts.c.month).label("months"),
+        func.array_agg(cohorts.c.active).label("active"),
+    ).subquery("listed")

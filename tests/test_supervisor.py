@@ -144,7 +144,7 @@ def server(database_url: str) -> Iterator[Server]:
 
 
 def test_concurrent_keep_alive_connections_reach_both_workers(server: Server) -> None:
-    # the fixture's last request may not be counted yet: taken into the counts below, it would shift them by one
+    # the fixture's last request may not be counted yet: in the counts below it would shift them by one
     _wait("the fixture's requests counted", server.settled, 10)
     before = server.served()
     # opened together and held: with one shared socket, one worker could accept them all

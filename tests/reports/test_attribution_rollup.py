@@ -192,7 +192,7 @@ async def test_the_roll_up_answers_what_the_tables_say_through_every_write(
     # folding changes no answer, and leaves one row per group
     assert await rollup.fold(pool, wait=True)
     assert await _same(pool, ws) == last
-    unfolded = await pool.fetchval("SELECT count(*) FROM attribution_deltas WHERE NOT folded")
+    unfolded = await pool.fetchval("SELECT count(*) FROM attribution_pending")
     assert unfolded == 0
     doubled = await pool.fetchval(
         "SELECT count(*) FROM (SELECT 1 FROM attribution_deltas "

@@ -39,6 +39,17 @@ VALUES ($1, gen_random_uuid(), $3, 'contact', $2::uuid, 'system:bench',
         jsonb_build_object('object', jsonb_build_object('id', $2::text, 'lifecycle_stage', 'lead'),
                            'previous', $4::jsonb), now())
 """
+# a PATCH of lifecycle_stage: the contact's stage and its event (whose trigger writes the lifecycle entry)
+_STAGE = """
+UPDATE contacts SET lifecycle_stage = $3, updated_at = now(), version = version + 1
+WHERE workspace_id = $1 AND id = $2
+"""
+_STAGE_EVENT = """
+INSERT INTO events (workspace_id, id, type, object_type, object_id, actor, data, created_at)
+VALUES ($1, gen_random_uuid(), 'contact.updated', 'contact', $2, 'system:bench',
+        jsonb_build_object('object', jsonb_build_object('id', $2::text, 'lifecycle_stage', $3::text),
+                           'previous', jsonb_build_object('lifecycle_stage', $4::text)), now())
+"""
 # as the API's write statement sets every column (custom fields and archiving with their own values)
 _UPDATE = """
 UPDATE {table} SET title = $3, updated_at = now(), version = version + 1, custom_fields = custom_fields,
@@ -126,8 +137,14 @@ class Target:
         if kind == "floor create":
             lookup = "SELECT status, body FROM floor_idempotency WHERE workspace_id = $1 AND key = $2"
             return [(lookup, (ws, str(uuid.uuid4()))), (_FLOOR_CREATE, (ws, uuid.uuid4()))]
-        table = {"app update": "contacts", "bare update": "bench_bare_contacts"}.get(kind, "floor_contacts")
+        tables = {"app update": "contacts", "app stage": "contacts", "bare update": "bench_bare_contacts"}
+        table = tables.get(kind, "floor_contacts")
         cid = self.ids[table][n % len(self.ids[table])]
+        if kind == "app stage":
+            stages = ("lead", "marketing_qualified", "customer")
+            # each seeded contact in turn moves on one stage (its previous one: the seed's, then the last)
+            stage, before = stages[(n // len(self.ids[table])) % 3], "subscriber"
+            return [(_STAGE, (ws, cid, stage)), (_STAGE_EVENT, (ws, cid, stage, before))]
         if kind == "app update":
             event = (_EVENT, (ws, cid, "contact.updated", '{"title": null}'))
             return [(_UPDATE.format(table=table), (ws, cid, f"T{n}")), event]
@@ -194,7 +211,7 @@ async def main() -> None:
         targets[db] = Target(conn, ws, ids)
     first = args.dbs[0]
     runs = [(kind, first) for kind in ("bare create", "floor create", "bare update", "floor update")]
-    runs += [(kind, db) for db in args.dbs for kind in ("app create", "app update")]
+    runs += [(kind, db) for db in args.dbs for kind in ("app create", "app update", "app stage")]
     cpu: dict[tuple[str, str], list[float]] = defaultdict(list)
     wal: dict[tuple[str, str], list[float]] = defaultdict(list)
     counter = 0

@@ -14,7 +14,10 @@ key, the hour, the partial "not folded" index). Now:
 - a new contact's trigger writes its count row without the per-currency expansion (a contact inserted has no
   won deal yet);
 - an insert into the lifecycle history runs one statement trigger (the attribution refresh, the lead count,
-  the lead settle, in that order, as the three triggers it replaces ran), not three.
+  the lead settle, in that order, as the three triggers it replaces ran), not three;
+- a contact's update that changes only its lifecycle stage refreshes its attribution only when that can
+  change ``ever_lead`` (the one fact the stage enters): not between two stages other than lead, not into
+  lead for a contact known as a lead, not out of lead for one with an entry into lead in its history.
 """
 
 from collections.abc import Sequence
@@ -137,6 +140,41 @@ END
 $$
 """
 
+# The contact's row trigger (0036 ran the refresh for any change of created_at, source, archived_at or the
+# stage). Skipping is exact: with the other three unchanged, only ``ever_lead`` (the stage is lead, or the
+# history has an entry into lead) can move, and in each case skipped it is true before and after, or the
+# stage plays no part in it (neither stage is lead; the history's own trigger refreshes on its inserts).
+_CONTACTS_UPDATE = """
+CREATE OR REPLACE FUNCTION attribution_contacts_update() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    IF (OLD.created_at, OLD.source, OLD.archived_at) IS NOT DISTINCT FROM (NEW.created_at, NEW.source,
+                                                                         NEW.archived_at)
+       AND (NOT coalesce(OLD.lifecycle_stage = 'lead' OR NEW.lifecycle_stage = 'lead', false)
+            OR (NEW.lifecycle_stage = 'lead' AND EXISTS (
+                    SELECT 1 FROM contact_attribution AS a
+                    WHERE a.workspace_id = NEW.workspace_id AND a.contact_id = NEW.id AND a.ever_lead))
+            OR (OLD.lifecycle_stage = 'lead' AND EXISTS (
+                    SELECT 1 FROM contact_lifecycle_changes AS h
+                    WHERE h.workspace_id = NEW.workspace_id AND h.contact_id = NEW.id AND h.to_stage = 'lead')))
+    THEN
+        RETURN NULL;
+    END IF;
+    PERFORM refresh_contact_attribution(NEW.workspace_id, ARRAY[OLD.id, NEW.id]);
+    RETURN NULL;
+END
+$$
+"""
+
+_CONTACTS_UPDATE_BEFORE = """
+CREATE OR REPLACE FUNCTION attribution_contacts_update() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    PERFORM refresh_contact_attribution(NEW.workspace_id, ARRAY[
+        CASE WHEN true THEN OLD.id END, CASE WHEN true THEN NEW.id END]);
+    RETURN NULL;
+END
+$$
+"""
+
 _HISTORY_TRIGGERS = (
     ("attribution_insert", "attribution_contact_lifecycle_changes_insert"),
     ("lead_deltas_insert", "lead_deltas_insert"),
@@ -175,6 +213,7 @@ def upgrade() -> None:
     functions = ", ".join(f"'{f}'" for f in _WRITERS)
     op.execute(_RETARGET.format(functions=functions, a="deltas", b="pending"))
     op.execute(_CONTACTS_INSERT)
+    op.execute(_CONTACTS_UPDATE)
     for params in (_ATTRIBUTION, _LEADS):
         op.execute(_COMPACT.format(**params))
     op.drop_index("ix_attribution_deltas_unfolded", table_name="attribution_deltas")
@@ -191,6 +230,7 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
+    op.execute(_CONTACTS_UPDATE_BEFORE)
     op.execute("DROP TRIGGER rollups_insert ON contact_lifecycle_changes")
     op.execute("DROP FUNCTION history_rollups_insert()")
     for trigger, function in _HISTORY_TRIGGERS:

@@ -12,7 +12,7 @@ key, the hour, the partial "not folded" index). Now:
   ``attribution_pending``/``lead_pending``: no key, no index, one heap tuple. The fold empties them into the
   delta tables (which now hold only its sums: no ``folded`` column, no partial index); the reports sum both.
 - a new contact's trigger writes its count row without the per-currency expansion (a contact inserted has no
-  won deal yet);
+  won deal yet), and returns at once when the insert had no row (a PATCH's statement fires it so);
 - an insert into the lifecycle history runs one statement trigger (the attribution refresh, the lead count,
   the lead settle, in that order, as the three triggers it replaces ran), not three;
 - a contact's update that changes only its lifecycle stage refreshes its attribution only when that can
@@ -84,6 +84,10 @@ _LEADS = {
 _CONTACTS_INSERT = """
 CREATE OR REPLACE FUNCTION attribution_contacts_insert() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
+    -- the API's write statement has an INSERT and an UPDATE of contacts: a PATCH fires this with no row
+    IF NOT EXISTS (SELECT 1 FROM new_rows) THEN
+        RETURN NULL;
+    END IF;
     WITH put AS (
         INSERT INTO contact_attribution
             (workspace_id, contact_id, created_at, source, archived, ever_lead, buyer, won)

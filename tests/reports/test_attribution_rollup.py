@@ -192,7 +192,7 @@ async def test_the_roll_up_answers_what_the_tables_say_through_every_write(
     # folding changes no answer, and leaves one row per group
     assert await rollup.fold(pool, wait=True)
     assert await _same(pool, ws) == last
-    unfolded = await pool.fetchval("SELECT count(*) FROM attribution_deltas WHERE NOT folded")
+    unfolded = await pool.fetchval("SELECT count(*) FROM attribution_pending")
     assert unfolded == 0
     doubled = await pool.fetchval(
         "SELECT count(*) FROM (SELECT 1 FROM attribution_deltas "
@@ -228,3 +228,33 @@ async def test_a_contact_counts_once_whatever_its_writes(make_client: MakeClient
     kept = (await api.get("/v1/reports/attribution", params={**year, "include_archived": "true"})).json()
     assert kept["sources"][0]["contacts"] == 1
     await _same(pool, ws)
+
+
+async def test_stage_moves_without_a_history_entry(make_client: MakeClient, pool: asyncpg.Pool) -> None:
+    """A stage written to the table alone (no event, so no entry in the history): the contact's own trigger
+    must refresh when the move can change ``ever_lead`` (into lead for a contact never a lead; out of lead for
+    one whose history has no entry into lead), and may skip the moves that cannot (migration 0041)."""
+    api = await make_client()
+    ws = api.workspace_id  # type: ignore[attr-defined]
+    fresh = (await _ok(await api.post("/v1/contacts", json={"lifecycle_stage": "subscriber"})))["id"]
+    other = (await _ok(await api.post("/v1/contacts", json={"lifecycle_stage": "subscriber"})))["id"]
+    known = (await _ok(await api.post("/v1/contacts", json={"lifecycle_stage": "lead"})))["id"]
+    first = await _same(pool, ws)
+
+    async def move(cid: str, stage: str) -> list[Any]:
+        await pool.execute(
+            "UPDATE contacts SET lifecycle_stage = $3 WHERE workspace_id = $1 AND id = $2",
+            ws,
+            uuid.UUID(cid),
+            stage,
+        )
+        return await _same(pool, ws)
+
+    into = await move(fresh, "lead")  # a lead now, never one before: counted as a lead
+    assert into != first
+    assert await move(fresh, "customer") == first  # out again, with no entry into lead: not a lead any more
+    assert await move(other, "marketing_qualified") == first  # neither stage is lead
+    assert await move(known, "customer") == first  # its history has its entry into lead
+    assert await move(known, "lead") == first  # known as a lead
+    await rollup.fold(pool, wait=True)
+    assert await _same(pool, ws) == first

@@ -153,7 +153,7 @@ async def test_kept_lead_facts_answer_what_the_history_says(
     assert last != first
     await rollup.fold(pool, wait=True)
     assert await _same(pool, ws) == last
-    assert await pool.fetchval("SELECT count(*) FROM lead_deltas WHERE NOT folded") == 0
+    assert await pool.fetchval("SELECT count(*) FROM lead_pending") == 0
 
 
 async def test_the_kept_facts_of_one_contact(make_client: MakeClient, pool: asyncpg.Pool) -> None:

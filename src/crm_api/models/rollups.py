@@ -6,6 +6,11 @@ the lifecycle history, deals and orders: each recomputes the touched contacts' f
 changed, appends to ``attribution_deltas`` the signed change per (workspace, UTC hour of creation, source,
 archived, currency). Writers only ever INSERT there (no shared row to wait on); the fold job
 (``reports/rollup.py``) now and then replaces a group's rows by their sum.
+
+Since migration 0041 the writers append to ``attribution_pending`` and ``lead_pending`` instead: heaps with no
+index at all (an index entry per write was most of what a created lead paid for its roll-ups), which the fold
+empties into ``attribution_deltas`` and ``lead_deltas`` (the sums, read by hour). The reports read both, so
+they stay exact between folds; between two folds a pending table holds one fold period's writes.
 """
 
 from __future__ import annotations
@@ -14,7 +19,7 @@ import datetime as dt
 import decimal
 import uuid
 
-from sqlalchemy import BigInteger, Boolean, DateTime, Identity, Index, Numeric, Text, text
+from sqlalchemy import BigInteger, Boolean, Column, DateTime, Identity, Index, Numeric, Table, Text
 from sqlalchemy.dialects.postgresql import JSONB, UUID
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -42,14 +47,11 @@ class ContactAttribution(Base):
 
 
 class AttributionDelta(Base):
-    """Signed changes of the attribution counts; ``currency`` null on the rows of counts, set on the rows of
-    amounts. ``folded`` rows are the sums the fold job wrote."""
+    """Folded sums of the signed changes of the attribution counts; ``currency`` null on the rows of counts,
+    set on the rows of amounts. Written by the fold only: the writers append to ``attribution_pending``."""
 
     __tablename__ = "attribution_deltas"
-    __table_args__ = (
-        Index("ix_attribution_deltas_hour", "workspace_id", "hour"),
-        Index("ix_attribution_deltas_unfolded", "workspace_id", postgresql_where=text("NOT folded")),
-    )
+    __table_args__ = (Index("ix_attribution_deltas_hour", "workspace_id", "hour"),)
 
     workspace_id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), primary_key=True)
     id: Mapped[int] = mapped_column(BigInteger, Identity(always=True), primary_key=True)
@@ -61,19 +63,15 @@ class AttributionDelta(Base):
     leads: Mapped[int] = mapped_column(BigInteger, nullable=False)
     customers: Mapped[int] = mapped_column(BigInteger, nullable=False)
     amount: Mapped[decimal.Decimal | None] = mapped_column(Numeric(20, 2))
-    folded: Mapped[bool] = mapped_column(Boolean, nullable=False, server_default=text("false"))
 
 
 class LeadDelta(Base):
     """Signed changes of the count of entries into lead that were their contact's first (no earlier entry
     into lead), per (workspace, UTC hour of the entry, the contact's source, archived); appended by statement
-    triggers on the lifecycle history, folded like ``attribution_deltas``."""
+    triggers on the lifecycle history to ``lead_pending``, folded here like ``attribution_deltas``."""
 
     __tablename__ = "lead_deltas"
-    __table_args__ = (
-        Index("ix_lead_deltas_hour", "workspace_id", "hour"),
-        Index("ix_lead_deltas_unfolded", "workspace_id", postgresql_where=text("NOT folded")),
-    )
+    __table_args__ = (Index("ix_lead_deltas_hour", "workspace_id", "hour"),)
 
     workspace_id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), primary_key=True)
     id: Mapped[int] = mapped_column(BigInteger, Identity(always=True), primary_key=True)
@@ -81,4 +79,30 @@ class LeadDelta(Base):
     source: Mapped[str | None] = mapped_column(Text)
     archived: Mapped[bool] = mapped_column(Boolean, nullable=False)
     leads: Mapped[int] = mapped_column(BigInteger, nullable=False)
-    folded: Mapped[bool] = mapped_column(Boolean, nullable=False, server_default=text("false"))
+
+
+# The writers' appended changes, not yet folded: no key and no index (an insert is a heap tuple and nothing
+# else); the fold deletes them all (what its snapshot sees) and the reports scan them whole.
+attribution_pending = Table(
+    "attribution_pending",
+    Base.metadata,
+    Column("workspace_id", UUID(as_uuid=True), nullable=False),
+    Column("hour", DateTime(timezone=True), nullable=False),
+    Column("source", Text),
+    Column("archived", Boolean, nullable=False),
+    Column("currency", Text),
+    Column("contacts", BigInteger, nullable=False),
+    Column("leads", BigInteger, nullable=False),
+    Column("customers", BigInteger, nullable=False),
+    Column("amount", Numeric(20, 2)),
+)
+
+lead_pending = Table(
+    "lead_pending",
+    Base.metadata,
+    Column("workspace_id", UUID(as_uuid=True), nullable=False),
+    Column("hour", DateTime(timezone=True), nullable=False),
+    Column("source", Text),
+    Column("archived", Boolean, nullable=False),
+    Column("leads", BigInteger, nullable=False),
+)

@@ -2,10 +2,10 @@
 
 ``leads`` (the contacts whose first entry into lead of the period falls in a bucket) is the count of entries
 into lead with no earlier one (``prior_lead_at`` null) plus the entries whose previous one came before the
-period. The first are summed per whole UTC hour from ``lead_deltas``, except the hours a bucket boundary
-cuts (a local midnight off the hour: India, Nepal) and the period's two partial end hours, whose entries
-are read one by one from ``ix_contact_lifecycle_changes_leads``; the second are few (a contact that left
-lead and came back), read from ``ix_contact_lifecycle_changes_repeat``.
+period. The first are summed per whole UTC hour from ``lead_deltas`` and ``lead_pending`` (not yet folded),
+except the hours a bucket boundary cuts (a local midnight off the hour: India, Nepal) and the period's two
+partial end hours, whose entries are read one by one from ``ix_contact_lifecycle_changes_leads``; the second
+are few (a contact that left lead and came back), read from ``ix_contact_lifecycle_changes_repeat``.
 
 ``converted`` and the exact median need each converted lead's time to convert: the period's converted
 entries, from ``ix_contact_lifecycle_changes_converted`` alone (a third of the leads at the bench's size).
@@ -63,16 +63,19 @@ def hour_ranges(period: dict[str, Any]) -> dict[str, Any]:
 
 @sql.shape
 def _leads(by_source: bool, include_archived: bool) -> Select[Any]:
-    d = sql.table("lead_deltas")
     h = sql.table("contact_lifecycle_changes")
     ws = sql.param("ws")
     lead = h.c.to_stage == sql.const("lead")  # in the text: the partial indexes' predicates
-    rolled = select(d.c.hour.label("at"), d.c.source, d.c.leads).where(
-        d.c.workspace_id == ws,
-        d.c.hour >= _stamp("whole_from"),
-        d.c.hour < _stamp("whole_to"),
-        ~(d.c.hour == any_(sql.param("cut", _STAMPS))),
-    )
+    rolled = [  # the folded sums and what writers appended since the last fold
+        select(d.c.hour.label("at"), d.c.source, d.c.leads).where(
+            d.c.workspace_id == ws,
+            d.c.hour >= _stamp("whole_from"),
+            d.c.hour < _stamp("whole_to"),
+            ~(d.c.hour == any_(sql.param("cut", _STAMPS))),
+            *([] if include_archived else [d.c.archived.is_(False)]),
+        )
+        for d in (sql.table("lead_deltas"), sql.table("lead_pending"))
+    ]
     ranges = (
         func.unnest(sql.param("base_from", _STAMPS), sql.param("base_to", _STAMPS))
         .table_valued("f", "t")
@@ -92,10 +95,9 @@ def _leads(by_source: bool, include_archived: bool) -> Select[Any]:
         in_period(h.c.changed_at),
     )
     if not include_archived:
-        rolled = rolled.where(d.c.archived.is_(False))
         base = base.where(h.c.archived.is_(False))
         again = again.where(h.c.archived.is_(False))
-    parts = rolled.union_all(base, again).subquery("parts")
+    parts = rolled[0].union_all(rolled[1], base, again).subquery("parts")
     bucket = local_bucket(parts.c.at)
     group = parts.c.source if by_source else literal(None, Text)
     stmt = select(bucket.label("bucket"), group.label("grp"), func.sum(parts.c.leads).label("leads"))

@@ -1,16 +1,18 @@
 """Attribution from the roll-up (migration 0036), and the job that folds its deltas.
 
 The report's period ``[lower, upper)`` splits into whole UTC hours, ``[whole_from, whole_to)``, summed from
-``attribution_deltas`` (folded and not yet folded rows alike: the sum is the same either way), and the two
+``attribution_deltas`` (the folded sums) and ``attribution_pending`` (what writers appended since the last
+fold: the sum is the same either way), and the two
 partial hours at its ends (local midnights are not always on the hour: India, Nepal), read contact by
 contact from ``contact_attribution`` on ``ix_contact_attribution_created``. Both are kept in the writing
 transaction by the triggers, so the answer is exact in any time zone and for any dates.
 
-The fold (of these and of ``lead_deltas``, the lead conversion's) replaces, for each (workspace, hour) that
-has rows not yet folded, all its rows by one row per (source, archived, currency) with their sums, in one
-statement (delete returning, insert the sums). Writers keep appending meanwhile: a row committed after the
-fold's snapshot is not deleted and waits for the next fold. One fold at a time (an advisory lock; another
-worker's fold skips its turn).
+The fold (of these and of ``lead_pending``/``lead_deltas``, the lead conversion's) empties the pending table
+(migration 0041: no index there, so a writer appends a bare heap tuple) and replaces, for each (workspace,
+hour) it had rows of, that hour's folded rows and the pending ones by one row per (source, archived,
+currency) with their sums, in one statement (delete returning, insert the sums). Writers keep appending
+meanwhile: a row committed after the fold's snapshot is not deleted and waits for the next fold. One fold at
+a time (an advisory lock; another worker's fold skips its turn).
 """
 
 from __future__ import annotations
@@ -51,12 +53,17 @@ def _stamp(name: str) -> Any:
 @sql.shape
 def _attribution(include_archived: bool) -> Select[Any]:
     """Per source and currency (null: the counts), the whole hours' deltas plus the edges' contacts."""
-    d = sql.table("attribution_deltas")
     a = sql.table("contact_attribution")
     ws = sql.param("ws")
-    rolled = select(d.c.source, d.c.currency, d.c.contacts, d.c.leads, d.c.customers, d.c.amount).where(
-        d.c.workspace_id == ws, d.c.hour >= _stamp("whole_from"), d.c.hour < _stamp("whole_to")
-    )
+    rolled = [
+        select(d.c.source, d.c.currency, d.c.contacts, d.c.leads, d.c.customers, d.c.amount).where(
+            d.c.workspace_id == ws,
+            d.c.hour >= _stamp("whole_from"),
+            d.c.hour < _stamp("whole_to"),
+            *([] if include_archived else [d.c.archived.is_(False)]),
+        )
+        for d in (sql.table("attribution_deltas"), sql.table("attribution_pending"))
+    ]
     edges = [
         a.c.workspace_id == ws,
         or_(
@@ -65,7 +72,6 @@ def _attribution(include_archived: bool) -> Select[Any]:
         ),
     ]
     if not include_archived:
-        rolled = rolled.where(d.c.archived.is_(False))
         edges.append(a.c.archived.is_(False))
     one = literal(1, Integer)
     counted = select(
@@ -89,7 +95,7 @@ def _attribution(include_archived: bool) -> Select[Any]:
         .select_from(a.join(each, literal(True)))
         .where(*edges)
     )
-    parts = rolled.union_all(counted, won).subquery("parts")
+    parts = rolled[0].union_all(rolled[1], counted, won).subquery("parts")
     return select(
         parts.c.source.label("grp"),
         parts.c.currency,
@@ -128,23 +134,27 @@ async def attribution(
 
 
 _FOLD = """
-WITH touched AS (
-    SELECT DISTINCT workspace_id, hour FROM {table} WHERE NOT folded
+WITH moved AS (
+    DELETE FROM {pending} RETURNING workspace_id, hour, source, archived, {columns}
+),
+touched AS (
+    SELECT DISTINCT workspace_id, hour FROM moved
 ),
 gone AS (
     DELETE FROM {table} AS d USING touched AS t
     WHERE d.workspace_id = t.workspace_id AND d.hour = t.hour
     RETURNING d.workspace_id, d.hour, d.source, d.archived, {returning}
 )
-INSERT INTO {table} (workspace_id, hour, source, archived, {columns}, folded)
-SELECT workspace_id, hour, source, archived, {sums}, true
-FROM gone
+INSERT INTO {table} (workspace_id, hour, source, archived, {columns})
+SELECT workspace_id, hour, source, archived, {sums}
+FROM (SELECT * FROM gone UNION ALL SELECT * FROM moved) AS r
 GROUP BY workspace_id, hour, source, archived{group}
 HAVING {nonzero}
 """
 
 _FOLDS = [
     _FOLD.format(
+        pending="attribution_pending",
         table="attribution_deltas",
         returning="d.currency, d.contacts, d.leads, d.customers, d.amount",
         columns="currency, contacts, leads, customers, amount",
@@ -155,6 +165,7 @@ _FOLDS = [
         ),
     ),
     _FOLD.format(
+        pending="lead_pending",
         table="lead_deltas",
         returning="d.leads",
         columns="leads",
@@ -166,7 +177,7 @@ _FOLDS = [
 
 
 async def fold(pool: asyncpg.Pool | asyncpg.Connection, wait: bool = False) -> bool:
-    """Fold every delta not yet folded; False when another fold holds the lock (unless ``wait``: then wait
+    """Fold every pending delta; False when another fold holds the lock (unless ``wait``: then wait
     for it, and fold what it left)."""
     if isinstance(pool, asyncpg.Connection):
         return await _fold(pool, wait)

@@ -135,8 +135,12 @@ _WANTED = ("id", "segment_id", "object_id", "change", "reason", "request_id")
 def _change() -> Select[Any]:
     """Every change of a step in one statement: the wanted entries and exits (``unnest`` of arrays, one
     row per (segment, object)), the member rows inserted and deleted, and for those that did change their
-    history row, their ``segment.member_*`` event (built here from the segment's API object, given once
-    per segment) with its deliveries, and the segments' counts. Returns what changed."""
+    history row, their ``segment.member_*`` event with its deliveries, and the segments' counts. Returns
+    what changed.
+
+    The event is light (~250 bytes): ``data.object`` is the segment's reference (``id``, ``object``,
+    ``name``, given once per segment in ``refs``), not its whole object, beside ``segment_id``,
+    ``object_type`` (from ``types``), ``object_id`` and ``reason``."""
     m, s, c = sql.table("segment_members"), sql.table("segments"), sql.table("segment_changes")
     ws, at = sql.param("ws"), sql.param("at", DateTime(timezone=True))
     wanted = (
@@ -179,16 +183,16 @@ def _change() -> Select[Any]:
         return select(rows).select_from(rows.join(done, same)).where(rows.c.change == change)
 
     done = union_all(of(added, "added"), of(removed, "removed")).cte("done")
-    objects, sid = sql.param("objects", JSONB), func.cast(done.c.segment_id, Text)
+    refs, types, sid = sql.param("refs", JSONB), sql.param("types", JSONB), func.cast(done.c.segment_id, Text)
     data = func.jsonb_build_object(
         "object",
-        func.jsonb_extract_path(objects, sid),
+        func.jsonb_extract_path(refs, sid),
         "previous",
         literal_column("'{}'::jsonb"),
         "segment_id",
         done.c.segment_id,
         "object_type",
-        func.jsonb_extract_path(objects, sid, literal("object_type")),
+        func.jsonb_extract_path(types, sid),
         "object_id",
         done.c.object_id,
         "reason",
@@ -297,6 +301,12 @@ Pair = tuple[uuid.UUID, uuid.UUID]
 """(segment id, object id)."""
 
 
+def reference(segment: Mapping[str, Any]) -> dict[str, Any]:
+    """What a ``segment.member_*`` event holds as ``data.object``: the segment's id, ``object`` and name
+    (``schemas.SegmentReference``)."""
+    return {"id": str(segment["id"]), "object": "segment", "name": segment["name"]}
+
+
 async def change_many(
     conn: asyncpg.Connection,
     actor: Actor,
@@ -319,7 +329,10 @@ async def change_many(
     reasons = [*added.values(), *removed.values()]
     request_id = actor.request_id
     request_ids = [causes.get(k[1], request_id) for k in keys] if causes else [request_id] * len(keys)
-    objects = {str(sid): REGISTRY["segments"].to_api(segment) for sid, segment in segments.items()}
+    # each changed segment's reference and object type, once: the events are built from them in SQL
+    changed = {k[0] for k in keys}
+    refs = {str(sid): reference(segments[sid]) for sid in changed}
+    types = {str(sid): segments[sid]["object_type"] for sid in changed}
     eids, at, name = _ids(len(keys)), dt.datetime.now(dt.UTC), actor.principal.actor
     rows: list[Any] = []
     await step_settings(conn)
@@ -338,7 +351,8 @@ async def change_many(
             changes=changes[part],
             reasons=reasons[part],
             request_ids=request_ids[part],
-            objects=objects,
+            refs=refs,
+            types=types,
         )
     done_add = [(r["segment_id"], r["object_id"]) for r in rows if r["change"] == "added"]
     done_remove = [(r["segment_id"], r["object_id"]) for r in rows if r["change"] == "removed"]

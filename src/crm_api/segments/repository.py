@@ -431,22 +431,26 @@ def evaluation_many(object_type: str, conditions: Sequence[Expr]) -> Select[Any]
     t = sql.table(TABLE_OF[object_type])
     m = sql.table("segment_members")
     ws, ids, sids = sql.param("ws"), sql.param("ids", _IDS), sql.param("sids", _IDS)
-    hits = (
-        func.unnest(array([c.build() for c in conditions]))
-        .table_valued("hit", with_ordinality="ord")
-        .render_derived(name="hits")
+    # per touched id, its live object (a primary key look-up) with every condition evaluated on it: a
+    # LATERAL that the OFFSET keeps from being flattened into a join, so the plan cannot turn into a scan
+    # of the workspace's objects filtered by the ids (it did, on statistics that lagged a growing table)
+    touched = func.unnest(ids).table_valued("id").render_derived(name="touched")
+    live = (
+        select(t.c.id, array([c.build() for c in conditions]).label("hits"))
+        .where(t.c.workspace_id == ws, t.c.id == touched.c.id, t.c.archived_at.is_(None))
+        .offset(sql.const(0))
+        .lateral("live")
     )
+    hits = func.unnest(live.c.hits).table_valued("hit", with_ordinality="ord").render_derived(name="hits")
     segs = func.unnest(sids).table_valued("segment_id", with_ordinality="ord").render_derived(name="segs")
     matched = (
-        select(segs.c.segment_id, t.c.id.label("object_id"))
-        .select_from(t.join(hits, hits.c.hit).join(segs, segs.c.ord == hits.c.ord))
-        .where(t.c.workspace_id == ws, t.c.id == any_(ids), t.c.archived_at.is_(None))
+        select(segs.c.segment_id, live.c.id.label("object_id"))
+        .select_from(touched.join(live, true()).join(hits, hits.c.hit).join(segs, segs.c.ord == hits.c.ord))
         .cte("matched")
     )
-    # per touched id, its memberships (an index range of (workspace_id, object_id)): a LATERAL that the
-    # OFFSET keeps from being flattened into a join, so the plan cannot turn into a scan of all the
-    # workspace's memberships (it did, with a generic plan on statistics that lagged a fast-growing table)
-    touched = func.unnest(ids).table_valued("id").render_derived(name="touched")
+    # per touched id, its memberships (an index range of (workspace_id, object_id)), a LATERAL kept so
+    # likewise (with a generic plan on lagging statistics, it had turned into a scan of all the
+    # workspace's memberships)
     of_object = (
         select(m.c.segment_id, m.c.object_id)
         .where(m.c.workspace_id == ws, m.c.object_id == touched.c.id, m.c.segment_id == any_(sids))

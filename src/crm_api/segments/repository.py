@@ -12,6 +12,7 @@ from typing import Any
 
 import asyncpg
 from sqlalchemy import (
+    BigInteger,
     DateTime,
     Select,
     Text,
@@ -129,9 +130,6 @@ async def live_ids(conn: Any, ws: uuid.UUID, object_type: str, ids: Sequence[uui
     return {r["id"] for r in rows}
 
 
-_WANTED = ("id", "segment_id", "object_id", "change", "reason", "request_id")
-
-
 def _change() -> Select[Any]:
     """Every change of a step in one statement: the wanted entries and exits (``unnest`` of arrays, one
     row per (segment, object)), the member rows inserted and deleted, and for those that did change their
@@ -145,19 +143,29 @@ def _change() -> Select[Any]:
     ws, at = sql.param("ws"), sql.param("at", DateTime(timezone=True))
     wanted = (
         func.unnest(
-            sql.param("eids", _IDS),
             sql.param("sids", _IDS),
             sql.param("ids", _IDS),
             sql.param("changes", ARRAY(Text)),
             sql.param("reasons", ARRAY(Text)),
             sql.param("request_ids", ARRAY(Text)),
         )
-        .table_valued(
-            "id", "segment_id", "object_id", "change", "reason", "request_id", with_ordinality="ord"
-        )
+        .table_valued("segment_id", "object_id", "change", "reason", "request_id", with_ordinality="ord")
         .render_derived(name="wanted")
     )
-    rows = select(wanted).cte("rows")
+    # the n-th change's id (its event's and history row's): the slice's first id counted up n - 1, made
+    # here from its two halves (``_first_id``), so no UUID per change is made in Python and sent
+    low = sql.param("id_low", BigInteger) + wanted.c.ord - sql.const(1)
+    hexed = sql.param("id_high", Text).concat(func.lpad(func.to_hex(low), sql.const(16), sql.const("0")))
+    eid = func.cast(hexed, UUID(as_uuid=True))
+    rows = select(
+        eid.label("id"),
+        wanted.c.segment_id,
+        wanted.c.object_id,
+        wanted.c.change,
+        wanted.c.reason,
+        wanted.c.request_id,
+        wanted.c.ord,
+    ).cte("rows")
     entering = select(ws, rows.c.segment_id, rows.c.object_id, rows.c.reason).where(rows.c.change == "added")
     added = (
         insert(m)
@@ -262,11 +270,14 @@ CHANGE_SLICE = 5000
 """Changes written per statement."""
 
 
-def _ids(n: int) -> list[uuid.UUID]:
-    """``n`` increasing UUIDv7s of this millisecond: one drawn, the next ones its successors (the low
-    random bits counted up), so a batch costs one draw."""
+def _first_id() -> tuple[str, int]:
+    """A UUIDv7 of this millisecond as its high 64 bits in hex and its low 64 bits as a signed bigint:
+    ``_change`` counts the low half up, one id per change (the random bits counted up, so a step's ids
+    increase in its order and cost one draw; making a ``uuid.UUID`` per change was most of a step's Python
+    time with many entries)."""
     base = uuid7().int
-    return [uuid.UUID(int=base + i) for i in range(n)]
+    low = base & ((1 << 64) - 1)
+    return f"{base >> 64:016x}", low - (1 << 64) if low >= 1 << 63 else low
 
 
 async def lock_segment(conn: asyncpg.Connection, ws: uuid.UUID, *segment_ids: uuid.UUID) -> None:
@@ -333,7 +344,7 @@ async def change_many(
     changed = {k[0] for k in keys}
     refs = {str(sid): reference(segments[sid]) for sid in changed}
     types = {str(sid): segments[sid]["object_type"] for sid in changed}
-    eids, at, name = _ids(len(keys)), dt.datetime.now(dt.UTC), actor.principal.actor
+    (high, low), at, name = _first_id(), dt.datetime.now(dt.UTC), actor.principal.actor
     rows: list[Any] = []
     await step_settings(conn)
     # in slices, so no statement grows with the step (a step of 2,000 writes entering 50 segments each
@@ -345,7 +356,8 @@ async def change_many(
             ws=ws,
             at=at,
             actor=name,
-            eids=eids[part],
+            id_high=high,
+            id_low=low + lo,
             sids=[k[0] for k in keys[part]],
             ids=[k[1] for k in keys[part]],
             changes=changes[part],

@@ -192,3 +192,23 @@ async def test_member_events_are_light(api: httpx.AsyncClient, pool: asyncpg.Poo
         )
     ]  # fmt: skip
     assert got == sorted(expected)
+
+
+async def test_the_follow_step_sees_an_edited_filter(api: httpx.AsyncClient, pool: asyncpg.Pool) -> None:
+    """The follow step keeps its segments' compiled filters between steps: an edit must replace them."""
+    flt = {"field": "first_name", "op": "eq", "value": "Ann"}
+    body = {"name": "s", "object_type": "contact", "kind": "dynamic", "filter": flt}
+    seg = await _ok(await api.post("/v1/segments", json=body), 201)
+    await _settle(pool)
+    ann = (await _ok(await api.post("/v1/contacts", json={"first_name": "Ann"}), 201))["id"]
+    await _settle(pool)
+    assert await _rows(pool, seg["id"]) == {ann}
+    edited = {"filter": {"field": "first_name", "op": "eq", "value": "Bob"}}
+    await _ok(await api.patch(f"/v1/segments/{seg['id']}", json=edited))
+    await _settle(pool)
+    assert await _rows(pool, seg["id"]) == set()
+    ann2 = (await _ok(await api.post("/v1/contacts", json={"first_name": "Ann"}), 201))["id"]
+    bob = (await _ok(await api.post("/v1/contacts", json={"first_name": "Bob"}), 201))["id"]
+    await _settle(pool)
+    assert ann2 not in await _rows(pool, seg["id"])
+    assert await _rows(pool, seg["id"]) == {bob}

@@ -1,6 +1,7 @@
-"""Segment benchmark on the local PostgreSQL (database ``crm_bench_seg``, recreated).
+"""Segment benchmark on the local PostgreSQL (database ``crm_bench_seg`` unless ``--db``, recreated).
 
-    python bench/segments.py [--seconds 10] [--segments 200] [--samples 100] [--matching many|none]
+    python bench/segments.py [--seconds 10] [--segments 200] [--samples 100] [--matching many|few|none]
+                             [--db crm_bench_seg] [--port 8093]
 
 1. contact-create throughput through ``crm-api serve`` (2 processes, 16 clients) with no segment, then with
    ``--segments`` dynamic contact segments and one ``crm-api worker`` keeping them current (the worker
@@ -34,7 +35,6 @@ DB = "crm_bench_seg"
 URL = f"{PG}/{DB}"
 ENV = {
     **{k: v for k, v in os.environ.items() if not k.startswith("CRM_")},
-    "CRM_DATABASE_URL": URL.replace("postgresql://", "postgresql+asyncpg://", 1),
     "CRM_RUN_DISPATCHER": "false",
     "CRM_SECRET_KEY": Fernet.generate_key().decode(),
     "CRM_RATE_LIMIT_KEY_PER_SECOND": "1000000",
@@ -49,10 +49,26 @@ def sh(*args: str) -> str:
     return subprocess.run(args, env=ENV, check=True, capture_output=True, text=True).stdout
 
 
-async def backend_cpu(conn: asyncpg.Connection, proc: psutil.Process) -> dict[int, float]:
-    """CPU seconds so far of each PostgreSQL backend serving the process's connections (found by the
+def tree(proc: psutil.Process) -> list[psutil.Process]:
+    """The process and its children (``crm-api serve``'s API processes)."""
+    return [proc, *proc.children(recursive=True)]
+
+
+def own_cpu(procs: list[psutil.Process]) -> float:
+    total = 0.0
+    for p in procs:
+        with contextlib.suppress(psutil.Error):
+            total += sum(p.cpu_times()[:2])
+    return total
+
+
+async def backend_cpu(conn: asyncpg.Connection, *procs: psutil.Process) -> dict[int, float]:
+    """CPU seconds so far of each PostgreSQL backend serving the processes' connections (found by the
     client port), by backend pid: the worker's statements cost there, not in its own process."""
-    ports = [c.laddr.port for c in proc.net_connections("tcp") if c.raddr and c.raddr.port == 5432]
+    ports = []
+    for proc in procs:
+        with contextlib.suppress(psutil.Error):
+            ports += [c.laddr.port for c in proc.net_connections("tcp") if c.raddr and c.raddr.port == 5432]
     pids = await conn.fetch("SELECT pid FROM pg_stat_activity WHERE client_port = ANY($1::int[])", ports)
     out = {}
     for r in pids:
@@ -64,10 +80,14 @@ async def backend_cpu(conn: asyncpg.Connection, proc: psutil.Process) -> dict[in
 def segment_filter(i: int, matching: str = "many") -> dict[str, object]:
     """Filters of the kinds marketing uses, varied so no two segments are the same statement's values.
     ``matching``: ``many``, a load contact enters ~55 of 200 segments (the kind 1 and 2 filters match it);
-    ``none``, it enters none (kinds 1 and 2 name values it does not have), so the figure is the cost of
-    following writes rather than of writing entries (the freshness samples still enter the kind 0 ones)."""
+    ``few``, it enters 2 (the kind 2 filters of ``i`` 2 and 6 name its first name, the other kind 1 and 2
+    ones values it does not have), a realistic mix; ``none``, it enters none (kinds 1 and 2 name values it
+    does not have), so the figure is the cost of following writes rather than of writing entries (the
+    freshness samples still enter the kind 0 ones)."""
     kind = i % 4
-    if matching == "none" and kind in (1, 2):
+    if matching == "few" and kind == 2 and i in (2, 6):
+        return {"field": "first_name", "op": "in", "value": ["Load", f"n{i}"]}
+    if matching in ("none", "few") and kind in (1, 2):
         return {"field": "email", "op": "contains", "value": f"@x{i}."}
     if kind == 0:
         return {"field": "lifecycle_stage", "op": "eq", "value": STAGES[i % len(STAGES)]}
@@ -82,7 +102,7 @@ def segment_filter(i: int, matching: str = "many") -> dict[str, object]:
 
 async def main_async(args: argparse.Namespace) -> dict[str, object]:
     out: dict[str, object] = {}
-    port = 8093
+    port = args.port
     key = sh("crm-api", "create-key", "--workspace", "bench", "--scopes", "*").strip().splitlines()[-1]
     conn = await asyncpg.connect(URL)
     ws = await conn.fetchval("SELECT id FROM workspaces WHERE name = 'bench'")
@@ -100,9 +120,23 @@ async def main_async(args: argparse.Namespace) -> dict[str, object]:
                 client = Connection("127.0.0.1", port, key)
                 await asyncio.sleep(0.2)
         ops = operations([])
+        # the writes' own CPU: the API processes and their PostgreSQL backends, per 1,000 writes
+        serving = tree(psutil.Process(api.pid))
+        api0, api_pg0 = own_cpu(serving), await backend_cpu(conn, *serving)
+        before = await conn.fetchval("SELECT count(*) FROM contacts WHERE workspace_id = $1", ws)
         r = await run("127.0.0.1", port, key, ops["create"], 16, args.seconds)
+        writes = await conn.fetchval("SELECT count(*) FROM contacts WHERE workspace_id = $1", ws) - before
+        api_cpu = own_cpu(serving) - api0
+        api_pg = sum(v - api_pg0.get(k, 0.0) for k, v in (await backend_cpu(conn, *serving)).items())
         out["create_rps_no_segments"] = round(r["rps"])
-        print(f"create, no segment: {r['rps']:.0f} req/s, p50 {r['p50_ms']:.1f} ms", flush=True)
+        out["api_cpu_s_per_1000_writes"] = round(api_cpu / writes * 1000, 3)
+        out["api_pg_cpu_s_per_1000_writes"] = round(api_pg / writes * 1000, 3)
+        print(
+            f"create, no segment: {r['rps']:.0f} req/s, p50 {r['p50_ms']:.1f} ms; per 1,000 writes the API"
+            f" processes {api_cpu / writes * 1000:.2f} s of CPU, their backends"
+            f" {api_pg / writes * 1000:.2f} s",
+            flush=True,
+        )
 
         for i in range(args.segments):
             body = {
@@ -154,6 +188,10 @@ async def main_async(args: argparse.Namespace) -> dict[str, object]:
         out["worker_cpu_s_per_1000_writes"] = round(cpu / writes * 1000, 3)
         out["worker_pg_cpu_s_in_window"] = round(window_pg, 2)
         out["worker_pg_cpu_s_per_1000_writes"] = round(pg / writes * 1000, 3)
+        # the worker's whole cost against the writes' own (both per 1,000 writes): what following the
+        # segments adds to each write's CPU, whatever the machine's load does to the req/s
+        own = out["api_cpu_s_per_1000_writes"] + out["api_pg_cpu_s_per_1000_writes"]  # type: ignore[operator]
+        out["worker_cpu_vs_write_cpu"] = round((cpu + pg) / writes * 1000 / own, 3)
         print(
             f"worker CPU: {cpu:.2f} s for {writes} writes ({window_cpu:.2f} s in the window); its PostgreSQL"
             f" backends: {pg:.2f} s ({window_pg:.2f} s in the window)",
@@ -193,9 +231,14 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--segments", type=int, default=200)
     parser.add_argument("--samples", type=int, default=100)
-    parser.add_argument("--matching", choices=["many", "none"], default="many")
+    parser.add_argument("--matching", choices=["many", "few", "none"], default="many")
+    parser.add_argument("--db", default=DB, help="the database, dropped and made again")
+    parser.add_argument("--port", type=int, default=8093, help="the API's port")
     args = parser.parse_args()
-    fresh = ["-qc", f"DROP DATABASE IF EXISTS {DB}", "-c", f"CREATE DATABASE {DB}"]
+    global URL
+    URL = f"{PG}/{args.db}"
+    ENV["CRM_DATABASE_URL"] = URL.replace("postgresql://", "postgresql+asyncpg://", 1)
+    fresh = ["-qc", f"DROP DATABASE IF EXISTS {args.db}", "-c", f"CREATE DATABASE {args.db}"]
     subprocess.run(["psql", f"{PG}/postgres", *fresh], check=True)
     sh("crm-api", "migrate")
     print(json.dumps(asyncio.run(main_async(args)), indent=2))

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import json
 import os
 import signal
@@ -205,6 +206,12 @@ async def _work(url: str, processes_label: str) -> None:
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     _err(f"dispatcher {processes_label} running; SIGTERM or Ctrl-C stops it gracefully")
+    # as in the API processes (app.py): the start-up heap frozen, so a full collection no longer walks it,
+    # and young collections rarer; a segment step's thousands of short-lived rows and tuples had made the
+    # collector most of a worker's Python time with many segment entries
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(_GC_YOUNG, *gc.get_threshold()[1:])
     # imports and exports run in the workers only, beside their dispatcher: never in an API process
     bulk = asyncio.create_task(bulk_worker.run_forever(pool, settings, stop))
     # so does segment membership: the API's writes never wait for it
@@ -228,6 +235,10 @@ async def _work(url: str, processes_label: str) -> None:
         sampler.cancel()
         await pool.close()
         metrics.process_exit()
+
+
+_GC_YOUNG = 10_000
+"""Allocations between a worker's young collections (CPython's default is 700; the API's, app.py)."""
 
 
 def _run_worker(url: str, label: str) -> None:

@@ -31,8 +31,11 @@ from .http import BODY_MODELS, HEADERS, PROBLEM_NAMES, problem_response
 from .idempotency import MAX_KEY_LENGTH, is_idempotent
 from .reports import aggregate_schema
 from .resources import includes
+from .segments.schemas import SegmentReference
 
 DOCS_ASSETS = "/docs/assets"
+EVENT_MODELS = (SegmentReference,)
+"""Event payload objects no route returns, so that the ``webhooks`` section can name them."""
 """Where the Swagger UI and ReDoc files are served from (``/docs/assets/swagger-ui-bundle.js``, ...)."""
 _ASSET_FILES = str(files("fastapi_offline") / "static")
 # Only this server: the pages' own scripts (and their inline start-up code), their styles, images drawn
@@ -185,6 +188,7 @@ def document(app: FastAPI) -> dict[str, Any]:
     includes.components(components["schemas"])
     aggregate_schema.components(components["schemas"])
     _body_models(components["schemas"])
+    _event_models(components["schemas"])
     components["securitySchemes"] = {"bearer": {"type": "http", "scheme": "bearer"}}
     components["parameters"] = PARAMETERS
     components["headers"] = RESPONSE_HEADERS
@@ -212,6 +216,15 @@ def _body_models(schemas: dict[str, Any]) -> None:
         return
     _, defined = models_json_schema(
         [(m, "validation") for m in BODY_MODELS], ref_template="#/components/schemas/{model}"
+    )
+    for name, schema in defined.get("$defs", {}).items():
+        schemas.setdefault(name, schema)
+
+
+def _event_models(schemas: dict[str, Any]) -> None:
+    """The ``data.object`` of events whose object no route returns (``events/types.py`` names them)."""
+    _, defined = models_json_schema(
+        [(m, "serialization") for m in EVENT_MODELS], ref_template="#/components/schemas/{model}"
     )
     for name, schema in defined.get("$defs", {}).items():
         schemas.setdefault(name, schema)

@@ -124,6 +124,11 @@ class Settings(BaseSettings):
     segment_poll_seconds: float = 0.2
     """How often each ``crm-api worker`` process follows the event log for segment membership and lead
     scores (0: never); it looks again at once while there is more to read."""
+    segment_busy_seconds: float = 0.5
+    """While writes keep coming, the longest a follow step waits after the previous one began: half a poll
+    for a trickle of writes, growing with the events the previous step read to this much from 100 of them
+    (a step costs mostly per step, so fewer, larger steps cost a stream of writes less, for at most this
+    much more latency)."""
     segment_build_chunk: int = 2000
     """Objects a dynamic segment's build evaluates per transaction (each well inside the statement timeout;
     the position is kept between them, so a killed worker's successor resumes there)."""

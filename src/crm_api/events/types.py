@@ -189,9 +189,9 @@ CATALOGUE: tuple[EventType, ...] = (
         EventType(
             f"segment.member_{change}",
             "segment",
-            "Segment",
-            f"An object {verb} a segment; data.object is the segment, data.object_id the "
-            f"{noun}, data.reason why ({reasons})",
+            "SegmentReference",
+            f"An object {verb} a segment; data.object is the segment's reference (id, object, name), "
+            f"data.object_id the {noun}, data.reason why ({reasons})",
             note=f"data.object_id {verb} the segment; data.reason says why",
             data=_MEMBER,
         )

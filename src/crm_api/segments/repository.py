@@ -12,6 +12,7 @@ from typing import Any
 
 import asyncpg
 from sqlalchemy import (
+    BigInteger,
     DateTime,
     Select,
     Text,
@@ -129,31 +130,42 @@ async def live_ids(conn: Any, ws: uuid.UUID, object_type: str, ids: Sequence[uui
     return {r["id"] for r in rows}
 
 
-_WANTED = ("id", "segment_id", "object_id", "change", "reason", "request_id")
-
-
 def _change() -> Select[Any]:
     """Every change of a step in one statement: the wanted entries and exits (``unnest`` of arrays, one
     row per (segment, object)), the member rows inserted and deleted, and for those that did change their
-    history row, their ``segment.member_*`` event (built here from the segment's API object, given once
-    per segment) with its deliveries, and the segments' counts. Returns what changed."""
+    history row, their ``segment.member_*`` event with its deliveries, and the segments' counts. Returns
+    what changed.
+
+    The event is light (~250 bytes): ``data.object`` is the segment's reference (``id``, ``object``,
+    ``name``, given once per segment in ``refs``), not its whole object, beside ``segment_id``,
+    ``object_type`` (from ``types``), ``object_id`` and ``reason``."""
     m, s, c = sql.table("segment_members"), sql.table("segments"), sql.table("segment_changes")
     ws, at = sql.param("ws"), sql.param("at", DateTime(timezone=True))
     wanted = (
         func.unnest(
-            sql.param("eids", _IDS),
             sql.param("sids", _IDS),
             sql.param("ids", _IDS),
             sql.param("changes", ARRAY(Text)),
             sql.param("reasons", ARRAY(Text)),
             sql.param("request_ids", ARRAY(Text)),
         )
-        .table_valued(
-            "id", "segment_id", "object_id", "change", "reason", "request_id", with_ordinality="ord"
-        )
+        .table_valued("segment_id", "object_id", "change", "reason", "request_id", with_ordinality="ord")
         .render_derived(name="wanted")
     )
-    rows = select(wanted).cte("rows")
+    # the n-th change's id (its event's and history row's): the slice's first id counted up n - 1, made
+    # here from its two halves (``_first_id``), so no UUID per change is made in Python and sent
+    low = sql.param("id_low", BigInteger) + wanted.c.ord - sql.const(1)
+    hexed = sql.param("id_high", Text).concat(func.lpad(func.to_hex(low), sql.const(16), sql.const("0")))
+    eid = func.cast(hexed, UUID(as_uuid=True))
+    rows = select(
+        eid.label("id"),
+        wanted.c.segment_id,
+        wanted.c.object_id,
+        wanted.c.change,
+        wanted.c.reason,
+        wanted.c.request_id,
+        wanted.c.ord,
+    ).cte("rows")
     entering = select(ws, rows.c.segment_id, rows.c.object_id, rows.c.reason).where(rows.c.change == "added")
     added = (
         insert(m)
@@ -179,16 +191,16 @@ def _change() -> Select[Any]:
         return select(rows).select_from(rows.join(done, same)).where(rows.c.change == change)
 
     done = union_all(of(added, "added"), of(removed, "removed")).cte("done")
-    objects, sid = sql.param("objects", JSONB), func.cast(done.c.segment_id, Text)
+    refs, types, sid = sql.param("refs", JSONB), sql.param("types", JSONB), func.cast(done.c.segment_id, Text)
     data = func.jsonb_build_object(
         "object",
-        func.jsonb_extract_path(objects, sid),
+        func.jsonb_extract_path(refs, sid),
         "previous",
         literal_column("'{}'::jsonb"),
         "segment_id",
         done.c.segment_id,
         "object_type",
-        func.jsonb_extract_path(objects, sid, literal("object_type")),
+        func.jsonb_extract_path(types, sid),
         "object_id",
         done.c.object_id,
         "reason",
@@ -258,11 +270,14 @@ CHANGE_SLICE = 5000
 """Changes written per statement."""
 
 
-def _ids(n: int) -> list[uuid.UUID]:
-    """``n`` increasing UUIDv7s of this millisecond: one drawn, the next ones its successors (the low
-    random bits counted up), so a batch costs one draw."""
+def _first_id() -> tuple[str, int]:
+    """A UUIDv7 of this millisecond as its high 64 bits in hex and its low 64 bits as a signed bigint:
+    ``_change`` counts the low half up, one id per change (the random bits counted up, so a step's ids
+    increase in its order and cost one draw; making a ``uuid.UUID`` per change was most of a step's Python
+    time with many entries)."""
     base = uuid7().int
-    return [uuid.UUID(int=base + i) for i in range(n)]
+    low = base & ((1 << 64) - 1)
+    return f"{base >> 64:016x}", low - (1 << 64) if low >= 1 << 63 else low
 
 
 async def lock_segment(conn: asyncpg.Connection, ws: uuid.UUID, *segment_ids: uuid.UUID) -> None:
@@ -297,6 +312,12 @@ Pair = tuple[uuid.UUID, uuid.UUID]
 """(segment id, object id)."""
 
 
+def reference(segment: Mapping[str, Any]) -> dict[str, Any]:
+    """What a ``segment.member_*`` event holds as ``data.object``: the segment's id, ``object`` and name
+    (``schemas.SegmentReference``)."""
+    return {"id": str(segment["id"]), "object": "segment", "name": segment["name"]}
+
+
 async def change_many(
     conn: asyncpg.Connection,
     actor: Actor,
@@ -319,8 +340,11 @@ async def change_many(
     reasons = [*added.values(), *removed.values()]
     request_id = actor.request_id
     request_ids = [causes.get(k[1], request_id) for k in keys] if causes else [request_id] * len(keys)
-    objects = {str(sid): REGISTRY["segments"].to_api(segment) for sid, segment in segments.items()}
-    eids, at, name = _ids(len(keys)), dt.datetime.now(dt.UTC), actor.principal.actor
+    # each changed segment's reference and object type, once: the events are built from them in SQL
+    changed = {k[0] for k in keys}
+    refs = {str(sid): reference(segments[sid]) for sid in changed}
+    types = {str(sid): segments[sid]["object_type"] for sid in changed}
+    (high, low), at, name = _first_id(), dt.datetime.now(dt.UTC), actor.principal.actor
     rows: list[Any] = []
     await step_settings(conn)
     # in slices, so no statement grows with the step (a step of 2,000 writes entering 50 segments each
@@ -332,13 +356,15 @@ async def change_many(
             ws=ws,
             at=at,
             actor=name,
-            eids=eids[part],
+            id_high=high,
+            id_low=low + lo,
             sids=[k[0] for k in keys[part]],
             ids=[k[1] for k in keys[part]],
             changes=changes[part],
             reasons=reasons[part],
             request_ids=request_ids[part],
-            objects=objects,
+            refs=refs,
+            types=types,
         )
     done_add = [(r["segment_id"], r["object_id"]) for r in rows if r["change"] == "added"]
     done_remove = [(r["segment_id"], r["object_id"]) for r in rows if r["change"] == "removed"]
@@ -417,22 +443,26 @@ def evaluation_many(object_type: str, conditions: Sequence[Expr]) -> Select[Any]
     t = sql.table(TABLE_OF[object_type])
     m = sql.table("segment_members")
     ws, ids, sids = sql.param("ws"), sql.param("ids", _IDS), sql.param("sids", _IDS)
-    hits = (
-        func.unnest(array([c.build() for c in conditions]))
-        .table_valued("hit", with_ordinality="ord")
-        .render_derived(name="hits")
+    # per touched id, its live object (a primary key look-up) with every condition evaluated on it: a
+    # LATERAL that the OFFSET keeps from being flattened into a join, so the plan cannot turn into a scan
+    # of the workspace's objects filtered by the ids (it did, on statistics that lagged a growing table)
+    touched = func.unnest(ids).table_valued("id").render_derived(name="touched")
+    live = (
+        select(t.c.id, array([c.build() for c in conditions]).label("hits"))
+        .where(t.c.workspace_id == ws, t.c.id == touched.c.id, t.c.archived_at.is_(None))
+        .offset(sql.const(0))
+        .lateral("live")
     )
+    hits = func.unnest(live.c.hits).table_valued("hit", with_ordinality="ord").render_derived(name="hits")
     segs = func.unnest(sids).table_valued("segment_id", with_ordinality="ord").render_derived(name="segs")
     matched = (
-        select(segs.c.segment_id, t.c.id.label("object_id"))
-        .select_from(t.join(hits, hits.c.hit).join(segs, segs.c.ord == hits.c.ord))
-        .where(t.c.workspace_id == ws, t.c.id == any_(ids), t.c.archived_at.is_(None))
+        select(segs.c.segment_id, live.c.id.label("object_id"))
+        .select_from(touched.join(live, true()).join(hits, hits.c.hit).join(segs, segs.c.ord == hits.c.ord))
         .cte("matched")
     )
-    # per touched id, its memberships (an index range of (workspace_id, object_id)): a LATERAL that the
-    # OFFSET keeps from being flattened into a join, so the plan cannot turn into a scan of all the
-    # workspace's memberships (it did, with a generic plan on statistics that lagged a fast-growing table)
-    touched = func.unnest(ids).table_valued("id").render_derived(name="touched")
+    # per touched id, its memberships (an index range of (workspace_id, object_id)), a LATERAL kept so
+    # likewise (with a generic plan on lagging statistics, it had turned into a scan of all the
+    # workspace's memberships)
     of_object = (
         select(m.c.segment_id, m.c.object_id)
         .where(m.c.workspace_id == ws, m.c.object_id == touched.c.id, m.c.segment_id == any_(sids))

@@ -59,6 +59,15 @@ class Segment(ReadModel):
     external_ids: ExternalIds
 
 
+class SegmentReference(BaseModel):
+    """All a ``segment.member_added`` / ``segment.member_removed`` event holds as ``data.object``: the
+    segment's id and name, not its whole object (``GET /v1/segments/{id}`` has the rest)."""
+
+    id: uuid.UUID
+    object: Literal["segment"]
+    name: str
+
+
 class MemberIds(WriteModel):
     ids: Annotated[list[uuid.UUID], Field(min_length=1, max_length=500)]
 

@@ -29,21 +29,24 @@ import contextlib
 import logging
 import time
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Hashable, Iterable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import asyncpg
-from sqlalchemy import BigInteger, Select, Text, and_, any_, delete, func, or_, select, update
+from sqlalchemy import BigInteger, Select, Text, and_, any_, case, delete, func, or_, select, update
 from sqlalchemy.dialects.postgresql import ARRAY, UUID, insert
 from sqlalchemy.sql.dml import ReturningUpdate
 
-from .. import db, sql
+from .. import db, jsonutil, sql
 from ..auth import SystemContext
 from ..config import Settings
 from ..events import horizon
 from ..events.chain import depth_of
 from ..resources import relative_time
-from ..resources.exprs import Params
+from ..resources.custom_fields import enforce as custom_fields
+from ..resources.exprs import Expr, Params
+from ..resources.spec import REGISTRY
 from . import repository as repo
 from .spec import SEGMENTS, compile_filter
 
@@ -80,6 +83,9 @@ def _claim_cursor() -> Select[Any]:
     return select(c.c.sequence).where(c.c.workspace_id == sql.param("ws")).with_for_update(skip_locked=True)
 
 
+_MERGES = ("contact.merged", "company.merged")
+
+
 def _events() -> Select[Any]:
     e = sql.table("events")
     return (
@@ -89,7 +95,8 @@ def _events() -> Select[Any]:
             e.c.object_type,
             e.c.object_id,
             e.c.request_id,
-            e.c.data["merged"].label("merged"),
+            # the payload only where it names merged ids: other events' rows are read by their columns
+            case((or_(*(e.c.type == t for t in _MERGES)), e.c.data["merged"])).label("merged"),
         )
         .where(
             e.c.workspace_id == sql.param("ws"),
@@ -113,12 +120,14 @@ def _advance() -> Any:
     )
 
 
-def _dynamic() -> Select[Any]:
+def _live() -> Select[Any]:
+    """A workspace's live segments, with what a step needs of them (its events name only the id and name),
+    static ones too: a step without static segments of a type skips their exits' look-up."""
     s = sql.table("segments")
     # in a fixed order: a step's evaluation statement is cached by its segments' filters in this order
     return (
-        select(*sql.columns(SEGMENTS.columns, s))
-        .where(s.c.workspace_id == sql.param("ws"), s.c.kind == "dynamic", s.c.archived_at.is_(None))
+        select(s.c.id, s.c.object_type, s.c.kind, s.c.filter, s.c.name)
+        .where(s.c.workspace_id == sql.param("ws"), s.c.archived_at.is_(None))
         .order_by(s.c.id)
     )
 
@@ -175,7 +184,7 @@ _WORKSPACES, _START, _CLAIM, _EVENTS = (
     sql.Query(_claim_cursor),
     sql.Query(_events),
 )
-_ADVANCE, _DYNAMIC, _SEGMENT = sql.Query(_advance), sql.Query(_dynamic), sql.Query(_segment_by_id)
+_ADVANCE, _LIVE, _SEGMENT = sql.Query(_advance), sql.Query(_live), sql.Query(_segment_by_id)
 _BUILDING, _READY, _RELATIVE = sql.Query(_building), sql.Query(_ready), sql.Query(_relative)
 
 
@@ -357,11 +366,16 @@ async def _touched(
 
 
 async def _static_exits(
-    conn: asyncpg.Connection, ws: uuid.UUID, touched: dict[str, set[uuid.UUID]], erased: set[uuid.UUID]
+    conn: asyncpg.Connection,
+    ws: uuid.UUID,
+    touched: dict[str, set[uuid.UUID]],
+    erased: set[uuid.UUID],
+    static_types: set[str],
 ) -> None:
-    """Static segments lose members archived, merged or erased (their members are the clients' otherwise)."""
+    """Static segments lose members archived, merged or erased (their members are the clients' otherwise);
+    ``static_types``: the object types the workspace has live static segments of."""
     for object_type, ids in touched.items():
-        if not ids:
+        if not ids or object_type not in static_types:
             continue
         rows = await _static_exit_rows(repo.TABLE_OF[object_type]).fetch(
             conn, ws=ws, object_type=object_type, ids=list(ids)
@@ -398,6 +412,57 @@ def _static_exit_rows(table: str) -> Select[Any]:
     )
 
 
+@dataclass(frozen=True, slots=True)
+class _Compiled:
+    """The dynamic segments of one object type of a workspace, compiled for ``repository.evaluate_many``:
+    their conditions (one ``params`` for all) and ids, in the same order."""
+
+    fingerprint: Hashable
+    params: Params
+    conditions: list[Expr]
+    sids: list[uuid.UUID]
+
+
+_COMPILED: dict[tuple[uuid.UUID, str], _Compiled] = {}
+_COMPILED_MAX = 1024
+"""(workspace, object type) entries kept; past it the cache starts afresh."""
+
+
+async def _compiled(
+    conn: asyncpg.Connection, ws: uuid.UUID, object_type: str, segments: Sequence[dict[str, Any]]
+) -> _Compiled:
+    """``segments`` (dynamic, of ``object_type``, in id order) compiled, or as a previous step compiled
+    them: compiling 200 filters cost more of a step's Python time than all its statements together, and
+    the result depends only on the filters and, when one names a custom field, on the type's custom field
+    definitions (read each step then, as compiling would). A filter that no longer compiles (a definition
+    changed since) is left out: nothing matches it, and its members stay as they are."""
+    filters = tuple((sg["id"], jsonutil.dumps(sg["filter"])) for sg in segments)
+    known: dict[str, Any] = {}
+    definitions: Hashable = None
+    if any(_mentions(sg["filter"], "custom_fields.") for sg in segments):
+        spec = REGISTRY[repo.TABLE_OF[object_type]]
+        known[object_type] = await custom_fields.definitions(conn, ws, spec.object)
+        definitions = jsonutil.dumps(known[object_type])
+    fingerprint = (filters, definitions)
+    cached = _COMPILED.get((ws, object_type))
+    if cached is not None and cached.fingerprint == fingerprint:
+        return cached
+    params = Params(ws=ws)
+    conditions, sids = [], []
+    for segment in segments:
+        try:
+            condition = await compile_filter(conn, ws, object_type, segment["filter"], params, known)
+        except Exception:  # a filter a later definition change made invalid: nothing matches it
+            log.warning("segment %s: its filter no longer compiles; left as it is", segment["id"])
+            continue
+        conditions.append(condition)
+        sids.append(segment["id"])
+    if len(_COMPILED) >= _COMPILED_MAX:
+        _COMPILED.clear()
+    made = _COMPILED[ws, object_type] = _Compiled(fingerprint, params, conditions, sids)
+    return made
+
+
 async def _follow_segments(
     conn: asyncpg.Connection,
     ws: uuid.UUID,
@@ -409,27 +474,16 @@ async def _follow_segments(
     """Evaluate the step's touched ids against every due segment of their type in one statement per
     object type (``repository.evaluation_many``), and write every segment's entries and exits in one
     ``repository.change_many``: the step's cost follows its object types, not its segments."""
-    known: dict[str, Any] = {}
     by_id = {s["id"]: s for s in due}
     added: dict[repo.Pair, str] = {}
     removed: dict[repo.Pair, str] = {}
     for object_type, ids in touched.items():
         if not ids:
             continue
-        params = Params(ws=ws)
-        conditions, sids = [], []
-        for segment in due:
-            if segment["object_type"] != object_type:
-                continue
-            try:
-                condition = await compile_filter(conn, ws, object_type, segment["filter"], params, known)
-            except Exception:  # a filter a later definition change made invalid: nothing matches it
-                log.warning("segment %s: its filter no longer compiles; left as it is", segment["id"])
-                continue
-            conditions.append(condition)
-            sids.append(segment["id"])
-        if not conditions:
+        compiled = await _compiled(conn, ws, object_type, [s for s in due if s["object_type"] == object_type])
+        if not compiled.conditions:
             continue
+        params, conditions, sids = compiled.params, compiled.conditions, compiled.sids
         for r in await repo.evaluate_many(conn, object_type, conditions, params, sids, sorted(ids)):
             pair, oid = (r["segment_id"], r["object_id"]), r["object_id"]
             if r["add"]:
@@ -452,23 +506,28 @@ def _exit_reason(oid: uuid.UUID, erased: set[uuid.UUID], merged: bool, archived:
 async def follow_workspace(pool: Any, ws: uuid.UUID, bound: int) -> int:
     """One step of a workspace's events; the number read (0: nothing new, or another worker has it)."""
     async with pool.acquire() as conn, conn.transaction():
-        await _START.execute(conn, ws=ws)
         after = await _CLAIM.fetchval(conn, ws=ws)
+        if after is None:  # no cursor yet (made here, once), or another worker holds it
+            await _START.execute(conn, ws=ws)
+            after = await _CLAIM.fetchval(conn, ws=ws)
         if after is None or after >= bound:
             return 0
         events = await _EVENTS.fetch(conn, ws=ws, after=after, bound=bound)
         if not events:
             await _ADVANCE.execute(conn, ws=ws, sequence=bound)
             return 0
-        segments = [dict(r) for r in await _DYNAMIC.fetch(conn, ws=ws)]
+        live = [dict(r) for r in await _LIVE.fetch(conn, ws=ws)]
+        segments = [s for s in live if s["kind"] == "dynamic"]
+        static_types = {s["object_type"] for s in live if s["kind"] == "static"}
         touched, erased = await _touched(conn, ws, events, segments)
         due = [s for s in segments if touched[s["object_type"]]]
-        # the step's segments locked in one statement, the definitions read once: the step costs about
-        # one statement per segment (its evaluation) plus the writes of what changed
+        # the step's segments locked in one statement, their filters compiled as the last step left them:
+        # the step costs a handful of statements (one evaluation per object type) plus the writes of what
+        # changed
         await repo.lock_segment(conn, ws, *(s["id"] for s in due))
         await repo.step_settings(conn)
         await _follow_segments(conn, ws, due, touched, erased, _causes(events))
-        await _static_exits(conn, ws, touched, erased)
+        await _static_exits(conn, ws, touched, erased, static_types)
         last = events[-1]["sequence"] if len(events) == BATCH else bound
         await _ADVANCE.execute(conn, ws=ws, sequence=last)
         return len(events)
@@ -551,14 +610,29 @@ async def relative_once(pool: Any) -> int:
     return done
 
 
+BUSY_READ = 100
+"""Events a step reads for the next to wait the whole ``segment_busy_seconds``."""
+
+
+def _next_step(read: int, every: float, busy: float) -> float:
+    """Seconds from a caught-up step's start to the next one's, after it read ``read`` events: half a poll
+    for a trickle, growing with the events read to ``busy``. At W writes a second a step reads about W
+    times this interval, so the interval settles at ``every / 2 / (1 - W * busy / BUSY_READ)``: 0.1 s at
+    10 writes/s, 0.2 s at 100, the whole 0.5 s from 160 (with the defaults)."""
+    return min(busy, every / 2 + read * busy / BUSY_READ)
+
+
 async def run_forever(pool: Any, settings: Settings, stop: asyncio.Event) -> None:
     """Until ``stop``: follow, build and (on its schedule) the relative pass, again at once while behind.
 
     A follow step that caught up (its batch not full) while writes keep coming is followed by the next
-    no sooner than half a poll after it began: a step's cost is mostly per step (a dozen statements, the
-    evaluation's plan), so under a steady stream of writes fewer, larger steps cost less per write, for
-    at most half a poll more latency. Idle, the next write is seen within a poll, as before."""
+    no sooner than half a poll after it began, plus ``segment_busy_seconds`` per ``BUSY_READ`` events it
+    read, up to ``segment_busy_seconds`` in all (``_next_step``): a step's cost is mostly per step (a dozen
+    statements, the evaluation's plan), so under a stream of writes that keeps the machine busy fewer,
+    larger steps cost less per write, for at most that much more latency, while a trickle of writes is
+    still followed every half a poll. Idle, the next write is seen within a poll."""
     every = settings.segment_poll_seconds
+    busy = max(settings.segment_busy_seconds, every / 2)
     if every <= 0:
         return
     next_relative = 0.0
@@ -579,7 +653,7 @@ async def run_forever(pool: Any, settings: Settings, stop: asyncio.Event) -> Non
             log.exception("segment job failed")
         if built or read >= BATCH:
             continue
-        pause = every if not read else began + every / 2 - time.monotonic()
+        pause = every if not read else began + _next_step(read, every, busy) - time.monotonic()
         if pause > 0:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), pause)

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+import operator
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any, Literal
@@ -236,6 +237,26 @@ class ResourceSpec:
             *((key, column) for column, key in renamed.items()),  # last, where clients have always found them
         )
 
+    @cached_property
+    def _api_keys(self) -> tuple[tuple[str, ...], tuple[str, ...]]:
+        """``api_layout`` as its keys and its columns, for ``to_api``."""
+        return tuple(k for k, _ in self.api_layout), tuple(c for _, c in self.api_layout)
+
+    @cached_property
+    def _record_getters(self) -> tuple[int, Callable[[Any], tuple[Any, ...]]]:
+        """``record_to_api``'s positions: of ``id``, and of the ``api_layout`` columns, in ``columns``."""
+        where = {c: i for i, c in enumerate(self.columns)}
+        return where["id"], operator.itemgetter(*(where[c] for c in self._api_keys[1]))
+
+    def record_to_api(self, record: Any) -> dict[str, Any]:
+        """``to_api`` of a driver record whose first columns are ``columns``, in that order (a statement
+        selecting ``sql.columns(spec.columns, t)``, with anything else after them): read by position, all
+        at once (a list page's 51 rows by name cost a tenth of its CPU)."""
+        at_id, values = self._record_getters
+        out: dict[str, Any] = {"id": record[at_id], "object": self.object}
+        out.update(zip(self._api_keys[0], values(record), strict=True))
+        return out
+
     @property
     def one(self) -> str:
         """One object as the docs call it, with its article: "a contact", "an SLA policy"."""
@@ -263,12 +284,12 @@ class ResourceSpec:
             return "bigint"
         return None
 
-    def to_api(self, row: dict[str, Any]) -> dict[str, Any]:
+    def to_api(self, row: Mapping[str, Any]) -> dict[str, Any]:
         """The object as the API returns it, from a full row: the one row-to-API conversion of every
         resource (responses, batch results, event payloads, merges)."""
         out: dict[str, Any] = {"id": row["id"], "object": self.object}
-        for key, column in self.api_layout:
-            out[key] = row[column]
+        keys, columns = self._api_keys
+        out.update(zip(keys, map(row.__getitem__, columns), strict=True))  # the pairs made and stored in C
         return out
 
 

@@ -243,19 +243,22 @@ class ResourceSpec:
         return tuple(k for k, _ in self.api_layout), tuple(c for _, c in self.api_layout)
 
     @cached_property
-    def _record_getters(self) -> tuple[int, Callable[[Any], tuple[Any, ...]]]:
-        """``record_to_api``'s positions: of ``id``, and of the ``api_layout`` columns, in ``columns``."""
-        where = {c: i for i, c in enumerate(self.columns)}
-        return where["id"], operator.itemgetter(*(where[c] for c in self._api_keys[1]))
-
-    def record_to_api(self, record: Any) -> dict[str, Any]:
+    def record_to_api(self) -> Callable[[Any], dict[str, Any]]:
         """``to_api`` of a driver record whose first columns are ``columns``, in that order (a statement
-        selecting ``sql.columns(spec.columns, t)``, with anything else after them): read by position, all
-        at once (a list page's 51 rows by name cost a tenth of its CPU)."""
-        at_id, values = self._record_getters
-        out: dict[str, Any] = {"id": record[at_id], "object": self.object}
-        out.update(zip(self._api_keys[0], values(record), strict=True))
-        return out
+        selecting ``sql.columns(spec.columns, t)``, with anything else after them): its values read by
+        position, all at once, into pairs made and stored in C (a list page's 51 rows read by name, through
+        a dict copy each, cost a fifth of its CPU). The same keys in the same order as ``to_api``."""
+        where = {c: i for i, c in enumerate(self.columns)}
+        at_id, kind = where["id"], self.object
+        keys, columns = self._api_keys
+        values = operator.itemgetter(*(where[c] for c in columns))
+
+        def convert(record: Any) -> dict[str, Any]:
+            out: dict[str, Any] = {"id": record[at_id], "object": kind}
+            out.update(zip(keys, values(record), strict=False))  # itemgetter: exactly one per key
+            return out
+
+        return convert
 
     @property
     def one(self) -> str:

@@ -8,7 +8,7 @@ set -eu
 cd "$(dirname "$0")/.."
 WORKERS=${1:-2}; CLIENTS=${2:-16}; SECONDS_PER_OP=${3:-10}; PORT=${BENCH_PORT:-8077}
 FLOOR_PORT=${BENCH_FLOOR_PORT:-8078}; DB=${BENCH_DB:-crm_bench}; FLOOR_DB=${BENCH_FLOOR_DB:-crm_floor}
-OUT=${BENCH_OUT:-/tmp/crm-bench}   # its logs and results: $OUT-serve.log, $OUT-2-workers.json, ...
+OUT=${BENCH_OUT:-${BENCH_TMP:-/tmp/crm-bench}}   # its logs and results: $OUT-serve.log, $OUT-2-workers.json, ...
 PG=${BENCH_PG:-postgresql://postgres@127.0.0.1:5432}
 psql "$PG/postgres" -qc "DROP DATABASE IF EXISTS $DB" -c "CREATE DATABASE $DB"
 export CRM_DATABASE_URL="postgresql+asyncpg://${PG#postgresql://}/$DB" CRM_RUN_DISPATCHER=false

@@ -122,8 +122,11 @@ def versioned_response(obj: Any, version: int, status: int = 200, location: str 
 def not_modified(request: Request, version: int) -> Response | None:
     """A 304 with the ETag when ``If-None-Match`` names the object's version (or is ``*``), else None.
     Compared weakly, as RFC 9110 has it for this header: ``W/"3"`` matches ``"3"``."""
-    header = request.headers.get("if-none-match")
-    if header is None:
+    for name, value in request.scope["headers"]:  # the first, as ``request.headers`` gives it, without
+        if name == b"if-none-match":  # building that mapping for the one header
+            header = value.decode("latin-1")
+            break
+    else:
         return None
     etag = f'"{version}"'
     for tag in header.split(","):

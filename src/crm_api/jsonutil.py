@@ -12,9 +12,9 @@ _OPTS = orjson.OPT_UTC_Z | orjson.OPT_NON_STR_KEYS
 
 
 def _default(value: Any) -> Any:
-    if isinstance(value, decimal.Decimal):
+    if isinstance(value, uuid.UUID):  # asyncpg's own UUID subclass (orjson takes only the class itself)
         return str(value)
-    if isinstance(value, uuid.UUID):  # asyncpg's own UUID subclass
+    if isinstance(value, decimal.Decimal):
         return str(value)
     raise TypeError(f"cannot encode {type(value).__name__}")
 

@@ -105,16 +105,20 @@ def joined(shaping: Shaping | None) -> tuple[Include, ...]:
     return tuple(i for i in shaping.includes if i.target in REGISTRY)
 
 
-def converter(spec: ResourceSpec, relations: tuple[Include, ...]) -> Callable[[Any], dict[str, Any]]:
+def converter(
+    spec: ResourceSpec, relations: tuple[Include, ...], records: bool = False
+) -> Callable[[Any], dict[str, Any]]:
     """``spec.to_api`` for rows read with ``relations`` beside them: their JSON as PostgreSQL built it
     (``related.relation_json``), embedded in the response as it is (``orjson.Fragment``: never decoded
-    nor encoded again here). A to-one relation that found nothing is null."""
+    nor encoded again here). A to-one relation that found nothing is null. ``records``: the rows are the
+    driver's records of a statement selecting ``spec.columns`` first (``spec.record_to_api``)."""
+    convert = spec.record_to_api if records else spec.to_api
     if not relations:
-        return spec.to_api
+        return convert
     keys = [(i.name, JOINED + i.name) for i in relations]
 
     def to_api(row: Any) -> dict[str, Any]:
-        obj = spec.to_api(row)
+        obj = convert(row)
         for name, key in keys:
             text = row[key]
             obj[name] = None if text is None else orjson.Fragment(text)

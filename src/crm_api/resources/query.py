@@ -245,4 +245,5 @@ async def _page(
     ):
         raise InvalidCursor("The cursor is not one this API issued")
     rows = await repo.list_rows(conn, spec, params, conditions, sort, after, limit, joined)
-    return keyset_page(rows, limit, cursor_by(sort), includes.converter(spec, joined))
+    # the rows select the spec's columns first (``repository._page_rows``)
+    return keyset_page(rows, limit, cursor_by(sort), includes.converter(spec, joined, records=True))

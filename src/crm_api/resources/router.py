@@ -8,12 +8,12 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Path, Request, Response
 
-from ..auth import Principal, require
+from ..auth import Principal, authorize, require
 from ..deps import IfMatch, LockingConn, WriteConn, read_pool
 from ..errors import PROBLEM_JSON
 from ..http import context, json_response, not_modified, problems, success, versioned_response
 from ..idempotency import folding, idempotent
-from ..routing import Route
+from ..routing import Route, canonical_uuid, handle_directly
 from . import batch, docs, includes, query, service
 from .custom_fields import enforce as custom_fields
 from .schemas import SearchRequest, SegmentSearchRequest, batch_models, list_model
@@ -125,6 +125,13 @@ def build_router(spec: ResourceSpec) -> APIRouter:
         page = await query.list_page(conn, spec, context(request, principal), request.query_params)
         return json_response(page)
 
+    reading = f"{name}:read"
+
+    async def list_directly(request: Request) -> Response:
+        return await list_(request, await authorize(request, reading))
+
+    handle_directly(router, list_, list_directly)
+
     @router.post(
         "",
         status_code=201,
@@ -210,6 +217,14 @@ def build_router(spec: ResourceSpec) -> APIRouter:
         obj = includes.converter(spec, joined)(row)
         shaped = await includes.shape(conn, spec, principal.workspace_id, [obj], shaping)
         return versioned_response(shaped[0], row["version"])
+
+    async def get_directly(request: Request) -> Response | None:
+        oid = canonical_uuid(request.scope["path_params"].get("id"))
+        if oid is None:
+            return None  # FastAPI validates it, after authenticating, as before
+        return await get(request, oid, await authorize(request, reading))
+
+    handle_directly(router, get, get_directly)
 
     @router.patch(
         "/{id}",

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+import operator
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any, Literal
@@ -236,6 +237,29 @@ class ResourceSpec:
             *((key, column) for column, key in renamed.items()),  # last, where clients have always found them
         )
 
+    @cached_property
+    def _api_keys(self) -> tuple[tuple[str, ...], tuple[str, ...]]:
+        """``api_layout`` as its keys and its columns, for ``to_api``."""
+        return tuple(k for k, _ in self.api_layout), tuple(c for _, c in self.api_layout)
+
+    @cached_property
+    def record_to_api(self) -> Callable[[Any], dict[str, Any]]:
+        """``to_api`` of a driver record whose first columns are ``columns``, in that order (a statement
+        selecting ``sql.columns(spec.columns, t)``, with anything else after them): its values read by
+        position, all at once, into pairs made and stored in C (a list page's 51 rows read by name, through
+        a dict copy each, cost a fifth of its CPU). The same keys in the same order as ``to_api``."""
+        where = {c: i for i, c in enumerate(self.columns)}
+        at_id, kind = where["id"], self.object
+        keys, columns = self._api_keys
+        values = operator.itemgetter(*(where[c] for c in columns))
+
+        def convert(record: Any) -> dict[str, Any]:
+            out: dict[str, Any] = {"id": record[at_id], "object": kind}
+            out.update(zip(keys, values(record), strict=False))  # itemgetter: exactly one per key
+            return out
+
+        return convert
+
     @property
     def one(self) -> str:
         """One object as the docs call it, with its article: "a contact", "an SLA policy"."""
@@ -263,12 +287,12 @@ class ResourceSpec:
             return "bigint"
         return None
 
-    def to_api(self, row: dict[str, Any]) -> dict[str, Any]:
+    def to_api(self, row: Mapping[str, Any]) -> dict[str, Any]:
         """The object as the API returns it, from a full row: the one row-to-API conversion of every
         resource (responses, batch results, event payloads, merges)."""
         out: dict[str, Any] = {"id": row["id"], "object": self.object}
-        for key, column in self.api_layout:
-            out[key] = row[column]
+        keys, columns = self._api_keys
+        out.update(zip(keys, map(row.__getitem__, columns), strict=True))  # the pairs made and stored in C
         return out
 
 

@@ -32,7 +32,7 @@ from sqlalchemy import (
     true,
     union_all,
 )
-from sqlalchemy.sql.selectable import CTE
+from sqlalchemy.sql.selectable import CTE, Subquery
 
 from .. import sql
 from . import roomy
@@ -87,15 +87,10 @@ def _month(column: Any) -> Any:
     return cast(func.date_trunc("month", func.timezone(sql.param("tz", Text), column)), Date)
 
 
-@sql.shape
-def _report(include_archived: bool) -> Select[Any]:
-    """One statement, so the purchases and the customers are read once (CTEs referenced twice are
-    computed once): the summary's row, with the cohorts beside it as three arrays (the cohort's month,
-    the month bought in, the customers active then), from ``cohorts_from`` on."""
-    p = _purchases(include_archived)
-    k = _customers(p, include_archived)
+def _summary(k: CTE) -> Subquery:
+    """The summary's one row over the customers ``k`` (a CTE with ``value``, ``purchases``, ``last_at``)."""
     value = cast(k.c.value, Float)  # percentile_cont takes floats; rounded to cents after
-    summary = select(
+    return select(
         func.count().label("customers"),
         func.count(k.c.value).label("valued"),
         func.avg(k.c.value).label("mean"),
@@ -106,6 +101,16 @@ def _report(include_archived: bool) -> Select[Any]:
         .filter(k.c.last_at < sql.param("churn_before", DateTime(timezone=True)))
         .label("churned"),
     ).subquery("summary")
+
+
+@sql.shape
+def _report(include_archived: bool) -> Select[Any]:
+    """One statement, so the purchases and the customers are read once (CTEs referenced twice are
+    computed once): the summary's row, with the cohorts beside it as three arrays (the cohort's month,
+    the month bought in, the customers active then), from ``cohorts_from`` on."""
+    p = _purchases(include_archived)
+    k = _customers(p, include_archived)
+    summary = _summary(k)
     listed = _cohorts(p, k)
     return select(summary, listed).select_from(summary.join(listed, true()))
 
@@ -171,18 +176,7 @@ def _kept() -> Select[Any]:
         .where(kept.c.workspace_id == ws, ~exists().where(gone))
         .cte("customers")
     )
-    value = cast(k.c.value, Float)
-    summary = select(
-        func.count().label("customers"),
-        func.count(k.c.value).label("valued"),
-        func.avg(k.c.value).label("mean"),
-        func.percentile_cont(0.5).within_group(value).label("median"),
-        func.percentile_cont(0.9).within_group(value).label("p90"),
-        func.count().filter(k.c.purchases >= 2).label("repeat"),
-        func.count()
-        .filter(k.c.last_at < sql.param("churn_before", DateTime(timezone=True)))
-        .label("churned"),
-    ).subquery("summary")
+    summary = _summary(k)
     p = _recent(kept)
     listed = _cohorts(p, k)
     late = exists().where(

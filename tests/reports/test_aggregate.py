@@ -154,5 +154,6 @@ async def test_more_than_ten_thousand_groups_is_refused(api: httpx.AsyncClient, 
     )
     answer = await api.post("/v1/deals/aggregate", json={"group_by": ["name"], "metrics": [{"op": "count"}]})
     assert answer.status_code == 422 and answer.json()["errors"][0]["path"] == "/group_by"
+    assert "more than 10000 groups by name;" in answer.json()["errors"][0]["message"]
     fine = await api.post("/v1/deals/aggregate", json={"group_by": ["status"], "metrics": [{"op": "count"}]})
     assert fine.json()["rows"] == [{"group": {"status": "open"}, "values": {"count": 10001}}]

@@ -114,8 +114,10 @@ def _pieces(spec: ResourceSpec, body: AggregateRequest, params: Params) -> tuple
             raise field_error(f"/metrics/{i}/field", f"unknown field '{name}' for {spec.name}")
         if metric.op == "count":
             metrics.append(_count(spec, name))
-        elif name is None or spec.field_type(name) not in NUMERIC:
+        elif name is None:
             raise field_error(f"/metrics/{i}/field", f"{metric.op} needs a number field")
+        elif spec.field_type(name) not in NUMERIC:
+            raise field_error(f"/metrics/{i}/field", f"{metric.op} needs a number field; '{name}' is not one")
         else:
             metrics.append(_of(spec, metric.op, name))
     return groups, metrics
@@ -166,9 +168,12 @@ async def aggregate(
         *(tuple(p.key for p in part) for part in (where, groups, metrics)),
     )
     rows = await _SHAPES.get(key, lambda: _statement(where, groups, metrics)).fetch(conn, **params.values)
-    if len(rows) > MAX_GROUPS:
-        raise field_error("/group_by", f"more than {MAX_GROUPS} groups; group by fewer or coarser fields")
     names = [g if isinstance(g, str) else g.field for g in body.group_by]
+    if len(rows) > MAX_GROUPS:
+        by = ", ".join(names)
+        raise field_error(
+            "/group_by", f"more than {MAX_GROUPS} groups by {by}; group by fewer or coarser fields"
+        )
     labels = [m.op if m.field is None else f"{m.op}_{m.field}" for m in body.metrics]
     out = []
     for row in rows:

@@ -80,6 +80,7 @@ CONTACTS = register(
             QueryParam("owner_id", "owner_id", "eq", "uuid"),
             QueryParam("lifecycle_stage", "lifecycle_stage", "eq", "text"),
             QueryParam("source", "source", "eq", "text"),
+            QueryParam("source_detail", "source_detail", "eq", "text"),
             QueryParam("tag", "tags", "contains", "text[]"),
             QueryParam("updated_after", "updated_at", "gt", "timestamptz"),
             QueryParam("created_after", "created_at", "gt", "timestamptz"),

@@ -167,8 +167,9 @@ async def _fill(api: httpx.AsyncClient, pool: asyncpg.Pool) -> None:
         "UPDATE contacts SET created_at = $2 WHERE workspace_id = $1", ws, at("2026-01-05T00:00:00Z")
     )
     await pool.execute(
-        "UPDATE contact_lifecycle_changes SET changed_at = $2::timestamptz + (CASE WHEN to_stage = 'customer' "
-        "THEN interval '10 days' ELSE interval '0' END) WHERE workspace_id = $1",
+        "UPDATE contact_lifecycle_changes SET changed_at = $2::timestamptz "
+        "+ (CASE WHEN to_stage = 'customer' THEN interval '10 days' ELSE interval '0' END) "
+        "WHERE workspace_id = $1",
         ws,
         at("2026-01-05T00:00:00Z"),
     )

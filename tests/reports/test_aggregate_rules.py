@@ -151,3 +151,23 @@ async def test_refusals_name_the_field(api: httpx.AsyncClient) -> None:
         assert answer.status_code == 422, (body, answer.text)
         error = answer.json()["errors"][0]
         assert error["path"] == pointer and f"'{name}'" in error["message"], (body, error)
+
+
+async def test_metrics_rounded_and_money_kept_exact(api: httpx.AsyncClient) -> None:
+    for amount in ("10.00", "10.00", "20.01"):
+        body = {"name": "r", "amount": amount, "currency": "USD"}
+        assert (await api.post("/v1/deals", json=body)).status_code == 201
+    metrics = [{"op": op, "field": "amount"} for op in ("sum", "avg", "min", "max", "median", "p90")]
+    assert await _post(api, "deals", {"group_by": ["currency"], "metrics": metrics}) == [
+        (
+            {"currency": "USD"},
+            {
+                "sum_amount": "40.01",  # a decimal string, as the amounts are
+                "avg_amount": 13.3367,  # 13.336666...: 4 places, half up
+                "min_amount": "10.00",
+                "max_amount": "20.01",
+                "median_amount": 10.0,
+                "p90_amount": 18.008,  # percentile_cont: 10.00 + 0.8 * 10.01
+            },
+        )
+    ]

@@ -514,14 +514,14 @@ DECLARED = {
 }
 
 
-async def _one_of_each(api: httpx.AsyncClient) -> dict[str, tuple[str, dict[str, Any]]]:
+async def _one_of_each(api: httpx.AsyncClient, tag: str = "") -> dict[str, tuple[str, dict[str, Any]]]:
     """An object of every resource with relations, each relation set: resource -> (id, {relation: the id,
     or the ids in order, it must show})."""
-    acme = await _made(await api.post("/v1/companies", json={"name": "Acme"}))
+    acme = await _made(await api.post("/v1/companies", json={"name": f"Acme{tag}"}))
     ann = await _made(
-        await api.post("/v1/contacts", json={"email": "ann@acme.com", "company_id": acme["id"]})
+        await api.post("/v1/contacts", json={"email": f"ann{tag}@acme.com", "company_id": acme["id"]})
     )
-    policy = await _made(await api.post("/v1/sla-policies", json={"name": "Std", "targets": TARGETS}))
+    policy = await _made(await api.post("/v1/sla-policies", json={"name": f"Std{tag}", "targets": TARGETS}))
     deal = await _made(
         await api.post("/v1/deals", json={"name": "Big", "contact_id": ann["id"], "company_id": acme["id"]})
     )
@@ -533,8 +533,10 @@ async def _one_of_each(api: httpx.AsyncClient) -> dict[str, tuple[str, dict[str,
     links = {"contact_ids": [ann["id"]], "company_ids": [acme["id"]], "deal_ids": [deal["id"]],
              "ticket_ids": [ticket["id"]]}  # fmt: skip
     activity = await _made(await api.post("/v1/activities", json={"type": "call", **links}))
-    member = await _made(await api.post("/v1/members", json={"email": "m@example.com", "name": "M"}))
-    team = await _made(await api.post("/v1/teams", json={"name": "Sales", "member_ids": [member["id"]]}))
+    member = await _made(await api.post("/v1/members", json={"email": f"m{tag}@example.com", "name": "M"}))
+    team = await _made(
+        await api.post("/v1/teams", json={"name": f"Sales{tag}", "member_ids": [member["id"]]})
+    )
     return {
         "contacts": (ann["id"], {"company": acme["id"]}),
         "deals": (
@@ -658,3 +660,56 @@ async def test_if_none_match_on_the_get_of_every_versioned_object(api: httpx.Asy
         if "ETag" in get["responses"]["200"].get("headers", {}):
             assert "304" in get["responses"], path
             assert "If-None-Match" in {p.get("name") for p in get["parameters"]}, path
+
+
+async def test_one_statement_per_relation_in_lists_and_searches_of_every_resource(
+    api: httpx.AsyncClient, pool: asyncpg.Pool
+) -> None:
+    """Every resource with relations, its list and its POST /search with all its relations, and a search
+    sorted by a custom field (whose page reads its relations apart): the same number of statements for a
+    page of one object and for a page of all three, one plus one per relation read by a loader."""
+    from crm_api.resources.schemas import SearchRequest
+    from crm_api.resources.spec import REGISTRY
+
+    for tag in ("1", "2", "3"):
+        await _one_of_each(api, tag)
+    field = {"object_type": "contact", "name": "rank", "label": "Rank", "type": "number"}
+    await _made(await api.post("/v1/custom-fields", json=field))
+    for rank, contact in enumerate((await _made(await api.get("/v1/contacts"), 200))["data"]):
+        await _made(
+            await api.patch(f"/v1/contacts/{contact['id']}", json={"custom_fields": {"rank": rank}}), 200
+        )
+    ws: uuid.UUID = api.workspace_id  # type: ignore[attr-defined]
+    ctx = Context(Principal(ws, uuid.uuid4(), frozenset({"*"})), None)
+
+    async def page(spec: Any, limit: int, how: str, sort: str | None = None) -> tuple[int, int]:
+        include = ",".join(DECLARED[spec.name])
+        shaping = includes.requested(spec, QueryParams({"include": include}))
+        assert shaping is not None
+
+        async def op(conn: Any) -> int:
+            if how == "list":
+                got = await query.list_page(
+                    conn, spec, ctx, QueryParams({"limit": str(limit), "include": include})
+                )
+            else:
+                body = SearchRequest(limit=limit, sort=[sort] if sort else None).model_dump()
+                got = await query.search(conn, spec, ctx, body, includes.joined(shaping))
+                got["data"] = await includes.shape(conn, spec, ws, got["data"], shaping)
+            shaped = jsonutil.loads(jsonutil.dumps(got["data"]))
+            assert all(name in o for o in shaped for name in DECLARED[spec.name])
+            return len(shaped)
+
+        return await _statements(pool, op)
+
+    loaders = {"deals": 2}  # pipelines and stages are no resources: a statement each
+    for name in DECLARED:
+        spec = REGISTRY[name]
+        for how in ("list", "search"):
+            one, rows_one = await page(spec, 1, how)
+            all_, rows_all = await page(spec, 50, how)
+            assert (rows_one, rows_all) == (1, 3), (name, how)
+            assert one == all_ == 1 + loaders.get(name, 0), (name, how, one, all_)
+    one, _ = await page(CONTACTS, 1, "search", "custom_fields.rank")
+    all_, rows = await page(CONTACTS, 50, "search", "custom_fields.rank")
+    assert rows == 3 and one == all_, (one, all_)

@@ -4,6 +4,7 @@ from another origin, once expired, once their key is revoked, and for key and to
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 from typing import Any
 
 import httpx
@@ -95,3 +96,70 @@ async def test_a_token_expires_and_dies_with_its_key(make_client: Any) -> None:
     assert (await team.get("/v1/contacts", headers=_as(token))).status_code == 200
     assert (await admin.delete(f"/v1/api-keys/{made['id']}")).status_code == 200
     assert (await team.get("/v1/contacts", headers=_as(token))).status_code == 401
+
+
+async def test_no_route_that_manages_keys_or_tokens_takes_a_token(make_client: Any) -> None:
+    """Every route under /v1/api-keys and /v1/browser-tokens, walked from the spec, refuses a token that
+    holds every scope a token may hold; its parent key passes the same check."""
+    admin = await make_client(scopes=["*", "admin"])
+    everything = await _token(admin, scopes=["*"])
+    some_id = "01a2311e-4e09-77e3-ac82-95b36491e1de"
+    paths = (await admin.get("/openapi.json")).json()["paths"]
+    routes = [
+        (method.upper(), path.replace("{id}", some_id))
+        for path, item in paths.items()
+        if path.startswith(("/v1/api-keys", "/v1/browser-tokens"))
+        for method in item
+        if method in ("get", "post", "put", "patch", "delete")
+    ]
+    assert {m for m, _ in routes} >= {"GET", "POST", "DELETE"} and len(routes) >= 4, routes
+    bodies = {"/v1/api-keys": {"name": "k", "scopes": ["contacts:read"]},
+              "/v1/browser-tokens": {"scopes": ["contacts:read"], "origins": [APP]}}  # fmt: skip
+    for method, path in routes:
+        body = bodies.get(path)
+        r = await admin.request(method, path, json=body, headers=_as(everything))
+        assert r.status_code == 403, (method, path, r.status_code, r.text)
+        r = await admin.request(method, path, json=body)  # the key itself: past the scope check
+        assert r.status_code != 403, (method, path, r.text)
+
+
+async def test_the_stream_alone_takes_a_token_in_the_query_and_checks_it_all(make_client: Any) -> None:
+    """``access_token``: a browser token only (never an API key, which would end up in access logs), from
+    its origins only, with ``events:read``; and nowhere but the stream (see the first test)."""
+    key = await make_client(scopes=MINTER)
+    no_auth = {"Authorization": ""}
+    api_key = key.headers["Authorization"].removeprefix("Bearer ")
+    r = await key.get("/v1/events/stream", params={"access_token": api_key}, headers=no_auth)
+    assert r.status_code == 401 and "browser token" in r.json()["detail"]
+    r = await key.get("/v1/events/stream", headers=no_auth)
+    assert r.status_code == 401
+    reader = await _token(key, scopes=["events:read"])
+    for origin in (None, "https://evil.example.com"):
+        headers = {**no_auth, **({"Origin": origin} if origin else {})}
+        r = await key.get("/v1/events/stream", params={"access_token": reader}, headers=headers)
+        assert r.status_code == 401, origin
+    contacts_only = await _token(key)
+    r = await key.get(
+        "/v1/events/stream", params={"access_token": contacts_only}, headers={**no_auth, "Origin": APP}
+    )
+    assert r.status_code == 403 and "events:read" in r.json()["detail"]
+
+
+async def test_a_token_lives_an_hour_at_most_and_never_past_its_key(make_client: Any) -> None:
+    admin = await make_client(scopes=["*", "admin"])
+    r = await admin.post(
+        "/v1/browser-tokens", json={"scopes": ["contacts:read"], "origins": [APP], "ttl_seconds": 3600}
+    )
+    assert r.status_code == 200, r.text
+    lasts = dt.datetime.fromisoformat(r.json()["expires_at"]) - dt.datetime.now(dt.UTC)
+    assert dt.timedelta(minutes=59) < lasts <= dt.timedelta(hours=1)
+    soon = (dt.datetime.now(dt.UTC) + dt.timedelta(minutes=5)).isoformat()
+    made = await admin.post("/v1/api-keys", json={"name": "brief", "scopes": MINTER, "expires_at": soon})
+    assert made.status_code == 201, made.text
+    brief = await make_client(scopes=MINTER)
+    brief.headers["Authorization"] = f"Bearer {made.json()['key']}"
+    r = await brief.post(
+        "/v1/browser-tokens", json={"scopes": ["contacts:read"], "origins": [APP], "ttl_seconds": 3600}
+    )
+    assert r.status_code == 200, r.text
+    assert dt.datetime.fromisoformat(r.json()["expires_at"]) == dt.datetime.fromisoformat(soon)

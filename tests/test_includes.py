@@ -501,3 +501,215 @@ async def test_an_included_object_is_the_object_its_get_answers_for_every_relati
     assert got["deals"]["data"] == [fresh_deal]
     got = await get(f"/v1/companies/{acme['id']}?include=contacts")
     assert got["contacts"]["data"] == [contact]
+
+
+# issue 14's relations, in its order (teams came later: a team includes its members)
+DECLARED = {
+    "contacts": ["company"],
+    "deals": ["contact", "company", "pipeline", "stage"],
+    "tickets": ["requester", "company", "sla_policy"],
+    "activities": ["contacts", "companies", "deals", "tickets"],
+    "companies": ["contacts"],
+    "teams": ["members"],
+}
+
+
+async def _one_of_each(api: httpx.AsyncClient, tag: str = "") -> dict[str, tuple[str, dict[str, Any]]]:
+    """An object of every resource with relations, each relation set: resource -> (id, {relation: the id,
+    or the ids in order, it must show})."""
+    acme = await _made(await api.post("/v1/companies", json={"name": f"Acme{tag}"}))
+    ann = await _made(
+        await api.post("/v1/contacts", json={"email": f"ann{tag}@acme.com", "company_id": acme["id"]})
+    )
+    policy = await _made(await api.post("/v1/sla-policies", json={"name": f"Std{tag}", "targets": TARGETS}))
+    deal = await _made(
+        await api.post("/v1/deals", json={"name": "Big", "contact_id": ann["id"], "company_id": acme["id"]})
+    )
+    ticket = await _made(
+        await api.post(
+            "/v1/tickets", json={"subject": "Help", "requester_id": ann["id"], "sla_policy_id": policy["id"]}
+        )
+    )
+    links = {"contact_ids": [ann["id"]], "company_ids": [acme["id"]], "deal_ids": [deal["id"]],
+             "ticket_ids": [ticket["id"]]}  # fmt: skip
+    activity = await _made(await api.post("/v1/activities", json={"type": "call", **links}))
+    member = await _made(await api.post("/v1/members", json={"email": f"m{tag}@example.com", "name": "M"}))
+    team = await _made(
+        await api.post("/v1/teams", json={"name": f"Sales{tag}", "member_ids": [member["id"]]})
+    )
+    return {
+        "contacts": (ann["id"], {"company": acme["id"]}),
+        "deals": (
+            deal["id"],
+            {
+                "contact": ann["id"],
+                "company": acme["id"],
+                "pipeline": deal["pipeline_id"],
+                "stage": deal["stage_id"],
+            },
+        ),
+        "tickets": (
+            ticket["id"],
+            {"requester": ann["id"], "company": acme["id"], "sla_policy": policy["id"]},
+        ),
+        "activities": (
+            activity["id"],
+            {
+                "contacts": [ann["id"]],
+                "companies": [acme["id"]],
+                "deals": [deal["id"]],
+                "tickets": [ticket["id"]],
+            },
+        ),
+        "companies": (acme["id"], {"contacts": [ann["id"]]}),
+        "teams": (team["id"], {"members": [member["id"]]}),
+    }
+
+
+def _shows(got: dict[str, Any], expected: dict[str, Any], where: str) -> None:
+    for name, want in expected.items():
+        related = got[name]
+        if isinstance(want, list):
+            assert set(related) == {"data", "has_more"}, (where, name, related)
+            assert [o["id"] for o in related["data"]] == want and related["has_more"] is False, (where, name)
+        else:
+            assert related is not None and related["id"] == want, (where, name, related)
+
+
+async def test_every_resource_includes_its_relations_in_get_list_and_search(api: httpx.AsyncClient) -> None:
+    """Issue 14's "include= on get, list and POST /search of every resource", with fields= beside it, and
+    the 422s naming /include and /fields on each of the three routes."""
+    from crm_api.resources.spec import REGISTRY
+
+    assert {n: [i.name for i in s.includes] for n, s in REGISTRY.items() if s.includes} == DECLARED
+    made = await _one_of_each(api)
+    assert set(made) == set(DECLARED)
+    for resource, (oid, expected) in made.items():
+        include = ",".join(DECLARED[resource])
+        got = await _made(await api.get(f"/v1/{resource}/{oid}", params={"include": include}), 200)
+        _shows(got, expected, f"get {resource}")
+        page = await _made(await api.get(f"/v1/{resource}", params={"include": include}), 200)
+        _shows(next(o for o in page["data"] if o["id"] == oid), expected, f"list {resource}")
+        found = await _made(
+            await api.post(f"/v1/{resource}/search", params={"include": include}, json={}), 200
+        )
+        _shows(next(o for o in found["data"] if o["id"] == oid), expected, f"search {resource}")
+        # fields= with include=: the main object trimmed, its relations whole
+        sparse = {"include": include, "fields": "version"}
+        for r in (
+            await api.get(f"/v1/{resource}/{oid}", params=sparse),
+            await api.get(f"/v1/{resource}", params=sparse),
+            await api.post(f"/v1/{resource}/search", params=sparse, json={}),
+        ):
+            body = await _made(r, 200)
+            one = next(o for o in body["data"] if o["id"] == oid) if body.get("object") == "list" else body
+            assert set(one) == {"id", "object", "version", *DECLARED[resource]}, (resource, one)
+            _shows(one, expected, f"sparse {resource}")
+        for params, pointer in (({"include": "nope"}, "/include"), ({"fields": "nope"}, "/fields")):
+            assert _problem_path(await api.get(f"/v1/{resource}/{oid}", params=params)) == pointer
+            assert _problem_path(await api.get(f"/v1/{resource}", params=params)) == pointer
+            r = await api.post(f"/v1/{resource}/search", params=params, json={})
+            assert _problem_path(r) == pointer, resource
+
+
+async def test_the_spec_declares_include_and_fields_on_every_route_that_takes_them(
+    api: httpx.AsyncClient,
+) -> None:
+    doc = (await api.get("/openapi.json")).json()
+    schemas = doc["components"]["schemas"]
+    for resource, names in DECLARED.items():
+        for path, method in ((f"/v1/{resource}/{{id}}", "get"), (f"/v1/{resource}", "get"),
+                             (f"/v1/{resource}/search", "post")):  # fmt: skip
+            params = {p.get("name"): p for p in doc["paths"][path][method]["parameters"]}
+            ref = params["include"]["schema"]["items"]["$ref"]
+            assert schemas[ref.rsplit("/", 1)[1]]["enum"] == names, (path, method)
+            assert "$ref" in params["fields"]["schema"]["items"], (path, method)
+
+
+async def test_if_none_match_on_the_get_of_every_versioned_object(api: httpx.AsyncClient) -> None:
+    """Every GET of one object that answers an ETag declares If-None-Match and its 304, and answers it;
+    a pipeline's version moves with its stages."""
+    made = await _one_of_each(api)
+    paths = [f"/v1/{resource}/{oid}" for resource, (oid, _) in made.items()]
+    deal_relations = made["deals"][1]
+    field = {"object_type": "deal", "name": "region", "label": "Region", "type": "text"}
+    paths += [
+        f"/v1/pipelines/{deal_relations['pipeline']}",
+        f"/v1/sla-policies/{made['tickets'][1]['sla_policy']}",
+        f"/v1/custom-fields/{(await _made(await api.post('/v1/custom-fields', json=field)))['id']}",
+    ]
+    for path in paths:
+        first = await api.get(path)
+        assert first.status_code == 200, (path, first.text)
+        etag = first.headers["etag"]
+        r = await api.get(path, headers={"If-None-Match": etag})
+        assert (r.status_code, r.headers.get("etag"), r.content) == (304, etag, b""), path
+
+    pipeline = f"/v1/pipelines/{deal_relations['pipeline']}"
+    held = (await api.get(pipeline)).headers["etag"]
+    await _made(await api.post(f"{pipeline}/stages", json={"name": "Late"}), 200)
+    r = await api.get(pipeline, headers={"If-None-Match": held})
+    assert r.status_code == 200 and r.headers["etag"] != held and r.json()["stages"][-1]["name"] == "Late"
+
+    doc = (await api.get("/openapi.json")).json()
+    # webhooks are left out: the dispatcher disables an endpoint without raising its version
+    for path, item in doc["paths"].items():
+        get = item.get("get")
+        if not path.endswith("/{id}") or get is None or path.startswith("/v1/webhooks/"):
+            continue
+        if "ETag" in get["responses"]["200"].get("headers", {}):
+            assert "304" in get["responses"], path
+            assert "If-None-Match" in {p.get("name") for p in get["parameters"]}, path
+
+
+async def test_one_statement_per_relation_in_lists_and_searches_of_every_resource(
+    api: httpx.AsyncClient, pool: asyncpg.Pool
+) -> None:
+    """Every resource with relations, its list and its POST /search with all its relations, and a search
+    sorted by a custom field (whose page reads its relations apart): the same number of statements for a
+    page of one object and for a page of all three, one plus one per relation read by a loader."""
+    from crm_api.resources.schemas import SearchRequest
+    from crm_api.resources.spec import REGISTRY
+
+    for tag in ("1", "2", "3"):
+        await _one_of_each(api, tag)
+    field = {"object_type": "contact", "name": "rank", "label": "Rank", "type": "number"}
+    await _made(await api.post("/v1/custom-fields", json=field))
+    for rank, contact in enumerate((await _made(await api.get("/v1/contacts"), 200))["data"]):
+        await _made(
+            await api.patch(f"/v1/contacts/{contact['id']}", json={"custom_fields": {"rank": rank}}), 200
+        )
+    ws: uuid.UUID = api.workspace_id  # type: ignore[attr-defined]
+    ctx = Context(Principal(ws, uuid.uuid4(), frozenset({"*"})), None)
+
+    async def page(spec: Any, limit: int, how: str, sort: str | None = None) -> tuple[int, int]:
+        include = ",".join(DECLARED[spec.name])
+        shaping = includes.requested(spec, QueryParams({"include": include}))
+        assert shaping is not None
+
+        async def op(conn: Any) -> int:
+            if how == "list":
+                got = await query.list_page(
+                    conn, spec, ctx, QueryParams({"limit": str(limit), "include": include})
+                )
+            else:
+                body = SearchRequest(limit=limit, sort=[sort] if sort else None).model_dump()
+                got = await query.search(conn, spec, ctx, body, includes.joined(shaping))
+                got["data"] = await includes.shape(conn, spec, ws, got["data"], shaping)
+            shaped = jsonutil.loads(jsonutil.dumps(got["data"]))
+            assert all(name in o for o in shaped for name in DECLARED[spec.name])
+            return len(shaped)
+
+        return await _statements(pool, op)
+
+    loaders = {"deals": 2}  # pipelines and stages are no resources: a statement each
+    for name in DECLARED:
+        spec = REGISTRY[name]
+        for how in ("list", "search"):
+            one, rows_one = await page(spec, 1, how)
+            all_, rows_all = await page(spec, 50, how)
+            assert (rows_one, rows_all) == (1, 3), (name, how)
+            assert one == all_ == 1 + loaders.get(name, 0), (name, how, one, all_)
+    one, _ = await page(CONTACTS, 1, "search", "custom_fields.rank")
+    all_, rows = await page(CONTACTS, 50, "search", "custom_fields.rank")
+    assert rows == 3 and one == all_, (one, all_)

@@ -119,6 +119,25 @@ def versioned_response(obj: Any, version: int, status: int = 200, location: str 
     return json_response(obj, status, headers)
 
 
+IF_NONE_MATCH_DOC = (
+    'The ETag of a copy held (`"3"`; several comma-separated, or `*`): while the object is still at that '
+    "version the answer is 304 with no body."
+)
+NOT_MODIFIED: dict[int | str, dict[str, Any]] = {
+    304: {
+        "description": "Not modified: the object is still at the version `If-None-Match` names",
+        "headers": {"ETag": {"$ref": "#/components/headers/ETag"}},
+    }
+}
+
+
+def if_none_match(note: str = "") -> dict[str, Any]:
+    """The ``If-None-Match`` parameter of a GET that answers ``not_modified``, for its ``openapi_extra``."""
+    description = IF_NONE_MATCH_DOC + (" " + note if note else "")
+    return {"name": "If-None-Match", "in": "header", "required": False, "description": description,
+            "schema": {"type": "string"}}  # fmt: skip
+
+
 def not_modified(request: Request, version: int) -> Response | None:
     """A 304 with the ETag when ``If-None-Match`` names the object's version (or is ``*``), else None.
     Compared weakly, as RFC 9110 has it for this header: ``W/"3"`` matches ``"3"``."""

@@ -85,3 +85,40 @@ async def test_unknown_types_and_missing_scopes_are_refused(make_client: Any) ->
     reader = await make_client(scopes=["contacts:read"])
     r = await reader.get("/v1/schemas/contact")
     assert r.status_code == 403 and "custom_fields:read" in r.json()["detail"]
+
+
+async def test_each_object_type_with_custom_fields_validates_its_real_objects(api: httpx.AsyncClient) -> None:
+    """Company, deal and ticket (contact: above): the workspace's definition of each appears in its schema,
+    and an object as its GET answers validates (and fails once a value breaks the definition)."""
+    bodies = {
+        "company": ("companies", {"name": "Acme"}),
+        "deal": ("deals", {"name": "Big"}),
+        "ticket": ("tickets", {"subject": "Help"}),
+    }
+    policy = await _ok(
+        await api.post(
+            "/v1/sla-policies", json={"name": "Std", "targets": {"normal": {"first_response_minutes": 60}}}
+        ),
+        201,
+    )
+    for object_type, (resource, body) in bodies.items():
+        definition = {"object_type": object_type, "name": "tier", "label": "Tier", "type": "enum",
+                      "options": [{"value": "a", "label": "A"}, {"value": "b", "label": "B"}]}  # fmt: skip
+        field = await _ok(await api.post("/v1/custom-fields", json=definition), 201)
+        schema = await _ok(await api.get(f"/v1/schemas/{object_type}"))
+        assert list(schema["properties"]["custom_fields"]["properties"]) == ["tier"], object_type
+        made = await _ok(
+            await api.post(f"/v1/{resource}", json={**body, "custom_fields": {"tier": "b"}}), 201
+        )
+        fetched = await _ok(await api.get(f"/v1/{resource}/{made['id']}"))
+        validator = Draft202012Validator(schema, format_checker=Draft202012Validator.FORMAT_CHECKER)
+        assert not list(validator.iter_errors(fetched)), object_type
+        assert list(validator.iter_errors({**fetched, "custom_fields": {"tier": "c"}})), object_type
+    others = {
+        "sla_policy": f"/v1/sla-policies/{policy['id']}",
+        "custom_field": f"/v1/custom-fields/{field['id']}",
+    }
+    for object_type, path in others.items():
+        schema = await _ok(await api.get(f"/v1/schemas/{object_type}"))
+        validator = Draft202012Validator(schema, format_checker=Draft202012Validator.FORMAT_CHECKER)
+        assert not list(validator.iter_errors(await _ok(await api.get(path)))), object_type

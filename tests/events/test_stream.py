@@ -4,16 +4,24 @@ the cap per key. Every read is bounded: a frame that does not come within ``READ
 
 from __future__ import annotations
 
+import asyncio
 import json
 import socket
+import uuid
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from typing import Any
 
+import asyncpg
 import httpx
 import pytest
 from live_server import Server, serve
+
+from crm_api.auth import Context, Principal
+from crm_api.contacts.spec import CONTACTS
+from crm_api.db import asyncpg_dsn
+from crm_api.resources import service
 
 READ_S = 15.0
 FAST = {"CRM_STREAM_HEARTBEAT_S": "1", "CRM_STREAMS_PER_KEY": "2"}
@@ -27,28 +35,43 @@ class Frame:
     comment: str | None
 
 
+class Parser:
+    """SSE lines into frames (a comment is a frame of its own)."""
+
+    def __init__(self) -> None:
+        self.fields: dict[str, str] = {}
+        self.comment: str | None = None
+
+    def line(self, line: str) -> Frame | None:
+        if line == "":
+            if not self.fields and self.comment is None:
+                return None
+            fields, comment = self.fields, self.comment
+            self.fields, self.comment = {}, None
+            data = json.loads(fields["data"]) if "data" in fields else None
+            ident = int(fields["id"]) if "id" in fields else None
+            return Frame(ident, fields.get("event"), data, comment)
+        if line.startswith(":"):
+            self.comment = line[1:].strip()
+        else:
+            name, _, value = line.partition(":")
+            self.fields[name] = value.removeprefix(" ")
+        return None
+
+
 class Reader:
-    """Frames of an open stream, one at a time (a comment is a frame of its own)."""
+    """Frames of an open stream, one at a time."""
 
     def __init__(self, response: httpx.Response) -> None:
         self.response = response
         self.lines = response.iter_lines()
 
     def next(self) -> Frame:
-        fields: dict[str, str] = {}
-        comment = None
+        parser = Parser()
         for line in self.lines:
-            if line == "":
-                if fields or comment is not None:
-                    data = json.loads(fields["data"]) if "data" in fields else None
-                    ident = int(fields["id"]) if "id" in fields else None
-                    return Frame(ident, fields.get("event"), data, comment)
-                continue
-            if line.startswith(":"):
-                comment = line[1:].strip()
-                continue
-            name, _, value = line.partition(":")
-            fields[name] = value.removeprefix(" ")
+            frame = parser.line(line)
+            if frame is not None:
+                return frame
         raise AssertionError("the stream ended")
 
     def events(self, count: int) -> list[Frame]:
@@ -185,3 +208,89 @@ def test_a_reconnect_after_a_restart_resumes_without_loss(database_url: str) -> 
             after = resumed.events(3)
     assert [f.data["data"]["object"]["first_name"] for f in after if f.data] == ["A", "B", "C"]
     assert created.id not in [f.id for f in after]
+
+
+class AsyncReader:
+    """``Reader`` for an ``httpx.AsyncClient`` stream, each frame awaited ``READ_S`` at most."""
+
+    def __init__(self, response: httpx.Response) -> None:
+        self.lines = response.aiter_lines()
+
+    async def next(self) -> Frame:
+        parser = Parser()
+        while True:
+            line = await asyncio.wait_for(anext(self.lines), READ_S)
+            frame = parser.line(line)
+            if frame is not None:
+                return frame
+
+    async def events(self, count: int) -> list[Frame]:
+        found: list[Frame] = []
+        while len(found) < count:
+            frame = await self.next()
+            if frame.event is not None:
+                found.append(frame)
+        return found
+
+
+async def test_an_event_committing_late_is_streamed_in_its_place(server: Server, pool: asyncpg.Pool) -> None:
+    """The feed's settled-transactions guard, on the stream: a writer holds an event (its sequence drawn)
+    in an open transaction while a later write commits. The stream sends neither until the first commits,
+    then both in sequence order: it never passes the late one, so a reconnect cannot lose it."""
+    auth = {"Authorization": f"Bearer {server.key}"}
+    async with httpx.AsyncClient(base_url=server.url, headers=auth, timeout=READ_S) as api:
+        first = (await api.post("/v1/contacts", json={"email": "before@late.example"})).json()
+        (event,) = (await api.get("/v1/events", params={"object_id": first["id"]})).json()["data"]
+        ws = await pool.fetchval("SELECT workspace_id FROM contacts WHERE id = $1", uuid.UUID(first["id"]))
+        ctx = Context(Principal(ws, uuid.uuid4(), frozenset({"*"})), None)
+        params, resume = {"type": "contact.created"}, {"Last-Event-ID": str(event["sequence"])}
+        async with api.stream("GET", "/v1/events/stream", params=params, headers=resume) as response:
+            live = AsyncReader(response)
+            assert (await live.next()).comment == "connected"
+            async with pool.acquire() as conn:
+                tx = conn.transaction()
+                await tx.start()
+                try:
+                    late = await service.create(conn, CONTACTS, ctx, {"email": "late@late.example"})
+                    made = await api.post("/v1/contacts", json={"email": "later@late.example"})
+                    assert made.status_code == 201
+                    # committed, and notified: still held back while the late writer is open
+                    held = [await live.next() for _ in range(2)]
+                    assert [(f.event, f.comment) for f in held] == [(None, "keep-alive")] * 2
+                finally:
+                    await tx.commit()
+            got = await live.events(2)
+    assert [f.data and f.data["object_id"] for f in got] == [str(late["id"]), made.json()["id"]]
+    assert got[0].id is not None and got[1].id is not None and event["sequence"] < got[0].id < got[1].id
+
+
+async def _listeners(database_url: str) -> int:
+    """Connections to the test database whose last statement was a LISTEN: the hubs' listeners."""
+    dsn, kwargs = asyncpg_dsn(database_url)
+    conn = await asyncpg.connect(dsn, **kwargs)
+    try:
+        count: int = await conn.fetchval(
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
+            " AND pid <> pg_backend_pid() AND query ILIKE 'LISTEN %'"
+        )
+        return count
+    finally:
+        await conn.close()
+
+
+def test_streams_share_one_listener_and_an_idle_one_is_woken_by_notify_alone(
+    server: Server, database_url: str
+) -> None:
+    """No stream polls: once its first looks are over (15.5 s after it opens), an idle stream sends only
+    heartbeats, and a write reaches it because the commit's NOTIFY wakes it, through the one LISTEN
+    connection its process holds however many streams are open."""
+    with _api(server) as api, stream(server, params={"type": "contact.created"}) as live:
+        alone = asyncio.run(_listeners(database_url))
+        with stream(server):
+            assert alone >= 1 and asyncio.run(_listeners(database_url)) == alone
+        beats = [live.next() for _ in range(17)]  # a heartbeat a second (FAST): past the looks
+        assert all(b.event is None and b.comment == "keep-alive" for b in beats)
+        made = api.post("/v1/contacts", json={"email": "woken@example.com"})
+        assert made.status_code == 201
+        (created,) = live.events(1)
+    assert created.data is not None and created.data["object_id"] == made.json()["id"]

@@ -120,3 +120,71 @@ async def test_find_or_create_ends_as_one_record_however_often_it_runs(api: http
     # the pure "find" step: a list filtered by the key
     listed = await _ok(await api.get("/v1/contacts", params={"email": "ANN@example.com"}))
     assert [c["id"] for c in listed["data"]] == [created.json()["id"]]
+
+
+async def test_a_polling_trigger_pages_on_sees_archivals_and_the_feed_follows_every_change(
+    api: httpx.AsyncClient,
+) -> None:
+    """The polling recipe's notes: more than a page of changes between two polls is read by paging on until
+    a page holds only keys already seen; ``include_archived=true`` shows an archival as an update; the feed
+    (``sort=sequence&after=``) lists every change once, in order."""
+    seen: set[str] = set()
+
+    async def poll(**params: str) -> list[dict[str, Any]]:
+        fresh: list[dict[str, Any]] = []
+        query = {"sort": "-updated_at", "limit": "50", **params}
+        while True:
+            page = await _ok(await api.get("/v1/contacts", params=query))
+            new = [c for c in page["data"] if f"{c['id']}:{c['version']}" not in seen]
+            fresh += new
+            if not new or not page["has_more"]:
+                break
+            query["cursor"] = page["next_cursor"]
+        seen.update(f"{c['id']}:{c['version']}" for c in fresh)
+        return fresh
+
+    items = [{"email": f"page{i}@x.com"} for i in range(70)]
+    made = [
+        r["object"]
+        for r in (await _ok(await api.post("/v1/contacts/batch", json={"items": items})))["results"]
+    ]
+    assert len(await poll()) == 70 and await poll() == []
+
+    async def feed_after(sequence: int, count: int) -> list[dict[str, Any]]:
+        async def settled() -> list[dict[str, Any]] | None:  # a writer in flight elsewhere holds it back
+            after = {"sort": "sequence", "after": str(sequence), "limit": "200"}
+            page: list[dict[str, Any]] = (await _ok(await api.get("/v1/events", params=after)))["data"]
+            return page if len(page) >= count else None
+
+        found: list[dict[str, Any]] = await wait_for(settled)
+        return found
+
+    created = await feed_after(0, 70)
+    assert [e["object_id"] for e in created] == [c["id"] for c in made]
+
+    archived = await _ok(await api.delete(f"/v1/contacts/{made[0]['id']}"))
+    await _ok(await api.patch(f"/v1/contacts/{made[1]['id']}", json={"first_name": "Bo"}))
+    assert [c["id"] for c in await poll()] == [made[1]["id"]]  # the archived one is left out
+    again = await poll(include_archived="true")
+    assert [(c["id"], c["version"], c["archived_at"] is not None) for c in again] == [
+        (made[0]["id"], archived["version"], True)
+    ]
+
+    tail = [(e["type"], e["object_id"]) for e in await feed_after(created[-1]["sequence"], 2)]
+    assert tail == [("contact.archived", made[0]["id"]), ("contact.updated", made[1]["id"])]
+
+
+async def test_find_or_create_by_a_unique_custom_field(api: httpx.AsyncClient) -> None:
+    definition = {
+        "object_type": "contact",
+        "name": "zap_id",
+        "label": "Zap id",
+        "type": "text",
+        "unique": True,
+    }
+    await _ok(await api.post("/v1/custom-fields", json=definition), 201)
+    path = "/v1/contacts/by-custom-field/zap_id/Z-1"
+    first = await api.put(path, json={"email": "z@x.com"})
+    again = await api.put(path, json={})
+    assert (first.status_code, again.status_code) == (201, 200), again.text
+    assert first.json()["id"] == again.json()["id"] and again.json()["custom_fields"]["zap_id"] == "Z-1"

@@ -7,7 +7,16 @@ from fastapi import APIRouter, Path, Query, Request, Response
 
 from ..auth import Principal, require
 from ..deps import IfMatch, LockingConn, read_pool
-from ..http import context, json_response, problems, success, versioned_response
+from ..http import (
+    NOT_MODIFIED,
+    context,
+    if_none_match,
+    json_response,
+    not_modified,
+    problems,
+    success,
+    versioned_response,
+)
 from ..idempotency import idempotent
 from ..pagination import Sort, cursor_by, decode_cursor, keyset_page
 from ..routing import Route
@@ -87,13 +96,16 @@ async def list_(
     "/{id}",
     operation_id="pipelines_get",
     response_model=Pipeline,
-    responses={**problems(404, 422), **success(200, "ETag")},
+    responses={**problems(404, 422), **success(200, "ETag"), **NOT_MODIFIED},
+    openapi_extra={"parameters": [if_none_match()]},
     summary="Get a pipeline",
-    description="The pipeline with its stages in order, archived or not, and its version as `ETag`.",
+    description="The pipeline with its stages in order, archived or not, and its version as `ETag` (every "
+    "change to it or its stages raises the version).",
 )
 async def get(request: Request, pid: PipelineId, principal: Reader) -> Response:
     conn = read_pool(request)
-    return _response(await service.get(conn, context(request, principal), pid))
+    row = await service.get(conn, context(request, principal), pid)
+    return not_modified(request, row["version"]) or _response(row)
 
 
 @router.patch(

@@ -11,7 +11,16 @@ from fastapi import APIRouter, Body, Path, Request, Response
 from ..auth import Principal, authorize, require
 from ..deps import IfMatch, LockingConn, WriteConn, read_pool
 from ..errors import PROBLEM_JSON
-from ..http import context, json_response, not_modified, problems, success, versioned_response
+from ..http import (
+    NOT_MODIFIED,
+    context,
+    if_none_match,
+    json_response,
+    not_modified,
+    problems,
+    success,
+    versioned_response,
+)
 from ..idempotency import folding, idempotent
 from ..routing import Route, canonical_uuid, handle_directly
 from . import batch, docs, includes, query, service
@@ -19,21 +28,7 @@ from .custom_fields import enforce as custom_fields
 from .schemas import SearchRequest, SegmentSearchRequest, batch_models, list_model
 from .spec import ResourceSpec
 
-IF_NONE_MATCH = {
-    "name": "If-None-Match",
-    "in": "header",
-    "required": False,
-    "description": 'The ETag of a copy held (`"3"`; several comma-separated, or `*`): while the object is '
-    "still at that version the answer is 304 with no body. Not read with `include=`, whose related objects "
-    "change on their own.",
-    "schema": {"type": "string"},
-}
-NOT_MODIFIED: dict[int | str, dict[str, Any]] = {
-    304: {
-        "description": "Not modified: the object is still at the version `If-None-Match` names",
-        "headers": {"ETag": {"$ref": "#/components/headers/ETag"}},
-    }
-}
+IF_NONE_MATCH = if_none_match("Not read with `include=`, whose related objects change on their own.")
 
 
 def object_response(spec: ResourceSpec, row: dict[str, Any], status: int = 200) -> Response:

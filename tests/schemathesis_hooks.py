@@ -129,6 +129,8 @@ NOT_IN_THE_SCHEMA: list[tuple[int, str, str, str]] = [
     # an aggregate's bucket time zone, as above; and at most 10,000 groups, which the data decides
     (422, "validation_error", "/group_by", "IANA"),
     (422, "validation_error", "/group_by", "more than"),
+    # a metric of money needs currency among its groups: amounts in different currencies are never added
+    (422, "validation_error", "/metrics", 'add "currency" to group_by'),
 ]
 
 

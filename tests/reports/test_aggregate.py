@@ -56,24 +56,58 @@ async def test_aggregate_groups_and_metrics(make_client: MakeClient, pool: async
         {"op": "median", "field": "amount"},
         {"op": "p90", "field": "amount"},
     ]
-    whole = await api.post("/v1/deals/aggregate", json={"metrics": metrics})
+    # money is never added across currencies: ungrouped, each money metric is refused by name
+    for i, metric in enumerate(metrics[2:], start=2):
+        mixed = await api.post("/v1/deals/aggregate", json={"metrics": [{"op": "count"}, metric]})
+        assert mixed.status_code == 422, mixed.text
+        error = mixed.json()["errors"][0]
+        assert error["path"] == "/metrics/1/field" and "currency" in error["message"], (i, error)
+    counted = await api.post("/v1/deals/aggregate", json={"metrics": metrics[:2]})
+    assert counted.json()["rows"] == [{"group": {}, "values": {"count": 4, "count_amount": 3}}]
+    whole = await api.post("/v1/deals/aggregate", json={"group_by": ["currency"], "metrics": metrics})
     assert whole.status_code == 200, whole.text
     assert whole.json() == {
         "object": "aggregate",
         "rows": [
             {
-                "group": {},
+                "group": {"currency": "EUR"},
                 "values": {
-                    "count": 4,
-                    "count_amount": 3,
-                    "sum_amount": "450.00",  # across currencies: group by currency when it matters
-                    "avg_amount": 150.0,
+                    "count": 1,
+                    "count_amount": 1,
+                    "sum_amount": "50.00",
+                    "avg_amount": 50.0,
                     "min_amount": "50.00",
-                    "max_amount": "300.00",
-                    "median_amount": 100.0,
-                    "p90_amount": 260.0,
+                    "max_amount": "50.00",
+                    "median_amount": 50.0,
+                    "p90_amount": 50.0,
                 },
-            }
+            },
+            {
+                "group": {"currency": "USD"},
+                "values": {
+                    "count": 2,
+                    "count_amount": 2,
+                    "sum_amount": "400.00",
+                    "avg_amount": 200.0,
+                    "min_amount": "100.00",
+                    "max_amount": "300.00",
+                    "median_amount": 200.0,
+                    "p90_amount": 280.0,
+                },
+            },
+            {
+                "group": {"currency": None},
+                "values": {
+                    "count": 1,
+                    "count_amount": 0,
+                    "sum_amount": None,
+                    "avg_amount": None,
+                    "min_amount": None,
+                    "max_amount": None,
+                    "median_amount": None,
+                    "p90_amount": None,
+                },
+            },
         ],
     }
     by_owner = await api.post(

@@ -56,9 +56,9 @@ async def test_filters_follow_one_relation_hop(api: httpx.AsyncClient) -> None:
         ({"currency": "USD"}, {"count": 2, "sum_amount": "125.50"}),
     ]
     by_contact = {"field": "contact.email", "op": "eq", "value": "ann@acme.example"}
-    assert await _post(api, "deals", {"filter": by_contact, "metrics": COUNT_SUM}) == [
-        ({}, {"count": 2, "sum_amount": "125.50"})
-    ]
+    assert await _post(
+        api, "deals", {"filter": by_contact, "group_by": ["currency"], "metrics": COUNT_SUM}
+    ) == [({"currency": "USD"}, {"count": 2, "sum_amount": "125.50"})]
     by_domain = {"field": "company.domain", "op": "eq", "value": "globex.example"}
     assert await _post(api, "contacts", {"filter": by_domain, "metrics": [{"op": "count"}]}) == [
         ({}, {"count": 1})

@@ -44,6 +44,7 @@ COMPANIES = register(
         name="companies",
         object="company",
         fields=fields_of(models.Company, unfilterable=("currency",)),
+        money=("annual_revenue",),
         create_schema=CompanyCreate,
         update_schema=CompanyUpdate,
         read_schema=Company,

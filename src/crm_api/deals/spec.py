@@ -146,6 +146,7 @@ DEALS = register(
         object="deal",
         searched="name",
         fields=fields_of(models.Deal, unfilterable=("currency", "lost_reason")),
+        money=("amount",),
         create_schema=DealCreate,
         update_schema=DealUpdate,
         read_schema=Deal,

@@ -118,6 +118,12 @@ def _pieces(spec: ResourceSpec, body: AggregateRequest, params: Params) -> tuple
             raise field_error(f"/metrics/{i}/field", f"{metric.op} needs a number field")
         elif spec.field_type(name) not in NUMERIC:
             raise field_error(f"/metrics/{i}/field", f"{metric.op} needs a number field; '{name}' is not one")
+        elif name in spec.money and "currency" not in body.group_by:
+            raise field_error(
+                f"/metrics/{i}/field",
+                f"'{name}' is money in each {spec.object}'s currency: add \"currency\" to group_by "
+                "(amounts in different currencies are never added together)",
+            )
         else:
             metrics.append(_of(spec, metric.op, name))
     return groups, metrics
@@ -220,8 +226,10 @@ def aggregate_router(spec: ResourceSpec) -> APIRouter:
             f"Filters {spec.many} with the /search grammar (`filter`), groups them by fields or by time "
             'buckets of a timestamp or date field (`{"field": "created_at", "interval": "month", "tz": '
             '"Europe/Paris"}`), and computes `metrics`: `count`, or `sum`, `avg`, `min`, `max`, `median`, '
-            "`p90` of a number field. At most 10,000 groups (422 beyond). Archived records are left out "
-            "unless `include_archived`."
+            "`p90` of a number field; a metric of money (a deal's `amount`, a company's `annual_revenue`) "
+            "needs `currency` in `group_by`, since amounts in different currencies are never added "
+            "together. At most 10,000 groups (422 beyond). Archived records are left out unless "
+            "`include_archived`."
         ),
     )
     async def aggregate_route(request: Request, body: Body, principal: Reader) -> Response:  # type: ignore[valid-type]

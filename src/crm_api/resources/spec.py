@@ -208,6 +208,9 @@ class ResourceSpec:
     Unset: "a" and ``object``, and ``name``, with spaces for underscores."""
     searched: str = ""
     """What ``q=`` searches, for the docs ("names and email")."""
+    money: tuple[str, ...] = ()
+    """Number fields that are amounts of money in the row's ``currency``: never summed across currencies (an
+    aggregate of one must group by ``currency``)."""
 
     @property
     def table(self) -> str:

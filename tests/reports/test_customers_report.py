@@ -47,6 +47,13 @@ async def _shop(api: httpx.AsyncClient, pool: asyncpg.Pool) -> None:
     await _order(api, "gina@example.com", "2026-02-10T10:00:00Z", "70.00")
     gina = (await api.get("/v1/contacts", params={"email": "gina@example.com"})).json()["data"][0]
     assert (await api.delete(f"/v1/contacts/{gina['id']}")).status_code == 200
+    # archived before every as_of asked below (one archived after as_of counts: test_customers_as_of.py)
+    await pool.execute(
+        "UPDATE contacts SET archived_at = $3 WHERE workspace_id = $1 AND id = $2",
+        api.workspace_id,  # type: ignore[attr-defined]
+        uuid.UUID(gina["id"]),
+        at("2026-02-12T00:00:00Z"),
+    )
     # dave: a won deal no order stands behind, closed on 1 April
     dave = (await api.post("/v1/contacts", json={"email": "dave@example.com"})).json()
     pipe = next(p for p in (await api.get("/v1/pipelines")).json()["data"] if p["is_default"])

@@ -2,8 +2,10 @@
 
 A purchase is a paid or fulfilled order (at ``placed_at``, else when it was first pushed), or a won deal
 that no order stands behind (at ``closed_at``): an order is also a won deal, and counting both would count
-it twice. A customer is a live contact with at least one purchase by ``as_of``. Two statements share the
-purchases: the summary (lifetime value in one currency, repeat and churn) and the monthly cohorts.
+it twice. A customer is a contact live at ``as_of`` with at least one purchase by then: like the pipeline's
+``as_of``, a contact or a won deal archived after ``as_of`` (merged ones too: a merge archives them) was
+live then and counts, one archived by then does not. Two statements share the purchases: the summary
+(lifetime value in one currency, repeat and churn) and the monthly cohorts.
 
 Purchases are read per workspace from ``ix_orders_report_paid`` (partial on paid and fulfilled orders) and
 ``ix_deals_report_closed``, both carrying what is read; the deals orders stand behind from ``ix_orders_deal``
@@ -17,6 +19,7 @@ from typing import Any
 
 import asyncpg
 from sqlalchemy import (
+    ColumnElement,
     Date,
     DateTime,
     Float,
@@ -58,7 +61,8 @@ def _purchases(include_archived: bool) -> CTE:
         d.c.id.not_in(behind),
     )
     if not include_archived:
-        won = won.where(d.c.archived_at.is_(None))
+        # live at as_of: a deal archived since was live then (with as_of now, the same as IS NULL)
+        won = won.where(or_(d.c.archived_at.is_(None), d.c.archived_at > as_of))
     return union_all(paid, won).cte("purchases")
 
 
@@ -75,9 +79,12 @@ def _customers(purchases: CTE, include_archived: bool) -> CTE:
     ).group_by(p.c.contact_id)
     if not include_archived:
         # archived contacts (merged ones too) are few: an anti-join on their partial index, where a join
-        # would probe every customer's row
+        # would probe every customer's row; only those archived by as_of (one archived since was live then)
         gone = and_(
-            c.c.workspace_id == sql.param("ws"), c.c.id == p.c.contact_id, c.c.archived_at.is_not(None)
+            c.c.workspace_id == sql.param("ws"),
+            c.c.id == p.c.contact_id,
+            c.c.archived_at.is_not(None),
+            c.c.archived_at <= sql.param("as_of", DateTime(timezone=True)),
         )
         stmt = stmt.where(~exists().where(gone))
     return stmt.cte("customers")
@@ -154,13 +161,18 @@ def _recent(kept: Any) -> CTE:
 
 
 @sql.shape
-def _kept() -> Select[Any]:
+def _kept(then: bool = False) -> Select[Any]:
     """The report from the purchases kept per contact (``contact_purchases``, migration 0037), for live
     records only: the summary is one pass over the customers' rows (archived contacts anti-joined, as
     above), and the cohorts read only the purchases since ``cohorts_from`` (their months), joined with the
     customers whose first purchase is since then. ``late`` says whether a kept purchase is after
     ``as_of`` (``ix_contact_purchases_last``): then this answer is not the one asked, and the caller
-    reads the purchases themselves. One statement, so the check and the answer see one snapshot."""
+    reads the purchases themselves. One statement, so the check and the answer see one snapshot.
+
+    ``then``: ``as_of`` was asked (not now). The kept rows know only today's live records, so ``late``
+    is also true when a contact, or a won deal closed by ``as_of``, was archived after ``as_of`` (it was
+    live then). Without ``then`` (as_of now) nothing was archived after it, and the statement is the
+    default query's, unchanged."""
     c = sql.table("contacts")
     kept = sql.table("contact_purchases")
     ws = sql.param("ws")
@@ -179,9 +191,25 @@ def _kept() -> Select[Any]:
     summary = _summary(k)
     p = _recent(kept)
     listed = _cohorts(p, k)
-    late = exists().where(
-        kept.c.workspace_id == ws, kept.c.last_at > sql.param("as_of", DateTime(timezone=True))
-    )
+    as_of = sql.param("as_of", DateTime(timezone=True))
+    late: ColumnElement[bool] = exists().where(kept.c.workspace_id == ws, kept.c.last_at > as_of)
+    if then:
+        d = sql.table("deals")
+        since = sql.table("contacts").alias("since")
+        late = or_(
+            late,
+            # archived contacts, on their partial index
+            exists().where(
+                since.c.workspace_id == ws, since.c.archived_at.is_not(None), since.c.archived_at > as_of
+            ),
+            # won deals closed by as_of and archived since (ix_deals_report_closed carries both)
+            exists().where(
+                d.c.workspace_id == ws,
+                d.c.closed_at <= as_of,
+                d.c.status == "won",
+                d.c.archived_at > as_of,
+            ),
+        )
     return select(summary, listed, late.label("late")).select_from(summary.join(listed, true()))
 
 
@@ -190,13 +218,15 @@ async def customers(
     ws: uuid.UUID,
     include_archived: bool,
     values: dict[str, Any],
+    then: bool = False,
 ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
-    """The summary, and the cohorts' rows: ``(cohort, month, active)``."""
+    """The summary, and the cohorts' rows: ``(cohort, month, active)``. ``then``: ``as_of`` was asked
+    (see ``_kept``)."""
     asked = {k: values[k] for k in ("as_of", "currency", "churn_before", "tz", "cohorts_from")}
     row: dict[str, Any] = {"late": True}
     if not include_archived:
-        row = dict((await roomy.fetch(conn, _kept(), ws=ws, **asked))[0])
-    if row.pop("late"):  # archived records asked for, or a purchase after as_of: from the purchases
+        row = dict((await roomy.fetch(conn, _kept(then), ws=ws, **asked))[0])
+    if row.pop("late"):  # archived records asked, a purchase or an archival after as_of: the purchases
         row = dict((await roomy.fetch(conn, _report(include_archived), ws=ws, **asked))[0])
     listed = zip(row.pop("cohorts") or (), row.pop("months") or (), row.pop("active") or (), strict=True)
     return row, [{"cohort": c, "month": m, "active": n} for c, m, n in listed]

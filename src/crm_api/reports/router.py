@@ -191,13 +191,14 @@ async def service_report(
     responses={**problems(422), **csv_content("month,size,active.0,active.1,...")},
     summary="Report what customers are worth and who stays",
     description=(
-        "Customers are live contacts with a paid or fulfilled order or a won deal by `as_of` (default "
-        "now). Lifetime value in `currency` (default USD: `mean`, `median`, `p90`, over the customers "
-        "who bought in it), `repeat_rate` (two purchases or more), `churned` (last purchase older than "
-        "`churn_days`, default 180, before `as_of`) and `churn_rate`, and monthly `cohorts` by first "
-        "purchase for the 12 months up to `as_of` (months in `tz`): `size` and `active` per month since. "
-        "`Accept: text/csv` "
-        "answers one line per cohort."
+        "Customers are contacts with a paid or fulfilled order or a won deal by `as_of` (default now), "
+        "live at `as_of`: one archived since counts, one archived by then does not (unless "
+        "`include_archived=true`); a merged contact's purchases are its survivor's. Lifetime value in "
+        "`currency` (default USD: `mean`, `median`, `p90`, over the customers who bought in it), "
+        "`repeat_rate` (two purchases or more), `churned` (last purchase older than `churn_days`, "
+        "default 180, before `as_of`) and `churn_rate`, and monthly `cohorts` by first purchase for the "
+        "12 months up to `as_of` (months in `tz`): `size` and `active` per month since. `Accept: "
+        "text/csv` answers one line per cohort."
     ),
 )
 async def customers_report(
@@ -209,7 +210,8 @@ async def customers_report(
 ) -> Response:
     query = report.query
     zone = params.zone(query)
-    moment = params.timestamp(query, "as_of") or dt.datetime.now(dt.UTC)
+    given = params.timestamp(query, "as_of")
+    moment = given or dt.datetime.now(dt.UTC)
     days = params.integer(query, "churn_days", 180, 1, 3650)
     asked = {
         "as_of": moment,
@@ -225,7 +227,7 @@ async def customers_report(
         raise field_error("/as_of", "too close to the ends of the calendar") from None
     values = {**asked, "churn_before": churn_before, "cohorts_from": first}
     summary, cohort_rows = await customers.customers(
-        report.conn, report.workspace_id, report.archived, values
+        report.conn, report.workspace_id, report.archived, values, then=given is not None
     )
     return report.respond(build.customers(summary, cohort_rows, asked, months), "cohorts")
 

@@ -1,0 +1,177 @@
+"""GET /v1/reports/customers at a past ``as_of`` counts contacts as they stood then, like the pipeline's
+``as_of`` counts deals: a contact archived after ``as_of`` was live then and counts, one archived before
+does not (unless ``include_archived=true``); a won deal likewise; a merged contact's purchases moved to its
+survivor, who counts them whenever the merge was. Asked once with no purchase after ``as_of`` (the kept
+purchases would answer, but for the archival since) and once with one (the purchases read)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from typing import Any
+
+import asyncpg
+import httpx
+from report_data import archive, at
+
+from crm_api.reports import customers
+
+JUNE = {"as_of": "2026-06-01T00:00:00Z", "churn_days": "100"}
+
+
+async def _order(api: httpx.AsyncClient, email: str, placed: str, total: str) -> str:
+    body = {
+        "customer": {"email": email},
+        "status": "paid",
+        "currency": "USD",
+        "totals": {"total": total},
+        "placed_at": placed,
+        "updated_at": placed,
+    }
+    made = await api.put(f"/v1/orders/shop/{uuid.uuid4().hex}", json=body)
+    assert made.status_code == 201, made.text
+    found = (await api.get("/v1/contacts", params={"email": email})).json()["data"]
+    return str(found[0]["id"])
+
+
+async def _won(api: httpx.AsyncClient, pool: asyncpg.Pool, email: str, amount: str, closed: str) -> str:
+    """A contact with a won deal no order stands behind, closed at ``closed``: the deal's id."""
+    contact = (await api.post("/v1/contacts", json={"email": email})).json()
+    pipe = next(p for p in (await api.get("/v1/pipelines")).json()["data"] if p["is_default"])
+    won = next(s["id"] for s in pipe["stages"] if s["kind"] == "won")
+    body = {"name": email, "contact_id": contact["id"], "stage_id": won, "amount": amount, "currency": "USD"}
+    made = await api.post("/v1/deals", json=body)
+    assert made.status_code == 201, made.text
+    await pool.execute(
+        "UPDATE deals SET closed_at = $3 WHERE workspace_id = $1 AND id = $2",
+        api.workspace_id,  # type: ignore[attr-defined]
+        uuid.UUID(made.json()["id"]),
+        at(closed),
+    )
+    return str(made.json()["id"])
+
+
+async def _archived_at(api: httpx.AsyncClient, pool: asyncpg.Pool, contact: str, moment: str) -> None:
+    await pool.execute(
+        "UPDATE contacts SET archived_at = $3 "
+        "WHERE workspace_id = $1 AND id = $2 AND archived_at IS NOT NULL",
+        api.workspace_id,  # type: ignore[attr-defined]
+        uuid.UUID(contact),
+        at(moment),
+    )
+
+
+def _numbers(body: dict[str, Any]) -> tuple[Any, ...]:
+    return (
+        body["customers"],
+        body["lifetime_value"],
+        body["repeat_rate"],
+        body["churned"],
+        body["churn_rate"],
+    )
+
+
+async def _asked(api: httpx.AsyncClient, **query: str) -> dict[str, Any]:
+    answer = await api.get("/v1/reports/customers", params=query)
+    assert answer.status_code == 200, answer.text
+    body: dict[str, Any] = answer.json()
+    return body
+
+
+async def _late(pool: asyncpg.Pool, ws: uuid.UUID, then: bool) -> bool:
+    june = at(JUNE["as_of"])
+    values = {
+        "ws": ws,
+        "as_of": june,
+        "currency": "USD",
+        "churn_before": june - dt.timedelta(days=100),
+        "tz": "UTC",
+        "cohorts_from": at("2025-07-01T00:00:00Z"),
+    }
+    late: bool = (await customers._kept(then).fetch(pool, **values))[0]["late"]
+    return late
+
+
+async def _check(api: httpx.AsyncClient) -> None:
+    # amy (archived now) and dan (his won deal archived now) were live on 1 June; ben (archived 1 March)
+    # and deb's deal (archived 1 March) were not; sam holds mia's order and max's, both merged into him
+    june = await _asked(api, **JUNE)
+    assert _numbers(june) == (
+        3,  # amy 100.00, dan 1000.00, sam 40.00
+        {"customers": 3, "mean": "380.00", "median": "100.00", "p90": "820.00"},
+        0.3333,  # sam: two purchases
+        2,  # amy and dan: nothing since 21 February
+        0.6667,
+    )
+    cohorts = {c["month"]: (c["size"], c["active"]) for c in june["cohorts"]}
+    assert cohorts["2026-01-01"] == (1, [1, 0, 1, 0, 0, 0])  # sam: max's order in January, mia's in March
+    assert cohorts["2026-02-01"] == (2, [2, 0, 0, 0, 0])  # amy and dan
+    assert sum(size for size, _ in cohorts.values()) == 3
+
+    everyone = await _asked(api, **JUNE, include_archived="true")
+    assert everyone["customers"] == 5  # ben and deb too
+    assert everyone["lifetime_value"] == {
+        "customers": 5,
+        "mean": "336.00",
+        "median": "100.00",
+        "p90": "800.00",
+    }
+
+    # 15 February: ben not archived yet, deb's deal not closed yet, sam only max's order (max merged
+    # on 25 January: his order is sam's)
+    february = await _asked(api, as_of="2026-02-15T00:00:00Z")
+    assert _numbers(february) == (
+        4,
+        {"customers": 4, "mean": "288.75", "median": "70.00", "p90": "730.00"},
+        0.0,
+        0,
+        0.0,
+    )
+    # 25 February: deb's deal won on the 20th, archived on 1 March: counts
+    late_february = await _asked(api, as_of="2026-02-25T00:00:00Z")
+    assert late_february["customers"] == 5
+    assert late_february["lifetime_value"]["mean"] == "331.00"  # (100 + 40 + 1000 + 500 + 15) / 5
+
+
+async def test_customers_as_of_counts_contacts_as_they_stood(
+    api: httpx.AsyncClient, pool: asyncpg.Pool
+) -> None:
+    ws = api.workspace_id  # type: ignore[attr-defined]
+    amy = await _order(api, "amy@example.com", "2026-02-01T10:00:00Z", "100.00")
+    ben = await _order(api, "ben@example.com", "2026-02-01T10:00:00Z", "40.00")
+    dan_deal = await _won(api, pool, "dan@example.com", "1000.00", "2026-02-10T10:00:00Z")
+    deb = await _won(api, pool, "deb@example.com", "500.00", "2026-02-20T10:00:00Z")
+    sam = (await api.post("/v1/contacts", json={"email": "sam@example.com"})).json()["id"]
+    mia = await _order(api, "mia@example.com", "2026-03-01T10:00:00Z", "25.00")
+    max_ = await _order(api, "max@example.com", "2026-01-20T10:00:00Z", "15.00")
+
+    for contact in (amy, ben):
+        assert (await api.delete(f"/v1/contacts/{contact}")).status_code == 200
+    await _archived_at(api, pool, ben, "2026-03-01T00:00:00Z")
+    assert (await api.delete(f"/v1/deals/{dan_deal}")).status_code == 200
+    await archive(api, pool, deb, "2026-03-01T00:00:00Z")
+    merged = await api.post(f"/v1/contacts/{sam}/merge", json={"from": [mia, max_]})
+    assert merged.status_code == 200, merged.text
+    await _archived_at(api, pool, max_, "2026-01-25T00:00:00Z")
+    assert (
+        await pool.fetchval(
+            "SELECT count(*) FROM contacts WHERE workspace_id = $1 AND merged_into = $2", ws, uuid.UUID(sam)
+        )
+        == 2
+    )
+
+    # no purchase after 1 June: the kept purchases would answer, but contacts and deals were archived
+    # since, so they do not (for the default as_of, now, the statement is the one without that check)
+    assert await _late(pool, ws, then=False) is False
+    assert await _late(pool, ws, then=True) is True
+    await _check(api)
+
+    # a purchase after 1 June: the purchases themselves are read, with the same answers
+    await _order(api, "zoe@example.com", "2026-07-01T10:00:00Z", "70.00")
+    assert await _late(pool, ws, then=False) is True
+    await _check(api)
+
+    # now: the archived contacts and deals are left out
+    now = await _asked(api)
+    assert now["customers"] == 2  # sam and zoe
+    assert now["lifetime_value"] == {"customers": 2, "mean": "55.00", "median": "55.00", "p90": "67.00"}

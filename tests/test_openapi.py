@@ -227,6 +227,8 @@ def test_writes_declare_their_headers_and_what_can_go_wrong() -> None:
         *(f"{r}_{a}" for r in resources for a in ("update", "archive", "restore")),
         *(f"pipelines_{a}" for a in ("update", "archive", "restore")),
         *(f"pipelines_{a}" for a in ("add_stage", "update_stage", "remove_stage", "reorder_stages")),
+        "webhooks_update",
+        "webhooks_delete",
     }
     versioned = {
         *(f"{r}_{a}" for r in resources for a in ("get", "create", "update", "archive", "restore")),
@@ -236,6 +238,7 @@ def test_writes_declare_their_headers_and_what_can_go_wrong() -> None:
         *(f"{r}_upsert_by_custom_field" for r in ("contacts", "companies", "deals", "tickets")),
         *(op for op in EXPECTED if op.startswith("pipelines_") and op != "pipelines_list"),
         "webhooks_get",
+        "webhooks_update",
     }
     for _, _, op in _with_paths(spec):
         for status, response in op["responses"].items():

@@ -278,7 +278,8 @@ RELEASE = sql.Query(_release)
 
 def _record() -> ReturningUpdate[Any]:
     """Records a batch of outcomes in one statement: the attempts, their deliveries, and the endpoints whose
-    health changed (failing since, disabled after 5 days failing or on 410 Gone). Returns those endpoints.
+    health changed (failing since, disabled after 5 days failing or on 410 Gone; a disable raises the
+    endpoint's version and sets updated_at, as the API's own writes do). Returns those endpoints.
 
     Parameter: ``outcomes``, a JSON array of ``Outcome`` rows."""
     given = (
@@ -362,6 +363,7 @@ def _record() -> ReturningUpdate[Any]:
             # the cutoff is a column here so that no clock function sits inside CASE below (Citus
             # refuses that)
             (func.now() - _FAILING_TOO_LONG).label("failing_too_long"),
+            func.now().label("now"),  # a column too, for updated_at below (no clock function in CASE)
         )
         .group_by(r.c.workspace_id, r.c.endpoint_id)
         .cte("s")
@@ -369,16 +371,24 @@ def _record() -> ReturningUpdate[Any]:
 
     e = _target(_ENDPOINTS, "e")
     failed_too_long = and_(~s.c.ok, e.c.failing_since < s.c.failing_too_long)
+    status = case((or_(s.c.gone, failed_too_long), _DISABLED), else_=e.c.status)
+    reason = case(
+        (s.c.gone, sql.const(DISABLED_GONE)),
+        (failed_too_long, sql.const(DISABLED_FAILING)),
+        else_=e.c.disabled_reason,
+    )
+    # status and disabled_reason are part of the endpoint as the API shows it: changing either is a new
+    # version (so an ETag held from before no longer passes If-Match, nor gets a 304), like any API write.
+    # failing_since is not shown, and moves with the first failure and the next success: no new version.
+    shown_changed = or_(status != e.c.status, reason.is_distinct_from(e.c.disabled_reason))
     return (
         update(e)
         .values(
             failing_since=case((s.c.ok, null()), else_=func.coalesce(e.c.failing_since, s.c.first_failure)),
-            status=case((or_(s.c.gone, failed_too_long), _DISABLED), else_=e.c.status),
-            disabled_reason=case(
-                (s.c.gone, sql.const(DISABLED_GONE)),
-                (failed_too_long, sql.const(DISABLED_FAILING)),
-                else_=e.c.disabled_reason,
-            ),
+            status=status,
+            disabled_reason=reason,
+            version=e.c.version + case((shown_changed, sql.const(1)), else_=sql.const(0)),
+            updated_at=case((shown_changed, s.c.now), else_=e.c.updated_at),
         )
         .where(
             e.c.workspace_id == s.c.workspace_id,

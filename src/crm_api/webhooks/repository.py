@@ -111,6 +111,18 @@ async def get_endpoint(
     return dict(row) if row else None
 
 
+_LOCK_ENDPOINT = sql.Query(
+    lambda: select(_ENDPOINTS.c.version).where(_this_endpoint()).with_for_update(of=_ENDPOINTS)
+)
+
+
+async def lock_endpoint(conn: asyncpg.Connection, ws: uuid.UUID, eid: uuid.UUID) -> int | None:
+    """The endpoint's version, its row locked until the transaction ends (None: no such endpoint). Held
+    across an If-Match check and the write it allows, so that no dispatcher's disable slips in between."""
+    version = await _LOCK_ENDPOINT.fetchval(conn, ws=ws, id=eid)
+    return None if version is None else int(version)
+
+
 _SAME_URL = sql.Query(
     lambda: (
         select(_ENDPOINTS.c.id, _ENDPOINTS.c.event_types, _ENDPOINTS.c.status)

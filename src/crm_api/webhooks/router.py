@@ -6,8 +6,18 @@ from typing import Annotated
 from fastapi import APIRouter, Path, Query, Request, Response
 
 from ..auth import Principal, require
-from ..deps import LockingConn, read_pool
-from ..http import context, json_response, problems, secret_response, success, versioned_response
+from ..deps import IfMatch, LockingConn, read_pool
+from ..http import (
+    NOT_MODIFIED,
+    context,
+    if_none_match,
+    json_response,
+    not_modified,
+    problems,
+    secret_response,
+    success,
+    versioned_response,
+)
 from ..idempotency import idempotent
 from ..pagination import Sort, cursor_by, decode_cursor, keyset_page
 from ..routing import Route
@@ -87,48 +97,63 @@ async def list_(
     "/v1/webhooks/{id}",
     operation_id="webhooks_get",
     response_model=Endpoint,
-    responses={**problems(404, 422), **success(200, "ETag")},
+    responses={**problems(404, 422), **success(200, "ETag"), **NOT_MODIFIED},
+    openapi_extra={"parameters": [if_none_match()]},
     summary="Get a webhook endpoint",
-    description="The endpoint without its secret, with `status` and, when disabled, `disabled_reason`.",
+    description="The endpoint without its secret, with `status` and, when disabled, `disabled_reason`. "
+    "Its version (the `ETag`) moves with every change, the dispatcher's too: disabling it on a 410 or "
+    "after 5 days of failures is a new version.",
 )
 async def get(request: Request, eid: EndpointId, principal: Reader) -> Response:
     conn = read_pool(request)
     row = await service.get(conn, context(request, principal), eid)
-    return versioned_response(repo.endpoint_api(row), row["version"])
+    return not_modified(request, row["version"]) or versioned_response(repo.endpoint_api(row), row["version"])
 
 
 @router.patch(
     "/v1/webhooks/{id}",
     operation_id="webhooks_update",
     response_model=EndpointSaved,
-    responses=problems(404, 409, 422),
+    responses={**problems(404, 409, 412, 422), **success(200, "ETag")},
     summary="Change a webhook endpoint, or disable or re-enable it",
     description="Changes `url`, `event_types`, `description`, `ordering` or `status`. `status: disabled` "
     "stops deliveries (new events are not queued for it); `status: enabled` clears `disabled_reason` and "
     "sends every delivery held while it was disabled for failing. A new `url` is checked like on create. "
-    "Does not read `If-Match`.",
+    "With `If-Match` (the endpoint's `ETag`) it applies only if the endpoint is still at that version "
+    "(412 otherwise): a disable by the dispatcher is a new version too.",
 )
 @idempotent
 async def update(
-    request: Request, eid: EndpointId, body: EndpointUpdate, principal: Writer, conn: LockingConn
+    request: Request,
+    eid: EndpointId,
+    body: EndpointUpdate,
+    principal: Writer,
+    conn: LockingConn,
+    version: IfMatch,
 ) -> Response:
     changes = body.model_dump(exclude_unset=True)
-    row, warnings = await service.update(conn, context(request, principal), eid, changes, _allow(request))
-    return json_response(repo.endpoint_api(row, warnings=warnings))
+    row, warnings = await service.update(
+        conn, context(request, principal), eid, changes, _allow(request), version
+    )
+    return versioned_response(repo.endpoint_api(row, warnings=warnings), row["version"])
 
 
 @router.delete(
     "/v1/webhooks/{id}",
     operation_id="webhooks_delete",
     response_model=Endpoint,
-    responses=problems(404, 409, 422),
+    responses=problems(404, 409, 412, 422),
     summary="Delete a webhook endpoint",
     description="Deletes the endpoint and its deliveries for good, and answers with the endpoint as it "
-    "was. Events stay in the feed (`GET /v1/events`).",
+    "was. Events stay in the feed (`GET /v1/events`). With `If-Match` it applies only if the endpoint is "
+    "still at that version (412 otherwise).",
 )
 @idempotent
-async def delete(request: Request, eid: EndpointId, principal: Writer, conn: LockingConn) -> Response:
-    return json_response(repo.endpoint_api(await service.delete(conn, context(request, principal), eid)))
+async def delete(
+    request: Request, eid: EndpointId, principal: Writer, conn: LockingConn, version: IfMatch
+) -> Response:
+    row = await service.delete(conn, context(request, principal), eid, version)
+    return json_response(repo.endpoint_api(row))
 
 
 @router.post(

@@ -9,7 +9,7 @@ from typing import Any
 import asyncpg
 
 from ..auth import Context
-from ..errors import NotFound
+from ..errors import NotFound, PreconditionFailed
 from ..events.emit import emit
 from ..events.store import insert_test_event
 from ..events.types import BY_TYPE
@@ -93,17 +93,36 @@ async def get(conn: asyncpg.Connection | asyncpg.Pool, ctx: Context, eid: uuid.U
     return row
 
 
+async def _check_version(
+    conn: asyncpg.Connection, ctx: Context, eid: uuid.UUID, if_match: int | None
+) -> None:
+    """With ``If-Match``: 412 unless the endpoint is still at that version, the row locked until the write
+    that follows commits. The dispatcher raises the version when it disables an endpoint, so a version read
+    before a disable no longer passes."""
+    if if_match is None:
+        return
+    version = await repo.lock_endpoint(conn, ctx.workspace_id, eid)
+    if version is None:
+        raise NotFound(f"No webhook endpoint with id {eid}")
+    if version != if_match:
+        raise PreconditionFailed(f"The webhook endpoint is at version {version}, not {if_match}")
+
+
 async def update(
     conn: asyncpg.Connection,
     ctx: Context,
     eid: uuid.UUID,
     changes: dict[str, Any],
     allow: list[netguard.Network],
+    if_match: int | None = None,
 ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     """The endpoint as changed, and warnings about a changed URL or event types."""
     changes = {k: v for k, v in changes.items() if v is not None or k == "description"}
     if "url" in changes:
         await netguard.validate_for_save(changes["url"], allow)
+    # after the URL's lookup: the row lock is held from here to the commit, and the dispatcher's batched
+    # outcomes for this endpoint wait on it
+    await _check_version(conn, ctx, eid, if_match)
     if "event_types" in changes:
         changes["event_types"] = sorted(set(changes["event_types"]))
     if changes.get("status") == "enabled":
@@ -123,7 +142,10 @@ async def update(
     return row, await overlaps(conn, ctx, row) if subscription_changed else []
 
 
-async def delete(conn: asyncpg.Connection, ctx: Context, eid: uuid.UUID) -> dict[str, Any]:
+async def delete(
+    conn: asyncpg.Connection, ctx: Context, eid: uuid.UUID, if_match: int | None = None
+) -> dict[str, Any]:
+    await _check_version(conn, ctx, eid, if_match)
     row = await repo.delete_endpoint(conn, ctx.workspace_id, eid)
     if row is None:
         raise NotFound(f"No webhook endpoint with id {eid}")

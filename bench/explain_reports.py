@@ -55,6 +55,7 @@ def _statements(ws: Any, pipeline: Any) -> dict[str, tuple[Any, dict[str, Any]]]
         "sales_cycle_won": (sales._cycle_won(False), cycle),
         "sales_cycle_stages": (sales._cycle_stages(False), cycle),
         "customers": (customers._report(False), {"ws": ws, **buyers}),
+        "customers_kept": (customers._kept(), {"ws": ws, **buyers}),
         "lead_conversion": (
             acquisition._lead_conversion(False, False),
             {"ws": ws, **{k: span[k] for k in ("lower", "upper", "unit", "tz")}},

@@ -16,7 +16,7 @@ import time
 from typing import Any
 
 from httpclient import Connection
-from reports import QUERIES
+from reports import AGGREGATES, QUERIES
 
 # what depends on the moment asked (now()): a stay not over counts until now; the customers' as_of is now
 _MOMENTARY = {"median_days_in_stage", "mean_days_in_stage", "as_of"}
@@ -33,7 +33,9 @@ def _stable(body: Any) -> Any:
 async def main(old_port: int, new_port: int, key: str, runs: int, only: list[str]) -> None:
     sides = {"old": Connection("127.0.0.1", old_port, key), "new": Connection("127.0.0.1", new_port, key)}
     print(f"load average {os.getloadavg()}")
-    for name, path in QUERIES.items():
+    calls = [(name, "GET", path, None) for name, path in QUERIES.items()]
+    calls += [(name, "POST", path, payload) for name, (path, payload) in AGGREGATES.items()]
+    for name, method, path, payload in calls:
         if only and not any(o in name for o in only):
             continue
         headers = {"Accept": "text/csv"} if "CSV" in name else None
@@ -42,7 +44,7 @@ async def main(old_port: int, new_port: int, key: str, runs: int, only: list[str
         for i in range(runs + 2):
             for side, conn in sides.items() if i % 2 else reversed(sides.items()):
                 began = time.perf_counter()
-                status, body = await conn.request("GET", path, None, headers=headers)
+                status, body = await conn.request(method, path, payload, headers=headers)
                 took = (time.perf_counter() - began) * 1000
                 assert status == 200, (side, name, body[:200])
                 bodies[side] = body

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
+import zoneinfo
 from typing import Any
 
 import asyncpg
@@ -74,6 +75,8 @@ async def _order(api: httpx.AsyncClient, ref: str, email: str, total: str, statu
         "totals": {"total": total},
         "updated_at": dt.datetime.now(dt.UTC).isoformat(),
     }
+    if "placed_at" in more:
+        body["placed_at"] = more["placed_at"]
     made = await api.put(f"/v1/orders/shop/{ref}", json=body)
     assert made.status_code in (200, 201), made.text
 
@@ -154,3 +157,56 @@ async def test_every_write_path_keeps_the_purchases(api: httpx.AsyncClient, pool
     slow = dict((await customers._report(False).fetch(pool, **values))[0])
     slow.pop("cohorts"), slow.pop("months"), slow.pop("active")
     assert summary == slow
+
+
+async def test_the_cohorts_read_placed_and_unplaced_orders_and_won_deals(
+    api: httpx.AsyncClient, pool: asyncpg.Pool
+) -> None:
+    """The kept path's cohorts read the period's orders as two ranges (placed in it; no placed_at, created
+    in it) and the cohort customers' won deals one customer at a time: the same answer as the purchases
+    themselves, and the months each cohort customer bought in, counted."""
+    ws = api.workspace_id  # type: ignore[attr-defined]
+    now = dt.datetime.now(dt.UTC)
+
+    def ago(days: int) -> str:
+        return (now - dt.timedelta(days=days)).isoformat()
+
+    # erin's first purchase is before the cohorts' start (330 days back): in no cohort
+    await _order(api, "e1", "erin@example.com", "10.00", "paid", placed_at=ago(400))
+    await _order(api, "e2", "erin@example.com", "20.00", "fulfilled", placed_at=ago(100))
+    # fay: placed 200 and 40 days ago, one with no placed_at (now), one refunded
+    await _order(api, "f1", "fay@example.com", "15.00", "paid", placed_at=ago(200))
+    await _order(api, "f2", "fay@example.com", "25.00", "paid", placed_at=ago(40))
+    await _order(api, "f3", "fay@example.com", "35.00", "paid")
+    await _order(api, "f4", "fay@example.com", "45.00", "refunded", placed_at=ago(150))
+    # gus: an order placed 60 days ago (its deal stands behind it) and a won deal no order stands behind
+    await _order(api, "g1", "gus@example.com", "5.00", "paid", placed_at=ago(60))
+    gus = await _contact(api, "gus@example.com")
+    pipe = next(p for p in (await api.get("/v1/pipelines")).json()["data"] if p["is_default"])
+    won = next(s["id"] for s in pipe["stages"] if s["kind"] == "won")
+    deal = {"name": "gus", "contact_id": gus, "stage_id": won, "amount": "500.00", "currency": "USD"}
+    assert (await api.post("/v1/deals", json=deal)).status_code == 201
+    await _agree(pool, ws)
+
+    zone = zoneinfo.ZoneInfo("America/New_York")
+
+    def month(at: dt.datetime) -> dt.date:
+        return at.astimezone(zone).date().replace(day=1)
+
+    days = {"fay": (200, 40, 0), "gus": (60, 0)}
+    expected: dict[tuple[dt.date, dt.date], int] = {}
+    for bought in days.values():
+        first = month(now - dt.timedelta(days=max(bought)))
+        for m in {month(now - dt.timedelta(days=d)) for d in bought}:
+            expected[(first, m)] = expected.get((first, m), 0) + 1
+    values = {
+        "ws": ws,
+        "as_of": now + dt.timedelta(minutes=1),
+        "currency": "USD",
+        "churn_before": now,
+        "tz": "America/New_York",
+        "cohorts_from": now - dt.timedelta(days=330),
+    }
+    row = (await customers._kept().fetch(pool, **values))[0]
+    assert row["late"] is False and row["customers"] == 3
+    assert dict(zip(zip(row["cohorts"], row["months"], strict=True), row["active"], strict=True)) == expected

@@ -124,40 +124,51 @@ def _report(include_archived: bool) -> Select[Any]:
 
 def _recent(kept: Any) -> CTE:
     """The purchases since ``cohorts_from`` (by ``as_of``) the cohorts count: the paid orders of the period
-    (``ix_orders_report_paid``), and the won deals of the customers who have any among their purchases
-    (``ix_contact_purchases_deals``, then their deals on ``ix_deals_contact``), not every won deal."""
+    (two index-only ranges of ``ix_orders_report_paid``), and the won deals of the customers who have any
+    among their purchases (``ix_contact_purchases_deals``, then each one's deals on ``ix_deals_contact``),
+    not every won deal."""
     o = sql.table("orders")
     d = sql.table("deals")
     ordered = sql.table("orders").alias("ordered")
     ws, as_of = sql.param("ws"), sql.param("as_of", DateTime(timezone=True))
     cohorts_from = sql.param("cohorts_from", DateTime(timezone=True))
-    at = func.coalesce(o.c.placed_at, o.c.created_at)
-    paid = select(o.c.contact_id, at.label("at")).where(
-        o.c.workspace_id == ws,
-        or_(o.c.status == "paid", o.c.status == "fulfilled"),
-        at <= as_of,
-        at >= cohorts_from,
+    # coalesce(placed_at, created_at) in the period, as two ranges of ix_orders_report_paid (by placed_at,
+    # created_at carried): the orders placed in it, and those with no placed_at created in it; a range
+    # of the index read alone, where the coalesce's range was a filter over every paid order
+    paying = (o.c.workspace_id == ws, or_(o.c.status == "paid", o.c.status == "fulfilled"))
+    placed = select(o.c.contact_id, o.c.placed_at.label("at")).where(
+        *paying, o.c.placed_at <= as_of, o.c.placed_at >= cohorts_from
+    )
+    unplaced = select(o.c.contact_id, o.c.created_at.label("at")).where(
+        *paying, o.c.placed_at.is_(None), o.c.created_at <= as_of, o.c.created_at >= cohorts_from
     )
     buyers = kept.alias("buyers")
-    won = (
-        select(d.c.contact_id, d.c.closed_at.label("at"))
-        .select_from(
-            buyers.join(
-                d, and_(d.c.workspace_id == buyers.c.workspace_id, d.c.contact_id == buyers.c.contact_id)
-            )
-        )
+    # each such customer's deals on ix_deals_contact, a few probes per customer: a lateral subquery kept
+    # apart (OFFSET 0), where a join was planned as a scan of every deal hashed against the customers
+    bought = (
+        select(d.c.closed_at.label("at"))
         .where(
-            buyers.c.workspace_id == ws,
-            buyers.c.deal_purchases > 0,
-            buyers.c.first_at >= cohorts_from,
+            d.c.workspace_id == buyers.c.workspace_id,
+            d.c.contact_id == buyers.c.contact_id,
             d.c.status == "won",
             d.c.closed_at <= as_of,
             d.c.closed_at >= cohorts_from,
             d.c.archived_at.is_(None),
             ~exists().where(ordered.c.workspace_id == d.c.workspace_id, ordered.c.deal_id == d.c.id),
         )
+        .offset(0)
+        .lateral("bought")
     )
-    return union_all(paid, won).cte("purchases")
+    won = (
+        select(buyers.c.contact_id, bought.c.at)
+        .select_from(buyers.join(bought, true()))
+        .where(
+            buyers.c.workspace_id == ws,
+            buyers.c.deal_purchases > 0,
+            buyers.c.first_at >= cohorts_from,
+        )
+    )
+    return union_all(placed, unplaced, won).cte("purchases")
 
 
 @sql.shape
@@ -177,20 +188,19 @@ def _kept(then: bool = False) -> Select[Any]:
     kept = sql.table("contact_purchases")
     ws = sql.param("ws")
     gone = and_(c.c.workspace_id == ws, c.c.id == kept.c.contact_id, c.c.archived_at.is_not(None))
-    k = (
-        select(
-            kept.c.contact_id,
-            kept.c.purchases,
-            kept.c.first_at,
-            kept.c.last_at,
-            cast(kept.c.value[sql.param("currency", Text)].astext, Numeric).label("value"),
-        )
-        .where(kept.c.workspace_id == ws, ~exists().where(gone))
-        .cte("customers")
-    )
-    summary = _summary(k)
+    rows = select(
+        kept.c.contact_id,
+        kept.c.purchases,
+        kept.c.first_at,
+        kept.c.last_at,
+        cast(kept.c.value[sql.param("currency", Text)].astext, Numeric).label("value"),
+    ).where(kept.c.workspace_id == ws, ~exists().where(gone))
+    summary = _summary(rows.cte("customers"))
     p = _recent(kept)
-    listed = _cohorts(p, k)
+    # the cohorts join the same rows read from the table, not from the CTE: planned with the table's
+    # statistics (contact_id unique), the period's purchases are hashed against the cohorts' customers,
+    # where the CTE's unknown join selectivity chose to sort every purchase of the period for a merge join
+    listed = _cohorts(p, rows.subquery("firsts"))
     as_of = sql.param("as_of", DateTime(timezone=True))
     late: ColumnElement[bool] = exists().where(kept.c.workspace_id == ws, kept.c.last_at > as_of)
     if then:

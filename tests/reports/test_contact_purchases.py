@@ -22,7 +22,8 @@ _RECOMPUTED = """
 SELECT p.contact_id, count(*)::integer AS purchases, (count(*) FILTER (WHERE p.deal))::integer AS deals,
        min(p.at) AS first_at, max(p.at) AS last_at,
        sum(p.amount) FILTER (WHERE p.currency = 'USD') AS usd,
-       sum(p.amount) FILTER (WHERE p.currency = 'EUR') AS eur
+       sum(p.amount) FILTER (WHERE p.currency = 'EUR') AS eur,
+       array_agg(DISTINCT p.at ORDER BY p.at) AS times
 FROM (
     SELECT o.contact_id, coalesce(o.placed_at, o.created_at) AS at, o.currency, o.total AS amount,
            false AS deal
@@ -38,8 +39,16 @@ GROUP BY p.contact_id
 
 _KEPT = """
 SELECT contact_id, purchases, deal_purchases, first_at, last_at, (value ->> 'USD')::numeric AS usd,
-       (value ->> 'EUR')::numeric AS eur
+       (value ->> 'EUR')::numeric AS eur, purchase_times
 FROM contact_purchases WHERE workspace_id = $1
+"""
+
+# each customer's value per currency as rows (migration 0043), beside the jsonb's
+_VALUES = """
+SELECT v.contact_id, v.currency, v.value FROM contact_purchase_values AS v WHERE v.workspace_id = $1
+EXCEPT ALL
+SELECT k.contact_id, e.key, e.value::text::numeric FROM contact_purchases AS k, jsonb_each(k.value) AS e
+WHERE k.workspace_id = $1
 """
 
 
@@ -48,6 +57,10 @@ async def _agree(pool: asyncpg.Pool, ws: uuid.UUID) -> dict[str, Any]:
     USD and EUR, churn cut now and a month ago. Returns the kept rows by contact."""
     kept = {r["contact_id"]: tuple(r) for r in await pool.fetch(_KEPT, ws)}
     assert kept == {r["contact_id"]: tuple(r) for r in await pool.fetch(_RECOMPUTED, ws)}
+    # the value rows are the jsonb's, none more, none less
+    assert await pool.fetch(_VALUES, ws) == []
+    counted = await pool.fetchval("SELECT count(*) FROM contact_purchase_values WHERE workspace_id = $1", ws)
+    assert counted == sum((usd is not None) + (eur is not None) for *_, usd, eur, _ in kept.values())
     now = dt.datetime.now(dt.UTC) + dt.timedelta(minutes=1)
     async with pool.acquire() as conn, conn.transaction(isolation="repeatable_read"):
         for currency in ("USD", "EUR"):

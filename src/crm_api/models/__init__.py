@@ -14,7 +14,7 @@ from .bulk import ExportJob, ExportPart, ImportJob, ImportPart, ImportRowError
 from .crm import LIFECYCLE_STAGES, Company, Contact, ContactLifecycleChange, ExternalId
 from .custom_fields import CustomFieldDefinition, CustomFieldValue
 from .events import Event, EventStreamWorkspace, IdempotencyRecord
-from .orders import ORDER_STATUSES, ContactPurchases, DealLineItem, Order
+from .orders import ORDER_STATUSES, ContactPurchases, ContactPurchaseValues, DealLineItem, Order
 from .people import MEMBER_ROLES, Member, Team
 from .rollups import AttributionDelta, ContactAttribution, LeadDelta
 from .sales import STAGE_KINDS, Deal, DealStageChange, Pipeline, PipelineStage
@@ -43,6 +43,7 @@ __all__ = [
     "Contact",
     "ContactAttribution",
     "ContactLifecycleChange",
+    "ContactPurchaseValues",
     "ContactPurchases",
     "CustomFieldDefinition",
     "CustomFieldValue",

@@ -16,7 +16,7 @@ from sqlalchemy import (
     Text,
     text,
 )
-from sqlalchemy.dialects.postgresql import JSONB, UUID
+from sqlalchemy.dialects.postgresql import ARRAY, JSONB, UUID
 from sqlalchemy.orm import Mapped, mapped_column
 
 from .base import Base
@@ -126,6 +126,34 @@ class ContactPurchases(Base):
     first_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), nullable=False)
     last_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), nullable=False)
     value: Mapped[dict[str, object]] = mapped_column(JSONB, nullable=False)
+    purchase_times: Mapped[list[dt.datetime]] = mapped_column(
+        ARRAY(DateTime(timezone=True)), nullable=False, server_default=text("'{}'")
+    )
+    """When the contact bought (migration 0043): each purchase's moment, ascending, once each. The cohorts
+    read these for their customers, in the time zone asked."""
 
 
-__all__ = ["ORDER_STATUSES", "ContactPurchases", "DealLineItem", "Order"]
+class ContactPurchaseValues(Base):
+    """A customer's value in one currency (migration 0043): the sum ``contact_purchases.value`` holds for it,
+    as a row, so the customers report's mean and percentiles read one index range in value order, no jsonb
+    parsed and no sort. Settled with ``contact_purchases`` by the same function."""
+
+    __tablename__ = "contact_purchase_values"
+    __table_args__ = (
+        ForeignKeyConstraint(["workspace_id"], ["workspaces.id"], ondelete="CASCADE"),
+        Index(
+            "ix_contact_purchase_values_value",
+            "workspace_id",
+            "currency",
+            "value",
+            postgresql_include=["contact_id"],
+        ),
+    )
+
+    workspace_id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), primary_key=True)
+    contact_id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), primary_key=True)
+    currency: Mapped[str] = mapped_column(Text, primary_key=True)
+    value: Mapped[decimal.Decimal] = mapped_column(Numeric, nullable=False)
+
+
+__all__ = ["ORDER_STATUSES", "ContactPurchaseValues", "ContactPurchases", "DealLineItem", "Order"]

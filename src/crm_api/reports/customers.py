@@ -19,22 +19,25 @@ from typing import Any
 
 import asyncpg
 from sqlalchemy import (
+    BigInteger,
     ColumnElement,
     Date,
     DateTime,
     Float,
-    Numeric,
     Select,
     Text,
     and_,
+    case,
     cast,
     exists,
     func,
+    literal_column,
     or_,
     select,
     true,
     union_all,
 )
+from sqlalchemy.dialects.postgresql import aggregate_order_by
 from sqlalchemy.sql.selectable import CTE, Subquery
 
 from .. import sql
@@ -122,85 +125,140 @@ def _report(include_archived: bool) -> Select[Any]:
     return select(summary, listed).select_from(summary.join(listed, true()))
 
 
-def _recent(kept: Any) -> CTE:
-    """The purchases since ``cohorts_from`` (by ``as_of``) the cohorts count: the paid orders of the period
-    (two index-only ranges of ``ix_orders_report_paid``), and the won deals of the customers who have any
-    among their purchases (``ix_contact_purchases_deals``, then each one's deals on ``ix_deals_contact``),
-    not every won deal."""
-    o = sql.table("orders")
-    d = sql.table("deals")
-    ordered = sql.table("orders").alias("ordered")
-    ws, as_of = sql.param("ws"), sql.param("as_of", DateTime(timezone=True))
+def _live(table: Any, ws: Any) -> ColumnElement[bool]:
+    """``table``'s contact is not archived: an anti-join on the archived contacts' partial index."""
+    c = sql.table("contacts")
+    gone = and_(c.c.workspace_id == ws, c.c.id == table.c.contact_id, c.c.archived_at.is_not(None))
+    return ~exists().where(gone)
+
+
+def _place(fraction: str, valued: Any) -> ColumnElement[Any]:
+    """Where ``percentile_cont(fraction)`` falls among ``valued.valued`` values, as PostgreSQL computes
+    it: ``fraction * (n - 1)``, in floats."""
+    return cast(literal_column(fraction), Float) * cast(valued.c.valued - 1, Float)
+
+
+def _pair(fraction: str, valued: CTE, name: str) -> Subquery:
+    """The values at ``floor`` of the place (``_place``) and the next, as floats in an array, ascending: read
+    in the order of ``ix_contact_purchase_values_value`` up to the place, no sort of every value; from the
+    top for a place past the middle (``OFFSET n - 2 - floor``: the next, then that at the place). The next is
+    missing only when the place is the last row (one value): then the place is whole, and only it is read.
+    """
+    v = sql.table("contact_purchase_values")
+    ws = sql.param("ws")
+    floor = func.floor(_place(fraction, valued))
+    top = float(fraction) > 0.5
+    skip = cast(valued.c.valued, Float) - 2 - floor if top else floor
+    place = select(cast(func.greatest(skip, 0), BigInteger)).scalar_subquery()
+    two = (
+        select(cast(v.c.value, Float).label("value"))
+        .where(v.c.workspace_id == ws, v.c.currency == sql.param("currency", Text), _live(v, ws))
+        .order_by(v.c.value.desc() if top else v.c.value)
+        .offset(place)
+        .limit(2)
+        .subquery(f"{name}_two")
+    )
+    return select(func.array_agg(aggregate_order_by(two.c.value, two.c.value)).label("pair")).subquery(name)
+
+
+def _percentile(fraction: str, valued: CTE, pair: Subquery) -> ColumnElement[Any]:
+    """``percentile_cont(fraction)`` of the live customers' values in the currency asked, as PostgreSQL
+    computes it: the values at ``floor`` and ``ceil`` of the place, interpolated. Null when none has a
+    value (no pair)."""
+    at = _place(fraction, valued)
+    lower, upper = pair.c.pair[1], pair.c.pair[2]
+    return case((at == func.floor(at), lower), else_=lower + (upper - lower) * (at - func.floor(at)))
+
+
+def _kept_summary(kept: Any) -> Subquery:
+    """The summary's row from the kept rows: the customers, repeat and churned counted over
+    ``contact_purchases`` (no value parsed), the value's count, mean and percentiles from
+    ``contact_purchase_values`` (one index range for the first two, one per percentile)."""
+    v = sql.table("contact_purchase_values")
+    ws = sql.param("ws")
+    counts = (
+        select(
+            func.count().label("customers"),
+            func.count().filter(kept.c.purchases >= 2).label("repeat"),
+            func.count()
+            .filter(kept.c.last_at < sql.param("churn_before", DateTime(timezone=True)))
+            .label("churned"),
+        )
+        .where(kept.c.workspace_id == ws, _live(kept, ws))
+        .subquery("counts")
+    )
+    valued = (
+        select(func.count().label("valued"), func.avg(v.c.value).label("mean"))
+        .where(v.c.workspace_id == ws, v.c.currency == sql.param("currency", Text), _live(v, ws))
+        .cte("valued")
+    )
+    median, p90 = _pair("0.5", valued, "median"), _pair("0.9", valued, "p90")
+    return (
+        select(
+            counts.c.customers,
+            valued.c.valued,
+            valued.c.mean,
+            _percentile("0.5", valued, median).label("median"),
+            _percentile("0.9", valued, p90).label("p90"),
+            counts.c.repeat,
+            counts.c.churned,
+        )
+        .select_from(
+            counts.join(valued, true()).join(median, true()).join(p90, true()),
+        )
+        .subquery("summary")
+    )
+
+
+def _kept_cohorts(kept: Any) -> Subquery:
+    """The cohorts from the cohort customers' rows alone: each one's purchases (``purchase_times``) are all
+    since its first, so since ``cohorts_from``; their months in the zone asked, counted once per customer.
+
+    Every cohort customer bought in its cohort's month (its first purchase): that cell is a count of the
+    cohort's rows. Only a customer whose last purchase is in a later month (in the zone asked) bought in any
+    other month, and only those customers' times are unnested for the other cells (a function scan per row
+    costs more than the row's read)."""
+    ws = sql.param("ws")
     cohorts_from = sql.param("cohorts_from", DateTime(timezone=True))
-    # coalesce(placed_at, created_at) in the period, as two ranges of ix_orders_report_paid (by placed_at,
-    # created_at carried): the orders placed in it, and those with no placed_at created in it; a range
-    # of the index read alone, where the coalesce's range was a filter over every paid order
-    paying = (o.c.workspace_id == ws, or_(o.c.status == "paid", o.c.status == "fulfilled"))
-    placed = select(o.c.contact_id, o.c.placed_at.label("at")).where(
-        *paying, o.c.placed_at <= as_of, o.c.placed_at >= cohorts_from
+    cohort = _month(kept.c.first_at)
+    customers = (kept.c.workspace_id == ws, kept.c.first_at >= cohorts_from, _live(kept, ws))
+    first = select(cohort.label("cohort"), cohort.label("month"), func.count().label("active")).where(
+        *customers
     )
-    unplaced = select(o.c.contact_id, o.c.created_at.label("at")).where(
-        *paying, o.c.placed_at.is_(None), o.c.created_at <= as_of, o.c.created_at >= cohorts_from
-    )
-    buyers = kept.alias("buyers")
-    # each such customer's deals on ix_deals_contact, a few probes per customer: a lateral subquery kept
-    # apart (OFFSET 0), where a join was planned as a scan of every deal hashed against the customers
-    bought = (
-        select(d.c.closed_at.label("at"))
-        .where(
-            d.c.workspace_id == buyers.c.workspace_id,
-            d.c.contact_id == buyers.c.contact_id,
-            d.c.status == "won",
-            d.c.closed_at <= as_of,
-            d.c.closed_at >= cohorts_from,
-            d.c.archived_at.is_(None),
-            ~exists().where(ordered.c.workspace_id == d.c.workspace_id, ordered.c.deal_id == d.c.id),
-        )
-        .offset(0)
-        .lateral("bought")
-    )
-    won = (
-        select(buyers.c.contact_id, bought.c.at)
-        .select_from(buyers.join(bought, true()))
-        .where(
-            buyers.c.workspace_id == ws,
-            buyers.c.deal_purchases > 0,
-            buyers.c.first_at >= cohorts_from,
-        )
-    )
-    return union_all(placed, unplaced, won).cte("purchases")
+    at = func.unnest(kept.c.purchase_times).column_valued("at")
+    bought = _month(at)
+    later = select(
+        cohort.label("cohort"),
+        bought.label("month"),
+        func.count(kept.c.contact_id.distinct()).label("active"),
+    ).where(*customers, _month(kept.c.last_at) != cohort, bought != cohort)
+    cohorts = union_all(first.group_by(cohort), later.group_by(cohort, bought)).subquery("cohorts")
+    # in the order the purchases' path gives (by cohort, then month)
+    ordered = (cohorts.c.cohort, cohorts.c.month)
+    return select(
+        func.array_agg(aggregate_order_by(cohorts.c.cohort, *ordered)).label("cohorts"),
+        func.array_agg(aggregate_order_by(cohorts.c.month, *ordered)).label("months"),
+        func.array_agg(aggregate_order_by(cohorts.c.active, *ordered)).label("active"),
+    ).subquery("listed")
 
 
 @sql.shape
 def _kept(then: bool = False) -> Select[Any]:
-    """The report from the purchases kept per contact (``contact_purchases``, migration 0037), for live
-    records only: the summary is one pass over the customers' rows (archived contacts anti-joined, as
-    above), and the cohorts read only the purchases since ``cohorts_from`` (their months), joined with the
-    customers whose first purchase is since then. ``late`` says whether a kept purchase is after
-    ``as_of`` (``ix_contact_purchases_last``): then this answer is not the one asked, and the caller
-    reads the purchases themselves. One statement, so the check and the answer see one snapshot.
+    """The report from the purchases kept per contact (``contact_purchases``, migrations 0037 and 0043), for
+    live records only (archived contacts anti-joined, as above): the summary from the customers' rows and
+    their values' rows (``_kept_summary``), the cohorts from the cohort customers' purchase times
+    (``_kept_cohorts``). ``late`` says whether a kept purchase is after ``as_of``
+    (``ix_contact_purchases_last``): then this answer is not the one asked, and the caller reads the
+    purchases themselves. One statement, so the check and the answer see one snapshot.
 
     ``then``: ``as_of`` was asked (not now). The kept rows know only today's live records, so ``late``
     is also true when a contact or a won deal was archived after ``as_of`` (it was live then). Without
     ``then`` (as_of now) nothing was archived after it, and the statement is the default query's,
     unchanged."""
-    c = sql.table("contacts")
     kept = sql.table("contact_purchases")
     ws = sql.param("ws")
-    gone = and_(c.c.workspace_id == ws, c.c.id == kept.c.contact_id, c.c.archived_at.is_not(None))
-    rows = select(
-        kept.c.contact_id,
-        kept.c.purchases,
-        kept.c.first_at,
-        kept.c.last_at,
-        cast(kept.c.value[sql.param("currency", Text)].astext, Numeric).label("value"),
-    ).where(kept.c.workspace_id == ws, ~exists().where(gone))
-    summary = _summary(rows.cte("customers"))
-    p = _recent(kept)
-    # the cohorts join the same rows read from the table, not from the CTE: planned with the table's
-    # statistics (contact_id unique), the period's purchases are hashed against the cohorts' customers,
-    # where the CTE's unknown join selectivity chose to sort every purchase of the period for a merge join
-    listed = _cohorts(p, rows.subquery("firsts"))
+    summary = _kept_summary(kept)
+    listed = _kept_cohorts(kept.alias("buyers"))
     as_of = sql.param("as_of", DateTime(timezone=True))
     late: ColumnElement[bool] = exists().where(kept.c.workspace_id == ws, kept.c.last_at > as_of)
     if then:

@@ -108,13 +108,12 @@ class ContactPurchases(Base):
         ForeignKeyConstraint(["workspace_id"], ["workspaces.id"], ondelete="CASCADE"),
         # whether any purchase is after a moment (then the report reads the purchases themselves)
         Index("ix_contact_purchases_last", "workspace_id", "last_at"),
-        # the customers with a won deal among their purchases (few where orders stand behind the deals):
-        # the cohorts read those deals per customer, not every won deal
+        # the customers by first purchase (migration 0043): the cohorts' customers, an index-only range
         Index(
-            "ix_contact_purchases_deals",
+            "ix_contact_purchases_first",
             "workspace_id",
             "first_at",
-            postgresql_where=text("deal_purchases > 0"),
+            postgresql_include=["contact_id", "last_at", "purchases"],
         ),
     )
 

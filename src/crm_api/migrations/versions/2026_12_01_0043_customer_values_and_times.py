@@ -14,6 +14,10 @@ Both are settled by ``settle_contact_purchases``, in the statement that already 
 purchases (a data-modifying CTE): every trigger that keeps ``contact_purchases`` keeps them too. The
 migration settles every customer again.
 
+``ix_contact_purchases_first`` (workspace, first_at) carrying the contact, ``last_at`` and ``purchases``:
+the cohorts' first months as an index-only range. It replaces ``ix_contact_purchases_deals`` (partial on
+customers with won deals), which only the cohorts' read of won deals used.
+
 Revision ID: 0043
 Revises: 0042
 Create Date: 2026-12-01 11:40:00.000000
@@ -139,15 +143,35 @@ def upgrade() -> None:
             nullable=False,
         ),
     )
+    # the cohorts' customers by first purchase, with what the summary counts: the cohorts' first months an
+    # index-only range; it replaces the partial index the cohorts' won deals were found by
+    op.drop_index("ix_contact_purchases_deals", table_name="contact_purchases")
+    op.create_index(
+        "ix_contact_purchases_first",
+        "contact_purchases",
+        ["workspace_id", "first_at"],
+        postgresql_include=["contact_id", "last_at", "purchases"],
+    )
     op.execute(_SETTLE)
+    # every customer settled again, into an emptied table (rewritten rows would leave it twice its size)
+    op.execute("TRUNCATE contact_purchases")
     op.execute(
-        "SELECT settle_contact_purchases(w.id, ARRAY(SELECT k.contact_id FROM contact_purchases AS k "
-        "WHERE k.workspace_id = w.id)) FROM workspaces AS w"
+        "SELECT settle_contact_purchases(w.id, ARRAY("
+        "SELECT o.contact_id FROM orders AS o WHERE o.workspace_id = w.id AND o.status IN ('paid', 'fulfilled') "
+        "UNION SELECT d.contact_id FROM deals AS d WHERE d.workspace_id = w.id AND d.status = 'won' "
+        "AND d.contact_id IS NOT NULL)) FROM workspaces AS w"
     )
 
 
 def downgrade() -> None:
     op.execute(_SETTLE_0037)
+    op.drop_index("ix_contact_purchases_first", table_name="contact_purchases")
+    op.create_index(
+        "ix_contact_purchases_deals",
+        "contact_purchases",
+        ["workspace_id", "first_at"],
+        postgresql_where=sa.text("deal_purchases > 0"),
+    )
     op.drop_column("contact_purchases", "purchase_times")
     op.drop_index("ix_contact_purchase_values_value", table_name="contact_purchase_values")
     op.drop_table("contact_purchase_values")

@@ -385,7 +385,12 @@ async def seed(url: str, workspace: str, count: int, tickets: int, orders: int) 
 _KEPT = {
     "contact_purchases": (
         "SELECT settle_contact_purchases($1, ARRAY(SELECT id FROM contacts WHERE workspace_id = $1))",
-        "SELECT contact_id, purchases, deal_purchases, first_at, last_at, value FROM contact_purchases",
+        "SELECT contact_id, purchases, deal_purchases, first_at, last_at, value, purchase_times "
+        "FROM contact_purchases",
+    ),
+    "contact_purchase_values": (
+        "SELECT settle_contact_purchases($1, ARRAY(SELECT id FROM contacts WHERE workspace_id = $1))",
+        "SELECT contact_id, currency, value FROM contact_purchase_values",
     ),
     "contact_attribution": (
         "SELECT refresh_contact_attribution($1, ARRAY(SELECT id FROM contacts WHERE workspace_id = $1))",

@@ -9,7 +9,8 @@ live then and counts, one archived by then does not. Two statements share the pu
 
 Purchases are read per workspace from ``ix_orders_report_paid`` (partial on paid and fulfilled orders) and
 ``ix_deals_report_closed``, both carrying what is read; the deals orders stand behind from ``ix_orders_deal``
-(one set); archived contacts on their partial index.
+(one set); archived contacts on their partial index. For live records, the kept rows answer instead
+(``_kept``): ``contact_purchases``, ``contact_purchase_values`` (migrations 0037, 0043).
 """
 
 from __future__ import annotations

@@ -9,6 +9,7 @@ from typing import Any
 
 import asyncpg
 import httpx
+import standardwebhooks
 from receiver import Receiver, Reply, StartDispatcher, wait_for
 
 from crm_api.models.webhooks import DISABLED_FAILING, DISABLED_GONE
@@ -127,3 +128,37 @@ async def test_failures_move_no_version_until_five_days_of_them_disable_the_endp
 
 async def _none(read: Any) -> bool:
     return await read() is None
+
+
+async def test_rotate_secret_is_a_new_version_and_honours_if_match(
+    api: httpx.AsyncClient, receiver: Receiver, start_dispatcher: StartDispatcher
+) -> None:
+    ep = await _endpoint(api, receiver.url())
+    path = f"/v1/webhooks/{ep['id']}"
+    held = (await api.get(path)).headers["etag"]
+    assert (await api.patch(path, json={"description": "moved on"})).status_code == 200
+
+    # against a version that is gone: 412, and the secret stays the one made on create
+    r = await api.post(f"{path}/rotate-secret", headers={"If-Match": held})
+    assert r.status_code == 412, r.text
+    assert r.json()["code"] == "precondition_failed" and "secret" not in r.text
+    await start_dispatcher()
+    await _contact(api)
+    first = (await wait_for(lambda: receiver.accepted()))[0]
+    assert len(first.headers["webhook-signature"].split(" ")) == 1
+    standardwebhooks.Webhook(str(ep["secret"])).verify(first.body, first.headers)
+
+    # against the current version it rotates, answers the next version's ETag, and that version is served
+    current = (await api.get(path)).headers["etag"]
+    r = await api.post(f"{path}/rotate-secret", headers={"If-Match": current})
+    assert r.status_code == 200, r.text
+    version = int(current.strip('"')) + 1
+    assert r.json()["version"] == version and r.headers["etag"] == f'"{version}"'
+    assert (await api.get(path, headers={"If-None-Match": r.headers["etag"]})).status_code == 304
+    # the ETag held before the rotation no longer passes
+    again = await api.post(f"{path}/rotate-secret", headers={"If-Match": current})
+    assert again.status_code == 412, again.text
+    await _contact(api)
+    second = (await wait_for(lambda: receiver.accepted()[1:]))[0]
+    standardwebhooks.Webhook(r.json()["secret"]).verify(second.body, second.headers)
+    assert len(second.headers["webhook-signature"].split(" ")) == 2

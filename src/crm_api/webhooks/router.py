@@ -160,15 +160,21 @@ async def delete(
     "/v1/webhooks/{id}/rotate-secret",
     operation_id="webhooks_rotate_secret",
     response_model=EndpointWithSecret,
-    responses=problems(404, 409, 422),
+    responses={**problems(404, 409, 412, 422), **success(200, "ETag")},
     summary="Rotate a webhook endpoint's signing secret",
     description="Answers with the new `secret`. For 24 hours the old secret signs too: `webhook-signature` "
-    "then holds two signatures, so a receiver holding either secret verifies while it switches.",
+    "then holds two signatures, so a receiver holding either secret verifies while it switches. A rotation "
+    "is a new version; with `If-Match` it applies only if the endpoint is still at that version (412 "
+    "otherwise).",
 )
 @idempotent
-async def rotate_secret(request: Request, eid: EndpointId, principal: Writer, conn: LockingConn) -> Response:
-    row = await service.rotate_secret(conn, context(request, principal), eid, request.app.state.keyring)
-    return secret_response(repo.endpoint_api(row, with_secret=True, warnings=[]))
+async def rotate_secret(
+    request: Request, eid: EndpointId, principal: Writer, conn: LockingConn, version: IfMatch
+) -> Response:
+    keyring = request.app.state.keyring
+    row = await service.rotate_secret(conn, context(request, principal), eid, keyring, version)
+    obj = repo.endpoint_api(row, with_secret=True, warnings=[])
+    return secret_response(obj, headers={"ETag": f'"{row["version"]}"'})
 
 
 @router.post(

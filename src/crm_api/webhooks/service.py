@@ -153,9 +153,10 @@ async def delete(
 
 
 async def rotate_secret(
-    conn: asyncpg.Connection, ctx: Context, eid: uuid.UUID, keyring: Keyring
+    conn: asyncpg.Connection, ctx: Context, eid: uuid.UUID, keyring: Keyring, if_match: int | None = None
 ) -> dict[str, Any]:
     """A new secret (returned in the clear, stored sealed); the old one signs beside it for 24 hours."""
+    await _check_version(conn, ctx, eid, if_match)
     current = await get(conn, ctx, eid)
     secret = new_secret()
     previous = current["secret"]

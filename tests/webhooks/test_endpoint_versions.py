@@ -162,3 +162,19 @@ async def test_rotate_secret_is_a_new_version_and_honours_if_match(
     second = (await wait_for(lambda: receiver.accepted()[1:]))[0]
     standardwebhooks.Webhook(r.json()["secret"]).verify(second.body, second.headers)
     assert len(second.headers["webhook-signature"].split(" ")) == 2
+
+
+async def test_a_patch_repeating_the_endpoints_state_moves_no_version(
+    api: httpx.AsyncClient, receiver: Receiver
+) -> None:
+    ep = await _endpoint(api, receiver.url())
+    path = f"/v1/webhooks/{ep['id']}"
+    same = {"url": ep["url"], "event_types": ["contact.*"], "status": "enabled", "description": None}
+    r = await api.patch(path, json=same, headers={"If-Match": f'"{ep["version"]}"'})
+    assert r.status_code == 200, r.text
+    assert r.json()["version"] == ep["version"] and r.headers["etag"] == f'"{ep["version"]}"'
+    assert r.json()["updated_at"] == ep["updated_at"]
+    # one field changed among repeated ones: one new version
+    r = await api.patch(path, json={**same, "description": "orders"})
+    assert r.status_code == 200, r.text
+    assert r.json()["version"] == ep["version"] + 1 and r.json()["description"] == "orders"

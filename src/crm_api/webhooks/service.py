@@ -125,12 +125,16 @@ async def update(
     await _check_version(conn, ctx, eid, if_match)
     if "event_types" in changes:
         changes["event_types"] = sorted(set(changes["event_types"]))
+    # a value the endpoint already has is no change: a PATCH repeating the state moves no version (and
+    # enabling an enabled endpoint leaves its failure clock alone)
+    current = await get(conn, ctx, eid)
+    changes = {k: v for k, v in changes.items() if current[k] != v}
+    if not changes:
+        return current, []
     if changes.get("status") == "enabled":
         changes.update(disabled_reason=None, failing_since=None)
     elif changes.get("status") == "disabled":
         changes["disabled_reason"] = DISABLED_REQUESTED
-    if not changes:
-        return await get(conn, ctx, eid), []
     row = await repo.update_endpoint(conn, ctx.workspace_id, eid, changes)
     if row is None:
         raise NotFound(f"No webhook endpoint with id {eid}")

@@ -10,7 +10,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import datetime as dt
-import zoneinfo
 from typing import Any
 
 import asyncpg
@@ -37,13 +36,12 @@ def _statements(ws: Any, pipeline: Any) -> dict[str, tuple[Any, dict[str, Any]]]
     bounds = {"lower": span["lower"], "upper": span["upper"]}
     now = dt.datetime.now(dt.UTC)
     as_of = dt.datetime(2026, 6, 30, tzinfo=dt.UTC)
-    months = params.months_back(now.date(), 12)
     buyers = {
         "as_of": now,
         "currency": "USD",
         "churn_before": now - dt.timedelta(days=180),
-        "cohorts_from": dt.datetime.combine(months[0], dt.time(), zoneinfo.ZoneInfo("UTC")),
         "tz": "UTC",
+        **customers.cohort_window(now, "UTC"),
     }
     cycle = {"ws": ws, "pipeline_id": pipeline, **bounds}
     return {
@@ -52,6 +50,7 @@ def _statements(ws: Any, pipeline: Any) -> dict[str, tuple[Any, dict[str, Any]]]
             sales._pipeline_then(False, False),
             {"ws": ws, "pipeline_id": pipeline, "as_of": as_of},
         ),
+        "forecast": (sales._forecast(False, False, False), {"ws": ws, **span, **sales.bucket_ranges(span)}),
         "sales_cycle_won": (sales._cycle_won(False), cycle),
         "sales_cycle_stages": (sales._cycle_stages(False), cycle),
         "customers": (customers._report(False), {"ws": ws, **buyers}),

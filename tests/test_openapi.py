@@ -229,6 +229,7 @@ def test_writes_declare_their_headers_and_what_can_go_wrong() -> None:
         *(f"pipelines_{a}" for a in ("add_stage", "update_stage", "remove_stage", "reorder_stages")),
         "webhooks_update",
         "webhooks_delete",
+        "webhooks_rotate_secret",
     }
     versioned = {
         *(f"{r}_{a}" for r in resources for a in ("get", "create", "update", "archive", "restore")),
@@ -239,6 +240,7 @@ def test_writes_declare_their_headers_and_what_can_go_wrong() -> None:
         *(op for op in EXPECTED if op.startswith("pipelines_") and op != "pipelines_list"),
         "webhooks_get",
         "webhooks_update",
+        "webhooks_rotate_secret",
     }
     for _, _, op in _with_paths(spec):
         for status, response in op["responses"].items():

@@ -71,7 +71,7 @@ async def _agree(pool: asyncpg.Pool, ws: uuid.UUID) -> dict[str, Any]:
                     "currency": currency,
                     "churn_before": now - churn,
                     "tz": "America/New_York",
-                    "cohorts_from": now - dt.timedelta(days=330),
+                    **customers.cohort_window(now, "America/New_York"),
                 }
                 fast = dict((await customers._kept().fetch(conn, **values))[0])
                 assert fast.pop("late") is False
@@ -163,7 +163,7 @@ async def test_every_write_path_keeps_the_purchases(api: httpx.AsyncClient, pool
         "currency": "USD",
         "churn_before": dt.datetime.now(dt.UTC),
         "tz": "UTC",
-        "cohorts_from": dt.datetime.now(dt.UTC) - dt.timedelta(days=330),
+        **customers.cohort_window(dt.datetime.now(dt.UTC), "UTC"),
     }
     assert (await customers._kept().fetch(pool, **values))[0]["late"] is True
     summary, _ = await customers.customers(pool, ws, False, values)
@@ -218,7 +218,7 @@ async def test_the_cohorts_read_placed_and_unplaced_orders_and_won_deals(
         "currency": "USD",
         "churn_before": now,
         "tz": "America/New_York",
-        "cohorts_from": now - dt.timedelta(days=330),
+        **customers.cohort_window(now, "America/New_York"),
     }
     row = (await customers._kept().fetch(pool, **values))[0]
     assert row["late"] is False and row["customers"] == 3

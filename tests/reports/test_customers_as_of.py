@@ -86,7 +86,7 @@ async def _late(pool: asyncpg.Pool, ws: uuid.UUID, then: bool) -> bool:
         "currency": "USD",
         "churn_before": june - dt.timedelta(days=100),
         "tz": "UTC",
-        "cohorts_from": at("2025-07-01T00:00:00Z"),
+        **customers.cohort_window(june, "UTC"),
     }
     late: bool = (await customers._kept(then).fetch(pool, **values))[0]["late"]
     return late

@@ -200,6 +200,48 @@ async def test_forecast_days_years_unscheduled_once_and_archived(
     assert every["unscheduled"]["deal_count"] == 3 and every["unscheduled"]["best_case"]["USD"] == "207.00"
 
 
+async def test_forecast_weeks_cut_to_the_period_at_half_hour_midnights(
+    api: httpx.AsyncClient, pool: asyncpg.Pool
+) -> None:
+    """Weeks from a Wednesday to a Tuesday in Asia/Kolkata (+05:30): the first and last weeks are cut to
+    the period, and each boundary is a local midnight, 18:30 UTC the day before. A deal a second before a
+    boundary is in the bucket before it; one on it, in the bucket after."""
+    pipe = await pipeline(api, "Forecast weeks", STAGES)
+    start = [("Lead", "2026-03-01T00:00:00Z")]
+    won = {
+        "2026-03-03T18:29:59Z": "1000.00",  # 3 March, 23:59:59 local: before the period
+        "2026-03-03T18:30:00Z": "1.00",  # 4 March, 00:00 local: the first (cut) week
+        "2026-03-08T18:29:59Z": "2.00",  # Sunday 8 March, last second of that week
+        "2026-03-08T18:30:00Z": "4.00",  # Monday 9 March, 00:00 local
+        "2026-03-17T18:29:59Z": "8.00",  # 17 March, the period's last second
+        "2026-03-17T18:30:00Z": "2000.00",  # 18 March: after the period
+    }
+    for moment, amount in won.items():
+        await deal(api, pool, pipe, [*start, ("Won", moment)], amount, "USD")
+    expected = {"2026-03-03": "3000.00", "2026-03-04": "10.00", "2026-03-09": "20.00"}
+    expected |= {"2026-03-17": "40.00", "2026-03-18": "4000.00"}
+    for day, amount in expected.items():
+        await deal(api, pool, pipe, start, amount, "USD", expected_close_date=day)
+    asked = {"pipeline_id": pipe["id"], "from": "2026-03-04", "to": "2026-03-17", "interval": "week"}
+    body = (await api.get("/v1/reports/forecast", params={**asked, "tz": "Asia/Kolkata"})).json()
+    assert [
+        (p["period_start"], p["won_count"], p["won"], p["deal_count"], p["best_case"], p["weighted"])
+        for p in body["periods"]
+    ] == [
+        ("2026-03-02", 2, {"USD": "3.00"}, 1, {"USD": "10.00"}, {"USD": "1.00"}),
+        ("2026-03-09", 1, {"USD": "4.00"}, 1, {"USD": "20.00"}, {"USD": "2.00"}),
+        ("2026-03-16", 1, {"USD": "8.00"}, 1, {"USD": "40.00"}, {"USD": "4.00"}),
+    ]
+    # in UTC the boundaries are 5.5 hours later: the two of 3 March are before the period, both of 8 March
+    # in the first week, both of 17 March in the last
+    utc = (await api.get("/v1/reports/forecast", params=asked)).json()
+    assert [(p["period_start"], p["won_count"], p["won"]) for p in utc["periods"]] == [
+        ("2026-03-02", 2, {"USD": "6.00"}),
+        ("2026-03-09", 0, {}),
+        ("2026-03-16", 2, {"USD": "2008.00"}),
+    ]
+
+
 async def _lead(api: httpx.AsyncClient, pool: asyncpg.Pool, became: str, customer: str | None = None) -> None:
     made = (await api.post("/v1/contacts", json={"lifecycle_stage": "lead"})).json()
     if customer is not None:

@@ -15,7 +15,9 @@ Purchases are read per workspace from ``ix_orders_report_paid`` (partial on paid
 
 from __future__ import annotations
 
+import datetime as dt
 import uuid
+import zoneinfo
 from typing import Any
 
 import asyncpg
@@ -36,13 +38,18 @@ from sqlalchemy import (
     or_,
     select,
     true,
+    type_coerce,
     union_all,
 )
-from sqlalchemy.dialects.postgresql import aggregate_order_by
+from sqlalchemy.dialects.postgresql import ARRAY, aggregate_order_by
+from sqlalchemy.sql.elements import Grouping
 from sqlalchemy.sql.selectable import CTE, Subquery
 
 from .. import sql
-from . import roomy
+from . import params, roomy
+
+_STAMPS = ARRAY(DateTime(timezone=True))
+_DAYS = ARRAY(Date)
 
 
 def _purchases(include_archived: bool) -> CTE:
@@ -221,25 +228,57 @@ def _kept_cohorts(kept: Any) -> Subquery:
     """The cohorts from the cohort customers' rows alone: each one's purchases (``purchase_times``) are all
     since its first, so since ``cohorts_from``; their months in the zone asked, counted once per customer.
 
-    Every cohort customer bought in its cohort's month (its first purchase): that cell is a count of the
-    cohort's rows. Only a customer whose last purchase is in a later month (in the zone asked) bought in any
-    other month, and only those customers' times are unnested for the other cells (a function scan per row
-    costs more than the row's read)."""
+    The months come as UTC ranges (``month_from``/``month_to``, and ``bounds``: the starts and the end),
+    worked out by the caller in the zone asked: a purchase's month is a range lookup (``width_bucket``), not
+    a time zone conversion per row. Every cohort customer bought in its cohort's month (its first purchase):
+    that cell is a count of the cohort's rows, one index-only range of ``ix_contact_purchases_first`` per
+    month. Only a customer whose last purchase is past its cohort's month bought in any other month, and
+    only those customers' times are unnested for the other cells (a function scan per row costs more than
+    the row's read)."""
     ws = sql.param("ws")
-    cohorts_from = sql.param("cohorts_from", DateTime(timezone=True))
-    cohort = _month(kept.c.first_at)
-    customers = (kept.c.workspace_id == ws, kept.c.first_at >= cohorts_from, _live(kept, ws))
-    first = select(cohort.label("cohort"), cohort.label("month"), func.count().label("active")).where(
-        *customers
+    months = sql.param("months", _DAYS)
+    bounds = sql.param("bounds", _STAMPS)
+    month_of = type_coerce(Grouping(months), _DAYS)  # ($n::date[])[i]: a cast is subscripted in brackets
+    ranges = (
+        func.unnest(months, sql.param("month_from", _STAMPS), sql.param("month_to", _STAMPS))
+        .table_valued("month", "lower", "upper")
+        .render_derived(name="r")
+    )
+    # a count per month, lateral: each is its own index range (a join of the ranges is planned as a scan
+    # of every customer against each range)
+    size = (
+        select(func.count().label("active"))
+        .where(
+            kept.c.workspace_id == ws,
+            kept.c.first_at >= ranges.c.lower,
+            kept.c.first_at < ranges.c.upper,
+            _live(kept, ws),
+        )
+        .lateral("size")
+    )
+    first = (
+        select(ranges.c.month.label("cohort"), ranges.c.month, size.c.active)
+        .select_from(ranges.join(size, true()))
+        .where(size.c.active > 0)
     )
     at = func.unnest(kept.c.purchase_times).column_valued("at")
-    bought = _month(at)
-    later = select(
-        cohort.label("cohort"),
-        bought.label("month"),
-        func.count(kept.c.contact_id.distinct()).label("active"),
-    ).where(*customers, _month(kept.c.last_at) != cohort, bought != cohort)
-    cohorts = union_all(first.group_by(cohort), later.group_by(cohort, bought)).subquery("cohorts")
+    cohort, bought = func.width_bucket(kept.c.first_at, bounds), func.width_bucket(at, bounds)
+    later = (
+        select(
+            month_of[cohort].label("cohort"),
+            month_of[bought].label("month"),
+            func.count(kept.c.contact_id.distinct()).label("active"),
+        )
+        .where(
+            kept.c.workspace_id == ws,
+            kept.c.first_at >= sql.param("cohorts_from", DateTime(timezone=True)),
+            _live(kept, ws),
+            func.width_bucket(kept.c.last_at, bounds) != cohort,
+            bought != cohort,
+        )
+        .group_by(cohort, bought)
+    )
+    cohorts = union_all(first, later).subquery("cohorts")
     # in the order the purchases' path gives (by cohort, then month)
     ordered = (cohorts.c.cohort, cohorts.c.month)
     return select(
@@ -290,6 +329,23 @@ def _kept(then: bool = False) -> Select[Any]:
     return select(summary, listed, late.label("late")).select_from(summary.join(listed, true()))
 
 
+def cohort_window(as_of: dt.datetime, tz: str) -> dict[str, Any]:
+    """The cohorts' 12 months up to ``as_of``'s (in ``tz``; first days, oldest first) and the same as UTC
+    ranges: local midnight of each first day up to the next one's (``bounds``: the starts and the last
+    end; ``cohorts_from``: the first start). ValueError or OverflowError at the calendar's ends."""
+    zone = zoneinfo.ZoneInfo(tz)
+    months = params.months_back(as_of.astimezone(zone).date(), 12)
+    after = params.next_start(months[-1], "month")
+    bounds = [dt.datetime.combine(m, dt.time(), zone).astimezone(dt.UTC) for m in [*months, after]]
+    return {
+        "months": months,
+        "cohorts_from": bounds[0],
+        "month_from": bounds[:-1],
+        "month_to": bounds[1:],
+        "bounds": bounds,
+    }
+
+
 async def customers(
     conn: asyncpg.Pool | asyncpg.Connection,
     ws: uuid.UUID,
@@ -302,7 +358,8 @@ async def customers(
     asked = {k: values[k] for k in ("as_of", "currency", "churn_before", "tz", "cohorts_from")}
     row: dict[str, Any] = {"late": True}
     if not include_archived:
-        row = dict((await roomy.fetch(conn, _kept(then), ws=ws, **asked))[0])
+        ranges = {k: values[k] for k in ("months", "month_from", "month_to", "bounds")}
+        row = dict((await roomy.fetch(conn, _kept(then), ws=ws, **asked, **ranges))[0])
     if row.pop("late"):  # archived records asked, a purchase or an archival after as_of: the purchases
         row = dict((await roomy.fetch(conn, _report(include_archived), ws=ws, **asked))[0])
     listed = zip(row.pop("cohorts") or (), row.pop("months") or (), row.pop("active") or (), strict=True)

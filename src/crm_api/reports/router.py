@@ -220,12 +220,12 @@ async def customers_report(
         "tz": zone.key,
     }
     try:
-        months = params.months_back(moment.astimezone(zone).date(), 12)
-        first = dt.datetime.combine(months[0], dt.time(), zone).astimezone(dt.UTC)
+        window = customers.cohort_window(moment, zone.key)
         churn_before = moment - dt.timedelta(days=days)
     except (ValueError, OverflowError):
         raise field_error("/as_of", "too close to the ends of the calendar") from None
-    values = {**asked, "churn_before": churn_before, "cohorts_from": first}
+    months = window["months"]
+    values = {**asked, "churn_before": churn_before, **window}
     summary, cohort_rows = await customers.customers(
         report.conn, report.workspace_id, report.archived, values, then=given is not None
     )

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import uuid
+import zoneinfo
 from typing import Any
 
 import asyncpg
@@ -33,12 +34,12 @@ from sqlalchemy import (
     true,
     union_all,
 )
-from sqlalchemy.dialects.postgresql import UUID
+from sqlalchemy.dialects.postgresql import ARRAY, UUID
 from sqlalchemy.sql.elements import ColumnElement
 
 from .. import sql
-from . import roomy
-from .buckets import date_bucket, in_period, local_bucket
+from . import params, roomy
+from .buckets import in_period
 
 
 def _pipeline(by_id: bool) -> Select[Any]:
@@ -235,6 +236,31 @@ async def pipeline_counts(
     return [dict(r) for r in await stmt.fetch(conn, **params)]
 
 
+_DAYS = ARRAY(Date)
+_STAMPS = ARRAY(DateTime(timezone=True))
+
+
+def bucket_ranges(period: dict[str, Any]) -> dict[str, Any]:
+    """The period's buckets as ranges, for statements that read one index range per bucket: ``buckets``
+    (each one's first day), ``day_from``/``day_to`` (its days, ``[from, to)``, cut to the period) and
+    ``at_from``/``at_to`` (the same as UTC instants: local midnights in the period's zone)."""
+    zone = zoneinfo.ZoneInfo(period["tz"])
+    starts = params.Period(period["first_day"], period["last_day"], period["unit"], zone).buckets()
+    days = [period["first_day"], *starts[1:], period["last_day"] + dt.timedelta(days=1)]
+    stamps = [
+        period["lower"],
+        *(dt.datetime.combine(d, dt.time(), zone).astimezone(dt.UTC) for d in days[1:-1]),
+    ]
+    stamps.append(period["upper"])
+    return {
+        "buckets": starts,
+        "day_from": days[:-1],
+        "day_to": days[1:],
+        "at_from": stamps[:-1],
+        "at_to": stamps[1:],
+    }
+
+
 @sql.shape
 def _forecast(by_pipeline: bool, by_owner: bool, include_archived: bool) -> Select[Any]:
     """Three parts, one statement: open deals expected in the period (``ix_deals_report_open``, partial on
@@ -242,17 +268,20 @@ def _forecast(by_pipeline: bool, by_owner: bool, include_archived: bool) -> Sele
     in the period (``ix_deals_report_closed``, by closed_at). Each part's rows: kind, bucket, owner,
     currency, deals, amount, and the amount weighted by the probability of the deal's stage.
 
+    The dated parts read one index range per bucket (``bucket_ranges``, lateral): a deal's bucket is the
+    range it was found in, not a time zone conversion and a hash of every row (the planner also counts
+    the groups right: a few currencies per bucket, where it guessed one group per row of a computed
+    bucket).
+
     Open deals are summed per stage first and weighted after, by the stage's probability: sum(amount) *
     probability per stage is the sum of the deals' weighted amounts, and the join then meets a few dozen
-    rows instead of every deal (which also keeps the planner's estimate, and its choice of a hash
-    aggregate, right)."""
+    rows instead of every deal."""
     d = sql.table("deals")
     s = sql.table("pipeline_stages")
     expected = d.c.expected_close_date
 
-    def summed(bucket: ColumnElement[Any] | None, per_stage: bool, *where: Any) -> Select[Any]:
+    def summed(per_stage: bool, *where: Any) -> Select[Any]:
         stmt = select(
-            (bucket if bucket is not None else cast(null(), Date)).label("bucket"),
             (d.c.owner_id if by_owner else literal(None, UUID)).label("owner_id"),
             d.c.currency,
             *([d.c.stage_id] if per_stage else []),
@@ -262,13 +291,22 @@ def _forecast(by_pipeline: bool, by_owner: bool, include_archived: bool) -> Sele
         if by_pipeline:
             stmt = stmt.where(d.c.pipeline_id == sql.param("pipeline_id", UUID))
         keys: list[Any] = [d.c.currency]
-        if bucket is not None:
-            keys.append(bucket)
         if by_owner:
             keys.append(d.c.owner_id)
         if per_stage:
             keys.append(d.c.stage_id)
         return stmt.group_by(*keys)
+
+    def per_bucket(lower: str, upper: str, column: Any, part: Any) -> Select[Any]:
+        """``part`` (a select of ``summed``) for each bucket's range of ``column``, with the bucket."""
+        kind = _STAMPS if lower.startswith("at") else _DAYS
+        ranges = (
+            func.unnest(sql.param("buckets", _DAYS), sql.param(lower, kind), sql.param(upper, kind))
+            .table_valued("bucket", "lower", "upper")
+            .render_derived(name=f"{lower}_r")
+        )
+        inner = part(column >= ranges.c.lower, column < ranges.c.upper).lateral(f"{lower}_part")
+        return select(ranges.c.bucket, *[c for c in inner.c]).select_from(ranges.join(inner, true()))
 
     def weighted(kind: str, per_stage: Select[Any]) -> Select[Any]:
         t = per_stage.subquery(kind)
@@ -287,12 +325,12 @@ def _forecast(by_pipeline: bool, by_owner: bool, include_archived: bool) -> Sele
             .group_by(t.c.bucket, t.c.owner_id, t.c.currency)
         )
 
-    first, last = sql.param("first_day", Date), sql.param("last_day", Date)
-    scheduled = summed(date_bucket(expected), True, d.c.status == "open", expected >= first, expected <= last)
-    unscheduled = summed(None, True, d.c.status == "open", expected.is_(None))
-    won = summed(local_bucket(d.c.closed_at), False, d.c.status == "won", in_period(d.c.closed_at)).subquery(
-        "won"
-    )
+    scheduled = per_bucket("day_from", "day_to", expected, lambda *r: summed(True, d.c.status == "open", *r))
+    nulls = summed(True, d.c.status == "open", expected.is_(None)).subquery("nulls")
+    unscheduled = select(cast(null(), Date).label("bucket"), *[c for c in nulls.c])
+    won = per_bucket(
+        "at_from", "at_to", d.c.closed_at, lambda *r: summed(False, d.c.status == "won", *r)
+    ).subquery("won")
     return union_all(  # type: ignore[return-value]
         weighted("open", scheduled),
         weighted("unscheduled", unscheduled),
@@ -320,7 +358,7 @@ async def forecast(
     if pipeline_id is not None:
         params["pipeline_id"] = pipeline_id
     stmt = _forecast(pipeline_id is not None, by_owner, include_archived)
-    return [dict(r) for r in await stmt.fetch(conn, **params)]
+    return [dict(r) for r in await stmt.fetch(conn, **params, **bucket_ranges(period))]
 
 
 WIN_RATE_GROUPS = ("owner", "pipeline", "source")

@@ -12,7 +12,7 @@ from typing import Any
 
 import asyncpg
 import httpx
-from report_data import archive, at
+from report_data import archive, at, deal, pipeline
 
 from crm_api.reports import customers
 
@@ -175,3 +175,58 @@ async def test_customers_as_of_counts_contacts_as_they_stood(
     now = await _asked(api)
     assert now["customers"] == 2  # sam and zoe
     assert now["lifetime_value"] == {"customers": 2, "mean": "55.00", "median": "55.00", "p90": "67.00"}
+
+
+STAGES = [
+    {"name": "Lead", "probability": 0.1},
+    {"name": "Won", "kind": "won"},
+    {"name": "Lost", "kind": "lost"},
+]
+
+
+async def test_customers_as_of_counts_deals_won_then_and_reopened_or_lost_since(
+    api: httpx.AsyncClient, pool: asyncpg.Pool
+) -> None:
+    """A deal won on 5 February and reopened on 1 July, and one won on 10 February and lost on 1 July,
+    were purchases on 1 June (their stage history says so), though neither is won today."""
+    ws = api.workspace_id  # type: ignore[attr-defined]
+    pipe = await pipeline(api, "Won, then not", STAGES)
+
+    async def customer(email: str) -> str:
+        made = await api.post("/v1/contacts", json={"email": email})
+        assert made.status_code == 201, made.text
+        return str(made.json()["id"])
+
+    ria, rex = await customer("ria@example.com"), await customer("rex@example.com")
+    won_then = [("Lead", "2026-01-05T10:00:00Z"), ("Won", "2026-02-05T10:00:00Z")]
+    await deal(
+        api, pool, pipe, [*won_then, ("Lead", "2026-07-01T10:00:00Z")], "300.00", "USD", contact_id=ria
+    )
+    lost = [
+        ("Lead", "2026-01-05T10:00:00Z"),
+        ("Won", "2026-02-10T10:00:00Z"),
+        ("Lost", "2026-07-01T10:00:00Z"),
+    ]
+    await deal(api, pool, pipe, lost, "100.00", "USD", contact_id=rex)
+    await _order(api, "ola@example.com", "2026-03-01T10:00:00Z", "50.00")
+
+    # no kept purchase after 1 June, yet the kept rows cannot answer: two won stays were left since
+    assert await _late(pool, ws, then=False) is False
+    assert await _late(pool, ws, then=True) is True
+    june = await _asked(api, **JUNE)
+    assert _numbers(june) == (
+        3,
+        {"customers": 3, "mean": "150.00", "median": "100.00", "p90": "260.00"},
+        0.0,
+        2,  # ria and rex: last bought in February, more than 100 days before 1 June
+        0.6667,
+    )
+    cohorts = {c["month"]: (c["size"], c["active"]) for c in june["cohorts"]}
+    assert cohorts["2026-02-01"] == (2, [2, 0, 0, 0, 0])
+    assert cohorts["2026-03-01"] == (1, [1, 0, 0, 0])
+    # before rex's deal was won, only ria's was
+    february = await _asked(api, as_of="2026-02-07T00:00:00Z")
+    assert february["customers"] == 1 and february["lifetime_value"]["mean"] == "300.00"
+    # today neither deal is won: ola alone
+    now = await _asked(api)
+    assert now["customers"] == 1 and now["lifetime_value"]["mean"] == "50.00"

@@ -52,7 +52,38 @@ _STAMPS = ARRAY(DateTime(timezone=True))
 _DAYS = ARRAY(Date)
 
 
-def _purchases(include_archived: bool) -> CTE:
+def _left_won(ws: Any, as_of: Any, behind: Select[Any], include_archived: bool) -> Select[Any]:
+    """The deals that were won at ``as_of`` and have left their won stage since (reopened, or lost):
+    today's status does not say they were won then; their stay covering ``as_of`` does
+    (``ix_deal_stage_changes_left``: the stays left since ``as_of``), and when it began is when they were
+    won. A deal won today and closed by ``as_of`` is among the won purchases already (one moved between
+    won stages since)."""
+    h = sql.table("deal_stage_changes")
+    s = sql.table("pipeline_stages")
+    d = sql.table("deals").alias("since")
+    stmt = (
+        select(d.c.contact_id, h.c.changed_at.label("at"), d.c.currency, d.c.amount)
+        .select_from(
+            h.join(s, and_(s.c.workspace_id == ws, s.c.id == h.c.to_stage_id)).join(
+                d, and_(d.c.workspace_id == ws, d.c.id == h.c.deal_id)
+            )
+        )
+        .where(
+            h.c.workspace_id == ws,
+            h.c.left_at > as_of,
+            h.c.changed_at <= as_of,
+            s.c.kind == "won",
+            d.c.contact_id.is_not(None),
+            d.c.id.not_in(behind),
+            or_(d.c.status != "won", d.c.closed_at.is_(None), d.c.closed_at > as_of),
+        )
+    )
+    if not include_archived:
+        stmt = stmt.where(or_(d.c.archived_at.is_(None), d.c.archived_at > as_of))
+    return stmt
+
+
+def _purchases(include_archived: bool, then: bool = False) -> CTE:
     o = sql.table("orders")
     d = sql.table("deals")
     ws, as_of = sql.param("ws"), sql.param("as_of", DateTime(timezone=True))
@@ -74,6 +105,8 @@ def _purchases(include_archived: bool) -> CTE:
     if not include_archived:
         # live at as_of: a deal archived since was live then (with as_of now, the same as IS NULL)
         won = won.where(or_(d.c.archived_at.is_(None), d.c.archived_at > as_of))
+    if then:  # a past as_of: the deals won then and not now too (none has left a stage after now)
+        return union_all(paid, won, _left_won(ws, as_of, behind, include_archived)).cte("purchases")
     return union_all(paid, won).cte("purchases")
 
 
@@ -122,11 +155,12 @@ def _summary(k: CTE) -> Subquery:
 
 
 @sql.shape
-def _report(include_archived: bool) -> Select[Any]:
+def _report(include_archived: bool, then: bool = False) -> Select[Any]:
     """One statement, so the purchases and the customers are read once (CTEs referenced twice are
     computed once): the summary's row, with the cohorts beside it as three arrays (the cohort's month,
-    the month bought in, the customers active then), from ``cohorts_from`` on."""
-    p = _purchases(include_archived)
+    the month bought in, the customers active then), from ``cohorts_from`` on. ``then``: a past ``as_of``
+    (the deals won then that have left their won stage since are purchases too)."""
+    p = _purchases(include_archived, then)
     k = _customers(p, include_archived)
     summary = _summary(k)
     listed = _cohorts(p, k)
@@ -310,6 +344,7 @@ def _kept(then: bool = False) -> Select[Any]:
     if then:
         d = sql.table("deals")
         since = sql.table("contacts").alias("since")
+        h, st = sql.table("deal_stage_changes"), sql.table("pipeline_stages")
         late = or_(
             late,
             # archived contacts, on their partial index
@@ -324,6 +359,14 @@ def _kept(then: bool = False) -> Select[Any]:
                 d.c.archived_at.is_not(None),
                 d.c.archived_at > as_of,
                 d.c.status == "won",
+            ),
+            # a won stay left since (a deal reopened or lost after it was won by as_of), on
+            # ix_deal_stage_changes_left; the kept rows know only today's won deals
+            exists().where(
+                h.c.workspace_id == ws,
+                h.c.left_at > as_of,
+                h.c.changed_at <= as_of,
+                h.c.to_stage_id.in_(select(st.c.id).where(st.c.workspace_id == ws, st.c.kind == "won")),
             ),
         )
     return select(summary, listed, late.label("late")).select_from(summary.join(listed, true()))
@@ -361,7 +404,7 @@ async def customers(
         ranges = {k: values[k] for k in ("months", "month_from", "month_to", "bounds")}
         row = dict((await roomy.fetch(conn, _kept(then), ws=ws, **asked, **ranges))[0])
     if row.pop("late"):  # archived records asked, a purchase or an archival after as_of: the purchases
-        row = dict((await roomy.fetch(conn, _report(include_archived), ws=ws, **asked))[0])
+        row = dict((await roomy.fetch(conn, _report(include_archived, then), ws=ws, **asked))[0])
     listed = zip(row.pop("cohorts") or (), row.pop("months") or (), row.pop("active") or (), strict=True)
     return row, [{"cohort": c, "month": m, "active": n} for c, m, n in listed]
 

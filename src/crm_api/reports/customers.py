@@ -52,15 +52,16 @@ _STAMPS = ARRAY(DateTime(timezone=True))
 _DAYS = ARRAY(Date)
 
 
-def _left_won(ws: Any, as_of: Any, behind: Select[Any], include_archived: bool) -> Select[Any]:
+def _left_won(ws: Any, as_of: Any, include_archived: bool) -> Select[Any]:
     """The deals that were won at ``as_of`` and have left their won stage since (reopened, or lost):
     today's status does not say they were won then; their stay covering ``as_of`` does
     (``ix_deal_stage_changes_left``: the stays left since ``as_of``), and when it began is when they were
     won. A deal won today and closed by ``as_of`` is among the won purchases already (one moved between
-    won stages since)."""
+    won stages since). Few: each probes ``ix_orders_deal`` for an order standing behind it."""
     h = sql.table("deal_stage_changes")
     s = sql.table("pipeline_stages")
     d = sql.table("deals").alias("since")
+    o = sql.table("orders")
     stmt = (
         select(d.c.contact_id, h.c.changed_at.label("at"), d.c.currency, d.c.amount)
         .select_from(
@@ -74,7 +75,7 @@ def _left_won(ws: Any, as_of: Any, behind: Select[Any], include_archived: bool) 
             h.c.changed_at <= as_of,
             s.c.kind == "won",
             d.c.contact_id.is_not(None),
-            d.c.id.not_in(behind),
+            ~exists().where(o.c.workspace_id == ws, o.c.deal_id == d.c.id),
             or_(d.c.status != "won", d.c.closed_at.is_(None), d.c.closed_at > as_of),
         )
     )
@@ -106,7 +107,7 @@ def _purchases(include_archived: bool, then: bool = False) -> CTE:
         # live at as_of: a deal archived since was live then (with as_of now, the same as IS NULL)
         won = won.where(or_(d.c.archived_at.is_(None), d.c.archived_at > as_of))
     if then:  # a past as_of: the deals won then and not now too (none has left a stage after now)
-        return union_all(paid, won, _left_won(ws, as_of, behind, include_archived)).cte("purchases")
+        return union_all(paid, won, _left_won(ws, as_of, include_archived)).cte("purchases")
     return union_all(paid, won).cte("purchases")
 
 

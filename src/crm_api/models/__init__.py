@@ -1,6 +1,7 @@
 """Every table, so alembic sees one metadata."""
 
 from .activities import Activity
+from .archive import ArchiveSpan
 from .automations import (
     RUN_STATUSES,
     Automation,
@@ -32,6 +33,7 @@ __all__ = [
     "STAGE_KINDS",
     "Activity",
     "ApiKey",
+    "ArchiveSpan",
     "AttributionDelta",
     "Automation",
     "AutomationCursor",

@@ -47,6 +47,7 @@ from sqlalchemy.sql.selectable import CTE, Subquery
 
 from .. import sql
 from . import params, roomy
+from .spans import restored_since
 
 _STAMPS = ARRAY(DateTime(timezone=True))
 _DAYS = ARRAY(Date)
@@ -80,7 +81,10 @@ def _left_won(ws: Any, as_of: Any, include_archived: bool) -> Select[Any]:
         )
     )
     if not include_archived:
-        stmt = stmt.where(or_(d.c.archived_at.is_(None), d.c.archived_at > as_of))
+        stmt = stmt.where(
+            or_(d.c.archived_at.is_(None), d.c.archived_at > as_of),
+            d.c.id.not_in(restored_since("deal", ws, as_of)),
+        )
     return stmt
 
 
@@ -106,12 +110,14 @@ def _purchases(include_archived: bool, then: bool = False) -> CTE:
     if not include_archived:
         # live at as_of: a deal archived since was live then (with as_of now, the same as IS NULL)
         won = won.where(or_(d.c.archived_at.is_(None), d.c.archived_at > as_of))
+        if then:  # and one archived then and restored since was not
+            won = won.where(d.c.id.not_in(restored_since("deal", ws, as_of)))
     if then:  # a past as_of: the deals won then and not now too (none has left a stage after now)
         return union_all(paid, won, _left_won(ws, as_of, include_archived)).cte("purchases")
     return union_all(paid, won).cte("purchases")
 
 
-def _customers(purchases: CTE, include_archived: bool) -> CTE:
+def _customers(purchases: CTE, include_archived: bool, then: bool = False) -> CTE:
     """One row per customer: purchases, the first and the last, and the value in the currency asked."""
     c = sql.table("contacts")
     p = purchases
@@ -132,6 +138,9 @@ def _customers(purchases: CTE, include_archived: bool) -> CTE:
             c.c.archived_at <= sql.param("as_of", DateTime(timezone=True)),
         )
         stmt = stmt.where(~exists().where(gone))
+        if then:  # and those archived then and restored since
+            as_of = sql.param("as_of", DateTime(timezone=True))
+            stmt = stmt.where(p.c.contact_id.not_in(restored_since("contact", sql.param("ws"), as_of)))
     return stmt.cte("customers")
 
 
@@ -162,7 +171,7 @@ def _report(include_archived: bool, then: bool = False) -> Select[Any]:
     the month bought in, the customers active then), from ``cohorts_from`` on. ``then``: a past ``as_of``
     (the deals won then that have left their won stage since are purchases too)."""
     p = _purchases(include_archived, then)
-    k = _customers(p, include_archived)
+    k = _customers(p, include_archived, then)
     summary = _summary(k)
     listed = _cohorts(p, k)
     return select(summary, listed).select_from(summary.join(listed, true()))
@@ -361,6 +370,9 @@ def _kept(then: bool = False) -> Select[Any]:
                 d.c.archived_at > as_of,
                 d.c.status == "won",
             ),
+            # a contact or a deal archived then and restored since (it is live in the kept rows)
+            exists(restored_since("contact", ws, as_of)),
+            exists(restored_since("deal", ws, as_of)),
             # a won stay left since (a deal reopened or lost after it was won by as_of), on
             # ix_deal_stage_changes_left; the kept rows know only today's won deals
             exists().where(

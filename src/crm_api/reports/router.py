@@ -69,8 +69,9 @@ async def _pipeline(report: Report, pipeline_id: uuid.UUID | None) -> dict[str, 
     description=(
         "Per stage of the pipeline, in stage order: deals, their amount and the amount weighted by the "
         "stage's probability, per currency; and the totals. `as_of` places each deal in the stage it was in "
-        "at that moment (from the stage history), counting deals created by then and not archived by then; "
-        "amounts and probabilities are today's. `Accept: text/csv` answers one line per stage."
+        "at that moment (from the stage history), counting deals created by then and not archived then "
+        "(one restored since included); amounts and probabilities are today's. `Accept: text/csv` answers "
+        "one line per stage."
     ),
 )
 async def pipeline_report(
@@ -192,8 +193,9 @@ async def service_report(
     summary="Report what customers are worth and who stays",
     description=(
         "Customers are contacts with a paid or fulfilled order or a won deal by `as_of` (default now), "
-        "live at `as_of`: one archived since counts, one archived by then does not (unless "
-        "`include_archived=true`); a merged contact's purchases are its survivor's. Lifetime value in "
+        "live at `as_of`: one archived since counts, one archived then does not, restored since or not "
+        "(unless `include_archived=true`); a won deal counts if it was won at `as_of` (from the stage "
+        "history); a merged contact's purchases are its survivor's. Lifetime value in "
         "`currency` (default USD: `mean`, `median`, `p90`, over the customers who bought in it), "
         "`repeat_rate` (two purchases or more), `churned` (last purchase older than `churn_days`, "
         "default 180, before `as_of`) and `churn_rate`, and monthly `cohorts` by first purchase for the "

@@ -40,6 +40,7 @@ from sqlalchemy.sql.elements import ColumnElement
 from .. import sql
 from . import params, roomy
 from .buckets import in_period
+from .spans import restored_since
 
 
 def _pipeline(by_id: bool) -> Select[Any]:
@@ -132,6 +133,7 @@ def _pipeline_then(by_owner: bool, include_archived: bool) -> Select[Any]:
         where = [deals.c.created_at <= as_of]
         if not include_archived:
             where.append(or_(deals.c.archived_at.is_(None), deals.c.archived_at > as_of))
+            where.append(deals.c.id.not_in(restored_since("deal", ws, as_of)))  # archived then
         if by_owner:
             where.append(deals.c.owner_id == sql.param("owner_id", UUID))
         return where

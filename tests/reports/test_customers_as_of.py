@@ -230,3 +230,65 @@ async def test_customers_as_of_counts_deals_won_then_and_reopened_or_lost_since(
     # today neither deal is won: ola alone
     now = await _asked(api)
     assert now["customers"] == 1 and now["lifetime_value"]["mean"] == "50.00"
+
+
+async def _push(api: httpx.AsyncClient, ref: str, status: str, total: str, email: str) -> None:
+    body = {
+        "customer": {"email": email},
+        "status": status,
+        "currency": "USD",
+        "totals": {"total": total},
+        "placed_at": "2026-02-01T10:00:00Z",
+        "updated_at": dt.datetime.now(dt.UTC).isoformat(),
+    }
+    made = await api.put(f"/v1/orders/shop/{ref}", json=body)
+    assert made.status_code in (200, 201), made.text
+
+
+async def test_customers_as_of_counts_an_order_paid_then_and_refunded_since(
+    api: httpx.AsyncClient, pool: asyncpg.Pool
+) -> None:
+    """Orders keep no status history, but an order's deal moves to the lost stage when it is refunded, and
+    the deal's stage history says when: paid on 1 February (won), refunded on 1 July (lost). On 1 June it
+    was a purchase; today it is not."""
+    ws = api.workspace_id  # type: ignore[attr-defined]
+    await _push(api, "r1", "paid", "80.00", "ola@example.com")
+    await _push(api, "r1", "refunded", "80.00", "ola@example.com")
+    await _order(api, "una@example.com", "2026-03-01T10:00:00Z", "20.00")
+    deal_id = await pool.fetchval(
+        "SELECT deal_id FROM orders WHERE workspace_id = $1 AND external_id = 'r1'", ws
+    )
+    moves = await pool.fetch(
+        "SELECT pipeline_id, to_stage_id FROM deal_stage_changes WHERE workspace_id = $1 AND deal_id = $2 "
+        "ORDER BY changed_at",
+        ws,
+        deal_id,
+    )
+    assert len(moves) == 2  # into won, then into lost
+    # the moves as they would have been made on 1 February and 1 July
+    await pool.execute("DELETE FROM deal_stage_changes WHERE workspace_id = $1 AND deal_id = $2", ws, deal_id)
+    previous = None
+    for move, moment in zip(moves, ("2026-02-01T10:00:00Z", "2026-07-01T10:00:00Z"), strict=True):
+        await pool.execute(
+            "INSERT INTO deal_stage_changes (workspace_id, id, deal_id, pipeline_id, from_stage_id, "
+            "to_stage_id, changed_at, actor) VALUES ($1, $2, $3, $4, $5, $6, $7, 'test')",
+            ws,
+            uuid.uuid4(),
+            deal_id,
+            move["pipeline_id"],
+            previous,
+            move["to_stage_id"],
+            at(moment),
+        )
+        previous = move["to_stage_id"]
+
+    assert await _late(pool, ws, then=True) is True
+    june = await _asked(api, **JUNE)
+    assert june["customers"] == 2
+    assert june["lifetime_value"] == {"customers": 2, "mean": "50.00", "median": "50.00", "p90": "74.00"}
+    assert {c["month"]: c["size"] for c in june["cohorts"] if c["size"]} == {"2026-02-01": 1, "2026-03-01": 1}
+    # on 15 January, before either order, no one had bought
+    assert (await _asked(api, as_of="2026-01-15T00:00:00Z"))["customers"] == 0
+    # today the refund stands: una alone
+    now = await _asked(api)
+    assert now["customers"] == 1 and now["lifetime_value"]["mean"] == "20.00"

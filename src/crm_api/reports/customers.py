@@ -4,7 +4,9 @@ A purchase is a paid or fulfilled order (at ``placed_at``, else when it was firs
 that no order stands behind (at ``closed_at``): an order is also a won deal, and counting both would count
 it twice. A customer is a contact live at ``as_of`` with at least one purchase by then: like the pipeline's
 ``as_of``, a contact or a won deal archived after ``as_of`` (merged ones too: a merge archives them) was
-live then and counts, one archived by then does not. Two statements share the purchases: the summary
+live then and counts, one archived by then does not (nor one archived then and restored since:
+``archive_spans``); a deal won then and reopened or lost since, and an order paid then and refunded or
+cancelled since, were purchases then (``_left_won``). Two statements share the purchases: the summary
 (lifetime value in one currency, repeat and churn) and the monthly cohorts.
 
 Purchases are read per workspace from ``ix_orders_report_paid`` (partial on paid and fulfilled orders) and
@@ -54,38 +56,50 @@ _DAYS = ARRAY(Date)
 
 
 def _left_won(ws: Any, as_of: Any, include_archived: bool) -> Select[Any]:
-    """The deals that were won at ``as_of`` and have left their won stage since (reopened, or lost):
-    today's status does not say they were won then; their stay covering ``as_of`` does
-    (``ix_deal_stage_changes_left``: the stays left since ``as_of``), and when it began is when they were
-    won. A deal won today and closed by ``as_of`` is among the won purchases already (one moved between
-    won stages since). Few: each probes ``ix_orders_deal`` for an order standing behind it."""
+    """The purchases of ``as_of`` that today's statuses do not show: deals won then that have left their
+    won stage since (reopened, or lost), and orders paid then and refunded or cancelled since (an order's
+    deal leaves its won stage when it is). The stays covering ``as_of`` say so
+    (``ix_deal_stage_changes_left``: the stays left since ``as_of``), each deal then read by key and its
+    order probed on ``ix_orders_deal``. A deal's purchase is when its won stay began, an order's is when it
+    was placed, as for the others. A deal won today and closed by ``as_of``, or a paid order, is among the
+    other purchases already."""
     h = sql.table("deal_stage_changes")
     s = sql.table("pipeline_stages")
     d = sql.table("deals").alias("since")
     o = sql.table("orders")
-    stmt = (
-        select(d.c.contact_id, h.c.changed_at.label("at"), d.c.currency, d.c.amount)
+    alone = o.c.deal_id.is_(None)  # no order behind the deal
+    placed = func.coalesce(o.c.placed_at, o.c.created_at)
+    deal_then = [
+        alone,
+        d.c.contact_id.is_not(None),
+        or_(d.c.status != "won", d.c.closed_at.is_(None), d.c.closed_at > as_of),
+    ]
+    if not include_archived:
+        deal_then += [
+            or_(d.c.archived_at.is_(None), d.c.archived_at > as_of),
+            d.c.id.not_in(restored_since("deal", ws, as_of)),
+        ]
+    order_then = and_(o.c.status != "paid", o.c.status != "fulfilled", placed <= as_of)
+    return (
+        select(
+            case((alone, d.c.contact_id), else_=o.c.contact_id).label("contact_id"),
+            case((alone, h.c.changed_at), else_=placed).label("at"),
+            case((alone, d.c.currency), else_=o.c.currency).label("currency"),
+            case((alone, d.c.amount), else_=o.c.total).label("amount"),
+        )
         .select_from(
-            h.join(s, and_(s.c.workspace_id == ws, s.c.id == h.c.to_stage_id)).join(
-                d, and_(d.c.workspace_id == ws, d.c.id == h.c.deal_id)
-            )
+            h.join(s, and_(s.c.workspace_id == ws, s.c.id == h.c.to_stage_id))
+            .join(d, and_(d.c.workspace_id == ws, d.c.id == h.c.deal_id))
+            .outerjoin(o, and_(o.c.workspace_id == ws, o.c.deal_id == d.c.id))
         )
         .where(
             h.c.workspace_id == ws,
             h.c.left_at > as_of,
             h.c.changed_at <= as_of,
             s.c.kind == "won",
-            d.c.contact_id.is_not(None),
-            ~exists().where(o.c.workspace_id == ws, o.c.deal_id == d.c.id),
-            or_(d.c.status != "won", d.c.closed_at.is_(None), d.c.closed_at > as_of),
+            or_(and_(*deal_then), order_then),
         )
     )
-    if not include_archived:
-        stmt = stmt.where(
-            or_(d.c.archived_at.is_(None), d.c.archived_at > as_of),
-            d.c.id.not_in(restored_since("deal", ws, as_of)),
-        )
-    return stmt
 
 
 def _purchases(include_archived: bool, then: bool = False) -> CTE:

@@ -111,15 +111,15 @@ def _purchases(include_archived: bool, then: bool = False) -> CTE:
         o.c.workspace_id == ws, or_(o.c.status == "paid", o.c.status == "fulfilled"), at <= as_of
     )
     ordered = sql.table("orders").alias("ordered")
-    # the deals orders stand behind, as one set (a hashed subplan over ix_orders_deal, read once), not a
-    # probe per won deal: NOT IN is safe here, the set holds no null
-    behind = select(ordered.c.deal_id).where(ordered.c.workspace_id == ws, ordered.c.deal_id.is_not(None))
+    # a won deal an order stands behind is that order's purchase: an anti-join the planner makes one hash
+    # of the orders' deals for (shared by its parallel workers), where a NOT IN's hashed subplan was built
+    # by each worker
     won = select(d.c.contact_id, d.c.closed_at.label("at"), d.c.currency, d.c.amount).where(
         d.c.workspace_id == ws,
         d.c.closed_at <= as_of,
         d.c.status == "won",
         d.c.contact_id.is_not(None),
-        d.c.id.not_in(behind),
+        ~exists().where(ordered.c.workspace_id == ws, ordered.c.deal_id == d.c.id),
     )
     if not include_archived:
         # live at as_of: a deal archived since was live then (with as_of now, the same as IS NULL)
@@ -158,8 +158,10 @@ def _customers(purchases: CTE, include_archived: bool, then: bool = False) -> CT
     return stmt.cte("customers")
 
 
-def _month(column: Any) -> Any:
-    return cast(func.date_trunc("month", func.timezone(sql.param("tz", Text), column)), Date)
+def _month_of() -> Any:
+    """The cohorts' months (``months``, first days) as an array to subscript by a ``width_bucket`` over
+    ``bounds``: ``($n::date[])[i]`` (a cast is subscripted in brackets)."""
+    return type_coerce(Grouping(sql.param("months", _DAYS)), _DAYS)
 
 
 def _summary(k: CTE) -> Subquery:
@@ -296,7 +298,7 @@ def _kept_cohorts(kept: Any) -> Subquery:
     ws = sql.param("ws")
     months = sql.param("months", _DAYS)
     bounds = sql.param("bounds", _STAMPS)
-    month_of = type_coerce(Grouping(months), _DAYS)  # ($n::date[])[i]: a cast is subscripted in brackets
+    month_of = _month_of()
     ranges = (
         func.unnest(months, sql.param("month_from", _STAMPS), sql.param("month_to", _STAMPS))
         .table_valued("month", "lower", "upper")
@@ -426,33 +428,38 @@ async def customers(
     """The summary, and the cohorts' rows: ``(cohort, month, active)``. ``then``: ``as_of`` was asked
     (see ``_kept``)."""
     asked = {k: values[k] for k in ("as_of", "currency", "churn_before", "tz", "cohorts_from")}
+    ranges = {k: values[k] for k in ("months", "month_from", "month_to", "bounds")}
     row: dict[str, Any] = {"late": True}
     if not include_archived:
-        ranges = {k: values[k] for k in ("months", "month_from", "month_to", "bounds")}
         row = dict((await roomy.fetch(conn, _kept(then), ws=ws, **asked, **ranges))[0])
     if row.pop("late"):  # archived records asked, a purchase or an archival after as_of: the purchases
-        row = dict((await roomy.fetch(conn, _report(include_archived, then), ws=ws, **asked))[0])
+        row = dict((await roomy.fetch(conn, _report(include_archived, then), ws=ws, **asked, **ranges))[0])
     listed = zip(row.pop("cohorts") or (), row.pop("months") or (), row.pop("active") or (), strict=True)
     return row, [{"cohort": c, "month": m, "active": n} for c, m, n in listed]
 
 
 def _cohorts(p: Any, k: Any) -> Any:
     """Per month of first purchase (``k.first_at``), the customers of the cohort who bought (``p.at``) in
-    each month since, as three parallel arrays in one row: what the summary and the kept path share."""
-    cohort, bought = _month(k.c.first_at), _month(p.c.at)
+    each month since, as three parallel arrays in one row, by cohort then month, as the kept path gives
+    them. Months are ranges (``bounds``, see ``_kept_cohorts``); a cohort customer's purchases are all since
+    ``cohorts_from``, so only those purchases meet the customers."""
+    bounds, month_of = sql.param("bounds", _STAMPS), _month_of()
+    cohorts_from = sql.param("cohorts_from", DateTime(timezone=True))
+    cohort, bought = func.width_bucket(k.c.first_at, bounds), func.width_bucket(p.c.at, bounds)
     cohorts = (
         select(
-            cohort.label("cohort"),
-            bought.label("month"),
+            month_of[cohort].label("cohort"),
+            month_of[bought].label("month"),
             func.count(p.c.contact_id.distinct()).label("active"),
         )
         .select_from(p.join(k, k.c.contact_id == p.c.contact_id))
-        .where(k.c.first_at >= sql.param("cohorts_from", DateTime(timezone=True)))
+        .where(k.c.first_at >= cohorts_from, p.c.at >= cohorts_from)
         .group_by(cohort, bought)
         .subquery("cohorts")
     )
+    ordered = (cohorts.c.cohort, cohorts.c.month)
     return select(
-        func.array_agg(cohorts.c.cohort).label("cohorts"),
-        func.array_agg(cohorts.c.month).label("months"),
-        func.array_agg(cohorts.c.active).label("active"),
+        func.array_agg(aggregate_order_by(cohorts.c.cohort, *ordered)).label("cohorts"),
+        func.array_agg(aggregate_order_by(cohorts.c.month, *ordered)).label("months"),
+        func.array_agg(aggregate_order_by(cohorts.c.active, *ordered)).label("active"),
     ).subquery("listed")

@@ -463,6 +463,7 @@ QUERIES = {
     "service (default: this year)": "/v1/reports/service",
     "service by priority": "/v1/reports/service?group_by=priority",
     "customers (default: now, USD)": "/v1/reports/customers",
+    "customers as_of 2026-06-30": "/v1/reports/customers?as_of=2026-06-30T00:00:00Z",
     "lead-conversion (default: this year by month)": "/v1/reports/lead-conversion",
     "lead-conversion by source": "/v1/reports/lead-conversion?group_by=source",
     "attribution (default: this year)": "/v1/reports/attribution",

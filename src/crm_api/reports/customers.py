@@ -357,8 +357,10 @@ def _kept(then: bool = False) -> Select[Any]:
     (``ix_contact_purchases_last``): then this answer is not the one asked, and the caller reads the
     purchases themselves. One statement, so the check and the answer see one snapshot.
 
-    ``then``: ``as_of`` was asked (not now). The kept rows know only today's live records, so ``late``
-    is also true when a contact or a won deal was archived after ``as_of`` (it was live then). Without
+    ``then``: ``as_of`` was asked (not now). The kept rows know only today's live records and today's
+    purchases, so ``late`` is also true when a contact or a won deal was archived after ``as_of`` (it was
+    live then), one archived then was restored since, or a won stay covering ``as_of`` was left since (a
+    deal reopened or lost, an order refunded or cancelled: a purchase then). Without
     ``then`` (as_of now) nothing was archived after it, and the statement is the default query's,
     unchanged."""
     kept = sql.table("contact_purchases")

@@ -47,6 +47,9 @@ async def test_a_restore_keeps_the_span_and_the_pipeline_as_of_leaves_the_deal_o
     restored = await _restore(api, "deals", back)
     assert restored["id"] == back
     assert await _spans(pool, ws) == [("deal", uuid.UUID(back), at(ARCHIVED))]
+    # restored when the restore says, by the clock archived_at and the events are written with
+    restored_at = await pool.fetchval("SELECT restored_at FROM archive_spans WHERE workspace_id = $1", ws)
+    assert restored_at == at(restored["updated_at"])
     # the restore's event names the archival it ended, as the migration's backfill reads it
     previous = await pool.fetchval(
         "SELECT data -> 'previous' ->> 'archived_at' FROM events "

@@ -12,7 +12,7 @@ import httpx
 import standardwebhooks
 from receiver import Receiver, Reply, StartDispatcher, wait_for
 
-from crm_api.models.webhooks import DISABLED_FAILING, DISABLED_GONE
+from crm_api.models.webhooks import DISABLED_FAILING, DISABLED_GONE, DISABLED_REQUESTED
 
 
 async def _endpoint(api: httpx.AsyncClient, url: str) -> dict[str, Any]:
@@ -178,3 +178,40 @@ async def test_a_patch_repeating_the_endpoints_state_moves_no_version(
     r = await api.patch(path, json={**same, "description": "orders"})
     assert r.status_code == 200, r.text
     assert r.json()["version"] == ep["version"] + 1 and r.json()["description"] == "orders"
+
+
+async def test_a_disable_asked_of_an_endpoint_disabled_for_failing_stops_its_deliveries(
+    api: httpx.AsyncClient, pool: asyncpg.Pool, receiver: Receiver
+) -> None:
+    """Disabled for failing, an endpoint still receives (parked); asked to disable, it receives nothing:
+    the same status, a new reason and version, and events from then on queue nothing for it."""
+    ep = await _endpoint(api, receiver.url())
+    path = f"/v1/webhooks/{ep['id']}"
+    ws = api.workspace_id  # type: ignore[attr-defined]
+    await pool.execute(
+        "UPDATE webhook_endpoints SET status = 'disabled', disabled_reason = $3, version = version + 1 "
+        "WHERE workspace_id = $1 AND id = $2",
+        ws,
+        uuid.UUID(ep["id"]),
+        DISABLED_FAILING,
+    )
+
+    async def queued() -> int:
+        count: int = await pool.fetchval(
+            "SELECT count(*) FROM webhook_deliveries WHERE workspace_id = $1 AND endpoint_id = $2",
+            ws,
+            uuid.UUID(ep["id"]),
+        )
+        return count
+
+    await _contact(api)
+    assert await queued() == 1  # disabled for failing: still queued, parked
+    r = await api.patch(path, json={"status": "disabled"})
+    assert r.status_code == 200, r.text
+    assert (r.json()["status"], r.json()["disabled_reason"]) == ("disabled", DISABLED_REQUESTED)
+    assert r.json()["version"] == ep["version"] + 2
+    await _contact(api)
+    assert await queued() == 1  # on request: nothing more
+    # asked again, it is the same: no new version
+    again = await api.patch(path, json={"status": "disabled"})
+    assert again.status_code == 200 and again.json()["version"] == r.json()["version"]

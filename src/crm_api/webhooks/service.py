@@ -125,6 +125,10 @@ async def update(
     await _check_version(conn, ctx, eid, if_match)
     if "event_types" in changes:
         changes["event_types"] = sorted(set(changes["event_types"]))
+    # a disable asked is a disable on request, also of an endpoint the dispatcher disabled (for failing it
+    # still receives, parked; on request it receives nothing)
+    if changes.get("status") == "disabled":
+        changes["disabled_reason"] = DISABLED_REQUESTED
     # a value the endpoint already has is no change: a PATCH repeating the state moves no version (and
     # enabling an enabled endpoint leaves its failure clock alone)
     current = await get(conn, ctx, eid)
@@ -133,14 +137,12 @@ async def update(
         return current, []
     if changes.get("status") == "enabled":
         changes.update(disabled_reason=None, failing_since=None)
-    elif changes.get("status") == "disabled":
-        changes["disabled_reason"] = DISABLED_REQUESTED
     row = await repo.update_endpoint(conn, ctx.workspace_id, eid, changes)
     if row is None:
         raise NotFound(f"No webhook endpoint with id {eid}")
     if changes.get("status") == "enabled":
         await UNPARK.execute(conn, ws=ctx.workspace_id, endpoint_id=eid)  # its backlog flows again
-    elif changes.get("status") == "disabled":
+    elif changes.get("disabled_reason") == DISABLED_REQUESTED:
         await PARK.execute(conn, ws=ctx.workspace_id, endpoint_ids=[eid])
     subscription_changed = "url" in changes or "event_types" in changes
     return row, await overlaps(conn, ctx, row) if subscription_changed else []

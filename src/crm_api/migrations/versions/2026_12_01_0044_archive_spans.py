@@ -46,13 +46,14 @@ def upgrade() -> None:
         ["workspace_id", "object_type", "restored_at"],
         postgresql_include=["archived_at", "object_id"],
     )
-    # a second restore of one archival in a transaction (archive and restore again) keeps the first
+    # restored when the write says (its updated_at, the application's clock, as archived_at and the events'
+    # times are); a second restore of one archival in a transaction keeps the first
     op.execute(
         """
         CREATE FUNCTION archive_spans_keep() RETURNS trigger LANGUAGE plpgsql AS $$
         BEGIN
             INSERT INTO archive_spans (workspace_id, object_id, archived_at, object_type, restored_at)
-            VALUES (NEW.workspace_id, NEW.id, OLD.archived_at, TG_ARGV[0], now())
+            VALUES (NEW.workspace_id, NEW.id, OLD.archived_at, TG_ARGV[0], coalesce(NEW.updated_at, now()))
             ON CONFLICT DO NOTHING;
             RETURN NULL;
         END $$

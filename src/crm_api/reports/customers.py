@@ -338,8 +338,12 @@ def _kept_cohorts(kept: Any) -> Subquery:
         )
         .group_by(cohort, bought)
     )
-    cohorts = union_all(first, later).subquery("cohorts")
-    # in the order the purchases' path gives (by cohort, then month)
+    return _listed(union_all(first, later).subquery("cohorts"))
+
+
+def _listed(cohorts: Subquery) -> Subquery:
+    """The cells (``cohort``, ``month``, ``active``) as three parallel arrays in one row, by cohort then
+    month: both paths list them alike."""
     ordered = (cohorts.c.cohort, cohorts.c.month)
     return select(
         func.array_agg(aggregate_order_by(cohorts.c.cohort, *ordered)).label("cohorts"),
@@ -459,9 +463,4 @@ def _cohorts(p: Any, k: Any) -> Any:
         .group_by(cohort, bought)
         .subquery("cohorts")
     )
-    ordered = (cohorts.c.cohort, cohorts.c.month)
-    return select(
-        func.array_agg(aggregate_order_by(cohorts.c.cohort, *ordered)).label("cohorts"),
-        func.array_agg(aggregate_order_by(cohorts.c.month, *ordered)).label("months"),
-        func.array_agg(aggregate_order_by(cohorts.c.active, *ordered)).label("active"),
-    ).subquery("listed")
+    return _listed(cohorts)
